@@ -1,0 +1,1 @@
+//! Provenance (SLSA v1 in-toto statements), DSSE envelopes, keys and signatures.

@@ -1,0 +1,1 @@
+//! Turns a recipe into a `BuildPlan` and executes it.

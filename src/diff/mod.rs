@@ -1,0 +1,1 @@
+//! The image comparison engine and its verdict taxonomy.

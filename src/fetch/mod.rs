@@ -1,0 +1,1 @@
+//! Fetching inputs: local paths, http(s), mirror directories; every stream hashed as it flows.

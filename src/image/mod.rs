@@ -1,0 +1,1 @@
+//! OCI manifests, configs, indexes, layouts, archives and transports.

@@ -1,0 +1,3 @@
+//! Layers: the file-tree model, the deterministic tar writer, the safe extractor, compression.
+
+pub mod tree;

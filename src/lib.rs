@@ -1,0 +1,19 @@
+//! kiln: hermetic, reproducible container-image rebuilds from declarative TOML recipes.
+//!
+//! A build is a pipeline of pure stages with I/O at the edges:
+//! recipe → `BuildPlan` → layers → image → layout / archive / registry, with a provenance
+//! attestation derived from the plan and its results. The library never prints and never exits;
+//! `cli` and `main.rs` do.
+
+pub mod attest;
+pub mod build;
+pub mod cli;
+pub mod diff;
+pub mod digest;
+pub mod fetch;
+pub mod image;
+pub mod layer;
+pub mod recipe;
+pub mod store;
+
+pub use digest::Sha256Digest;

@@ -1,0 +1,1 @@
+//! The content-addressed cache: atomic writes, a lock per digest, verification on use.
