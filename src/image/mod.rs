@@ -1,1 +1,75 @@
 //! OCI manifests, configs, indexes, layouts, archives and transports.
+//!
+//! Types are `oci-spec`'s; every blob kiln writes goes through [`json::to_canonical_vec`] so its
+//! bytes do not depend on map iteration order.
+
+use std::path::PathBuf;
+
+use crate::digest::Sha256Digest;
+
+pub mod archive;
+pub mod json;
+pub mod layout;
+pub mod media;
+pub mod reference;
+pub mod source;
+
+pub use layout::Layout;
+pub use reference::{ImageRef, RefError};
+pub use source::{open_image, OpenedImage};
+
+/// The largest manifest, index or config kiln reads (4 MiB); larger ones are refused.
+pub const MAX_JSON_BLOB: u64 = 4 * 1024 * 1024;
+
+pub type Result<T, E = ImageError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Ref(#[from] RefError),
+    #[error("`{}` is not an OCI image layout (no oci-layout or index.json)", path.display())]
+    NotALayout { path: PathBuf },
+    #[error("blob {digest} is missing from {location}")]
+    MissingBlob {
+        digest: Sha256Digest,
+        location: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        what: String,
+        expected: Sha256Digest,
+        actual: Sha256Digest,
+    },
+    #[error("blob {digest} is larger than the {limit}-byte limit for manifests and configs")]
+    TooLarge { digest: Sha256Digest, limit: u64 },
+    #[error("failed to parse {what} as JSON")]
+    BadJson {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("unsupported digest `{digest}`: kiln handles sha256 digests only")]
+    UnsupportedDigest { digest: String },
+    #[error("{reference}: {reason}")]
+    Select { reference: String, reason: String },
+    #[error("{reference}: no manifest for platform {platform}; available: {available}")]
+    NoPlatform {
+        reference: String,
+        platform: String,
+        available: String,
+    },
+    #[error("{reference}: unsupported media type `{media_type}`")]
+    UnsupportedMediaType {
+        reference: String,
+        media_type: String,
+    },
+    #[error("{reference}: the {transport} transport is not supported here yet")]
+    UnsupportedTransport {
+        reference: String,
+        transport: &'static str,
+    },
+}

@@ -1,0 +1,149 @@
+//! SLSA provenance v1 for a kiln build, as an in-toto Statement v1.
+//!
+//! The statement is a pure function of the recipe, its resolved inputs and kiln's version: no
+//! wall-clock times, host names or random ids, so two builds of the same recipe on two machines
+//! write the same provenance blob, byte for byte. `runDetails.metadata.startedOn/finishedOn`
+//! are therefore omitted (both are optional in SLSA v1); CI that wants an invocation id passes
+//! one explicitly (`kiln build --invocation-id`).
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::digest::Sha256Digest;
+
+pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
+/// Names kiln's build type; the version changes whenever the meaning of a recipe changes.
+pub const BUILD_TYPE: &str = "https://kiln.build/recipe/v1";
+pub const BUILDER_ID: &str = "https://kiln.build/builder/v1";
+
+/// One input that went into the image: a `url` or `path` input, or the base image.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dependency {
+    pub name: String,
+    pub uri: String,
+    pub digest: Sha256Digest,
+}
+
+/// Everything the provenance says, gathered by the build.
+#[derive(Clone, Debug)]
+pub struct ProvenanceFacts {
+    /// The image name (`[image] name`), used as the subject name.
+    pub name: String,
+    pub manifest_digest: Sha256Digest,
+    /// How the recipe is named in the provenance (its file name, or a URI the caller gave).
+    pub recipe_uri: String,
+    pub recipe_digest: Sha256Digest,
+    pub platform: String,
+    pub epoch: i64,
+    /// The layer encoder and its settings, e.g. `kiln-pgzip/1 zlib-rs level=6 block=131072`.
+    pub compressor: String,
+    pub dependencies: Vec<Dependency>,
+    pub invocation_id: Option<String>,
+}
+
+/// The in-toto statement, as a JSON value (serialize it with `image::json::to_canonical_vec`).
+pub fn statement(facts: &ProvenanceFacts) -> Value {
+    let mut deps = facts.dependencies.clone();
+    deps.sort();
+    let resolved: Vec<Value> = deps
+        .iter()
+        .map(|d| json!({"name": d.name, "uri": d.uri, "digest": {"sha256": d.digest.hex()}}))
+        .collect();
+    let mut metadata = serde_json::Map::new();
+    if let Some(id) = &facts.invocation_id {
+        metadata.insert("invocationId".into(), json!(id));
+    }
+    json!({
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": facts.name, "digest": {"sha256": facts.manifest_digest.hex()}}],
+        "predicateType": SLSA_PROVENANCE_V1,
+        "predicate": {
+            "buildDefinition": {
+                "buildType": BUILD_TYPE,
+                "externalParameters": {
+                    "recipe": {
+                        "uri": facts.recipe_uri,
+                        "digest": {"sha256": facts.recipe_digest.hex()},
+                    },
+                    "platform": facts.platform,
+                    "output": {"name": facts.name},
+                },
+                "internalParameters": {
+                    "epoch": facts.epoch,
+                    "compressor": facts.compressor,
+                    "kilnVersion": env!("CARGO_PKG_VERSION"),
+                },
+                "resolvedDependencies": resolved,
+            },
+            "runDetails": {
+                "builder": {
+                    "id": BUILDER_ID,
+                    "version": {"kiln": env!("CARGO_PKG_VERSION")},
+                },
+                "metadata": Value::Object(metadata),
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::json::to_canonical_vec;
+
+    fn facts() -> ProvenanceFacts {
+        ProvenanceFacts {
+            name: "hello".into(),
+            manifest_digest: Sha256Digest::of(b"manifest"),
+            recipe_uri: "recipe.toml".into(),
+            recipe_digest: Sha256Digest::of(b"recipe"),
+            platform: "linux/amd64".into(),
+            epoch: 1_700_000_000,
+            compressor: "gzip".into(),
+            dependencies: vec![
+                Dependency {
+                    name: "site".into(),
+                    uri: "file:site".into(),
+                    digest: Sha256Digest::of(b"b"),
+                },
+                Dependency {
+                    name: "base".into(),
+                    uri: "oci:x".into(),
+                    digest: Sha256Digest::of(b"a"),
+                },
+            ],
+            invocation_id: None,
+        }
+    }
+
+    #[test]
+    fn statement_has_the_slsa_v1_shape() {
+        let s = statement(&facts());
+        assert_eq!(s["_type"], STATEMENT_TYPE);
+        assert_eq!(s["predicateType"], SLSA_PROVENANCE_V1);
+        assert_eq!(
+            s["subject"][0]["digest"]["sha256"],
+            Sha256Digest::of(b"manifest").hex()
+        );
+        let bd = &s["predicate"]["buildDefinition"];
+        assert_eq!(
+            bd["externalParameters"]["recipe"]["digest"]["sha256"],
+            Sha256Digest::of(b"recipe").hex()
+        );
+        let deps = bd["resolvedDependencies"].as_array().unwrap();
+        assert_eq!(deps.len(), 2);
+        assert_eq!(deps[0]["name"], "base", "dependencies are sorted");
+        assert!(s["predicate"]["runDetails"]["metadata"]
+            .get("startedOn")
+            .is_none());
+    }
+
+    #[test]
+    fn statement_bytes_are_deterministic() {
+        let a = to_canonical_vec(&statement(&facts())).unwrap();
+        let mut f = facts();
+        f.dependencies.reverse();
+        assert_eq!(a, to_canonical_vec(&statement(&f)).unwrap());
+    }
+}
