@@ -1,1 +1,253 @@
-//! Turns a recipe into a `BuildPlan` and executes it.
+//! Turns a recipe into an image: resolve and verify every input, build each `[[layer]]` as a
+//! file tree, stream it through the deterministic tar writer and the compressor into the store,
+//! then assemble config, manifest and provenance. Output (layout, archives, registries) is
+//! `output`'s job; this module only produces a [`BuiltImage`] whose blobs are in the store or in
+//! the base image's layout.
+
+mod config;
+mod error;
+mod inputs;
+mod layers;
+pub mod output;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+pub use config::rfc3339;
+pub use error::BuildError;
+
+use crate::attest::provenance::{self, Dependency, ProvenanceFacts};
+use crate::digest::Sha256Digest;
+use crate::image::json::to_canonical_vec;
+use crate::image::{self, media, ImageRef};
+use crate::recipe::Recipe;
+use crate::store::Store;
+
+pub type Result<T, E = BuildError> = std::result::Result<T, E>;
+
+/// How to run a build; everything here is about *where* and *how fast*, never *what*: no
+/// option changes the image's bytes.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    pub store_root: PathBuf,
+    pub mirrors: Vec<PathBuf>,
+    pub offline: bool,
+    /// Compression threads; the output is the same for any value.
+    pub threads: usize,
+    /// How the provenance names the recipe (default: its file name).
+    pub recipe_uri: Option<String>,
+    pub invocation_id: Option<String>,
+}
+
+/// What a build reports as it goes; the CLI prints these, the library never does.
+pub trait BuildObserver {
+    fn event(&self, event: BuildEvent<'_>);
+}
+
+pub enum BuildEvent<'a> {
+    InputReady { name: &'a str, digest: &'a Sha256Digest },
+    BaseReady { reference: &'a str, digest: &'a Sha256Digest },
+    LayerStarted { index: usize, total: usize },
+    LayerDone { index: usize, digest: &'a Sha256Digest, size: u64, cached: bool },
+}
+
+/// A blob of the built image and where its bytes are.
+#[derive(Clone, Debug)]
+pub struct Blob {
+    pub media_type: String,
+    pub digest: Sha256Digest,
+    pub size: u64,
+    pub path: PathBuf,
+}
+
+/// The result of a build, ready to be written out.
+#[derive(Debug)]
+pub struct BuiltImage {
+    pub name: String,
+    pub epoch: i64,
+    pub manifest_digest: Sha256Digest,
+    pub manifest_bytes: Vec<u8>,
+    pub config_digest: Sha256Digest,
+    pub config_bytes: Vec<u8>,
+    /// In manifest order: base layers first.
+    pub layers: Vec<Blob>,
+    /// The uncompressed digests, in the same order.
+    pub diff_ids: Vec<Sha256Digest>,
+    /// The SLSA provenance statement (canonical JSON bytes).
+    pub provenance: Vec<u8>,
+    /// Keeps the base image (and its blobs) open until output is written.
+    pub(crate) _base: Option<image::OpenedImage>,
+}
+
+/// Builds `recipe`. Refuses unpinned inputs; fetches what is missing into the store.
+pub fn build(recipe: &Recipe, opts: &BuildOptions, observer: &dyn BuildObserver) -> Result<BuiltImage> {
+    let unpinned: Vec<String> = recipe.unpinned_inputs().iter().map(|i| i.name.clone()).collect();
+    if !unpinned.is_empty() {
+        return Err(BuildError::Unpinned { recipe: recipe.file.clone(), inputs: unpinned });
+    }
+    let store = Store::open(&opts.store_root)?;
+    let resolved = inputs::resolve(recipe, &store, opts, observer)?;
+
+    let base = match &recipe.base {
+        Some(base) => Some(open_base(recipe, &base.reference, observer)?),
+        None => None,
+    };
+    let platform = recipe.image.platform.to_string();
+    if let Some(b) = &base {
+        if b.platform() != platform && !b.platform().starts_with(&format!("{platform}/")) {
+            return Err(BuildError::PlatformMismatch {
+                reference: b.reference.clone(),
+                base: b.platform(),
+                recipe: platform,
+            });
+        }
+    }
+
+    let scratch = tempfile::Builder::new().prefix("kiln-build-").tempdir_in(store.tmp_dir())?;
+    let encoder = layers::Encoder::for_recipe(recipe, opts.threads);
+    let mut blobs = Vec::new();
+    let mut diff_ids = Vec::new();
+    if let Some(b) = &base {
+        for (desc, diff_id) in b.manifest.layers().iter().zip(b.diff_ids()) {
+            let digest = image::layout::digest_of(desc)?;
+            blobs.push(Blob {
+                media_type: oci_layer_type(desc.media_type().as_ref()),
+                digest,
+                size: desc.size(),
+                path: b.layout.blob_path(&digest),
+            });
+            diff_ids.push(diff_id.parse().map_err(|_| BuildError::BadBaseDiffId {
+                reference: b.reference.clone(),
+                diff_id: diff_id.clone(),
+            })?);
+        }
+        if b.manifest.layers().len() != b.diff_ids().len() {
+            return Err(BuildError::BadBase {
+                reference: b.reference.clone(),
+                reason: "the number of layers differs from the number of diff_ids".into(),
+            });
+        }
+    }
+
+    let mut new_layers = Vec::new();
+    for (index, layer) in recipe.layers.iter().enumerate() {
+        observer.event(BuildEvent::LayerStarted { index, total: recipe.layers.len() });
+        let built = layers::build_layer(recipe, layer, &resolved, &store, &encoder, scratch.path())?;
+        observer.event(BuildEvent::LayerDone {
+            index,
+            digest: &built.blob.digest,
+            size: built.blob.size,
+            cached: built.cached,
+        });
+        new_layers.push(config::NewLayer {
+            diff_id: built.diff_id.to_string(),
+            created_by: built.created_by,
+        });
+        diff_ids.push(built.diff_id);
+        blobs.push(built.blob);
+    }
+
+    let base_config: Option<Value> = match &base {
+        Some(b) => Some(serde_json::from_slice(&b.config_bytes).map_err(|e| BuildError::BadBase {
+            reference: b.reference.clone(),
+            reason: format!("its config is not JSON: {e}"),
+        })?),
+        None => None,
+    };
+    let config = config::image_config(
+        base_config.as_ref(),
+        &recipe.image.platform,
+        recipe.image.epoch,
+        &recipe.config,
+        &new_layers,
+    );
+    let config_bytes = to_canonical_vec(&config).expect("a JSON value serializes");
+    let config_digest = Sha256Digest::of(&config_bytes);
+
+    let mut manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "config": {"mediaType": media::OCI_CONFIG, "digest": config_digest.to_string(), "size": config_bytes.len()},
+        "layers": blobs.iter().map(|b| json!({"mediaType": b.media_type, "digest": b.digest.to_string(), "size": b.size})).collect::<Vec<_>>(),
+    });
+    if let Some(b) = &base {
+        manifest["annotations"] = json!({
+            "org.opencontainers.image.base.digest": b.manifest_digest.to_string(),
+            "org.opencontainers.image.base.name": recipe.base.as_ref().map(|x| x.reference.clone()).unwrap_or_default(),
+        });
+    }
+    let manifest_bytes = to_canonical_vec(&manifest).expect("a JSON value serializes");
+    let manifest_digest = Sha256Digest::of(&manifest_bytes);
+
+    let mut dependencies: Vec<Dependency> = resolved
+        .values()
+        .map(|r| Dependency { name: r.name.clone(), uri: r.uri.clone(), digest: r.digest })
+        .collect();
+    if let (Some(b), Some(rb)) = (&base, &recipe.base) {
+        dependencies.push(Dependency {
+            name: "base".into(),
+            uri: rb.reference.clone(),
+            digest: b.resolved_digest,
+        });
+    }
+    let facts = ProvenanceFacts {
+        name: recipe.image.name.to_string(),
+        manifest_digest,
+        recipe_uri: opts.recipe_uri.clone().unwrap_or_else(|| {
+            recipe.file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+        }),
+        recipe_digest: recipe.sha256,
+        platform,
+        epoch: recipe.image.epoch,
+        compressor: encoder.describe(),
+        dependencies,
+        invocation_id: opts.invocation_id.clone(),
+    };
+    let provenance = to_canonical_vec(&provenance::statement(&facts)).expect("JSON serializes");
+
+    Ok(BuiltImage {
+        name: recipe.image.name.to_string(),
+        epoch: recipe.image.epoch,
+        manifest_digest,
+        manifest_bytes,
+        config_digest,
+        config_bytes,
+        layers: blobs,
+        diff_ids,
+        provenance,
+        _base: base,
+    })
+}
+
+/// Base layers keep their bytes; Docker media types are renamed to their OCI equivalents, as
+/// an OCI manifest requires (the digest, and so the blob, is unchanged).
+fn oci_layer_type(media_type: &str) -> String {
+    match media_type {
+        media::DOCKER_LAYER_GZIP => media::OCI_LAYER_GZIP.into(),
+        media::DOCKER_LAYER_TAR => media::OCI_LAYER_TAR.into(),
+        other => other.into(),
+    }
+}
+
+fn open_base(recipe: &Recipe, reference: &str, observer: &dyn BuildObserver) -> Result<image::OpenedImage> {
+    let parsed: ImageRef = reference.parse()?;
+    let parsed = relative_to(parsed, &recipe.dir);
+    if !parsed.is_pinned() {
+        return Err(BuildError::BaseNotPinned { reference: reference.to_string() });
+    }
+    let opened = image::open_image(&parsed, recipe.image.platform.as_str())?;
+    observer.event(BuildEvent::BaseReady { reference, digest: &opened.resolved_digest });
+    Ok(opened)
+}
+
+/// Local paths in a recipe's base reference are relative to the recipe's directory.
+fn relative_to(r: ImageRef, dir: &Path) -> ImageRef {
+    let fix = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
+    match r {
+        ImageRef::Oci { path, tag, digest } => ImageRef::Oci { path: fix(path), tag, digest },
+        ImageRef::OciArchive { path, tag, digest } => ImageRef::OciArchive { path: fix(path), tag, digest },
+        ImageRef::DockerArchive { path } => ImageRef::DockerArchive { path: fix(path) },
+        other => other,
+    }
+}

@@ -1,8 +1,32 @@
 //! The command line: clap argument structs (their doc comments are `--help`) and thin glue that
-//! calls the library and maps errors to exit codes. Only this module prints.
+//! calls the library and maps errors to exit codes. Only this module prints: results to stdout,
+//! progress and errors to stderr.
+
+mod args;
+mod build;
+mod inspect;
+mod lock;
+mod printer;
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
+pub use args::{Cli, Command};
+
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Build(args) => build::run(args),
+        Command::Lock(args) => lock::run_lock(args),
+        Command::Fetch(args) => lock::run_fetch(args),
+        Command::Inspect(args) => inspect::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            printer::error(&err);
+            ExitCode::from(2)
+        }
+    }
 }

@@ -1,1 +1,4 @@
-//! Integration tests: they drive the real `kiln` binary in temporary directories.
+//! Integration tests: they drive the real `kiln` binary in temporary directories, and read its
+//! output with real tools kiln did not write.
+
+mod support;

@@ -1,0 +1,276 @@
+//! One `[[layer]]`: its steps edit a file tree; the tree streams through the deterministic tar
+//! writer (hashed for the diff_id) and the compressor (hashed for the blob digest) straight into
+//! the store. A layer whose inputs are all unchanged is taken from the layer cache instead.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::inputs::{InputBytes, ResolvedInput};
+use super::{Blob, BuildError, Result};
+use crate::digest::{HashingWriter, Sha256Digest};
+use crate::image::media;
+use crate::layer::compress::{Compression as Codec, LayerEncoder};
+use crate::layer::decompress;
+use crate::layer::host::{self, HostOptions};
+use crate::layer::read::{ReadLimits, TarReader};
+use crate::layer::tree::{AddTarOptions, Content, Entry, EntryKind, FileTree, Metadata};
+use crate::layer::write::write_tar;
+use crate::recipe::{Compression, Layer, Recipe, StepKind};
+use crate::store::Store;
+
+/// The layer encoder chosen by the recipe.
+pub struct Encoder {
+    codec: Codec,
+    threads: usize,
+}
+
+impl Encoder {
+    pub fn for_recipe(recipe: &Recipe, threads: usize) -> Self {
+        let codec = match (recipe.image.compression, recipe.image.compression_level) {
+            (Compression::Gzip, level) => Codec::Gzip { level: level.map_or(6, |l| l as u32) },
+            (Compression::Zstd, level) => Codec::Zstd { level: level.unwrap_or(3) },
+        };
+        Self { codec, threads: threads.max(1) }
+    }
+
+    pub fn describe(&self) -> String {
+        self.codec.describe()
+    }
+
+    fn media_type(&self) -> &'static str {
+        match self.codec {
+            Codec::Gzip { .. } => media::OCI_LAYER_GZIP,
+            Codec::Zstd { .. } => media::OCI_LAYER_ZSTD,
+            Codec::None => media::OCI_LAYER_TAR,
+        }
+    }
+}
+
+pub struct BuiltLayer {
+    pub blob: Blob,
+    pub diff_id: Sha256Digest,
+    pub created_by: String,
+    pub cached: bool,
+}
+
+/// What the layer cache remembers for one key.
+#[derive(Serialize, Deserialize)]
+struct CachedLayer {
+    media_type: String,
+    digest: Sha256Digest,
+    size: u64,
+    diff_id: Sha256Digest,
+}
+
+pub fn build_layer(
+    recipe: &Recipe,
+    layer: &Layer,
+    inputs: &BTreeMap<String, ResolvedInput>,
+    store: &Store,
+    encoder: &Encoder,
+    scratch: &Path,
+) -> Result<BuiltLayer> {
+    let created_by = describe_layer(layer);
+    let key = cache_key(recipe, layer, inputs, encoder);
+    let record_path = store.root().join("refs/layers").join(key.hex());
+    if let Some(hit) = read_cache(store, &record_path) {
+        let path = store.path_unverified(&hit.digest);
+        return Ok(BuiltLayer {
+            blob: Blob { media_type: hit.media_type, digest: hit.digest, size: hit.size, path },
+            diff_id: hit.diff_id,
+            created_by,
+            cached: true,
+        });
+    }
+
+    let epoch = recipe.image.epoch;
+    let mut tree = FileTree::default();
+    for step in &layer.steps {
+        let location = format!("{}:{}", recipe.file.display(), step.span);
+        apply_step(&mut tree, &step.kind, inputs, epoch, scratch).map_err(|source| {
+            BuildError::Step { location, step: step.kind.name(), source }
+        })?;
+    }
+
+    let index = layer.span.line;
+    let wrap = |e: Box<dyn std::error::Error + Send + Sync>| BuildError::LayerWrite { index, source: e };
+    let mut blob_writer = store.writer()?;
+    let mut tar_out = HashingWriter::new(
+        LayerEncoder::new(&mut blob_writer, &encoder.codec, encoder.threads).map_err(|e| wrap(Box::new(e)))?,
+    );
+    write_tar(&tree, epoch, &mut tar_out).map_err(|e| wrap(Box::new(e)))?;
+    let (diff_id, _len, enc) = tar_out.finish();
+    enc.finish().map_err(|e| wrap(Box::new(e)))?;
+    let (digest, size) = blob_writer.commit(None)?;
+    let blob = Blob {
+        media_type: encoder.media_type().to_string(),
+        digest,
+        size,
+        path: store.path_unverified(&digest),
+    };
+    write_cache(
+        &record_path,
+        &CachedLayer { media_type: blob.media_type.clone(), digest, size, diff_id },
+    );
+    Ok(BuiltLayer { blob, diff_id, created_by, cached: false })
+}
+
+type StepResult = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+fn apply_step(
+    tree: &mut FileTree,
+    kind: &StepKind,
+    inputs: &BTreeMap<String, ResolvedInput>,
+    epoch: i64,
+    scratch: &Path,
+) -> StepResult {
+    let input = |name: &str| inputs.get(name).expect("the recipe parser checks input names");
+    match kind {
+        StepKind::Extract { input: name, dest } => {
+            let path = match &input(name).bytes {
+                InputBytes::Stored(p) | InputBytes::HostFile(p) => p.clone(),
+                InputBytes::HostDir(p) => {
+                    return Err(format!("input `{name}` is a directory ({}); use `copy` for directories", p.display()).into())
+                }
+            };
+            let file = fs_err::File::open(&path)?;
+            let stream = decompress::open_archive(std::io::BufReader::new(file), &path.to_string_lossy())?;
+            let mut reader = TarReader::new(stream, ReadLimits::default());
+            tree.add_tar(
+                &mut reader,
+                dest.as_str(),
+                &AddTarOptions { epoch, spill_dir: scratch.to_path_buf(), whiteouts: false },
+            )?;
+        }
+        StepKind::Copy { input: name, dest, mode, owner } => {
+            let opts = HostOptions {
+                mode: mode.map(|m| m.bits()),
+                owner: owner.map(|o| (u64::from(o.uid), u64::from(o.gid))),
+                epoch,
+            };
+            match &input(name).bytes {
+                InputBytes::HostFile(p) | InputBytes::HostDir(p) => {
+                    host::add_host_path(tree, p, dest.as_str(), &opts)?;
+                }
+                InputBytes::Stored(p) => {
+                    let size = fs_err::metadata(p)?.len();
+                    let (uid, gid) = opts.owner.unwrap_or((0, 0));
+                    tree.insert(
+                        dest.as_str(),
+                        Entry {
+                            kind: EntryKind::File(Content::File { path: p.clone(), size }),
+                            meta: Metadata::new(opts.mode.unwrap_or(0o644), uid, gid, epoch),
+                        },
+                    )?;
+                }
+            }
+        }
+        StepKind::Write { path, content, mode, owner } => {
+            let bytes: Arc<[u8]> = Arc::from(content.as_bytes());
+            tree.insert(
+                path.as_str(),
+                Entry {
+                    kind: EntryKind::File(Content::Inline(bytes)),
+                    meta: Metadata::new(mode.bits(), owner.uid.into(), owner.gid.into(), epoch),
+                },
+            )?;
+        }
+        StepKind::Mkdir { path, mode, owner } => {
+            tree.insert(
+                path.as_str(),
+                Entry {
+                    kind: EntryKind::Dir,
+                    meta: Metadata::new(mode.bits(), owner.uid.into(), owner.gid.into(), epoch),
+                },
+            )?;
+        }
+        StepKind::Symlink { path, target, owner } => {
+            tree.insert(
+                path.as_str(),
+                Entry {
+                    kind: EntryKind::Symlink(target.clone()),
+                    meta: Metadata::new(0o777, owner.uid.into(), owner.gid.into(), epoch),
+                },
+            )?;
+        }
+        StepKind::Remove { path } => {
+            tree.remove(path.as_str())?;
+        }
+        StepKind::Run { .. } => {
+            return Err("`run` steps need the build sandbox, which this version of kiln does not have yet".into());
+        }
+    }
+    Ok(())
+}
+
+/// The history line of a layer: its steps, briefly.
+fn describe_layer(layer: &Layer) -> String {
+    let steps: Vec<String> = layer
+        .steps
+        .iter()
+        .map(|s| match &s.kind {
+            StepKind::Extract { input, dest } => format!("extract {input} {dest}"),
+            StepKind::Copy { input, dest, .. } => format!("copy {input} {dest}"),
+            StepKind::Write { path, .. } => format!("write {path}"),
+            StepKind::Mkdir { path, .. } => format!("mkdir {path}"),
+            StepKind::Symlink { path, target, .. } => format!("symlink {path} -> {target}"),
+            StepKind::Remove { path } => format!("remove {path}"),
+            StepKind::Run { argv, .. } => format!("run {}", argv.join(" ")),
+        })
+        .collect();
+    format!("kiln: {}", steps.join("; "))
+}
+
+/// Everything that determines a layer's bytes: kiln's version, the epoch, the encoder, the
+/// steps (without their recipe positions) and the digests of the inputs they read.
+fn cache_key(
+    recipe: &Recipe,
+    layer: &Layer,
+    inputs: &BTreeMap<String, ResolvedInput>,
+    encoder: &Encoder,
+) -> Sha256Digest {
+    let steps: Vec<&StepKind> = layer.steps.iter().map(|s| &s.kind).collect();
+    let used: BTreeMap<&str, String> = layer
+        .steps
+        .iter()
+        .filter_map(|s| s.kind.input())
+        .filter_map(|n| inputs.get(n).map(|i| (n, i.digest.to_string())))
+        .collect();
+    let key = serde_json::json!({
+        "kiln": env!("CARGO_PKG_VERSION"),
+        "epoch": recipe.image.epoch,
+        "encoder": encoder.describe(),
+        "steps": steps,
+        "inputs": used,
+    });
+    Sha256Digest::of(&crate::image::json::to_canonical_vec(&key).expect("JSON serializes"))
+}
+
+fn read_cache(store: &Store, record: &Path) -> Option<CachedLayer> {
+    let bytes = std::fs::read(record).ok()?;
+    let hit: CachedLayer = serde_json::from_slice(&bytes).ok()?;
+    // The record is only a pointer: the blob itself must still be there and intact.
+    store.verify(&hit.digest).ok()?.then_some(hit)
+}
+
+fn write_cache(record: &Path, entry: &CachedLayer) {
+    // The layer cache is an optimisation: failing to record an entry must not fail the build.
+    let Some(dir) = record.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let tmp = record.with_extension(format!("tmp{}", std::process::id()));
+    let ok = serde_json::to_vec(entry)
+        .ok()
+        .and_then(|b| std::fs::File::create(&tmp).and_then(|mut f| f.write_all(&b)).ok())
+        .is_some();
+    if ok {
+        let _ = std::fs::rename(&tmp, record);
+    } else {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}

@@ -1,0 +1,58 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use super::args::{BuildArgs, CacheArgs};
+use super::printer::{human_size, status};
+use crate::build::output::write_output;
+use crate::build::{self, BuildEvent, BuildObserver, BuildOptions};
+use crate::recipe::Recipe;
+use crate::store::Store;
+
+/// Prints build events as plain lines on stderr.
+pub struct StderrObserver;
+
+impl BuildObserver for StderrObserver {
+    fn event(&self, event: BuildEvent<'_>) {
+        match event {
+            BuildEvent::InputReady { name, digest } => status(&format!("input {name}: {digest}")),
+            BuildEvent::BaseReady { reference, digest } => status(&format!("base {reference}: {digest}")),
+            BuildEvent::LayerStarted { index, total } => status(&format!("layer {}/{total}: building", index + 1)),
+            BuildEvent::LayerDone { index, digest, size, cached } => status(&format!(
+                "layer {}: {digest} ({}{})",
+                index + 1,
+                human_size(size),
+                if cached { ", cached" } else { "" }
+            )),
+        }
+    }
+}
+
+pub fn store_root(cache: &CacheArgs) -> Result<PathBuf> {
+    match &cache.cache {
+        Some(dir) => Ok(dir.clone()),
+        None => Store::default_root().context("no cache directory: set XDG_CACHE_HOME or HOME, or pass --cache"),
+    }
+}
+
+pub fn run(args: BuildArgs) -> Result<ExitCode> {
+    let recipe = Recipe::load(&args.recipe)?;
+    let opts = BuildOptions {
+        store_root: store_root(&args.cache)?,
+        mirrors: args.cache.mirror.clone(),
+        offline: args.cache.offline,
+        threads: args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        recipe_uri: args.recipe_uri.clone(),
+        invocation_id: args.invocation_id.clone(),
+    };
+    let image = build::build(&recipe, &opts, &StderrObserver)
+        .with_context(|| format!("failed to build {}", args.recipe.display()))?;
+    let dest = args.output.clone().unwrap_or_else(|| PathBuf::from("out").join(recipe.image.name.as_str()));
+    let store = Store::open(&opts.store_root)?;
+    write_output(&image, &dest, args.format, &store.tmp_dir())
+        .with_context(|| format!("failed to write {}", dest.display()))?;
+    status(&format!("wrote {}", dest.display()));
+    println!("{}", image.manifest_digest);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,57 @@
+//! Printing: errors as a chain (`error:` then `Caused by:` lines, then any `hint:`), progress
+//! as plain lines on stderr (bars only when stderr is a terminal).
+
+use std::io::{IsTerminal, Write};
+
+/// Prints an error and its causes to stderr. A `hint:` embedded in a message goes last.
+pub fn error(err: &anyhow::Error) {
+    let mut hints = Vec::new();
+    let mut out = String::new();
+    for (i, cause) in err.chain().enumerate() {
+        let text = cause.to_string();
+        let (msg, hint) = match text.split_once("\nhint: ") {
+            Some((m, h)) => (m.to_string(), Some(h.to_string())),
+            None => (text, None),
+        };
+        if let Some(h) = hint {
+            hints.push(h);
+        }
+        if i == 0 {
+            out.push_str(&format!("error: {msg}\n"));
+        } else {
+            if i == 1 {
+                out.push_str("\nCaused by:\n");
+            }
+            out.push_str(&format!("  {i}: {msg}\n"));
+        }
+    }
+    for h in hints {
+        out.push_str(&format!("hint: {h}\n"));
+    }
+    let _ = std::io::stderr().write_all(out.as_bytes());
+}
+
+/// A progress line on stderr.
+pub fn status(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+pub fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+/// Bytes as a short human size.
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}

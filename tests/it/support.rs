@@ -1,0 +1,149 @@
+//! The test context: a private temporary directory, the real `kiln` binary, and the real
+//! external tools (skopeo, umoci, podman, busybox, …). A missing tool fails the test: these
+//! tests never pass by skipping. `scripts/setup.sh` installs every tool they use.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct TestContext {
+    dir: tempfile::TempDir,
+}
+
+impl TestContext {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("kiln-it-").tempdir().expect("tempdir");
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn join(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a file (creating parents) and returns its path.
+    pub fn write(&self, rel: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// A `kiln` command running in this context's directory with a private cache.
+    pub fn kiln(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        cmd.current_dir(self.path())
+            .env("XDG_CACHE_HOME", self.join("xdg-cache"))
+            .env("HOME", self.join("home"))
+            .env_remove("KILN_PASSWORD")
+            .env_remove("COSIGN_PASSWORD");
+        cmd
+    }
+}
+
+/// Runs `cmd`, asserts it succeeded, and returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("failed to start {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// Runs `cmd` expecting failure; returns the whole output.
+pub fn run_err(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("failed to start {cmd:?}: {e}"));
+    assert!(
+        !out.status.success(),
+        "{cmd:?} unexpectedly succeeded\n--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The last line of stdout: `kiln build` prints the manifest digest there.
+pub fn last_line(stdout: &str) -> String {
+    stdout.lines().last().unwrap_or_default().trim().to_string()
+}
+
+/// The path of an external tool; panics (fails the test) when it is not installed.
+pub fn require_tool(name: &str) -> PathBuf {
+    let candidates = [format!("/usr/bin/{name}"), format!("/usr/sbin/{name}"), format!("/bin/{name}")];
+    for c in &candidates {
+        if Path::new(c).is_file() {
+            return PathBuf::from(c);
+        }
+    }
+    if let Ok(out) = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output() {
+        let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() && !p.is_empty() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("this test needs `{name}`, which is not installed: run scripts/setup.sh");
+}
+
+/// A command for an external tool (which must be installed).
+pub fn tool(name: &str) -> Command {
+    Command::new(require_tool(name))
+}
+
+/// `podman` configured the way this machine needs it: runc, no default rlimits, private storage.
+pub fn podman(ctx: &TestContext) -> Command {
+    let conf = ctx.write("containers/containers.conf", "[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = \"runc\"\n");
+    let mut cmd = tool("podman");
+    cmd.env("CONTAINERS_CONF", conf)
+        .arg("--runtime")
+        .arg(require_tool("runc"))
+        .arg("--root")
+        .arg(ctx.join("podman/root"))
+        .arg("--runroot")
+        .arg(ctx.join("podman/run"))
+        .arg("--storage-driver")
+        .arg("vfs");
+    cmd
+}
+
+/// Lists a directory tree as `path mode uid gid kind extra` lines, sorted, for comparisons.
+pub fn listing(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for p in entries {
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let ft = md.file_type();
+            let extra = if ft.is_symlink() {
+                format!("-> {}", std::fs::read_link(&p).unwrap().display())
+            } else if ft.is_file() {
+                format!("{} bytes nlink={}", md.len(), md.nlink())
+            } else {
+                String::new()
+            };
+            out.push(format!("{rel} {:o} {}:{} {extra}", md.mode(), md.uid(), md.gid()));
+            if ft.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    walk(root, root, &mut out);
+    out
+}
+
+pub fn is_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| v == OsStr::new("true"))
+}
