@@ -2,3 +2,5 @@
 //! output with real tools kiln did not write.
 
 mod support;
+mod build;
+mod errors;
