@@ -32,6 +32,8 @@ pub enum LockError {
         reference: String,
         reason: ReferenceError,
     },
+    #[error("failed to rewrite `{key}` in place: this layout of the recipe is not supported; set it by hand")]
+    Misplaced { key: String },
     #[error("cannot pin [base] to `{reference}`: it has no `@sha256:` digest")]
     UnpinnedReference { reference: String },
 }
@@ -75,13 +77,31 @@ pub fn pin_input_sha256(text: &str, input: &str, sha: &Sha256Digest) -> Result<S
             known,
         });
     };
+    let value = quote(&sha.hex());
+
+    let out = insert_or_replace(text, inputs, input, item, &value)?;
+    // Guard against a layout the splice misread: the pin must land in this input's table.
+    let placed = parse(&out)?;
+    match placed["inputs"][input]["sha256"].as_str() {
+        Some(hex) if hex == sha.hex() => Ok(out),
+        _ => Err(LockError::Misplaced {
+            key: format!("inputs.{input}.sha256"),
+        }),
+    }
+}
+
+fn insert_or_replace(
+    text: &str,
+    inputs: Option<&dyn TableLike>,
+    input: &str,
+    item: &Item,
+    value: &str,
+) -> Result<String, LockError> {
     let table = item.as_table_like().ok_or_else(|| LockError::NoSource {
         input: input.to_string(),
     })?;
-    let value = quote(&sha.hex());
-
     if let Some(range) = table.get("sha256").and_then(Item::span) {
-        return Ok(splice(text, range, &value));
+        return Ok(splice(text, range, value));
     }
     let anchor = ["url", "path"].into_iter().find(|k| table.contains_key(k));
     let anchor = anchor.ok_or_else(|| LockError::NoSource {
@@ -91,9 +111,17 @@ pub fn pin_input_sha256(text: &str, input: &str, sha: &Sha256Digest) -> Result<S
         input: input.to_string(),
     })?;
 
-    if item.is_inline_table() {
+    if let Some(inline) = item.as_inline_table() {
+        // `a = { url = … }` takes `, sha256 = …`; `inputs = { a.url = … }` takes `, a.sha256 = …`.
+        let input_key = inputs.and_then(|t| t.key(input)).and_then(|k| k.span());
+        let prefix = match input_key {
+            Some(k) if inline.is_dotted() && k.start < key_range.start => {
+                &text[k.start..key_range.start]
+            }
+            _ => "",
+        };
         let at = value_range.end;
-        return Ok(splice(text, at..at, &format!(", sha256 = {value}")));
+        return Ok(splice(text, at..at, &format!(", {prefix}sha256 = {value}")));
     }
     // Same indentation and dotted prefix as the anchor key: `  url` → `  sha256`,
     // `busybox.url` → `busybox.sha256`.
@@ -147,7 +175,13 @@ pub fn pin_base_ref(text: &str, new_ref: &str) -> Result<String, LockError> {
         .and_then(|t| t.get("ref"))
         .and_then(Item::span)
         .ok_or(LockError::NoBase)?;
-    Ok(splice(text, range, &quote(new_ref)))
+    let out = splice(text, range, &quote(new_ref));
+    match parse(&out)?["base"]["ref"].as_str() {
+        Some(r) if r == new_ref => Ok(out),
+        _ => Err(LockError::Misplaced {
+            key: "base.ref".to_string(),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -236,6 +270,12 @@ extract = "busybox"
                 "[inputs]\na.url = \"https://e/a\"\nb.path = \"b\"\n",
                 "a",
                 format!("[inputs]\na.url = \"https://e/a\"\na.sha256 = \"{HEX}\"\nb.path = \"b\"\n"),
+            ),
+            // Dotted keys inside an inline table.
+            (
+                "inputs = { a.url = \"https://e/a\" }\n",
+                "a",
+                format!("inputs = {{ a.url = \"https://e/a\", a.sha256 = \"{HEX}\" }}\n"),
             ),
             // A path input is pinned after `path`.
             ("[inputs.s]\npath = \"site\"\n", "s", format!("[inputs.s]\npath = \"site\"\nsha256 = \"{HEX}\"\n")),

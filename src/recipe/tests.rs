@@ -381,6 +381,11 @@ fn refusals_name_the_place_and_the_key() {
         ("[base]\nref = \"debian@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\n",
          "recipe.toml:8:7: invalid [base] ref: `debian@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855` has no known transport; expected one of: oci:PATH[:TAG][@sha256:HEX], oci-archive:FILE, docker-archive:FILE, docker://HOST[:PORT]/REPO[:TAG][@sha256:HEX]"),
         ("[base]\n", "recipe.toml:7:1: [base] is missing `ref`"),
+        // shapes
+        ("[inputs.x]\nurl = \"https://e/x\"\n[inputs]\ny = \"https://e/y\"\n",
+         "recipe.toml:10:5: `y` in [inputs] must be a table, found string"),
+        ("[[layer.step]]\nmkdir = \"/d\"\n",
+         "recipe.toml:7:3: `layer` in the top level must be an array of tables ([[layer]]), found table"),
         // config
         ("[config]\nexposed-ports = [\"80/tcp\", \"http\"]\n",
          "recipe.toml:8:28: invalid exposed port `http`: expected PORT[/tcp|/udp|/sctp] with PORT in 1..=65535"),
