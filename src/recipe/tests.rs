@@ -500,3 +500,32 @@ fn load_reads_the_file_and_resolves_paths_beside_it() {
         format!("{}:2:9: recipe is not valid UTF-8", file.display())
     );
 }
+
+/// One-character deletions and truncations of the full recipe either parses or gives
+/// an error with a location inside the text; nothing panics, and lock rewriting stays valid.
+#[test]
+fn mangled_recipes_never_panic() {
+    let chars: Vec<(usize, char)> = FULL.char_indices().collect();
+    let mut variants: Vec<String> = Vec::new();
+    for &(i, c) in chars.iter().step_by(3) {
+        variants.push(format!("{}{}", &FULL[..i], &FULL[i + c.len_utf8()..]));
+    }
+    for (i, _) in FULL.match_indices('\n').step_by(2) {
+        variants.push(FULL[..i].to_string());
+    }
+    for text in &variants {
+        match Recipe::parse(text, "r.toml", ".") {
+            Ok(_) => {}
+            Err(e) => {
+                let at = e.location().expect("location");
+                assert!(
+                    at.line >= 1 && at.line <= text.lines().count().max(1) + 1,
+                    "{e}"
+                );
+            }
+        }
+        if let Ok(out) = pin_input_sha256(text, "busybox", &Sha256Digest::of(b"x")) {
+            toml_edit::ImDocument::parse(out.as_str()).expect("rewritten recipe parses");
+        }
+    }
+}
