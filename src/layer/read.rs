@@ -209,6 +209,7 @@ impl<R: Read> TarReader<R> {
         self.skip_rest()?;
         let mut ov = Overrides::default();
         let mut extensions = 0u32;
+        let first_offset = self.offset;
         loop {
             let header_offset = self.offset;
             let mut block = [0u8; BLOCK];
@@ -278,7 +279,8 @@ impl<R: Read> TarReader<R> {
                     limit: self.limits.max_entries,
                 });
             }
-            let entry = self.build_entry(&block, ov, size, header_offset)?;
+            let mut entry = self.build_entry(&block, ov, size, header_offset)?;
+            entry.offset = first_offset;
             self.current_path = entry.path.clone();
             self.data_started = false;
             self.remaining = entry.size;
@@ -741,3 +743,7 @@ fn parse_pax(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "read_tests.rs"]
+mod tests;
