@@ -389,3 +389,7 @@ impl FileTree {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "tree_tests.rs"]
+mod tests;
