@@ -229,3 +229,7 @@ fn entry_kind<R: std::io::Read>(
         }
     })
 }
+
+#[cfg(test)]
+#[path = "from_tar_tests.rs"]
+mod tests;
