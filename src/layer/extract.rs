@@ -136,6 +136,8 @@ pub fn apply_layer(root: &Path, reader: impl Read, opts: &ExtractOptions) -> Res
     let mut ap = Applier {
         root: root_fd,
         chown: opts.preserve_owner && rustix::process::geteuid().is_root(),
+        is_root: rustix::process::geteuid().is_root(),
+        restore: BTreeMap::new(),
         created: BTreeSet::new(),
         opaque: BTreeSet::new(),
         dirs: BTreeMap::new(),
@@ -160,6 +162,9 @@ struct DirMeta {
 struct Applier {
     root: OwnedFd,
     chown: bool,
+    is_root: bool,
+    /// Modes of lower-layer directories made writable by `ensure_writable` (non-root only).
+    restore: BTreeMap<String, u32>,
     created: BTreeSet<String>,
     opaque: BTreeSet<String>,
     dirs: BTreeMap<String, DirMeta>,
@@ -287,6 +292,23 @@ impl Applier {
         Ok(())
     }
 
+    /// As non-root, a read-only directory from a lower layer would block this layer's writes:
+    /// give the owner rwx for the duration and restore the mode in `finish`.
+    fn ensure_writable(&mut self, pfd: &OwnedFd, parent: &str) -> Result<()> {
+        if self.is_root {
+            return Ok(());
+        }
+        let st = rfs::fstat(pfd).map_err(io_err(parent, "stat"))?;
+        if st.st_mode & 0o700 == 0o700 {
+            return Ok(());
+        }
+        let fd = rfs::openat(pfd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(io_err(parent, "open directory"))?;
+        rfs::fchmod(&fd, Mode::from_raw_mode((st.st_mode | 0o700) & 0o7777)).map_err(io_err(parent, "chmod"))?;
+        self.restore.entry(parent.to_string()).or_insert(st.st_mode & 0o7777);
+        Ok(())
+    }
+
     /// chown (when root) and mtime without following the final component.
     fn finish_nofollow(&self, pfd: &OwnedFd, base: &str, rel: &str, e: &TarEntry) -> Result<()> {
         if self.chown {
@@ -350,6 +372,7 @@ impl Applier {
         let (parent, base) = split(target);
         match self.lookup_dir(parent, false, target) {
             Ok(Some(pfd)) => {
+                self.ensure_writable(&pfd, parent)?;
                 self.remove_existing(&pfd, base, false, target)?;
                 Ok(())
             }
@@ -527,6 +550,16 @@ impl Applier {
             }
         }
         let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+        for (path, mode) in self.restore.iter().rev() {
+            if self.dirs.contains_key(path) {
+                continue;
+            }
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let target = if path.is_empty() { "." } else { path.as_str() };
+            if let Ok(fd) = rfs::openat2(&self.root, target, flags, Mode::empty(), how) {
+                rfs::fchmod(&fd, Mode::from_raw_mode(*mode)).map_err(io_err(path, "chmod"))?;
+            }
+        }
         for (path, m) in self.dirs.iter().rev() {
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             let fd = match rfs::openat2(&self.root, path.as_str(), flags, Mode::empty(), how) {
@@ -644,3 +677,7 @@ fn remove_child(fd: &OwnedFd, name: &[u8], ft: FileType, rel: &str) -> Result<()
         rfs::unlinkat(fd, name, AtFlags::empty()).map_err(io_err(rel, "remove"))
     }
 }
+
+#[cfg(test)]
+#[path = "extract_tests.rs"]
+mod tests;
