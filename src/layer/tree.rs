@@ -90,3 +90,306 @@ pub struct FileTree {
     /// Directories whose lower-layer contents are hidden (`.wh..wh..opq`).
     pub(crate) opaque: std::collections::BTreeSet<String>,
 }
+
+/// Symlinks followed while resolving one path before giving up (the kernel's `MAXSYMLINKS`).
+pub const MAX_SYMLINK_HOPS: u32 = 40;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error(
+        "failed to use path `{path}`: it names the image root, where an entry name is required"
+    )]
+    RootPath { path: String },
+    #[error("failed to use path `{path}`: it contains a NUL byte")]
+    NulInPath { path: String },
+    #[error("failed to resolve `{path}`: more than {MAX_SYMLINK_HOPS} symlinks (loop)")]
+    SymlinkLoop { path: String },
+    #[error("failed to resolve `{path}`: `{parent}` is not a directory")]
+    NotADirectory { path: String, parent: String },
+    #[error("failed to resolve `{path}`: `{parent}` is removed in this layer")]
+    ParentRemoved { path: String, parent: String },
+    #[error("failed to add hardlink `{path}` -> `{target}`: {reason}")]
+    BadHardlink {
+        path: String,
+        target: String,
+        reason: &'static str,
+    },
+    #[error("failed to mark `{path}` opaque: it is not a directory in this layer")]
+    OpaqueNotDir { path: String },
+}
+
+/// Lexically normalizes `path` relative to the image root: a leading `/` and `.` components
+/// are dropped, `..` pops a component and is clamped at the root (`../x` and `/../x` are
+/// `x`). The root itself (an empty result) is an error because an entry name is required.
+pub fn normalize(path: &str) -> Result<String, TreeError> {
+    let parts = normalize_components(path)?;
+    if parts.is_empty() {
+        return Err(TreeError::RootPath {
+            path: path.to_string(),
+        });
+    }
+    Ok(parts.join("/"))
+}
+
+/// Like [`normalize`], but the root (empty string) is allowed (a `dest` of `/`).
+pub fn normalize_dir(path: &str) -> Result<String, TreeError> {
+    Ok(normalize_components(path)?.join("/"))
+}
+
+fn normalize_components(path: &str) -> Result<Vec<&str>, TreeError> {
+    if path.contains('\0') {
+        return Err(TreeError::NulInPath {
+            path: path.to_string(),
+        });
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    Ok(parts)
+}
+
+/// Joins a normalized directory (possibly the root, `""`) and a normalized relative path.
+pub fn join(dir: &str, rel: &str) -> String {
+    match (dir.is_empty(), rel.is_empty()) {
+        (true, _) => rel.to_string(),
+        (_, true) => dir.to_string(),
+        _ => format!("{dir}/{rel}"),
+    }
+}
+
+fn is_under(path: &str, dir: &str) -> bool {
+    path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/'
+}
+
+impl FileTree {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn get(&self, path: &str) -> Option<&Entry> {
+        self.entries.get(path)
+    }
+
+    /// Entries in bytewise path order (parents before children).
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.entries.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Directories whose lower-layer contents this layer hides, sorted.
+    pub fn opaque_dirs(&self) -> impl Iterator<Item = &String> {
+        self.opaque.iter()
+    }
+
+    /// Resolves `path` the way the kernel would inside a chroot of the image root: every
+    /// component but the last is followed through symlinks of this tree (absolute targets from
+    /// the image root, `..` clamped at the root, at most [`MAX_SYMLINK_HOPS`]). Components not
+    /// in this tree are taken as plain directories of a lower layer. The last component is
+    /// never followed: an entry there replaces whatever is there.
+    pub fn resolve(&self, path: &str) -> Result<String, TreeError> {
+        let normalized = normalize(path)?;
+        let mut queue: std::collections::VecDeque<String> =
+            normalized.split('/').map(str::to_string).collect();
+        let last = queue.pop_back().unwrap_or_default();
+        let mut resolved: Vec<String> = Vec::new();
+        let mut hops = 0u32;
+        while let Some(c) = queue.pop_front() {
+            match c.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    resolved.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            resolved.push(c);
+            let here = resolved.join("/");
+            match self.entries.get(&here).map(|e| &e.kind) {
+                None | Some(EntryKind::Dir) => {}
+                Some(EntryKind::Symlink(target)) => {
+                    hops += 1;
+                    if hops > MAX_SYMLINK_HOPS {
+                        return Err(TreeError::SymlinkLoop {
+                            path: path.to_string(),
+                        });
+                    }
+                    resolved.pop();
+                    if target.starts_with('/') {
+                        resolved.clear();
+                    }
+                    for t in target.split('/').rev() {
+                        queue.push_front(t.to_string());
+                    }
+                }
+                Some(EntryKind::Whiteout) => {
+                    return Err(TreeError::ParentRemoved {
+                        path: path.to_string(),
+                        parent: here,
+                    })
+                }
+                Some(_) => {
+                    return Err(TreeError::NotADirectory {
+                        path: path.to_string(),
+                        parent: here,
+                    })
+                }
+            }
+        }
+        resolved.push(last);
+        Ok(resolved.join("/"))
+    }
+
+    /// Adds or replaces the entry at `path` (resolved with [`FileTree::resolve`]); returns the
+    /// tree path it landed at. No parent directory entries are created: a layer that writes
+    /// `tmp/x` must not override the base image's `/tmp` metadata. The last entry for a path
+    /// wins; a non-directory replacing a directory drops its children; a directory replacing a
+    /// whiteout becomes opaque (the lower contents stay deleted). A hardlink's target must be an
+    /// existing non-directory entry of this tree (a symlink is allowed, as tar allows it; the
+    /// link then names the symlink itself, as `linkat` without `AT_SYMLINK_FOLLOW` does);
+    /// chains collapse to the first non-link entry.
+    pub fn insert(&mut self, path: &str, entry: Entry) -> Result<String, TreeError> {
+        let key = self.resolve(path)?;
+        let mut entry = entry;
+        if let EntryKind::Hardlink(target) = &entry.kind {
+            entry.kind = EntryKind::Hardlink(self.hardlink_target(&key, target)?);
+        }
+        let was_whiteout = matches!(
+            self.entries.get(&key).map(|e| &e.kind),
+            Some(EntryKind::Whiteout)
+        );
+        let new_is_dir = matches!(entry.kind, EntryKind::Dir);
+        let old_is_dir = matches!(
+            self.entries.get(&key).map(|e| &e.kind),
+            Some(EntryKind::Dir)
+        );
+        if !(new_is_dir && old_is_dir) {
+            self.drop_subtree(&key);
+        }
+        if let Some(old) = self.entries.remove(&key) {
+            self.detach(vec![(key.clone(), old)]);
+        }
+        if new_is_dir && was_whiteout {
+            self.opaque.insert(key.clone());
+        }
+        self.entries.insert(key.clone(), entry);
+        Ok(key)
+    }
+
+    /// Deletes `path` from lower layers: a `Whiteout` entry, and this layer's entries under it
+    /// are dropped.
+    pub fn remove(&mut self, path: &str) -> Result<String, TreeError> {
+        let key = self.resolve(path)?;
+        self.drop_subtree(&key);
+        if let Some(old) = self.entries.remove(&key) {
+            self.detach(vec![(key.clone(), old)]);
+        }
+        self.entries.insert(
+            key.clone(),
+            Entry {
+                kind: EntryKind::Whiteout,
+                meta: Metadata::new(0, 0, 0, 0),
+            },
+        );
+        Ok(key)
+    }
+
+    /// Hides the lower-layer contents of directory `dir` (`.wh..wh..opq`); this layer's own
+    /// entries under it stay.
+    pub fn set_opaque(&mut self, dir: &str) -> Result<String, TreeError> {
+        let key = self.resolve(dir)?;
+        match self.entries.get(&key).map(|e| &e.kind) {
+            None | Some(EntryKind::Dir) => {}
+            Some(_) => return Err(TreeError::OpaqueNotDir { path: key }),
+        }
+        self.opaque.insert(key.clone());
+        Ok(key)
+    }
+
+    fn hardlink_target(&self, key: &str, target: &str) -> Result<String, TreeError> {
+        let bad = |reason| TreeError::BadHardlink {
+            path: key.to_string(),
+            target: target.to_string(),
+            reason,
+        };
+        let resolved = self
+            .resolve(target)
+            .map_err(|_| bad("the target does not resolve inside the image"))?;
+        match self.entries.get(&resolved).map(|e| &e.kind) {
+            None => Err(bad("the target is not an entry of this layer")),
+            Some(EntryKind::Dir) => Err(bad("the target is a directory")),
+            Some(EntryKind::Whiteout) => Err(bad("the target is removed in this layer")),
+            Some(EntryKind::Hardlink(first)) => Ok(first.clone()),
+            Some(_) if resolved == key => Err(bad("the link names itself")),
+            Some(_) => Ok(resolved),
+        }
+    }
+
+    /// Drops every entry (and opaque marker) strictly under `dir`.
+    fn drop_subtree(&mut self, dir: &str) {
+        let prefix = format!("{dir}/");
+        let children: Vec<String> = self
+            .entries
+            .range(prefix.clone()..)
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(&prefix))
+            .cloned()
+            .collect();
+        let mut removed = Vec::with_capacity(children.len());
+        for k in children {
+            if let Some(e) = self.entries.remove(&k) {
+                removed.push((k, e));
+            }
+        }
+        self.opaque.retain(|o| !is_under(o, dir));
+        self.detach(removed);
+    }
+
+    /// Entries that hardlinks of this tree pointed at are going away: the first remaining link
+    /// (in path order) inherits the content, the others point at it.
+    fn detach(&mut self, removed: Vec<(String, Entry)>) {
+        for (gone, old) in removed {
+            if matches!(
+                old.kind,
+                EntryKind::Dir | EntryKind::Whiteout | EntryKind::Hardlink(_)
+            ) {
+                continue;
+            }
+            let links: Vec<String> = self
+                .entries
+                .iter()
+                .filter(|(_, e)| matches!(&e.kind, EntryKind::Hardlink(t) if *t == gone))
+                .map(|(k, _)| k.clone())
+                .collect();
+            let Some((first, rest)) = links.split_first() else {
+                continue;
+            };
+            if let Some(e) = self.entries.get_mut(first) {
+                e.kind = old.kind.clone();
+                e.meta = old.meta.clone();
+            }
+            for k in rest {
+                if let Some(e) = self.entries.get_mut(k) {
+                    e.kind = EntryKind::Hardlink(first.clone());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "tree_tests.rs"]
+mod tests;

@@ -1,0 +1,683 @@
+//! The safe on-disk extractor: applies OCI layer tars onto a root directory (the rootfs of a
+//! sandboxed `run` step, `kiln unpack`).
+//!
+//! Every lookup is made relative to a directory handle of the root with `openat2(2)` and
+//! `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`, so symlinks inside the image resolve inside the
+//! image, the way they would in a container. Final components are created with `*at` calls on
+//! the parent handle and `O_NOFOLLOW`/`O_EXCL`; an existing entry is unlinked and recreated,
+//! never opened for writing. No host path string is ever built and opened.
+//! Ref: CVE-2018-20990 and CVE-2021-38511 (tar-rs), CVE-2021-32760 (containerd),
+//! CVE-2021-29136 (umoci).
+//!
+//! Policy for what the host must not get:
+//! - device nodes are never created: the entry is skipped (anything at its path in a lower
+//!   layer is removed, since the device replaces it in the image) and counted in
+//!   [`ApplyStats::skipped_devices`];
+//! - setuid and setgid bits are stripped from every mode on the host copy;
+//! - ownership is applied only when running as root (and `preserve_owner` is set);
+//! - xattrs are not applied.
+//!
+//! Whiteouts apply to lower layers only: `.wh.name` removes `name` unless this layer itself
+//! created it, and `.wh..wh..opq` is applied after the whole layer, removing from that
+//! directory everything this layer did not create, whatever the order in the archive. "Created
+//! in this layer" is tracked by lexical path. Directory modes and mtimes are applied at the
+//! end, so a read-only directory does not block later entries. On error the root is left
+//! partly written: callers extract into a fresh directory and discard it on failure.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{
+    self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps,
+};
+use rustix::io::Errno;
+
+use super::read::{ReadError, ReadLimits, TarEntry, TarKind, TarReader};
+use super::tree::{self, TreeError, MAX_SYMLINK_HOPS};
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+/// Mode bits kept on the host copy: permissions and sticky, never setuid/setgid.
+const HOST_MODE_MASK: u32 = 0o1777;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExtractOptions {
+    pub limits: ReadLimits,
+    /// chown entries to the archive's uid/gid (only takes effect when running as root).
+    pub preserve_owner: bool,
+}
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        Self {
+            limits: ReadLimits::default(),
+            preserve_owner: true,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    pub entries: u64,
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub hardlinks: u64,
+    pub fifos: u64,
+    pub whiteouts: u64,
+    pub opaque_dirs: u64,
+    pub skipped_devices: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("failed to open extraction root `{}`", root.display())]
+    OpenRoot {
+        root: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("failed to extract `{path}` (byte {offset})")]
+    Path {
+        path: String,
+        offset: u64,
+        #[source]
+        source: TreeError,
+    },
+    #[error("failed to extract `{path}` (byte {offset}): invalid whiteout name")]
+    InvalidWhiteout { path: String, offset: u64 },
+    #[error("failed to extract `{path}` (byte {offset}): a non-directory cannot replace the root")]
+    RootEntry { path: String, offset: u64 },
+    #[error("failed to resolve `{path}` inside the root: too many symlinks (more than {MAX_SYMLINK_HOPS})")]
+    SymlinkLoop { path: String },
+    #[error("failed to resolve `{path}` inside the root: a component is not a directory")]
+    NotADirectory { path: String },
+    #[error("failed to link `{path}` to `{target}` inside the root: {reason}")]
+    Hardlink {
+        path: String,
+        target: String,
+        reason: &'static str,
+    },
+    #[error("failed to {op} `{path}` inside the root")]
+    Io {
+        path: String,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+type Result<T, E = ExtractError> = std::result::Result<T, E>;
+
+fn io_err<'a>(path: &'a str, op: &'static str) -> impl FnOnce(Errno) -> ExtractError + 'a {
+    move |e| ExtractError::Io {
+        path: path.to_string(),
+        op,
+        source: e.into(),
+    }
+}
+
+/// Applies one (uncompressed) layer tar onto `root`; see the module docs for the policy.
+pub fn apply_layer(root: &Path, reader: impl Read, opts: &ExtractOptions) -> Result<ApplyStats> {
+    let root_fd = rfs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ExtractError::OpenRoot {
+        root: root.to_path_buf(),
+        source: e.into(),
+    })?;
+    let mut ap = Applier {
+        root: root_fd,
+        chown: opts.preserve_owner && rustix::process::geteuid().is_root(),
+        is_root: rustix::process::geteuid().is_root(),
+        restore: BTreeMap::new(),
+        created: BTreeSet::new(),
+        opaque: BTreeSet::new(),
+        dirs: BTreeMap::new(),
+        stats: ApplyStats::default(),
+    };
+    let mut tar = TarReader::new(reader, opts.limits);
+    while let Some(entry) = tar.next_entry()? {
+        ap.stats.entries += 1;
+        ap.apply(&entry, &mut tar)?;
+    }
+    ap.finish()?;
+    Ok(ap.stats)
+}
+
+struct DirMeta {
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: i64,
+}
+
+struct Applier {
+    root: OwnedFd,
+    chown: bool,
+    is_root: bool,
+    /// Modes of lower-layer directories made writable by `ensure_writable` (non-root only).
+    restore: BTreeMap<String, u32>,
+    created: BTreeSet<String>,
+    opaque: BTreeSet<String>,
+    dirs: BTreeMap<String, DirMeta>,
+    stats: ApplyStats,
+}
+
+fn split(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
+}
+
+fn times(mtime: i64) -> Timestamps {
+    let t = Timespec {
+        tv_sec: mtime,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+impl Applier {
+    fn apply<R: Read>(&mut self, e: &TarEntry, tar: &mut TarReader<R>) -> Result<()> {
+        let rel = tree::normalize_dir(&e.path).map_err(|source| ExtractError::Path {
+            path: e.path.clone(),
+            offset: e.offset,
+            source,
+        })?;
+        if rel.is_empty() {
+            // `./`: the root keeps its own metadata; anything else there is refused
+            // (umoci CVE-2021-29136: the root must never become a symlink).
+            return match e.kind {
+                TarKind::Dir => Ok(()),
+                _ => Err(ExtractError::RootEntry {
+                    path: e.path.clone(),
+                    offset: e.offset,
+                }),
+            };
+        }
+        let (parent, base) = split(&rel);
+        if let Some(name) = base.strip_prefix(WHITEOUT_PREFIX) {
+            let invalid = || ExtractError::InvalidWhiteout {
+                path: e.path.clone(),
+                offset: e.offset,
+            };
+            if base == OPAQUE_MARKER {
+                self.opaque.insert(parent.to_string());
+                self.stats.opaque_dirs += 1;
+                return Ok(());
+            }
+            if name.is_empty() || name == "." || name == ".." || name.starts_with(WHITEOUT_PREFIX) {
+                return Err(invalid());
+            }
+            return self.whiteout(&tree::join(parent, name));
+        }
+        self.created.insert(rel.clone());
+        let pfd = self
+            .lookup_dir(parent, true, &rel)?
+            .ok_or_else(|| ExtractError::NotADirectory { path: rel.clone() })?;
+        let mode = Mode::from_raw_mode(e.mode & HOST_MODE_MASK);
+        match e.kind {
+            TarKind::Dir => {
+                let existing = self.remove_existing(&pfd, base, true, &rel)?;
+                if existing != Some(FileType::Directory) {
+                    rfs::mkdirat(&pfd, base, Mode::from_raw_mode(0o700))
+                        .map_err(io_err(&rel, "create directory"))?;
+                }
+                self.dirs.insert(
+                    rel.clone(),
+                    DirMeta {
+                        mode: e.mode,
+                        uid: e.uid,
+                        gid: e.gid,
+                        mtime: e.mtime,
+                    },
+                );
+                self.stats.dirs += 1;
+            }
+            TarKind::File => {
+                self.remove_existing(&pfd, base, false, &rel)?;
+                let fd = rfs::openat(
+                    &pfd,
+                    base,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(io_err(&rel, "create file"))?;
+                let mut file = std::fs::File::from(fd);
+                let n = tar.read_data(&mut file)?;
+                self.stats.bytes += n;
+                self.stats.files += 1;
+                if self.chown {
+                    rfs::fchown(&file, Some(uid(e.uid)), Some(gid(e.gid)))
+                        .map_err(io_err(&rel, "chown"))?;
+                }
+                rfs::fchmod(&file, mode).map_err(io_err(&rel, "chmod"))?;
+                rfs::futimens(&file, &times(e.mtime)).map_err(io_err(&rel, "set mtime of"))?;
+            }
+            TarKind::Symlink => {
+                self.remove_existing(&pfd, base, false, &rel)?;
+                rfs::symlinkat(e.link_name.as_str(), &pfd, base)
+                    .map_err(io_err(&rel, "create symlink"))?;
+                self.finish_nofollow(&pfd, base, &rel, e)?;
+                self.stats.symlinks += 1;
+            }
+            TarKind::Hardlink => self.hardlink(&pfd, base, &rel, e)?,
+            TarKind::Fifo => {
+                self.remove_existing(&pfd, base, false, &rel)?;
+                rfs::mknodat(&pfd, base, FileType::Fifo, mode, 0)
+                    .map_err(io_err(&rel, "create fifo"))?;
+                self.finish_nofollow(&pfd, base, &rel, e)?;
+                // mknodat applies the umask: set the exact mode (after chown).
+                rfs::chmodat(&pfd, base, mode, AtFlags::empty()).map_err(io_err(&rel, "chmod"))?;
+                self.stats.fifos += 1;
+            }
+            TarKind::CharDevice | TarKind::BlockDevice => {
+                self.remove_existing(&pfd, base, false, &rel)?;
+                self.stats.skipped_devices += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// As non-root, a read-only directory from a lower layer would block this layer's writes:
+    /// give the owner rwx for the duration and restore the mode in `finish`.
+    fn ensure_writable(&mut self, pfd: &OwnedFd, parent: &str) -> Result<()> {
+        if self.is_root {
+            return Ok(());
+        }
+        let st = rfs::fstat(pfd).map_err(io_err(parent, "stat"))?;
+        if st.st_mode & 0o700 == 0o700 {
+            return Ok(());
+        }
+        let fd = rfs::openat(pfd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(io_err(parent, "open directory"))?;
+        rfs::fchmod(&fd, Mode::from_raw_mode((st.st_mode | 0o700) & 0o7777)).map_err(io_err(parent, "chmod"))?;
+        self.restore.entry(parent.to_string()).or_insert(st.st_mode & 0o7777);
+        Ok(())
+    }
+
+    /// chown (when root) and mtime without following the final component.
+    fn finish_nofollow(&self, pfd: &OwnedFd, base: &str, rel: &str, e: &TarEntry) -> Result<()> {
+        if self.chown {
+            rfs::chownat(
+                pfd,
+                base,
+                Some(uid(e.uid)),
+                Some(gid(e.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(io_err(rel, "chown"))?;
+        }
+        rfs::utimensat(pfd, base, &times(e.mtime), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(io_err(rel, "set mtime of"))
+    }
+
+    fn hardlink(&mut self, pfd: &OwnedFd, base: &str, rel: &str, e: &TarEntry) -> Result<()> {
+        let bad = |reason| ExtractError::Hardlink {
+            path: rel.to_string(),
+            target: e.link_name.clone(),
+            reason,
+        };
+        // The target is a path inside the image, never relative to the process's cwd.
+        let target = tree::normalize(&e.link_name).map_err(|_| bad("the target is the root"))?;
+        let (tparent, tbase) = split(&target);
+        let tfd = match self.lookup_dir(tparent, false, &target) {
+            Ok(Some(fd)) => fd,
+            Ok(None) | Err(ExtractError::NotADirectory { .. }) => {
+                return Err(bad("the target does not exist"))
+            }
+            Err(other) => return Err(other),
+        };
+        match rfs::statat(&tfd, tbase, AtFlags::SYMLINK_NOFOLLOW) {
+            Err(Errno::NOENT) => return Err(bad("the target does not exist")),
+            Err(e) => return Err(io_err(&target, "stat")(e)),
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                return Err(bad("the target is a directory"))
+            }
+            Ok(st) => {
+                let same = rfs::statat(pfd, base, AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|o| o.st_dev == st.st_dev && o.st_ino == st.st_ino);
+                if same {
+                    // Already the same inode (the entry names itself or is repeated).
+                    self.stats.hardlinks += 1;
+                    return Ok(());
+                }
+            }
+        }
+        self.remove_existing(pfd, base, false, rel)?;
+        // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself.
+        rfs::linkat(&tfd, tbase, pfd, base, AtFlags::empty()).map_err(io_err(rel, "hardlink"))?;
+        self.stats.hardlinks += 1;
+        Ok(())
+    }
+
+    fn whiteout(&mut self, target: &str) -> Result<()> {
+        self.stats.whiteouts += 1;
+        if self.created.contains(target) {
+            return Ok(()); // whiteouts hide lower layers only
+        }
+        let (parent, base) = split(target);
+        match self.lookup_dir(parent, false, target) {
+            Ok(Some(pfd)) => {
+                self.ensure_writable(&pfd, parent)?;
+                self.remove_existing(&pfd, base, false, target)?;
+                Ok(())
+            }
+            Ok(None) | Err(ExtractError::NotADirectory { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes `name` under `pfd` unless it is a directory and `keep_dir`; returns its type.
+    fn remove_existing(
+        &self,
+        pfd: &OwnedFd,
+        name: &str,
+        keep_dir: bool,
+        rel: &str,
+    ) -> Result<Option<FileType>> {
+        let st = match rfs::statat(pfd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(io_err(rel, "stat")(e)),
+            Ok(st) => st,
+        };
+        let ft = FileType::from_raw_mode(st.st_mode);
+        if ft == FileType::Directory {
+            if !keep_dir {
+                remove_all(pfd, name, rel)?;
+            }
+        } else {
+            rfs::unlinkat(pfd, name, AtFlags::empty()).map_err(io_err(rel, "remove"))?;
+        }
+        Ok(Some(ft))
+    }
+
+    /// Opens directory `dir` (relative to the root, `""` = root) resolving symlinks inside the
+    /// root. Missing components are created (0755) when `create`; otherwise `None`.
+    fn lookup_dir(&self, dir: &str, create: bool, for_path: &str) -> Result<Option<OwnedFd>> {
+        let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let target = if dir.is_empty() { "." } else { dir };
+        for _ in 0..8 {
+            match rfs::openat2(&self.root, target, flags, Mode::empty(), how) {
+                Ok(fd) => return Ok(Some(fd)),
+                Err(Errno::AGAIN) => continue,
+                Err(Errno::NOENT) if create => return self.walk_create(dir, for_path).map(Some),
+                Err(Errno::NOENT) => return Ok(None),
+                Err(Errno::NOTDIR) => {
+                    return Err(ExtractError::NotADirectory {
+                        path: for_path.to_string(),
+                    })
+                }
+                Err(Errno::LOOP) => {
+                    return Err(ExtractError::SymlinkLoop {
+                        path: for_path.to_string(),
+                    })
+                }
+                Err(e) => return Err(io_err(for_path, "resolve parent of")(e)),
+            }
+        }
+        Err(io_err(for_path, "resolve parent of")(Errno::AGAIN))
+    }
+
+    /// The slow path of `lookup_dir`: one component at a time, following symlinks inside the
+    /// root by hand (absolute targets from the root, `..` clamped), creating what is missing.
+    fn walk_create(&self, dir: &str, for_path: &str) -> Result<OwnedFd> {
+        let mut queue: VecDeque<Vec<u8>> = dir.split('/').map(|c| c.as_bytes().to_vec()).collect();
+        let mut resolved: Vec<Vec<u8>> = Vec::new();
+        let mut cur = self.open_resolved(&resolved, for_path)?;
+        let mut hops = 0u32;
+        while let Some(c) = queue.pop_front() {
+            match c.as_slice() {
+                b"" | b"." => continue,
+                b".." => {
+                    resolved.pop();
+                    cur = self.open_resolved(&resolved, for_path)?;
+                    continue;
+                }
+                _ => {}
+            }
+            let st = match rfs::statat(&cur, c.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+                Err(Errno::NOENT) => {
+                    match rfs::mkdirat(&cur, c.as_slice(), Mode::from_raw_mode(0o755)) {
+                        // Implicit parents are 0755 whatever the umask.
+                        Ok(()) => rfs::chmodat(
+                            &cur,
+                            c.as_slice(),
+                            Mode::from_raw_mode(0o755),
+                            AtFlags::empty(),
+                        )
+                        .map_err(io_err(for_path, "chmod parent of"))?,
+                        Err(Errno::EXIST) => {}
+                        Err(e) => return Err(io_err(for_path, "create parent of")(e)),
+                    }
+                    rfs::statat(&cur, c.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(io_err(for_path, "stat parent of"))?
+                }
+                Err(e) => return Err(io_err(for_path, "stat parent of")(e)),
+                Ok(st) => st,
+            };
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::Directory => {
+                    let next = rfs::openat(
+                        &cur,
+                        c.as_slice(),
+                        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(io_err(for_path, "open parent of"))?;
+                    resolved.push(c);
+                    cur = next;
+                }
+                FileType::Symlink => {
+                    hops += 1;
+                    if hops > MAX_SYMLINK_HOPS {
+                        return Err(ExtractError::SymlinkLoop {
+                            path: for_path.to_string(),
+                        });
+                    }
+                    let target = rfs::readlinkat(&cur, c.as_slice(), Vec::new())
+                        .map_err(io_err(for_path, "read symlink in parent of"))?
+                        .into_bytes();
+                    if target.starts_with(b"/") {
+                        resolved.clear();
+                        cur = self.open_resolved(&resolved, for_path)?;
+                    }
+                    for t in target.split(|&b| b == b'/').rev() {
+                        queue.push_front(t.to_vec());
+                    }
+                }
+                _ => {
+                    return Err(ExtractError::NotADirectory {
+                        path: for_path.to_string(),
+                    })
+                }
+            }
+        }
+        Ok(cur)
+    }
+
+    /// Opens a path made only of real directories, refusing any symlink on the way.
+    fn open_resolved(&self, resolved: &[Vec<u8>], for_path: &str) -> Result<OwnedFd> {
+        let joined = if resolved.is_empty() {
+            b".".to_vec()
+        } else {
+            resolved.join(&b'/')
+        };
+        let how = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+        rfs::openat2(
+            &self.root,
+            joined.as_slice(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            how,
+        )
+        .map_err(io_err(for_path, "open parent of"))
+    }
+
+    /// Opaque directories, then directory metadata (deferred so read-only directories do not
+    /// block the layer's own entries).
+    fn finish(&mut self) -> Result<()> {
+        let keep: BTreeSet<String> = self
+            .created
+            .iter()
+            .flat_map(|p| {
+                let mut v = vec![p.clone()];
+                let mut cur = p.as_str();
+                while let Some((parent, _)) = cur.rsplit_once('/') {
+                    v.push(parent.to_string());
+                    cur = parent;
+                }
+                v
+            })
+            .collect();
+        for dir in std::mem::take(&mut self.opaque) {
+            if let Ok(Some(fd)) = self.lookup_dir(&dir, false, &dir) {
+                clear_lower(&fd, &dir, &keep)?;
+            }
+        }
+        let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+        for (path, mode) in self.restore.iter().rev() {
+            if self.dirs.contains_key(path) {
+                continue;
+            }
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let target = if path.is_empty() { "." } else { path.as_str() };
+            if let Ok(fd) = rfs::openat2(&self.root, target, flags, Mode::empty(), how) {
+                rfs::fchmod(&fd, Mode::from_raw_mode(*mode)).map_err(io_err(path, "chmod"))?;
+            }
+        }
+        for (path, m) in self.dirs.iter().rev() {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let fd = match rfs::openat2(&self.root, path.as_str(), flags, Mode::empty(), how) {
+                Ok(fd) => fd,
+                // Replaced by a later non-directory entry: nothing to apply.
+                Err(Errno::NOTDIR | Errno::LOOP | Errno::NOENT) => continue,
+                Err(e) => return Err(io_err(path, "open directory")(e)),
+            };
+            if self.chown {
+                rfs::fchown(&fd, Some(uid(m.uid)), Some(gid(m.gid)))
+                    .map_err(io_err(path, "chown"))?;
+            }
+            rfs::fchmod(&fd, Mode::from_raw_mode(m.mode & HOST_MODE_MASK))
+                .map_err(io_err(path, "chmod"))?;
+            rfs::futimens(&fd, &times(m.mtime)).map_err(io_err(path, "set mtime of"))?;
+        }
+        Ok(())
+    }
+}
+
+fn uid(v: u64) -> rustix::process::Uid {
+    rustix::process::Uid::from_raw(v as u32)
+}
+
+fn gid(v: u64) -> rustix::process::Gid {
+    rustix::process::Gid::from_raw(v as u32)
+}
+
+fn list(fd: &OwnedFd, rel: &str) -> Result<Vec<(Vec<u8>, FileType)>> {
+    let dir = rfs::openat(
+        fd,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io_err(rel, "open directory"))?;
+    let mut out = Vec::new();
+    for ent in rfs::Dir::new(dir).map_err(io_err(rel, "read directory"))? {
+        let ent = ent.map_err(io_err(rel, "read directory"))?;
+        let name = ent.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let mut ft = ent.file_type();
+        if ft == FileType::Unknown {
+            let st =
+                rfs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(io_err(rel, "stat"))?;
+            ft = FileType::from_raw_mode(st.st_mode);
+        }
+        out.push((name.to_vec(), ft));
+    }
+    Ok(out)
+}
+
+/// Removes directory `name` under `pfd` and everything in it, never following a symlink.
+fn remove_all(pfd: &OwnedFd, name: impl AsRef<[u8]>, rel: &str) -> Result<()> {
+    let name = name.as_ref();
+    let open = || {
+        rfs::openat(
+            pfd,
+            name,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    if !rustix::process::geteuid().is_root() {
+        // A read-only directory from a lower layer: make it ours to empty. The caller saw a
+        // directory here (no symlink), and nothing else writes inside the root meanwhile.
+        let _ = rfs::chmodat(pfd, name, Mode::from_raw_mode(0o700), AtFlags::empty());
+    }
+    let fd = open().map_err(io_err(rel, "open directory"))?;
+    for (child, ft) in list(&fd, rel)? {
+        if ft == FileType::Directory {
+            remove_all(&fd, &child, rel)?;
+        } else {
+            rfs::unlinkat(&fd, child.as_slice(), AtFlags::empty())
+                .map_err(io_err(rel, "remove"))?;
+        }
+    }
+    drop(fd);
+    rfs::unlinkat(pfd, name, AtFlags::REMOVEDIR).map_err(io_err(rel, "remove directory"))
+}
+
+/// Removes from `dir` every entry this layer did not create (`keep`), recursing into the
+/// directories it kept.
+fn clear_lower(fd: &OwnedFd, dir: &str, keep: &BTreeSet<String>) -> Result<()> {
+    for (child, ft) in list(fd, dir)? {
+        let Ok(name) = std::str::from_utf8(&child) else {
+            remove_child(fd, &child, ft, dir)?;
+            continue;
+        };
+        let path = tree::join(dir, name);
+        if keep.contains(&path) {
+            if ft == FileType::Directory {
+                let sub = rfs::openat(
+                    fd,
+                    name,
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(io_err(&path, "open directory"))?;
+                clear_lower(&sub, &path, keep)?;
+            }
+        } else {
+            remove_child(fd, &child, ft, &path)?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_child(fd: &OwnedFd, name: &[u8], ft: FileType, rel: &str) -> Result<()> {
+    if ft == FileType::Directory {
+        remove_all(fd, name, rel)
+    } else {
+        rfs::unlinkat(fd, name, AtFlags::empty()).map_err(io_err(rel, "remove"))
+    }
+}
+
+#[cfg(test)]
+#[path = "extract_tests.rs"]
+mod tests;

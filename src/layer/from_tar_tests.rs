@@ -1,0 +1,325 @@
+//! SECURITY.md cases 1–12 and 14 against the file-tree model (`add_tar`).
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::layer::read::{ReadLimits, MAX_GNU_LONG_NAME};
+use crate::layer::testtar::{header, set_checksum, Lazy, Tar};
+
+struct Ctx {
+    spill: tempfile::TempDir,
+}
+
+impl Ctx {
+    fn new() -> Self {
+        Self { spill: tempfile::tempdir().unwrap() }
+    }
+    fn opts(&self) -> AddTarOptions<'_> {
+        AddTarOptions { epoch: 2_000, spill_dir: self.spill.path(), whiteouts: true }
+    }
+    fn add(&self, tree: &mut FileTree, bytes: &[u8], dest: &str) -> Result<(), AddTarError> {
+        let mut r = TarReader::new(bytes, ReadLimits::default());
+        tree.add_tar(&mut r, dest, &self.opts())
+    }
+    fn tree(&self, bytes: &[u8]) -> Result<FileTree, AddTarError> {
+        let mut t = FileTree::new();
+        self.add(&mut t, bytes, "/")?;
+        Ok(t)
+    }
+}
+
+fn keys(t: &FileTree) -> Vec<&str> {
+    t.iter().map(|(k, _)| k.as_str()).collect()
+}
+
+fn kind<'a>(t: &'a FileTree, p: &str) -> &'a EntryKind {
+    &t.get(p).unwrap_or_else(|| panic!("no entry {p}")).kind
+}
+
+fn inline(data: &[u8]) -> EntryKind {
+    EntryKind::File(Content::Inline(Arc::from(data)))
+}
+
+#[test]
+fn case1_tree_dotdot_and_absolute_names_stay_under_dest() {
+    let ctx = Ctx::new();
+    let mut t = Tar::new();
+    t.file("../x", b"1").file("/../y", b"2").file("/etc/passwd", b"3").file("a/../../../z", b"4");
+    let mut tree = FileTree::new();
+    ctx.add(&mut tree, &t.finish(), "/srv").unwrap();
+    assert_eq!(keys(&tree), ["srv/etc/passwd", "srv/x", "srv/y", "srv/z"]);
+}
+
+#[test]
+fn case2_tree_link_then_file_replaces_the_link() {
+    let ctx = Ctx::new();
+    let mut t = Tar::new();
+    t.symlink("foo", "/etc/passwd").file("foo", b"mine").file("t", b"t").hardlink("bar", "t").file("bar", b"b");
+    let tree = ctx.tree(&t.finish()).unwrap();
+    assert_eq!(kind(&tree, "foo"), &inline(b"mine"));
+    assert_eq!(kind(&tree, "bar"), &inline(b"b"));
+    assert_eq!(kind(&tree, "t"), &inline(b"t"));
+    assert!(tree.get("etc/passwd").is_none());
+}
+
+#[test]
+fn case3_tree_symlink_to_dotdot_then_deep_path() {
+    let ctx = Ctx::new();
+    let mut t = Tar::new();
+    t.symlink("sym", "..").file("sym/a/b/c", b"x");
+    let mut tree = FileTree::new();
+    ctx.add(&mut tree, &t.finish(), "/srv").unwrap();
+    // srv/sym -> .. is the image root; no parent entries are invented.
+    assert_eq!(keys(&tree), ["a/b/c", "srv/sym"]);
+}
+
+#[test]
+fn case4_tree_directory_over_symlink_replaces_it() {
+    let ctx = Ctx::new();
+    let mut t = Tar::new();
+    t.symlink("foo", "/outside/dir").dir("foo", 0o777);
+    let tree = ctx.tree(&t.finish()).unwrap();
+    assert_eq!(keys(&tree), ["foo"]);
+    assert_eq!(kind(&tree, "foo"), &EntryKind::Dir);
+    assert_eq!(tree.get("foo").unwrap().meta.mode, 0o777);
+}
+
+#[test]
+fn case5_tree_absolute_symlinks_and_chains() {
+    let ctx = Ctx::new();
+    let mut t = Tar::new();
+    t.dir("etc", 0o755)
+        .symlink("etc2", "/etc")
+        .file("etc2/passwd", b"p")
+        .symlink("a", "./b/etc")
+        .symlink("b", "/")
+        .file("a/group", b"g")
+        .file("up/../../../etc/shadow", b"s");
+    let tree = ctx.tree(&t.finish()).unwrap();
+    assert_eq!(keys(&tree), ["a", "b", "etc", "etc/group", "etc/passwd", "etc/shadow", "etc2"]);
+}
+
+#[test]
+fn case6_tree_symlink_loop_is_eloop_quickly() {
+    let ctx = Ctx::new();
+    let mut t = Tar::new();
+    for i in 0..41 {
+        t.symlink(&format!("l{i}"), &format!("/l{}", i + 1));
+    }
+    t.symlink("l41", "l0").file("l0/x", b"");
+    let start = Instant::now();
+    let err = ctx.tree(&t.finish()).unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(1));
+    assert!(matches!(err, AddTarError::Tree { source: TreeError::SymlinkLoop { .. }, .. }), "{err}");
+    assert!(err.to_string().contains("l0/x"));
+}
+
+#[test]
+fn case7_tree_symlinks_named_like_the_root_are_refused() {
+    let ctx = Ctx::new();
+    for name in [".", "/", "..", "", "./", "a/.."] {
+        let mut t = Tar::new();
+        t.symlink(name, "/etc");
+        let err = ctx.tree(&t.finish()).unwrap_err();
+        assert!(matches!(err, AddTarError::RootEntry { kind: "symlink", .. }), "{name:?}: {err}");
+    }
+    // `./` as a directory is the root's own metadata: skipped, not an entry.
+    let mut t = Tar::new();
+    t.dir("./", 0o755).file("./f", b"");
+    assert_eq!(keys(&ctx.tree(&t.finish()).unwrap()), ["f"]);
+}
+
+#[test]
+fn case8_tree_hardlinks_resolve_in_the_tree_or_are_refused() {
+    let ctx = Ctx::new();
+    let base = || {
+        let mut t = Tar::new();
+        t.file("x", b"x").dir("d", 0o755).file("real/f", b"f").symlink("s", "real").symlink("ls", "/etc/passwd");
+        t
+    };
+    // ../x is x inside the archive.
+    let mut t = base();
+    t.hardlink("h", "../x");
+    assert_eq!(kind(&ctx.tree(&t.finish()).unwrap(), "h"), &EntryKind::Hardlink("x".into()));
+    // through a symlinked parent
+    let mut t = base();
+    t.hardlink("h", "s/f");
+    assert_eq!(kind(&ctx.tree(&t.finish()).unwrap(), "h"), &EntryKind::Hardlink("real/f".into()));
+    // to a symlink: allowed, names the symlink itself
+    let mut t = base();
+    t.hardlink("h", "ls");
+    assert_eq!(kind(&ctx.tree(&t.finish()).unwrap(), "h"), &EntryKind::Hardlink("ls".into()));
+    // refused: outside paths, a directory, something relative to the cwd
+    for target in ["/etc/passwd", "d", "Cargo.toml", "../../etc/passwd"] {
+        let mut t = base();
+        t.hardlink("h", target);
+        let err = ctx.tree(&t.finish()).unwrap_err();
+        let msg = format!("{err} {}", std::error::Error::source(&err).unwrap());
+        assert!(msg.contains("`h`") && msg.contains(target.trim_start_matches(['.', '/'])), "{msg}");
+    }
+    // Under dest, ../x is clamped at dest.
+    let mut t = Tar::new();
+    t.file("x", b"").hardlink("h", "../../x");
+    let mut tree = FileTree::new();
+    ctx.add(&mut tree, &t.finish(), "opt").unwrap();
+    assert_eq!(kind(&tree, "opt/h"), &EntryKind::Hardlink("opt/x".into()));
+}
+
+#[test]
+fn case9_tree_invalid_whiteouts_change_nothing() {
+    let ctx = Ctx::new();
+    let mut lower = FileTree::new();
+    ctx.add(&mut lower, &Tar::new().file("keep", b"k").finish(), "/").unwrap();
+    for name in [".wh..", ".wh...", "dir/.wh..", ".wh..wh.x", ".wh."] {
+        let mut t = Tar::new();
+        t.file("other", b"").file(name, b"");
+        let mut tree = lower.clone();
+        let err = ctx.add(&mut tree, &t.finish(), "/").unwrap_err();
+        assert!(matches!(err, AddTarError::InvalidWhiteout { .. }), "{name}: {err}");
+        assert!(err.to_string().contains(name));
+        assert_eq!(tree, lower, "tree unchanged after {name}");
+    }
+}
+
+#[test]
+fn case9_tree_whiteout_under_symlinked_dir_and_late_opaque_marker() {
+    let ctx = Ctx::new();
+    let mut t = Tar::new();
+    t.symlink("link", "/real").file("link/.wh.victim", b"");
+    let tree = ctx.tree(&t.finish()).unwrap();
+    assert_eq!(kind(&tree, "real/victim"), &EntryKind::Whiteout);
+    // The opaque marker after its siblings keeps them (it hides lower layers only).
+    let mut t = Tar::new();
+    t.dir("d", 0o755).file("d/new1", b"1").file("d/.wh..wh..opq", b"").file("d/new2", b"2");
+    let tree = ctx.tree(&t.finish()).unwrap();
+    assert_eq!(keys(&tree), ["d", "d/new1", "d/new2"]);
+    assert_eq!(tree.opaque_dirs().collect::<Vec<_>>(), ["d"]);
+    // A whiteout after an entry of the same layer keeps the entry.
+    let mut t = Tar::new();
+    t.file("x", b"x").file(".wh.x", b"");
+    assert_eq!(kind(&ctx.tree(&t.finish()).unwrap(), "x"), &inline(b"x"));
+    // With whiteouts off (plain archives), `.wh.` names are refused.
+    let mut tree = FileTree::new();
+    let bytes = Tar::new().file(".wh.x", b"").finish();
+    let mut r = TarReader::new(&bytes[..], ReadLimits::default());
+    let opts = AddTarOptions { whiteouts: false, ..ctx.opts() };
+    assert!(matches!(tree.add_tar(&mut r, "/", &opts), Err(AddTarError::WhiteoutNotAllowed { .. })));
+}
+
+#[test]
+fn case10_tree_type_changes_and_duplicates_are_deterministic() {
+    let ctx = Ctx::new();
+    let build = || {
+        let mut t = Tar::new();
+        t.dir("d", 0o755)
+            .file("d/f", b"f")
+            .file("g", b"g")
+            .symlink("s", "d")
+            .file("x", b"first")
+            .file("d", b"d is a file")
+            .dir("g", 0o700)
+            .dir("s", 0o750)
+            .file("x", b"second");
+        ctx.tree(&t.finish()).unwrap()
+    };
+    let tree = build();
+    assert_eq!(keys(&tree), ["d", "g", "s", "x"]);
+    assert_eq!(kind(&tree, "d"), &inline(b"d is a file"));
+    assert_eq!(kind(&tree, "g"), &EntryKind::Dir);
+    assert_eq!((kind(&tree, "s"), tree.get("s").unwrap().meta.mode), (&EntryKind::Dir, 0o750));
+    assert_eq!(kind(&tree, "x"), &inline(b"second"));
+    assert_eq!(tree, build());
+}
+
+#[test]
+fn case11_tree_keeps_devices_fifos_setuid_and_capabilities() {
+    let ctx = Ctx::new();
+    let mut t = Tar::new();
+    t.device("dev/null", b'3', 1, 3)
+        .device("dev/sda", b'4', 8, 0)
+        .raw(header(b"fifo", b'6', 0, 0o600, b""), b"")
+        .file_mode("suid", b"", 0o4755)
+        .file_mode("sgid", b"", 0o2755)
+        .pax(b'x', &[("SCHILY.xattr.security.capability", b"\x01cap"), ("SCHILY.xattr.user.junk", b"j")])
+        .file("ping", b"");
+    let tree = ctx.tree(&t.finish()).unwrap();
+    assert_eq!(kind(&tree, "dev/null"), &EntryKind::CharDevice { major: 1, minor: 3 });
+    assert_eq!(kind(&tree, "dev/sda"), &EntryKind::BlockDevice { major: 8, minor: 0 });
+    assert_eq!(kind(&tree, "fifo"), &EntryKind::Fifo);
+    assert_eq!(tree.get("suid").unwrap().meta.mode, 0o4755);
+    assert_eq!(tree.get("sgid").unwrap().meta.mode, 0o2755);
+    let xattrs = &tree.get("ping").unwrap().meta.xattrs;
+    assert_eq!(xattrs.keys().collect::<Vec<_>>(), ["security.capability"]);
+    assert_eq!(xattrs["security.capability"], b"\x01cap");
+}
+
+#[test]
+fn case12_tree_oversized_headers_are_refused() {
+    let ctx = Ctx::new();
+    let len = 1u64 << 30;
+    let mut h = header(b"././@LongLink", b'L', len, 0, b"");
+    h[257..265].copy_from_slice(b"ustar  \0");
+    set_checksum(&mut h);
+    let mut src = Lazy { header: h.to_vec(), pos: 0, len };
+    let mut r = TarReader::new(&mut src, ReadLimits::default());
+    let mut tree = FileTree::new();
+    let err = tree.add_tar(&mut r, "/", &ctx.opts()).unwrap_err();
+    assert!(matches!(err, AddTarError::Read(ReadError::ExtensionTooLarge { limit: MAX_GNU_LONG_NAME, .. })));
+    assert!(src.pos < 1 << 20);
+    let mut t = Tar::new();
+    t.pax(b'x', &[("path", "p".repeat(5000).as_bytes())]).file("f", b"");
+    assert!(matches!(ctx.tree(&t.finish()), Err(AddTarError::Read(ReadError::PathTooLong { .. }))));
+    let h = header(b"pax", b'x', 100 << 20, 0o644, b"");
+    let mut src = Lazy { header: h.to_vec(), pos: 0, len: 100 << 20 };
+    let mut r = TarReader::new(&mut src, ReadLimits::default());
+    assert!(tree.add_tar(&mut r, "/", &ctx.opts()).is_err());
+    assert!(tree.is_empty());
+}
+
+#[test]
+fn case14_tree_truncated_bad_checksum_short_data_leave_tree_unchanged() {
+    let ctx = Ctx::new();
+    let mut good = Tar::new();
+    good.file("a", b"1").file("b", &[2u8; 5000]);
+    let full = good.finish();
+    let mut corrupt = full.clone();
+    corrupt[1024] ^= 0x20; // the name of `b`
+    for (bytes, what) in [
+        (&full[..1024 + 700], "truncated"),
+        (&good.out[..], "truncated"),
+        (&corrupt[..], "checksum"),
+        (&full[..1024 + 512 + 100], "truncated"),
+    ] {
+        let mut tree = FileTree::new();
+        let err = ctx.add(&mut tree, bytes, "/").unwrap_err();
+        assert!(err.to_string().contains(what), "{err}");
+        assert!(tree.is_empty());
+    }
+    // trailing NULs are fine
+    let mut padded = full.clone();
+    padded.resize(padded.len() + 8192, 0);
+    assert_eq!(keys(&ctx.tree(&padded).unwrap()), ["a", "b"]);
+}
+
+#[test]
+fn large_members_are_spilled_and_mtimes_clamped() {
+    let ctx = Ctx::new();
+    let big: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+    let mut h = header(b"big", b'0', big.len() as u64, 0o644, b"");
+    h[136..148].copy_from_slice(b"77777777777\0");
+    set_checksum(&mut h);
+    let mut t = Tar::new();
+    t.raw(h, &big).file("small", &[1u8; 4096]);
+    let tree = ctx.tree(&t.finish()).unwrap();
+    match kind(&tree, "big") {
+        EntryKind::File(Content::File { path, size }) => {
+            assert_eq!(*size, 10_000);
+            assert!(path.starts_with(ctx.spill.path()));
+            assert_eq!(fs_err::read(path).unwrap(), big);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(kind(&tree, "small"), EntryKind::File(Content::Inline(b)) if b.len() == 4096));
+    assert_eq!(tree.get("big").unwrap().meta.mtime, 2_000);
+    assert_eq!(tree.get("small").unwrap().meta.mtime, 1_000);
+}

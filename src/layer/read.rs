@@ -1,0 +1,749 @@
+//! A streaming tar reader with hard caps.
+//!
+//! Layers, `.deb` data members and `extract` inputs are written by strangers, so the reader
+//! must fail fast and with bounded memory on hostile headers: a 1 GiB GNU long name or a 100 MB
+//! PAX record is refused from its header alone, before any of it is read. The `tar` crate has
+//! no such caps, hence this reader of our own.
+//!
+//! Understood: ustar (with `prefix`), GNU long names/links (`L`, `K`) and base-256 numbers,
+//! PAX extended headers (`x` per entry, `g` global) with `path`, `linkpath`, `size`, `uid`,
+//! `gid`, `mtime` (whole seconds kept) and `SCHILY.xattr.*`. Every header checksum is
+//! verified; an archive that ends inside a header or inside member data is an error; the
+//! end-of-archive marker may be one or two NUL blocks, and anything after the first NUL block
+//! is ignored. An archive that ends cleanly at a header boundary without any NUL block is
+//! reported as truncated, because nothing distinguishes it from a cut-off download.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+
+/// Largest GNU long name (`L`) or long link (`K`) member accepted, in bytes.
+pub const MAX_GNU_LONG_NAME: u64 = 64 * 1024;
+/// Largest single PAX extended header (`x` or `g`) accepted, in bytes.
+pub const MAX_PAX_HEADER: u64 = 1024 * 1024;
+/// Default cap on the number of entries in one archive.
+pub const DEFAULT_MAX_ENTRIES: u64 = 4_000_000;
+/// Default cap on a path or link target length (Linux `PATH_MAX`).
+pub const DEFAULT_MAX_PATH_LEN: usize = 4096;
+/// Extension headers (`L`, `K`, `x`, `g`) allowed in a row before a real entry.
+pub const MAX_EXTENSION_HEADERS: u32 = 32;
+
+const BLOCK: usize = 512;
+
+/// Caps applied while reading; see the constants for the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadLimits {
+    pub max_entries: u64,
+    pub max_path_len: usize,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        Self {
+            max_entries: DEFAULT_MAX_ENTRIES,
+            max_path_len: DEFAULT_MAX_PATH_LEN,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("failed to read tar archive at byte {offset}")]
+    Io {
+        offset: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "failed to read tar archive: truncated at byte {offset} while reading {what} of `{path}`"
+    )]
+    Truncated {
+        path: String,
+        offset: u64,
+        what: &'static str,
+    },
+    #[error("failed to read tar header at byte {offset} (`{path}`): checksum {stored:#o} does not match {computed:#o}")]
+    BadChecksum {
+        path: String,
+        offset: u64,
+        stored: u64,
+        computed: u64,
+    },
+    #[error("failed to read tar header at byte {offset} (`{path}`): field `{field}` is not a valid number")]
+    BadNumber {
+        path: String,
+        offset: u64,
+        field: &'static str,
+    },
+    #[error("failed to read tar header at byte {offset}: {what} of {size} bytes exceeds the cap of {limit} bytes")]
+    ExtensionTooLarge {
+        offset: u64,
+        what: &'static str,
+        size: u64,
+        limit: u64,
+    },
+    #[error(
+        "failed to read tar archive at byte {offset}: more than {limit} extension headers in a row"
+    )]
+    TooManyExtensions { offset: u64, limit: u32 },
+    #[error("failed to read pax header at byte {offset} for `{path}`: {reason}")]
+    BadPax {
+        path: String,
+        offset: u64,
+        reason: &'static str,
+    },
+    #[error("failed to read tar archive at byte {offset}: more than {limit} entries")]
+    TooManyEntries { offset: u64, limit: u64 },
+    #[error("failed to read tar header at byte {offset}: {field} of {len} bytes exceeds the cap of {limit} bytes (starts `{prefix}`)")]
+    PathTooLong {
+        offset: u64,
+        field: &'static str,
+        len: usize,
+        limit: usize,
+        prefix: String,
+    },
+    #[error("failed to read tar header at byte {offset}: {field} is not valid UTF-8 (`{lossy}`)")]
+    NotUtf8 {
+        offset: u64,
+        field: &'static str,
+        lossy: String,
+    },
+    #[error("failed to read tar header at byte {offset} (`{path}`): unsupported entry type {typeflag:?}")]
+    UnsupportedType {
+        path: String,
+        offset: u64,
+        typeflag: char,
+    },
+    #[error("failed to read tar archive: data of `{path}` was already consumed")]
+    DataConsumed { path: String },
+    #[error("failed to write data of tar entry `{path}`")]
+    Sink {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TarKind {
+    File,
+    Dir,
+    Symlink,
+    Hardlink,
+    CharDevice,
+    BlockDevice,
+    Fifo,
+}
+
+/// One archive member, with every extension header folded in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TarEntry {
+    /// The path exactly as stored in the archive (after GNU/PAX overrides), not normalized.
+    pub path: String,
+    pub kind: TarKind,
+    /// Symlink or hardlink target, raw; empty for other kinds.
+    pub link_name: String,
+    /// Permission and special bits (`0o7777`).
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: i64,
+    /// Data bytes that follow the header (0 for every kind but `File`).
+    pub size: u64,
+    pub dev_major: u32,
+    pub dev_minor: u32,
+    /// `SCHILY.xattr.*` records, keyed without the prefix.
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+    /// Byte offset of this entry's (first) header in the archive.
+    pub offset: u64,
+}
+
+/// Streams entries out of a tar archive; see the module docs for what is accepted.
+pub struct TarReader<R: Read> {
+    inner: R,
+    limits: ReadLimits,
+    offset: u64,
+    /// Unread data of the current entry, then its padding.
+    remaining: u64,
+    padding: u64,
+    current_path: String,
+    data_started: bool,
+    entries: u64,
+    globals: BTreeMap<String, Vec<u8>>,
+    done: bool,
+}
+
+#[derive(Default)]
+struct Overrides {
+    gnu_name: Option<Vec<u8>>,
+    gnu_link: Option<Vec<u8>>,
+    pax: BTreeMap<String, Vec<u8>>,
+}
+
+impl<R: Read> TarReader<R> {
+    pub fn new(inner: R, limits: ReadLimits) -> Self {
+        Self {
+            inner,
+            limits,
+            offset: 0,
+            remaining: 0,
+            padding: 0,
+            current_path: String::new(),
+            data_started: false,
+            entries: 0,
+            globals: BTreeMap::new(),
+            done: false,
+        }
+    }
+
+    /// Bytes consumed from the underlying reader so far.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The next entry, or `None` at the end of the archive. Unread data of the previous entry
+    /// is skipped (and still checked for truncation).
+    pub fn next_entry(&mut self) -> Result<Option<TarEntry>, ReadError> {
+        if self.done {
+            return Ok(None);
+        }
+        self.skip_rest()?;
+        let mut ov = Overrides::default();
+        let mut extensions = 0u32;
+        let first_offset = self.offset;
+        loop {
+            let header_offset = self.offset;
+            let mut block = [0u8; BLOCK];
+            if !self.read_block_or_eof(&mut block)? {
+                return Err(ReadError::Truncated {
+                    path: String::new(),
+                    offset: header_offset,
+                    what: "the end-of-archive marker",
+                });
+            }
+            if block.iter().all(|&b| b == 0) {
+                // One NUL block is enough; the rest (second NUL block, padding) is ignored.
+                self.done = true;
+                return Ok(None);
+            }
+            let raw_name = field_str(&block[0..100]);
+            let shown = String::from_utf8_lossy(raw_name).into_owned();
+            verify_checksum(&block, &shown, header_offset)?;
+            let typeflag = block[156];
+            let size = parse_number(&block[124..136]).ok_or(ReadError::BadNumber {
+                path: shown.clone(),
+                offset: header_offset,
+                field: "size",
+            })?;
+            let size = u64::try_from(size).map_err(|_| ReadError::BadNumber {
+                path: shown.clone(),
+                offset: header_offset,
+                field: "size",
+            })?;
+            match typeflag {
+                b'L' | b'K' | b'x' | b'g' | b'X' => {
+                    extensions += 1;
+                    if extensions > MAX_EXTENSION_HEADERS {
+                        return Err(ReadError::TooManyExtensions {
+                            offset: header_offset,
+                            limit: MAX_EXTENSION_HEADERS,
+                        });
+                    }
+                    let (what, limit) = match typeflag {
+                        b'L' => ("gnu long name", MAX_GNU_LONG_NAME),
+                        b'K' => ("gnu long link", MAX_GNU_LONG_NAME),
+                        _ => ("pax header", MAX_PAX_HEADER),
+                    };
+                    if size > limit {
+                        return Err(ReadError::ExtensionTooLarge {
+                            offset: header_offset,
+                            what,
+                            size,
+                            limit,
+                        });
+                    }
+                    let data = self.read_small(size, &shown, what)?;
+                    match typeflag {
+                        b'L' => ov.gnu_name = Some(trim_nul(data)),
+                        b'K' => ov.gnu_link = Some(trim_nul(data)),
+                        b'g' => parse_pax(&data, &mut self.globals, &shown, header_offset)?,
+                        _ => parse_pax(&data, &mut ov.pax, &shown, header_offset)?,
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            self.entries += 1;
+            if self.entries > self.limits.max_entries {
+                return Err(ReadError::TooManyEntries {
+                    offset: header_offset,
+                    limit: self.limits.max_entries,
+                });
+            }
+            let mut entry = self.build_entry(&block, ov, size, header_offset)?;
+            entry.offset = first_offset;
+            self.current_path = entry.path.clone();
+            self.data_started = false;
+            self.remaining = entry.size;
+            self.padding = padding_for(entry.size);
+            return Ok(Some(entry));
+        }
+    }
+
+    fn build_entry(
+        &mut self,
+        block: &[u8; BLOCK],
+        ov: Overrides,
+        size: u64,
+        offset: u64,
+    ) -> Result<TarEntry, ReadError> {
+        let is_ustar = &block[257..263] == b"ustar\0";
+        let mut name = field_str(&block[0..100]).to_vec();
+        if is_ustar {
+            let prefix = field_str(&block[345..500]);
+            if !prefix.is_empty() {
+                let mut joined = prefix.to_vec();
+                joined.push(b'/');
+                joined.extend_from_slice(&name);
+                name = joined;
+            }
+        }
+        let mut link = field_str(&block[157..257]).to_vec();
+        if let Some(n) = ov.gnu_name {
+            name = n;
+        }
+        if let Some(l) = ov.gnu_link {
+            link = l;
+        }
+        // PAX: globals first, then the per-entry header overrides them.
+        let mut pax = self.globals.clone();
+        pax.extend(ov.pax);
+        if let Some(p) = pax.get("path") {
+            name = p.clone();
+        }
+        if let Some(l) = pax.get("linkpath") {
+            link = l.clone();
+        }
+        let path = self.checked_string(name, offset, "path")?;
+        let link_name = self.checked_string(link, offset, "link name")?;
+        let bad = |field| ReadError::BadNumber {
+            path: path.clone(),
+            offset,
+            field,
+        };
+        let num = |range: std::ops::Range<usize>, field| {
+            parse_number(&block[range]).ok_or_else(|| bad(field))
+        };
+        let mode = (num(100..108, "mode")? & 0o7777) as u32;
+        let mut uid = u64::try_from(num(108..116, "uid")?).map_err(|_| bad("uid"))?;
+        let mut gid = u64::try_from(num(116..124, "gid")?).map_err(|_| bad("gid"))?;
+        let mut mtime = i64::try_from(num(136..148, "mtime")?).map_err(|_| bad("mtime"))?;
+        let mut size = size;
+        let (dev_major, dev_minor) = if is_ustar || &block[257..263] == b"ustar " {
+            (
+                u32::try_from(num(329..337, "devmajor")?).map_err(|_| bad("devmajor"))?,
+                u32::try_from(num(337..345, "devminor")?).map_err(|_| bad("devminor"))?,
+            )
+        } else {
+            (0, 0)
+        };
+        let pax_num = |key: &'static str| -> Result<Option<u64>, ReadError> {
+            match pax.get(key) {
+                None => Ok(None),
+                Some(v) => std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .map(Some)
+                    .ok_or(ReadError::BadPax {
+                        path: path.clone(),
+                        offset,
+                        reason: "bad numeric record",
+                    }),
+            }
+        };
+        if let Some(v) = pax_num("uid")? {
+            uid = v;
+        }
+        if let Some(v) = pax_num("gid")? {
+            gid = v;
+        }
+        if let Some(v) = pax_num("size")? {
+            size = v;
+        }
+        if let Some(v) = pax.get("mtime") {
+            mtime = parse_pax_time(v).ok_or(ReadError::BadPax {
+                path: path.clone(),
+                offset,
+                reason: "bad mtime record",
+            })?;
+        }
+        let mut xattrs = BTreeMap::new();
+        for (k, v) in &pax {
+            if let Some(name) = k.strip_prefix("SCHILY.xattr.") {
+                xattrs.insert(name.to_string(), v.clone());
+            }
+        }
+        let typeflag = block[156];
+        let kind = match typeflag {
+            b'0' | 0 | b'7' if path.ends_with('/') => TarKind::Dir,
+            b'0' | 0 | b'7' => TarKind::File,
+            b'1' => TarKind::Hardlink,
+            b'2' => TarKind::Symlink,
+            b'3' => TarKind::CharDevice,
+            b'4' => TarKind::BlockDevice,
+            b'5' => TarKind::Dir,
+            b'6' => TarKind::Fifo,
+            other => {
+                return Err(ReadError::UnsupportedType {
+                    path,
+                    offset,
+                    typeflag: other as char,
+                })
+            }
+        };
+        // Like Go's archive/tar: header-only kinds carry no data whatever `size` says.
+        if kind != TarKind::File {
+            size = 0;
+        }
+        Ok(TarEntry {
+            path,
+            kind,
+            link_name,
+            mode,
+            uid,
+            gid,
+            mtime,
+            size,
+            dev_major,
+            dev_minor,
+            xattrs,
+            offset,
+        })
+    }
+
+    fn checked_string(
+        &self,
+        bytes: Vec<u8>,
+        offset: u64,
+        field: &'static str,
+    ) -> Result<String, ReadError> {
+        if bytes.len() > self.limits.max_path_len {
+            return Err(ReadError::PathTooLong {
+                offset,
+                field,
+                len: bytes.len(),
+                limit: self.limits.max_path_len,
+                prefix: String::from_utf8_lossy(&bytes[..bytes.len().min(64)]).into_owned(),
+            });
+        }
+        String::from_utf8(bytes).map_err(|e| ReadError::NotUtf8 {
+            offset,
+            field,
+            lossy: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        })
+    }
+
+    /// Copies the current entry's data into `sink`; returns the number of bytes copied.
+    pub fn read_data(&mut self, sink: &mut impl Write) -> Result<u64, ReadError> {
+        if self.data_started && self.remaining > 0 {
+            return Err(ReadError::DataConsumed {
+                path: self.current_path.clone(),
+            });
+        }
+        self.data_started = true;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        while self.remaining > 0 {
+            let want = buf
+                .len()
+                .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+            let n = self.fill(&mut buf[..want], "data")?;
+            self.remaining -= n as u64;
+            total += n as u64;
+            sink.write_all(&buf[..n])
+                .map_err(|source| ReadError::Sink {
+                    path: self.current_path.clone(),
+                    source,
+                })?;
+        }
+        Ok(total)
+    }
+
+    /// A `Read` over the current entry's data. Truncation surfaces as `UnexpectedEof`.
+    pub fn data_reader(&mut self) -> EntryData<'_, R> {
+        self.data_started = true;
+        EntryData { reader: self }
+    }
+
+    fn skip_rest(&mut self) -> Result<(), ReadError> {
+        let total = self.remaining + self.padding;
+        let mut left = total;
+        let mut buf = [0u8; 8192];
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let what = if left > self.padding {
+                "data"
+            } else {
+                "padding"
+            };
+            let n = self.fill(&mut buf[..want], what)?;
+            left -= n as u64;
+        }
+        self.remaining = 0;
+        self.padding = 0;
+        Ok(())
+    }
+
+    /// Reads at least one byte into `buf` or fails with `Truncated`.
+    fn fill(&mut self, buf: &mut [u8], what: &'static str) -> Result<usize, ReadError> {
+        loop {
+            match self.inner.read(buf) {
+                Ok(0) => {
+                    return Err(ReadError::Truncated {
+                        path: self.current_path.clone(),
+                        offset: self.offset,
+                        what,
+                    })
+                }
+                Ok(n) => {
+                    self.offset += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(ReadError::Io {
+                        offset: self.offset,
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Reads one header block; `false` on a clean end of input before its first byte.
+    fn read_block_or_eof(&mut self, block: &mut [u8; BLOCK]) -> Result<bool, ReadError> {
+        let mut got = 0;
+        while got < BLOCK {
+            match self.inner.read(&mut block[got..]) {
+                Ok(0) if got == 0 => return Ok(false),
+                Ok(0) => {
+                    return Err(ReadError::Truncated {
+                        path: String::new(),
+                        offset: self.offset,
+                        what: "a header",
+                    })
+                }
+                Ok(n) => {
+                    got += n;
+                    self.offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(ReadError::Io {
+                        offset: self.offset,
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads an extension member (already checked against its cap) and its padding.
+    fn read_small(
+        &mut self,
+        size: u64,
+        shown: &str,
+        what: &'static str,
+    ) -> Result<Vec<u8>, ReadError> {
+        let len = usize::try_from(size).unwrap_or(usize::MAX);
+        let mut data = vec![0u8; len];
+        let mut got = 0;
+        self.current_path = shown.to_string();
+        while got < len {
+            got += self.fill(&mut data[got..], what)?;
+        }
+        self.padding = padding_for(size);
+        self.remaining = 0;
+        self.skip_rest()?;
+        Ok(data)
+    }
+}
+
+/// The data of the current entry as a `Read`; see [`TarReader::data_reader`].
+pub struct EntryData<'a, R: Read> {
+    reader: &'a mut TarReader<R>,
+}
+
+impl<R: Read> Read for EntryData<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = &mut *self.reader;
+        if r.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(r.remaining).unwrap_or(usize::MAX));
+        match r.fill(&mut buf[..want], "data") {
+            Ok(n) => {
+                r.remaining -= n as u64;
+                Ok(n)
+            }
+            Err(ReadError::Io { source, .. }) => Err(source),
+            Err(e) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, e)),
+        }
+    }
+}
+
+fn padding_for(size: u64) -> u64 {
+    (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
+}
+
+fn trim_nul(mut v: Vec<u8>) -> Vec<u8> {
+    if let Some(pos) = v.iter().position(|&b| b == 0) {
+        v.truncate(pos);
+    }
+    v
+}
+
+/// A NUL-terminated (or full-width) header string field.
+fn field_str(field: &[u8]) -> &[u8] {
+    match field.iter().position(|&b| b == 0) {
+        Some(pos) => &field[..pos],
+        None => field,
+    }
+}
+
+fn verify_checksum(block: &[u8; BLOCK], path: &str, offset: u64) -> Result<(), ReadError> {
+    let stored = parse_number(&block[148..156])
+        .and_then(|v| u64::try_from(v).ok())
+        .ok_or(ReadError::BadNumber {
+            path: path.to_string(),
+            offset,
+            field: "checksum",
+        })?;
+    let mut unsigned = 0u64;
+    let mut signed = 0i64;
+    for (i, &b) in block.iter().enumerate() {
+        let b = if (148..156).contains(&i) { b' ' } else { b };
+        unsigned += u64::from(b);
+        signed += i64::from(b as i8);
+    }
+    if stored == unsigned || i64::try_from(stored).ok() == Some(signed) {
+        Ok(())
+    } else {
+        Err(ReadError::BadChecksum {
+            path: path.to_string(),
+            offset,
+            stored,
+            computed: unsigned,
+        })
+    }
+}
+
+/// Octal (space/NUL padded) or GNU base-256 (high bit set; `0xff` lead means negative).
+fn parse_number(field: &[u8]) -> Option<i128> {
+    if field.first().is_some_and(|&b| b & 0x80 != 0) {
+        let negative = field[0] == 0xff;
+        let mut v: i128 = if negative {
+            -1
+        } else {
+            i128::from(field[0] & 0x7f)
+        };
+        for &b in &field[1..] {
+            v = v.checked_mul(256)?.checked_add(i128::from(b))?;
+            if v.unsigned_abs() > u128::from(u64::MAX) {
+                return None;
+            }
+        }
+        return Some(v);
+    }
+    let s: &[u8] = field_str(field);
+    let s = s
+        .iter()
+        .copied()
+        .skip_while(|&b| b == b' ')
+        .take_while(|&b| b != b' ')
+        .collect::<Vec<_>>();
+    if s.is_empty() {
+        return Some(0);
+    }
+    let mut v: i128 = 0;
+    for b in s {
+        if !(b'0'..=b'7').contains(&b) {
+            return None;
+        }
+        v = v * 8 + i128::from(b - b'0');
+    }
+    Some(v)
+}
+
+/// `seconds[.fraction]`, possibly negative; the fraction is dropped (floor for negatives).
+fn parse_pax_time(v: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: i64 = int.parse().ok()?;
+    if secs < 0 || int.starts_with('-') {
+        if frac.bytes().any(|b| b != b'0') {
+            return secs.checked_sub(1);
+        }
+    }
+    Some(secs)
+}
+
+/// Parses `"%d %s=%s\n"` records into `out` (later records override earlier ones).
+fn parse_pax(
+    data: &[u8],
+    out: &mut BTreeMap<String, Vec<u8>>,
+    path: &str,
+    offset: u64,
+) -> Result<(), ReadError> {
+    let bad = |reason| ReadError::BadPax {
+        path: path.to_string(),
+        offset,
+        reason,
+    };
+    let mut rest = data;
+    while !rest.is_empty() {
+        if rest.iter().all(|&b| b == 0) {
+            break;
+        }
+        let sp = rest
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or(bad("record without a length"))?;
+        let len: usize = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(bad("record length is not a number"))?;
+        if len <= sp + 1 || len > rest.len() {
+            return Err(bad("record length exceeds the header"));
+        }
+        let record = &rest[sp + 1..len];
+        let record = record
+            .strip_suffix(b"\n")
+            .ok_or(bad("record does not end with a newline"))?;
+        let eq = record
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or(bad("record without `=`"))?;
+        let key = std::str::from_utf8(&record[..eq]).map_err(|_| bad("record key is not UTF-8"))?;
+        let value = &record[eq + 1..];
+        if (key == "path" || key == "linkpath") && value.contains(&0) {
+            return Err(bad("path record contains a NUL byte"));
+        }
+        if value.is_empty() {
+            out.remove(key);
+        } else {
+            out.insert(key.to_string(), value.to_vec());
+        }
+        rest = &rest[len..];
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "read_tests.rs"]
+mod tests;

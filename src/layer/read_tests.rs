@@ -1,0 +1,327 @@
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::layer::testtar::{header, set_checksum, Lazy, Tar, BLOCK};
+
+fn all(bytes: &[u8]) -> Result<Vec<(TarEntry, Vec<u8>)>, ReadError> {
+    all_with(bytes, ReadLimits::default())
+}
+
+fn all_with(bytes: &[u8], limits: ReadLimits) -> Result<Vec<(TarEntry, Vec<u8>)>, ReadError> {
+    let mut r = TarReader::new(bytes, limits);
+    let mut out = Vec::new();
+    while let Some(e) = r.next_entry()? {
+        let mut data = Vec::new();
+        r.read_data(&mut data)?;
+        out.push((e, data));
+    }
+    Ok(out)
+}
+
+#[test]
+fn reads_every_entry_kind() {
+    let mut t = Tar::new();
+    t.dir("d/", 0o755)
+        .file_mode("d/f", b"hello", 0o4755)
+        .symlink("s", "/etc/passwd")
+        .hardlink("h", "d/f")
+        .device("c", b'3', 1, 3)
+        .device("b", b'4', 8, 1)
+        .raw(header(b"p", b'6', 0, 0o600, b""), b"")
+        .raw(header(b"v7dir/", b'0', 0, 0o755, b""), b"");
+    let got = all(&t.finish()).unwrap();
+    let kinds: Vec<_> = got.iter().map(|(e, _)| (e.path.as_str(), e.kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("d/", TarKind::Dir),
+            ("d/f", TarKind::File),
+            ("s", TarKind::Symlink),
+            ("h", TarKind::Hardlink),
+            ("c", TarKind::CharDevice),
+            ("b", TarKind::BlockDevice),
+            ("p", TarKind::Fifo),
+            ("v7dir/", TarKind::Dir),
+        ]
+    );
+    assert_eq!(got[1].1, b"hello");
+    assert_eq!(got[1].0.mode, 0o4755);
+    assert_eq!(got[1].0.mtime, 1000);
+    assert_eq!(got[2].0.link_name, "/etc/passwd");
+    assert_eq!((got[4].0.dev_major, got[4].0.dev_minor), (1, 3));
+    assert_eq!((got[5].0.dev_major, got[5].0.dev_minor), (8, 1));
+    assert_eq!(got[1].0.offset, 512);
+}
+
+#[test]
+fn ustar_prefix_is_joined() {
+    let mut h = header(b"name", b'0', 0, 0o644, b"");
+    h[345..351].copy_from_slice(b"a/b/cc");
+    set_checksum(&mut h);
+    let got = all(&Tar::new().raw(h, b"").finish()).unwrap();
+    assert_eq!(got[0].0.path, "a/b/cc/name");
+}
+
+#[test]
+fn gnu_long_name_and_link() {
+    let long = "x/".repeat(100) + "file";
+    let target = "y/".repeat(80) + "t";
+    let mut t = Tar::new();
+    t.gnu_long(b'L', long.as_bytes())
+        .gnu_long(b'K', target.as_bytes())
+        .symlink("short", "short");
+    let got = all(&t.finish()).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0.path, long);
+    assert_eq!(got[0].0.link_name, target);
+    assert_eq!(got[0].0.offset, 0, "offset is the first extension header");
+}
+
+#[test]
+fn base256_numeric_fields() {
+    let mut h = header(b"big", b'0', 0, 0o644, b"");
+    // uid 2^40, size 3, mtime -1 (all base-256).
+    h[108..116].copy_from_slice(&[0x80, 0, 1, 0, 0, 0, 0, 0]);
+    h[124..136].copy_from_slice(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3]);
+    h[136..148].copy_from_slice(&[0xff; 12]);
+    set_checksum(&mut h);
+    let got = all(&Tar::new().raw(h, b"abc").finish()).unwrap();
+    assert_eq!(got[0].0.uid, 1 << 40);
+    assert_eq!(got[0].0.size, 3);
+    assert_eq!(got[0].0.mtime, -1);
+    assert_eq!(got[0].1, b"abc");
+}
+
+#[test]
+fn pax_records_override_the_header() {
+    let long = "p/".repeat(120) + "f";
+    let mut t = Tar::new();
+    t.pax(b'g', &[("uid", b"7"), ("mtime", b"5")])
+        .pax(
+            b'x',
+            &[
+                ("path", long.as_bytes()),
+                ("gid", b"9"),
+                ("mtime", b"1700000000.999"),
+                ("size", b"2"),
+                ("SCHILY.xattr.security.capability", b"\x01\x00\x00\x02"),
+                ("comment", b"ignored"),
+            ],
+        )
+        .raw(header(b"short", b'0', 2, 0o644, b""), b"hi")
+        .pax(b'x', &[("linkpath", b"target-from-pax")])
+        .symlink("l", "t");
+    let got = all(&t.finish()).unwrap();
+    let e = &got[0].0;
+    assert_eq!(e.path, long);
+    assert_eq!((e.uid, e.gid, e.mtime, e.size), (7, 9, 1_700_000_000, 2));
+    assert_eq!(e.xattrs["security.capability"], b"\x01\x00\x00\x02");
+    assert_eq!(got[0].1, b"hi");
+    // The global header still applies; the per-entry one does not leak.
+    assert_eq!((got[1].0.uid, got[1].0.mtime), (7, 5));
+    assert_eq!(got[1].0.link_name, "target-from-pax");
+    assert_eq!(got[1].0.path, "l");
+}
+
+#[test]
+fn pax_time_parsing_table() {
+    for (input, want) in [
+        ("0", Some(0)),
+        ("12", Some(12)),
+        ("12.5", Some(12)),
+        ("-1.5", Some(-2)),
+        ("-1.0", Some(-1)),
+        ("x", None),
+        ("1.x", None),
+    ] {
+        assert_eq!(parse_pax_time(input.as_bytes()), want, "{input}");
+    }
+}
+
+#[test]
+fn numeric_field_table() {
+    for (field, want) in [
+        (&b"0000644\0"[..], Some(0o644)),
+        (b"    644 ", Some(0o644)),
+        (b"\0\0\0\0\0\0\0\0", Some(0)),
+        (b"0000899\0", None),
+        (&[0x80, 0, 0, 0, 0, 0, 1, 0], Some(256)),
+    ] {
+        assert_eq!(parse_number(field), want, "{field:?}");
+    }
+}
+
+#[test]
+fn unread_data_is_skipped_and_data_reader_reads() {
+    let mut t = Tar::new();
+    t.file("a", &[1u8; 1000]).file("b", b"second");
+    let bytes = t.finish();
+    let mut r = TarReader::new(&bytes[..], ReadLimits::default());
+    assert_eq!(r.next_entry().unwrap().unwrap().path, "a");
+    let b = r.next_entry().unwrap().unwrap();
+    assert_eq!(b.path, "b");
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut r.data_reader(), &mut s).unwrap();
+    assert_eq!(s, "second");
+    assert!(r.next_entry().unwrap().is_none());
+    assert!(r.next_entry().unwrap().is_none());
+}
+
+#[test]
+fn case14_trailing_nuls_are_accepted() {
+    let mut t = Tar::new();
+    t.file("a", b"x");
+    let mut many = t.finish();
+    many.resize(many.len() + 20 * BLOCK, 0);
+    assert_eq!(all(&many).unwrap().len(), 1);
+    // A single NUL block with no second one is accepted too.
+    let mut one = t.out.clone();
+    one.resize(one.len() + BLOCK, 0);
+    assert_eq!(all(&one).unwrap().len(), 1);
+    // An empty archive: just the end marker.
+    assert!(all(&[0u8; 1024]).unwrap().is_empty());
+}
+
+#[test]
+fn case14_missing_end_marker_is_truncation() {
+    let mut t = Tar::new();
+    t.file("a", b"x");
+    let err = all(&t.out).unwrap_err();
+    assert!(matches!(err, ReadError::Truncated { offset: 1024, .. }), "{err}");
+}
+
+#[test]
+fn case14_truncated_header() {
+    let mut t = Tar::new();
+    t.file("a", b"x").file("b", b"y");
+    let bytes = &t.out[..1024 + 100];
+    let err = all(bytes).unwrap_err();
+    assert!(matches!(err, ReadError::Truncated { what: "a header", .. }), "{err}");
+}
+
+#[test]
+fn case14_short_data() {
+    let mut t = Tar::new();
+    t.file("victim", &[7u8; 3000]);
+    let bytes = &t.out[..512 + 1000];
+    let err = all(bytes).unwrap_err();
+    match &err {
+        ReadError::Truncated { path, offset, what } => {
+            assert_eq!((path.as_str(), *offset, *what), ("victim", 1512, "data"));
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(err.to_string().contains("victim"));
+    // Skipping instead of reading detects it as well.
+    let mut r = TarReader::new(bytes, ReadLimits::default());
+    r.next_entry().unwrap();
+    assert!(matches!(r.next_entry(), Err(ReadError::Truncated { .. })));
+    // Data present but its padding cut: still truncation.
+    let mut t = Tar::new();
+    t.file("p", b"abc");
+    assert!(matches!(all(&t.out[..512 + 3]), Err(ReadError::Truncated { .. })));
+}
+
+#[test]
+fn case14_bad_header_checksum() {
+    let mut t = Tar::new();
+    t.file("good", b"1");
+    let mut h = header(b"evil", b'0', 0, 0o644, b"");
+    h[0] = b'E'; // changed after the checksum was computed
+    t.raw(h, b"");
+    let err = all(&t.finish()).unwrap_err();
+    match &err {
+        ReadError::BadChecksum { path, offset, .. } => assert_eq!((path.as_str(), *offset), ("Evil", 1024)),
+        other => panic!("unexpected {other}"),
+    }
+    assert!(err.to_string().contains("byte 1024"), "{err}");
+}
+
+#[test]
+fn case12_gnu_long_name_of_1_gib_fails_fast() {
+    let len = 1u64 << 30;
+    let mut h = header(b"././@LongLink", b'L', len, 0, b"");
+    h[257..265].copy_from_slice(b"ustar  \0");
+    set_checksum(&mut h);
+    let mut src = Lazy { header: h.to_vec(), pos: 0, len };
+    let start = Instant::now();
+    let mut r = TarReader::new(&mut src, ReadLimits::default());
+    let err = r.next_entry().unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(1));
+    assert!(
+        matches!(err, ReadError::ExtensionTooLarge { size, limit: MAX_GNU_LONG_NAME, .. } if size == len),
+        "{err}"
+    );
+    assert!(src.pos <= 64 * 1024, "read {} bytes of the name", src.pos);
+}
+
+#[test]
+fn case12_pax_header_of_100_mb_fails_fast() {
+    let len = 100 * 1024 * 1024;
+    let h = header(b"pax", b'x', len, 0o644, b"");
+    let mut src = Lazy { header: h.to_vec(), pos: 0, len };
+    let err = TarReader::new(&mut src, ReadLimits::default()).next_entry().unwrap_err();
+    assert!(matches!(err, ReadError::ExtensionTooLarge { limit: MAX_PAX_HEADER, .. }), "{err}");
+    assert!(src.pos <= 64 * 1024);
+    // A small header whose record claims 100 MB.
+    let data = b"104857600 path=x\n";
+    let mut t = Tar::new();
+    t.raw(header(b"pax", b'x', data.len() as u64, 0o644, b""), data).file("f", b"");
+    let err = all(&t.finish()).unwrap_err();
+    assert!(matches!(err, ReadError::BadPax { .. }), "{err}");
+}
+
+#[test]
+fn case12_path_of_5000_bytes_is_refused() {
+    let long = "a".repeat(5000);
+    let mut t = Tar::new();
+    t.gnu_long(b'L', long.as_bytes()).file("x", b"");
+    let err = all(&t.finish()).unwrap_err();
+    assert!(matches!(err, ReadError::PathTooLong { len: 5000, limit: 4096, .. }), "{err}");
+    let mut t = Tar::new();
+    t.pax(b'x', &[("linkpath", long.as_bytes())]).symlink("s", "t");
+    let err = all(&t.finish()).unwrap_err();
+    assert!(matches!(err, ReadError::PathTooLong { field: "link name", .. }), "{err}");
+}
+
+#[test]
+fn entry_count_is_capped() {
+    let mut t = Tar::new();
+    for i in 0..5 {
+        t.file(&format!("f{i}"), b"");
+    }
+    let limits = ReadLimits { max_entries: 3, ..ReadLimits::default() };
+    let err = all_with(&t.finish(), limits).unwrap_err();
+    assert!(matches!(err, ReadError::TooManyEntries { limit: 3, offset: 1536 }), "{err}");
+}
+
+#[test]
+fn extension_header_chains_are_capped() {
+    let mut t = Tar::new();
+    for _ in 0..=MAX_EXTENSION_HEADERS {
+        t.pax(b'x', &[("comment", b"x")]);
+    }
+    t.file("f", b"");
+    assert!(matches!(all(&t.finish()), Err(ReadError::TooManyExtensions { .. })));
+}
+
+#[test]
+fn bad_headers_table() {
+    let sparse = header(b"sparse", b'S', 0, 0o644, b"");
+    let mut bad_mode = header(b"m", b'0', 0, 0o644, b"");
+    bad_mode[100..108].copy_from_slice(b"0000x44\0");
+    set_checksum(&mut bad_mode);
+    let mut not_utf8 = header(b"n\xff", b'0', 0, 0o644, b"");
+    set_checksum(&mut not_utf8);
+    for (h, what) in [(sparse, "unsupported"), (bad_mode, "not a valid number"), (not_utf8, "UTF-8")] {
+        let err = all(&Tar::new().raw(h, b"").finish()).unwrap_err();
+        assert!(err.to_string().contains(what), "{err}");
+    }
+}
+
+#[test]
+fn pax_path_with_nul_is_refused() {
+    let mut t = Tar::new();
+    t.pax(b'x', &[("path", b"a\0b")]).file("f", b"");
+    assert!(matches!(all(&t.finish()), Err(ReadError::BadPax { .. })));
+}
