@@ -507,7 +507,7 @@ fn octal(field: &mut [u8], value: u64) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::process::{Command, Stdio};
     use std::sync::Arc;
 
