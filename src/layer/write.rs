@@ -1,0 +1,954 @@
+//! The deterministic tar writer: one `FileTree` in, one exact byte stream out.
+//!
+//! A layer's digest is the sha256 of these bytes (after compression), so every choice that a
+//! general-purpose tar writer leaves to the environment is fixed here, once:
+//!
+//! - **Order**: the tree's `BTreeMap` key order (bytewise on the normalized path), which puts
+//!   every parent before its children. Directories are written with a trailing `/`. A whiteout
+//!   sits at the key of the path it deletes; an opaque marker `dir/.wh..wh..opq` comes right
+//!   after its directory's entry (an opaque root, key `""`, is the very first entry).
+//! - **Format**: POSIX ustar headers. A PAX extended header (`x`, named `././@PaxHeader`, mode
+//!   0644, uid/gid/mtime 0) precedes an entry only when a value does not fit ustar: a path that
+//!   cannot be split into `prefix` (155) + `name` (100) at a `/`, a link target longer than 100
+//!   bytes, a size of 8 GiB or more, a uid/gid above `0o7777777`, an mtime above
+//!   `0o77777777777`, or a `security.capability` xattr. PAX records are written in bytewise key
+//!   order; a field that overflows is written as zero in the ustar header.
+//! - **Metadata**: mtime is `min(entry mtime, epoch)`, negative values become 0; no atime or
+//!   ctime; numeric uid/gid with empty uname/gname; mode exactly as the tree says (`0o7777`
+//!   bits only); devmajor/devminor for device nodes, zero otherwise. Only the
+//!   `security.capability` xattr is carried (as `SCHILY.xattr.security.capability`); any other
+//!   xattr in the tree is dropped and counted in [`WriteStats::xattrs_dropped`].
+//! - **Whiteouts**: empty regular files `dir/.wh.name` with mode 0644, uid/gid 0 and the
+//!   entry's clamped mtime; the entry's own mode and owner are ignored, so that two trees that
+//!   delete the same path always write the same bytes.
+//! - **Numbers**: octal, zero-padded, NUL-terminated; the checksum is six octal digits, NUL,
+//!   space (as GNU tar and Go's archive/tar write it).
+//! - **End**: two zero blocks and nothing else (no padding to a 10 KiB record).
+//!
+//! File contents are streamed (`Content::File` is opened and copied when its entry is written,
+//! never buffered whole); a file whose size differs from the tree's record is an error naming
+//! the path, never a silently different layer.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+use super::tree::{Content, Entry, EntryKind, FileTree};
+
+const BLOCK: usize = 512;
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+const WHITEOUT_PREFIX: &str = ".wh.";
+const WHITEOUT_MODE: u32 = 0o644;
+const PAX_HEADER_NAME: &str = "././@PaxHeader";
+/// The largest value of a 7-digit octal field (mode, uid, gid, devmajor, devminor).
+const MAX_OCTAL_7: u64 = 0o7777777;
+/// The largest value of an 11-digit octal field (size, mtime).
+const MAX_OCTAL_11: u64 = 0o77777777777;
+/// The one xattr that survives into layers (file capabilities).
+pub const CAPABILITY_XATTR: &str = "security.capability";
+
+/// What the writer did; `bytes` is the length of the tar stream (the layer's uncompressed size).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Tar entries written, counting whiteouts and opaque markers but not PAX headers.
+    pub entries: u64,
+    pub pax_headers: u64,
+    pub bytes: u64,
+    pub xattrs_dropped: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("failed to write the tar stream at entry `{path}`")]
+    Output { path: String, source: io::Error },
+    #[error("failed to read `{}` for layer entry `{entry}`", file.display())]
+    ReadContent {
+        entry: String,
+        file: PathBuf,
+        source: io::Error,
+    },
+    #[error(
+        "file `{}` for layer entry `{entry}` changed while the layer was written: expected {expected} bytes, found {found}",
+        file.display()
+    )]
+    ContentSizeChanged {
+        entry: String,
+        file: PathBuf,
+        expected: u64,
+        found: String,
+    },
+    #[error("invalid layer path `{path}`: {reason}")]
+    InvalidPath { path: String, reason: &'static str },
+    #[error("layer entry `{path}` has mode {mode:#o}, which has bits outside 0o7777")]
+    InvalidMode { path: String, mode: u32 },
+    #[error("hard link `{path}` points at `{target}`, which is not an earlier regular file of the layer")]
+    InvalidHardlink { path: String, target: String },
+    #[error("opaque directory `{path}` has no directory entry in the layer")]
+    OpaqueWithoutDir { path: String },
+    #[error("layer entry `{path}` has uid/gid {uid}/{gid}, above the 32-bit ids Linux supports")]
+    IdOutOfRange { path: String, uid: u64, gid: u64 },
+    #[error("device `{path}` has number {major}:{minor}, which does not fit a ustar header")]
+    DeviceNumberTooLarge {
+        path: String,
+        major: u32,
+        minor: u32,
+    },
+}
+
+/// Writes `tree` as a tar stream to `out`; `epoch` is the recipe's SOURCE_DATE_EPOCH.
+pub fn write_tar(
+    tree: &FileTree,
+    epoch: i64,
+    out: &mut impl Write,
+) -> Result<WriteStats, WriteError> {
+    let mut w = TarWriter {
+        out,
+        stats: WriteStats::default(),
+        epoch: epoch.max(0) as u64,
+    };
+    if tree.opaque.contains("") {
+        w.opaque_marker("")?;
+    }
+    for (path, entry) in &tree.entries {
+        validate_path(path)?;
+        w.entry(tree, path, entry)?;
+        if matches!(entry.kind, EntryKind::Dir) && tree.opaque.contains(path) {
+            w.opaque_marker(path)?;
+        }
+    }
+    for path in &tree.opaque {
+        let is_dir = matches!(
+            tree.entries.get(path),
+            Some(Entry {
+                kind: EntryKind::Dir,
+                ..
+            })
+        );
+        if !path.is_empty() && !is_dir {
+            return Err(WriteError::OpaqueWithoutDir { path: path.clone() });
+        }
+    }
+    w.write(&[0u8; 2 * BLOCK], "")?;
+    w.out.flush().map_err(|source| WriteError::Output {
+        path: String::new(),
+        source,
+    })?;
+    Ok(w.stats)
+}
+
+fn validate_path(path: &str) -> Result<(), WriteError> {
+    let reason = if path.is_empty() {
+        "empty path"
+    } else if path.contains('\0') {
+        "contains a NUL byte"
+    } else if path.starts_with('/') || path.ends_with('/') {
+        "leading or trailing `/`"
+    } else if path
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        "empty, `.` or `..` component"
+    } else {
+        return Ok(());
+    };
+    Err(WriteError::InvalidPath {
+        path: path.to_string(),
+        reason,
+    })
+}
+
+/// One ustar header's values, before encoding.
+struct Header<'a> {
+    name: String,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    size: u64,
+    mtime: u64,
+    typeflag: u8,
+    linkname: &'a str,
+    dev: (u32, u32),
+    capability: Option<&'a [u8]>,
+}
+
+struct TarWriter<'o, W: Write> {
+    out: &'o mut W,
+    stats: WriteStats,
+    epoch: u64,
+}
+
+impl<W: Write> TarWriter<'_, W> {
+    fn write(&mut self, bytes: &[u8], path: &str) -> Result<(), WriteError> {
+        self.out
+            .write_all(bytes)
+            .map_err(|source| WriteError::Output {
+                path: path.to_string(),
+                source,
+            })?;
+        self.stats.bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn clamp(&self, mtime: i64) -> u64 {
+        (mtime.max(0) as u64).min(self.epoch)
+    }
+
+    fn opaque_marker(&mut self, dir: &str) -> Result<(), WriteError> {
+        let name = if dir.is_empty() {
+            OPAQUE_MARKER.to_string()
+        } else {
+            format!("{dir}/{OPAQUE_MARKER}")
+        };
+        let header = Header {
+            name,
+            mode: WHITEOUT_MODE,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            mtime: self.epoch,
+            typeflag: b'0',
+            linkname: "",
+            dev: (0, 0),
+            capability: None,
+        };
+        self.header(&header)
+    }
+
+    fn entry(&mut self, tree: &FileTree, path: &str, entry: &Entry) -> Result<(), WriteError> {
+        let meta = &entry.meta;
+        if meta.mode & !0o7777 != 0 {
+            return Err(WriteError::InvalidMode {
+                path: path.to_string(),
+                mode: meta.mode,
+            });
+        }
+        if meta.uid > u64::from(u32::MAX) || meta.gid > u64::from(u32::MAX) {
+            return Err(WriteError::IdOutOfRange {
+                path: path.to_string(),
+                uid: meta.uid,
+                gid: meta.gid,
+            });
+        }
+        let mut capability = None;
+        for (key, value) in &meta.xattrs {
+            if key == CAPABILITY_XATTR {
+                capability = Some(value.as_slice());
+            } else {
+                self.stats.xattrs_dropped += 1;
+            }
+        }
+        let mut h = Header {
+            name: path.to_string(),
+            mode: meta.mode,
+            uid: meta.uid,
+            gid: meta.gid,
+            size: 0,
+            mtime: self.clamp(meta.mtime),
+            typeflag: b'0',
+            linkname: "",
+            dev: (0, 0),
+            capability,
+        };
+        match &entry.kind {
+            EntryKind::Dir => {
+                h.typeflag = b'5';
+                h.name.push('/');
+            }
+            EntryKind::File(content) => h.size = content.size(),
+            EntryKind::Symlink(target) => {
+                h.typeflag = b'2';
+                h.linkname = target;
+            }
+            EntryKind::Hardlink(target) => {
+                let ok = target.as_str() < path
+                    && matches!(
+                        tree.entries.get(target),
+                        Some(Entry {
+                            kind: EntryKind::File(_),
+                            ..
+                        })
+                    );
+                if !ok {
+                    return Err(WriteError::InvalidHardlink {
+                        path: path.to_string(),
+                        target: target.clone(),
+                    });
+                }
+                h.typeflag = b'1';
+                h.linkname = target;
+            }
+            EntryKind::CharDevice { major, minor } | EntryKind::BlockDevice { major, minor } => {
+                if u64::from(*major) > MAX_OCTAL_7 || u64::from(*minor) > MAX_OCTAL_7 {
+                    let (major, minor) = (*major, *minor);
+                    return Err(WriteError::DeviceNumberTooLarge {
+                        path: path.to_string(),
+                        major,
+                        minor,
+                    });
+                }
+                h.typeflag = if matches!(entry.kind, EntryKind::CharDevice { .. }) {
+                    b'3'
+                } else {
+                    b'4'
+                };
+                h.dev = (*major, *minor);
+            }
+            EntryKind::Fifo => h.typeflag = b'6',
+            EntryKind::Whiteout => {
+                h.name = match path.rsplit_once('/') {
+                    Some((dir, base)) => format!("{dir}/{WHITEOUT_PREFIX}{base}"),
+                    None => format!("{WHITEOUT_PREFIX}{path}"),
+                };
+                (h.mode, h.uid, h.gid, h.capability) = (WHITEOUT_MODE, 0, 0, None);
+            }
+        }
+        self.header(&h)?;
+        if let EntryKind::File(content) = &entry.kind {
+            self.content(path, content)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the PAX header (when one is needed) and the ustar header of one entry.
+    fn header(&mut self, h: &Header<'_>) -> Result<(), WriteError> {
+        let mut pax: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let split = split_ustar_path(&h.name);
+        if split.is_none() {
+            pax.insert("path".into(), h.name.as_bytes().to_vec());
+        }
+        if h.linkname.len() > 100 {
+            pax.insert("linkpath".into(), h.linkname.as_bytes().to_vec());
+        }
+        if h.size > MAX_OCTAL_11 {
+            pax.insert("size".into(), h.size.to_string().into_bytes());
+        }
+        if h.mtime > MAX_OCTAL_11 {
+            pax.insert("mtime".into(), h.mtime.to_string().into_bytes());
+        }
+        if h.uid > MAX_OCTAL_7 {
+            pax.insert("uid".into(), h.uid.to_string().into_bytes());
+        }
+        if h.gid > MAX_OCTAL_7 {
+            pax.insert("gid".into(), h.gid.to_string().into_bytes());
+        }
+        if let Some(cap) = h.capability {
+            pax.insert(format!("SCHILY.xattr.{CAPABILITY_XATTR}"), cap.to_vec());
+        }
+        if !pax.is_empty() {
+            let records = pax_records(&pax);
+            let mut block = [0u8; BLOCK];
+            encode_header(
+                &mut block,
+                (b"", PAX_HEADER_NAME.as_bytes()),
+                0o644,
+                0,
+                0,
+                records.len() as u64,
+                0,
+                b'x',
+                b"",
+                (0, 0),
+            );
+            self.write(&block, &h.name)?;
+            self.write(&records, &h.name)?;
+            self.pad(records.len() as u64, &h.name)?;
+            self.stats.pax_headers += 1;
+        }
+        let (prefix, name) = split.unwrap_or((b"", truncate(h.name.as_bytes(), 100)));
+        let fit = |v: u64, max: u64| if v > max { 0 } else { v };
+        let mut block = [0u8; BLOCK];
+        encode_header(
+            &mut block,
+            (prefix, name),
+            h.mode,
+            fit(h.uid, MAX_OCTAL_7),
+            fit(h.gid, MAX_OCTAL_7),
+            fit(h.size, MAX_OCTAL_11),
+            fit(h.mtime, MAX_OCTAL_11),
+            h.typeflag,
+            truncate(h.linkname.as_bytes(), 100),
+            h.dev,
+        );
+        self.write(&block, &h.name)?;
+        self.stats.entries += 1;
+        Ok(())
+    }
+
+    fn pad(&mut self, len: u64, path: &str) -> Result<(), WriteError> {
+        let rem = (len % BLOCK as u64) as usize;
+        if rem != 0 {
+            self.write(&[0u8; BLOCK][..BLOCK - rem], path)?;
+        }
+        Ok(())
+    }
+
+    fn content(&mut self, entry: &str, content: &Content) -> Result<(), WriteError> {
+        match content {
+            Content::Inline(bytes) => self.write(bytes, entry)?,
+            Content::File { path, size } => {
+                let read_err = |source| WriteError::ReadContent {
+                    entry: entry.into(),
+                    file: path.clone(),
+                    source,
+                };
+                let changed = |found: String| WriteError::ContentSizeChanged {
+                    entry: entry.into(),
+                    file: path.clone(),
+                    expected: *size,
+                    found,
+                };
+                let mut file = fs_err::File::open(path).map_err(read_err)?;
+                let on_disk = file.metadata().map_err(read_err)?.len();
+                if on_disk != *size {
+                    return Err(changed(on_disk.to_string()));
+                }
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut left = *size;
+                while left > 0 {
+                    let want = left.min(buf.len() as u64) as usize;
+                    let n = match file.read(&mut buf[..want]) {
+                        Ok(0) => return Err(changed((*size - left).to_string())),
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(read_err(e)),
+                    };
+                    self.write(&buf[..n], entry)?;
+                    left -= n as u64;
+                }
+                if file.read(&mut buf[..1]).map_err(read_err)? != 0 {
+                    return Err(changed(format!("more than {size}")));
+                }
+            }
+        }
+        self.pad(content.size(), entry)
+    }
+}
+
+fn truncate(bytes: &[u8], max: usize) -> &[u8] {
+    &bytes[..bytes.len().min(max)]
+}
+
+/// Splits `path` into ustar's `prefix` and `name` fields, or `None` when it needs PAX. The
+/// rule is fixed: the whole path in `name` when it fits, else the shortest prefix ending at a
+/// `/` that leaves at most 100 bytes for `name` (never splitting off a directory's trailing
+/// `/` alone).
+fn split_ustar_path(path: &str) -> Option<(&[u8], &[u8])> {
+    let bytes = path.as_bytes();
+    if bytes.len() <= 100 {
+        return Some((b"", bytes));
+    }
+    let trimmed = bytes.strip_suffix(b"/").unwrap_or(bytes);
+    let start = bytes.len() - 101;
+    (start..trimmed.len())
+        .find(|&i| bytes[i] == b'/')
+        .filter(|&i| i <= 155)
+        .map(|i| (&bytes[..i], &bytes[i + 1..]))
+}
+
+/// PAX records `"<len> <key>=<value>\n"`, where `len` counts the whole record including itself.
+fn pax_records(records: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (key, value) in records {
+        let rest = key.len() + value.len() + 3; // ' ', '=', '\n'
+        let mut len = rest + 1;
+        while len != rest + len.to_string().len() {
+            len = rest + len.to_string().len();
+        }
+        out.extend_from_slice(format!("{len} {key}=").as_bytes());
+        out.extend_from_slice(value);
+        out.push(b'\n');
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn encode_header(
+    block: &mut [u8; BLOCK],
+    (prefix, name): (&[u8], &[u8]),
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    size: u64,
+    mtime: u64,
+    typeflag: u8,
+    linkname: &[u8],
+    (major, minor): (u32, u32),
+) {
+    block[..name.len()].copy_from_slice(name);
+    octal(&mut block[100..108], u64::from(mode));
+    octal(&mut block[108..116], uid);
+    octal(&mut block[116..124], gid);
+    octal(&mut block[124..136], size);
+    octal(&mut block[136..148], mtime);
+    block[156] = typeflag;
+    block[157..157 + linkname.len()].copy_from_slice(linkname);
+    block[257..263].copy_from_slice(b"ustar\0");
+    block[263..265].copy_from_slice(b"00");
+    octal(&mut block[329..337], u64::from(major));
+    octal(&mut block[337..345], u64::from(minor));
+    block[345..345 + prefix.len()].copy_from_slice(prefix);
+    block[148..156].fill(b' ');
+    let sum: u64 = block.iter().map(|&b| u64::from(b)).sum();
+    octal(&mut block[148..155], sum);
+    block[155] = b' ';
+}
+
+/// Zero-padded octal filling all but the last byte of `field`, then a NUL.
+fn octal(field: &mut [u8], value: u64) {
+    let digits = field.len() - 1;
+    let text = format!("{value:0digits$o}");
+    debug_assert_eq!(
+        text.len(),
+        digits,
+        "value checked against the field width by the caller"
+    );
+    field[..digits].copy_from_slice(text.as_bytes());
+    field[digits] = 0;
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::process::{Command, Stdio};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::layer::tree::Metadata;
+
+    /// True when `tool` runs; a missing tool fails the test under `CI=true`.
+    pub(crate) fn have_tool(tool: &str) -> bool {
+        let found = Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        if !found {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "`{tool}` is required under CI=true"
+            );
+            eprintln!("SKIPPED: `{tool}` is not installed");
+        }
+        found
+    }
+
+    fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> (bool, Vec<u8>, String) {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        let feeder = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap();
+        (
+            out.status.success(),
+            out.stdout,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn meta(mode: u32, mtime: i64) -> Metadata {
+        Metadata::new(mode, 0, 0, mtime)
+    }
+
+    fn put(tree: &mut FileTree, path: &str, kind: EntryKind, meta: Metadata) {
+        tree.entries.insert(path.to_string(), Entry { kind, meta });
+    }
+
+    fn inline(data: &[u8]) -> EntryKind {
+        EntryKind::File(Content::Inline(Arc::from(data)))
+    }
+
+    const LONG_DIR: &str =
+        "d123456789/d123456789/d123456789/d123456789/d123456789/d123456789/d123456789/d123456789";
+    const CAP: &[u8] =
+        b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+
+    /// One entry of every kind, plus every PAX trigger.
+    fn sample_tree(host_file: &std::path::Path) -> FileTree {
+        let mut t = FileTree::default();
+        put(&mut t, "bin", EntryKind::Dir, meta(0o755, 5));
+        put(&mut t, "bin/ping", inline(b"ping"), {
+            let mut m = meta(0o4755, 2_000_000_000);
+            m.xattrs.insert(CAPABILITY_XATTR.into(), CAP.to_vec());
+            m.xattrs.insert("user.comment".into(), b"dropped".to_vec());
+            m
+        });
+        put(
+            &mut t,
+            "bin/sh",
+            EntryKind::Symlink("busybox".into()),
+            meta(0o777, -5),
+        );
+        put(&mut t, "dev", EntryKind::Dir, meta(0o755, 0));
+        put(
+            &mut t,
+            "dev/null",
+            EntryKind::CharDevice { major: 1, minor: 3 },
+            meta(0o666, 0),
+        );
+        put(
+            &mut t,
+            "dev/sda",
+            EntryKind::BlockDevice { major: 8, minor: 0 },
+            meta(0o660, 0),
+        );
+        put(&mut t, "dev/fifo", EntryKind::Fifo, meta(0o600, 0));
+        put(&mut t, "etc", EntryKind::Dir, meta(0o755, 0));
+        put(
+            &mut t,
+            "etc/big-ids",
+            inline(b""),
+            Metadata::new(0o644, 4_000_000_000, 70_000, 7),
+        );
+        put(
+            &mut t,
+            "etc/gone",
+            EntryKind::Whiteout,
+            Metadata::new(0o777, 9, 9, 3),
+        );
+        put(
+            &mut t,
+            "etc/hosts",
+            EntryKind::File(Content::File {
+                path: host_file.into(),
+                size: 600,
+            }),
+            meta(0o644, 8),
+        );
+        put(
+            &mut t,
+            "etc/hosts.link",
+            EntryKind::Hardlink("etc/hosts".into()),
+            meta(0o644, 8),
+        );
+        put(&mut t, "opt", EntryKind::Dir, meta(0o700, 0));
+        t.opaque.insert("opt".into());
+        let long = format!("{LONG_DIR}/{LONG_DIR}/f");
+        put(
+            &mut t,
+            &format!("opt/{LONG_DIR}"),
+            EntryKind::Dir,
+            meta(0o755, 0),
+        );
+        put(
+            &mut t,
+            &format!("opt/{LONG_DIR}/file"),
+            inline(b"split"),
+            meta(0o644, 0),
+        );
+        put(
+            &mut t,
+            &format!("opt/{long}"),
+            EntryKind::Symlink(long.clone()),
+            meta(0o777, 0),
+        );
+        put(
+            &mut t,
+            &format!("opt/{}", "n".repeat(120)),
+            inline(b""),
+            meta(0o644, 0),
+        );
+        t
+    }
+
+    fn sample_tar() -> (Vec<u8>, WriteStats) {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("hosts");
+        fs_err::write(&host, vec![b'h'; 600]).unwrap();
+        let mut out = Vec::new();
+        let stats = write_tar(&sample_tree(&host), 1_000_000_000, &mut out).unwrap();
+        (out, stats)
+    }
+
+    #[test]
+    fn stream_is_blocks_with_valid_checksums_and_two_zero_blocks_at_the_end() {
+        let (tar, stats) = sample_tar();
+        assert_eq!(stats.bytes, tar.len() as u64);
+        assert_eq!(tar.len() % BLOCK, 0);
+        assert!(tar[tar.len() - 2 * BLOCK..].iter().all(|&b| b == 0));
+        // Walk the headers: every checksum must be the unsigned byte sum with the field as spaces.
+        let mut pos = 0;
+        let mut headers = 0;
+        while tar[pos..pos + BLOCK].iter().any(|&b| b != 0) {
+            let h = &tar[pos..pos + BLOCK];
+            let mut copy = h.to_vec();
+            copy[148..156].fill(b' ');
+            let sum: u64 = copy.iter().map(|&b| u64::from(b)).sum();
+            assert_eq!(&h[148..156], format!("{sum:06o}\0 ").as_bytes());
+            assert_eq!(&h[257..265], b"ustar\x0000");
+            assert!(
+                h[265..329].iter().all(|&b| b == 0),
+                "uname/gname must be empty"
+            );
+            let size = u64::from_str_radix(std::str::from_utf8(&h[124..135]).unwrap(), 8).unwrap();
+            pos += BLOCK + (size as usize).div_ceil(BLOCK) * BLOCK;
+            headers += 1;
+        }
+        assert_eq!(headers as u64, stats.entries + stats.pax_headers);
+        assert_eq!(pos + 2 * BLOCK, tar.len());
+        assert_eq!(stats.xattrs_dropped, 1);
+        assert_eq!(
+            stats.pax_headers, 4,
+            "capability, big uid, long link, long path"
+        );
+    }
+
+    #[test]
+    fn same_tree_gives_the_same_bytes() {
+        assert_eq!(sample_tar().0, sample_tar().0);
+    }
+
+    #[test]
+    fn python_tarfile_reads_back_exactly_what_we_claim() {
+        if !have_tool("python3") {
+            return;
+        }
+        let (tar, _) = sample_tar();
+        let script = r#"
+import sys, tarfile, json
+with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as tf:
+    for m in tf:
+        data = tf.extractfile(m).read().decode("latin1") if m.isreg() else ""
+        print(json.dumps([m.name, m.type.decode(), oct(m.mode), m.uid, m.gid, m.mtime, m.size,
+                          m.linkname, m.devmajor, m.devminor, m.uname, m.gname,
+                          {k: v.encode("utf-8", "surrogateescape").hex() for k, v in sorted(m.pax_headers.items())},
+                          data[:8]]))
+"#;
+        let (ok, stdout, stderr) =
+            run_with_stdin(Command::new("python3").args(["-c", script]), &tar);
+        assert!(ok, "{stderr}");
+        let long = format!("opt/{LONG_DIR}/{LONG_DIR}/f");
+        let unsplittable = "n".repeat(120);
+        let cap_hex = hex::encode(CAP);
+        let expected = [
+            r#"["bin", "5", "0o755", 0, 0, 5, 0, "", 0, 0, "", "", {}, ""]"#.to_string(),
+            format!(
+                r#"["bin/ping", "0", "0o4755", 0, 0, 1000000000, 4, "", 0, 0, "", "", {{"SCHILY.xattr.security.capability": "{cap_hex}"}}, "ping"]"#
+            ),
+            r#"["bin/sh", "2", "0o777", 0, 0, 0, 0, "busybox", 0, 0, "", "", {}, ""]"#.into(),
+            r#"["dev", "5", "0o755", 0, 0, 0, 0, "", 0, 0, "", "", {}, ""]"#.into(),
+            r#"["dev/fifo", "6", "0o600", 0, 0, 0, 0, "", 0, 0, "", "", {}, ""]"#.into(),
+            r#"["dev/null", "3", "0o666", 0, 0, 0, 0, "", 1, 3, "", "", {}, ""]"#.into(),
+            r#"["dev/sda", "4", "0o660", 0, 0, 0, 0, "", 8, 0, "", "", {}, ""]"#.into(),
+            r#"["etc", "5", "0o755", 0, 0, 0, 0, "", 0, 0, "", "", {}, ""]"#.into(),
+            r#"["etc/big-ids", "0", "0o644", 4000000000, 70000, 7, 0, "", 0, 0, "", "", {"uid": "34303030303030303030"}, ""]"#.into(),
+            r#"["etc/.wh.gone", "0", "0o644", 0, 0, 3, 0, "", 0, 0, "", "", {}, ""]"#.into(),
+            r#"["etc/hosts", "0", "0o644", 0, 0, 8, 600, "", 0, 0, "", "", {}, "hhhhhhhh"]"#.into(),
+            r#"["etc/hosts.link", "1", "0o644", 0, 0, 8, 0, "etc/hosts", 0, 0, "", "", {}, ""]"#.into(),
+            r#"["opt", "5", "0o700", 0, 0, 0, 0, "", 0, 0, "", "", {}, ""]"#.into(),
+            r#"["opt/.wh..wh..opq", "0", "0o644", 0, 0, 1000000000, 0, "", 0, 0, "", "", {}, ""]"#.into(),
+            format!(r#"["opt/{LONG_DIR}", "5", "0o755", 0, 0, 0, 0, "", 0, 0, "", "", {{}}, ""]"#),
+            format!(
+                r#"["{long}", "2", "0o777", 0, 0, 0, 0, "{}", 0, 0, "", "", {{"linkpath": "{}"}}, ""]"#,
+                &long[4..],
+                hex::encode(&long[4..]),
+            ),
+            format!(r#"["opt/{LONG_DIR}/file", "0", "0o644", 0, 0, 0, 5, "", 0, 0, "", "", {{}}, "split"]"#),
+            format!(
+                r#"["opt/{unsplittable}", "0", "0o644", 0, 0, 0, 0, "", 0, 0, "", "", {{"path": "{}"}}, ""]"#,
+                hex::encode(format!("opt/{unsplittable}"))
+            ),
+        ];
+        let got: Vec<&str> = std::str::from_utf8(&stdout).unwrap().lines().collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn gnu_tar_lists_the_stream_without_warnings() {
+        if !have_tool("tar") {
+            return;
+        }
+        let (tar, _) = sample_tar();
+        let (ok, stdout, stderr) = run_with_stdin(
+            Command::new("tar").args(["--numeric-owner", "-tvf", "-"]),
+            &tar,
+        );
+        assert!(ok && stderr.is_empty(), "{stderr}");
+        let listing = String::from_utf8(stdout).unwrap();
+        let lines: Vec<&str> = listing.lines().collect();
+        assert_eq!(lines.len(), 18, "{listing}");
+        assert!(lines[1].starts_with("-rwsr-xr-x 0/0"), "{}", lines[1]);
+        assert!(
+            lines[5].starts_with("crw-rw-rw- 0/0") && lines[5].contains("1,3"),
+            "{}",
+            lines[5]
+        );
+        assert!(
+            lines[11].contains("etc/hosts.link link to etc/hosts"),
+            "{}",
+            lines[11]
+        );
+        assert!(
+            lines[15].contains(&format!("{LONG_DIR}/f ->")),
+            "{}",
+            lines[15]
+        );
+        assert!(
+            lines[17].ends_with(&format!("opt/{}", "n".repeat(120))),
+            "{}",
+            lines[17]
+        );
+    }
+
+    #[test]
+    fn mtime_is_clamped_to_the_epoch_and_never_negative() {
+        for (mtime, epoch, want) in [(5, 10, 5), (50, 10, 10), (-3, 10, 0), (5, -1, 0), (0, 0, 0)] {
+            let mut t = FileTree::default();
+            put(&mut t, "f", inline(b""), meta(0o644, mtime));
+            let mut out = Vec::new();
+            write_tar(&t, epoch, &mut out).unwrap();
+            let field = std::str::from_utf8(&out[136..147]).unwrap();
+            assert_eq!(
+                u64::from_str_radix(field, 8).unwrap(),
+                want,
+                "mtime {mtime} epoch {epoch}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_that_changed_size_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs_err::write(&file, b"12345").unwrap();
+        for recorded in [4, 6] {
+            let mut t = FileTree::default();
+            put(
+                &mut t,
+                "f",
+                EntryKind::File(Content::File {
+                    path: file.clone(),
+                    size: recorded,
+                }),
+                meta(0o644, 0),
+            );
+            let err = write_tar(&t, 0, &mut Vec::new()).unwrap_err();
+            assert!(
+                matches!(err, WriteError::ContentSizeChanged { .. }),
+                "{err}"
+            );
+            assert!(
+                err.to_string().contains(&file.display().to_string()),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn inconsistent_trees_are_refused() {
+        let cases: Vec<(&str, FileTree)> = vec![
+            ("hardlink to a later entry", {
+                let mut t = FileTree::default();
+                put(&mut t, "a", EntryKind::Hardlink("b".into()), meta(0o644, 0));
+                put(&mut t, "b", inline(b"x"), meta(0o644, 0));
+                t
+            }),
+            ("hardlink to a directory", {
+                let mut t = FileTree::default();
+                put(&mut t, "a", EntryKind::Dir, meta(0o755, 0));
+                put(&mut t, "b", EntryKind::Hardlink("a".into()), meta(0o644, 0));
+                t
+            }),
+            ("opaque without a directory", {
+                let mut t = FileTree::default();
+                t.opaque.insert("x".into());
+                t
+            }),
+            ("mode with file-type bits", {
+                let mut t = FileTree::default();
+                put(&mut t, "a", inline(b""), meta(0o100644, 0));
+                t
+            }),
+            ("uid above 32 bits", {
+                let mut t = FileTree::default();
+                put(
+                    &mut t,
+                    "a",
+                    inline(b""),
+                    Metadata::new(0o644, 1 << 32, 0, 0),
+                );
+                t
+            }),
+            ("dot-dot path", {
+                let mut t = FileTree::default();
+                put(&mut t, "a/../b", inline(b""), meta(0o644, 0));
+                t
+            }),
+            ("absolute path", {
+                let mut t = FileTree::default();
+                put(&mut t, "/etc", EntryKind::Dir, meta(0o755, 0));
+                t
+            }),
+        ];
+        for (what, tree) in cases {
+            assert!(write_tar(&tree, 0, &mut Vec::new()).is_err(), "{what}");
+        }
+    }
+
+    #[test]
+    fn opaque_root_comes_first() {
+        let mut t = FileTree::default();
+        t.opaque.insert(String::new());
+        put(&mut t, "a", inline(b""), meta(0o644, 0));
+        let mut out = Vec::new();
+        write_tar(&t, 0, &mut out).unwrap();
+        assert_eq!(&out[..12], b".wh..wh..opq");
+        assert_eq!(&out[BLOCK..BLOCK + 2], b"a\0");
+    }
+
+    #[test]
+    fn ustar_path_split_table() {
+        let d50 = "d".repeat(50);
+        let f100 = "f".repeat(100);
+        let cases: Vec<(String, Option<(String, String)>)> = vec![
+            ("short".into(), Some((String::new(), "short".into()))),
+            (f100.clone(), Some((String::new(), f100.clone()))),
+            (format!("{d50}/{f100}"), Some((d50.clone(), f100.clone()))),
+            (
+                format!("{d50}/{d50}/x"),
+                Some((d50.clone(), format!("{d50}/x"))),
+            ),
+            (format!("{}/", "f".repeat(101)), None),
+            (format!("{d50}/{}/", "f".repeat(100)), None),
+            (format!("{}/x", "p".repeat(156)), None),
+            (
+                format!("{}/x{}", "p".repeat(155), "y".repeat(99)),
+                Some(("p".repeat(155), format!("x{}", "y".repeat(99)))),
+            ),
+            ("g".repeat(101), None),
+        ];
+        for (path, want) in cases {
+            let got = split_ustar_path(&path).map(|(p, n)| {
+                (
+                    String::from_utf8(p.to_vec()).unwrap(),
+                    String::from_utf8(n.to_vec()).unwrap(),
+                )
+            });
+            assert_eq!(got, want, "{path}");
+        }
+    }
+
+    #[test]
+    fn pax_record_lengths_count_themselves() {
+        for value_len in [
+            0usize, 1, 2, 3, 4, 5, 6, 85, 86, 87, 88, 89, 90, 95, 96, 97, 98, 993, 994, 995, 996,
+        ] {
+            let mut map = BTreeMap::new();
+            map.insert("path".to_string(), vec![b'a'; value_len]);
+            let rec = pax_records(&map);
+            let (len, _) = std::str::from_utf8(&rec).unwrap().split_once(' ').unwrap();
+            assert_eq!(
+                len.parse::<usize>().unwrap(),
+                rec.len(),
+                "value length {value_len}"
+            );
+        }
+    }
+}
