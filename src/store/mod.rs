@@ -22,7 +22,7 @@ mod verify;
 mod writer;
 
 #[cfg(test)]
-mod process_tests;
+pub(crate) mod process_tests;
 
 use std::fs::Permissions;
 use std::io::{self, Read};
