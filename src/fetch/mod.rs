@@ -1,1 +1,338 @@
 //! Fetching inputs: local paths, http(s), mirror directories; every stream hashed as it flows.
+//!
+//! A pinned input is looked for, in order, in the store (re-verified), in each mirror directory
+//! and finally on the network. Whatever the source, the bytes stream through a `BlobWriter`
+//! that hashes them, and only a matching digest is committed: nothing unverified ever enters
+//! the store. The digest's lock is held from the second store lookup to the commit, so when
+//! several builds want the same input at once exactly one downloads it and the others find the
+//! finished entry. The library reports progress through the `Progress` trait and never prints.
+
+mod error;
+mod http;
+mod mirror;
+
+#[cfg(test)]
+mod test_server;
+#[cfg(test)]
+mod tests;
+
+use std::io::{self, Read};
+use std::path::PathBuf;
+
+use url::Url;
+
+pub use self::error::{FetchError, Result};
+pub use self::http::MAX_REDIRECTS;
+use crate::digest::{Hasher, Sha256Digest};
+use crate::store::{Store, StoreError};
+
+/// Download progress, implemented by the CLI (bars on a terminal, plain lines otherwise).
+pub trait Progress: Send + Sync {
+    /// A transfer of input `what` began; `total` is its size when known.
+    fn started(&self, what: &str, total: Option<u64>);
+    /// `bytes` more bytes of the current transfer arrived.
+    fn advanced(&self, bytes: u64);
+    /// The transfer of `what` ended (successfully or not).
+    fn finished(&self, what: &str);
+}
+
+/// Gets inputs into the store.
+pub struct Fetcher {
+    pub store: Store,
+    /// Directories holding inputs named by digest (`<hex>`, `sha256:<hex>`, `sha256-<hex>` or
+    /// `blobs/sha256/<hex>`), tried before the network.
+    pub mirrors: Vec<PathBuf>,
+    /// Never touch the network (file:// URLs, the store and mirrors still work).
+    pub offline: bool,
+    pub progress: Option<Box<dyn Progress>>,
+}
+
+impl Fetcher {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            mirrors: Vec::new(),
+            offline: false,
+            progress: None,
+        }
+    }
+
+    /// Makes the input `what` (pinned to `expected`, downloadable from `url`) available in the
+    /// store and returns the path of its verified entry.
+    pub fn fetch(&self, url: &str, expected: &Sha256Digest, what: &str) -> Result<PathBuf> {
+        if let Some(path) = self.cached(expected, None, what)? {
+            return Ok(path);
+        }
+        let lock = self.store.lock(expected).map_err(|e| store_err(what, e))?;
+        // Someone else may have committed it while we waited for the lock.
+        if let Some(path) = self.cached(expected, Some(&lock), what)? {
+            return Ok(path);
+        }
+        let mut mirror_error = None;
+        for path in mirror::candidates(&self.mirrors, expected) {
+            match self.copy_mirror_file(&path, expected, what) {
+                Ok(()) => return Ok(self.store.path_unverified(expected)),
+                Err(e) => {
+                    mirror_error.get_or_insert(e);
+                }
+            }
+        }
+        let parsed = parse_url(url, what)?;
+        if self.offline && parsed.scheme() != "file" {
+            return Err(mirror_error.unwrap_or_else(|| FetchError::Offline {
+                input: what.to_string(),
+                url: url.to_string(),
+                expected: *expected,
+            }));
+        }
+        let source = self.open_source(&parsed, url, what)?;
+        self.to_store(source, Some(expected), what, url)?;
+        drop(lock);
+        Ok(self.store.path_unverified(expected))
+    }
+
+    /// Downloads an unpinned `url` into the store and returns its digest (for `kiln lock`).
+    ///
+    /// A body sent without Content-Length (chunked or close-delimited) is downloaded twice, the
+    /// first time only hashed, and must hash the same both times: ureq 2 ends a chunked body
+    /// cut off mid-chunk without an error, and a pin must not be taken from a truncated file.
+    pub fn resolve(&self, url: &str, what: &str) -> Result<Sha256Digest> {
+        let parsed = parse_url(url, what)?;
+        if self.offline && parsed.scheme() != "file" {
+            return Err(FetchError::ResolveOffline {
+                input: what.to_string(),
+                url: url.to_string(),
+            });
+        }
+        let source = self.open_source(&parsed, url, what)?;
+        if source.declared.is_some() {
+            return self.to_store(source, None, what, url);
+        }
+        let first = self.to_hasher(source, what, url)?;
+        let again = self.open_source(&parsed, url, what)?;
+        self.to_store(again, Some(&first), what, url)
+            .map_err(|e| match e {
+                FetchError::DigestMismatch {
+                    input,
+                    url,
+                    expected,
+                    actual,
+                } => FetchError::Unstable {
+                    input,
+                    url,
+                    first: expected,
+                    second: actual,
+                },
+                other => other,
+            })
+    }
+
+    /// The verified store entry, if any. A corrupt entry has been quarantined by the store and
+    /// counts as missing, so it is fetched again.
+    fn cached(
+        &self,
+        digest: &Sha256Digest,
+        lock: Option<&crate::store::DigestLock>,
+        what: &str,
+    ) -> Result<Option<PathBuf>> {
+        let found = match lock {
+            Some(lock) => self.store.open_verified_locked(lock),
+            None => self.store.open_verified(digest),
+        };
+        match found {
+            Ok(Some(blob)) => Ok(Some(blob.path)),
+            Ok(None) | Err(StoreError::Corrupt { .. }) => Ok(None),
+            Err(e) => Err(store_err(what, e)),
+        }
+    }
+
+    fn copy_mirror_file(
+        &self,
+        path: &std::path::Path,
+        expected: &Sha256Digest,
+        what: &str,
+    ) -> Result<()> {
+        let file = std::fs::File::open(path).map_err(|source| FetchError::File {
+            input: what.to_string(),
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let declared = file.metadata().ok().map(|m| m.len());
+        let source = Source {
+            body: Box::new(file),
+            declared,
+        };
+        let source_name = path.display().to_string();
+        self.to_store(source, Some(expected), what, &source_name)
+            .map_err(|e| match e {
+                FetchError::DigestMismatch {
+                    input,
+                    expected,
+                    actual,
+                    ..
+                } => FetchError::MirrorMismatch {
+                    input,
+                    path: path.to_path_buf(),
+                    expected,
+                    actual,
+                },
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    fn open_source(&self, parsed: &Url, url: &str, what: &str) -> Result<Source> {
+        match parsed.scheme() {
+            "file" => {
+                let path = parsed
+                    .to_file_path()
+                    .map_err(|()| FetchError::UnsupportedUrl {
+                        input: what.to_string(),
+                        url: url.to_string(),
+                    })?;
+                let file = std::fs::File::open(&path).map_err(|source| FetchError::File {
+                    input: what.to_string(),
+                    path: path.clone(),
+                    source,
+                })?;
+                let declared = file.metadata().ok().map(|m| m.len());
+                Ok(Source {
+                    body: Box::new(file),
+                    declared,
+                })
+            }
+            "http" | "https" => {
+                let download = http::get(parsed, what)?;
+                Ok(Source {
+                    body: download.body,
+                    declared: download.content_length,
+                })
+            }
+            _ => Err(FetchError::UnsupportedUrl {
+                input: what.to_string(),
+                url: url.to_string(),
+            }),
+        }
+    }
+
+    /// Streams `source` into a new store entry, committed only if it matches `expected`.
+    fn to_store(
+        &self,
+        source: Source,
+        expected: Option<&Sha256Digest>,
+        what: &str,
+        url: &str,
+    ) -> Result<Sha256Digest> {
+        let mut writer = self
+            .store
+            .writer_for(what)
+            .map_err(|e| store_err(what, e))?;
+        self.pump(source, what, url, &mut |chunk| {
+            writer.write_chunk(chunk).map_err(|e| store_err(what, e))
+        })?;
+        match writer.commit(expected) {
+            Ok((digest, _)) => Ok(digest),
+            Err(StoreError::DigestMismatch {
+                expected, actual, ..
+            }) => Err(FetchError::DigestMismatch {
+                input: what.to_string(),
+                url: url.to_string(),
+                expected,
+                actual,
+            }),
+            Err(e) => Err(store_err(what, e)),
+        }
+    }
+
+    /// The digest of `source`, storing nothing.
+    fn to_hasher(&self, source: Source, what: &str, url: &str) -> Result<Sha256Digest> {
+        let mut hasher = Hasher::new();
+        self.pump(source, what, url, &mut |chunk| {
+            hasher.update(chunk);
+            Ok(())
+        })?;
+        Ok(hasher.finish())
+    }
+
+    /// Copies `source` into `sink`, reporting progress, and checks the announced length.
+    fn pump(
+        &self,
+        mut source: Source,
+        what: &str,
+        url: &str,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<u64> {
+        let progress = self.progress.as_deref();
+        if let Some(p) = progress {
+            p.started(what, source.declared);
+        }
+        let mut received = 0u64;
+        let mismatch = |declared, received| FetchError::LengthMismatch {
+            input: what.to_string(),
+            url: url.to_string(),
+            declared,
+            received,
+        };
+        let mut buf = vec![0u8; 64 * 1024];
+        let result = loop {
+            let n = match source.body.read(&mut buf) {
+                Ok(0) => break Ok(received),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    break Err(match source.declared {
+                        Some(declared) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                            mismatch(declared, received)
+                        }
+                        _ => FetchError::Body {
+                            input: what.to_string(),
+                            url: url.to_string(),
+                            source: e,
+                        },
+                    })
+                }
+            };
+            if let Err(e) = sink(&buf[..n]) {
+                break Err(e);
+            }
+            received += n as u64;
+            if let Some(p) = progress {
+                p.advanced(n as u64);
+            }
+        };
+        if let Some(p) = progress {
+            p.finished(what);
+        }
+        match (result?, source.declared) {
+            (received, Some(declared)) if received != declared => Err(mismatch(declared, received)),
+            (received, _) => Ok(received),
+        }
+    }
+}
+
+/// A body to read and the length announced for it, if any.
+struct Source {
+    body: Box<dyn Read + Send>,
+    declared: Option<u64>,
+}
+
+fn parse_url(url: &str, what: &str) -> Result<Url> {
+    let parsed = Url::parse(url).map_err(|_| FetchError::UnsupportedUrl {
+        input: what.to_string(),
+        url: url.to_string(),
+    })?;
+    match parsed.scheme() {
+        "http" | "https" | "file" => Ok(parsed),
+        _ => Err(FetchError::UnsupportedUrl {
+            input: what.to_string(),
+            url: url.to_string(),
+        }),
+    }
+}
+
+fn store_err(what: &str, source: StoreError) -> FetchError {
+    FetchError::Store {
+        input: what.to_string(),
+        source: Box::new(source),
+    }
+}

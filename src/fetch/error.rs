@@ -1,0 +1,137 @@
+//! `FetchError`: every variant names the input (the recipe's name for it) and where it came
+//! from, so the message alone says which line of which recipe to look at.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::digest::Sha256Digest;
+use crate::store::StoreError;
+
+pub type Result<T, E = FetchError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(
+        "digest mismatch for input `{input}` from {url}: expected {expected}, got {actual}; \
+         the file changed upstream or the pin is wrong (re-pin with `kiln lock --update` only \
+         if you trust the new content)"
+    )]
+    DigestMismatch {
+        input: String,
+        url: String,
+        expected: Sha256Digest,
+        actual: Sha256Digest,
+    },
+
+    #[error("mirror file {path} for input `{input}` has digest {actual}, expected {expected}")]
+    MirrorMismatch {
+        input: String,
+        path: PathBuf,
+        expected: Sha256Digest,
+        actual: Sha256Digest,
+    },
+
+    #[error(
+        "input `{input}` ({expected}, from {url}) is not in the cache and downloads are off \
+         (--offline); run `kiln fetch` with network access first, or pass `--mirror DIR` with a \
+         directory holding the file named by its digest"
+    )]
+    Offline {
+        input: String,
+        url: String,
+        expected: Sha256Digest,
+    },
+
+    #[error(
+        "cannot resolve input `{input}` from {url} while offline: pinning needs to download it"
+    )]
+    ResolveOffline { input: String, url: String },
+
+    #[error("unsupported URL `{url}` for input `{input}`: expected http://, https:// or file://")]
+    UnsupportedUrl { input: String, url: String },
+
+    #[error("failed to fetch input `{input}` from {url}: the server answered HTTP {status}")]
+    Http {
+        input: String,
+        url: String,
+        status: u16,
+    },
+
+    #[error("failed to fetch input `{input}` from {url}")]
+    Connect {
+        input: String,
+        url: String,
+        #[source]
+        source: Box<ureq::Transport>,
+    },
+
+    #[error("failed to read the download of input `{input}` from {url}")]
+    Body {
+        input: String,
+        url: String,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error(
+        "download of input `{input}` from {url} delivered {received} bytes where {declared} were \
+         announced (Content-Length): the connection broke or the server is faulty"
+    )]
+    LengthMismatch {
+        input: String,
+        url: String,
+        declared: u64,
+        received: u64,
+    },
+
+    #[error(
+        "input `{input}` from {url} changed between two downloads ({first}, then {second}): \
+         the server sent no Content-Length, so kiln downloads such a file twice to catch a \
+         broken connection; retry, or use a URL that serves a fixed file"
+    )]
+    Unstable {
+        input: String,
+        url: String,
+        first: Sha256Digest,
+        second: Sha256Digest,
+    },
+
+    #[error("failed to fetch input `{input}`: more than {limit} redirects starting at {url}")]
+    TooManyRedirects {
+        input: String,
+        url: String,
+        limit: u32,
+    },
+
+    #[error(
+        "refusing redirect for input `{input}` from {from} to {to}: an https download must not \
+         continue over plain http"
+    )]
+    Downgrade {
+        input: String,
+        from: String,
+        to: String,
+    },
+
+    #[error("invalid redirect for input `{input}` from {url} to `{location}`")]
+    BadRedirect {
+        input: String,
+        url: String,
+        location: String,
+    },
+
+    #[error("failed to read input `{input}` from {path}")]
+    File {
+        input: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("failed to store input `{input}` in the cache")]
+    Store {
+        input: String,
+        #[source]
+        source: Box<StoreError>,
+    },
+}

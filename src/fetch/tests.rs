@@ -1,0 +1,556 @@
+//! Fetch tests against real sockets: a local server that can lie (test_server.rs), mirrors,
+//! offline mode, and concurrent fetchers in threads and in separate processes.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::test_server::{respond, respond_declaring, TestServer};
+use super::*;
+use crate::store::process_tests::{child_command, child_mode, wait_for_file};
+
+const CONTENT: &[u8] = b"a pinned input, as the upstream server stores it\n";
+
+fn digest() -> Sha256Digest {
+    Sha256Digest::of(CONTENT)
+}
+
+fn serve_content() -> TestServer {
+    TestServer::start(|_, s| respond(s, "200 OK", &[], CONTENT))
+}
+
+fn fetcher(dir: &Path) -> Fetcher {
+    Fetcher::new(Store::open(&dir.join("cache")).unwrap())
+}
+
+fn dir_is_empty(path: &Path) -> bool {
+    std::fs::read_dir(path).unwrap().next().is_none()
+}
+
+/// No entry besides the ones listed, and no temp file.
+fn assert_store_holds(f: &Fetcher, digests: &[Sha256Digest]) {
+    let root = f.store.root();
+    let mut names: Vec<_> = std::fs::read_dir(root.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let mut want: Vec<_> = digests.iter().map(|d| d.hex()).collect();
+    want.sort();
+    assert_eq!(names, want);
+    assert!(dir_is_empty(&root.join("tmp")), "temp files left behind");
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<String>>);
+
+impl Progress for Arc<Recorder> {
+    fn started(&self, what: &str, total: Option<u64>) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("started {what} {total:?}"));
+    }
+    fn advanced(&self, bytes: u64) {
+        self.0.lock().unwrap().push(format!("advanced {bytes}"));
+    }
+    fn finished(&self, what: &str) {
+        self.0.lock().unwrap().push(format!("finished {what}"));
+    }
+}
+
+#[test]
+fn good_fetch_stores_a_verified_entry_and_reports_progress() {
+    let server = serve_content();
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = fetcher(dir.path());
+    let recorder = Arc::new(Recorder::default());
+    f.progress = Some(Box::new(recorder.clone()));
+
+    let path = f
+        .fetch(&server.url("/in.tar.gz"), &digest(), "busybox")
+        .unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), CONTENT);
+    assert_eq!(path, f.store.path_unverified(&digest()));
+    assert_store_holds(&f, &[digest()]);
+    let events = recorder.0.lock().unwrap().clone();
+    let total = CONTENT.len();
+    assert_eq!(
+        events,
+        [
+            format!("started busybox Some({total})"),
+            format!("advanced {total}"),
+            "finished busybox".to_string()
+        ]
+    );
+
+    // The second fetch is served from the store.
+    f.fetch(&server.url("/in.tar.gz"), &digest(), "busybox")
+        .unwrap();
+    assert_eq!(server.hits(), 1);
+}
+
+#[test]
+fn hash_mismatch_names_both_digests_and_stores_nothing() {
+    let server = TestServer::start(|_, s| respond(s, "200 OK", &[], b"tampered content"));
+    let dir = tempfile::tempdir().unwrap();
+    let f = fetcher(dir.path());
+    let url = server.url("/in");
+    let err = f.fetch(&url, &digest(), "busybox").unwrap_err();
+    let actual = Sha256Digest::of(b"tampered content");
+    match &err {
+        FetchError::DigestMismatch {
+            input,
+            url: u,
+            expected,
+            actual: a,
+        } => {
+            assert_eq!(
+                (input.as_str(), u, expected, a),
+                ("busybox", &url, &digest(), &actual)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let msg = err.to_string();
+    for part in ["busybox", &url, &digest().to_string(), &actual.to_string()] {
+        assert!(msg.contains(part), "{part} missing from: {msg}");
+    }
+    assert_store_holds(&f, &[]);
+}
+
+#[test]
+fn body_shorter_than_content_length_is_refused() {
+    let server = TestServer::start(|_, s| {
+        respond_declaring(s, "200 OK", &[], &CONTENT[..10], CONTENT.len() as u64)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let f = fetcher(dir.path());
+    let err = f
+        .fetch(&server.url("/in"), &digest(), "busybox")
+        .unwrap_err();
+    match err {
+        FetchError::LengthMismatch {
+            declared, received, ..
+        } => {
+            assert_eq!((declared, received), (CONTENT.len() as u64, 10));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_store_holds(&f, &[]);
+    // Unpinned resolution refuses it as well.
+    let err = f.resolve(&server.url("/in"), "busybox").unwrap_err();
+    assert!(matches!(err, FetchError::LengthMismatch { .. }), "{err:?}");
+    assert_store_holds(&f, &[]);
+}
+
+#[test]
+fn body_longer_than_content_length_is_refused() {
+    // The server announces fewer bytes than the file has: only the announced prefix is the
+    // body, and it does not match the pin.
+    let server = TestServer::start(|_, s| {
+        respond_declaring(s, "200 OK", &[], CONTENT, CONTENT.len() as u64 - 5)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let f = fetcher(dir.path());
+    let err = f
+        .fetch(&server.url("/in"), &digest(), "busybox")
+        .unwrap_err();
+    match &err {
+        FetchError::DigestMismatch { actual, .. } => {
+            assert_eq!(*actual, Sha256Digest::of(&CONTENT[..CONTENT.len() - 5]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_store_holds(&f, &[]);
+}
+
+fn chunked_head(s: &mut TcpStream) {
+    let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    let _ = s.write_all(head.as_bytes());
+}
+
+#[test]
+fn connection_dropped_early_is_refused() {
+    // A plain close before the announced body; a chunked body cut off mid-chunk.
+    let headers_only = TestServer::start(|_, s| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+    });
+    let chunked = TestServer::start(|_, s| {
+        chunked_head(s);
+        let _ = s.write_all(format!("{:x}\r\n", CONTENT.len()).as_bytes());
+        let _ = s.write_all(&CONTENT[..20]);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let f = fetcher(dir.path());
+    let err = f
+        .fetch(&headers_only.url("/in"), &digest(), "busybox")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FetchError::LengthMismatch {
+                declared: 1000,
+                received: 0,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // ureq 2 ends a chunked body cut mid-chunk without an error; the pin refuses it.
+    let err = f
+        .fetch(&chunked.url("/in"), &digest(), "busybox")
+        .unwrap_err();
+    assert!(matches!(err, FetchError::DigestMismatch { .. }), "{err:?}");
+    assert!(err.to_string().contains("busybox"), "{err}");
+    assert_store_holds(&f, &[]);
+}
+
+#[test]
+fn unsized_body_is_downloaded_twice_when_resolving() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // Every other response is cut off mid-chunk, at a different point each time.
+    let n = Arc::new(AtomicUsize::new(0));
+    let server = TestServer::start(move |_, s| {
+        let i = n.fetch_add(1, Ordering::SeqCst);
+        chunked_head(s);
+        let _ = s.write_all(format!("{:x}\r\n", CONTENT.len()).as_bytes());
+        if i % 2 == 0 {
+            let _ = s.write_all(&CONTENT[..10 + i]);
+        } else {
+            let _ = s.write_all(CONTENT);
+            let _ = s.write_all(b"\r\n0\r\n\r\n");
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let f = fetcher(dir.path());
+    let err = f.resolve(&server.url("/in"), "busybox").unwrap_err();
+    match &err {
+        FetchError::Unstable { first, second, .. } => {
+            assert_eq!(*first, Sha256Digest::of(&CONTENT[..10]));
+            assert_eq!(*second, digest());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.hits(), 2);
+    assert_store_holds(&f, &[]);
+
+    // A stable chunked body resolves (two requests).
+    let stable = TestServer::start(|_, s| {
+        chunked_head(s);
+        let _ = s.write_all(format!("{:x}\r\n", CONTENT.len()).as_bytes());
+        let _ = s.write_all(CONTENT);
+        let _ = s.write_all(b"\r\n0\r\n\r\n");
+    });
+    assert_eq!(f.resolve(&stable.url("/in"), "busybox").unwrap(), digest());
+    assert_eq!(stable.hits(), 2);
+    assert_store_holds(&f, &[digest()]);
+}
+
+#[test]
+fn http_error_status_is_reported() {
+    let server = TestServer::start(|_, s| respond(s, "404 Not Found", &[], b"no"));
+    let dir = tempfile::tempdir().unwrap();
+    let f = fetcher(dir.path());
+    let err = f
+        .fetch(&server.url("/missing"), &digest(), "busybox")
+        .unwrap_err();
+    assert!(
+        matches!(err, FetchError::Http { status: 404, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("/missing"));
+    assert_store_holds(&f, &[]);
+}
+
+#[test]
+fn redirects_are_followed_up_to_the_limit() {
+    // /r/N redirects to /r/N-1; /r/0 serves the content.
+    let server = TestServer::start(|path, s| {
+        let n: u32 = path.trim_start_matches("/r/").parse().unwrap();
+        if n == 0 {
+            respond(s, "200 OK", &[], CONTENT);
+        } else {
+            respond(
+                s,
+                "302 Found",
+                &[("Location", &format!("/r/{}", n - 1))],
+                b"",
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let f = fetcher(dir.path());
+    let path = f
+        .fetch(&server.url(&format!("/r/{MAX_REDIRECTS}")), &digest(), "in")
+        .unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), CONTENT);
+    let err = f
+        .resolve(&server.url(&format!("/r/{}", MAX_REDIRECTS + 1)), "in")
+        .unwrap_err();
+    assert!(
+        matches!(err, FetchError::TooManyRedirects { limit: 10, .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn redirect_to_file_url_is_refused() {
+    let server = TestServer::start(|_, s| {
+        respond(s, "302 Found", &[("Location", "file:///etc/passwd")], b"")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let f = fetcher(dir.path());
+    let err = f.resolve(&server.url("/x"), "in").unwrap_err();
+    assert!(matches!(err, FetchError::BadRedirect { .. }), "{err:?}");
+}
+
+#[test]
+fn mirror_hit_needs_no_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let hex = digest().hex();
+    for name in [
+        hex.clone(),
+        format!("sha256:{hex}"),
+        format!("sha256-{hex}"),
+    ] {
+        let mirror = dir.path().join(format!("mirror-{}", &name[..8]));
+        std::fs::create_dir(&mirror).unwrap();
+        std::fs::write(mirror.join(&name), CONTENT).unwrap();
+        let mut f =
+            Fetcher::new(Store::open(&dir.path().join(format!("c-{}", &name[..8]))).unwrap());
+        f.offline = true;
+        f.mirrors = vec![dir.path().join("no-such-mirror"), mirror];
+        // The URL points at a port nobody listens on: any network use would fail.
+        let path = f
+            .fetch("http://127.0.0.1:9/in", &digest(), "busybox")
+            .unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), CONTENT, "{name}");
+        assert_store_holds(&f, &[digest()]);
+    }
+}
+
+#[test]
+fn corrupt_mirror_file_falls_back_to_network_or_fails_clearly() {
+    let server = serve_content();
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = dir.path().join("mirror");
+    std::fs::create_dir(&mirror).unwrap();
+    std::fs::write(mirror.join(digest().hex()), b"rotten mirror copy").unwrap();
+
+    let mut f = fetcher(dir.path());
+    f.mirrors = vec![mirror.clone()];
+    f.offline = true;
+    let err = f
+        .fetch(&server.url("/in"), &digest(), "busybox")
+        .unwrap_err();
+    match &err {
+        FetchError::MirrorMismatch { path, actual, .. } => {
+            assert_eq!(path, &mirror.join(digest().hex()));
+            assert_eq!(*actual, Sha256Digest::of(b"rotten mirror copy"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_store_holds(&f, &[]);
+
+    f.offline = false;
+    f.fetch(&server.url("/in"), &digest(), "busybox").unwrap();
+    assert_eq!(server.hits(), 1);
+    assert_store_holds(&f, &[digest()]);
+}
+
+#[test]
+fn offline_miss_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = fetcher(dir.path());
+    f.offline = true;
+    let url = "https://example.org/busybox.tar.gz";
+    let err = f.fetch(url, &digest(), "busybox").unwrap_err();
+    assert!(matches!(err, FetchError::Offline { .. }), "{err:?}");
+    let msg = err.to_string();
+    for part in [
+        "`busybox`",
+        url,
+        &digest().to_string(),
+        "kiln fetch",
+        "--mirror",
+    ] {
+        assert!(msg.contains(part), "{part} missing from: {msg}");
+    }
+    let err = f.resolve(url, "busybox").unwrap_err();
+    assert!(matches!(err, FetchError::ResolveOffline { .. }), "{err:?}");
+}
+
+#[test]
+fn corrupt_cache_entry_is_refetched() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = serve_content();
+    let dir = tempfile::tempdir().unwrap();
+    let f = fetcher(dir.path());
+    let path = f.fetch(&server.url("/in"), &digest(), "busybox").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&path, b"bit rot").unwrap();
+    let path = f.fetch(&server.url("/in"), &digest(), "busybox").unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), CONTENT);
+    assert_eq!(server.hits(), 2);
+}
+
+#[test]
+fn resolve_pins_an_unpinned_url() {
+    let server = serve_content();
+    let dir = tempfile::tempdir().unwrap();
+    let f = fetcher(dir.path());
+    assert_eq!(f.resolve(&server.url("/in"), "busybox").unwrap(), digest());
+    assert!(f.store.open_verified(&digest()).unwrap().is_some());
+}
+
+#[test]
+fn file_urls_are_hashed_like_downloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("input.bin");
+    std::fs::write(&src, CONTENT).unwrap();
+    let url = url::Url::from_file_path(&src).unwrap().to_string();
+    let mut f = fetcher(dir.path());
+    f.offline = true; // file:// is not network
+    assert_eq!(
+        std::fs::read(f.fetch(&url, &digest(), "local").unwrap()).unwrap(),
+        CONTENT
+    );
+    let wrong = Sha256Digest::of(b"something else");
+    let err = f.fetch(&url, &wrong, "local").unwrap_err();
+    assert!(matches!(err, FetchError::DigestMismatch { .. }), "{err:?}");
+    let err = f
+        .fetch("file:///no/such/file", &wrong, "local")
+        .unwrap_err();
+    assert!(matches!(err, FetchError::File { .. }) && err.to_string().contains("local"));
+    let err = f.fetch("ftp://example.org/x", &wrong, "local").unwrap_err();
+    assert!(matches!(err, FetchError::UnsupportedUrl { .. }), "{err:?}");
+    assert_store_holds(&f, &[digest()]);
+}
+
+/// A server that answers slowly, so concurrent fetchers really overlap.
+fn slow_server() -> TestServer {
+    TestServer::start(|_, s: &mut TcpStream| {
+        std::thread::sleep(Duration::from_millis(300));
+        respond(s, "200 OK", &[], CONTENT);
+    })
+}
+
+/// SECURITY.md 32, threads: eight fetchers of one digest, one download, all get the entry.
+#[test]
+fn concurrent_threads_download_once() {
+    let server = slow_server();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("cache")).unwrap();
+    let url = server.url("/in");
+    let paths: Vec<PathBuf> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let f = Fetcher::new(store.clone());
+                let url = url.clone();
+                scope.spawn(move || f.fetch(&url, &digest(), "shared").unwrap())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(server.hits(), 1);
+    for p in paths {
+        assert_eq!(std::fs::read(p).unwrap(), CONTENT);
+    }
+    assert!(dir_is_empty(&store.root().join("tmp")));
+}
+
+const ROOT_ENV: &str = "KILN_TEST_FETCH_ROOT";
+const URL_ENV: &str = "KILN_TEST_FETCH_URL";
+const OUT_ENV: &str = "KILN_TEST_FETCH_OUT";
+
+/// The entry point of child processes (a no-op in a normal test run).
+#[test]
+fn child_process_entry() {
+    let Some(mode) = child_mode() else { return };
+    let root = PathBuf::from(std::env::var_os(ROOT_ENV).unwrap());
+    match mode.as_str() {
+        "fetch" => {
+            let f = Fetcher::new(Store::open(&root).unwrap());
+            let url = std::env::var(URL_ENV).unwrap();
+            let path = f.fetch(&url, &digest(), "shared").unwrap();
+            let out = std::env::var_os(OUT_ENV).unwrap();
+            std::fs::write(out, path.to_str().unwrap()).unwrap();
+        }
+        "hold-lock" => {
+            let store = Store::open(&root).unwrap();
+            let _lock = store.lock(&digest()).unwrap();
+            std::fs::write(std::env::var_os(OUT_ENV).unwrap(), b"").unwrap();
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+        other => panic!("unknown child mode {other}"),
+    }
+}
+
+fn spawn_child(mode: &str, root: &Path, url: &str, out: &Path) -> std::process::Child {
+    child_command("fetch::tests::child_process_entry", mode)
+        .env(ROOT_ENV, root)
+        .env(URL_ENV, url)
+        .env(OUT_ENV, out)
+        .spawn()
+        .unwrap()
+}
+
+/// SECURITY.md 32, processes: six processes fetch one digest at once; the server sees one
+/// request and every process gets the verified entry.
+#[test]
+fn concurrent_processes_download_once() {
+    let server = slow_server();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    Store::open(&root).unwrap();
+    let url = server.url("/in");
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            let out = dir.path().join(format!("out{i}"));
+            (spawn_child("fetch", &root, &url, &out), out)
+        })
+        .collect();
+    for (mut child, out) in children {
+        assert!(child.wait().unwrap().success());
+        let path = std::fs::read_to_string(out).unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), CONTENT);
+    }
+    assert_eq!(server.hits(), 1);
+    assert!(dir_is_empty(&root.join("tmp")));
+}
+
+/// SECURITY.md 32: a fetcher waits while a live process holds the digest lock, and proceeds
+/// as soon as that process is killed with SIGKILL.
+#[test]
+fn lock_held_by_killed_process_does_not_block_fetch() {
+    let server = serve_content();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let store = Store::open(&root).unwrap();
+    let ready = dir.path().join("ready");
+    let mut holder = spawn_child("hold-lock", &root, "", &ready);
+    wait_for_file(&ready, &mut holder);
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let url = server.url("/in");
+    let f = Fetcher::new(store);
+    std::thread::spawn(move || {
+        tx.send(
+            f.fetch(&url, &digest(), "shared")
+                .map_err(|e| e.to_string()),
+        )
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "fetch ignored the lock"
+    );
+    assert_eq!(server.hits(), 0);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let path = rx.recv_timeout(Duration::from_secs(60)).unwrap().unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), CONTENT);
+    assert_eq!(server.hits(), 1);
+}

@@ -1,0 +1,282 @@
+//! Verification on use.
+//!
+//! A cache entry is trusted only after its bytes hash to its name again: disks flip bits, people
+//! edit files under `~/.cache`, and a truncated entry must never reach a build. A bad entry is
+//! moved to `quarantine/` (kept for inspection, out of the way of the next fetch), under the
+//! digest's lock and only if the file we hashed is still the one at the entry's path, so a
+//! concurrent writer's fresh, good entry is never the one moved away.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::error::{Result, StoreError};
+use super::lock::DigestLock;
+use super::Store;
+use crate::digest::{Hasher, Sha256Digest};
+
+/// A store entry whose bytes were hashed and matched its digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedBlob {
+    pub digest: Sha256Digest,
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+impl Store {
+    /// The verified entry for `digest`: `Ok(None)` when there is none, `Err(Corrupt)` when there
+    /// was one whose bytes do not match (it has been quarantined; fetch it again).
+    ///
+    /// Do not call this while holding the digest's `DigestLock` in the same process (it would
+    /// wait for itself); use `open_verified_locked` then.
+    pub fn open_verified(&self, digest: &Sha256Digest) -> Result<Option<VerifiedBlob>> {
+        self.verify_entry(digest, None)
+    }
+
+    /// `open_verified` for the holder of the digest's lock.
+    pub fn open_verified_locked(&self, lock: &DigestLock) -> Result<Option<VerifiedBlob>> {
+        self.verify_entry(lock.digest(), Some(lock))
+    }
+
+    /// A reader over the entry that hashes as it reads and fails at end of file (quarantining
+    /// the entry) when the content does not match, so a consumer reads each byte only once.
+    /// `Ok(None)` when there is no entry. A consumer must treat everything it read as
+    /// untrusted until this reader has returned end of file.
+    pub fn open_verifying(&self, digest: &Sha256Digest) -> Result<Option<VerifyingReader>> {
+        let path = self.path_unverified(digest);
+        match File::open(&path) {
+            Ok(file) => Ok(Some(VerifyingReader {
+                store: self.clone(),
+                digest: *digest,
+                path,
+                file,
+                hasher: Hasher::new(),
+                done: false,
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::ReadEntry {
+                digest: *digest,
+                path,
+                source,
+            }),
+        }
+    }
+
+    fn verify_entry(
+        &self,
+        digest: &Sha256Digest,
+        held: Option<&DigestLock>,
+    ) -> Result<Option<VerifiedBlob>> {
+        let path = self.path_unverified(digest);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StoreError::ReadEntry {
+                    digest: *digest,
+                    path,
+                    source,
+                })
+            }
+        };
+        let read_err = |source| StoreError::ReadEntry {
+            digest: *digest,
+            path: path.clone(),
+            source,
+        };
+        let (actual, size) = Sha256Digest::of_reader(&file).map_err(read_err)?;
+        if actual == *digest {
+            return Ok(Some(VerifiedBlob {
+                digest: *digest,
+                path,
+                size,
+            }));
+        }
+        Err(self.quarantine(digest, &file, actual, held)?)
+    }
+
+    /// Moves the entry away if it is still the file `hashed`; returns the error to report.
+    fn quarantine(
+        &self,
+        digest: &Sha256Digest,
+        hashed: &File,
+        actual: Sha256Digest,
+        held: Option<&DigestLock>,
+    ) -> Result<StoreError> {
+        let path = self.path_unverified(digest);
+        let _own;
+        if held.is_none() {
+            _own = self.lock(digest)?;
+        }
+        let ours = hashed.metadata().map_err(|source| StoreError::ReadEntry {
+            digest: *digest,
+            path: path.clone(),
+            source,
+        })?;
+        let quarantined = self.quarantine_dir().join(digest.hex());
+        match std::fs::symlink_metadata(&path) {
+            Ok(now) if now.dev() == ours.dev() && now.ino() == ours.ino() => {
+                fs_err::create_dir_all(self.quarantine_dir()).map_err(|source| {
+                    StoreError::CreateDir {
+                        path: self.quarantine_dir(),
+                        source,
+                    }
+                })?;
+                std::fs::rename(&path, &quarantined).map_err(|source| StoreError::Quarantine {
+                    path: path.clone(),
+                    quarantine: quarantined.clone(),
+                    source,
+                })?;
+            }
+            // Replaced or removed meanwhile by someone holding the lock: leave it alone.
+            _ => {}
+        }
+        Ok(StoreError::Corrupt {
+            digest: *digest,
+            path,
+            actual,
+            quarantined,
+        })
+    }
+}
+
+/// See `Store::open_verifying`.
+pub struct VerifyingReader {
+    store: Store,
+    digest: Sha256Digest,
+    path: PathBuf,
+    file: File,
+    hasher: Hasher,
+    done: bool,
+}
+
+impl std::fmt::Debug for VerifyingReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyingReader")
+            .field("digest", &self.digest)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl VerifyingReader {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Read for VerifyingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = self.file.read(buf)?;
+        if n > 0 {
+            self.hasher.update(&buf[..n]);
+            return Ok(n);
+        }
+        let actual = std::mem::take(&mut self.hasher).finish();
+        if actual == self.digest {
+            self.done = true;
+            return Ok(0);
+        }
+        let err = match self
+            .store
+            .quarantine(&self.digest, &self.file, actual, None)
+        {
+            Ok(e) | Err(e) => e,
+        };
+        Err(io::Error::new(io::ErrorKind::InvalidData, err))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn tamper(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
+        let mut bytes = std::fs::read(path).unwrap();
+        f(&mut bytes);
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// SECURITY.md 33: a flipped byte and a truncated entry are both caught on use, the bad
+    /// entry is quarantined, and a fresh insert repairs the cache.
+    #[test]
+    fn flipped_byte_or_truncation_is_detected_on_use() {
+        type Damage = fn(&mut Vec<u8>);
+        let cases: [(&str, Damage); 3] = [
+            ("flipped byte", |b| b[3] ^= 0x01),
+            ("truncated", |b| b.truncate(b.len() - 1)),
+            ("appended", |b| b.push(0)),
+        ];
+        for (name, damage) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&dir.path().join("c")).unwrap();
+            let content = b"the content of a cached input".to_vec();
+            let (d, _) = store.insert_reader(None, "input", &content[..]).unwrap();
+            tamper(&store.path_unverified(&d), damage);
+
+            assert!(
+                store.contains(&d),
+                "{name}: contains is only an existence check"
+            );
+            let err = store.open_verified(&d).unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, StoreError::Corrupt { .. }), "{name}: {err:?}");
+            assert!(msg.contains(&d.to_string()), "{name}: {msg}");
+            assert!(
+                msg.contains(&store.path_unverified(&d).display().to_string()),
+                "{msg}"
+            );
+            assert!(
+                !store.contains(&d),
+                "{name}: corrupt entry must leave blobs/"
+            );
+            assert!(
+                store.root().join("quarantine").join(d.hex()).exists(),
+                "{name}"
+            );
+            assert_eq!(store.open_verified(&d).unwrap(), None, "{name}");
+
+            store
+                .insert_reader(Some(&d), "input", &content[..])
+                .unwrap();
+            let blob = store.open_verified(&d).unwrap().unwrap();
+            assert_eq!(std::fs::read(&blob.path).unwrap(), content, "{name}");
+        }
+    }
+
+    #[test]
+    fn verifying_reader_fails_at_eof_on_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (d, _) = store.insert_reader(None, "x", &b"0123456789"[..]).unwrap();
+
+        let mut good = Vec::new();
+        store
+            .open_verifying(&d)
+            .unwrap()
+            .unwrap()
+            .read_to_end(&mut good)
+            .unwrap();
+        assert_eq!(good, b"0123456789");
+
+        tamper(&store.path_unverified(&d), |b| b[0] = b'X');
+        let mut sink = Vec::new();
+        let err = store
+            .open_verifying(&d)
+            .unwrap()
+            .unwrap()
+            .read_to_end(&mut sink)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains(&d.to_string()), "{err}");
+        assert!(!store.contains(&d));
+        assert!(store.open_verifying(&d).unwrap().is_none());
+    }
+}
