@@ -272,9 +272,22 @@ fn failing_write_cleans_temp_and_keeps_existing_entries() {
 }
 
 /// A tmpfs mounted for one test, unmounted (lazily) when dropped.
-struct Tmpfs(PathBuf);
+pub(crate) struct Tmpfs(PathBuf);
 
 impl Tmpfs {
+    /// Mounts a tmpfs of `size` at `at`. `None` (after saying so on stderr) when that is not
+    /// possible (not root); under CI=true that is a test failure instead.
+    pub(crate) fn mount_for(test: &str, at: &Path, size: &str) -> Option<Tmpfs> {
+        match Tmpfs::mount(at, size) {
+            Ok(t) => Some(t),
+            Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+                eprintln!("NOT RUN {test}: cannot mount a tmpfs (needs root): {e}");
+                None
+            }
+            Err(e) => panic!("{test}: cannot mount a tmpfs (needs root under CI=true): {e}"),
+        }
+    }
+
     fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
         let out = Command::new("mount")
             .args([
@@ -307,13 +320,8 @@ fn disk_full_on_tmpfs_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let _tmpfs = match Tmpfs::mount(&mnt, "1m") {
-        Ok(t) => t,
-        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("NOT RUN disk_full_on_tmpfs_is_a_clear_error: cannot mount tmpfs: {e}");
-            return;
-        }
-        Err(e) => panic!("cannot mount a tmpfs (this test needs root under CI=true): {e}"),
+    let Some(_tmpfs) = Tmpfs::mount_for("disk_full_on_tmpfs_is_a_clear_error", &mnt, "1m") else {
+        return;
     };
     let store = Store::open(&mnt.join("cache")).unwrap();
     let (old, _) = store
