@@ -84,14 +84,7 @@ impl Store {
             });
         }
         for dir in [store.blobs_dir(), store.tmp_dir(), store.locks_dir()] {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(ROOT_MODE)
-                .create(&dir)
-                .map_err(|source| StoreError::CreateDir {
-                    path: dir.clone(),
-                    source,
-                })?;
+            store.create_private_dir(&dir)?;
         }
         store.clean_tmp()?;
         Ok(store)
@@ -223,6 +216,18 @@ impl Store {
             }
         }
         Ok(removed)
+    }
+
+    /// Creates `dir` and missing parents with mode 0700 (less if the umask says so).
+    pub(crate) fn create_private_dir(&self, dir: &Path) -> Result<()> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(ROOT_MODE)
+            .create(dir)
+            .map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })
     }
 
     pub(crate) fn blobs_dir(&self) -> PathBuf {

@@ -104,6 +104,14 @@ fn child_process_entry() {
             )
             .unwrap();
             w.commit(None).unwrap();
+            // A corrupt entry makes the store create quarantine/.
+            let (d, _) = store
+                .insert_reader(None, "y", &b"to be damaged"[..])
+                .unwrap();
+            let entry = store.path_unverified(&d);
+            std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::fs::write(&entry, b"damaged").unwrap();
+            store.open_verified(&d).unwrap_err();
         }
         "fsize-limit" => {
             // SAFETY: ignoring SIGXFSZ makes an over-limit write return EFBIG instead of
@@ -228,7 +236,7 @@ fn umask_000_keeps_cache_private_and_entries_read_only() {
     assert!(status.success());
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode(&root), 0o700);
-    for sub in ["blobs", "blobs/sha256", "tmp", "locks"] {
+    for sub in ["blobs", "blobs/sha256", "tmp", "locks", "quarantine"] {
         assert_eq!(
             mode(&root.join(sub)) & 0o077,
             0,

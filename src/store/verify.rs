@@ -117,12 +117,7 @@ impl Store {
         let quarantined = self.quarantine_dir().join(digest.hex());
         match std::fs::symlink_metadata(&path) {
             Ok(now) if now.dev() == ours.dev() && now.ino() == ours.ino() => {
-                fs_err::create_dir_all(self.quarantine_dir()).map_err(|source| {
-                    StoreError::CreateDir {
-                        path: self.quarantine_dir(),
-                        source,
-                    }
-                })?;
+                self.create_private_dir(&self.quarantine_dir())?;
                 std::fs::rename(&path, &quarantined).map_err(|source| StoreError::Quarantine {
                     path: path.clone(),
                     quarantine: quarantined.clone(),
