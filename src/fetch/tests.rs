@@ -21,8 +21,11 @@ fn serve_content() -> TestServer {
     TestServer::start(|_, s| respond(s, "200 OK", &[], CONTENT))
 }
 
+/// A fetcher that does not retry, so every failure shows in the first answer.
 fn fetcher(dir: &Path) -> Fetcher {
-    Fetcher::new(Store::open(&dir.join("cache")).unwrap())
+    let mut f = Fetcher::new(Store::open(&dir.join("cache")).unwrap());
+    f.retries = 0;
+    f
 }
 
 fn dir_is_empty(path: &Path) -> bool {
@@ -594,4 +597,33 @@ fn disk_full_during_download_is_a_clear_error() {
     );
     assert_store_holds(&f, &[small]);
     assert!(f.store.open_verified(&small).unwrap().is_some());
+}
+
+#[test]
+fn transient_failures_are_retried_and_reverified() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // First a 503, then a body cut short, then the real thing.
+    let n = Arc::new(AtomicUsize::new(0));
+    let server = TestServer::start(move |_, s| match n.fetch_add(1, Ordering::SeqCst) {
+        0 => respond(s, "503 Service Unavailable", &[], b""),
+        1 => respond_declaring(s, "200 OK", &[], &CONTENT[..5], CONTENT.len() as u64),
+        _ => respond(s, "200 OK", &[], CONTENT),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = fetcher(dir.path());
+    f.retries = DEFAULT_RETRIES;
+    let path = f.fetch(&server.url("/in"), &digest(), "busybox").unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), CONTENT);
+    assert_eq!(server.hits(), 3);
+    assert_store_holds(&f, &[digest()]);
+
+    // A wrong digest is not retried; a 404 neither.
+    let wrong = TestServer::start(|path, s| match path {
+        "/404" => respond(s, "404 Not Found", &[], b""),
+        _ => respond(s, "200 OK", &[], b"wrong"),
+    });
+    let other = Sha256Digest::of(b"other");
+    assert!(f.fetch(&wrong.url("/x"), &other, "in").is_err());
+    assert!(f.fetch(&wrong.url("/404"), &other, "in").is_err());
+    assert_eq!(wrong.hits(), 2);
 }
