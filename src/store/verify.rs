@@ -42,7 +42,8 @@ impl Store {
     /// A reader over the entry that hashes as it reads and fails at end of file (quarantining
     /// the entry) when the content does not match, so a consumer reads each byte only once.
     /// `Ok(None)` when there is no entry. A consumer must treat everything it read as
-    /// untrusted until this reader has returned end of file.
+    /// untrusted until this reader has returned end of file. Not for holders of the digest's
+    /// lock (quarantining takes it).
     pub fn open_verifying(&self, digest: &Sha256Digest) -> Result<Option<VerifyingReader>> {
         let path = self.path_unverified(digest);
         match File::open(&path) {
