@@ -13,8 +13,8 @@ pub type Result<T, E = FetchError> = std::result::Result<T, E>;
 pub enum FetchError {
     #[error(
         "digest mismatch for input `{input}` from {url}: expected {expected}, got {actual}; \
-         the file changed upstream or the pin is wrong (re-pin with `kiln lock --update` only \
-         if you trust the new content)"
+         the download was cut short, the file changed upstream, or the pin is wrong (re-pin \
+         with `kiln lock --update` only if you trust the new content)"
     )]
     DigestMismatch {
         input: String,
@@ -134,4 +134,18 @@ pub enum FetchError {
         #[source]
         source: Box<StoreError>,
     },
+}
+
+impl FetchError {
+    /// Whether trying the same download again may succeed: the connection failed or broke, or
+    /// the server said it is overloaded. A wrong digest is never transient.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FetchError::Connect { .. }
+            | FetchError::Body { .. }
+            | FetchError::LengthMismatch { .. } => true,
+            FetchError::Http { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
 }

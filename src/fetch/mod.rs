@@ -45,7 +45,13 @@ pub struct Fetcher {
     /// Never touch the network (file:// URLs, the store and mirrors still work).
     pub offline: bool,
     pub progress: Option<Box<dyn Progress>>,
+    /// How many times a failed download is tried again (connection errors, bodies cut short,
+    /// HTTP 429 and 5xx), from scratch and re-verified. Never for a digest mismatch.
+    pub retries: u32,
 }
+
+/// Default for `Fetcher::retries`.
+pub const DEFAULT_RETRIES: u32 = 2;
 
 impl Fetcher {
     pub fn new(store: Store) -> Self {
@@ -54,6 +60,7 @@ impl Fetcher {
             mirrors: Vec::new(),
             offline: false,
             progress: None,
+            retries: DEFAULT_RETRIES,
         }
     }
 
@@ -85,8 +92,10 @@ impl Fetcher {
                 expected: *expected,
             }));
         }
-        let source = self.open_source(&parsed, url, what)?;
-        self.to_store(source, Some(expected), what, url)?;
+        self.with_retries(|| {
+            let source = self.open_source(&parsed, url, what)?;
+            self.to_store(source, Some(expected), what, url)
+        })?;
         drop(lock);
         Ok(self.store.path_unverified(expected))
     }
@@ -104,27 +113,51 @@ impl Fetcher {
                 url: url.to_string(),
             });
         }
-        let source = self.open_source(&parsed, url, what)?;
-        if source.declared.is_some() {
-            return self.to_store(source, None, what, url);
+        let first = self.with_retries(|| {
+            let source = self.open_source(&parsed, url, what)?;
+            if source.declared.is_some() {
+                self.to_store(source, None, what, url).map(|d| (d, true))
+            } else {
+                self.to_hasher(source, what, url).map(|d| (d, false))
+            }
+        })?;
+        let (first, stored) = first;
+        if stored {
+            return Ok(first);
         }
-        let first = self.to_hasher(source, what, url)?;
-        let again = self.open_source(&parsed, url, what)?;
-        self.to_store(again, Some(&first), what, url)
-            .map_err(|e| match e {
-                FetchError::DigestMismatch {
-                    input,
-                    url,
-                    expected,
-                    actual,
-                } => FetchError::Unstable {
-                    input,
-                    url,
-                    first: expected,
-                    second: actual,
-                },
-                other => other,
-            })
+        self.with_retries(|| {
+            let again = self.open_source(&parsed, url, what)?;
+            self.to_store(again, Some(&first), what, url)
+        })
+        .map_err(|e| match e {
+            FetchError::DigestMismatch {
+                input,
+                url,
+                expected,
+                actual,
+            } => FetchError::Unstable {
+                input,
+                url,
+                first: expected,
+                second: actual,
+            },
+            other => other,
+        })
+    }
+
+    /// Runs `attempt` up to `1 + self.retries` times while it fails with a transient error,
+    /// waiting a little longer before each new try.
+    fn with_retries<T>(&self, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+        let mut tries = 0;
+        loop {
+            match attempt() {
+                Err(e) if tries < self.retries && e.is_transient() => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(250 << tries));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The verified store entry, if any. A corrupt entry has been quarantined by the store and

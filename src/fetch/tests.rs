@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::test_server::{respond, respond_declaring, TestServer};
 use super::*;
-use crate::store::process_tests::{child_command, child_mode, wait_for_file};
+use crate::store::process_tests::{child_command, child_mode, wait_for_file, Tmpfs};
 
 const CONTENT: &[u8] = b"a pinned input, as the upstream server stores it\n";
 
@@ -21,8 +21,11 @@ fn serve_content() -> TestServer {
     TestServer::start(|_, s| respond(s, "200 OK", &[], CONTENT))
 }
 
+/// A fetcher that does not retry, so every failure shows in the first answer.
 fn fetcher(dir: &Path) -> Fetcher {
-    Fetcher::new(Store::open(&dir.join("cache")).unwrap())
+    let mut f = Fetcher::new(Store::open(&dir.join("cache")).unwrap());
+    f.retries = 0;
+    f
 }
 
 fn dir_is_empty(path: &Path) -> bool {
@@ -553,4 +556,74 @@ fn lock_held_by_killed_process_does_not_block_fetch() {
     let path = rx.recv_timeout(Duration::from_secs(60)).unwrap().unwrap();
     assert_eq!(std::fs::read(path).unwrap(), CONTENT);
     assert_eq!(server.hits(), 1);
+}
+
+/// SECURITY.md 34 during a download: the cache's disk fills up; the error names the input and
+/// the temp file, nothing is left in tmp/, the existing entry still verifies. Needs root for
+/// the tmpfs (fails under CI=true without it).
+#[test]
+fn disk_full_during_download_is_a_clear_error() {
+    let big = vec![0x5a_u8; 2 << 20];
+    let big_digest = Sha256Digest::of(&big);
+    let server = TestServer::start(move |_, s| respond(s, "200 OK", &[], &big));
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let test = "disk_full_during_download_is_a_clear_error";
+    let Some(_tmpfs) = Tmpfs::mount_for(test, &mnt, "1m") else {
+        return;
+    };
+    let f = Fetcher::new(Store::open(&mnt.join("cache")).unwrap());
+    let small = f.store.insert_reader(None, "small", CONTENT).unwrap().0;
+
+    let err = f
+        .fetch(&server.url("/big"), &big_digest, "rootfs")
+        .unwrap_err();
+    match &err {
+        FetchError::Store { input, source } => {
+            assert_eq!(input, "rootfs");
+            assert!(matches!(**source, StoreError::NoSpace { .. }), "{source:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(
+        chain.contains("rootfs") && chain.contains("no space left"),
+        "{chain}"
+    );
+    assert!(
+        chain.contains(&f.store.root().join("tmp").display().to_string()),
+        "{chain}"
+    );
+    assert_store_holds(&f, &[small]);
+    assert!(f.store.open_verified(&small).unwrap().is_some());
+}
+
+#[test]
+fn transient_failures_are_retried_and_reverified() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // First a 503, then a body cut short, then the real thing.
+    let n = Arc::new(AtomicUsize::new(0));
+    let server = TestServer::start(move |_, s| match n.fetch_add(1, Ordering::SeqCst) {
+        0 => respond(s, "503 Service Unavailable", &[], b""),
+        1 => respond_declaring(s, "200 OK", &[], &CONTENT[..5], CONTENT.len() as u64),
+        _ => respond(s, "200 OK", &[], CONTENT),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = fetcher(dir.path());
+    f.retries = DEFAULT_RETRIES;
+    let path = f.fetch(&server.url("/in"), &digest(), "busybox").unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), CONTENT);
+    assert_eq!(server.hits(), 3);
+    assert_store_holds(&f, &[digest()]);
+
+    // A wrong digest is not retried; a 404 neither.
+    let wrong = TestServer::start(|path, s| match path {
+        "/404" => respond(s, "404 Not Found", &[], b""),
+        _ => respond(s, "200 OK", &[], b"wrong"),
+    });
+    let other = Sha256Digest::of(b"other");
+    assert!(f.fetch(&wrong.url("/x"), &other, "in").is_err());
+    assert!(f.fetch(&wrong.url("/404"), &other, "in").is_err());
+    assert_eq!(wrong.hits(), 2);
 }

@@ -40,7 +40,7 @@ pub enum StoreError {
         source: io::Error,
     },
 
-    #[error("failed to write temporary cache file {path}")]
+    #[error("failed to write {path}")]
     Write {
         path: PathBuf,
         #[source]

@@ -24,6 +24,7 @@ mod writer;
 #[cfg(test)]
 pub(crate) mod process_tests;
 
+use std::ffi::OsString;
 use std::fs::Permissions;
 use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -83,14 +84,7 @@ impl Store {
             });
         }
         for dir in [store.blobs_dir(), store.tmp_dir(), store.locks_dir()] {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(ROOT_MODE)
-                .create(&dir)
-                .map_err(|source| StoreError::CreateDir {
-                    path: dir.clone(),
-                    source,
-                })?;
+            store.create_private_dir(&dir)?;
         }
         store.clean_tmp()?;
         Ok(store)
@@ -99,14 +93,7 @@ impl Store {
     /// `$XDG_CACHE_HOME/kiln`, else `$HOME/.cache/kiln` (relative values are ignored, as the
     /// XDG spec asks).
     pub fn default_root() -> Option<PathBuf> {
-        let absolute = |var: &str| {
-            std::env::var_os(var)
-                .map(PathBuf::from)
-                .filter(|p| p.is_absolute())
-        };
-        absolute("XDG_CACHE_HOME")
-            .map(|p| p.join("kiln"))
-            .or_else(|| absolute("HOME").map(|p| p.join(".cache").join("kiln")))
+        default_root_from(std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"))
     }
 
     pub fn root(&self) -> &Path {
@@ -231,6 +218,18 @@ impl Store {
         Ok(removed)
     }
 
+    /// Creates `dir` and missing parents with mode 0700 (less if the umask says so).
+    pub(crate) fn create_private_dir(&self, dir: &Path) -> Result<()> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(ROOT_MODE)
+            .create(dir)
+            .map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })
+    }
+
     pub(crate) fn blobs_dir(&self) -> PathBuf {
         self.root.join("blobs").join("sha256")
     }
@@ -250,6 +249,13 @@ impl Store {
     pub(crate) fn tmp_lock_path(&self) -> PathBuf {
         self.locks_dir().join("tmp.lock")
     }
+}
+
+fn default_root_from(xdg: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
+    let absolute = |v: Option<OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
+    absolute(xdg)
+        .map(|p| p.join("kiln"))
+        .or_else(|| absolute(home).map(|p| p.join(".cache").join("kiln")))
 }
 
 #[cfg(test)]
@@ -422,16 +428,25 @@ mod tests {
 
     #[test]
     fn default_root_follows_xdg_then_home() {
-        // Only reads the environment of this process; other tests do not touch these variables.
-        let root = Store::default_root();
-        match (std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME")) {
-            (Some(x), _) if Path::new(&x).is_absolute() => {
-                assert_eq!(root, Some(PathBuf::from(x).join("kiln")))
-            }
-            (_, Some(h)) if Path::new(&h).is_absolute() => {
-                assert_eq!(root, Some(PathBuf::from(h).join(".cache/kiln")))
-            }
-            _ => assert_eq!(root, None),
+        let cases: [(Option<&str>, Option<&str>, Option<&str>); 6] = [
+            (Some("/x/cache"), Some("/home/u"), Some("/x/cache/kiln")),
+            (None, Some("/home/u"), Some("/home/u/.cache/kiln")),
+            (Some(""), Some("/home/u"), Some("/home/u/.cache/kiln")),
+            (
+                Some("relative"),
+                Some("/home/u"),
+                Some("/home/u/.cache/kiln"),
+            ),
+            (None, Some("relative"), None),
+            (None, None, None),
+        ];
+        for (xdg, home, want) in cases {
+            let got = default_root_from(xdg.map(OsString::from), home.map(OsString::from));
+            assert_eq!(
+                got,
+                want.map(PathBuf::from),
+                "XDG_CACHE_HOME={xdg:?} HOME={home:?}"
+            );
         }
     }
 }

@@ -104,6 +104,14 @@ fn child_process_entry() {
             )
             .unwrap();
             w.commit(None).unwrap();
+            // A corrupt entry makes the store create quarantine/.
+            let (d, _) = store
+                .insert_reader(None, "y", &b"to be damaged"[..])
+                .unwrap();
+            let entry = store.path_unverified(&d);
+            std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::fs::write(&entry, b"damaged").unwrap();
+            store.open_verified(&d).unwrap_err();
         }
         "fsize-limit" => {
             // SAFETY: ignoring SIGXFSZ makes an over-limit write return EFBIG instead of
@@ -228,7 +236,7 @@ fn umask_000_keeps_cache_private_and_entries_read_only() {
     assert!(status.success());
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode(&root), 0o700);
-    for sub in ["blobs", "blobs/sha256", "tmp", "locks"] {
+    for sub in ["blobs", "blobs/sha256", "tmp", "locks", "quarantine"] {
         assert_eq!(
             mode(&root.join(sub)) & 0o077,
             0,
@@ -272,9 +280,22 @@ fn failing_write_cleans_temp_and_keeps_existing_entries() {
 }
 
 /// A tmpfs mounted for one test, unmounted (lazily) when dropped.
-struct Tmpfs(PathBuf);
+pub(crate) struct Tmpfs(PathBuf);
 
 impl Tmpfs {
+    /// Mounts a tmpfs of `size` at `at`. `None` (after saying so on stderr) when that is not
+    /// possible (not root); under CI=true that is a test failure instead.
+    pub(crate) fn mount_for(test: &str, at: &Path, size: &str) -> Option<Tmpfs> {
+        match Tmpfs::mount(at, size) {
+            Ok(t) => Some(t),
+            Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+                eprintln!("NOT RUN {test}: cannot mount a tmpfs (needs root): {e}");
+                None
+            }
+            Err(e) => panic!("{test}: cannot mount a tmpfs (needs root under CI=true): {e}"),
+        }
+    }
+
     fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
         let out = Command::new("mount")
             .args([
@@ -307,13 +328,8 @@ fn disk_full_on_tmpfs_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let _tmpfs = match Tmpfs::mount(&mnt, "1m") {
-        Ok(t) => t,
-        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("NOT RUN disk_full_on_tmpfs_is_a_clear_error: cannot mount tmpfs: {e}");
-            return;
-        }
-        Err(e) => panic!("cannot mount a tmpfs (this test needs root under CI=true): {e}"),
+    let Some(_tmpfs) = Tmpfs::mount_for("disk_full_on_tmpfs_is_a_clear_error", &mnt, "1m") else {
+        return;
     };
     let store = Store::open(&mnt.join("cache")).unwrap();
     let (old, _) = store

@@ -42,7 +42,8 @@ impl Store {
     /// A reader over the entry that hashes as it reads and fails at end of file (quarantining
     /// the entry) when the content does not match, so a consumer reads each byte only once.
     /// `Ok(None)` when there is no entry. A consumer must treat everything it read as
-    /// untrusted until this reader has returned end of file.
+    /// untrusted until this reader has returned end of file. Not for holders of the digest's
+    /// lock (quarantining takes it).
     pub fn open_verifying(&self, digest: &Sha256Digest) -> Result<Option<VerifyingReader>> {
         let path = self.path_unverified(digest);
         match File::open(&path) {
@@ -117,12 +118,7 @@ impl Store {
         let quarantined = self.quarantine_dir().join(digest.hex());
         match std::fs::symlink_metadata(&path) {
             Ok(now) if now.dev() == ours.dev() && now.ino() == ours.ino() => {
-                fs_err::create_dir_all(self.quarantine_dir()).map_err(|source| {
-                    StoreError::CreateDir {
-                        path: self.quarantine_dir(),
-                        source,
-                    }
-                })?;
+                self.create_private_dir(&self.quarantine_dir())?;
                 std::fs::rename(&path, &quarantined).map_err(|source| StoreError::Quarantine {
                     path: path.clone(),
                     quarantine: quarantined.clone(),

@@ -32,6 +32,8 @@ pub struct BlobWriter {
     store: Store,
     input: String,
     temp_path: PathBuf,
+    /// Whether `temp_path` is still ours to remove (false once committed or removed).
+    temp_exists: bool,
     /// `None` once committed or failed.
     file: Option<File>,
     hasher: Hasher,
@@ -74,6 +76,7 @@ impl BlobWriter {
             store: store.clone(),
             input: input.to_string(),
             temp_path,
+            temp_exists: true,
             file: Some(file),
             hasher: Hasher::new(),
         };
@@ -107,7 +110,7 @@ impl BlobWriter {
         let Some(file) = self.file.as_mut() else {
             return Err(StoreError::Write {
                 path: self.temp_path.clone(),
-                source: io::Error::other("writer already failed"),
+                source: io::Error::other("an earlier write failed"),
             });
         };
         if let Err(source) = file.write_all(buf) {
@@ -125,7 +128,7 @@ impl BlobWriter {
         let Some(file) = self.file.take() else {
             return Err(StoreError::Write {
                 path: self.temp_path.clone(),
-                source: io::Error::other("writer already failed"),
+                source: io::Error::other("an earlier write failed"),
             });
         };
         let hasher = std::mem::take(&mut self.hasher);
@@ -158,7 +161,7 @@ impl BlobWriter {
         match finish() {
             Ok(()) => {
                 // The temp name is gone, so there is nothing left for Drop to remove.
-                self.temp_path = PathBuf::new();
+                self.temp_exists = false;
                 Ok((actual, len))
             }
             Err(e) => {
@@ -175,10 +178,9 @@ impl BlobWriter {
     }
 
     fn remove_temp(&mut self) {
-        if !self.temp_path.as_os_str().is_empty() {
+        if std::mem::take(&mut self.temp_exists) {
             // Best effort: a temp file that cannot be removed is collected by `clean_tmp`.
             let _ = std::fs::remove_file(&self.temp_path);
-            self.temp_path = PathBuf::new();
         }
     }
 }
