@@ -253,7 +253,6 @@ impl Client {
         if actual != *digest {
             return Err(RegistryError::DigestMismatch {
                 what: "blob",
-                reference: digest.to_string(),
                 url,
                 expected: *digest,
                 actual,

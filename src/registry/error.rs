@@ -71,10 +71,9 @@ pub enum RegistryError {
     )]
     RedirectWithBody { method: &'static str, url: String },
 
-    #[error("refused {what} {reference} from {url}: its content has digest {actual}, expected {expected}")]
+    #[error("refused {what} from {url}: its content has digest {actual}, expected {expected}")]
     DigestMismatch {
         what: &'static str,
-        reference: String,
         url: String,
         expected: Sha256Digest,
         actual: Sha256Digest,

@@ -54,10 +54,15 @@ pub(crate) fn is_loopback(host: &str) -> bool {
     host == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-fn authority(url: &Url) -> String {
-    match url.port() {
-        Some(p) => format!("{}:{p}", url.host_str().unwrap_or("")),
-        None => url.host_str().unwrap_or("").to_string(),
+/// Whether `url` points at the registry's own host and port (`reg.example:443` and
+/// `https://reg.example/` are the same place). Only there do credentials go.
+fn is_registry_host(url: &Url, registry_host: &str) -> bool {
+    match Url::parse(&format!("{}://{registry_host}/", url.scheme())) {
+        Ok(reg) => {
+            reg.host_str() == url.host_str()
+                && reg.port_or_known_default() == url.port_or_known_default()
+        }
+        Err(_) => false,
     }
 }
 
@@ -250,7 +255,7 @@ impl Http {
         let mut body_sent = false;
         loop {
             let url_s = url.to_string();
-            let same_host = authority(&url) == registry_host;
+            let same_host = is_registry_host(&url, &registry_host);
             let mut req = self.agent.request(method, &url_s);
             for (k, v) in headers {
                 req = req.set(k, v);
@@ -420,6 +425,27 @@ pub(crate) fn expect_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_stay_on_the_registry_host() {
+        for (url, host, want) in [
+            ("https://reg.example/v2/", "reg.example", true),
+            ("https://reg.example/v2/", "reg.example:443", true),
+            ("https://reg.example:5000/v2/", "reg.example:5000", true),
+            ("http://127.0.0.1:5000/x", "127.0.0.1:5000", true),
+            ("http://127.0.0.1:5001/x", "127.0.0.1:5000", false),
+            ("http://localhost:5000/x", "127.0.0.1:5000", false),
+            ("https://cdn.example/blob", "reg.example", false),
+            ("https://reg.example.evil/v2/", "reg.example", false),
+            ("http://[::1]:5000/v2/", "[::1]:5000", true),
+        ] {
+            assert_eq!(
+                is_registry_host(&Url::parse(url).unwrap(), host),
+                want,
+                "{url} vs {host}"
+            );
+        }
+    }
 
     #[test]
     fn loopback_hosts() {

@@ -83,7 +83,6 @@ pub(crate) fn verify_manifest(
     let digest = Sha256Digest::of(bytes);
     let mismatch = |expected: Sha256Digest| RegistryError::DigestMismatch {
         what: "manifest",
-        reference: rx.reference.to_string(),
         url: rx.url.to_string(),
         expected,
         actual: digest,

@@ -91,7 +91,7 @@ mod tests {
         assert_eq!(r.unwrap_err(), "job 2 failed");
         assert_eq!(started.load(Ordering::SeqCst), 3);
         assert_eq!(
-            run_parallel(Vec::<u32>::new(), 4, |i| Ok::<_, ()>(i)).unwrap(),
+            run_parallel(Vec::<u32>::new(), 4, Ok::<_, ()>).unwrap(),
             Vec::<u32>::new()
         );
     }

@@ -2,7 +2,6 @@
 //! answer is refused with an error that says what was wrong, and a blob that fails never
 //! reaches the (simulated) store.
 
-use std::io::Write as _;
 use std::path::Path;
 
 use base64::Engine as _;
@@ -476,6 +475,63 @@ fn push_refuses_local_bytes_that_do_not_match_their_digest() {
 }
 
 #[test]
+fn large_blobs_are_uploaded_in_patch_chunks() {
+    let s = Server::start(|r: &Req| match r.method.as_str() {
+        "HEAD" => Reply::not_found(),
+        "POST" => Reply::status(
+            202,
+            b"",
+            &[("Location", "/v2/test/app/blobs/uploads/u?_state=0")],
+        ),
+        "PATCH" => {
+            let next = format!("/v2/test/app/blobs/uploads/u?_state={}", r.body.len());
+            Reply::status(202, b"", &[("Location", &next)])
+        }
+        _ => Reply::status(201, b"", &[]),
+    });
+    let c = Client::new(ClientOptions {
+        tls_verify: true,
+        auth_files: AuthFiles::none(),
+        progress: None,
+        chunk_size: 4,
+    })
+    .unwrap();
+    let blob = b"0123456789";
+    let d = Sha256Digest::of(blob);
+    assert_eq!(
+        c.put_blob(&repo(&s), &d, 10, &mut &blob[..]).unwrap(),
+        BlobPush::Uploaded
+    );
+    let reqs = s.requests();
+    let patches: Vec<(String, Vec<u8>)> = reqs
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .map(|r| {
+            (
+                r.header("content-range").unwrap().to_string(),
+                r.body.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        patches,
+        vec![
+            ("0-3".into(), b"0123".to_vec()),
+            ("4-7".into(), b"4567".to_vec()),
+            ("8-9".into(), b"89".to_vec())
+        ]
+    );
+    let put = reqs.iter().find(|r| r.method == "PUT").unwrap();
+    assert!(put.body.is_empty());
+    assert!(
+        put.target
+            .starts_with("/v2/test/app/blobs/uploads/u?_state=2&digest=sha256%3A"),
+        "{}",
+        put.target
+    );
+}
+
+#[test]
 fn existing_blobs_are_not_uploaded_again() {
     let s = Server::start(|r: &Req| {
         if r.method == "HEAD" {
@@ -600,12 +656,7 @@ fn progress_reports_every_byte() {
     .unwrap();
     let digests = vec![d; 3];
     let sizes = run_parallel(digests, 3, |d| {
-        let mut sink = Vec::new();
-        c.get_blob(&repo(&s), &d, Some(300_000), &mut sink)
-            .map(|n| {
-                sink.flush().unwrap();
-                n
-            })
+        c.get_blob(&repo(&s), &d, Some(300_000), &mut std::io::sink())
     })
     .unwrap();
     assert_eq!(sizes, vec![300_000; 3]);
