@@ -250,6 +250,15 @@ impl Http {
             url: url.to_string(),
             location: url.to_string(),
         })?;
+        // URLs the registry hands out (upload Locations, next-page links) obey the same rules
+        // as redirects: no plain http where it is not allowed, no step down from https.
+        self.check_scheme(&url)?;
+        if url.scheme() == "http" && self.scheme(&registry_host) == "https" {
+            return Err(RegistryError::RedirectDowngrade {
+                from: format!("https://{registry_host}/"),
+                to: url.to_string(),
+            });
+        }
         let mut redirects = 0;
         let mut challenged = false;
         let mut body_sent = false;

@@ -28,7 +28,9 @@ mod upload;
 #[cfg(test)]
 mod test_distribution;
 #[cfg(test)]
-mod test_lying_server;
+mod test_lying_pull;
+#[cfg(test)]
+mod test_lying_push;
 #[cfg(test)]
 mod test_server;
 

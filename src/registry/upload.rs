@@ -36,6 +36,8 @@ struct Outgoing<'a> {
     hasher: Hasher,
     client: &'a Client,
     digest: Sha256Digest,
+    /// The first local read failure, kept because ureq reports it as a transport error.
+    local_error: Option<io::Error>,
 }
 
 impl Read for Outgoing<'_> {
@@ -46,13 +48,24 @@ impl Read for Outgoing<'_> {
         let want = buf
             .len()
             .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the local blob is shorter than its size",
-            ));
-        }
+        let n = match self.inner.read(&mut buf[..want]) {
+            Ok(0) => {
+                let e = || {
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the local blob is shorter than its size",
+                    )
+                };
+                self.local_error.get_or_insert_with(e);
+                return Err(e());
+            }
+            Ok(n) => n,
+            Err(e) => {
+                let copy = io::Error::new(e.kind(), e.to_string());
+                self.local_error.get_or_insert(copy);
+                return Err(e);
+            }
+        };
         self.remaining -= n as u64;
         self.hasher.update(&buf[..n]);
         if let Some(p) = self.client.progress() {
@@ -139,6 +152,7 @@ impl Client {
             hasher: Hasher::new(),
             client: self,
             digest: *digest,
+            local_error: None,
         };
         let octet = ("Content-Type", "application/octet-stream");
         let read_err = |e| RegistryError::ReadLocal {
@@ -157,14 +171,12 @@ impl Client {
                 Body::Reader(&mut out, size),
             );
             // A local read error surfaces as a transport error; report the local cause.
-            if out.remaining != 0 {
-                return Err(read_err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the local blob is shorter than its size",
-                )));
+            if let Some(e) = out.local_error.take() {
+                return Err(read_err(e));
             }
+            let sent = sent?;
             check_local(repo, digest, &out)?;
-            (url, sent?)
+            (url, sent)
         } else {
             let mut offset = 0u64;
             let mut chunk = Vec::with_capacity(usize::try_from(self.chunk_size).unwrap_or(1 << 20));
