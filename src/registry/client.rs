@@ -191,9 +191,11 @@ impl Client {
         sink: &mut dyn Write,
     ) -> Result<u64> {
         let url = self.http.repo_url(repo, &format!("blobs/{digest}"));
+        // Identity encoding: the bytes hashed are the blob's bytes, and Content-Length is theirs.
+        let headers = [("Accept-Encoding", "identity")];
         let resp = self
             .http
-            .send("GET", repo, &url, &[], &pull_scope(repo), Body::Empty)?;
+            .send("GET", repo, &url, &headers, &pull_scope(repo), Body::Empty)?;
         let resp = expect_status("GET", &url, resp, &[200])?;
         let announced = resp
             .header("Content-Length")

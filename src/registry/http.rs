@@ -259,6 +259,8 @@ impl Http {
                 to: url.to_string(),
             });
         }
+        // The challenge may name a scope the caller did not (the registry knows best).
+        let mut scopes = scopes.to_vec();
         let mut redirects = 0;
         let mut challenged = false;
         let mut body_sent = false;
@@ -270,7 +272,7 @@ impl Http {
                 req = req.set(k, v);
             }
             if same_host {
-                if let Some(h) = self.auth_header(repo, scopes, &url_s)? {
+                if let Some(h) = self.auth_header(repo, &scopes, &url_s)? {
                     req = req.set("Authorization", &h);
                 }
             }
@@ -346,6 +348,17 @@ impl Http {
                         url: url_s,
                         reason: self.unauthorized_reason(repo)?,
                     });
+                }
+                if let Challenge::Bearer {
+                    scope: Some(wanted),
+                    ..
+                } = &challenge
+                {
+                    for s in wanted.split(' ').filter(|s| !s.is_empty()) {
+                        if !scopes.iter().any(|have| have == s) {
+                            scopes.push(s.to_string());
+                        }
+                    }
                 }
                 // A new challenge invalidates cached tokens (they may have expired).
                 self.with_host(&registry_host, |h| {
