@@ -79,6 +79,9 @@ pub enum RegistryError {
         actual: Sha256Digest,
     },
 
+    #[error("refused {url}: invalid Docker-Content-Digest header `{value}`")]
+    InvalidDigestHeader { url: String, value: String },
+
     #[error("refused blob {digest} from {url}: {actual} bytes, expected {expected}")]
     SizeMismatch {
         digest: Sha256Digest,

@@ -97,14 +97,12 @@ pub(crate) fn verify_manifest(
         .map(str::trim)
         .filter(|h| h.starts_with("sha256:"))
     {
-        let claimed = h
-            .parse::<Sha256Digest>()
-            .map_err(|_| RegistryError::PushDigestMismatch {
-                repository: rx.url.to_string(),
-                what: "manifest (Docker-Content-Digest header)",
-                local: digest,
-                returned: h.to_string(),
-            })?;
+        let claimed =
+            h.parse::<Sha256Digest>()
+                .map_err(|_| RegistryError::InvalidDigestHeader {
+                    url: rx.url.to_string(),
+                    value: h.to_string(),
+                })?;
         if claimed != digest {
             return Err(mismatch(claimed));
         }
