@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod image;
 pub mod layer;
 pub mod recipe;
+pub mod registry;
 pub mod store;
 
 pub use digest::Sha256Digest;

@@ -1,0 +1,451 @@
+//! Checks on every manifest a registry hands us, before anyone looks inside it.
+//!
+//! The digest is always computed from the bytes received; a pull by digest must match it, and a
+//! `Docker-Content-Digest` header that disagrees with the bytes is a lie (SECURITY.md 16). The
+//! media type must be stated consistently by the body and `Content-Type` (19), schema 1 is
+//! refused (its layer list is signed with keys nobody checks, and it has no config digest), and
+//! an index may not list itself. No bytes can contain their own sha256, so a server that tries
+//! it is caught by the digest check when the child is fetched; `Client::pull_for_platform`
+//! also follows exactly one index level and refuses an index whose platform entry is again an
+//! index, so no chain of indexes can make kiln loop.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use super::error::{RegistryError, Result};
+use crate::digest::Sha256Digest;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const DOCKER_SCHEMA1: &[&str] = &[
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+];
+
+/// Every manifest type kiln reads: images and indexes, OCI and Docker schema 2.
+pub const ALL_MANIFEST_TYPES: &[&str] = &[
+    OCI_MANIFEST,
+    OCI_INDEX,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+];
+/// Single-platform image manifests.
+pub const IMAGE_MANIFEST_TYPES: &[&str] = &[OCI_MANIFEST, DOCKER_MANIFEST];
+
+/// Manifests larger than this are refused unread (a real one is a few KiB).
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+pub fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+}
+
+/// A manifest as received and verified: its bytes are exactly what `digest` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PulledManifest {
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+    pub digest: Sha256Digest,
+}
+
+/// What the response said about the manifest, for [`verify_manifest`].
+pub(crate) struct Received<'a> {
+    pub reference: &'a str,
+    pub url: &'a str,
+    pub content_type: Option<&'a str>,
+    pub digest_header: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Shape {
+    #[serde(rename = "schemaVersion")]
+    schema_version: Option<serde_json::Value>,
+    #[serde(rename = "mediaType")]
+    media_type: Option<String>,
+    manifests: Option<Vec<ChildRef>>,
+    layers: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct ChildRef {
+    digest: String,
+}
+
+pub(crate) fn verify_manifest(
+    rx: &Received<'_>,
+    bytes: &[u8],
+    expected: Option<&Sha256Digest>,
+    accept: &[&str],
+) -> Result<(String, Sha256Digest)> {
+    let digest = Sha256Digest::of(bytes);
+    let mismatch = |expected: Sha256Digest| RegistryError::DigestMismatch {
+        what: "manifest",
+        url: rx.url.to_string(),
+        expected,
+        actual: digest,
+    };
+    if let Some(e) = expected {
+        if *e != digest {
+            return Err(mismatch(*e));
+        }
+    }
+    if let Some(h) = rx
+        .digest_header
+        .map(str::trim)
+        .filter(|h| h.starts_with("sha256:"))
+    {
+        let claimed =
+            h.parse::<Sha256Digest>()
+                .map_err(|_| RegistryError::InvalidDigestHeader {
+                    url: rx.url.to_string(),
+                    value: h.to_string(),
+                })?;
+        if claimed != digest {
+            return Err(mismatch(claimed));
+        }
+    }
+    let content_type = rx
+        .content_type
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|c| !c.is_empty());
+    if content_type
+        .as_deref()
+        .is_some_and(|c| DOCKER_SCHEMA1.contains(&c))
+    {
+        return Err(RegistryError::Schema1 {
+            reference: rx.reference.into(),
+            url: rx.url.into(),
+        });
+    }
+    let shape: Shape = serde_json::from_slice(bytes).map_err(|e| RegistryError::InvalidJson {
+        what: "manifest",
+        reference: rx.reference.into(),
+        url: rx.url.into(),
+        source: e,
+    })?;
+    let schema1 = shape.schema_version.as_ref().and_then(|v| v.as_u64()) == Some(1)
+        || shape
+            .media_type
+            .as_deref()
+            .is_some_and(|m| DOCKER_SCHEMA1.contains(&m));
+    if schema1 {
+        return Err(RegistryError::Schema1 {
+            reference: rx.reference.into(),
+            url: rx.url.into(),
+        });
+    }
+    let media_type = match (shape.media_type, content_type) {
+        (Some(body), Some(header)) if body != header => {
+            return Err(RegistryError::MediaTypeMismatch {
+                reference: rx.reference.into(),
+                url: rx.url.into(),
+                media_type: body,
+                content_type: header,
+            })
+        }
+        (Some(body), _) => body,
+        // OCI allows a manifest without `mediaType`; then only Content-Type says what it is,
+        // and a generic JSON type is resolved by the document's shape.
+        (None, Some(header)) if header != "application/json" => header,
+        (None, _) if shape.manifests.is_some() => OCI_INDEX.to_string(),
+        (None, _) if shape.layers.is_some() => OCI_MANIFEST.to_string(),
+        (None, _) => {
+            return Err(RegistryError::NoMediaType {
+                reference: rx.reference.into(),
+                url: rx.url.into(),
+            })
+        }
+    };
+    if !accept.is_empty() && !accept.contains(&media_type.as_str()) {
+        return Err(RegistryError::UnacceptedMediaType {
+            reference: rx.reference.into(),
+            url: rx.url.into(),
+            media_type,
+            accepted: accept.iter().map(|s| s.to_string()).collect(),
+        });
+    }
+    if is_index(&media_type) {
+        let me = digest.to_string();
+        if shape.manifests.iter().flatten().any(|c| c.digest == me) {
+            return Err(RegistryError::SelfReferencingIndex { digest });
+        }
+    }
+    Ok((media_type, digest))
+}
+
+/// `OS/ARCH[/VARIANT]`, as in a recipe's `image.platform`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl FromStr for Platform {
+    type Err = RegistryError;
+    fn from_str(s: &str) -> Result<Self> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let ok =
+            |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        match parts.as_slice() {
+            [os, arch] if ok(os) && ok(arch) => Ok(Self {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: None,
+            }),
+            [os, arch, v] if ok(os) && ok(arch) && ok(v) => Ok(Self {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: Some(v.to_string()),
+            }),
+            _ => Err(RegistryError::InvalidPlatform(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The entry of a (verified) index for `platform`: its digest, media type and size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub digest: Sha256Digest,
+    pub media_type: String,
+    pub size: u64,
+}
+
+/// Picks the first image manifest for `platform` in an index. A platform without a variant
+/// matches any variant (an index says `linux/arm64/v8` for plain `linux/arm64`).
+pub fn select_platform(index: &PulledManifest, platform: &Platform) -> Result<IndexEntry> {
+    #[derive(Deserialize)]
+    struct Index {
+        manifests: Vec<Entry>,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        #[serde(rename = "mediaType")]
+        media_type: String,
+        digest: String,
+        size: u64,
+        platform: Option<P>,
+    }
+    #[derive(Deserialize)]
+    struct P {
+        os: String,
+        architecture: String,
+        variant: Option<String>,
+    }
+    let parsed: Index =
+        serde_json::from_slice(&index.bytes).map_err(|e| RegistryError::InvalidJson {
+            what: "index",
+            reference: index.digest.to_string(),
+            url: String::new(),
+            source: e,
+        })?;
+    let found = parsed.manifests.into_iter().find(|e| {
+        IMAGE_MANIFEST_TYPES.contains(&e.media_type.as_str())
+            && e.platform.as_ref().is_some_and(|p| {
+                p.os == platform.os
+                    && p.architecture == platform.architecture
+                    && (platform.variant.is_none() || p.variant == platform.variant)
+            })
+    });
+    let none = || RegistryError::NoMatchingPlatform {
+        digest: index.digest,
+        platform: platform.to_string(),
+    };
+    let e = found.ok_or_else(none)?;
+    let digest = e.digest.parse::<Sha256Digest>().map_err(|_| none())?;
+    Ok(IndexEntry {
+        digest,
+        media_type: e.media_type,
+        size: e.size,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rx<'a>(ct: Option<&'a str>, dh: Option<&'a str>) -> Received<'a> {
+        Received {
+            reference: "latest",
+            url: "http://r/v2/a/manifests/latest",
+            content_type: ct,
+            digest_header: dh,
+        }
+    }
+
+    const IMG: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#;
+
+    #[test]
+    fn verifies_media_type_digest_and_shape() {
+        let img = IMG.as_bytes();
+        let d = Sha256Digest::of(img);
+        let ds = d.to_string();
+        let other = Sha256Digest::of(b"other");
+        let others = other.to_string();
+        let no_mt = br#"{"schemaVersion":2,"config":{},"layers":[]}"#;
+        let s1 = br#"{"schemaVersion":1,"name":"a","fsLayers":[]}"#;
+        // (content-type, digest header, body, expected digest, accept, ok?)
+        #[allow(clippy::type_complexity)]
+        let cases: Vec<(
+            Option<&str>,
+            Option<&str>,
+            &[u8],
+            Option<Sha256Digest>,
+            &[&str],
+            Result<&str, &str>,
+        )> = vec![
+            (
+                Some(OCI_MANIFEST),
+                Some(&ds),
+                img,
+                Some(d),
+                ALL_MANIFEST_TYPES,
+                Ok(OCI_MANIFEST),
+            ),
+            (
+                Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8"),
+                None,
+                img,
+                None,
+                &[],
+                Ok(OCI_MANIFEST),
+            ),
+            (None, None, img, None, &[], Ok(OCI_MANIFEST)),
+            (Some(OCI_MANIFEST), None, no_mt, None, &[], Ok(OCI_MANIFEST)),
+            (
+                Some("application/json"),
+                None,
+                no_mt,
+                None,
+                &[],
+                Ok(OCI_MANIFEST),
+            ),
+            (
+                Some(OCI_MANIFEST),
+                Some(&others),
+                img,
+                None,
+                &[],
+                Err("digest"),
+            ),
+            (
+                Some(OCI_MANIFEST),
+                Some(&ds),
+                img,
+                Some(other),
+                &[],
+                Err("digest"),
+            ),
+            (
+                Some(DOCKER_MANIFEST),
+                None,
+                img,
+                None,
+                &[],
+                Err("disagrees"),
+            ),
+            (
+                Some("application/vnd.docker.distribution.manifest.v1+prettyjws"),
+                None,
+                s1,
+                None,
+                &[],
+                Err("schema 1"),
+            ),
+            (Some(OCI_MANIFEST), None, s1, None, &[], Err("schema 1")),
+            (
+                Some(OCI_MANIFEST),
+                None,
+                b"not json",
+                None,
+                &[],
+                Err("invalid JSON"),
+            ),
+            (
+                Some(OCI_MANIFEST),
+                None,
+                img,
+                None,
+                &[OCI_INDEX],
+                Err("not one of"),
+            ),
+            (
+                Some("application/json"),
+                None,
+                b"{}",
+                None,
+                &[],
+                Err("no media type"),
+            ),
+        ];
+        for (i, (ct, dh, body, exp, accept, want)) in cases.into_iter().enumerate() {
+            let got = verify_manifest(&rx(ct, dh), body, exp.as_ref(), accept);
+            match (got, want) {
+                (Ok((mt, dig)), Ok(w)) => {
+                    assert_eq!(mt, w, "case {i}");
+                    assert_eq!(dig, Sha256Digest::of(body), "case {i}");
+                }
+                (Err(e), Err(w)) => assert!(e.to_string().contains(w), "case {i}: {e}"),
+                (got, want) => panic!("case {i}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn platforms_parse_and_select() {
+        for bad in [
+            "linux",
+            "linux/",
+            "/amd64",
+            "linux/amd64/v8/x",
+            "linux/am d64",
+        ] {
+            assert!(bad.parse::<Platform>().is_err(), "{bad}");
+        }
+        let a = Sha256Digest::of(b"a");
+        let b = Sha256Digest::of(b"b");
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[
+              {{"mediaType":"{OCI_MANIFEST}","digest":"{a}","size":1,"platform":{{"os":"linux","architecture":"amd64"}}}},
+              {{"mediaType":"{OCI_MANIFEST}","digest":"{b}","size":2,"platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}}
+            ]}}"#
+        );
+        let idx = PulledManifest {
+            media_type: OCI_INDEX.into(),
+            digest: Sha256Digest::of(body.as_bytes()),
+            bytes: body.into_bytes(),
+        };
+        let pick = |p: &str| select_platform(&idx, &p.parse().unwrap()).map(|e| e.digest);
+        assert_eq!(pick("linux/amd64").unwrap(), a);
+        assert_eq!(pick("linux/arm64").unwrap(), b);
+        assert_eq!(pick("linux/arm64/v8").unwrap(), b);
+        assert!(pick("linux/arm64/v7").is_err());
+        assert!(pick("windows/amd64")
+            .unwrap_err()
+            .to_string()
+            .contains("windows/amd64"));
+        assert_eq!(
+            "linux/arm64/v8".parse::<Platform>().unwrap().to_string(),
+            "linux/arm64/v8"
+        );
+    }
+}

@@ -1,0 +1,431 @@
+//! Integration tests against a real CNCF distribution registry (Debian's `docker-registry`),
+//! started per test on 127.0.0.1 and a free port with its own storage directory. The binary
+//! missing is a failure under `CI=true` and a loud skip elsewhere.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use oci_spec::image::{DescriptorBuilder, MediaType};
+
+use super::*;
+use crate::digest::Sha256Digest;
+
+const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+const EMPTY_JSON_DIGEST: &str =
+    "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+
+pub(crate) struct LocalRegistry {
+    child: Child,
+    pub root: tempfile::TempDir,
+    pub host: String,
+}
+
+impl LocalRegistry {
+    /// Starts `docker-registry serve`; `users` turns on htpasswd (bcrypt) basic auth.
+    /// `None` (after saying why on stderr) when the binary is missing outside CI.
+    pub(crate) fn start(users: &[(&str, &str)]) -> Option<Self> {
+        if !Path::new(REGISTRY_BIN).exists() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{REGISTRY_BIN} is missing: install the Debian package docker-registry"
+            );
+            eprintln!("SKIPPED: {REGISTRY_BIN} is missing (install docker-registry); this fails under CI=true");
+            return None;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let host = format!("127.0.0.1:{port}");
+        let storage = root.path().join("storage");
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: kiln-test\n",
+            storage.display()
+        );
+        if !users.is_empty() {
+            let htpasswd = root.path().join("htpasswd");
+            let lines: String = users
+                .iter()
+                .map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 5).unwrap()))
+                .collect();
+            fs_err::write(&htpasswd, lines).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        let config_path = root.path().join("config.yml");
+        fs_err::write(&config_path, config).unwrap();
+        let log = fs_err::File::create(root.path().join("registry.log")).unwrap();
+        let child = Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.file().try_clone().unwrap())
+            .stderr(log.into_parts().0)
+            .spawn()
+            .unwrap();
+        let mut reg = LocalRegistry { child, root, host };
+        reg.wait_ready();
+        Some(reg)
+    }
+
+    fn wait_ready(&mut self) {
+        let url = format!("http://{}/v2/", self.host);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match ureq::get(&url).call() {
+                Ok(_) | Err(ureq::Error::Status(401, _)) => return,
+                Err(_) if Instant::now() < deadline => {}
+                Err(e) => panic!(
+                    "registry at {} did not start: {e}\n{}",
+                    self.host,
+                    self.log()
+                ),
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("registry exited with {status}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        fs_err::read_to_string(self.root.path().join("registry.log")).unwrap_or_default()
+    }
+
+    pub(crate) fn repo(&self, name: &str) -> Repository {
+        Repository::new(&self.host, name).unwrap()
+    }
+
+    /// Where distribution's filesystem driver keeps a blob's bytes.
+    pub(crate) fn blob_path(&self, d: &Sha256Digest) -> PathBuf {
+        let hex = d.hex();
+        self.root.path().join(format!(
+            "storage/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+            &hex[..2]
+        ))
+    }
+}
+
+impl Drop for LocalRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client(auth_files: AuthFiles, chunk_size: u64) -> Client {
+    Client::new(ClientOptions {
+        tls_verify: true,
+        auth_files,
+        progress: None,
+        chunk_size,
+    })
+    .unwrap()
+}
+
+fn bytes(seed: u32, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2654435761).max(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+struct Image {
+    blobs: Vec<Vec<u8>>,
+    manifest: Vec<u8>,
+}
+
+fn image(seed: u32) -> Image {
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"seed":{seed}}}"#
+    );
+    let blobs = vec![
+        config.into_bytes(),
+        bytes(seed, 50_000),
+        bytes(seed + 1, 300_000),
+    ];
+    let desc = |mt: &str, b: &[u8]| {
+        format!(
+            r#"{{"mediaType":"{mt}","digest":"{}","size":{}}}"#,
+            Sha256Digest::of(b),
+            b.len()
+        )
+    };
+    let layer = "application/vnd.oci.image.layer.v1.tar+gzip";
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{},"layers":[{},{}]}}"#,
+        desc("application/vnd.oci.image.config.v1+json", &blobs[0]),
+        desc(layer, &blobs[1]),
+        desc(layer, &blobs[2]),
+    );
+    Image {
+        blobs,
+        manifest: manifest.into_bytes(),
+    }
+}
+
+fn push_image(c: &Client, repo: &Repository, img: &Image, tag: &str) -> Sha256Digest {
+    let pushed = run_parallel(img.blobs.clone(), DEFAULT_PARALLELISM, |b| {
+        c.put_blob(repo, &Sha256Digest::of(&b), b.len() as u64, &mut &b[..])
+    })
+    .unwrap();
+    assert!(
+        pushed.iter().all(|p| *p == BlobPush::Uploaded),
+        "{pushed:?}"
+    );
+    c.put_manifest(repo, tag, OCI_MANIFEST, &img.manifest)
+        .unwrap()
+}
+
+#[test]
+fn real_registry_push_pull_mount_tags_and_referrers() {
+    let Some(reg) = LocalRegistry::start(&[]) else {
+        return;
+    };
+    // 64 KiB chunks: the 300 kB layer goes up in 5 PATCHes, the others in one PUT.
+    let c = client(AuthFiles::none(), 64 << 10);
+    let repo = reg.repo("kiln/app");
+    let img = image(1);
+    let digest = push_image(&c, &repo, &img, "v1");
+    assert_eq!(digest, Sha256Digest::of(&img.manifest));
+
+    // Existing blobs are not uploaded again.
+    for b in &img.blobs {
+        assert_eq!(
+            c.put_blob(&repo, &Sha256Digest::of(b), b.len() as u64, &mut &b[..])
+                .unwrap(),
+            BlobPush::Existed
+        );
+    }
+
+    // Pull back by digest and by tag; every byte verified.
+    let m = c
+        .get_manifest(&repo, &digest.to_string(), IMAGE_MANIFEST_TYPES)
+        .unwrap();
+    assert_eq!(
+        (m.media_type.as_str(), &m.bytes, m.digest),
+        (OCI_MANIFEST, &img.manifest, digest)
+    );
+    assert_eq!(c.resolve_tag(&repo, "v1").unwrap(), digest);
+    let pulled = run_parallel(img.blobs.clone(), 3, |b| {
+        let mut sink = Vec::new();
+        c.get_blob(
+            &repo,
+            &Sha256Digest::of(&b),
+            Some(b.len() as u64),
+            &mut sink,
+        )
+        .map(|_| sink)
+    })
+    .unwrap();
+    assert_eq!(pulled, img.blobs);
+
+    // An index: the platform's manifest is selected and fetched by digest.
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{digest}","size":{},"platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#,
+        img.manifest.len()
+    );
+    let index_digest = c
+        .put_manifest(&repo, "multi", OCI_INDEX, index.as_bytes())
+        .unwrap();
+    let (child, parent) = c
+        .pull_for_platform(&repo, "multi", &"linux/amd64".parse().unwrap())
+        .unwrap();
+    assert_eq!(
+        (child.digest, parent.map(|p| p.digest)),
+        (digest, Some(index_digest))
+    );
+    let err = c
+        .pull_for_platform(&repo, "multi", &"linux/arm64".parse().unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::NoMatchingPlatform { .. }),
+        "{err}"
+    );
+
+    // Cross-repository mount within the registry; a blob it does not have is not mounted.
+    let other = reg.repo("kiln/other");
+    let layer = Sha256Digest::of(&img.blobs[2]);
+    assert!(!c.blob_exists(&other, &layer).unwrap());
+    assert!(c.mount_blob(&repo, &other, &layer).unwrap());
+    assert!(c.blob_exists(&other, &layer).unwrap());
+    assert!(!c
+        .mount_blob(&repo, &other, &Sha256Digest::of(b"absent"))
+        .unwrap());
+
+    assert_eq!(
+        c.list_tags(&repo).unwrap(),
+        vec!["multi".to_string(), "v1".to_string()]
+    );
+
+    // Referrers: distribution 2.8 has no API, so the sha256-<hex> tag index is kept.
+    c.put_blob(
+        &repo,
+        &EMPTY_JSON_DIGEST.parse().unwrap(),
+        2,
+        &mut &b"{}"[..],
+    )
+    .unwrap();
+    let statement = b"{\"_type\":\"https://in-toto.io/Statement/v1\"}".to_vec();
+    c.put_blob(
+        &repo,
+        &Sha256Digest::of(&statement),
+        statement.len() as u64,
+        &mut &statement[..],
+    )
+    .unwrap();
+    let referrer = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"application/vnd.in-toto+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{EMPTY_JSON_DIGEST}","size":2}},"layers":[{{"mediaType":"application/vnd.in-toto+json","digest":"{}","size":{}}}],"subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{digest}","size":{}}}}}"#,
+        Sha256Digest::of(&statement),
+        statement.len(),
+        img.manifest.len()
+    );
+    let referrer_digest = Sha256Digest::of(referrer.as_bytes());
+    c.put_manifest(
+        &repo,
+        &referrer_digest.to_string(),
+        OCI_MANIFEST,
+        referrer.as_bytes(),
+    )
+    .unwrap();
+    let desc = DescriptorBuilder::default()
+        .media_type(MediaType::ImageManifest)
+        .digest(
+            referrer_digest
+                .to_string()
+                .parse::<oci_spec::image::Digest>()
+                .unwrap(),
+        )
+        .size(referrer.len() as u64)
+        .artifact_type(MediaType::Other("application/vnd.in-toto+json".into()))
+        .build()
+        .unwrap();
+    assert!(c.referrers(&repo, &digest).unwrap().is_empty());
+    let first = c.add_fallback_referrer(&repo, &digest, &desc).unwrap();
+    assert_eq!(
+        c.add_fallback_referrer(&repo, &digest, &desc).unwrap(),
+        first,
+        "adding twice changes nothing"
+    );
+    let listed = c.referrers(&repo, &digest).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].digest().to_string(), referrer_digest.to_string());
+    assert_eq!(
+        c.resolve_tag(&repo, &referrers_tag(&digest)).unwrap(),
+        first
+    );
+}
+
+#[test]
+fn real_registry_blob_altered_in_its_storage_is_refused_on_pull() {
+    let Some(reg) = LocalRegistry::start(&[]) else {
+        return;
+    };
+    let c = client(AuthFiles::none(), 16 << 20);
+    let repo = reg.repo("kiln/tampered");
+    let img = image(7);
+    push_image(&c, &repo, &img, "v1");
+    let layer = Sha256Digest::of(&img.blobs[1]);
+    let path = reg.blob_path(&layer);
+    let mut data = fs_err::read(&path).unwrap();
+    assert_eq!(
+        data,
+        img.blobs[1],
+        "the registry stores blobs at {}",
+        path.display()
+    );
+    data[1234] ^= 0xff;
+    fs_err::write(&path, &data).unwrap();
+
+    let store = tempfile::tempdir().unwrap();
+    let mut tmp = tempfile::NamedTempFile::new_in(store.path()).unwrap();
+    let err = c
+        .get_blob(&repo, &layer, Some(50_000), tmp.as_file_mut())
+        .unwrap_err();
+    drop(tmp);
+    assert!(
+        matches!(err, RegistryError::DigestMismatch { expected, .. } if expected == layer),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&layer.to_string()), "{err}");
+    assert_eq!(
+        fs_err::read_dir(store.path()).unwrap().count(),
+        0,
+        "nothing stored"
+    );
+    // The untouched blobs still pull.
+    let config = Sha256Digest::of(&img.blobs[0]);
+    c.get_blob(&repo, &config, None, &mut Vec::new()).unwrap();
+}
+
+fn auth_file(dir: &Path, host: &str, user: &str, pass: &str) -> AuthFiles {
+    let path = dir.join("auth.json");
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    let mut f = fs_err::File::create(&path).unwrap();
+    write!(f, r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#).unwrap();
+    AuthFiles(vec![path])
+}
+
+#[test]
+fn real_registry_with_htpasswd_needs_the_auth_file() {
+    let Some(reg) = LocalRegistry::start(&[("kiln", "s3cret")]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let repo = reg.repo("kiln/private");
+    let img = image(3);
+
+    let authed = client(auth_file(dir.path(), &reg.host, "kiln", "s3cret"), 64 << 10);
+    let digest = push_image(&authed, &repo, &img, "v1");
+    let m = authed
+        .get_manifest(&repo, &digest.to_string(), ALL_MANIFEST_TYPES)
+        .unwrap();
+    assert_eq!(m.bytes, img.manifest);
+    let mut sink = Vec::new();
+    authed
+        .get_blob(
+            &repo,
+            &Sha256Digest::of(&img.blobs[2]),
+            Some(300_000),
+            &mut sink,
+        )
+        .unwrap();
+    assert_eq!(sink, img.blobs[2]);
+
+    let anonymous = client(AuthFiles(vec![dir.path().join("missing.json")]), 64 << 10);
+    let err = anonymous
+        .get_manifest(&repo, "v1", ALL_MANIFEST_TYPES)
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, RegistryError::Unauthorized { .. }), "{text}");
+    assert!(
+        text.contains(&format!("no credentials for {}", reg.host)) && text.contains("missing.json"),
+        "{text}"
+    );
+
+    let other = tempfile::tempdir().unwrap();
+    let wrong = client(
+        auth_file(other.path(), &reg.host, "kiln", "wrong"),
+        64 << 10,
+    );
+    let err = wrong
+        .put_blob(&repo, &Sha256Digest::of(b"x"), 1, &mut &b"x"[..])
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("refused the credentials of user `kiln`"),
+        "{err}"
+    );
+}
