@@ -54,7 +54,14 @@ pub fn image_config(
         None => cfg.remove("variant"),
     };
     // Fields that describe the base's own build, not this image.
-    for stale in ["container", "container_config", "docker_version", "author", "parent", "id"] {
+    for stale in [
+        "container",
+        "container_config",
+        "docker_version",
+        "author",
+        "parent",
+        "id",
+    ] {
         cfg.remove(stale);
     }
 
@@ -76,11 +83,18 @@ pub fn image_config(
         let mut env: Vec<String> = c
             .get("Env")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         for (k, v) in &recipe.env {
             let entry = format!("{k}={v}");
-            match env.iter_mut().find(|e| e.split_once('=').map(|(ek, _)| ek) == Some(k.as_str())) {
+            match env
+                .iter_mut()
+                .find(|e| e.split_once('=').map(|(ek, _)| ek) == Some(k.as_str()))
+            {
                 Some(slot) => *slot = entry,
                 None => env.push(entry),
             }
@@ -170,7 +184,11 @@ mod tests {
         });
         let recipe = ConfigSection {
             entrypoint: Some(vec!["/bin/app".into()]),
-            env: [("A".to_string(), "2".to_string()), ("B".to_string(), "3".to_string())].into(),
+            env: [
+                ("A".to_string(), "2".to_string()),
+                ("B".to_string(), "3".to_string()),
+            ]
+            .into(),
             labels: [("y".to_string(), "2".to_string())].into(),
             ..Default::default()
         };
@@ -180,11 +198,17 @@ mod tests {
             &p,
             10,
             &recipe,
-            &[NewLayer { diff_id: "sha256:bb".into(), created_by: "kiln".into() }],
+            &[NewLayer {
+                diff_id: "sha256:bb".into(),
+                created_by: "kiln".into(),
+            }],
         );
         assert_eq!(cfg["created"], "1970-01-01T00:00:10Z");
         assert_eq!(cfg["config"]["Env"], json!(["PATH=/bin", "A=2", "B=3"]));
-        assert!(cfg["config"].get("Cmd").is_none(), "a new entrypoint drops the inherited cmd");
+        assert!(
+            cfg["config"].get("Cmd").is_none(),
+            "a new entrypoint drops the inherited cmd"
+        );
         assert_eq!(cfg["config"]["Labels"], json!({"x": "1", "y": "2"}));
         assert_eq!(cfg["rootfs"]["diff_ids"], json!(["sha256:aa", "sha256:bb"]));
         assert_eq!(cfg["history"].as_array().unwrap().len(), 2);

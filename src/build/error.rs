@@ -8,17 +8,29 @@ pub enum BuildError {
         "{}: inputs without sha256: {}\nhint: run `kiln lock {}` to pin them",
         recipe.display(), inputs.join(", "), recipe.display()
     )]
-    Unpinned { recipe: PathBuf, inputs: Vec<String> },
+    Unpinned {
+        recipe: PathBuf,
+        inputs: Vec<String>,
+    },
     #[error("base image `{reference}` is not pinned\nhint: add @sha256:… or run `kiln lock`")]
     BaseNotPinned { reference: String },
     #[error("base image `{reference}` is {base}, but the recipe builds {recipe}")]
-    PlatformMismatch { reference: String, base: String, recipe: String },
+    PlatformMismatch {
+        reference: String,
+        base: String,
+        recipe: String,
+    },
     #[error("base image `{reference}` is invalid: {reason}")]
     BadBase { reference: String, reason: String },
     #[error("base image `{reference}` has an invalid diff_id `{diff_id}`")]
     BadBaseDiffId { reference: String, diff_id: String },
     #[error("input `{input}` ({}): digest mismatch: expected {expected}, got {actual}", path.display())]
-    InputMismatch { input: String, path: PathBuf, expected: Sha256Digest, actual: Sha256Digest },
+    InputMismatch {
+        input: String,
+        path: PathBuf,
+        expected: Sha256Digest,
+        actual: Sha256Digest,
+    },
     #[error("input `{input}`: failed to read {}", path.display())]
     InputRead {
         input: String,

@@ -38,12 +38,16 @@ pub fn resolve(
     opts: &BuildOptions,
     observer: &dyn BuildObserver,
 ) -> Result<BTreeMap<String, ResolvedInput>> {
-    let fetcher = Fetcher::new(store.clone(), opts.mirrors.clone(), opts.offline);
+    let mut fetcher = Fetcher::new(store.clone());
+    fetcher.mirrors = opts.mirrors.clone();
+    fetcher.offline = opts.offline;
     let mut out = BTreeMap::new();
     for (name, input) in &recipe.inputs {
         let resolved = match &input.source {
             InputSource::Url { url, sha256 } => {
-                let expected = sha256.as_ref().expect("build refuses unpinned inputs first");
+                let expected = sha256
+                    .as_ref()
+                    .expect("build refuses unpinned inputs first");
                 let path = fetcher.fetch(url, expected, name)?;
                 ResolvedInput {
                     name: name.clone(),
@@ -52,24 +56,27 @@ pub fn resolve(
                     bytes: InputBytes::Stored(path),
                 }
             }
-            InputSource::Path { path, resolved, sha256 } => {
+            InputSource::Path {
+                path,
+                resolved,
+                sha256,
+            } => {
                 let read_err = |e: std::io::Error| BuildError::InputRead {
                     input: name.clone(),
                     path: resolved.clone(),
                     source: e,
                 };
-                let md = fs_err::symlink_metadata(resolved).map_err(|e| read_err(e.into()))?;
+                let md = fs_err::symlink_metadata(resolved).map_err(&read_err)?;
                 let (digest, bytes) = if md.is_dir() {
-                    let digest = layer::host_path_digest(resolved).map_err(|e| {
-                        BuildError::Step {
+                    let digest =
+                        layer::host_path_digest(resolved).map_err(|e| BuildError::Step {
                             location: format!("{}:{}", recipe.file.display(), input.span),
                             step: "path input",
                             source: Box::new(e),
-                        }
-                    })?;
+                        })?;
                     (digest, InputBytes::HostDir(resolved.clone()))
                 } else {
-                    let file = fs_err::File::open(resolved).map_err(|e| read_err(e.into()))?;
+                    let file = fs_err::File::open(resolved).map_err(&read_err)?;
                     let (digest, _) = Sha256Digest::of_reader(file).map_err(read_err)?;
                     (digest, InputBytes::HostFile(resolved.clone()))
                 };
@@ -91,7 +98,10 @@ pub fn resolve(
                 }
             }
         };
-        observer.event(BuildEvent::InputReady { name, digest: &resolved.digest });
+        observer.event(BuildEvent::InputReady {
+            name,
+            digest: &resolved.digest,
+        });
         out.insert(name.clone(), resolved);
     }
     Ok(out)

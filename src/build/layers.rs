@@ -15,9 +15,10 @@ use crate::digest::{HashingWriter, Sha256Digest};
 use crate::image::media;
 use crate::layer::compress::{Compression as Codec, LayerEncoder};
 use crate::layer::decompress;
-use crate::layer::host::{self, HostOptions};
+use crate::layer::from_tar::AddTarOptions;
+use crate::layer::host::HostOptions;
 use crate::layer::read::{ReadLimits, TarReader};
-use crate::layer::tree::{AddTarOptions, Content, Entry, EntryKind, FileTree, Metadata};
+use crate::layer::tree::{Content, Entry, EntryKind, FileTree, Metadata};
 use crate::layer::write::write_tar;
 use crate::recipe::{Compression, Layer, Recipe, StepKind};
 use crate::store::Store;
@@ -31,10 +32,17 @@ pub struct Encoder {
 impl Encoder {
     pub fn for_recipe(recipe: &Recipe, threads: usize) -> Self {
         let codec = match (recipe.image.compression, recipe.image.compression_level) {
-            (Compression::Gzip, level) => Codec::Gzip { level: level.map_or(6, |l| l as u32) },
-            (Compression::Zstd, level) => Codec::Zstd { level: level.unwrap_or(3) },
+            (Compression::Gzip, level) => Codec::Gzip {
+                level: level.map_or(6, |l| l as u32),
+            },
+            (Compression::Zstd, level) => Codec::Zstd {
+                level: level.unwrap_or(3),
+            },
         };
-        Self { codec, threads: threads.max(1) }
+        Self {
+            codec,
+            threads: threads.max(1),
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -80,7 +88,12 @@ pub fn build_layer(
     if let Some(hit) = read_cache(store, &record_path) {
         let path = store.path_unverified(&hit.digest);
         return Ok(BuiltLayer {
-            blob: Blob { media_type: hit.media_type, digest: hit.digest, size: hit.size, path },
+            blob: Blob {
+                media_type: hit.media_type,
+                digest: hit.digest,
+                size: hit.size,
+                path,
+            },
             diff_id: hit.diff_id,
             created_by,
             cached: true,
@@ -92,15 +105,21 @@ pub fn build_layer(
     for step in &layer.steps {
         let location = format!("{}:{}", recipe.file.display(), step.span);
         apply_step(&mut tree, &step.kind, inputs, epoch, scratch).map_err(|source| {
-            BuildError::Step { location, step: step.kind.name(), source }
+            BuildError::Step {
+                location,
+                step: step.kind.name(),
+                source,
+            }
         })?;
     }
 
     let index = layer.span.line;
-    let wrap = |e: Box<dyn std::error::Error + Send + Sync>| BuildError::LayerWrite { index, source: e };
+    let wrap =
+        |e: Box<dyn std::error::Error + Send + Sync>| BuildError::LayerWrite { index, source: e };
     let mut blob_writer = store.writer()?;
     let mut tar_out = HashingWriter::new(
-        LayerEncoder::new(&mut blob_writer, &encoder.codec, encoder.threads).map_err(|e| wrap(Box::new(e)))?,
+        LayerEncoder::new(&mut blob_writer, encoder.codec, encoder.threads)
+            .map_err(|e| wrap(Box::new(e)))?,
     );
     write_tar(&tree, epoch, &mut tar_out).map_err(|e| wrap(Box::new(e)))?;
     let (diff_id, _len, enc) = tar_out.finish();
@@ -114,9 +133,19 @@ pub fn build_layer(
     };
     write_cache(
         &record_path,
-        &CachedLayer { media_type: blob.media_type.clone(), digest, size, diff_id },
+        &CachedLayer {
+            media_type: blob.media_type.clone(),
+            digest,
+            size,
+            diff_id,
+        },
     );
-    Ok(BuiltLayer { blob, diff_id, created_by, cached: false })
+    Ok(BuiltLayer {
+        blob,
+        diff_id,
+        created_by,
+        cached: false,
+    })
 }
 
 type StepResult = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -128,25 +157,43 @@ fn apply_step(
     epoch: i64,
     scratch: &Path,
 ) -> StepResult {
-    let input = |name: &str| inputs.get(name).expect("the recipe parser checks input names");
+    let input = |name: &str| {
+        inputs
+            .get(name)
+            .expect("the recipe parser checks input names")
+    };
     match kind {
         StepKind::Extract { input: name, dest } => {
             let path = match &input(name).bytes {
                 InputBytes::Stored(p) | InputBytes::HostFile(p) => p.clone(),
                 InputBytes::HostDir(p) => {
-                    return Err(format!("input `{name}` is a directory ({}); use `copy` for directories", p.display()).into())
+                    return Err(format!(
+                        "input `{name}` is a directory ({}); use `copy` for directories",
+                        p.display()
+                    )
+                    .into())
                 }
             };
             let file = fs_err::File::open(&path)?;
-            let stream = decompress::open_archive(std::io::BufReader::new(file), &path.to_string_lossy())?;
+            let stream =
+                decompress::open_archive(std::io::BufReader::new(file), &path.to_string_lossy())?;
             let mut reader = TarReader::new(stream, ReadLimits::default());
             tree.add_tar(
                 &mut reader,
                 dest.as_str(),
-                &AddTarOptions { epoch, spill_dir: scratch.to_path_buf(), whiteouts: false },
+                &AddTarOptions {
+                    epoch,
+                    spill_dir: scratch,
+                    whiteouts: false,
+                },
             )?;
         }
-        StepKind::Copy { input: name, dest, mode, owner } => {
+        StepKind::Copy {
+            input: name,
+            dest,
+            mode,
+            owner,
+        } => {
             let opts = HostOptions {
                 mode: mode.map(|m| m.bits()),
                 owner: owner.map(|o| (u64::from(o.uid), u64::from(o.gid))),
@@ -154,7 +201,7 @@ fn apply_step(
             };
             match &input(name).bytes {
                 InputBytes::HostFile(p) | InputBytes::HostDir(p) => {
-                    host::add_host_path(tree, p, dest.as_str(), &opts)?;
+                    tree.add_host_path(p, dest.as_str(), &opts)?;
                 }
                 InputBytes::Stored(p) => {
                     let size = fs_err::metadata(p)?.len();
@@ -162,14 +209,22 @@ fn apply_step(
                     tree.insert(
                         dest.as_str(),
                         Entry {
-                            kind: EntryKind::File(Content::File { path: p.clone(), size }),
+                            kind: EntryKind::File(Content::File {
+                                path: p.clone(),
+                                size,
+                            }),
                             meta: Metadata::new(opts.mode.unwrap_or(0o644), uid, gid, epoch),
                         },
                     )?;
                 }
             }
         }
-        StepKind::Write { path, content, mode, owner } => {
+        StepKind::Write {
+            path,
+            content,
+            mode,
+            owner,
+        } => {
             let bytes: Arc<[u8]> = Arc::from(content.as_bytes());
             tree.insert(
                 path.as_str(),
@@ -188,7 +243,11 @@ fn apply_step(
                 },
             )?;
         }
-        StepKind::Symlink { path, target, owner } => {
+        StepKind::Symlink {
+            path,
+            target,
+            owner,
+        } => {
             tree.insert(
                 path.as_str(),
                 Entry {
@@ -201,7 +260,10 @@ fn apply_step(
             tree.remove(path.as_str())?;
         }
         StepKind::Run { .. } => {
-            return Err("`run` steps need the build sandbox, which this version of kiln does not have yet".into());
+            return Err(
+                "`run` steps need the build sandbox, which this version of kiln does not have yet"
+                    .into(),
+            );
         }
     }
     Ok(())
@@ -254,7 +316,8 @@ fn read_cache(store: &Store, record: &Path) -> Option<CachedLayer> {
     let bytes = std::fs::read(record).ok()?;
     let hit: CachedLayer = serde_json::from_slice(&bytes).ok()?;
     // The record is only a pointer: the blob itself must still be there and intact.
-    store.verify(&hit.digest).ok()?.then_some(hit)
+    store.open_verified(&hit.digest).ok()??;
+    Some(hit)
 }
 
 fn write_cache(record: &Path, entry: &CachedLayer) {
@@ -266,7 +329,11 @@ fn write_cache(record: &Path, entry: &CachedLayer) {
     let tmp = record.with_extension(format!("tmp{}", std::process::id()));
     let ok = serde_json::to_vec(entry)
         .ok()
-        .and_then(|b| std::fs::File::create(&tmp).and_then(|mut f| f.write_all(&b)).ok())
+        .and_then(|b| {
+            std::fs::File::create(&tmp)
+                .and_then(|mut f| f.write_all(&b))
+                .ok()
+        })
         .is_some();
     if ok {
         let _ = std::fs::rename(&tmp, record);

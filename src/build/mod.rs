@@ -46,10 +46,24 @@ pub trait BuildObserver {
 }
 
 pub enum BuildEvent<'a> {
-    InputReady { name: &'a str, digest: &'a Sha256Digest },
-    BaseReady { reference: &'a str, digest: &'a Sha256Digest },
-    LayerStarted { index: usize, total: usize },
-    LayerDone { index: usize, digest: &'a Sha256Digest, size: u64, cached: bool },
+    InputReady {
+        name: &'a str,
+        digest: &'a Sha256Digest,
+    },
+    BaseReady {
+        reference: &'a str,
+        digest: &'a Sha256Digest,
+    },
+    LayerStarted {
+        index: usize,
+        total: usize,
+    },
+    LayerDone {
+        index: usize,
+        digest: &'a Sha256Digest,
+        size: u64,
+        cached: bool,
+    },
 }
 
 /// A blob of the built image and where its bytes are.
@@ -81,10 +95,21 @@ pub struct BuiltImage {
 }
 
 /// Builds `recipe`. Refuses unpinned inputs; fetches what is missing into the store.
-pub fn build(recipe: &Recipe, opts: &BuildOptions, observer: &dyn BuildObserver) -> Result<BuiltImage> {
-    let unpinned: Vec<String> = recipe.unpinned_inputs().iter().map(|i| i.name.clone()).collect();
+pub fn build(
+    recipe: &Recipe,
+    opts: &BuildOptions,
+    observer: &dyn BuildObserver,
+) -> Result<BuiltImage> {
+    let unpinned: Vec<String> = recipe
+        .unpinned_inputs()
+        .iter()
+        .map(|i| i.name.clone())
+        .collect();
     if !unpinned.is_empty() {
-        return Err(BuildError::Unpinned { recipe: recipe.file.clone(), inputs: unpinned });
+        return Err(BuildError::Unpinned {
+            recipe: recipe.file.clone(),
+            inputs: unpinned,
+        });
     }
     let store = Store::open(&opts.store_root)?;
     let resolved = inputs::resolve(recipe, &store, opts, observer)?;
@@ -104,7 +129,9 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions, observer: &dyn BuildObserver)
         }
     }
 
-    let scratch = tempfile::Builder::new().prefix("kiln-build-").tempdir_in(store.tmp_dir())?;
+    let scratch = tempfile::Builder::new()
+        .prefix("kiln-build-")
+        .tempdir_in(scratch_dir(&store)?)?;
     let encoder = layers::Encoder::for_recipe(recipe, opts.threads);
     let mut blobs = Vec::new();
     let mut diff_ids = Vec::new();
@@ -132,8 +159,12 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions, observer: &dyn BuildObserver)
 
     let mut new_layers = Vec::new();
     for (index, layer) in recipe.layers.iter().enumerate() {
-        observer.event(BuildEvent::LayerStarted { index, total: recipe.layers.len() });
-        let built = layers::build_layer(recipe, layer, &resolved, &store, &encoder, scratch.path())?;
+        observer.event(BuildEvent::LayerStarted {
+            index,
+            total: recipe.layers.len(),
+        });
+        let built =
+            layers::build_layer(recipe, layer, &resolved, &store, &encoder, scratch.path())?;
         observer.event(BuildEvent::LayerDone {
             index,
             digest: &built.blob.digest,
@@ -149,10 +180,14 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions, observer: &dyn BuildObserver)
     }
 
     let base_config: Option<Value> = match &base {
-        Some(b) => Some(serde_json::from_slice(&b.config_bytes).map_err(|e| BuildError::BadBase {
-            reference: b.reference.clone(),
-            reason: format!("its config is not JSON: {e}"),
-        })?),
+        Some(b) => {
+            Some(
+                serde_json::from_slice(&b.config_bytes).map_err(|e| BuildError::BadBase {
+                    reference: b.reference.clone(),
+                    reason: format!("its config is not JSON: {e}"),
+                })?,
+            )
+        }
         None => None,
     };
     let config = config::image_config(
@@ -182,7 +217,11 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions, observer: &dyn BuildObserver)
 
     let mut dependencies: Vec<Dependency> = resolved
         .values()
-        .map(|r| Dependency { name: r.name.clone(), uri: r.uri.clone(), digest: r.digest })
+        .map(|r| Dependency {
+            name: r.name.clone(),
+            uri: r.uri.clone(),
+            digest: r.digest,
+        })
         .collect();
     if let (Some(b), Some(rb)) = (&base, &recipe.base) {
         dependencies.push(Dependency {
@@ -195,7 +234,11 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions, observer: &dyn BuildObserver)
         name: recipe.image.name.to_string(),
         manifest_digest,
         recipe_uri: opts.recipe_uri.clone().unwrap_or_else(|| {
-            recipe.file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+            recipe
+                .file
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default()
         }),
         recipe_digest: recipe.sha256,
         platform,
@@ -230,14 +273,23 @@ fn oci_layer_type(media_type: &str) -> String {
     }
 }
 
-fn open_base(recipe: &Recipe, reference: &str, observer: &dyn BuildObserver) -> Result<image::OpenedImage> {
+fn open_base(
+    recipe: &Recipe,
+    reference: &str,
+    observer: &dyn BuildObserver,
+) -> Result<image::OpenedImage> {
     let parsed: ImageRef = reference.parse()?;
     let parsed = relative_to(parsed, &recipe.dir);
     if !parsed.is_pinned() {
-        return Err(BuildError::BaseNotPinned { reference: reference.to_string() });
+        return Err(BuildError::BaseNotPinned {
+            reference: reference.to_string(),
+        });
     }
     let opened = image::open_image(&parsed, recipe.image.platform.as_str())?;
-    observer.event(BuildEvent::BaseReady { reference, digest: &opened.resolved_digest });
+    observer.event(BuildEvent::BaseReady {
+        reference,
+        digest: &opened.resolved_digest,
+    });
     Ok(opened)
 }
 
@@ -245,9 +297,25 @@ fn open_base(recipe: &Recipe, reference: &str, observer: &dyn BuildObserver) -> 
 fn relative_to(r: ImageRef, dir: &Path) -> ImageRef {
     let fix = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
     match r {
-        ImageRef::Oci { path, tag, digest } => ImageRef::Oci { path: fix(path), tag, digest },
-        ImageRef::OciArchive { path, tag, digest } => ImageRef::OciArchive { path: fix(path), tag, digest },
+        ImageRef::Oci { path, tag, digest } => ImageRef::Oci {
+            path: fix(path),
+            tag,
+            digest,
+        },
+        ImageRef::OciArchive { path, tag, digest } => ImageRef::OciArchive {
+            path: fix(path),
+            tag,
+            digest,
+        },
         ImageRef::DockerArchive { path } => ImageRef::DockerArchive { path: fix(path) },
         other => other,
     }
+}
+
+/// Where builds spill archive members and stage archives: beside the store (same file system,
+/// private like it), in a directory of its own so the store's temp-file cleanup never meets it.
+pub fn scratch_dir(store: &Store) -> Result<PathBuf> {
+    let dir = store.root().join("scratch");
+    fs_err::create_dir_all(&dir)?;
+    Ok(dir)
 }

@@ -13,7 +13,7 @@ use crate::image::json::to_canonical_vec;
 use crate::image::layout::{descriptor, empty_descriptor};
 use crate::image::{media, Layout};
 use crate::layer::decompress;
-use crate::layer::host::{self, HostOptions};
+use crate::layer::host::HostOptions;
 use crate::layer::tree::{Content, Entry, EntryKind, FileTree, Metadata};
 use crate::layer::write::write_tar;
 
@@ -61,11 +61,21 @@ pub fn write_layout(image: &BuiltImage, dir: &Path) -> Result<()> {
     let prov_manifest = provenance_manifest(image, &statement);
     let prov_digest = layout.put_blob(&prov_manifest)?;
 
-    let mut image_desc = descriptor(media::OCI_MANIFEST, &image.manifest_digest, image.manifest_bytes.len() as u64);
+    let mut image_desc = descriptor(
+        media::OCI_MANIFEST,
+        &image.manifest_digest,
+        image.manifest_bytes.len() as u64,
+    );
     image_desc.set_annotations(Some(
-        [(media::ANNOTATION_REF_NAME.to_string(), image.name.clone())].into_iter().collect(),
+        [(media::ANNOTATION_REF_NAME.to_string(), image.name.clone())]
+            .into_iter()
+            .collect(),
     ));
-    let mut prov_desc = descriptor(media::OCI_MANIFEST, &prov_digest, prov_manifest.len() as u64);
+    let mut prov_desc = descriptor(
+        media::OCI_MANIFEST,
+        &prov_digest,
+        prov_manifest.len() as u64,
+    );
     prov_desc.set_artifact_type(Some(media::IN_TOTO.into()));
     layout.write_index(vec![image_desc, prov_desc])?;
     Ok(())
@@ -73,10 +83,20 @@ pub fn write_layout(image: &BuiltImage, dir: &Path) -> Result<()> {
 
 /// Writes `image` to `dest` in `format`, replacing what was there only once the new output is
 /// complete.
-pub fn write_output(image: &BuiltImage, dest: &Path, format: OutputFormat, scratch_parent: &Path) -> Result<()> {
-    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+pub fn write_output(
+    image: &BuiltImage,
+    dest: &Path,
+    format: OutputFormat,
+    scratch_parent: &Path,
+) -> Result<()> {
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     fs_err::create_dir_all(parent)?;
-    let staging = tempfile::Builder::new().prefix(".kiln-out-").tempdir_in(parent)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".kiln-out-")
+        .tempdir_in(parent)?;
     let staged = staging.path().join("out");
     match format {
         OutputFormat::Oci => write_layout(image, &staged)?,
@@ -84,17 +104,22 @@ pub fn write_output(image: &BuiltImage, dest: &Path, format: OutputFormat, scrat
             let layout_dir = staging.path().join("layout");
             write_layout(image, &layout_dir)?;
             let mut tree = FileTree::default();
-            host::add_host_path(
-                &mut tree,
+            tree.add_host_path(
                 &layout_dir,
                 "/",
-                &HostOptions { mode: None, owner: Some((0, 0)), epoch: image.epoch },
+                &HostOptions {
+                    mode: None,
+                    owner: Some((0, 0)),
+                    epoch: image.epoch,
+                },
             )
             .map_err(std::io::Error::other)?;
             write_tar_file(&tree, image.epoch, &staged)?;
         }
         OutputFormat::DockerArchive => {
-            let scratch = tempfile::Builder::new().prefix("kiln-docker-").tempdir_in(scratch_parent)?;
+            let scratch = tempfile::Builder::new()
+                .prefix("kiln-docker-")
+                .tempdir_in(scratch_parent)?;
             let tree = docker_archive_tree(image, scratch.path())?;
             write_tar_file(&tree, image.epoch, &staged)?;
         }
@@ -112,7 +137,10 @@ fn write_tar_file(tree: &FileTree, epoch: i64, path: &Path) -> Result<()> {
 }
 
 fn file_entry(content: Content, epoch: i64) -> Entry {
-    Entry { kind: EntryKind::File(content), meta: Metadata::new(0o644, 0, 0, epoch) }
+    Entry {
+        kind: EntryKind::File(content),
+        meta: Metadata::new(0o644, 0, 0, epoch),
+    }
 }
 
 /// The `docker save` layout: `manifest.json`, the config as `<hex>.json`, and each layer
@@ -125,13 +153,23 @@ fn docker_archive_tree(image: &BuiltImage, scratch: &Path) -> Result<FileTree> {
         let spilled = scratch.join(&name);
         if !spilled.exists() {
             let file = std::io::BufReader::new(fs_err::File::open(&blob.path)?);
-            let mut tar = decompress::open_archive(file, &blob.digest.to_string()).map_err(std::io::Error::other)?;
+            let mut tar = decompress::open_archive(file, &blob.digest.to_string())
+                .map_err(std::io::Error::other)?;
             let mut out = fs_err::File::create(&spilled)?;
             std::io::copy(&mut tar, &mut out)?;
         }
         let size = fs_err::metadata(&spilled)?.len();
-        tree.insert(&name, file_entry(Content::File { path: spilled, size }, image.epoch))
-            .map_err(std::io::Error::other)?;
+        tree.insert(
+            &name,
+            file_entry(
+                Content::File {
+                    path: spilled,
+                    size,
+                },
+                image.epoch,
+            ),
+        )
+        .map_err(std::io::Error::other)?;
         layer_names.push(name);
     }
     let config_name = format!("{}.json", image.config_digest.hex());
@@ -141,10 +179,19 @@ fn docker_archive_tree(image: &BuiltImage, scratch: &Path) -> Result<FileTree> {
         "Layers": layer_names,
     }]);
     let inline = |b: Vec<u8>| Content::Inline(std::sync::Arc::from(b));
-    tree.insert(&config_name, file_entry(inline(image.config_bytes.clone()), image.epoch))
-        .map_err(std::io::Error::other)?;
-    tree.insert("manifest.json", file_entry(inline(to_canonical_vec(&manifest).expect("JSON")), image.epoch))
-        .map_err(std::io::Error::other)?;
+    tree.insert(
+        &config_name,
+        file_entry(inline(image.config_bytes.clone()), image.epoch),
+    )
+    .map_err(std::io::Error::other)?;
+    tree.insert(
+        "manifest.json",
+        file_entry(
+            inline(to_canonical_vec(&manifest).expect("JSON")),
+            image.epoch,
+        ),
+    )
+    .map_err(std::io::Error::other)?;
     Ok(tree)
 }
 

@@ -17,9 +17,18 @@ impl BuildObserver for StderrObserver {
     fn event(&self, event: BuildEvent<'_>) {
         match event {
             BuildEvent::InputReady { name, digest } => status(&format!("input {name}: {digest}")),
-            BuildEvent::BaseReady { reference, digest } => status(&format!("base {reference}: {digest}")),
-            BuildEvent::LayerStarted { index, total } => status(&format!("layer {}/{total}: building", index + 1)),
-            BuildEvent::LayerDone { index, digest, size, cached } => status(&format!(
+            BuildEvent::BaseReady { reference, digest } => {
+                status(&format!("base {reference}: {digest}"))
+            }
+            BuildEvent::LayerStarted { index, total } => {
+                status(&format!("layer {}/{total}: building", index + 1))
+            }
+            BuildEvent::LayerDone {
+                index,
+                digest,
+                size,
+                cached,
+            } => status(&format!(
                 "layer {}: {digest} ({}{})",
                 index + 1,
                 human_size(size),
@@ -32,7 +41,8 @@ impl BuildObserver for StderrObserver {
 pub fn store_root(cache: &CacheArgs) -> Result<PathBuf> {
     match &cache.cache {
         Some(dir) => Ok(dir.clone()),
-        None => Store::default_root().context("no cache directory: set XDG_CACHE_HOME or HOME, or pass --cache"),
+        None => Store::default_root()
+            .context("no cache directory: set XDG_CACHE_HOME or HOME, or pass --cache"),
     }
 }
 
@@ -42,15 +52,20 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         store_root: store_root(&args.cache)?,
         mirrors: args.cache.mirror.clone(),
         offline: args.cache.offline,
-        threads: args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        threads: args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         recipe_uri: args.recipe_uri.clone(),
         invocation_id: args.invocation_id.clone(),
     };
     let image = build::build(&recipe, &opts, &StderrObserver)
         .with_context(|| format!("failed to build {}", args.recipe.display()))?;
-    let dest = args.output.clone().unwrap_or_else(|| PathBuf::from("out").join(recipe.image.name.as_str()));
+    let dest = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out").join(recipe.image.name.as_str()));
     let store = Store::open(&opts.store_root)?;
-    write_output(&image, &dest, args.format, &store.tmp_dir())
+    write_output(&image, &dest, args.format, &build::scratch_dir(&store)?)
         .with_context(|| format!("failed to write {}", dest.display()))?;
     status(&format!("wrote {}", dest.display()));
     println!("{}", image.manifest_digest);

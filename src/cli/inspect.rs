@@ -10,7 +10,10 @@ use crate::recipe::Platform;
 
 pub fn run(args: InspectArgs) -> Result<ExitCode> {
     let reference: ImageRef = args.reference.parse()?;
-    let platform = args.platform.clone().unwrap_or_else(|| Platform::host().to_string());
+    let platform = args
+        .platform
+        .clone()
+        .unwrap_or_else(|| Platform::host().to_string());
     let img = image::open_image(&reference, &platform)
         .with_context(|| format!("failed to inspect {}", args.reference))?;
     let report = describe(&img)?;
@@ -75,8 +78,15 @@ fn print_text(r: &Value) {
     println!("Platform:  {}", s(&r["platform"]));
     println!("Created:   {}", s(&r["created"]));
     let cfg = &r["config"];
-    for (label, key) in [("Entrypoint", "Entrypoint"), ("Cmd", "Cmd"), ("Env", "Env"), ("User", "User"),
-        ("Workdir", "WorkingDir"), ("Ports", "ExposedPorts"), ("Labels", "Labels")] {
+    for (label, key) in [
+        ("Entrypoint", "Entrypoint"),
+        ("Cmd", "Cmd"),
+        ("Env", "Env"),
+        ("User", "User"),
+        ("Workdir", "WorkingDir"),
+        ("Ports", "ExposedPorts"),
+        ("Labels", "Labels"),
+    ] {
         if let Some(v) = cfg.get(key) {
             println!("{label:<10} {v}");
         }
@@ -94,6 +104,11 @@ fn print_text(r: &Value) {
     let refs = r["referrers"].as_array().cloned().unwrap_or_default();
     println!("Referrers: {}", refs.len());
     for x in &refs {
-        println!("  {}  {}  {}", s(&x["digest"]), s(&x["artifactType"]), s(&x["predicateType"]));
+        println!(
+            "  {}  {}  {}",
+            s(&x["digest"]),
+            s(&x["artifactType"]),
+            s(&x["predicateType"])
+        );
     }
 }

@@ -12,13 +12,15 @@ use crate::store::Store;
 
 pub fn run_lock(args: LockArgs) -> Result<ExitCode> {
     let text = fs_err::read_to_string(&args.recipe)?;
-    let parsed = Recipe::parse_unpinned(&text, &args.recipe)?;
+    let parsed = Recipe::parse_unpinned(&text, &args.recipe, recipe_dir(&args.recipe))?;
     let store = Store::open(&store_root(&args.cache)?)?;
-    let fetcher = Fetcher::new(store, args.cache.mirror.clone(), args.cache.offline);
+    let fetcher = fetcher(store, &args.cache);
     let mut new_text = text.clone();
     let mut changed = 0;
     for (name, input) in &parsed.inputs {
-        let InputSource::Url { url, sha256 } = &input.source else { continue };
+        let InputSource::Url { url, sha256 } = &input.source else {
+            continue;
+        };
         if sha256.is_some() && !args.update {
             continue;
         }
@@ -34,19 +36,42 @@ pub fn run_lock(args: LockArgs) -> Result<ExitCode> {
     if new_text != text {
         write_atomic(&args.recipe, new_text.as_bytes())?;
     }
-    status(&format!("{}: {changed} input(s) pinned", args.recipe.display()));
+    status(&format!(
+        "{}: {changed} input(s) pinned",
+        args.recipe.display()
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn run_fetch(args: FetchArgs) -> Result<ExitCode> {
     let recipe = Recipe::load(&args.recipe)?;
     let store = Store::open(&store_root(&args.cache)?)?;
-    let fetcher = Fetcher::new(store, args.cache.mirror.clone(), args.cache.offline);
+    let fetcher = fetcher(store, &args.cache);
     for (name, input) in &recipe.inputs {
-        if let InputSource::Url { url, sha256: Some(d) } = &input.source {
-            fetcher.fetch(url, d, name).with_context(|| format!("failed to fetch input `{name}`"))?;
+        if let InputSource::Url {
+            url,
+            sha256: Some(d),
+        } = &input.source
+        {
+            fetcher
+                .fetch(url, d, name)
+                .with_context(|| format!("failed to fetch input `{name}`"))?;
             status(&format!("fetched {name}: {d}"));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn recipe_dir(recipe: &std::path::Path) -> std::path::PathBuf {
+    match recipe.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    }
+}
+
+pub fn fetcher(store: Store, cache: &super::args::CacheArgs) -> Fetcher {
+    let mut f = Fetcher::new(store);
+    f.mirrors = cache.mirror.clone();
+    f.offline = cache.offline;
+    f
 }

@@ -1,7 +1,7 @@
 //! Printing: errors as a chain (`error:` then `Caused by:` lines, then any `hint:`), progress
 //! as plain lines on stderr (bars only when stderr is a terminal).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 /// Prints an error and its causes to stderr. A `hint:` embedded in a message goes last.
 pub fn error(err: &anyhow::Error) {
@@ -34,10 +34,6 @@ pub fn error(err: &anyhow::Error) {
 /// A progress line on stderr.
 pub fn status(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
-}
-
-pub fn stderr_is_terminal() -> bool {
-    std::io::stderr().is_terminal()
 }
 
 /// Bytes as a short human size.

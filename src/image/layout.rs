@@ -63,7 +63,7 @@ impl Layout {
         let file = fs::File::open(&path).map_err(|e| ImageError::MissingBlob {
             digest: *digest,
             location: self.root.display().to_string(),
-            source: e.into(),
+            source: e,
         })?;
         let mut bytes = Vec::new();
         file.take(MAX_JSON_BLOB + 1).read_to_end(&mut bytes)?;
@@ -91,7 +91,7 @@ impl Layout {
         let file = fs::File::open(&path).map_err(|e| ImageError::MissingBlob {
             digest: *digest,
             location: self.root.display().to_string(),
-            source: e.into(),
+            source: e,
         })?;
         Ok(VerifyingReader::new(
             Box::new(file),

@@ -104,10 +104,12 @@ pub(crate) fn open_in_layout(
             match images.as_slice() {
                 [one] => (digest_of(one)?, one.media_type().to_string()),
                 [] => return Err(select("the layout's index lists no image".into())),
-                _ => return Err(select(format!(
+                _ => {
+                    return Err(select(format!(
                     "the layout holds several images; name one with :TAG or @sha256:… (tags: {})",
                     tags(&index)
-                ))),
+                )))
+                }
             }
         }
     };

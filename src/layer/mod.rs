@@ -11,3 +11,28 @@ pub mod write;
 
 #[cfg(test)]
 mod testtar;
+
+/// The digest of a host file or directory as a `path` input: the sha256 of the deterministic
+/// tar of its normalized tree (root-owned, mtime 0), so it depends only on what git would
+/// track: names, contents, the executable bit, symlinks and hardlinks.
+pub fn host_path_digest(
+    host: &std::path::Path,
+) -> Result<crate::digest::Sha256Digest, HostDigestError> {
+    let opts = host::HostOptions {
+        mode: None,
+        owner: None,
+        epoch: 0,
+    };
+    let tree = host::host_tree(host, &opts)?;
+    let mut hasher = crate::digest::Hasher::new();
+    write::write_tar(&tree, 0, &mut hasher)?;
+    Ok(hasher.finish())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostDigestError {
+    #[error(transparent)]
+    Host(#[from] host::HostError),
+    #[error(transparent)]
+    Write(#[from] write::WriteError),
+}

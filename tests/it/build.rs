@@ -20,20 +20,17 @@ fn make_tarball(ctx: &TestContext, name: &str, files: &[(&str, &str, u32)]) -> P
     }
     let out = ctx.join(name);
     run_ok(Command::new("sh").arg("-c").arg(format!(
-        "tar -C {} --sort=name --owner=0 --group=0 --numeric-owner -cf - . | gzip -n > {}",
+        "tar -C {} --sort=name --owner=0 --group=0 --numeric-owner --mode=go-w -cf - . | gzip -n > {}",
         src.display(),
         out.display()
     )));
     out
 }
 
-fn sha256_file(path: &Path) -> String {
-    kiln::Sha256Digest::of(&std::fs::read(path).unwrap()).hex()
-}
-
-/// Writes the site input under `dir`, creating entries in `order` with `mtime`, under `umask`.
+/// Writes the site input under `dir`, creating entries in `order` with `mtime`, with the
+/// permissions a process with `umask` would have given them (set explicitly: the process umask
+/// is shared by every test thread).
 fn write_site(dir: &Path, reverse: bool, mtime: i64, umask: u32) {
-    let old = unsafe { libc::umask(umask as libc::mode_t) };
     let mut files = vec![
         ("index.html", "<h1>hi</h1>\n"),
         ("css/site.css", "h1{}\n"),
@@ -49,13 +46,24 @@ fn write_site(dir: &Path, reverse: bool, mtime: i64, umask: u32) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, contents).unwrap();
     }
-    let tool = dir.join("bin/tool");
-    let mode = std::fs::metadata(&tool).unwrap().permissions().mode();
-    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(mode | 0o100)).unwrap();
     std::fs::hard_link(dir.join("index.html"), dir.join("index-copy.html")).unwrap();
     std::os::unix::fs::symlink("index.html", dir.join("home.html")).unwrap();
-    unsafe { libc::umask(old) };
     for entry in walk(dir) {
+        let md = std::fs::symlink_metadata(&entry).unwrap();
+        if !md.file_type().is_symlink() {
+            let base = if md.is_dir() || entry.ends_with("bin/tool") {
+                0o777
+            } else {
+                0o666
+            };
+            let mode = (base & !umask)
+                | if entry.ends_with("bin/tool") {
+                    0o100
+                } else {
+                    0
+                };
+            std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
         let t = filetime::FileTime::from_unix_time(mtime, 0);
         filetime::set_symlink_file_times(&entry, t, t).unwrap();
     }
@@ -114,15 +122,28 @@ exposed-ports = ["8080/tcp", "443/tcp"]
 "#;
 
 /// A recipe directory created with the given perturbations.
-fn make_recipe_dir(ctx: &TestContext, name: &str, reverse: bool, mtime: i64, umask: u32) -> PathBuf {
+fn make_recipe_dir(
+    ctx: &TestContext,
+    name: &str,
+    reverse: bool,
+    mtime: i64,
+    umask: u32,
+) -> PathBuf {
     let dir = ctx.join(name);
     std::fs::create_dir_all(dir.join("site")).unwrap();
     write_site(&dir.join("site"), reverse, mtime, umask);
-    let tarball = make_tarball(
-        ctx,
-        &format!("{name}-etc.tar.gz"),
-        &[("etc/passwd", "root:x:0:0::/root:/bin/sh\n", 0o644), ("etc/shadow", "root:*::\n", 0o600)],
-    );
+    // The archive input is an upstream artifact: the same bytes for every build.
+    let tarball = ctx.join("etc.tar.gz");
+    if !tarball.exists() {
+        make_tarball(
+            ctx,
+            "etc.tar.gz",
+            &[
+                ("etc/passwd", "root:x:0:0::/root:/bin/sh\n", 0o644),
+                ("etc/shadow", "root:*::\n", 0o600),
+            ],
+        );
+    }
     std::fs::copy(&tarball, dir.join("etc.tar.gz")).unwrap();
     std::fs::write(dir.join("recipe.toml"), RECIPE).unwrap();
     dir
@@ -162,7 +183,10 @@ fn blobs(layout: &Path) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| {
             let p = e.unwrap().path();
-            (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap())
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
         })
         .collect();
     out.sort();
@@ -192,14 +216,21 @@ fn same_recipe_same_digest_under_every_perturbation() {
     };
     let da = build_with(&ctx, &a.join("recipe.toml"), &ctx.join("out-a"), &pa);
     let db = build_with(&ctx, &b.join("recipe.toml"), &ctx.join("out-b"), &pb);
-    assert!(da.starts_with("sha256:") && da.len() == 71, "last line is the digest: {da}");
+    assert!(
+        da.starts_with("sha256:") && da.len() == 71,
+        "last line is the digest: {da}"
+    );
     assert_eq!(da, db, "same recipe, same inputs: same manifest digest");
     let (ba, bb) = (blobs(&ctx.join("out-a")), blobs(&ctx.join("out-b")));
     assert_eq!(ba.len(), bb.len());
     for ((na, ca), (nb, cb)) in ba.iter().zip(&bb) {
         assert_eq!(na, nb);
         assert!(ca == cb, "blob {na} differs");
-        assert_eq!(kiln::Sha256Digest::of(ca).hex(), *na, "blob {na} is named by its digest");
+        assert_eq!(
+            kiln::Sha256Digest::of(ca).hex(),
+            *na,
+            "blob {na} is named by its digest"
+        );
     }
     assert_eq!(
         std::fs::read(ctx.join("out-a/index.json")).unwrap(),
@@ -237,47 +268,110 @@ fn output_is_private_to_nothing_and_readable_by_all() {
 fn example_recipe_builds_offline() {
     let ctx = TestContext::new();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    run_ok(Command::new("cp").arg("-r").arg(repo.join("recipes")).arg(ctx.path()));
-    let out = run_ok(ctx.kiln().args(["build", "recipes/hello/recipe.toml", "--offline"]));
+    run_ok(
+        Command::new("cp")
+            .arg("-r")
+            .arg(repo.join("recipes"))
+            .arg(ctx.path()),
+    );
+    let out = run_ok(
+        ctx.kiln()
+            .args(["build", "recipes/hello/recipe.toml", "--offline"]),
+    );
     let digest = last_line(&out);
     assert!(digest.starts_with("sha256:"), "{out}");
-    let inspect = run_ok(ctx.kiln().args(["inspect", "--json", "oci:out/hello:hello"]));
+    let inspect = run_ok(
+        ctx.kiln()
+            .args(["inspect", "--json", "oci:out/hello:hello"]),
+    );
     let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
     assert_eq!(v["digest"], digest);
     assert_eq!(v["layers"].as_array().unwrap().len(), 2);
-    assert_eq!(v["referrers"][0]["predicateType"], "https://slsa.dev/provenance/v1");
+    assert_eq!(
+        v["referrers"][0]["predicateType"],
+        "https://slsa.dev/provenance/v1"
+    );
 }
 
 #[test]
 fn skopeo_and_umoci_read_the_layout_and_the_tree_matches_the_recipe() {
     let ctx = TestContext::new();
     let dir = make_recipe_dir(&ctx, "r", false, EPOCH, 0o022);
-    let digest = last_line(&run_ok(ctx.kiln().args(["build"]).arg(dir.join("recipe.toml")).arg("-o").arg(ctx.join("img"))));
+    let digest = last_line(&run_ok(
+        ctx.kiln()
+            .args(["build"])
+            .arg(dir.join("recipe.toml"))
+            .arg("-o")
+            .arg(ctx.join("img")),
+    ));
 
-    let inspect = run_ok(tool("skopeo").arg("inspect").arg(format!("oci:{}:repro", ctx.join("img").display())));
+    let inspect = run_ok(
+        tool("skopeo")
+            .arg("inspect")
+            .arg(format!("oci:{}:repro", ctx.join("img").display())),
+    );
     let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
     assert_eq!(v["Digest"], digest, "skopeo sees the digest kiln printed");
     assert_eq!(v["Layers"].as_array().unwrap().len(), 2);
-    let raw = run_ok(tool("skopeo").arg("inspect").arg("--config").arg(format!("oci:{}:repro", ctx.join("img").display())));
+    let raw = run_ok(
+        tool("skopeo")
+            .arg("inspect")
+            .arg("--config")
+            .arg(format!("oci:{}:repro", ctx.join("img").display())),
+    );
     let cfg: serde_json::Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(cfg["created"], "2023-11-14T22:13:20Z");
     assert_eq!(cfg["config"]["Entrypoint"], serde_json::json!(["/bin/sh"]));
 
     let bundle = ctx.join("bundle");
-    run_ok(tool("umoci").arg("unpack").arg("--image").arg(format!("{}:repro", ctx.join("img").display())).arg(&bundle));
+    run_ok(
+        tool("umoci")
+            .arg("unpack")
+            .arg("--image")
+            .arg(format!("{}:repro", ctx.join("img").display()))
+            .arg(&bundle),
+    );
     let root = bundle.join("rootfs");
-    let md = |p: &str| std::fs::symlink_metadata(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    let md =
+        |p: &str| std::fs::symlink_metadata(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
     assert_eq!(md("tmp").mode() & 0o7777, 0o1777);
     assert_eq!(md("etc/motd").mode() & 0o7777, 0o640);
-    assert_eq!(std::fs::read_to_string(root.join("etc/motd")).unwrap(), "hello\n");
-    assert_eq!(md("etc/shadow").mode() & 0o7777, 0o600, "modes from the archive are kept");
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/motd")).unwrap(),
+        "hello\n"
+    );
+    assert_eq!(
+        md("etc/shadow").mode() & 0o7777,
+        0o600,
+        "modes from the archive are kept"
+    );
     assert_eq!(md("srv/www/index.html").mode() & 0o7777, 0o644);
-    assert_eq!(md("srv/www/bin/tool").mode() & 0o7777, 0o755, "the executable bit survives");
-    assert_eq!((md("srv/www/index.html").uid(), md("srv/www/index.html").gid()), (65532, 65532));
+    assert_eq!(
+        md("srv/www/bin/tool").mode() & 0o7777,
+        0o755,
+        "the executable bit survives"
+    );
+    assert_eq!(
+        (
+            md("srv/www/index.html").uid(),
+            md("srv/www/index.html").gid()
+        ),
+        (65532, 65532)
+    );
     assert_eq!(md("srv/www/index.html").mtime(), EPOCH);
-    assert_eq!(std::fs::read_link(root.join("srv/index.html")).unwrap(), Path::new("www/index.html"));
-    assert_eq!(std::fs::read_link(root.join("srv/www/home.html")).unwrap(), Path::new("index.html"));
-    assert_eq!(md("srv/www/index.html").ino(), md("srv/www/index-copy.html").ino(), "hardlinks stay hardlinks");
+    assert_eq!(
+        std::fs::read_link(root.join("srv/index.html")).unwrap(),
+        Path::new("www/index.html")
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("srv/www/home.html")).unwrap(),
+        Path::new("index.html")
+    );
+    assert_eq!(
+        md("srv/www/index.html").ino(),
+        md("srv/www/index-copy.html").ino(),
+        "hardlinks stay hardlinks"
+    );
 }
 
 /// A busybox image from the host's static busybox runs under podman with runc, from the OCI
@@ -285,7 +379,9 @@ fn skopeo_and_umoci_read_the_layout_and_the_tree_matches_the_recipe() {
 #[test]
 fn busybox_image_runs_under_podman() {
     let ctx = TestContext::new();
-    let busybox = require_tool("busybox");
+    // The host's static busybox, as a `path` input beside the recipe.
+    std::fs::create_dir_all(ctx.join("bb")).unwrap();
+    std::fs::copy(require_tool("busybox"), ctx.join("bb/busybox")).unwrap();
     ctx.write(
         "bb/recipe.toml",
         format!(
@@ -294,7 +390,7 @@ fn busybox_image_runs_under_podman() {
 name = "bb"
 epoch = 1700000000
 [inputs.busybox]
-path = "{}"
+path = "busybox"
 [[layer]]
 [[layer.step]]
 copy = "busybox"
@@ -308,22 +404,55 @@ mkdir = "/tmp"
 mode = "1777"
 [config]
 cmd = ["/bin/busybox", "echo", "hello from a kiln image"]
-"#,
-            busybox.display()
+"#
         ),
     );
-    let digest = last_line(&run_ok(ctx.kiln().args(["build", "bb/recipe.toml", "-o", "bb-oci"])));
-    let out = run_ok(podman(&ctx).args(["run", "--rm", "--network=none"]).arg(format!("oci:{}:bb", ctx.join("bb-oci").display())));
+    let digest = last_line(&run_ok(ctx.kiln().args([
+        "build",
+        "bb/recipe.toml",
+        "-o",
+        "bb-oci",
+    ])));
+    let out = run_ok(
+        podman(&ctx)
+            .args(["run", "--rm", "--network=none"])
+            .arg(format!("oci:{}:bb", ctx.join("bb-oci").display())),
+    );
     assert_eq!(out.trim(), "hello from a kiln image");
 
-    run_ok(ctx.kiln().args(["build", "bb/recipe.toml", "--format", "docker-archive", "-o", "bb.tar"]));
+    run_ok(ctx.kiln().args([
+        "build",
+        "bb/recipe.toml",
+        "--format",
+        "docker-archive",
+        "-o",
+        "bb.tar",
+    ]));
     let loaded = run_ok(podman(&ctx).arg("load").arg("-i").arg(ctx.join("bb.tar")));
     assert!(loaded.contains("bb"), "{loaded}");
-    let out = run_ok(podman(&ctx).args(["run", "--rm", "--network=none", "localhost/bb:latest", "/bin/sh", "-c", "echo $((6*7))"]));
+    let out = run_ok(podman(&ctx).args([
+        "run",
+        "--rm",
+        "--network=none",
+        "localhost/bb:latest",
+        "/bin/sh",
+        "-c",
+        "echo $((6*7))",
+    ]));
     assert_eq!(out.trim(), "42");
 
-    run_ok(ctx.kiln().args(["build", "bb/recipe.toml", "--format", "oci-archive", "-o", "bb-oci.tar"]));
-    let inspect = run_ok(tool("skopeo").arg("inspect").arg(format!("oci-archive:{}:bb", ctx.join("bb-oci.tar").display())));
+    run_ok(ctx.kiln().args([
+        "build",
+        "bb/recipe.toml",
+        "--format",
+        "oci-archive",
+        "-o",
+        "bb-oci.tar",
+    ]));
+    let inspect = run_ok(tool("skopeo").arg("inspect").arg(format!(
+        "oci-archive:{}:bb",
+        ctx.join("bb-oci.tar").display()
+    )));
     let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
     assert_eq!(v["Digest"], digest, "the oci-archive holds the same image");
 }

@@ -22,7 +22,11 @@ fn snapshot(dir: &Path) -> Vec<String> {
     for line in listing(dir) {
         let rel = line.split(' ').next().unwrap().to_string();
         let p = dir.join(&rel);
-        let digest = if p.is_file() { kiln::Sha256Digest::of(&std::fs::read(&p).unwrap()).hex() } else { String::new() };
+        let digest = if p.is_file() {
+            kiln::Sha256Digest::of(&std::fs::read(&p).unwrap()).hex()
+        } else {
+            String::new()
+        };
         out.push(format!("{line} {digest}"));
     }
     out
@@ -35,7 +39,13 @@ fn cache_blobs(ctx: &TestContext) -> Vec<String> {
 #[test]
 fn unknown_key_names_file_line_and_column() {
     let ctx = TestContext::new();
-    ctx.write("r.toml", GOOD.replace("content = \"hi\\n\"", "content = \"hi\\n\"\nmoed = \"0644\""));
+    ctx.write(
+        "r.toml",
+        GOOD.replace(
+            "content = \"hi\\n\"",
+            "content = \"hi\\n\"\nmoed = \"0644\"",
+        ),
+    );
     let out = run_err(ctx.kiln().args(["build", "r.toml"]));
     let err = stderr(&out);
     assert!(err.contains("r.toml:7:1"), "{err}");
@@ -69,7 +79,10 @@ fn hash_mismatch_shows_expected_and_actual_and_stores_nothing() {
     assert!(err.contains(&wrong.hex()), "expected digest shown: {err}");
     assert!(err.contains(&actual.hex()), "actual digest shown: {err}");
     let blobs = cache_blobs(&ctx);
-    assert!(!blobs.iter().any(|b| b.contains(&actual.hex())), "wrong bytes never enter the store: {blobs:?}");
+    assert!(
+        !blobs.iter().any(|b| b.contains(&actual.hex())),
+        "wrong bytes never enter the store: {blobs:?}"
+    );
     assert!(!ctx.join("out").exists());
     let tmp = ctx.join("xdg-cache/kiln/tmp");
     if tmp.exists() {
@@ -82,16 +95,28 @@ fn hash_mismatch_shows_expected_and_actual_and_stores_nothing() {
 fn path_input_with_wrong_sha256_is_refused() {
     let ctx = TestContext::new();
     ctx.write("site/a", "a");
-    ctx.write("r.toml", format!("{GOOD}[inputs.site]\npath = \"site\"\nsha256 = \"{}\"\n", "0".repeat(64)));
+    ctx.write(
+        "r.toml",
+        format!(
+            "{GOOD}[inputs.site]\npath = \"site\"\nsha256 = \"{}\"\n",
+            "0".repeat(64)
+        ),
+    );
     let err = stderr(&run_err(ctx.kiln().args(["build", "r.toml"])));
-    assert!(err.contains("site") && err.contains(&"0".repeat(64)), "{err}");
+    assert!(
+        err.contains("site") && err.contains(&"0".repeat(64)),
+        "{err}"
+    );
 }
 
 #[test]
 fn unpinned_url_is_refused_with_a_hint_to_lock() {
     let ctx = TestContext::new();
     let data = ctx.write("blob.bin", "bytes");
-    ctx.write("r.toml", format!("{GOOD}[inputs.x]\nurl = \"file://{}\"\n", data.display()));
+    ctx.write(
+        "r.toml",
+        format!("{GOOD}[inputs.x]\nurl = \"file://{}\"\n", data.display()),
+    );
     let err = stderr(&run_err(ctx.kiln().args(["build", "r.toml"])));
     assert!(err.contains("kiln lock"), "{err}");
     assert!(err.contains('x'), "{err}");
@@ -102,13 +127,24 @@ fn unpinned_url_is_refused_with_a_hint_to_lock() {
 fn lock_pins_inputs_and_keeps_comments() {
     let ctx = TestContext::new();
     let data = ctx.write("blob.bin", "bytes");
-    let text = format!("# my recipe\n{GOOD}\n# the input\n[inputs.x]   # keep me\nurl = \"file://{}\"\n", data.display());
+    let text = format!(
+        "# my recipe\n{GOOD}\n# the input\n[inputs.x]   # keep me\nurl = \"file://{}\"\n",
+        data.display()
+    );
     ctx.write("r.toml", &text);
     run_ok(ctx.kiln().args(["lock", "r.toml"]));
     let locked = std::fs::read_to_string(ctx.join("r.toml")).unwrap();
     let digest = kiln::Sha256Digest::of(b"bytes").hex();
-    assert!(locked.contains(&format!("sha256 = \"{digest}\"")), "{locked}");
-    assert!(locked.contains("# my recipe") && locked.contains("# keep me") && locked.contains("# the input"), "{locked}");
+    assert!(
+        locked.contains(&format!("sha256 = \"{digest}\"")),
+        "{locked}"
+    );
+    assert!(
+        locked.contains("# my recipe")
+            && locked.contains("# keep me")
+            && locked.contains("# the input"),
+        "{locked}"
+    );
     run_ok(ctx.kiln().args(["build", "r.toml", "--offline"]));
 }
 
@@ -146,19 +182,33 @@ fn corrupt_and_truncated_archives_fail_and_keep_the_previous_output() {
     let mid = corrupt.len() / 2;
     corrupt[mid] ^= 0xff;
     std::fs::write(ctx.join("corrupt.tar.gz"), &corrupt).unwrap();
-    std::fs::write(ctx.join("garbage.tar"), b"this is not a tar archive at all, not even close".repeat(20)).unwrap();
+    std::fs::write(
+        ctx.join("garbage.tar"),
+        b"this is not a tar archive at all, not even close".repeat(20),
+    )
+    .unwrap();
 
     for bad in ["truncated.tar.gz", "corrupt.tar.gz", "garbage.tar"] {
         archive_recipe(&ctx, bad);
         let err = stderr(&run_err(ctx.kiln().args(["build", "r.toml", "-o", "img"])));
-        assert!(err.contains("r.toml:"), "{bad}: names the recipe line: {err}");
+        assert!(
+            err.contains("r.toml:"),
+            "{bad}: names the recipe line: {err}"
+        );
         assert!(err.contains("extract"), "{bad}: names the step: {err}");
-        assert_eq!(snapshot(&ctx.join("img")), before, "{bad}: the previous output is untouched");
+        assert_eq!(
+            snapshot(&ctx.join("img")),
+            before,
+            "{bad}: the previous output is untouched"
+        );
         let strays: Vec<_> = std::fs::read_dir(ctx.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|n| n.starts_with(".kiln-out-"))
             .collect();
-        assert!(strays.is_empty(), "{bad}: no staging left behind: {strays:?}");
+        assert!(
+            strays.is_empty(),
+            "{bad}: no staging left behind: {strays:?}"
+        );
     }
 }

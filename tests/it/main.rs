@@ -1,6 +1,7 @@
 //! Integration tests: they drive the real `kiln` binary in temporary directories, and read its
 //! output with real tools kiln did not write.
 
-mod support;
 mod build;
 mod errors;
+mod registry_support;
+mod support;

@@ -6,22 +6,35 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A private temporary directory, removed on drop. Its name is lowercase: podman derives image
+/// names from `oci:` paths and refuses upper case.
 pub struct TestContext {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Drop for TestContext {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl TestContext {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("kiln-it-").tempdir().expect("tempdir");
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("kiln-it-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the test directory");
         Self { dir }
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.dir
     }
 
     pub fn join(&self, rel: impl AsRef<Path>) -> PathBuf {
-        self.dir.path().join(rel)
+        self.dir.join(rel)
     }
 
     /// Writes a file (creating parents) and returns its path.
@@ -46,7 +59,9 @@ impl TestContext {
 
 /// Runs `cmd`, asserts it succeeded, and returns stdout.
 pub fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("failed to start {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("failed to start {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed with {}\n--- stdout\n{}\n--- stderr\n{}",
@@ -59,7 +74,9 @@ pub fn run_ok(cmd: &mut Command) -> String {
 
 /// Runs `cmd` expecting failure; returns the whole output.
 pub fn run_err(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("failed to start {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("failed to start {cmd:?}: {e}"));
     assert!(
         !out.status.success(),
         "{cmd:?} unexpectedly succeeded\n--- stdout\n{}\n--- stderr\n{}",
@@ -80,13 +97,21 @@ pub fn last_line(stdout: &str) -> String {
 
 /// The path of an external tool; panics (fails the test) when it is not installed.
 pub fn require_tool(name: &str) -> PathBuf {
-    let candidates = [format!("/usr/bin/{name}"), format!("/usr/sbin/{name}"), format!("/bin/{name}")];
+    let candidates = [
+        format!("/usr/bin/{name}"),
+        format!("/usr/sbin/{name}"),
+        format!("/bin/{name}"),
+    ];
     for c in &candidates {
         if Path::new(c).is_file() {
             return PathBuf::from(c);
         }
     }
-    if let Ok(out) = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output() {
+    if let Ok(out) = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+    {
         let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if out.status.success() && !p.is_empty() {
             return PathBuf::from(p);
@@ -102,7 +127,10 @@ pub fn tool(name: &str) -> Command {
 
 /// `podman` configured the way this machine needs it: runc, no default rlimits, private storage.
 pub fn podman(ctx: &TestContext) -> Command {
-    let conf = ctx.write("containers/containers.conf", "[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = \"runc\"\n");
+    let conf = ctx.write(
+        "containers/containers.conf",
+        "[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = \"runc\"\n",
+    );
     let mut cmd = tool("podman");
     cmd.env("CONTAINERS_CONF", conf)
         .arg("--runtime")
@@ -121,7 +149,10 @@ pub fn listing(root: &Path) -> Vec<String> {
     use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         entries.sort();
         for p in entries {
             let md = std::fs::symlink_metadata(&p).unwrap();
@@ -134,7 +165,12 @@ pub fn listing(root: &Path) -> Vec<String> {
             } else {
                 String::new()
             };
-            out.push(format!("{rel} {:o} {}:{} {extra}", md.mode(), md.uid(), md.gid()));
+            out.push(format!(
+                "{rel} {:o} {}:{} {extra}",
+                md.mode(),
+                md.uid(),
+                md.gid()
+            ));
             if ft.is_dir() {
                 walk(root, &p, out);
             }
