@@ -384,8 +384,7 @@ fn busybox_image_runs_under_podman() {
     std::fs::copy(require_tool("busybox"), ctx.join("bb/busybox")).unwrap();
     ctx.write(
         "bb/recipe.toml",
-        format!(
-            r#"
+        r#"
 [image]
 name = "bb"
 epoch = 1700000000
@@ -404,8 +403,7 @@ mkdir = "/tmp"
 mode = "1777"
 [config]
 cmd = ["/bin/busybox", "echo", "hello from a kiln image"]
-"#
-        ),
+"#,
     );
     let digest = last_line(&run_ok(ctx.kiln().args([
         "build",

@@ -2,7 +2,6 @@
 //! external tools (skopeo, umoci, podman, busybox, …). A missing tool fails the test: these
 //! tests never pass by skipping. `scripts/setup.sh` installs every tool they use.
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -178,8 +177,4 @@ pub fn listing(root: &Path) -> Vec<String> {
     }
     walk(root, root, &mut out);
     out
-}
-
-pub fn is_ci() -> bool {
-    std::env::var_os("CI").is_some_and(|v| v == OsStr::new("true"))
 }
