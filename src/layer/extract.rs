@@ -302,10 +302,18 @@ impl Applier {
         if st.st_mode & 0o700 == 0o700 {
             return Ok(());
         }
-        let fd = rfs::openat(pfd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(io_err(parent, "open directory"))?;
-        rfs::fchmod(&fd, Mode::from_raw_mode((st.st_mode | 0o700) & 0o7777)).map_err(io_err(parent, "chmod"))?;
-        self.restore.entry(parent.to_string()).or_insert(st.st_mode & 0o7777);
+        let fd = rfs::openat(
+            pfd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_err(parent, "open directory"))?;
+        rfs::fchmod(&fd, Mode::from_raw_mode((st.st_mode | 0o700) & 0o7777))
+            .map_err(io_err(parent, "chmod"))?;
+        self.restore
+            .entry(parent.to_string())
+            .or_insert(st.st_mode & 0o7777);
         Ok(())
     }
 

@@ -31,7 +31,18 @@ fn walk(path: &Path, rel: &str, out: &mut Snapshot) {
     } else {
         String::new()
     };
-    out.insert(rel.to_string(), (md.mode(), md.len(), content, md.nlink(), md.uid(), md.gid(), md.mtime()));
+    out.insert(
+        rel.to_string(),
+        (
+            md.mode(),
+            md.len(),
+            content,
+            md.nlink(),
+            md.uid(),
+            md.gid(),
+            md.mtime(),
+        ),
+    );
     if md.is_dir() {
         for e in fs_err::read_dir(path).unwrap() {
             let e = e.unwrap();
@@ -61,14 +72,28 @@ impl Fx {
         let canary = tmp.path().join("canary");
         fs_err::create_dir(&root).unwrap();
         fs_err::create_dir_all(canary.join("subdir")).unwrap();
-        for (p, data, mode) in [("file1", "secret", 0o640), ("subdir/file2", "inner", 0o600), ("exec", "#!", 0o755)] {
+        for (p, data, mode) in [
+            ("file1", "secret", 0o640),
+            ("subdir/file2", "inner", 0o600),
+            ("exec", "#!", 0o755),
+        ] {
             fs_err::write(canary.join(p), data).unwrap();
             fs_err::set_permissions(canary.join(p), std::fs::Permissions::from_mode(mode)).unwrap();
         }
-        fs_err::set_permissions(canary.join("subdir"), std::fs::Permissions::from_mode(0o750)).unwrap();
+        fs_err::set_permissions(
+            canary.join("subdir"),
+            std::fs::Permissions::from_mode(0o750),
+        )
+        .unwrap();
         std::os::unix::fs::symlink("file1", canary.join("link")).unwrap();
         let before = snapshot(&canary);
-        Self { tmp, root, canary, before, passwd: host_passwd() }
+        Self {
+            tmp,
+            root,
+            canary,
+            before,
+            passwd: host_passwd(),
+        }
     }
     fn canary_abs(&self, rel: &str) -> String {
         format!("{}/{rel}", self.canary.display())
@@ -78,8 +103,10 @@ impl Fx {
     }
     fn assert_no_escape(&self) {
         assert_eq!(snapshot(&self.canary), self.before, "the canary changed");
-        let mut beside: Vec<String> =
-            fs_err::read_dir(self.tmp.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut beside: Vec<String> = fs_err::read_dir(self.tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         beside.sort();
         assert_eq!(beside, ["canary", "root"]);
         assert_eq!(host_passwd(), self.passwd);
@@ -99,9 +126,15 @@ impl Fx {
 fn case1_extract_dotdot_and_absolute_names_stay_in_root() {
     let fx = Fx::new();
     let mut t = Tar::new();
-    t.file("../x", b"1").file("/../y", b"2").file("/etc/passwd", b"3").file("../canary/file1", b"4");
+    t.file("../x", b"1")
+        .file("/../y", b"2")
+        .file("/etc/passwd", b"3")
+        .file("../canary/file1", b"4");
     fx.apply(&t.finish()).unwrap();
-    assert_eq!((fx.read("x"), fx.read("y"), fx.read("etc/passwd")), ("1".into(), "2".into(), "3".into()));
+    assert_eq!(
+        (fx.read("x"), fx.read("y"), fx.read("etc/passwd")),
+        ("1".into(), "2".into(), "3".into())
+    );
     assert_eq!(fx.read("canary/file1"), "4");
     fx.assert_no_escape();
 }
@@ -120,7 +153,13 @@ fn case2_extract_link_then_file_replaces_the_link() {
         .hardlink("hl", "inner")
         .file("hl", b"h");
     fx.apply(&t.finish()).unwrap();
-    for (p, want) in [("abs", "a"), ("rel", "r"), ("pw", "p"), ("inner", "inner"), ("hl", "h")] {
+    for (p, want) in [
+        ("abs", "a"),
+        ("rel", "r"),
+        ("pw", "p"),
+        ("inner", "inner"),
+        ("hl", "h"),
+    ] {
         assert!(fx.md(p).is_file(), "{p}");
         assert_eq!(fx.read(p), want);
     }
@@ -132,11 +171,18 @@ fn case2_extract_link_then_file_replaces_the_link() {
 fn case3_extract_symlink_to_dotdot_then_deep_path() {
     let fx = Fx::new();
     let mut t = Tar::new();
-    t.symlink("sym", "..").file("sym/a/b/c", b"c").symlink("up", "../canary").file("up/new/x", b"x");
+    t.symlink("sym", "..")
+        .file("sym/a/b/c", b"c")
+        .symlink("up", "../canary")
+        .file("up/new/x", b"x");
     fx.apply(&t.finish()).unwrap();
     assert_eq!(fx.read("a/b/c"), "c");
     assert_eq!(fx.read("canary/new/x"), "x");
-    assert_eq!(fx.md("a").mode() & 0o7777, 0o755, "implicit parents are 0755");
+    assert_eq!(
+        fx.md("a").mode() & 0o7777,
+        0o755,
+        "implicit parents are 0755"
+    );
     fx.assert_no_escape();
 }
 
@@ -194,7 +240,10 @@ fn case6_extract_symlink_loop_is_eloop_quickly() {
     let fx = Fx::new();
     let mut t = Tar::new();
     t.symlink("self", "self").file("self/x", b"");
-    assert!(matches!(fx.apply(&t.finish()), Err(ExtractError::SymlinkLoop { .. })));
+    assert!(matches!(
+        fx.apply(&t.finish()),
+        Err(ExtractError::SymlinkLoop { .. })
+    ));
     fx.assert_no_escape();
 }
 
@@ -205,7 +254,10 @@ fn case7_extract_symlinks_named_like_the_root_are_refused() {
         let mut t = Tar::new();
         t.symlink(name, &fx.canary_abs(""));
         let err = fx.apply(&t.finish()).unwrap_err();
-        assert!(matches!(err, ExtractError::RootEntry { .. }), "{name:?}: {err}");
+        assert!(
+            matches!(err, ExtractError::RootEntry { .. }),
+            "{name:?}: {err}"
+        );
         assert!(fx.md("").is_dir());
         assert!(!fx.md("").file_type().is_symlink());
         fx.assert_no_escape();
@@ -247,7 +299,10 @@ fn case8_extract_hardlinks_resolve_in_root_or_are_refused() {
         let mut t = base(&fx);
         t.hardlink("h", &target);
         let err = fx.apply(&t.finish()).unwrap_err();
-        assert!(matches!(err, ExtractError::Hardlink { .. }), "{target}: {err}");
+        assert!(
+            matches!(err, ExtractError::Hardlink { .. }),
+            "{target}: {err}"
+        );
         assert!(err.to_string().contains("`h`"), "{err}");
         assert!(!fx.exists("h"));
         fx.assert_no_escape();
@@ -258,12 +313,21 @@ fn case8_extract_hardlinks_resolve_in_root_or_are_refused() {
 fn case9_extract_invalid_whiteouts_delete_nothing() {
     for name in [".wh..", ".wh...", "dir/.wh..", ".wh..wh.x"] {
         let fx = Fx::new();
-        fx.apply(&Tar::new().file("dir/keep", b"k").file("keep", b"k").finish()).unwrap();
+        fx.apply(
+            &Tar::new()
+                .file("dir/keep", b"k")
+                .file("keep", b"k")
+                .finish(),
+        )
+        .unwrap();
         let lower = snapshot(&fx.root);
         let mut t = Tar::new();
         t.file(name, b"");
         let err = fx.apply(&t.finish()).unwrap_err();
-        assert!(matches!(err, ExtractError::InvalidWhiteout { .. }), "{name}: {err}");
+        assert!(
+            matches!(err, ExtractError::InvalidWhiteout { .. }),
+            "{name}: {err}"
+        );
         assert_eq!(snapshot(&fx.root), lower, "{name}");
         fx.assert_no_escape();
     }
@@ -281,7 +345,10 @@ fn case9_extract_whiteout_under_symlinked_dir_stays_in_root() {
         .symlink("up", "../canary");
     fx.apply(&lower.finish()).unwrap();
     let mut t = Tar::new();
-    t.file("link/.wh.victim", b"").file("out/.wh.file1", b"").file("up/.wh.subdir", b"").file("up/.wh.exec", b"");
+    t.file("link/.wh.victim", b"")
+        .file("out/.wh.file1", b"")
+        .file("up/.wh.subdir", b"")
+        .file("up/.wh.exec", b"");
     let stats = fx.apply(&t.finish()).unwrap();
     assert_eq!(stats.whiteouts, 4);
     assert!(!fx.exists("real/victim"));
@@ -293,7 +360,11 @@ fn case9_extract_whiteout_under_symlinked_dir_stays_in_root() {
 fn case9_extract_opaque_marker_after_siblings_hides_only_lower() {
     let fx = Fx::new();
     let mut lower = Tar::new();
-    lower.file("d/old1", b"").file("d/sub/old2", b"").file("d/new1", b"lower").file("keep/x", b"");
+    lower
+        .file("d/old1", b"")
+        .file("d/sub/old2", b"")
+        .file("d/new1", b"lower")
+        .file("keep/x", b"");
     fx.apply(&lower.finish()).unwrap();
     let mut t = Tar::new();
     t.file("d/new1", b"upper")
@@ -310,7 +381,11 @@ fn case9_extract_opaque_marker_after_siblings_hides_only_lower() {
     assert_eq!(names, ["", "/new1", "/new2", "/sub", "/sub/new3"]);
     assert_eq!(fx.read("d/new1"), "upper");
     assert!(fx.exists("keep/x"));
-    assert_eq!(fx.read("x"), "x", "a whiteout does not remove an entry of its own layer");
+    assert_eq!(
+        fx.read("x"),
+        "x",
+        "a whiteout does not remove an entry of its own layer"
+    );
     fx.assert_no_escape();
 }
 
@@ -318,7 +393,11 @@ fn case9_extract_opaque_marker_after_siblings_hides_only_lower() {
 fn case10_extract_type_changes_and_duplicates_are_deterministic() {
     let layers = || {
         let mut l1 = Tar::new();
-        l1.dir("d", 0o755).file("d/f", b"f").file("g", b"g").dir("s-target", 0o755).symlink("s", "s-target");
+        l1.dir("d", 0o755)
+            .file("d/f", b"f")
+            .file("g", b"g")
+            .dir("s-target", 0o755)
+            .symlink("s", "s-target");
         let mut l2 = Tar::new();
         l2.file("x", b"first")
             .file("d", b"now a file")
@@ -355,13 +434,21 @@ fn case10_extract_type_changes_and_duplicates_are_deterministic() {
 fn case11_extract_never_creates_devices_or_setuid_files() {
     let fx = Fx::new();
     let mut t = Tar::new();
-    t.file("dev/null", b"lower").device("dev/null", b'3', 1, 3).device("dev/sda", b'4', 8, 0);
+    t.file("dev/null", b"lower")
+        .device("dev/null", b'3', 1, 3)
+        .device("dev/sda", b'4', 8, 0);
     t.raw(header(b"fifo", b'6', 0, 0o640, b""), b"")
         .file_mode("suid", b"", 0o4755)
         .file_mode("sgid", b"", 0o2755)
         .dir("sgid-dir", 0o2775)
         .dir("tmp", 0o1777)
-        .pax(b'x', &[("SCHILY.xattr.security.capability", b"\x01\x00\x00\x02\x00\x20\x00\x00")])
+        .pax(
+            b'x',
+            &[(
+                "SCHILY.xattr.security.capability",
+                b"\x01\x00\x00\x02\x00\x20\x00\x00",
+            )],
+        )
         .file_mode("cap", b"", 0o755);
     let stats = fx.apply(&t.finish()).unwrap();
     assert_eq!(stats.skipped_devices, 2);
@@ -385,18 +472,36 @@ fn case12_extract_oversized_headers_are_refused() {
     let mut h = header(b"././@LongLink", b'L', len, 0, b"");
     h[257..265].copy_from_slice(b"ustar  \0");
     set_checksum(&mut h);
-    let mut src = Lazy { header: h.to_vec(), pos: 0, len };
+    let mut src = Lazy {
+        header: h.to_vec(),
+        pos: 0,
+        len,
+    };
     let err = apply_layer(&fx.root, &mut src, &ExtractOptions::default()).unwrap_err();
-    assert!(matches!(err, ExtractError::Read(ReadError::ExtensionTooLarge { .. })), "{err}");
+    assert!(
+        matches!(err, ExtractError::Read(ReadError::ExtensionTooLarge { .. })),
+        "{err}"
+    );
     assert!(src.pos < 1 << 20);
     let h = header(b"pax", b'x', 100 << 20, 0o644, b"");
-    let mut src = Lazy { header: h.to_vec(), pos: 0, len: 100 << 20 };
+    let mut src = Lazy {
+        header: h.to_vec(),
+        pos: 0,
+        len: 100 << 20,
+    };
     let err = apply_layer(&fx.root, &mut src, &ExtractOptions::default()).unwrap_err();
-    assert!(matches!(err, ExtractError::Read(ReadError::ExtensionTooLarge { .. })), "{err}");
+    assert!(
+        matches!(err, ExtractError::Read(ReadError::ExtensionTooLarge { .. })),
+        "{err}"
+    );
     let mut t = Tar::new();
-    t.gnu_long(b'L', "d/".repeat(2500).as_bytes()).file("x", b"");
+    t.gnu_long(b'L', "d/".repeat(2500).as_bytes())
+        .file("x", b"");
     let err = fx.apply(&t.finish()).unwrap_err();
-    assert!(matches!(err, ExtractError::Read(ReadError::PathTooLong { .. })), "{err}");
+    assert!(
+        matches!(err, ExtractError::Read(ReadError::PathTooLong { .. })),
+        "{err}"
+    );
     assert!(snapshot(&fx.root).len() == 1);
     fx.assert_no_escape();
 }
@@ -438,7 +543,11 @@ fn ownership_and_mtime_are_applied() {
     t.raw(h, b"o").dir("dir", 0o555).file("dir/inside", b"i");
     fx.apply(&t.finish()).unwrap();
     assert_eq!(fx.md("owned").mtime(), 1000);
-    assert_eq!(fx.md("dir").mtime(), 1000, "directory mtimes are applied after their contents");
+    assert_eq!(
+        fx.md("dir").mtime(),
+        1000,
+        "directory mtimes are applied after their contents"
+    );
     assert_eq!(fx.md("dir").mode() & 0o7777, 0o555);
     // chown needs root: as non-root the owner is left alone and only this assertion is skipped.
     if rustix::process::geteuid().is_root() {

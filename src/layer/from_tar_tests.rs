@@ -12,10 +12,16 @@ struct Ctx {
 
 impl Ctx {
     fn new() -> Self {
-        Self { spill: tempfile::tempdir().unwrap() }
+        Self {
+            spill: tempfile::tempdir().unwrap(),
+        }
     }
     fn opts(&self) -> AddTarOptions<'_> {
-        AddTarOptions { epoch: 2_000, spill_dir: self.spill.path(), whiteouts: true }
+        AddTarOptions {
+            epoch: 2_000,
+            spill_dir: self.spill.path(),
+            whiteouts: true,
+        }
     }
     fn add(&self, tree: &mut FileTree, bytes: &[u8], dest: &str) -> Result<(), AddTarError> {
         let mut r = TarReader::new(bytes, ReadLimits::default());
@@ -44,7 +50,10 @@ fn inline(data: &[u8]) -> EntryKind {
 fn case1_tree_dotdot_and_absolute_names_stay_under_dest() {
     let ctx = Ctx::new();
     let mut t = Tar::new();
-    t.file("../x", b"1").file("/../y", b"2").file("/etc/passwd", b"3").file("a/../../../z", b"4");
+    t.file("../x", b"1")
+        .file("/../y", b"2")
+        .file("/etc/passwd", b"3")
+        .file("a/../../../z", b"4");
     let mut tree = FileTree::new();
     ctx.add(&mut tree, &t.finish(), "/srv").unwrap();
     assert_eq!(keys(&tree), ["srv/etc/passwd", "srv/x", "srv/y", "srv/z"]);
@@ -54,7 +63,11 @@ fn case1_tree_dotdot_and_absolute_names_stay_under_dest() {
 fn case2_tree_link_then_file_replaces_the_link() {
     let ctx = Ctx::new();
     let mut t = Tar::new();
-    t.symlink("foo", "/etc/passwd").file("foo", b"mine").file("t", b"t").hardlink("bar", "t").file("bar", b"b");
+    t.symlink("foo", "/etc/passwd")
+        .file("foo", b"mine")
+        .file("t", b"t")
+        .hardlink("bar", "t")
+        .file("bar", b"b");
     let tree = ctx.tree(&t.finish()).unwrap();
     assert_eq!(kind(&tree, "foo"), &inline(b"mine"));
     assert_eq!(kind(&tree, "bar"), &inline(b"b"));
@@ -96,7 +109,18 @@ fn case5_tree_absolute_symlinks_and_chains() {
         .file("a/group", b"g")
         .file("up/../../../etc/shadow", b"s");
     let tree = ctx.tree(&t.finish()).unwrap();
-    assert_eq!(keys(&tree), ["a", "b", "etc", "etc/group", "etc/passwd", "etc/shadow", "etc2"]);
+    assert_eq!(
+        keys(&tree),
+        [
+            "a",
+            "b",
+            "etc",
+            "etc/group",
+            "etc/passwd",
+            "etc/shadow",
+            "etc2"
+        ]
+    );
 }
 
 #[test]
@@ -110,7 +134,16 @@ fn case6_tree_symlink_loop_is_eloop_quickly() {
     let start = Instant::now();
     let err = ctx.tree(&t.finish()).unwrap_err();
     assert!(start.elapsed() < Duration::from_secs(1));
-    assert!(matches!(err, AddTarError::Tree { source: TreeError::SymlinkLoop { .. }, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            AddTarError::Tree {
+                source: TreeError::SymlinkLoop { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("l0/x"));
 }
 
@@ -121,7 +154,16 @@ fn case7_tree_symlinks_named_like_the_root_are_refused() {
         let mut t = Tar::new();
         t.symlink(name, "/etc");
         let err = ctx.tree(&t.finish()).unwrap_err();
-        assert!(matches!(err, AddTarError::RootEntry { kind: "symlink", .. }), "{name:?}: {err}");
+        assert!(
+            matches!(
+                err,
+                AddTarError::RootEntry {
+                    kind: "symlink",
+                    ..
+                }
+            ),
+            "{name:?}: {err}"
+        );
     }
     // `./` as a directory is the root's own metadata: skipped, not an entry.
     let mut t = Tar::new();
@@ -134,28 +176,44 @@ fn case8_tree_hardlinks_resolve_in_the_tree_or_are_refused() {
     let ctx = Ctx::new();
     let base = || {
         let mut t = Tar::new();
-        t.file("x", b"x").dir("d", 0o755).file("real/f", b"f").symlink("s", "real").symlink("ls", "/etc/passwd");
+        t.file("x", b"x")
+            .dir("d", 0o755)
+            .file("real/f", b"f")
+            .symlink("s", "real")
+            .symlink("ls", "/etc/passwd");
         t
     };
     // ../x is x inside the archive.
     let mut t = base();
     t.hardlink("h", "../x");
-    assert_eq!(kind(&ctx.tree(&t.finish()).unwrap(), "h"), &EntryKind::Hardlink("x".into()));
+    assert_eq!(
+        kind(&ctx.tree(&t.finish()).unwrap(), "h"),
+        &EntryKind::Hardlink("x".into())
+    );
     // through a symlinked parent
     let mut t = base();
     t.hardlink("h", "s/f");
-    assert_eq!(kind(&ctx.tree(&t.finish()).unwrap(), "h"), &EntryKind::Hardlink("real/f".into()));
+    assert_eq!(
+        kind(&ctx.tree(&t.finish()).unwrap(), "h"),
+        &EntryKind::Hardlink("real/f".into())
+    );
     // to a symlink: allowed, names the symlink itself
     let mut t = base();
     t.hardlink("h", "ls");
-    assert_eq!(kind(&ctx.tree(&t.finish()).unwrap(), "h"), &EntryKind::Hardlink("ls".into()));
+    assert_eq!(
+        kind(&ctx.tree(&t.finish()).unwrap(), "h"),
+        &EntryKind::Hardlink("ls".into())
+    );
     // refused: outside paths, a directory, something relative to the cwd
     for target in ["/etc/passwd", "d", "Cargo.toml", "../../etc/passwd"] {
         let mut t = base();
         t.hardlink("h", target);
         let err = ctx.tree(&t.finish()).unwrap_err();
         let msg = format!("{err} {}", std::error::Error::source(&err).unwrap());
-        assert!(msg.contains("`h`") && msg.contains(target.trim_start_matches(['.', '/'])), "{msg}");
+        assert!(
+            msg.contains("`h`") && msg.contains(target.trim_start_matches(['.', '/'])),
+            "{msg}"
+        );
     }
     // Under dest, ../x is clamped at dest.
     let mut t = Tar::new();
@@ -169,13 +227,17 @@ fn case8_tree_hardlinks_resolve_in_the_tree_or_are_refused() {
 fn case9_tree_invalid_whiteouts_change_nothing() {
     let ctx = Ctx::new();
     let mut lower = FileTree::new();
-    ctx.add(&mut lower, &Tar::new().file("keep", b"k").finish(), "/").unwrap();
+    ctx.add(&mut lower, &Tar::new().file("keep", b"k").finish(), "/")
+        .unwrap();
     for name in [".wh..", ".wh...", "dir/.wh..", ".wh..wh.x", ".wh."] {
         let mut t = Tar::new();
         t.file("other", b"").file(name, b"");
         let mut tree = lower.clone();
         let err = ctx.add(&mut tree, &t.finish(), "/").unwrap_err();
-        assert!(matches!(err, AddTarError::InvalidWhiteout { .. }), "{name}: {err}");
+        assert!(
+            matches!(err, AddTarError::InvalidWhiteout { .. }),
+            "{name}: {err}"
+        );
         assert!(err.to_string().contains(name));
         assert_eq!(tree, lower, "tree unchanged after {name}");
     }
@@ -190,7 +252,10 @@ fn case9_tree_whiteout_under_symlinked_dir_and_late_opaque_marker() {
     assert_eq!(kind(&tree, "real/victim"), &EntryKind::Whiteout);
     // The opaque marker after its siblings keeps them (it hides lower layers only).
     let mut t = Tar::new();
-    t.dir("d", 0o755).file("d/new1", b"1").file("d/.wh..wh..opq", b"").file("d/new2", b"2");
+    t.dir("d", 0o755)
+        .file("d/new1", b"1")
+        .file("d/.wh..wh..opq", b"")
+        .file("d/new2", b"2");
     let tree = ctx.tree(&t.finish()).unwrap();
     assert_eq!(keys(&tree), ["d", "d/new1", "d/new2"]);
     assert_eq!(tree.opaque_dirs().collect::<Vec<_>>(), ["d"]);
@@ -202,8 +267,14 @@ fn case9_tree_whiteout_under_symlinked_dir_and_late_opaque_marker() {
     let mut tree = FileTree::new();
     let bytes = Tar::new().file(".wh.x", b"").finish();
     let mut r = TarReader::new(&bytes[..], ReadLimits::default());
-    let opts = AddTarOptions { whiteouts: false, ..ctx.opts() };
-    assert!(matches!(tree.add_tar(&mut r, "/", &opts), Err(AddTarError::WhiteoutNotAllowed { .. })));
+    let opts = AddTarOptions {
+        whiteouts: false,
+        ..ctx.opts()
+    };
+    assert!(matches!(
+        tree.add_tar(&mut r, "/", &opts),
+        Err(AddTarError::WhiteoutNotAllowed { .. })
+    ));
 }
 
 #[test]
@@ -226,7 +297,10 @@ fn case10_tree_type_changes_and_duplicates_are_deterministic() {
     assert_eq!(keys(&tree), ["d", "g", "s", "x"]);
     assert_eq!(kind(&tree, "d"), &inline(b"d is a file"));
     assert_eq!(kind(&tree, "g"), &EntryKind::Dir);
-    assert_eq!((kind(&tree, "s"), tree.get("s").unwrap().meta.mode), (&EntryKind::Dir, 0o750));
+    assert_eq!(
+        (kind(&tree, "s"), tree.get("s").unwrap().meta.mode),
+        (&EntryKind::Dir, 0o750)
+    );
     assert_eq!(kind(&tree, "x"), &inline(b"second"));
     assert_eq!(tree, build());
 }
@@ -240,11 +314,23 @@ fn case11_tree_keeps_devices_fifos_setuid_and_capabilities() {
         .raw(header(b"fifo", b'6', 0, 0o600, b""), b"")
         .file_mode("suid", b"", 0o4755)
         .file_mode("sgid", b"", 0o2755)
-        .pax(b'x', &[("SCHILY.xattr.security.capability", b"\x01cap"), ("SCHILY.xattr.user.junk", b"j")])
+        .pax(
+            b'x',
+            &[
+                ("SCHILY.xattr.security.capability", b"\x01cap"),
+                ("SCHILY.xattr.user.junk", b"j"),
+            ],
+        )
         .file("ping", b"");
     let tree = ctx.tree(&t.finish()).unwrap();
-    assert_eq!(kind(&tree, "dev/null"), &EntryKind::CharDevice { major: 1, minor: 3 });
-    assert_eq!(kind(&tree, "dev/sda"), &EntryKind::BlockDevice { major: 8, minor: 0 });
+    assert_eq!(
+        kind(&tree, "dev/null"),
+        &EntryKind::CharDevice { major: 1, minor: 3 }
+    );
+    assert_eq!(
+        kind(&tree, "dev/sda"),
+        &EntryKind::BlockDevice { major: 8, minor: 0 }
+    );
     assert_eq!(kind(&tree, "fifo"), &EntryKind::Fifo);
     assert_eq!(tree.get("suid").unwrap().meta.mode, 0o4755);
     assert_eq!(tree.get("sgid").unwrap().meta.mode, 0o2755);
@@ -260,17 +346,35 @@ fn case12_tree_oversized_headers_are_refused() {
     let mut h = header(b"././@LongLink", b'L', len, 0, b"");
     h[257..265].copy_from_slice(b"ustar  \0");
     set_checksum(&mut h);
-    let mut src = Lazy { header: h.to_vec(), pos: 0, len };
+    let mut src = Lazy {
+        header: h.to_vec(),
+        pos: 0,
+        len,
+    };
     let mut r = TarReader::new(&mut src, ReadLimits::default());
     let mut tree = FileTree::new();
     let err = tree.add_tar(&mut r, "/", &ctx.opts()).unwrap_err();
-    assert!(matches!(err, AddTarError::Read(ReadError::ExtensionTooLarge { limit: MAX_GNU_LONG_NAME, .. })));
+    assert!(matches!(
+        err,
+        AddTarError::Read(ReadError::ExtensionTooLarge {
+            limit: MAX_GNU_LONG_NAME,
+            ..
+        })
+    ));
     assert!(src.pos < 1 << 20);
     let mut t = Tar::new();
-    t.pax(b'x', &[("path", "p".repeat(5000).as_bytes())]).file("f", b"");
-    assert!(matches!(ctx.tree(&t.finish()), Err(AddTarError::Read(ReadError::PathTooLong { .. }))));
+    t.pax(b'x', &[("path", "p".repeat(5000).as_bytes())])
+        .file("f", b"");
+    assert!(matches!(
+        ctx.tree(&t.finish()),
+        Err(AddTarError::Read(ReadError::PathTooLong { .. }))
+    ));
     let h = header(b"pax", b'x', 100 << 20, 0o644, b"");
-    let mut src = Lazy { header: h.to_vec(), pos: 0, len: 100 << 20 };
+    let mut src = Lazy {
+        header: h.to_vec(),
+        pos: 0,
+        len: 100 << 20,
+    };
     let mut r = TarReader::new(&mut src, ReadLimits::default());
     assert!(tree.add_tar(&mut r, "/", &ctx.opts()).is_err());
     assert!(tree.is_empty());

@@ -215,7 +215,14 @@ mod tests {
                     EntryKind::Symlink(t) => format!("symlink {t}"),
                     other => format!("{other:?}"),
                 };
-                (k.clone(), kind, e.meta.mode, e.meta.uid, e.meta.gid, e.meta.mtime)
+                (
+                    k.clone(),
+                    kind,
+                    e.meta.mode,
+                    e.meta.uid,
+                    e.meta.gid,
+                    e.meta.mtime,
+                )
             })
             .collect()
     }
@@ -223,7 +230,14 @@ mod tests {
     #[test]
     fn host_tree_normalizes_metadata() {
         let tmp = fixture();
-        let t = host_tree(tmp.path(), &HostOptions { epoch: 42, ..HostOptions::default() }).unwrap();
+        let t = host_tree(
+            tmp.path(),
+            &HostOptions {
+                epoch: 42,
+                ..HostOptions::default()
+            },
+        )
+        .unwrap();
         let s = |a: &str, b: &str, m| (a.to_string(), b.to_string(), m, 0, 0, 42);
         assert_eq!(
             summary(&t),
@@ -238,7 +252,9 @@ mod tests {
             ]
         );
         match &t.get("plain").unwrap().kind {
-            EntryKind::File(Content::File { path, .. }) => assert_eq!(path, &tmp.path().join("plain")),
+            EntryKind::File(Content::File { path, .. }) => {
+                assert_eq!(path, &tmp.path().join("plain"))
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -246,7 +262,11 @@ mod tests {
     #[test]
     fn host_options_mode_owner_and_dest() {
         let tmp = fixture();
-        let opts = HostOptions { mode: Some(0o600), owner: Some((1000, 1001)), epoch: 7 };
+        let opts = HostOptions {
+            mode: Some(0o600),
+            owner: Some((1000, 1001)),
+            epoch: 7,
+        };
         let mut t = FileTree::new();
         t.add_host_path(tmp.path(), "/srv/www/", &opts).unwrap();
         let get = |p: &str| t.get(p).unwrap_or_else(|| panic!("{p}")).meta.clone();
@@ -254,15 +274,37 @@ mod tests {
         assert_eq!(get("srv/www").mode, 0o755);
         assert_eq!(get("srv/www/sub").mode, 0o755);
         assert_eq!(get("srv/www/tool").mode, 0o600);
-        assert_eq!((get("srv/www/plain").uid, get("srv/www/plain").gid), (1000, 1001));
+        assert_eq!(
+            (get("srv/www/plain").uid, get("srv/www/plain").gid),
+            (1000, 1001)
+        );
         // A single file lands exactly at dest.
         let mut t = FileTree::new();
-        t.add_host_path(&tmp.path().join("tool"), "/usr/bin/tool", &HostOptions::default()).unwrap();
-        assert_eq!(summary(&t), [("usr/bin/tool".to_string(), "file 9".to_string(), 0o755, 0, 0, 0)]);
+        t.add_host_path(
+            &tmp.path().join("tool"),
+            "/usr/bin/tool",
+            &HostOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            summary(&t),
+            [(
+                "usr/bin/tool".to_string(),
+                "file 9".to_string(),
+                0o755,
+                0,
+                0,
+                0
+            )]
+        );
         // A top-level symlink is recorded, not followed.
         let mut t = FileTree::new();
-        t.add_host_path(&tmp.path().join("sub/link"), "l", &HostOptions::default()).unwrap();
-        assert_eq!(t.get("l").unwrap().kind, EntryKind::Symlink("/etc/passwd".into()));
+        t.add_host_path(&tmp.path().join("sub/link"), "l", &HostOptions::default())
+            .unwrap();
+        assert_eq!(
+            t.get("l").unwrap().kind,
+            EntryKind::Symlink("/etc/passwd".into())
+        );
     }
 
     #[test]
@@ -274,19 +316,27 @@ mod tests {
         let now = filetime::FileTime::from_unix_time(1_900_000_000, 0);
         filetime::set_file_mtime(b.path().join("tool"), now).unwrap();
         let opts = HostOptions::default();
-        let (ta, tb) = (host_tree(a.path(), &opts).unwrap(), host_tree(b.path(), &opts).unwrap());
+        let (ta, tb) = (
+            host_tree(a.path(), &opts).unwrap(),
+            host_tree(b.path(), &opts).unwrap(),
+        );
         assert_eq!(summary(&ta), summary(&tb));
     }
 
     #[test]
     fn host_devices_are_refused() {
-        let err = FileTree::new().add_host_path(Path::new("/dev/null"), "x", &HostOptions::default()).unwrap_err();
+        let err = FileTree::new()
+            .add_host_path(Path::new("/dev/null"), "x", &HostOptions::default())
+            .unwrap_err();
         assert!(matches!(err, HostError::Device { .. }), "{err}");
         assert!(err.to_string().contains("/dev/null"));
         let tmp = fixture();
         assert!(matches!(
             FileTree::new().add_host_path(&tmp.path().join("plain"), "/", &HostOptions::default()),
-            Err(HostError::Tree { source: TreeError::RootPath { .. }, .. })
+            Err(HostError::Tree {
+                source: TreeError::RootPath { .. },
+                ..
+            })
         ));
     }
 }

@@ -685,10 +685,8 @@ fn parse_pax_time(v: &[u8]) -> Option<i64> {
         return None;
     }
     let secs: i64 = int.parse().ok()?;
-    if secs < 0 || int.starts_with('-') {
-        if frac.bytes().any(|b| b != b'0') {
-            return secs.checked_sub(1);
-        }
+    if (secs < 0 || int.starts_with('-')) && frac.bytes().any(|b| b != b'0') {
+        return secs.checked_sub(1);
     }
     Some(secs)
 }

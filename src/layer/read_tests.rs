@@ -187,7 +187,10 @@ fn case14_missing_end_marker_is_truncation() {
     let mut t = Tar::new();
     t.file("a", b"x");
     let err = all(&t.out).unwrap_err();
-    assert!(matches!(err, ReadError::Truncated { offset: 1024, .. }), "{err}");
+    assert!(
+        matches!(err, ReadError::Truncated { offset: 1024, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -196,7 +199,16 @@ fn case14_truncated_header() {
     t.file("a", b"x").file("b", b"y");
     let bytes = &t.out[..1024 + 100];
     let err = all(bytes).unwrap_err();
-    assert!(matches!(err, ReadError::Truncated { what: "a header", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ReadError::Truncated {
+                what: "a header",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -219,7 +231,10 @@ fn case14_short_data() {
     // Data present but its padding cut: still truncation.
     let mut t = Tar::new();
     t.file("p", b"abc");
-    assert!(matches!(all(&t.out[..512 + 3]), Err(ReadError::Truncated { .. })));
+    assert!(matches!(
+        all(&t.out[..512 + 3]),
+        Err(ReadError::Truncated { .. })
+    ));
 }
 
 #[test]
@@ -231,7 +246,9 @@ fn case14_bad_header_checksum() {
     t.raw(h, b"");
     let err = all(&t.finish()).unwrap_err();
     match &err {
-        ReadError::BadChecksum { path, offset, .. } => assert_eq!((path.as_str(), *offset), ("Evil", 1024)),
+        ReadError::BadChecksum { path, offset, .. } => {
+            assert_eq!((path.as_str(), *offset), ("Evil", 1024))
+        }
         other => panic!("unexpected {other}"),
     }
     assert!(err.to_string().contains("byte 1024"), "{err}");
@@ -243,7 +260,11 @@ fn case12_gnu_long_name_of_1_gib_fails_fast() {
     let mut h = header(b"././@LongLink", b'L', len, 0, b"");
     h[257..265].copy_from_slice(b"ustar  \0");
     set_checksum(&mut h);
-    let mut src = Lazy { header: h.to_vec(), pos: 0, len };
+    let mut src = Lazy {
+        header: h.to_vec(),
+        pos: 0,
+        len,
+    };
     let start = Instant::now();
     let mut r = TarReader::new(&mut src, ReadLimits::default());
     let err = r.next_entry().unwrap_err();
@@ -259,14 +280,30 @@ fn case12_gnu_long_name_of_1_gib_fails_fast() {
 fn case12_pax_header_of_100_mb_fails_fast() {
     let len = 100 * 1024 * 1024;
     let h = header(b"pax", b'x', len, 0o644, b"");
-    let mut src = Lazy { header: h.to_vec(), pos: 0, len };
-    let err = TarReader::new(&mut src, ReadLimits::default()).next_entry().unwrap_err();
-    assert!(matches!(err, ReadError::ExtensionTooLarge { limit: MAX_PAX_HEADER, .. }), "{err}");
+    let mut src = Lazy {
+        header: h.to_vec(),
+        pos: 0,
+        len,
+    };
+    let err = TarReader::new(&mut src, ReadLimits::default())
+        .next_entry()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ReadError::ExtensionTooLarge {
+                limit: MAX_PAX_HEADER,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(src.pos <= 64 * 1024);
     // A small header whose record claims 100 MB.
     let data = b"104857600 path=x\n";
     let mut t = Tar::new();
-    t.raw(header(b"pax", b'x', data.len() as u64, 0o644, b""), data).file("f", b"");
+    t.raw(header(b"pax", b'x', data.len() as u64, 0o644, b""), data)
+        .file("f", b"");
     let err = all(&t.finish()).unwrap_err();
     assert!(matches!(err, ReadError::BadPax { .. }), "{err}");
 }
@@ -277,11 +314,31 @@ fn case12_path_of_5000_bytes_is_refused() {
     let mut t = Tar::new();
     t.gnu_long(b'L', long.as_bytes()).file("x", b"");
     let err = all(&t.finish()).unwrap_err();
-    assert!(matches!(err, ReadError::PathTooLong { len: 5000, limit: 4096, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ReadError::PathTooLong {
+                len: 5000,
+                limit: 4096,
+                ..
+            }
+        ),
+        "{err}"
+    );
     let mut t = Tar::new();
-    t.pax(b'x', &[("linkpath", long.as_bytes())]).symlink("s", "t");
+    t.pax(b'x', &[("linkpath", long.as_bytes())])
+        .symlink("s", "t");
     let err = all(&t.finish()).unwrap_err();
-    assert!(matches!(err, ReadError::PathTooLong { field: "link name", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ReadError::PathTooLong {
+                field: "link name",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -290,9 +347,21 @@ fn entry_count_is_capped() {
     for i in 0..5 {
         t.file(&format!("f{i}"), b"");
     }
-    let limits = ReadLimits { max_entries: 3, ..ReadLimits::default() };
+    let limits = ReadLimits {
+        max_entries: 3,
+        ..ReadLimits::default()
+    };
     let err = all_with(&t.finish(), limits).unwrap_err();
-    assert!(matches!(err, ReadError::TooManyEntries { limit: 3, offset: 1536 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ReadError::TooManyEntries {
+                limit: 3,
+                offset: 1536
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -302,7 +371,10 @@ fn extension_header_chains_are_capped() {
         t.pax(b'x', &[("comment", b"x")]);
     }
     t.file("f", b"");
-    assert!(matches!(all(&t.finish()), Err(ReadError::TooManyExtensions { .. })));
+    assert!(matches!(
+        all(&t.finish()),
+        Err(ReadError::TooManyExtensions { .. })
+    ));
 }
 
 #[test]
@@ -313,7 +385,11 @@ fn bad_headers_table() {
     set_checksum(&mut bad_mode);
     let mut not_utf8 = header(b"n\xff", b'0', 0, 0o644, b"");
     set_checksum(&mut not_utf8);
-    for (h, what) in [(sparse, "unsupported"), (bad_mode, "not a valid number"), (not_utf8, "UTF-8")] {
+    for (h, what) in [
+        (sparse, "unsupported"),
+        (bad_mode, "not a valid number"),
+        (not_utf8, "UTF-8"),
+    ] {
         let err = all(&Tar::new().raw(h, b"").finish()).unwrap_err();
         assert!(err.to_string().contains(what), "{err}");
     }

@@ -3,16 +3,28 @@ use std::sync::Arc;
 use super::*;
 
 fn file(data: &str) -> Entry {
-    Entry { kind: EntryKind::File(Content::Inline(Arc::from(data.as_bytes()))), meta: Metadata::new(0o644, 0, 0, 0) }
+    Entry {
+        kind: EntryKind::File(Content::Inline(Arc::from(data.as_bytes()))),
+        meta: Metadata::new(0o644, 0, 0, 0),
+    }
 }
 fn dir(mode: u32) -> Entry {
-    Entry { kind: EntryKind::Dir, meta: Metadata::new(mode, 0, 0, 0) }
+    Entry {
+        kind: EntryKind::Dir,
+        meta: Metadata::new(mode, 0, 0, 0),
+    }
 }
 fn sym(t: &str) -> Entry {
-    Entry { kind: EntryKind::Symlink(t.to_string()), meta: Metadata::new(0o777, 0, 0, 0) }
+    Entry {
+        kind: EntryKind::Symlink(t.to_string()),
+        meta: Metadata::new(0o777, 0, 0, 0),
+    }
 }
 fn link(t: &str) -> Entry {
-    Entry { kind: EntryKind::Hardlink(t.to_string()), meta: Metadata::new(0o644, 0, 0, 0) }
+    Entry {
+        kind: EntryKind::Hardlink(t.to_string()),
+        meta: Metadata::new(0o644, 0, 0, 0),
+    }
 }
 fn keys(t: &FileTree) -> Vec<&str> {
     t.iter().map(|(k, _)| k.as_str()).collect()
@@ -57,30 +69,46 @@ fn insert_resolves_parents_through_symlinks() {
     // The last component is never followed: the symlink itself is replaced.
     assert_eq!(t.insert("etc2", file("4")).unwrap(), "etc2");
     // No implicit parents.
-    assert_eq!(keys(&t), ["a/b/c", "etc/passwd", "etc2", "srv/rel", "sym", "usr/lib/x"]);
+    assert_eq!(
+        keys(&t),
+        ["a/b/c", "etc/passwd", "etc2", "srv/rel", "sym", "usr/lib/x"]
+    );
 }
 
 #[test]
 fn symlink_loop_is_eloop() {
     let mut t = FileTree::new();
     for i in 0..45 {
-        t.insert(&format!("l{i}"), sym(&format!("l{}", i + 1))).unwrap();
+        t.insert(&format!("l{i}"), sym(&format!("l{}", i + 1)))
+            .unwrap();
     }
     t.insert("l45", dir(0o755)).unwrap();
     // 41 hops and more fail; a shorter chain resolves.
-    assert!(matches!(t.insert("l0/x", file("")), Err(TreeError::SymlinkLoop { .. })));
+    assert!(matches!(
+        t.insert("l0/x", file("")),
+        Err(TreeError::SymlinkLoop { .. })
+    ));
     assert_eq!(t.insert("l10/x", file("")).unwrap(), "l45/x");
     t.insert("self", sym("self")).unwrap();
-    assert!(matches!(t.resolve("self/x"), Err(TreeError::SymlinkLoop { .. })));
+    assert!(matches!(
+        t.resolve("self/x"),
+        Err(TreeError::SymlinkLoop { .. })
+    ));
 }
 
 #[test]
 fn parent_that_is_a_file_or_removed_is_refused() {
     let mut t = FileTree::new();
     t.insert("f", file("")).unwrap();
-    assert!(matches!(t.insert("f/x", file("")), Err(TreeError::NotADirectory { .. })));
+    assert!(matches!(
+        t.insert("f/x", file("")),
+        Err(TreeError::NotADirectory { .. })
+    ));
     t.remove("gone").unwrap();
-    assert!(matches!(t.insert("gone/x", file("")), Err(TreeError::ParentRemoved { .. })));
+    assert!(matches!(
+        t.insert("gone/x", file("")),
+        Err(TreeError::ParentRemoved { .. })
+    ));
 }
 
 #[test]
@@ -114,7 +142,10 @@ fn remove_and_opaque() {
     t.insert("var/cache", dir(0o755)).unwrap();
     assert_eq!(t.opaque_dirs().collect::<Vec<_>>(), ["var/cache"]);
     t.insert("f", file("")).unwrap();
-    assert!(matches!(t.set_opaque("f"), Err(TreeError::OpaqueNotDir { .. })));
+    assert!(matches!(
+        t.set_opaque("f"),
+        Err(TreeError::OpaqueNotDir { .. })
+    ));
     // Symlinked parent: the whiteout lands at the resolved path.
     t.insert("l", sym("/real")).unwrap();
     assert_eq!(t.remove("l/victim").unwrap(), "real/victim");
@@ -143,7 +174,10 @@ fn hardlink_rules() {
     ] {
         let err = t.insert("bad", link(target)).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("bad") && msg.contains(target) && msg.contains(reason), "{msg}");
+        assert!(
+            msg.contains("bad") && msg.contains(target) && msg.contains(reason),
+            "{msg}"
+        );
     }
     assert!(t.get("bad").is_none());
 }
@@ -155,7 +189,13 @@ fn removing_a_link_target_promotes_the_first_link() {
     t.insert("b", link("z")).unwrap();
     t.insert("c", link("z")).unwrap();
     t.insert("z", file("new")).unwrap();
-    assert_eq!(t.get("b"), Some(&Entry { meta: Metadata::new(0o644, 0, 0, 0), ..file("orig") }));
+    assert_eq!(
+        t.get("b"),
+        Some(&Entry {
+            meta: Metadata::new(0o644, 0, 0, 0),
+            ..file("orig")
+        })
+    );
     assert_eq!(t.get("c").unwrap().kind, EntryKind::Hardlink("b".into()));
     t.insert("dd/x", file("in dir")).unwrap();
     t.insert("y", link("dd/x")).unwrap();
@@ -167,7 +207,10 @@ fn removing_a_link_target_promotes_the_first_link() {
 fn root_is_never_replaced() {
     let mut t = FileTree::new();
     for name in [".", "/", "..", "", "a/.."] {
-        assert!(matches!(t.insert(name, sym("/etc")), Err(TreeError::RootPath { .. })), "{name:?}");
+        assert!(
+            matches!(t.insert(name, sym("/etc")), Err(TreeError::RootPath { .. })),
+            "{name:?}"
+        );
     }
     assert!(t.is_empty());
 }
