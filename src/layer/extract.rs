@@ -245,6 +245,7 @@ impl Applier {
         let pfd = self
             .lookup_dir(parent, true, &rel)?
             .ok_or_else(|| ExtractError::NotADirectory { path: rel.clone() })?;
+        self.ensure_writable(&pfd, parent)?;
         let mode = Mode::from_raw_mode(e.mode & HOST_MODE_MASK);
         match e.kind {
             TarKind::Dir => {

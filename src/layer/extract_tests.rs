@@ -566,7 +566,7 @@ fn ownership_and_mtime_are_applied() {
     }
     // A later layer can still write into and remove from the read-only directory.
     let mut t = Tar::new();
-    t.file("dir/.wh.inside", b"").file("dir/new", b"n");
+    t.file("dir/new", b"n").file("dir/.wh.inside", b"");
     fx.apply(&t.finish()).unwrap();
     assert!(!fx.exists("dir/inside") && fx.exists("dir/new"));
     fx.assert_no_escape();
