@@ -571,3 +571,35 @@ fn ownership_and_mtime_are_applied() {
     assert!(!fx.exists("dir/inside") && fx.exists("dir/new"));
     fx.assert_no_escape();
 }
+
+#[test]
+fn extract_of_gnu_tar_matches_the_source_tree() {
+    let src = crate::layer::testtar::interop_fixture(true);
+    let Some(bytes) =
+        crate::layer::testtar::gnu_tar(src.path(), &["--format=pax", "--mtime=@1700000000"])
+    else {
+        return;
+    };
+    let fx = Fx::new();
+    let stats = fx.apply(&bytes).unwrap();
+    assert_eq!(stats.hardlinks, 1);
+    let mut want = snapshot(src.path());
+    let mut got = snapshot(&fx.root);
+    for (path, v) in want.iter_mut() {
+        v.0 &= !0o6000; // setuid/setgid are stripped on the host copy
+        if path.is_empty() {
+            v.6 = 0;
+        } else {
+            v.6 = 1_700_000_000;
+        }
+    }
+    got.get_mut("").unwrap().6 = 0;
+    // Directory sizes depend on the file system, not on the archive.
+    for v in want.values_mut().chain(got.values_mut()) {
+        if v.0 & 0o170000 == 0o040000 {
+            v.1 = 0;
+        }
+    }
+    assert_eq!(got, want);
+    fx.assert_no_escape();
+}
