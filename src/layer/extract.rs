@@ -97,6 +97,15 @@ pub enum ExtractError {
     SymlinkLoop { path: String },
     #[error("failed to resolve `{path}` inside the root: a component is not a directory")]
     NotADirectory { path: String },
+    #[error(
+        "failed to extract `{path}` (byte {offset}): owner {uid}:{gid} does not fit a 32-bit id"
+    )]
+    OwnerOutOfRange {
+        path: String,
+        offset: u64,
+        uid: u64,
+        gid: u64,
+    },
     #[error("failed to link `{path}` to `{target}` inside the root: {reason}")]
     Hardlink {
         path: String,
@@ -138,6 +147,7 @@ pub fn apply_layer(root: &Path, reader: impl Read, opts: &ExtractOptions) -> Res
         chown: opts.preserve_owner && rustix::process::geteuid().is_root(),
         is_root: rustix::process::geteuid().is_root(),
         restore: BTreeMap::new(),
+        skipped: BTreeSet::new(),
         created: BTreeSet::new(),
         opaque: BTreeSet::new(),
         dirs: BTreeMap::new(),
@@ -165,6 +175,8 @@ struct Applier {
     is_root: bool,
     /// Modes of lower-layer directories made writable by `ensure_writable` (non-root only).
     restore: BTreeMap<String, u32>,
+    /// Device nodes (and links to them) that were not created.
+    skipped: BTreeSet<String>,
     created: BTreeSet<String>,
     opaque: BTreeSet<String>,
     dirs: BTreeMap<String, DirMeta>,
@@ -220,10 +232,20 @@ impl Applier {
             }
             return self.whiteout(&tree::join(parent, name));
         }
+        if self.chown && (e.uid >= u64::from(u32::MAX) || e.gid >= u64::from(u32::MAX)) {
+            // u32::MAX means "unchanged" to chown; larger ids would wrap (maybe to root).
+            return Err(ExtractError::OwnerOutOfRange {
+                path: rel,
+                offset: e.offset,
+                uid: e.uid,
+                gid: e.gid,
+            });
+        }
         self.created.insert(rel.clone());
         let pfd = self
             .lookup_dir(parent, true, &rel)?
             .ok_or_else(|| ExtractError::NotADirectory { path: rel.clone() })?;
+        self.ensure_writable(&pfd, parent)?;
         let mode = Mode::from_raw_mode(e.mode & HOST_MODE_MASK);
         match e.kind {
             TarKind::Dir => {
@@ -286,6 +308,7 @@ impl Applier {
             }
             TarKind::CharDevice | TarKind::BlockDevice => {
                 self.remove_existing(&pfd, base, false, &rel)?;
+                self.skipped.insert(rel.clone());
                 self.stats.skipped_devices += 1;
             }
         }
@@ -341,6 +364,13 @@ impl Applier {
         };
         // The target is a path inside the image, never relative to the process's cwd.
         let target = tree::normalize(&e.link_name).map_err(|_| bad("the target is the root"))?;
+        if self.skipped.contains(&target) {
+            // A link to a device node that was not created: not created either.
+            self.remove_existing(pfd, base, false, rel)?;
+            self.skipped.insert(rel.to_string());
+            self.stats.skipped_devices += 1;
+            return Ok(());
+        }
         let (tparent, tbase) = split(&target);
         let tfd = match self.lookup_dir(tparent, false, &target) {
             Ok(Some(fd)) => fd,
@@ -588,6 +618,7 @@ impl Applier {
     }
 }
 
+/// Callers checked that the id fits (see `OwnerOutOfRange`).
 fn uid(v: u64) -> rustix::process::Uid {
     rustix::process::Uid::from_raw(v as u32)
 }

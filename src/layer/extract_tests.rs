@@ -214,8 +214,18 @@ fn case5_extract_absolute_symlinks_and_chains_land_in_root() {
         .file("a/group", b"g")
         .file("up/../../../etc/shadow", b"s")
         .symlink("fresh", "/newdir/deeper")
-        .file("fresh/f", b"f");
+        .file("fresh/f", b"f")
+        .symlink("hostabs", &fx.canary_abs("subdir"))
+        .file("hostabs/planted", b"in root");
     fx.apply(&t.finish()).unwrap();
+    // The host path of the canary is recreated inside the root.
+    assert_eq!(
+        fx.read(&format!(
+            "{}/planted",
+            fx.canary_abs("subdir").trim_start_matches('/')
+        )),
+        "in root"
+    );
     assert_eq!(fx.read("etc/passwd"), "p");
     assert_eq!(fx.read("etc/group"), "g");
     assert_eq!(fx.read("etc/shadow"), "s");
@@ -436,7 +446,8 @@ fn case11_extract_never_creates_devices_or_setuid_files() {
     let mut t = Tar::new();
     t.file("dev/null", b"lower")
         .device("dev/null", b'3', 1, 3)
-        .device("dev/sda", b'4', 8, 0);
+        .device("dev/sda", b'4', 8, 0)
+        .hardlink("dev/null2", "dev/null");
     t.raw(header(b"fifo", b'6', 0, 0o640, b""), b"")
         .file_mode("suid", b"", 0o4755)
         .file_mode("sgid", b"", 0o2755)
@@ -451,8 +462,8 @@ fn case11_extract_never_creates_devices_or_setuid_files() {
         )
         .file_mode("cap", b"", 0o755);
     let stats = fx.apply(&t.finish()).unwrap();
-    assert_eq!(stats.skipped_devices, 2);
-    assert!(!fx.exists("dev/null") && !fx.exists("dev/sda"));
+    assert_eq!(stats.skipped_devices, 3);
+    assert!(!fx.exists("dev/null") && !fx.exists("dev/sda") && !fx.exists("dev/null2"));
     use std::os::unix::fs::FileTypeExt;
     assert!(fx.md("fifo").file_type().is_fifo());
     assert_eq!(fx.md("fifo").mode() & 0o7777, 0o640);
@@ -555,8 +566,40 @@ fn ownership_and_mtime_are_applied() {
     }
     // A later layer can still write into and remove from the read-only directory.
     let mut t = Tar::new();
-    t.file("dir/.wh.inside", b"").file("dir/new", b"n");
+    t.file("dir/new", b"n").file("dir/.wh.inside", b"");
     fx.apply(&t.finish()).unwrap();
     assert!(!fx.exists("dir/inside") && fx.exists("dir/new"));
+    fx.assert_no_escape();
+}
+
+#[test]
+fn extract_of_gnu_tar_matches_the_source_tree() {
+    let src = crate::layer::testtar::interop_fixture(true);
+    let Some(bytes) =
+        crate::layer::testtar::gnu_tar(src.path(), &["--format=pax", "--mtime=@1700000000"])
+    else {
+        return;
+    };
+    let fx = Fx::new();
+    let stats = fx.apply(&bytes).unwrap();
+    assert_eq!(stats.hardlinks, 1);
+    let mut want = snapshot(src.path());
+    let mut got = snapshot(&fx.root);
+    for (path, v) in want.iter_mut() {
+        v.0 &= !0o6000; // setuid/setgid are stripped on the host copy
+        if path.is_empty() {
+            v.6 = 0;
+        } else {
+            v.6 = 1_700_000_000;
+        }
+    }
+    got.get_mut("").unwrap().6 = 0;
+    // Directory sizes depend on the file system, not on the archive.
+    for v in want.values_mut().chain(got.values_mut()) {
+        if v.0 & 0o170000 == 0o040000 {
+            v.1 = 0;
+        }
+    }
+    assert_eq!(got, want);
     fx.assert_no_escape();
 }

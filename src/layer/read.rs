@@ -113,8 +113,6 @@ pub enum ReadError {
         offset: u64,
         typeflag: char,
     },
-    #[error("failed to read tar archive: data of `{path}` was already consumed")]
-    DataConsumed { path: String },
     #[error("failed to write data of tar entry `{path}`")]
     Sink {
         path: String,
@@ -166,7 +164,6 @@ pub struct TarReader<R: Read> {
     remaining: u64,
     padding: u64,
     current_path: String,
-    data_started: bool,
     entries: u64,
     globals: BTreeMap<String, Vec<u8>>,
     done: bool,
@@ -188,7 +185,6 @@ impl<R: Read> TarReader<R> {
             remaining: 0,
             padding: 0,
             current_path: String::new(),
-            data_started: false,
             entries: 0,
             globals: BTreeMap::new(),
             done: false,
@@ -282,7 +278,6 @@ impl<R: Read> TarReader<R> {
             let mut entry = self.build_entry(&block, ov, size, header_offset)?;
             entry.offset = first_offset;
             self.current_path = entry.path.clone();
-            self.data_started = false;
             self.remaining = entry.size;
             self.padding = padding_for(entry.size);
             return Ok(Some(entry));
@@ -442,14 +437,8 @@ impl<R: Read> TarReader<R> {
         })
     }
 
-    /// Copies the current entry's data into `sink`; returns the number of bytes copied.
+    /// Copies the rest of the current entry's data into `sink`; returns the bytes copied.
     pub fn read_data(&mut self, sink: &mut impl Write) -> Result<u64, ReadError> {
-        if self.data_started && self.remaining > 0 {
-            return Err(ReadError::DataConsumed {
-                path: self.current_path.clone(),
-            });
-        }
-        self.data_started = true;
         let mut buf = vec![0u8; 64 * 1024];
         let mut total = 0u64;
         while self.remaining > 0 {
@@ -470,7 +459,6 @@ impl<R: Read> TarReader<R> {
 
     /// A `Read` over the current entry's data. Truncation surfaces as `UnexpectedEof`.
     pub fn data_reader(&mut self) -> EntryData<'_, R> {
-        self.data_started = true;
         EntryData { reader: self }
     }
 

@@ -401,3 +401,60 @@ fn pax_path_with_nul_is_refused() {
     t.pax(b'x', &[("path", b"a\0b")]).file("f", b"");
     assert!(matches!(all(&t.finish()), Err(ReadError::BadPax { .. })));
 }
+
+#[test]
+fn reads_gnu_tar_output_in_every_format() {
+    for (format, long_links) in [
+        ("gnu", true),
+        ("oldgnu", true),
+        ("pax", true),
+        ("ustar", false),
+    ] {
+        let fx = crate::layer::testtar::interop_fixture(long_links);
+        let fmt = format!("--format={format}");
+        let owner: &[&str] = if format == "ustar" {
+            &["--owner=0", "--group=0"]
+        } else {
+            &["--owner=3000000", "--group=7"]
+        };
+        let mut args = vec![fmt.as_str(), "--mtime=@1700000000"];
+        args.extend_from_slice(owner);
+        let Some(bytes) = crate::layer::testtar::gnu_tar(fx.path(), &args) else {
+            return;
+        };
+        let got = all(&bytes).unwrap_or_else(|e| panic!("{format}: {e}"));
+        let by_path: BTreeMap<&str, &(TarEntry, Vec<u8>)> = got
+            .iter()
+            .map(|x| (x.0.path.trim_start_matches("./").trim_end_matches('/'), x))
+            .collect();
+        let deep = format!(
+            "{}/{}/leaf-with-a-rather-long-name.txt",
+            "dir-".repeat(20),
+            "x".repeat(60)
+        );
+        assert_eq!(by_path[deep.as_str()].1, b"deep", "{format}");
+        assert_eq!(by_path["big"].1.len(), 70_000, "{format}");
+        assert_eq!(by_path["big-link"].0.kind, TarKind::Hardlink, "{format}");
+        assert_eq!(
+            by_path["big-link"].0.link_name.trim_start_matches("./"),
+            "big",
+            "{format}"
+        );
+        assert_eq!(by_path["exec"].0.mode, 0o4751, "{format}");
+        assert_eq!(by_path["empty"].0.mode, 0o1777, "{format}");
+        assert_eq!(by_path["empty"].0.kind, TarKind::Dir, "{format}");
+        assert_eq!(by_path["rel-link"].0.link_name, "exec", "{format}");
+        assert_eq!(by_path["exec"].0.mtime, 1_700_000_000, "{format}");
+        if long_links {
+            assert_eq!(
+                by_path["long-link"].0.link_name,
+                format!("/{}/{}", "dir-".repeat(20), "x".repeat(60))
+            );
+            assert_eq!(
+                (by_path["exec"].0.uid, by_path["exec"].0.gid),
+                (3_000_000, 7),
+                "{format}"
+            );
+        }
+    }
+}

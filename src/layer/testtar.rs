@@ -152,3 +152,53 @@ impl Read for Lazy {
         Ok(n)
     }
 }
+
+/// Runs the system's GNU tar over `dir` (sorted names, numeric owner) and returns the archive.
+/// `None` when tar is missing outside CI; with `CI=true` a missing tar fails the test.
+pub fn gnu_tar(dir: &std::path::Path, args: &[&str]) -> Option<Vec<u8>> {
+    let out = std::process::Command::new("tar")
+        .args(["--sort=name", "--numeric-owner", "-C"])
+        .arg(dir)
+        .args(args)
+        .args(["-cf", "-", "."])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Some(o.stdout),
+        Ok(o) => panic!(
+            "tar {args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("GNU tar is required in CI: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: GNU tar not available: {e}");
+            None
+        }
+    }
+}
+
+/// A directory exercising long names, long link targets, hardlinks, modes and symlinks.
+pub fn interop_fixture(long_links: bool) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let deep = format!("{}/{}", "dir-".repeat(20), "x".repeat(60));
+    fs_err::create_dir_all(d.join(&deep)).unwrap();
+    fs_err::write(
+        d.join(&deep).join("leaf-with-a-rather-long-name.txt"),
+        "deep",
+    )
+    .unwrap();
+    fs_err::write(d.join("big"), vec![b'z'; 70_000]).unwrap();
+    fs_err::write(d.join("exec"), "#!/bin/sh\n").unwrap();
+    fs_err::set_permissions(d.join("exec"), std::fs::Permissions::from_mode(0o4751)).unwrap();
+    fs_err::hard_link(d.join("big"), d.join("big-link")).unwrap();
+    std::os::unix::fs::symlink("exec", d.join("rel-link")).unwrap();
+    if long_links {
+        std::os::unix::fs::symlink(format!("/{deep}"), d.join("long-link")).unwrap();
+    }
+    fs_err::create_dir(d.join("empty")).unwrap();
+    fs_err::set_permissions(d.join("empty"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    tmp
+}
