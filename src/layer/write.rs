@@ -20,7 +20,8 @@
 //!   xattr in the tree is dropped and counted in [`WriteStats::xattrs_dropped`].
 //! - **Whiteouts**: empty regular files `dir/.wh.name` with mode 0644, uid/gid 0 and the
 //!   entry's clamped mtime; the entry's own mode and owner are ignored, so that two trees that
-//!   delete the same path always write the same bytes.
+//!   delete the same path always write the same bytes. Opaque markers are empty regular files
+//!   with mode 0644, uid/gid 0 and mtime = epoch.
 //! - **Numbers**: octal, zero-padded, NUL-terminated; the checksum is six octal digits, NUL,
 //!   space (as GNU tar and Go's archive/tar write it).
 //! - **End**: two zero blocks and nothing else (no padding to a 10 KiB record).
@@ -101,6 +102,18 @@ pub fn write_tar(
     epoch: i64,
     out: &mut impl Write,
 ) -> Result<WriteStats, WriteError> {
+    for path in &tree.opaque {
+        let is_dir = matches!(
+            tree.entries.get(path),
+            Some(Entry {
+                kind: EntryKind::Dir,
+                ..
+            })
+        );
+        if !path.is_empty() && !is_dir {
+            return Err(WriteError::OpaqueWithoutDir { path: path.clone() });
+        }
+    }
     let mut w = TarWriter {
         out,
         stats: WriteStats::default(),
@@ -114,18 +127,6 @@ pub fn write_tar(
         w.entry(tree, path, entry)?;
         if matches!(entry.kind, EntryKind::Dir) && tree.opaque.contains(path) {
             w.opaque_marker(path)?;
-        }
-    }
-    for path in &tree.opaque {
-        let is_dir = matches!(
-            tree.entries.get(path),
-            Some(Entry {
-                kind: EntryKind::Dir,
-                ..
-            })
-        );
-        if !path.is_empty() && !is_dir {
-            return Err(WriteError::OpaqueWithoutDir { path: path.clone() });
         }
     }
     w.write(&[0u8; 2 * BLOCK], "")?;
