@@ -16,8 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Sha256Digest;
 
 pub const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const DOCKER_MANIFEST_MEDIA_TYPE: &str =
-    "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const OCI_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 /// Media type of a signature layer (blob = simple-signing payload).
 pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -93,7 +92,10 @@ pub struct Blob {
 
 impl Blob {
     pub fn new(bytes: Vec<u8>) -> Self {
-        Self { digest: Sha256Digest::of(&bytes), bytes }
+        Self {
+            digest: Sha256Digest::of(&bytes),
+            bytes,
+        }
     }
 }
 
@@ -128,7 +130,10 @@ impl NewLayer {
     pub fn attestation(envelope_json: Vec<u8>, predicate_type_uri: &str) -> Self {
         let annotations = BTreeMap::from([
             (SIGNATURE_ANNOTATION.to_string(), String::new()),
-            (PREDICATE_TYPE_ANNOTATION.to_string(), predicate_type_uri.to_string()),
+            (
+                PREDICATE_TYPE_ANNOTATION.to_string(),
+                predicate_type_uri.to_string(),
+            ),
         ]);
         Self::new(DSSE_MEDIA_TYPE, envelope_json, annotations)
     }
@@ -190,18 +195,26 @@ impl SignatureManifest {
     /// Reads an existing signature manifest (cosign's or kiln's, OCI or Docker media type).
     /// Its config is not needed: kiln derives the config from the layers.
     pub fn parse(manifest_json: &[u8]) -> Result<Self, CosignError> {
-        let parsed: ManifestJson = serde_json::from_slice(manifest_json)
-            .map_err(|e| CosignError::ManifestJson { reason: e.to_string() })?;
+        let parsed: ManifestJson =
+            serde_json::from_slice(manifest_json).map_err(|e| CosignError::ManifestJson {
+                reason: e.to_string(),
+            })?;
         if parsed.schema_version != 2 {
             return Err(CosignError::SchemaVersion(parsed.schema_version));
         }
         match parsed.media_type.as_deref() {
             None | Some(OCI_MANIFEST_MEDIA_TYPE) | Some(DOCKER_MANIFEST_MEDIA_TYPE) => {}
             Some(other) => {
-                return Err(CosignError::ManifestMediaType { media_type: other.to_string() })
+                return Err(CosignError::ManifestMediaType {
+                    media_type: other.to_string(),
+                })
             }
         }
-        Ok(Self { layers: parsed.layers, annotations: parsed.annotations, new_layers: vec![] })
+        Ok(Self {
+            layers: parsed.layers,
+            annotations: parsed.annotations,
+            new_layers: vec![],
+        })
     }
 
     /// Appends `layer` unless a layer with the same media type, digest and annotations is
@@ -226,8 +239,7 @@ impl SignatureManifest {
                 diff_ids: self.layers.iter().map(|l| l.digest).collect(),
             },
         };
-        let config =
-            Blob::new(serde_json::to_vec(&config).expect("a config always serializes"));
+        let config = Blob::new(serde_json::to_vec(&config).expect("a config always serializes"));
         let manifest = ManifestJson {
             schema_version: 2,
             media_type: Some(OCI_MANIFEST_MEDIA_TYPE.to_string()),
@@ -242,7 +254,11 @@ impl SignatureManifest {
         };
         let manifest =
             Blob::new(serde_json::to_vec(&manifest).expect("a manifest always serializes"));
-        SignatureImage { manifest, config, new_layers: self.new_layers.clone() }
+        SignatureImage {
+            manifest,
+            config,
+            new_layers: self.new_layers.clone(),
+        }
     }
 }
 
@@ -279,9 +295,18 @@ mod tests {
     #[test]
     fn tags_follow_cosigns_rule() {
         let d = digest();
-        assert_eq!(attachment_tag(&d, AttachmentKind::Signature), format!("sha256-{}.sig", d.hex()));
-        assert_eq!(attachment_tag(&d, AttachmentKind::Attestation), format!("sha256-{}.att", d.hex()));
-        assert_eq!(attachment_tag(&d, AttachmentKind::Sbom), format!("sha256-{}.sbom", d.hex()));
+        assert_eq!(
+            attachment_tag(&d, AttachmentKind::Signature),
+            format!("sha256-{}.sig", d.hex())
+        );
+        assert_eq!(
+            attachment_tag(&d, AttachmentKind::Attestation),
+            format!("sha256-{}.att", d.hex())
+        );
+        assert_eq!(
+            attachment_tag(&d, AttachmentKind::Sbom),
+            format!("sha256-{}.sbom", d.hex())
+        );
     }
 
     #[test]
@@ -347,7 +372,10 @@ mod tests {
         .unwrap();
         let parsed = SignatureManifest::parse(&more.manifest.bytes).unwrap();
         let digests: Vec<_> = parsed.layers.iter().map(|l| l.digest).collect();
-        assert_eq!(digests, [Sha256Digest::of(b"one"), Sha256Digest::of(b"two")]);
+        assert_eq!(
+            digests,
+            [Sha256Digest::of(b"one"), Sha256Digest::of(b"two")]
+        );
         assert_eq!(more.new_layers, vec![Blob::new(b"two".to_vec())]);
     }
 
@@ -361,12 +389,18 @@ mod tests {
         );
         let out = append_to_signature_image(
             existing.as_bytes(),
-            vec![NewLayer::attestation(b"{}".to_vec(), "https://slsa.dev/provenance/v1")],
+            vec![NewLayer::attestation(
+                b"{}".to_vec(),
+                "https://slsa.dev/provenance/v1",
+            )],
         )
         .unwrap();
         let parsed = SignatureManifest::parse(&out.manifest.bytes).unwrap();
         assert_eq!(parsed.layers.len(), 2);
-        assert_eq!(parsed.layers[0].annotations["dev.sigstore.cosign/bundle"], "{}");
+        assert_eq!(
+            parsed.layers[0].annotations["dev.sigstore.cosign/bundle"],
+            "{}"
+        );
         assert_eq!(parsed.layers[1].media_type, DSSE_MEDIA_TYPE);
         assert_eq!(parsed.layers[1].annotations[SIGNATURE_ANNOTATION], "");
         assert_eq!(

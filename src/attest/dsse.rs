@@ -32,8 +32,13 @@ pub enum DsseError {
 /// The PAE of DSSE v1: `"DSSEv1" SP len(type) SP type SP len(body) SP body`, lengths in
 /// decimal bytes.
 pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len())
-        .into_bytes();
+    let mut out = format!(
+        "DSSEv1 {} {} {} ",
+        payload_type.len(),
+        payload_type,
+        payload.len()
+    )
+    .into_bytes();
     out.extend_from_slice(payload);
     out
 }
@@ -75,7 +80,9 @@ impl Envelope {
 
     /// Parses an envelope from its JSON bytes.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        serde_json::from_slice(bytes).map_err(|e| DsseError::Json { reason: e.to_string() })
+        serde_json::from_slice(bytes).map_err(|e| DsseError::Json {
+            reason: e.to_string(),
+        })
     }
 
     /// The compact JSON bytes, keys in the struct's order.
@@ -85,7 +92,8 @@ impl Envelope {
 
     /// The decoded payload bytes (not yet verified).
     pub fn payload_bytes(&self) -> Result<Vec<u8>> {
-        B64.decode(&self.payload).map_err(|_| DsseError::PayloadBase64)
+        B64.decode(&self.payload)
+            .map_err(|_| DsseError::PayloadBase64)
     }
 
     /// Checks that at least one signature verifies over the PAE with `key`, and returns the
@@ -103,7 +111,9 @@ impl Envelope {
                 Err(reason) => failures.push(format!("signature {index}: {reason}")),
             }
         }
-        Err(DsseError::NotVerified { failures: failures.join("; ") })
+        Err(DsseError::NotVerified {
+            failures: failures.join("; "),
+        })
     }
 }
 
@@ -124,9 +134,12 @@ pub fn verify_der_b64(
     message: &[u8],
     sig_b64: &str,
 ) -> std::result::Result<(), SignatureProblem> {
-    let der = B64.decode(sig_b64.trim()).map_err(|_| SignatureProblem::Base64)?;
+    let der = B64
+        .decode(sig_b64.trim())
+        .map_err(|_| SignatureProblem::Base64)?;
     let sig = DerSignature::from_bytes(&der).map_err(|_| SignatureProblem::Der)?;
-    key.verify(message, &sig).map_err(|_| SignatureProblem::Mismatch)
+    key.verify(message, &sig)
+        .map_err(|_| SignatureProblem::Mismatch)
 }
 
 /// Signs SHA-256(`message`) and returns the standard base64 of the DER signature.
@@ -166,7 +179,11 @@ mod tests {
         let key = keys::generate();
         let a = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, b"statement", &key, "");
         let b = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, b"statement", &key, "");
-        assert_eq!(a.to_json(), b.to_json(), "RFC 6979 signatures are deterministic");
+        assert_eq!(
+            a.to_json(),
+            b.to_json(),
+            "RFC 6979 signatures are deterministic"
+        );
         assert_eq!(a.verify(key.verifying_key()).unwrap(), b"statement");
     }
 
@@ -197,6 +214,9 @@ mod tests {
 
         let mut none = env;
         none.signatures.clear();
-        assert_eq!(none.verify(key.verifying_key()), Err(DsseError::NoSignatures));
+        assert_eq!(
+            none.verify(key.verifying_key()),
+            Err(DsseError::NoSignatures)
+        );
     }
 }

@@ -56,10 +56,15 @@ impl PredicateType {
 
     /// The type for a predicate URI (the inverse of [`Self::uri`]).
     pub fn from_uri(uri: &str) -> Self {
-        [Self::SlsaProvenance1, Self::SpdxJson, Self::CycloneDx, Self::Vuln]
-            .into_iter()
-            .find(|known| known.uri() == uri)
-            .unwrap_or_else(|| Self::Uri(uri.to_string()))
+        [
+            Self::SlsaProvenance1,
+            Self::SpdxJson,
+            Self::CycloneDx,
+            Self::Vuln,
+        ]
+        .into_iter()
+        .find(|known| known.uri() == uri)
+        .unwrap_or_else(|| Self::Uri(uri.to_string()))
     }
 }
 
@@ -104,7 +109,9 @@ impl Subject {
 
     /// The subject's sha256, when present and well-formed.
     pub fn sha256(&self) -> Option<Sha256Digest> {
-        self.digest.get("sha256").and_then(|hex| Sha256Digest::from_hex(hex).ok())
+        self.digest
+            .get("sha256")
+            .and_then(|hex| Sha256Digest::from_hex(hex).ok())
     }
 }
 
@@ -144,8 +151,9 @@ impl Statement {
 
     /// Parses a statement, accepting `_type` v1 and v0.1.
     pub fn from_json(bytes: &[u8]) -> Result<Self, InTotoError> {
-        let statement: Self = serde_json::from_slice(bytes)
-            .map_err(|e| InTotoError::Json { reason: e.to_string() })?;
+        let statement: Self = serde_json::from_slice(bytes).map_err(|e| InTotoError::Json {
+            reason: e.to_string(),
+        })?;
         if statement.statement_type != STATEMENT_TYPE_V1
             && statement.statement_type != STATEMENT_TYPE_V01
         {
@@ -156,7 +164,9 @@ impl Statement {
 
     /// Whether any subject has sha256 `digest`.
     pub fn is_about(&self, digest: &Sha256Digest) -> bool {
-        self.subject.iter().any(|s| s.sha256().as_ref() == Some(digest))
+        self.subject
+            .iter()
+            .any(|s| s.sha256().as_ref() == Some(digest))
     }
 }
 
@@ -171,7 +181,10 @@ mod tests {
             ("spdxjson", "https://spdx.dev/Document"),
             ("cyclonedx", "https://cyclonedx.org/bom"),
             ("vuln", "https://cosign.sigstore.dev/attestation/vuln/v1"),
-            ("https://example.com/custom/v1", "https://example.com/custom/v1"),
+            (
+                "https://example.com/custom/v1",
+                "https://example.com/custom/v1",
+            ),
         ];
         for (name, uri) in table {
             let parsed: PredicateType = name.parse().unwrap();
@@ -179,7 +192,9 @@ mod tests {
             assert_eq!(PredicateType::from_uri(uri), parsed, "{uri}");
         }
         assert_eq!(
-            "https://slsa.dev/provenance/v1".parse::<PredicateType>().unwrap(),
+            "https://slsa.dev/provenance/v1"
+                .parse::<PredicateType>()
+                .unwrap(),
             PredicateType::SlsaProvenance1
         );
         for bad in ["", "slsaprovenance", "SPDXJSON", "custom"] {
@@ -211,8 +226,12 @@ mod tests {
 
     #[test]
     fn foreign_statement_types_are_refused() {
-        let json = br#"{"_type":"https://example.com/x","subject":[],"predicateType":"p","predicate":{}}"#;
-        assert!(matches!(Statement::from_json(json), Err(InTotoError::StatementType(_))));
+        let json =
+            br#"{"_type":"https://example.com/x","subject":[],"predicateType":"p","predicate":{}}"#;
+        assert!(matches!(
+            Statement::from_json(json),
+            Err(InTotoError::StatementType(_))
+        ));
         let v01 = br#"{"_type":"https://in-toto.io/Statement/v0.1","subject":[],"predicateType":"p","predicate":null}"#;
         assert!(Statement::from_json(v01).is_ok());
     }

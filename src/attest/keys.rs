@@ -55,7 +55,10 @@ pub enum KeyError {
     )]
     UnsupportedLabel { label: String },
     #[error("failed to parse the JSON body of the `{label}` block")]
-    EncryptedJson { label: String, source: serde_json::Error },
+    EncryptedJson {
+        label: String,
+        source: serde_json::Error,
+    },
     #[error("unsupported key derivation `{name}` in the encrypted key: expected `scrypt`")]
     UnsupportedKdf { name: String },
     #[error("unsupported cipher `{name}` in the encrypted key: expected `nacl/secretbox`")]
@@ -63,7 +66,10 @@ pub enum KeyError {
     #[error("unsupported scrypt parameters N={n} r={r} p={p} in the encrypted key")]
     UnsupportedScryptParams { n: u64, r: u32, p: u32 },
     #[error("invalid base64 in the `{field}` field of the encrypted key")]
-    Base64 { field: &'static str, source: base64::DecodeError },
+    Base64 {
+        field: &'static str,
+        source: base64::DecodeError,
+    },
     #[error("invalid secretbox nonce in the encrypted key: {len} bytes, expected 24")]
     NonceLength { len: usize },
     #[error("failed to decrypt the private key: wrong password or corrupted key file")]
@@ -71,7 +77,10 @@ pub enum KeyError {
     #[error("failed to encrypt the private key")]
     Encrypt,
     #[error("failed to parse the `{label}` key: expected an ECDSA P-256 key")]
-    PrivateKey { label: String, source: p256::pkcs8::Error },
+    PrivateKey {
+        label: String,
+        source: p256::pkcs8::Error,
+    },
     #[error("failed to parse the `EC PRIVATE KEY` block: expected an ECDSA P-256 key")]
     Sec1 { source: p256::elliptic_curve::Error },
     #[error("failed to parse the public key: expected a PEM `PUBLIC KEY` (SPKI) for ECDSA P-256")]
@@ -79,7 +88,10 @@ pub enum KeyError {
     #[error("failed to encode the key")]
     Encode { source: p256::pkcs8::Error },
     #[error("failed to use key file {path}")]
-    File { path: std::path::PathBuf, source: Box<KeyError> },
+    File {
+        path: std::path::PathBuf,
+        source: Box<KeyError>,
+    },
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -139,7 +151,8 @@ struct Cipher {
 }
 
 fn scrypt_key(password: &[u8], salt: &[u8], log_n: u8, r: u32, p: u32) -> [u8; 32] {
-    let params = scrypt::Params::new(log_n, r, p, 32).expect("accepted scrypt parameters are valid");
+    let params =
+        scrypt::Params::new(log_n, r, p, 32).expect("accepted scrypt parameters are valid");
     let mut key = [0u8; 32];
     scrypt::scrypt(password, salt, &params, &mut key).expect("32 bytes is a valid scrypt output");
     key
@@ -148,7 +161,9 @@ fn scrypt_key(password: &[u8], salt: &[u8], log_n: u8, r: u32, p: u32) -> [u8; 3
 /// The private key in cosign's encrypted format (PEM `ENCRYPTED SIGSTORE PRIVATE KEY`), sealed
 /// with `password` (empty is allowed, as with cosign). Salt and nonce are random.
 pub fn encrypt_cosign_private_key(key: &SigningKey, password: &str) -> Result<String> {
-    let der = key.to_pkcs8_der().map_err(|source| KeyError::Encode { source })?;
+    let der = key
+        .to_pkcs8_der()
+        .map_err(|source| KeyError::Encode { source })?;
     let mut salt = [0u8; SALT_LEN];
     let mut nonce = [0u8; NONCE_LEN];
     OsRng.fill_bytes(&mut salt);
@@ -160,41 +175,59 @@ pub fn encrypt_cosign_private_key(key: &SigningKey, password: &str) -> Result<St
     let body = EncryptedKey {
         kdf: Kdf {
             name: SCRYPT_NAME.to_string(),
-            params: ScryptParams { n: 1 << SCRYPT_LOG_N, r: SCRYPT_R, p: SCRYPT_P },
+            params: ScryptParams {
+                n: 1 << SCRYPT_LOG_N,
+                r: SCRYPT_R,
+                p: SCRYPT_P,
+            },
             salt: B64.encode(salt),
         },
-        cipher: Cipher { name: SECRETBOX_NAME.to_string(), nonce: B64.encode(nonce) },
+        cipher: Cipher {
+            name: SECRETBOX_NAME.to_string(),
+            nonce: B64.encode(nonce),
+        },
         ciphertext: B64.encode(ciphertext),
     };
     let json = serde_json::to_vec(&body).expect("the encrypted key body always serializes");
-    pem::encode_string(SIGSTORE_PRIVATE_KEY_LABEL, LineEnding::LF, &json)
-        .map_err(|e| KeyError::Pem {
+    pem::encode_string(SIGSTORE_PRIVATE_KEY_LABEL, LineEnding::LF, &json).map_err(|e| {
+        KeyError::Pem {
             label: SIGSTORE_PRIVATE_KEY_LABEL.to_string(),
             reason: e.to_string(),
-        })
+        }
+    })
 }
 
 fn decrypt_cosign_body(label: &str, body: &[u8], password: &str) -> Result<Vec<u8>> {
-    let parsed: EncryptedKey = serde_json::from_slice(body)
-        .map_err(|source| KeyError::EncryptedJson { label: label.to_string(), source })?;
+    let parsed: EncryptedKey =
+        serde_json::from_slice(body).map_err(|source| KeyError::EncryptedJson {
+            label: label.to_string(),
+            source,
+        })?;
     if parsed.kdf.name != SCRYPT_NAME {
-        return Err(KeyError::UnsupportedKdf { name: parsed.kdf.name });
+        return Err(KeyError::UnsupportedKdf {
+            name: parsed.kdf.name,
+        });
     }
     if parsed.cipher.name != SECRETBOX_NAME {
-        return Err(KeyError::UnsupportedCipher { name: parsed.cipher.name });
+        return Err(KeyError::UnsupportedCipher {
+            name: parsed.cipher.name,
+        });
     }
     let ScryptParams { n, r, p } = parsed.kdf.params;
     if !ACCEPTED_SCRYPT_N.contains(&n) || r != SCRYPT_R || p != SCRYPT_P {
         return Err(KeyError::UnsupportedScryptParams { n, r, p });
     }
     let decode = |field: &'static str, text: &str| {
-        B64.decode(text).map_err(|source| KeyError::Base64 { field, source })
+        B64.decode(text)
+            .map_err(|source| KeyError::Base64 { field, source })
     };
     let salt = decode("kdf.salt", &parsed.kdf.salt)?;
     let nonce = decode("cipher.nonce", &parsed.cipher.nonce)?;
     let ciphertext = decode("ciphertext", &parsed.ciphertext)?;
-    let nonce: [u8; NONCE_LEN] =
-        nonce.as_slice().try_into().map_err(|_| KeyError::NonceLength { len: nonce.len() })?;
+    let nonce: [u8; NONCE_LEN] = nonce
+        .as_slice()
+        .try_into()
+        .map_err(|_| KeyError::NonceLength { len: nonce.len() })?;
     let box_key = scrypt_key(password.as_bytes(), &salt, n.trailing_zeros() as u8, r, p);
     XSalsa20Poly1305::new(&box_key.into())
         .decrypt(&nonce.into(), ciphertext.as_slice())
@@ -208,10 +241,14 @@ fn pem_blocks(text: &str) -> Vec<(&str, &str)> {
     let mut rest = text;
     while let Some(start) = rest.find("-----BEGIN ") {
         let after = &rest[start + "-----BEGIN ".len()..];
-        let Some(label_end) = after.find("-----") else { break };
+        let Some(label_end) = after.find("-----") else {
+            break;
+        };
         let label = &after[..label_end];
         let end_marker = format!("-----END {label}-----");
-        let Some(end) = rest[start..].find(&end_marker) else { break };
+        let Some(end) = rest[start..].find(&end_marker) else {
+            break;
+        };
         let block_end = start + end + end_marker.len();
         blocks.push((label, &rest[start..block_end]));
         rest = &rest[block_end..];
@@ -228,36 +265,48 @@ pub fn load_private_key(pem_text: &str, password: &str) -> Result<SigningKey> {
         .copied()
         .find(|(label, _)| *label != "EC PARAMETERS")
         .ok_or(KeyError::NoPemBlock)?;
-    let (_, der) = pem::decode_vec(block.as_bytes())
-        .map_err(|e| KeyError::Pem { label: label.to_string(), reason: e.to_string() })?;
+    let (_, der) = pem::decode_vec(block.as_bytes()).map_err(|e| KeyError::Pem {
+        label: label.to_string(),
+        reason: e.to_string(),
+    })?;
     let pkcs8 = match label {
         SIGSTORE_PRIVATE_KEY_LABEL | COSIGN_PRIVATE_KEY_LABEL => {
             decrypt_cosign_body(label, &der, password)?
         }
         "PRIVATE KEY" => der,
         "EC PRIVATE KEY" => {
-            let secret = p256::SecretKey::from_sec1_der(&der)
-                .map_err(|source| KeyError::Sec1 { source })?;
+            let secret =
+                p256::SecretKey::from_sec1_der(&der).map_err(|source| KeyError::Sec1 { source })?;
             return Ok(SigningKey::from(secret));
         }
-        _ => return Err(KeyError::UnsupportedLabel { label: label.to_string() }),
+        _ => {
+            return Err(KeyError::UnsupportedLabel {
+                label: label.to_string(),
+            })
+        }
     };
-    SigningKey::from_pkcs8_der(&pkcs8)
-        .map_err(|source| KeyError::PrivateKey { label: label.to_string(), source })
+    SigningKey::from_pkcs8_der(&pkcs8).map_err(|source| KeyError::PrivateKey {
+        label: label.to_string(),
+        source,
+    })
 }
 
 /// [`load_private_key`] on the contents of `path`; errors name the file.
 pub fn read_private_key(path: &Path, password: &str) -> Result<SigningKey> {
     let text = fs_err::read_to_string(path)?;
-    load_private_key(&text, password)
-        .map_err(|e| KeyError::File { path: path.to_path_buf(), source: Box::new(e) })
+    load_private_key(&text, password).map_err(|e| KeyError::File {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    })
 }
 
 /// [`load_public_key`] on the contents of `path`; errors name the file.
 pub fn read_public_key(path: &Path) -> Result<VerifyingKey> {
     let text = fs_err::read_to_string(path)?;
-    load_public_key(&text)
-        .map_err(|e| KeyError::File { path: path.to_path_buf(), source: Box::new(e) })
+    load_public_key(&text).map_err(|e| KeyError::File {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    })
 }
 
 /// Writes `PREFIX.key` (cosign's encrypted format, mode 0600) and `PREFIX.pub` (SPKI PEM).
@@ -309,10 +358,15 @@ mod tests {
         let (_, body) = pem::decode_vec(pem_text.as_bytes()).unwrap();
         let body = String::from_utf8(body).unwrap();
         assert!(
-            body.starts_with(r#"{"kdf":{"name":"scrypt","params":{"N":32768,"r":8,"p":1},"salt":""#),
+            body.starts_with(
+                r#"{"kdf":{"name":"scrypt","params":{"N":32768,"r":8,"p":1},"salt":""#
+            ),
             "{body}"
         );
-        assert!(body.contains(r#""cipher":{"name":"nacl/secretbox","nonce":""#), "{body}");
+        assert!(
+            body.contains(r#""cipher":{"name":"nacl/secretbox","nonce":""#),
+            "{body}"
+        );
         let parsed: EncryptedKey = serde_json::from_str(&body).unwrap();
         assert_eq!(B64.decode(parsed.kdf.salt).unwrap().len(), 32);
         assert_eq!(B64.decode(parsed.cipher.nonce).unwrap().len(), 24);
@@ -322,8 +376,14 @@ mod tests {
     fn empty_password_is_allowed_and_wrong_password_is_refused() {
         let key = generate();
         let pem_text = encrypt_cosign_private_key(&key, "").unwrap();
-        assert_eq!(load_private_key(&pem_text, "").unwrap().to_bytes(), key.to_bytes());
-        assert!(matches!(load_private_key(&pem_text, "x"), Err(KeyError::Decrypt)));
+        assert_eq!(
+            load_private_key(&pem_text, "").unwrap().to_bytes(),
+            key.to_bytes()
+        );
+        assert!(matches!(
+            load_private_key(&pem_text, "x"),
+            Err(KeyError::Decrypt)
+        ));
     }
 
     #[test]
@@ -332,14 +392,20 @@ mod tests {
         let pem_text = encrypt_cosign_private_key(&key, "pw")
             .unwrap()
             .replace(SIGSTORE_PRIVATE_KEY_LABEL, COSIGN_PRIVATE_KEY_LABEL);
-        assert_eq!(load_private_key(&pem_text, "pw").unwrap().to_bytes(), key.to_bytes());
+        assert_eq!(
+            load_private_key(&pem_text, "pw").unwrap().to_bytes(),
+            key.to_bytes()
+        );
     }
 
     #[test]
     fn plain_pkcs8_and_sec1_keys_load() {
         let key = generate();
         let pkcs8 = key.to_pkcs8_pem(LineEnding::LF).unwrap();
-        assert_eq!(load_private_key(&pkcs8, "ignored").unwrap().to_bytes(), key.to_bytes());
+        assert_eq!(
+            load_private_key(&pkcs8, "ignored").unwrap().to_bytes(),
+            key.to_bytes()
+        );
 
         let sec1_der = p256::SecretKey::from(&key).to_sec1_der().unwrap();
         let sec1 = pem::encode_string("EC PRIVATE KEY", LineEnding::LF, &sec1_der).unwrap();
@@ -347,7 +413,10 @@ mod tests {
         let text = format!(
             "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n{sec1}"
         );
-        assert_eq!(load_private_key(&text, "").unwrap().to_bytes(), key.to_bytes());
+        assert_eq!(
+            load_private_key(&text, "").unwrap().to_bytes(),
+            key.to_bytes()
+        );
     }
 
     #[test]
@@ -365,11 +434,23 @@ mod tests {
             Err(KeyError::UnsupportedScryptParams { n: 1073741824, .. })
         ));
         let other_kdf = reencode(body.replace(r#""name":"scrypt""#, r#""name":"pbkdf2""#));
-        assert!(matches!(load_private_key(&other_kdf, ""), Err(KeyError::UnsupportedKdf { .. })));
-        assert!(matches!(load_private_key("not a key", ""), Err(KeyError::NoPemBlock)));
+        assert!(matches!(
+            load_private_key(&other_kdf, ""),
+            Err(KeyError::UnsupportedKdf { .. })
+        ));
+        assert!(matches!(
+            load_private_key("not a key", ""),
+            Err(KeyError::NoPemBlock)
+        ));
         let cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        assert!(matches!(load_private_key(cert, ""), Err(KeyError::UnsupportedLabel { .. })));
-        assert!(matches!(load_public_key(&good), Err(KeyError::PublicKey { .. })));
+        assert!(matches!(
+            load_private_key(cert, ""),
+            Err(KeyError::UnsupportedLabel { .. })
+        ));
+        assert!(matches!(
+            load_public_key(&good),
+            Err(KeyError::PublicKey { .. })
+        ));
     }
 
     #[test]
@@ -379,12 +460,18 @@ mod tests {
         let prefix = dir.path().join("cosign");
         let key = generate();
         write_key_pair(&prefix, &key, "pw").unwrap();
-        let mode = fs_err::metadata(dir.path().join("cosign.key")).unwrap().permissions().mode();
+        let mode = fs_err::metadata(dir.path().join("cosign.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let loaded = read_private_key(&dir.path().join("cosign.key"), "pw").unwrap();
         assert_eq!(loaded.to_bytes(), key.to_bytes());
         let public = read_public_key(&dir.path().join("cosign.pub")).unwrap();
         assert_eq!(&public, key.verifying_key());
-        assert!(write_key_pair(&prefix, &key, "pw").is_err(), "must not overwrite");
+        assert!(
+            write_key_pair(&prefix, &key, "pw").is_err(),
+            "must not overwrite"
+        );
     }
 }

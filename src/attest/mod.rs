@@ -31,7 +31,11 @@ pub use verify::{AttestationPolicy, VerificationReport, VerifyError};
 
 /// A signature layer for the image `digest` known as `docker_reference` (`HOST/REPO:TAG`):
 /// the simple-signing payload and its DER signature, ready for [`SignatureManifest::append`].
-pub fn signature_layer(key: &SigningKey, docker_reference: &str, digest: &Sha256Digest) -> NewLayer {
+pub fn signature_layer(
+    key: &SigningKey,
+    docker_reference: &str,
+    digest: &Sha256Digest,
+) -> NewLayer {
     let payload = cosign::simple_signing_payload(docker_reference, digest);
     let signature = dsse::sign_der_b64(key, &payload);
     NewLayer::signature(payload, &signature)

@@ -47,7 +47,10 @@ struct Verifier {
 
 impl Verifier {
     fn new() -> Option<Self> {
-        Some(Self { python: python()?, dir: tempfile::tempdir().unwrap() })
+        Some(Self {
+            python: python()?,
+            dir: tempfile::tempdir().unwrap(),
+        })
     }
 
     fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
@@ -72,7 +75,12 @@ impl Verifier {
     }
 
     /// Runs `verify.py sig`; Ok(stdout JSON) when verified, Err(stderr) when rejected.
-    fn sig(&self, key: &Path, payload: &Path, signature: &Path) -> Result<serde_json::Value, String> {
+    fn sig(
+        &self,
+        key: &Path,
+        payload: &Path,
+        signature: &Path,
+    ) -> Result<serde_json::Value, String> {
         let out = self.run(&[
             Path::new("sig"),
             Path::new("--key"),
@@ -115,14 +123,19 @@ fn python_cryptography_verifies_kiln_signatures_and_catches_tampering() {
     let payload = simple_signing_payload("localhost:5000/app:v1", &digest);
     let signature = dsse::sign_der_b64(&key, &payload);
 
-    let pub_path = v.write("key.pub", keys::write_public_pem(key.verifying_key()).as_bytes());
+    let pub_path = v.write(
+        "key.pub",
+        keys::write_public_pem(key.verifying_key()).as_bytes(),
+    );
     let payload_path = v.write("payload.json", &payload);
     let sig_path = v.write("payload.sig", signature.as_bytes());
     let ok = v.sig(&pub_path, &payload_path, &sig_path).unwrap();
     assert_eq!(ok["payload_sha256"], Sha256Digest::of(&payload).hex());
 
     // Changed payload.
-    let changed = String::from_utf8(payload.clone()).unwrap().replace("app:v1", "app:v2");
+    let changed = String::from_utf8(payload.clone())
+        .unwrap()
+        .replace("app:v1", "app:v2");
     let changed_path = v.write("changed.json", changed.as_bytes());
     let err = v.sig(&pub_path, &changed_path, &sig_path).unwrap_err();
     assert!(err.contains("does not verify"), "{err}");
@@ -134,15 +147,20 @@ fn python_cryptography_verifies_kiln_signatures_and_catches_tampering() {
 
     // Swapped public key.
     let stranger = keys::generate();
-    let stranger_pub =
-        v.write("stranger.pub", keys::write_public_pem(stranger.verifying_key()).as_bytes());
+    let stranger_pub = v.write(
+        "stranger.pub",
+        keys::write_public_pem(stranger.verifying_key()).as_bytes(),
+    );
     assert!(v.sig(&stranger_pub, &payload_path, &sig_path).is_err());
 
     // Truncated signature.
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let der = b64.decode(&signature).unwrap();
-    let truncated = v.write("truncated.sig", b64.encode(&der[..der.len() - 2]).as_bytes());
+    let truncated = v.write(
+        "truncated.sig",
+        b64.encode(&der[..der.len() - 2]).as_bytes(),
+    );
     assert!(v.sig(&pub_path, &payload_path, &truncated).is_err());
 }
 
@@ -164,7 +182,10 @@ fn securesystemslib_verifies_kiln_dsse_envelopes_and_catches_tampering() {
         &key,
         &keys::key_id(key.verifying_key()),
     );
-    let pub_path = v.write("key.pub", keys::write_public_pem(key.verifying_key()).as_bytes());
+    let pub_path = v.write(
+        "key.pub",
+        keys::write_public_pem(key.verifying_key()).as_bytes(),
+    );
     let env_path = v.write("envelope.json", &envelope.to_json());
     let ok = v.dsse(&pub_path, &env_path).unwrap();
     assert_eq!(ok["payload_sha256"], Sha256Digest::of(&payload).hex());
@@ -186,8 +207,10 @@ fn securesystemslib_verifies_kiln_dsse_envelopes_and_catches_tampering() {
 
     // Swapped public key.
     let stranger = keys::generate();
-    let stranger_pub =
-        v.write("stranger.pub", keys::write_public_pem(stranger.verifying_key()).as_bytes());
+    let stranger_pub = v.write(
+        "stranger.pub",
+        keys::write_public_pem(stranger.verifying_key()).as_bytes(),
+    );
     assert!(v.dsse(&stranger_pub, &env_path).is_err());
 }
 
@@ -196,7 +219,11 @@ fn kiln_signs_with_keys_python_wrote() {
     let Some(v) = Verifier::new() else { return };
     let prefix = v.dir.path().join("py");
     let out = v.run(&[Path::new("genkey"), Path::new("--out"), &prefix]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pub_path = v.dir.path().join("py.pub");
     let payload = simple_signing_payload("r/a:t", &Sha256Digest::of(b"m"));
     let payload_path = v.write("payload.json", &payload);
@@ -205,6 +232,7 @@ fn kiln_signs_with_keys_python_wrote() {
         let public = keys::read_public_key(&pub_path).unwrap();
         assert_eq!(key.verifying_key(), &public, "{private}");
         let sig_path = v.write("sig", dsse::sign_der_b64(&key, &payload).as_bytes());
-        v.sig(&pub_path, &payload_path, &sig_path).unwrap_or_else(|e| panic!("{private}: {e}"));
+        v.sig(&pub_path, &payload_path, &sig_path)
+            .unwrap_or_else(|e| panic!("{private}: {e}"));
     }
 }

@@ -33,7 +33,11 @@ pub const RECIPE_DIGEST_POINTER: &str = "/buildDefinition/externalParameters/rec
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum VerifyError {
     #[error("failed to verify the {kind} of {subject}: {}", failures.join("; "))]
-    NotVerified { subject: Sha256Digest, kind: ReportKind, failures: Vec<String> },
+    NotVerified {
+        subject: Sha256Digest,
+        kind: ReportKind,
+        failures: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -89,7 +93,9 @@ impl LayerReport {
     }
 
     fn signature_verified(&self) -> bool {
-        self.checks.iter().any(|c| c.name == "signature" && c.passed)
+        self.checks
+            .iter()
+            .any(|c| c.name == "signature" && c.passed)
     }
 
     fn describe_failure(&self) -> Option<String> {
@@ -125,13 +131,27 @@ impl VerificationReport {
         let key_vouches_otherwise = layers
             .iter()
             .any(|l| l.verdict == LayerVerdict::Rejected && l.signature_verified());
-        Self { subject, kind, predicate_type, verified: any_verified && !key_vouches_otherwise, layers }
+        Self {
+            subject,
+            kind,
+            predicate_type,
+            verified: any_verified && !key_vouches_otherwise,
+            layers,
+        }
     }
 
     /// One line per failed layer: `layer N (sha256:…): check: detail`.
     pub fn failures(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.layers.iter().filter_map(|l| l.describe_failure()).collect();
-        if !self.layers.iter().any(|l| l.verdict != LayerVerdict::Skipped) {
+        let mut out: Vec<String> = self
+            .layers
+            .iter()
+            .filter_map(|l| l.describe_failure())
+            .collect();
+        if !self
+            .layers
+            .iter()
+            .any(|l| l.verdict != LayerVerdict::Skipped)
+        {
             out.push(match &self.predicate_type {
                 Some(t) => format!("no attestation layer with predicate type `{t}`"),
                 None => format!("no {} layer", self.kind),
@@ -161,21 +181,37 @@ struct LayerChecks {
 
 impl LayerChecks {
     fn pass(&mut self, name: &'static str) {
-        self.checks.push(Check { name, passed: true, detail: None });
+        self.checks.push(Check {
+            name,
+            passed: true,
+            detail: None,
+        });
     }
 
     fn fail(&mut self, name: &'static str, detail: String) -> LayerVerdict {
-        self.checks.push(Check { name, passed: false, detail: Some(detail) });
+        self.checks.push(Check {
+            name,
+            passed: false,
+            detail: Some(detail),
+        });
         LayerVerdict::Rejected
     }
 
     fn skip(&mut self, name: &'static str, detail: String) -> LayerVerdict {
-        self.checks.push(Check { name, passed: true, detail: Some(detail) });
+        self.checks.push(Check {
+            name,
+            passed: true,
+            detail: Some(detail),
+        });
         LayerVerdict::Skipped
     }
 }
 
-fn check_blob(c: &mut LayerChecks, descriptor: &Descriptor, blob: &[u8]) -> Result<(), LayerVerdict> {
+fn check_blob(
+    c: &mut LayerChecks,
+    descriptor: &Descriptor,
+    blob: &[u8],
+) -> Result<(), LayerVerdict> {
     let actual = Sha256Digest::of(blob);
     if actual != descriptor.digest || blob.len() as u64 != descriptor.size {
         return Err(c.fail(
@@ -193,14 +229,22 @@ fn check_blob(c: &mut LayerChecks, descriptor: &Descriptor, blob: &[u8]) -> Resu
 }
 
 /// Checks that `value` is an object with exactly the keys `keys`.
-fn exact_object<'v>(value: &'v Value, what: &str, keys: &[&str]) -> Result<&'v serde_json::Map<String, Value>, String> {
-    let object = value.as_object().ok_or_else(|| format!("`{what}` is not an object"))?;
+fn exact_object<'v>(
+    value: &'v Value,
+    what: &str,
+    keys: &[&str],
+) -> Result<&'v serde_json::Map<String, Value>, String> {
+    let object = value
+        .as_object()
+        .ok_or_else(|| format!("`{what}` is not an object"))?;
     let mut found: Vec<&str> = object.keys().map(String::as_str).collect();
     let mut wanted = keys.to_vec();
     found.sort_unstable();
     wanted.sort_unstable();
     if found != wanted {
-        return Err(format!("`{what}` has fields {found:?}, expected exactly {wanted:?}"));
+        return Err(format!(
+            "`{what}` has fields {found:?}, expected exactly {wanted:?}"
+        ));
     }
     Ok(object)
 }
@@ -215,10 +259,21 @@ fn parse_simple_signing(payload: &[u8]) -> Result<(String, String), String> {
     }
     let critical = exact_object(&top["critical"], "critical", &["identity", "image", "type"])?;
     if critical["type"] != SIMPLE_SIGNING_TYPE {
-        return Err(format!("`critical.type` is {}, expected {SIMPLE_SIGNING_TYPE:?}", critical["type"]));
+        return Err(format!(
+            "`critical.type` is {}, expected {SIMPLE_SIGNING_TYPE:?}",
+            critical["type"]
+        ));
     }
-    let image = exact_object(&critical["image"], "critical.image", &["docker-manifest-digest"])?;
-    let identity = exact_object(&critical["identity"], "critical.identity", &["docker-reference"])?;
+    let image = exact_object(
+        &critical["image"],
+        "critical.image",
+        &["docker-manifest-digest"],
+    )?;
+    let identity = exact_object(
+        &critical["identity"],
+        "critical.identity",
+        &["docker-reference"],
+    )?;
     let digest = image["docker-manifest-digest"]
         .as_str()
         .ok_or("`docker-manifest-digest` is not a string")?;
@@ -238,14 +293,20 @@ fn verify_signature_layer(
     let mut c = LayerChecks { checks: Vec::new() };
     let verdict = (|| {
         if descriptor.media_type != SIMPLE_SIGNING_MEDIA_TYPE {
-            return c.skip("media-type", format!("not a signature layer ({})", descriptor.media_type));
+            return c.skip(
+                "media-type",
+                format!("not a signature layer ({})", descriptor.media_type),
+            );
         }
         c.pass("media-type");
         if let Err(v) = check_blob(&mut c, descriptor, blob) {
             return v;
         }
         let Some(sig) = descriptor.annotations.get(SIGNATURE_ANNOTATION) else {
-            return c.fail("signature", format!("the `{SIGNATURE_ANNOTATION}` annotation is missing"));
+            return c.fail(
+                "signature",
+                format!("the `{SIGNATURE_ANNOTATION}` annotation is missing"),
+            );
         };
         if let Err(problem) = dsse::verify_der_b64(key, blob, sig) {
             return c.fail("signature", problem.to_string());
@@ -257,7 +318,10 @@ fn verify_signature_layer(
         };
         c.pass("payload-format");
         if digest != subject.to_string() {
-            return c.fail("payload-digest", format!("the payload signs {digest}, not {subject}"));
+            return c.fail(
+                "payload-digest",
+                format!("the payload signs {digest}, not {subject}"),
+            );
         }
         c.pass("payload-digest");
         if let Some(expected) = expected_reference {
@@ -319,7 +383,10 @@ fn verify_attestation_layer(
     let mut c = LayerChecks { checks: Vec::new() };
     let verdict = (|| {
         if descriptor.media_type != DSSE_MEDIA_TYPE {
-            return c.skip("media-type", format!("not an attestation layer ({})", descriptor.media_type));
+            return c.skip(
+                "media-type",
+                format!("not an attestation layer ({})", descriptor.media_type),
+            );
         }
         c.pass("media-type");
         if let Err(v) = check_blob(&mut c, descriptor, blob) {
@@ -333,7 +400,10 @@ fn verify_attestation_layer(
         if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
             return c.fail(
                 "payload-type",
-                format!("payloadType is {:?}, expected {IN_TOTO_PAYLOAD_TYPE:?}", envelope.payload_type),
+                format!(
+                    "payloadType is {:?}, expected {IN_TOTO_PAYLOAD_TYPE:?}",
+                    envelope.payload_type
+                ),
             );
         }
         c.pass("payload-type");
@@ -355,19 +425,28 @@ fn verify_attestation_layer(
                 .collect();
             return c.fail(
                 "subject",
-                format!("the statement is about [{}], not {subject}", names.join(", ")),
+                format!(
+                    "the statement is about [{}], not {subject}",
+                    names.join(", ")
+                ),
             );
         }
         c.pass("subject");
         if statement.predicate_type != policy.predicate_type.uri() {
             return c.skip(
                 "predicate-type",
-                format!("predicate type {}, not {}", statement.predicate_type, policy.predicate_type),
+                format!(
+                    "predicate type {}, not {}",
+                    statement.predicate_type, policy.predicate_type
+                ),
             );
         }
         c.pass("predicate-type");
         if let Some(expected) = &policy.recipe_sha256 {
-            let recorded = statement.predicate.pointer(RECIPE_DIGEST_POINTER).and_then(Value::as_str);
+            let recorded = statement
+                .predicate
+                .pointer(RECIPE_DIGEST_POINTER)
+                .and_then(Value::as_str);
             match recorded {
                 Some(hex) if hex == expected.hex() => c.pass("recipe-digest"),
                 Some(hex) => {
@@ -401,7 +480,8 @@ pub fn verify_attestations(
         .iter()
         .enumerate()
         .map(|(index, (descriptor, blob))| {
-            let (verdict, checks) = verify_attestation_layer(descriptor, blob, key, subject, policy);
+            let (verdict, checks) =
+                verify_attestation_layer(descriptor, blob, key, subject, policy);
             LayerReport {
                 index,
                 digest: descriptor.digest,

@@ -29,14 +29,22 @@ fn stored(layers: Vec<NewLayer>) -> Vec<(Descriptor, Vec<u8>)> {
         .layers
         .into_iter()
         .map(|d| {
-            let blob = blobs.iter().find(|b| b.digest == d.digest).unwrap().bytes.clone();
+            let blob = blobs
+                .iter()
+                .find(|b| b.digest == d.digest)
+                .unwrap()
+                .bytes
+                .clone();
             (d, blob)
         })
         .collect()
 }
 
 fn failed(report: &VerificationReport, layer: usize) -> &'static str {
-    report.layers[layer].failed_check().expect("a failed check").name
+    report.layers[layer]
+        .failed_check()
+        .expect("a failed check")
+        .name
 }
 
 /// Replaces a layer's payload and fixes up its descriptor, as an attacker who can push to the
@@ -58,7 +66,10 @@ fn provenance(recipe: &Sha256Digest) -> serde_json::Value {
 }
 
 fn slsa_policy(recipe: Option<Sha256Digest>) -> AttestationPolicy {
-    AttestationPolicy { predicate_type: PredicateType::SlsaProvenance1, recipe_sha256: recipe }
+    AttestationPolicy {
+        predicate_type: PredicateType::SlsaProvenance1,
+        recipe_sha256: recipe,
+    }
 }
 
 #[test]
@@ -70,7 +81,14 @@ fn signature_round_trip_verifies_every_check() {
     let names: Vec<_> = report.layers[0].checks.iter().map(|c| c.name).collect();
     assert_eq!(
         names,
-        ["media-type", "blob-digest", "signature", "payload-format", "payload-digest", "payload-identity"]
+        [
+            "media-type",
+            "blob-digest",
+            "signature",
+            "payload-format",
+            "payload-digest",
+            "payload-identity"
+        ]
     );
     assert!(report.layers[0].checks.iter().all(|c| c.passed));
     let json = serde_json::to_value(&report).unwrap();
@@ -84,7 +102,9 @@ fn signature_round_trip_verifies_every_check() {
 fn tampered_changed_payload_is_rejected() {
     let key = keys::generate();
     let mut layers = stored(vec![signature_layer(&key, REFERENCE, &image())]);
-    let changed = String::from_utf8(layers[0].1.clone()).unwrap().replace("app:v1", "app:v2");
+    let changed = String::from_utf8(layers[0].1.clone())
+        .unwrap()
+        .replace("app:v1", "app:v2");
     replace_payload(&mut layers[0], changed.into_bytes());
     let report = verify_signatures(&layers, key.verifying_key(), &image(), None);
     assert!(!report.verified);
@@ -106,7 +126,10 @@ fn tampered_signature_for_another_digest_is_rejected() {
     assert!(!report.verified);
     assert_eq!(failed(&report, 0), "payload-digest");
     let err = report.into_result().unwrap_err().to_string();
-    assert!(err.contains(&format!("layer 0 ({})", layers[0].0.digest)), "{err}");
+    assert!(
+        err.contains(&format!("layer 0 ({})", layers[0].0.digest)),
+        "{err}"
+    );
     assert!(err.contains(&other_image().to_string()), "{err}");
 
     // Even next to a valid signature, the key vouching for another image fails verification.
@@ -127,7 +150,12 @@ fn tampered_swapped_public_key_is_rejected() {
     let report = verify_signatures(&layers, stranger.verifying_key(), &image(), None);
     assert!(!report.verified);
     assert_eq!(failed(&report, 0), "signature");
-    let detail = report.layers[0].failed_check().unwrap().detail.clone().unwrap();
+    let detail = report.layers[0]
+        .failed_check()
+        .unwrap()
+        .detail
+        .clone()
+        .unwrap();
     assert!(detail.contains("does not verify"), "{detail}");
 }
 
@@ -135,7 +163,11 @@ fn tampered_swapped_public_key_is_rejected() {
 fn tampered_truncated_signature_is_rejected() {
     let key = keys::generate();
     let mut layers = stored(vec![signature_layer(&key, REFERENCE, &image())]);
-    let sig = layers[0].0.annotations.get_mut(SIGNATURE_ANNOTATION).unwrap();
+    let sig = layers[0]
+        .0
+        .annotations
+        .get_mut(SIGNATURE_ANNOTATION)
+        .unwrap();
     let der = B64.decode(&*sig).unwrap();
     *sig = B64.encode(&der[..der.len() - 4]);
     let report = verify_signatures(&layers, key.verifying_key(), &image(), None);
@@ -148,15 +180,26 @@ fn signed_payload_with_extra_or_missing_fields_is_rejected() {
     let key = keys::generate();
     let d = image();
     let payloads = [
-        format!(r#"{{"critical":{{"identity":{{"docker-reference":"r"}},"image":{{"docker-manifest-digest":"{d}"}},"type":"cosign container image signature","extra":1}},"optional":null}}"#),
-        format!(r#"{{"critical":{{"identity":{{"docker-reference":"r"}},"image":{{"docker-manifest-digest":"{d}"}},"type":"something else"}},"optional":null}}"#),
-        format!(r#"{{"critical":{{"identity":{{"docker-reference":"r"}},"image":{{"docker-manifest-digest":"{d}"}},"type":"cosign container image signature"}}}}"#),
-        format!(r#"{{"critical":{{"identity":{{}},"image":{{"docker-manifest-digest":"{d}"}},"type":"cosign container image signature"}},"optional":null}}"#),
+        format!(
+            r#"{{"critical":{{"identity":{{"docker-reference":"r"}},"image":{{"docker-manifest-digest":"{d}"}},"type":"cosign container image signature","extra":1}},"optional":null}}"#
+        ),
+        format!(
+            r#"{{"critical":{{"identity":{{"docker-reference":"r"}},"image":{{"docker-manifest-digest":"{d}"}},"type":"something else"}},"optional":null}}"#
+        ),
+        format!(
+            r#"{{"critical":{{"identity":{{"docker-reference":"r"}},"image":{{"docker-manifest-digest":"{d}"}},"type":"cosign container image signature"}}}}"#
+        ),
+        format!(
+            r#"{{"critical":{{"identity":{{}},"image":{{"docker-manifest-digest":"{d}"}},"type":"cosign container image signature"}},"optional":null}}"#
+        ),
         "not json".to_string(),
     ];
     for payload in payloads {
         let sig = crate::attest::dsse::sign_der_b64(&key, payload.as_bytes());
-        let layers = stored(vec![NewLayer::signature(payload.clone().into_bytes(), &sig)]);
+        let layers = stored(vec![NewLayer::signature(
+            payload.clone().into_bytes(),
+            &sig,
+        )]);
         let report = verify_signatures(&layers, key.verifying_key(), &d, None);
         assert!(!report.verified, "{payload}");
         assert_eq!(failed(&report, 0), "payload-format", "{payload}");
@@ -192,8 +235,19 @@ fn other_signers_do_not_block_and_empty_images_do_not_verify() {
     assert!(err.contains("no signatures layer"), "{err}");
 }
 
-fn attest(key: &SigningKey, subject: &Sha256Digest, predicate_type: &PredicateType, predicate: serde_json::Value) -> NewLayer {
-    attestation_layer(key, "localhost:5000/app", subject, predicate_type, predicate)
+fn attest(
+    key: &SigningKey,
+    subject: &Sha256Digest,
+    predicate_type: &PredicateType,
+    predicate: serde_json::Value,
+) -> NewLayer {
+    attestation_layer(
+        key,
+        "localhost:5000/app",
+        subject,
+        predicate_type,
+        predicate,
+    )
 }
 
 #[test]
@@ -201,13 +255,31 @@ fn attestation_round_trip_with_recipe() {
     let key = keys::generate();
     let recipe = Sha256Digest::of(b"recipe toml");
     let layers = stored(vec![
-        attest(&key, &image(), &PredicateType::SpdxJson, json!({"spdxVersion": "SPDX-2.3"})),
-        attest(&key, &image(), &PredicateType::SlsaProvenance1, provenance(&recipe)),
+        attest(
+            &key,
+            &image(),
+            &PredicateType::SpdxJson,
+            json!({"spdxVersion": "SPDX-2.3"}),
+        ),
+        attest(
+            &key,
+            &image(),
+            &PredicateType::SlsaProvenance1,
+            provenance(&recipe),
+        ),
     ]);
-    let report =
-        verify_attestations(&layers, key.verifying_key(), &image(), &slsa_policy(Some(recipe)));
+    let report = verify_attestations(
+        &layers,
+        key.verifying_key(),
+        &image(),
+        &slsa_policy(Some(recipe)),
+    );
     assert!(report.verified, "{report:?}");
-    assert_eq!(report.layers[0].verdict, LayerVerdict::Skipped, "the SBOM is another type");
+    assert_eq!(
+        report.layers[0].verdict,
+        LayerVerdict::Skipped,
+        "the SBOM is another type"
+    );
     assert_eq!(report.layers[1].verdict, LayerVerdict::Verified);
     let names: Vec<_> = report.layers[1].checks.iter().map(|c| c.name).collect();
     assert_eq!(
@@ -232,7 +304,12 @@ fn attestation_round_trip_with_recipe() {
 fn tampered_attestation_about_another_image_is_rejected() {
     let key = keys::generate();
     let recipe = Sha256Digest::of(b"recipe toml");
-    let layers = stored(vec![attest(&key, &other_image(), &PredicateType::SlsaProvenance1, provenance(&recipe))]);
+    let layers = stored(vec![attest(
+        &key,
+        &other_image(),
+        &PredicateType::SlsaProvenance1,
+        provenance(&recipe),
+    )]);
     let report = verify_attestations(&layers, key.verifying_key(), &image(), &slsa_policy(None));
     assert!(!report.verified);
     assert_eq!(failed(&report, 0), "subject");
@@ -250,12 +327,27 @@ fn attestation_with_another_recipe_is_rejected() {
         provenance(&Sha256Digest::of(b"old recipe")),
     )]);
     let wanted = Sha256Digest::of(b"new recipe");
-    let report = verify_attestations(&layers, key.verifying_key(), &image(), &slsa_policy(Some(wanted)));
+    let report = verify_attestations(
+        &layers,
+        key.verifying_key(),
+        &image(),
+        &slsa_policy(Some(wanted)),
+    );
     assert!(!report.verified);
     assert_eq!(failed(&report, 0), "recipe-digest");
 
-    let bare = stored(vec![attest(&key, &image(), &PredicateType::SlsaProvenance1, json!({}))]);
-    let report = verify_attestations(&bare, key.verifying_key(), &image(), &slsa_policy(Some(wanted)));
+    let bare = stored(vec![attest(
+        &key,
+        &image(),
+        &PredicateType::SlsaProvenance1,
+        json!({}),
+    )]);
+    let report = verify_attestations(
+        &bare,
+        key.verifying_key(),
+        &image(),
+        &slsa_policy(Some(wanted)),
+    );
     assert_eq!(failed(&report, 0), "recipe-digest");
 }
 
@@ -263,12 +355,22 @@ fn attestation_with_another_recipe_is_rejected() {
 fn tampered_attestation_envelopes_are_rejected() {
     let key = keys::generate();
     let recipe = Sha256Digest::of(b"recipe toml");
-    let good = stored(vec![attest(&key, &image(), &PredicateType::SlsaProvenance1, provenance(&recipe))]);
+    let good = stored(vec![attest(
+        &key,
+        &image(),
+        &PredicateType::SlsaProvenance1,
+        provenance(&recipe),
+    )]);
     let envelope = Envelope::from_json(&good[0].1).unwrap();
 
     // Swapped public key.
     let stranger = keys::generate();
-    let report = verify_attestations(&good, stranger.verifying_key(), &image(), &slsa_policy(None));
+    let report = verify_attestations(
+        &good,
+        stranger.verifying_key(),
+        &image(),
+        &slsa_policy(None),
+    );
     assert_eq!(failed(&report, 0), "signature");
 
     // Changed statement (re-pointed at the image by an attacker without the key).
@@ -301,9 +403,17 @@ fn tampered_attestation_envelopes_are_rejected() {
 #[test]
 fn missing_predicate_type_does_not_verify() {
     let key = keys::generate();
-    let layers = stored(vec![attest(&key, &image(), &PredicateType::Vuln, json!({}))]);
+    let layers = stored(vec![attest(
+        &key,
+        &image(),
+        &PredicateType::Vuln,
+        json!({}),
+    )]);
     let report = verify_attestations(&layers, key.verifying_key(), &image(), &slsa_policy(None));
     assert!(!report.verified);
     let err = report.into_result().unwrap_err().to_string();
-    assert!(err.contains("no attestation layer with predicate type `https://slsa.dev/provenance/v1`"), "{err}");
+    assert!(
+        err.contains("no attestation layer with predicate type `https://slsa.dev/provenance/v1`"),
+        "{err}"
+    );
 }
