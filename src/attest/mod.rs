@@ -20,6 +20,8 @@ pub mod verify;
 // provenance: added by the lead
 
 #[cfg(test)]
+mod containers_image_interop;
+#[cfg(test)]
 mod python_interop;
 
 use crate::digest::Sha256Digest;
