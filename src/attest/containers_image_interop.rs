@@ -21,7 +21,7 @@ use crate::attest::cosign::{
     append_to_signature_image, attachment_tag, build_signature_image, AttachmentKind, Blob,
     Descriptor, NewLayer, SignatureImage, SignatureManifest, OCI_MANIFEST_MEDIA_TYPE,
 };
-use crate::attest::verify::verify_signatures;
+use crate::attest::verify::{verify_signatures, IdentityPolicy};
 use crate::attest::{keys, signature_layer};
 use crate::digest::Sha256Digest;
 
@@ -310,7 +310,12 @@ fn kiln_signature_images_survive_a_registry_and_skopeo() {
     let pushed = skopeo.push_signatures(&digest, vec![first], "sig-1");
     let (fetched, layers) = fetch_signatures(&registry.host, &digest);
     assert_eq!(fetched, pushed.manifest.bytes);
-    let report = verify_signatures(&layers, key.verifying_key(), &digest, Some(&reference));
+    let report = verify_signatures(
+        &layers,
+        key.verifying_key(),
+        &digest,
+        &IdentityPolicy::Exact(reference.clone()),
+    );
     assert!(report.verified, "{report:?}");
 
     // A second signer appends to what the registry holds; both keys then verify.
@@ -334,7 +339,9 @@ fn kiln_signature_images_survive_a_registry_and_skopeo() {
     let (_, layers) = fetch_signatures(&registry.host, &digest);
     assert_eq!(layers.len(), 2);
     for k in [&key, &second_key] {
-        assert!(verify_signatures(&layers, k.verifying_key(), &digest, None).verified);
+        assert!(
+            verify_signatures(&layers, k.verifying_key(), &digest, &IdentityPolicy::Any).verified
+        );
     }
 
     // containers/image itself, where its build can verify sigstore signatures.

@@ -10,12 +10,14 @@
 //! - [`dsse`]: PAE, envelopes, DER signatures.
 //! - [`intoto`]: Statement v1 and predicate types.
 //! - [`cosign`]: the simple-signing payload, `sha256-<hex>.sig` tags, signature images.
+//! - [`simple_signing`]: strict reading of simple-signing payloads, identity policies.
 //! - [`verify`]: checks of signature and attestation images, as a serializable report.
 
 pub mod cosign;
 pub mod dsse;
 pub mod intoto;
 pub mod keys;
+pub mod simple_signing;
 pub mod verify;
 // provenance: added by the lead
 
@@ -29,6 +31,7 @@ use crate::digest::Sha256Digest;
 pub use cosign::{NewLayer, SignatureImage, SignatureManifest};
 pub use intoto::{PredicateType, Statement};
 pub use keys::{SigningKey, VerifyingKey};
+pub use simple_signing::IdentityPolicy;
 pub use verify::{AttestationPolicy, VerificationReport, VerifyError};
 
 /// A signature layer for the image `digest` known as `docker_reference` (`HOST/REPO:TAG`):

@@ -11,8 +11,9 @@
 //! for a different image, or for a different recipe, fails the whole verification: the key's
 //! owner never said that about this image, so the tag has been tampered with or mixed up.
 //!
-//! Payloads are checked the way containers/image checks them: exact field sets, so that an
-//! extra field smuggled into `critical` is refused rather than ignored.
+//! Payloads are checked the way containers/image checks them (see `simple_signing`): exact
+//! field sets and no duplicate keys, so that an extra field smuggled into `critical` is refused
+//! rather than ignored.
 
 use p256::ecdsa::VerifyingKey;
 use serde::Serialize;
@@ -20,10 +21,11 @@ use serde_json::Value;
 
 use crate::attest::cosign::{
     Descriptor, DSSE_MEDIA_TYPE, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
-    SIMPLE_SIGNING_TYPE,
 };
 use crate::attest::dsse::{self, Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::attest::intoto::{PredicateType, Statement};
+use crate::attest::simple_signing::parse_payload;
+pub use crate::attest::simple_signing::IdentityPolicy;
 use crate::digest::Sha256Digest;
 
 /// Where a SLSA provenance predicate records the recipe's sha256 (kiln's provenance writer
@@ -228,67 +230,12 @@ fn check_blob(
     Ok(())
 }
 
-/// Checks that `value` is an object with exactly the keys `keys`.
-fn exact_object<'v>(
-    value: &'v Value,
-    what: &str,
-    keys: &[&str],
-) -> Result<&'v serde_json::Map<String, Value>, String> {
-    let object = value
-        .as_object()
-        .ok_or_else(|| format!("`{what}` is not an object"))?;
-    let mut found: Vec<&str> = object.keys().map(String::as_str).collect();
-    let mut wanted = keys.to_vec();
-    found.sort_unstable();
-    wanted.sort_unstable();
-    if found != wanted {
-        return Err(format!(
-            "`{what}` has fields {found:?}, expected exactly {wanted:?}"
-        ));
-    }
-    Ok(object)
-}
-
-/// The simple-signing payload's claims: (docker-manifest-digest, docker-reference).
-fn parse_simple_signing(payload: &[u8]) -> Result<(String, String), String> {
-    let value: Value =
-        serde_json::from_slice(payload).map_err(|e| format!("the payload is not JSON: {e}"))?;
-    let top = exact_object(&value, "payload", &["critical", "optional"])?;
-    if !(top["optional"].is_null() || top["optional"].is_object()) {
-        return Err("`optional` is neither null nor an object".to_string());
-    }
-    let critical = exact_object(&top["critical"], "critical", &["identity", "image", "type"])?;
-    if critical["type"] != SIMPLE_SIGNING_TYPE {
-        return Err(format!(
-            "`critical.type` is {}, expected {SIMPLE_SIGNING_TYPE:?}",
-            critical["type"]
-        ));
-    }
-    let image = exact_object(
-        &critical["image"],
-        "critical.image",
-        &["docker-manifest-digest"],
-    )?;
-    let identity = exact_object(
-        &critical["identity"],
-        "critical.identity",
-        &["docker-reference"],
-    )?;
-    let digest = image["docker-manifest-digest"]
-        .as_str()
-        .ok_or("`docker-manifest-digest` is not a string")?;
-    let reference = identity["docker-reference"]
-        .as_str()
-        .ok_or("`docker-reference` is not a string")?;
-    Ok((digest.to_string(), reference.to_string()))
-}
-
 fn verify_signature_layer(
     descriptor: &Descriptor,
     blob: &[u8],
     key: &VerifyingKey,
     subject: &Sha256Digest,
-    expected_reference: Option<&str>,
+    identity: &IdentityPolicy,
 ) -> (LayerVerdict, Vec<Check>) {
     let mut c = LayerChecks { checks: Vec::new() };
     let verdict = (|| {
@@ -312,10 +259,11 @@ fn verify_signature_layer(
             return c.fail("signature", problem.to_string());
         }
         c.pass("signature");
-        let (digest, reference) = match parse_simple_signing(blob) {
+        let claims = match parse_payload(blob) {
             Ok(claims) => claims,
-            Err(reason) => return c.fail("payload-format", reason),
+            Err(e) => return c.fail("payload-format", e.to_string()),
         };
+        let digest = claims.docker_manifest_digest;
         c.pass("payload-format");
         if digest != subject.to_string() {
             return c.fail(
@@ -324,12 +272,9 @@ fn verify_signature_layer(
             );
         }
         c.pass("payload-digest");
-        if let Some(expected) = expected_reference {
-            if reference != expected {
-                return c.fail(
-                    "payload-identity",
-                    format!("the payload names {reference:?}, expected {expected:?}"),
-                );
+        if *identity != IdentityPolicy::Any {
+            if let Err(reason) = identity.check(&claims.docker_reference) {
+                return c.fail("payload-identity", reason);
             }
             c.pass("payload-identity");
         }
@@ -339,20 +284,20 @@ fn verify_signature_layer(
 }
 
 /// Verifies the layers of a `.sig` image (descriptor + blob bytes each, in manifest order)
-/// against `key` for the image `subject`; `expected_reference` additionally pins the
-/// payload's `docker-reference`.
+/// against `key` for the image `subject`; `identity` says which `docker-reference` the payload
+/// must name.
 pub fn verify_signatures(
     layers: &[(Descriptor, Vec<u8>)],
     key: &VerifyingKey,
     subject: &Sha256Digest,
-    expected_reference: Option<&str>,
+    identity: &IdentityPolicy,
 ) -> VerificationReport {
     let reports = layers
         .iter()
         .enumerate()
         .map(|(index, (descriptor, blob))| {
             let (verdict, checks) =
-                verify_signature_layer(descriptor, blob, key, subject, expected_reference);
+                verify_signature_layer(descriptor, blob, key, subject, identity);
             LayerReport {
                 index,
                 digest: descriptor.digest,

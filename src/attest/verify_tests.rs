@@ -76,7 +76,12 @@ fn slsa_policy(recipe: Option<Sha256Digest>) -> AttestationPolicy {
 fn signature_round_trip_verifies_every_check() {
     let key = keys::generate();
     let layers = stored(vec![signature_layer(&key, REFERENCE, &image())]);
-    let report = verify_signatures(&layers, key.verifying_key(), &image(), Some(REFERENCE));
+    let report = verify_signatures(
+        &layers,
+        key.verifying_key(),
+        &image(),
+        &IdentityPolicy::Exact(REFERENCE.into()),
+    );
     assert!(report.verified, "{report:?}");
     let names: Vec<_> = report.layers[0].checks.iter().map(|c| c.name).collect();
     assert_eq!(
@@ -106,14 +111,14 @@ fn tampered_changed_payload_is_rejected() {
         .unwrap()
         .replace("app:v1", "app:v2");
     replace_payload(&mut layers[0], changed.into_bytes());
-    let report = verify_signatures(&layers, key.verifying_key(), &image(), None);
+    let report = verify_signatures(&layers, key.verifying_key(), &image(), &IdentityPolicy::Any);
     assert!(!report.verified);
     assert_eq!(failed(&report, 0), "signature");
 
     // Changing the blob without fixing the manifest is caught before the signature.
     let mut layers = stored(vec![signature_layer(&key, REFERENCE, &image())]);
     layers[0].1.push(b' ');
-    let report = verify_signatures(&layers, key.verifying_key(), &image(), None);
+    let report = verify_signatures(&layers, key.verifying_key(), &image(), &IdentityPolicy::Any);
     assert_eq!(failed(&report, 0), "blob-digest");
 }
 
@@ -122,7 +127,7 @@ fn tampered_signature_for_another_digest_is_rejected() {
     let key = keys::generate();
     // A genuine signature, but of another image, placed in this image's `.sig` tag.
     let layers = stored(vec![signature_layer(&key, REFERENCE, &other_image())]);
-    let report = verify_signatures(&layers, key.verifying_key(), &image(), None);
+    let report = verify_signatures(&layers, key.verifying_key(), &image(), &IdentityPolicy::Any);
     assert!(!report.verified);
     assert_eq!(failed(&report, 0), "payload-digest");
     let err = report.into_result().unwrap_err().to_string();
@@ -137,7 +142,7 @@ fn tampered_signature_for_another_digest_is_rejected() {
         signature_layer(&key, REFERENCE, &image()),
         signature_layer(&key, REFERENCE, &other_image()),
     ]);
-    let report = verify_signatures(&layers, key.verifying_key(), &image(), None);
+    let report = verify_signatures(&layers, key.verifying_key(), &image(), &IdentityPolicy::Any);
     assert_eq!(report.layers[0].verdict, LayerVerdict::Verified);
     assert!(!report.verified);
 }
@@ -147,7 +152,12 @@ fn tampered_swapped_public_key_is_rejected() {
     let key = keys::generate();
     let layers = stored(vec![signature_layer(&key, REFERENCE, &image())]);
     let stranger = keys::generate();
-    let report = verify_signatures(&layers, stranger.verifying_key(), &image(), None);
+    let report = verify_signatures(
+        &layers,
+        stranger.verifying_key(),
+        &image(),
+        &IdentityPolicy::Any,
+    );
     assert!(!report.verified);
     assert_eq!(failed(&report, 0), "signature");
     let detail = report.layers[0]
@@ -170,7 +180,7 @@ fn tampered_truncated_signature_is_rejected() {
         .unwrap();
     let der = B64.decode(&*sig).unwrap();
     *sig = B64.encode(&der[..der.len() - 4]);
-    let report = verify_signatures(&layers, key.verifying_key(), &image(), None);
+    let report = verify_signatures(&layers, key.verifying_key(), &image(), &IdentityPolicy::Any);
     assert!(!report.verified);
     assert_eq!(failed(&report, 0), "signature");
 }
@@ -200,7 +210,7 @@ fn signed_payload_with_extra_or_missing_fields_is_rejected() {
             payload.clone().into_bytes(),
             &sig,
         )]);
-        let report = verify_signatures(&layers, key.verifying_key(), &d, None);
+        let report = verify_signatures(&layers, key.verifying_key(), &d, &IdentityPolicy::Any);
         assert!(!report.verified, "{payload}");
         assert_eq!(failed(&report, 0), "payload-format", "{payload}");
     }
@@ -210,10 +220,24 @@ fn signed_payload_with_extra_or_missing_fields_is_rejected() {
 fn identity_is_checked_only_when_asked() {
     let key = keys::generate();
     let layers = stored(vec![signature_layer(&key, "elsewhere/app:v1", &image())]);
-    assert!(verify_signatures(&layers, key.verifying_key(), &image(), None).verified);
-    let report = verify_signatures(&layers, key.verifying_key(), &image(), Some(REFERENCE));
+    assert!(
+        verify_signatures(&layers, key.verifying_key(), &image(), &IdentityPolicy::Any).verified
+    );
+    let report = verify_signatures(
+        &layers,
+        key.verifying_key(),
+        &image(),
+        &IdentityPolicy::Exact(REFERENCE.into()),
+    );
     assert!(!report.verified);
     assert_eq!(failed(&report, 0), "payload-identity");
+
+    let by_repo = |repo: &str| {
+        let policy = IdentityPolicy::Repository(repo.into());
+        verify_signatures(&layers, key.verifying_key(), &image(), &policy).verified
+    };
+    assert!(by_repo("elsewhere/app"));
+    assert!(!by_repo("localhost:5000/app"));
 }
 
 #[test]
@@ -224,12 +248,17 @@ fn other_signers_do_not_block_and_empty_images_do_not_verify() {
         signature_layer(&theirs, REFERENCE, &image()),
         signature_layer(&ours, REFERENCE, &image()),
     ]);
-    let report = verify_signatures(&layers, ours.verifying_key(), &image(), None);
+    let report = verify_signatures(
+        &layers,
+        ours.verifying_key(),
+        &image(),
+        &IdentityPolicy::Any,
+    );
     assert!(report.verified);
     assert_eq!(report.layers[0].verdict, LayerVerdict::Rejected);
     assert_eq!(report.layers[1].verdict, LayerVerdict::Verified);
 
-    let report = verify_signatures(&[], ours.verifying_key(), &image(), None);
+    let report = verify_signatures(&[], ours.verifying_key(), &image(), &IdentityPolicy::Any);
     assert!(!report.verified);
     let err = report.into_result().unwrap_err().to_string();
     assert!(err.contains("no signatures layer"), "{err}");
