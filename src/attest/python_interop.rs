@@ -1,5 +1,6 @@
-//! kiln's signatures, envelopes and key handling checked by code kiln did not write: Python
-//! `cryptography` and `securesystemslib`, driven through `tests/verifiers/verify.py`.
+//! kiln's signatures, envelopes and key files checked by code kiln did not write: Python
+//! `cryptography`, `securesystemslib`, `hashlib.scrypt` and PyNaCl, driven through
+//! `tests/verifiers/verify.py`.
 //!
 //! The interpreter comes from `KILN_TEST_PYTHON`, else `.venv/bin/python` at the repository
 //! root (`python3 -m venv .venv && .venv/bin/pip install -r tests/verifiers/requirements.txt`).
@@ -29,7 +30,7 @@ fn python() -> Option<PathBuf> {
         return Some(path);
     }
     let message = format!(
-        "python interop test needs {} with cryptography and securesystemslib \
+        "python interop test needs {} with tests/verifiers/requirements.txt installed \
          (set KILN_TEST_PYTHON, or create .venv from tests/verifiers/requirements.txt)",
         path.display()
     );
@@ -60,9 +61,15 @@ impl Verifier {
     }
 
     fn run(&self, args: &[&Path]) -> Output {
+        self.run_with_password(args, "")
+    }
+
+    /// Runs verify.py with `COSIGN_PASSWORD` set to `password`.
+    fn run_with_password(&self, args: &[&Path], password: &str) -> Output {
         let output = Command::new(&self.python)
             .arg(repo_root().join("tests/verifiers/verify.py"))
             .args(args)
+            .env("COSIGN_PASSWORD", password)
             .output()
             .unwrap_or_else(|e| panic!("failed to run {}: {e}", self.python.display()));
         let code = output.status.code();
@@ -234,5 +241,53 @@ fn kiln_signs_with_keys_python_wrote() {
         let sig_path = v.write("sig", dsse::sign_der_b64(&key, &payload).as_bytes());
         v.sig(&pub_path, &payload_path, &sig_path)
             .unwrap_or_else(|e| panic!("{private}: {e}"));
+    }
+}
+
+#[test]
+fn cosign_key_files_cross_between_kiln_and_an_independent_implementation() {
+    let Some(v) = Verifier::new() else { return };
+    let dir = v.dir.path();
+
+    // kiln writes, Python (hashlib.scrypt + NaCl secretbox + PKCS#8 DER) opens.
+    let key = keys::generate();
+    keys::write_key_pair(&dir.join("kiln"), &key, "s3cret").unwrap();
+    let decrypt = |password: &str| {
+        let args = [
+            Path::new("cosign-decrypt"),
+            Path::new("--key"),
+            &dir.join("kiln.key"),
+            Path::new("--public"),
+            &dir.join("kiln.pub"),
+        ];
+        result(v.run_with_password(&args, password))
+    };
+    assert_eq!(decrypt("s3cret").unwrap()["scrypt_n"], 32768);
+    let err = decrypt("wrong").unwrap_err();
+    assert!(err.contains("wrong password"), "{err}");
+
+    // Python writes (N=65536 as current cosign does, and N=32768), kiln opens and signs.
+    let payload = simple_signing_payload("r/a:t", &Sha256Digest::of(b"m"));
+    let payload_path = v.write("payload.json", &payload);
+    for (n, password) in [("65536", ""), ("32768", "pw")] {
+        let prefix = dir.join(format!("py{n}"));
+        let args = [
+            Path::new("cosign-encrypt"),
+            Path::new("--out"),
+            &prefix,
+            Path::new("--scrypt-n"),
+            Path::new(n),
+        ];
+        result(v.run_with_password(&args, password)).unwrap();
+        let key_path = dir.join(format!("py{n}.key"));
+        let pub_path = dir.join(format!("py{n}.pub"));
+        let loaded = keys::read_private_key(&key_path, password).unwrap();
+        assert_eq!(
+            loaded.verifying_key(),
+            &keys::read_public_key(&pub_path).unwrap()
+        );
+        assert!(keys::read_private_key(&key_path, "not it").is_err());
+        let sig_path = v.write("sig", dsse::sign_der_b64(&loaded, &payload).as_bytes());
+        v.sig(&pub_path, &payload_path, &sig_path).unwrap();
     }
 }
