@@ -23,9 +23,11 @@ pub enum DsseError {
     Json { reason: String },
     #[error("failed to decode the DSSE payload: invalid base64")]
     PayloadBase64,
-    #[error("the DSSE envelope has no signatures")]
+    #[error("failed to verify the DSSE envelope: it has no signatures")]
     NoSignatures,
-    #[error("no signature of the DSSE envelope verifies with the given public key ({failures})")]
+    #[error(
+        "failed to verify the DSSE envelope: no signature verifies with the given key ({failures})"
+    )]
     NotVerified { failures: String },
 }
 

@@ -9,7 +9,7 @@
 //! also takes the older `ENCRYPTED COSIGN PRIVATE KEY` label and unencrypted PKCS#8 (`PRIVATE
 //! KEY`) and SEC1 (`EC PRIVATE KEY`, as `openssl ecparam -genkey` writes) keys.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -310,25 +310,40 @@ pub fn read_public_key(path: &Path) -> Result<VerifyingKey> {
 }
 
 /// Writes `PREFIX.key` (cosign's encrypted format, mode 0600) and `PREFIX.pub` (SPKI PEM).
-/// Refuses to overwrite either file, as cosign does without an explicit confirmation.
+/// Refuses to overwrite either file, as cosign does without an explicit confirmation; on
+/// failure, no file this call created is left behind.
 pub fn write_key_pair(prefix: &Path, key: &SigningKey, password: &str) -> Result<()> {
+    let private = encrypt_cosign_private_key(key, password)?;
+    let public = write_public_pem(key.verifying_key());
+    let with_suffix = |suffix: &str| {
+        let mut path = prefix.as_os_str().to_owned();
+        path.push(suffix);
+        PathBuf::from(path)
+    };
+    let (key_path, pub_path) = (with_suffix(".key"), with_suffix(".pub"));
+    write_new_file(&key_path, private.as_bytes(), 0o600)?;
+    if let Err(e) = write_new_file(&pub_path, public.as_bytes(), 0o644) {
+        let _ = fs_err::remove_file(&key_path);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Creates `path` (never replacing an existing file) with `contents`; removes it again if
+/// writing fails.
+fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     use fs_err::os::unix::fs::OpenOptionsExt as _;
     use std::io::Write as _;
 
-    let private = encrypt_cosign_private_key(key, password)?;
-    let public = write_public_pem(key.verifying_key());
-    let mut key_path = prefix.as_os_str().to_owned();
-    key_path.push(".key");
-    let mut pub_path = prefix.as_os_str().to_owned();
-    pub_path.push(".pub");
-    for (path, contents, mode) in [(key_path, private, 0o600), (pub_path, public, 0o644)] {
-        let mut file = fs_err::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&path)?;
-        file.write_all(contents.as_bytes())?;
-        file.sync_all()?;
+    let mut file = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    if let Err(e) = file.write_all(contents).and_then(|()| file.sync_all()) {
+        drop(file);
+        let _ = fs_err::remove_file(path);
+        return Err(e.into());
     }
     Ok(())
 }
