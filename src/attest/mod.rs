@@ -1,3 +1,66 @@
 //! Provenance (SLSA v1 in-toto statements), DSSE envelopes, keys and signatures.
+//!
+//! Everything here produces and checks the formats the ecosystem already verifies (cosign's
+//! tag layout and key files, DSSE, in-toto), byte-exact, so that cosign, containers/image and
+//! in-toto verifiers accept kiln's output without kiln-specific code (see INTEROP.md). The
+//! layer is pure: bytes and keys in, bytes and reports out. Storing the blobs and tags in an
+//! OCI layout or a registry is the transports' job.
+//!
+//! - [`keys`]: P-256 key generation, cosign's encrypted key files, PKCS#8/SEC1/SPKI PEM.
+//! - [`dsse`]: PAE, envelopes, DER signatures.
+//! - [`intoto`]: Statement v1 and predicate types.
+//! - [`cosign`]: the simple-signing payload, `sha256-<hex>.sig` tags, signature images.
+//! - [`simple_signing`]: strict reading of simple-signing payloads, identity policies.
+//! - [`verify`]: checks of signature and attestation images, as a serializable report.
 
+pub mod cosign;
+pub mod dsse;
+pub mod intoto;
+pub mod keys;
+pub mod simple_signing;
+pub mod verify;
 pub mod provenance;
+
+#[cfg(test)]
+mod containers_image_interop;
+#[cfg(test)]
+mod python_interop;
+
+use crate::digest::Sha256Digest;
+
+pub use cosign::{NewLayer, SignatureImage, SignatureManifest};
+pub use intoto::{PredicateType, Statement};
+pub use keys::{SigningKey, VerifyingKey};
+pub use simple_signing::IdentityPolicy;
+pub use verify::{AttestationPolicy, VerificationReport, VerifyError};
+
+/// A signature layer for the image `digest` known as `docker_reference` (`HOST/REPO:TAG`):
+/// the simple-signing payload and its DER signature, ready for [`SignatureManifest::append`].
+pub fn signature_layer(
+    key: &SigningKey,
+    docker_reference: &str,
+    digest: &Sha256Digest,
+) -> NewLayer {
+    let payload = cosign::simple_signing_payload(docker_reference, digest);
+    let signature = dsse::sign_der_b64(key, &payload);
+    NewLayer::signature(payload, &signature)
+}
+
+/// An attestation layer: `predicate` of `predicate_type` about the image `digest` of
+/// repository `name`, as an in-toto statement in a DSSE envelope signed by `key`.
+pub fn attestation_layer(
+    key: &SigningKey,
+    name: &str,
+    digest: &Sha256Digest,
+    predicate_type: &PredicateType,
+    predicate: serde_json::Value,
+) -> NewLayer {
+    let statement = Statement::new(name, digest, predicate_type, predicate);
+    let envelope = dsse::Envelope::sign(
+        dsse::IN_TOTO_PAYLOAD_TYPE,
+        &statement.to_json(),
+        key,
+        &keys::key_id(key.verifying_key()),
+    );
+    NewLayer::attestation(envelope.to_json(), predicate_type.uri())
+}

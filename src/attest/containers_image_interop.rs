@@ -1,0 +1,365 @@
+//! kiln's signature images through a real registry and skopeo, and verified by containers/image
+//! (the code podman and CRI-O use to enforce `sigstoreSigned` policies) where it can.
+//!
+//! A real registry (Debian's `docker-registry`) runs on a free loopback port. The test image
+//! and kiln's `.sig` image are pushed with `skopeo copy --preserve-digests` from OCI layouts;
+//! kiln's verifier then reads them back over the registry API, a second signature is appended
+//! to what the registry holds, and `skopeo copy` pulls the image by digest under a policy that
+//! requires a sigstore signature by kiln's key. Debian's skopeo and podman are built with
+//! sigstore verification patched out ("Debian-local change: sigstore disabled"); with such a
+//! build that last part reports that it did not run. Needs `docker-registry` and `skopeo`: without them the test fails
+//! under `CI=true` and says loudly that it did not run otherwise.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::attest::cosign::{
+    append_to_signature_image, attachment_tag, build_signature_image, AttachmentKind, Blob,
+    Descriptor, NewLayer, SignatureImage, SignatureManifest, OCI_MANIFEST_MEDIA_TYPE,
+};
+use crate::attest::verify::{verify_signatures, IdentityPolicy};
+use crate::attest::{keys, signature_layer};
+use crate::digest::Sha256Digest;
+
+fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        let message = format!("containers/image interop test needs `{name}` on PATH");
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{message}");
+        }
+        eprintln!("NOT RUN: {message}");
+    }
+    found
+}
+
+/// A `docker-registry serve` process, killed on drop.
+struct Registry {
+    child: Child,
+    host: String,
+}
+
+impl Registry {
+    fn start(binary: &Path, dir: &Path) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let host = format!("127.0.0.1:{port}");
+        let config = dir.join("registry.yml");
+        let storage = dir.join("registry-storage");
+        fs_err::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
+                storage.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let registry = Self { child, host };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let url = format!("http://{}/v2/", registry.host);
+        while ureq::get(&url).call().is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "registry at {} did not start",
+                registry.host
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        registry
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes an OCI layout at `dir` holding one manifest tagged `tag`.
+fn write_layout(dir: &Path, tag: &str, manifest: &Blob, blobs: &[&Blob]) {
+    let blob_dir = dir.join("blobs/sha256");
+    fs_err::create_dir_all(&blob_dir).unwrap();
+    for blob in blobs.iter().copied().chain([manifest]) {
+        fs_err::write(blob_dir.join(blob.digest.hex()), &blob.bytes).unwrap();
+    }
+    fs_err::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+            "digest": manifest.digest,
+            "size": manifest.bytes.len(),
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }],
+    });
+    fs_err::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+/// A one-layer image (an empty tar) as (manifest, [config, layer]).
+fn test_image() -> (Blob, Vec<Blob>) {
+    let layer = Blob::new(vec![0u8; 1024]);
+    let config = Blob::new(
+        serde_json::to_vec(&json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [layer.digest]},
+        }))
+        .unwrap(),
+    );
+    let manifest = Blob::new(
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.digest, "size": config.bytes.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer.digest, "size": layer.bytes.len()}],
+        }))
+        .unwrap(),
+    );
+    (manifest, vec![config, layer])
+}
+
+struct Skopeo {
+    binary: PathBuf,
+    dir: PathBuf,
+    host: String,
+}
+
+impl Skopeo {
+    /// `skopeo copy` from `src` to `dst` under `policy`; Ok(()) or Err(stderr).
+    fn copy(
+        &self,
+        policy: &serde_json::Value,
+        extra: &[&str],
+        src: &str,
+        dst: &str,
+    ) -> Result<(), String> {
+        let policy_path = self.dir.join("policy.json");
+        fs_err::write(&policy_path, serde_json::to_vec(policy).unwrap()).unwrap();
+        let output = Command::new(&self.binary)
+            .arg("--registries.d")
+            .arg(self.dir.join("registries.d"))
+            .arg("--policy")
+            .arg(&policy_path)
+            .args(["copy", "--src-tls-verify=false", "--dest-tls-verify=false"])
+            .args(extra)
+            .args([src, dst])
+            .output()
+            .unwrap();
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+
+    fn push_layout(&self, layout: &Path, tag: &str, dest_tag: &str) {
+        let accept = json!({"default": [{"type": "insecureAcceptAnything"}]});
+        self.copy(
+            &accept,
+            &["--preserve-digests"],
+            &format!("oci:{}:{tag}", layout.display()),
+            &format!("docker://{}/app:{dest_tag}", self.host),
+        )
+        .unwrap_or_else(|e| panic!("failed to push {tag}: {e}"));
+    }
+
+    /// Pulls `app@digest` under a policy requiring a sigstore signature by `key_path`.
+    fn pull_verified(&self, digest: &Sha256Digest, key_path: &Path) -> Result<(), String> {
+        let policy = json!({
+            "default": [{"type": "reject"}],
+            "transports": {"docker": {format!("{}/app", self.host): [{
+                "type": "sigstoreSigned",
+                "keyPath": key_path,
+                "signedIdentity": {"type": "matchRepository"},
+            }]}},
+        });
+        let out = self.dir.join(format!(
+            "pulled-{}",
+            Sha256Digest::of(key_path.as_os_str().as_encoded_bytes()).hex()
+        ));
+        self.copy(
+            &policy,
+            &[],
+            &format!("docker://{}/app@{digest}", self.host),
+            &format!("oci:{}:pulled", out.display()),
+        )
+    }
+
+    fn push_signatures(
+        &self,
+        subject: &Sha256Digest,
+        layers: Vec<NewLayer>,
+        name: &str,
+    ) -> SignatureImage {
+        let image = build_signature_image(layers);
+        let layout = self.dir.join(name);
+        let blobs: Vec<&Blob> = [&image.config]
+            .into_iter()
+            .chain(&image.new_layers)
+            .collect();
+        write_layout(&layout, "sig", &image.manifest, &blobs);
+        self.push_layout(
+            &layout,
+            "sig",
+            &attachment_tag(subject, AttachmentKind::Signature),
+        );
+        image
+    }
+}
+
+/// GETs `path` under the registry's `/v2/app/` with OCI manifest accept headers.
+fn registry_get(host: &str, path: &str) -> Vec<u8> {
+    let response = ureq::get(&format!("http://{host}/v2/app/{path}"))
+        .set("Accept", OCI_MANIFEST_MEDIA_TYPE)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut response.into_reader(), &mut body).unwrap();
+    body
+}
+
+/// The `.sig` image of `subject` as a verifier reads it from the registry.
+fn fetch_signatures(host: &str, subject: &Sha256Digest) -> (Vec<u8>, Vec<(Descriptor, Vec<u8>)>) {
+    let tag = attachment_tag(subject, AttachmentKind::Signature);
+    let manifest = registry_get(host, &format!("manifests/{tag}"));
+    let layers = SignatureManifest::parse(&manifest)
+        .unwrap()
+        .layers
+        .into_iter()
+        .map(|d| {
+            let blob = registry_get(host, &format!("blobs/{}", d.digest));
+            (d, blob)
+        })
+        .collect();
+    (manifest, layers)
+}
+
+/// Runs `check`, unless this skopeo is a Debian build with sigstore support patched out, in
+/// which case it says so (that build cannot verify sigstore signatures at all).
+fn unless_sigstore_disabled(result: Result<(), String>, expect_ok: bool) -> bool {
+    match result {
+        Err(e) if e.contains("sigstore disabled") => {
+            eprintln!("NOT RUN: this skopeo build has sigstore verification disabled: {e}");
+            false
+        }
+        Ok(()) if expect_ok => true,
+        Err(_) if !expect_ok => true,
+        other => panic!(
+            "expected {}, got {other:?}",
+            if expect_ok { "acceptance" } else { "refusal" }
+        ),
+    }
+}
+
+#[test]
+fn kiln_signature_images_survive_a_registry_and_skopeo() {
+    let (Some(registry_bin), Some(skopeo_bin)) = (tool("docker-registry"), tool("skopeo")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&registry_bin, dir.path());
+    fs_err::create_dir_all(dir.path().join("registries.d")).unwrap();
+    fs_err::write(
+        dir.path().join("registries.d/kiln-test.yaml"),
+        format!(
+            "docker:\n  {}:\n    use-sigstore-attachments: true\n",
+            registry.host
+        ),
+    )
+    .unwrap();
+    let skopeo = Skopeo {
+        binary: skopeo_bin,
+        dir: dir.path().to_path_buf(),
+        host: registry.host.clone(),
+    };
+
+    let (manifest, blobs) = test_image();
+    let layout = dir.path().join("image");
+    write_layout(&layout, "v1", &manifest, &blobs.iter().collect::<Vec<_>>());
+    skopeo.push_layout(&layout, "v1", "v1");
+    let digest = manifest.digest;
+    let reference = format!("{}/app:v1", registry.host);
+
+    let key = keys::generate();
+    let key_path = dir.path().join("kiln.pub");
+    fs_err::write(&key_path, keys::write_public_pem(key.verifying_key())).unwrap();
+
+    // Pushed through skopeo, the `.sig` image keeps its exact bytes and verifies from the
+    // registry.
+    let first = signature_layer(&key, &reference, &digest);
+    let pushed = skopeo.push_signatures(&digest, vec![first], "sig-1");
+    let (fetched, layers) = fetch_signatures(&registry.host, &digest);
+    assert_eq!(fetched, pushed.manifest.bytes);
+    let report = verify_signatures(
+        &layers,
+        key.verifying_key(),
+        &digest,
+        &IdentityPolicy::Exact(reference.clone()),
+    );
+    assert!(report.verified, "{report:?}");
+
+    // A second signer appends to what the registry holds; both keys then verify.
+    let second_key = keys::generate();
+    let appended = append_to_signature_image(
+        &fetched,
+        vec![signature_layer(&second_key, &reference, &digest)],
+    )
+    .unwrap();
+    let layout = dir.path().join("sig-2");
+    let mut blobs: Vec<&Blob> = vec![&appended.config];
+    blobs.extend(&appended.new_layers);
+    let old_blobs: Vec<Blob> = layers.iter().map(|(_, b)| Blob::new(b.clone())).collect();
+    blobs.extend(&old_blobs);
+    write_layout(&layout, "sig", &appended.manifest, &blobs);
+    skopeo.push_layout(
+        &layout,
+        "sig",
+        &attachment_tag(&digest, AttachmentKind::Signature),
+    );
+    let (_, layers) = fetch_signatures(&registry.host, &digest);
+    assert_eq!(layers.len(), 2);
+    for k in [&key, &second_key] {
+        assert!(
+            verify_signatures(&layers, k.verifying_key(), &digest, &IdentityPolicy::Any).verified
+        );
+    }
+
+    // containers/image itself, where its build can verify sigstore signatures.
+    let stranger = keys::generate();
+    let stranger_path = dir.path().join("stranger.pub");
+    fs_err::write(
+        &stranger_path,
+        keys::write_public_pem(stranger.verifying_key()),
+    )
+    .unwrap();
+    if unless_sigstore_disabled(skopeo.pull_verified(&digest, &key_path), true) {
+        unless_sigstore_disabled(skopeo.pull_verified(&digest, &stranger_path), false);
+        let other = Sha256Digest::of(b"another image");
+        skopeo.push_signatures(
+            &digest,
+            vec![signature_layer(&key, &reference, &other)],
+            "sig-x",
+        );
+        unless_sigstore_disabled(skopeo.pull_verified(&digest, &key_path), false);
+    }
+}
