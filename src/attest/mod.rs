@@ -17,9 +17,9 @@ pub mod cosign;
 pub mod dsse;
 pub mod intoto;
 pub mod keys;
+pub mod provenance;
 pub mod simple_signing;
 pub mod verify;
-pub mod provenance;
 
 #[cfg(test)]
 mod containers_image_interop;
