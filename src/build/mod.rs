@@ -43,6 +43,10 @@ pub struct BuildOptions {
 /// What a build reports as it goes; the CLI prints these, the library never does.
 pub trait BuildObserver {
     fn event(&self, event: BuildEvent<'_>);
+    /// Where download progress goes, if anywhere.
+    fn transfer_progress(&self) -> Option<Box<dyn crate::fetch::Progress>> {
+        None
+    }
 }
 
 pub enum BuildEvent<'a> {

@@ -36,6 +36,10 @@ impl BuildObserver for StderrObserver {
             )),
         }
     }
+
+    fn transfer_progress(&self) -> Option<Box<dyn crate::fetch::Progress>> {
+        Some(Box::new(super::progress::TransferProgress::new()))
+    }
 }
 
 pub fn store_root(cache: &CacheArgs) -> Result<PathBuf> {

@@ -7,6 +7,7 @@ mod build;
 mod inspect;
 mod lock;
 mod printer;
+mod progress;
 
 use std::process::ExitCode;
 
