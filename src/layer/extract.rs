@@ -20,8 +20,9 @@
 //! Whiteouts apply to lower layers only: `.wh.name` removes `name` unless this layer itself
 //! created it, and `.wh..wh..opq` is applied after the whole layer, removing from that
 //! directory everything this layer did not create, whatever the order in the archive. "Created
-//! in this layer" is tracked by lexical path. Directory modes and mtimes are applied at the
-//! end, so a read-only directory does not block later entries. On error the root is left
+//! in this layer" is tracked by inode (device and inode number of every entry written, and of
+//! every directory above one), so it holds whichever symlinks the paths went through.
+//! Directory modes and mtimes are applied at the end, so a read-only directory does not block later entries. On error the root is left
 //! partly written: callers extract into a fresh directory and discard it on failure.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -142,6 +143,11 @@ pub fn apply_layer(root: &Path, reader: impl Read, opts: &ExtractOptions) -> Res
         root: root.to_path_buf(),
         source: e.into(),
     })?;
+    let st = rfs::fstat(&root_fd).map_err(|e| ExtractError::OpenRoot {
+        root: root.to_path_buf(),
+        source: e.into(),
+    })?;
+    let root_id = (st.st_dev as u64, st.st_ino as u64);
     let mut ap = Applier {
         root: root_fd,
         chown: opts.preserve_owner && rustix::process::geteuid().is_root(),
@@ -149,6 +155,8 @@ pub fn apply_layer(root: &Path, reader: impl Read, opts: &ExtractOptions) -> Res
         restore: BTreeMap::new(),
         skipped: BTreeSet::new(),
         created: BTreeSet::new(),
+        ancestors: BTreeSet::new(),
+        root_id,
         opaque: BTreeSet::new(),
         dirs: BTreeMap::new(),
         stats: ApplyStats::default(),
@@ -161,6 +169,9 @@ pub fn apply_layer(root: &Path, reader: impl Read, opts: &ExtractOptions) -> Res
     ap.finish()?;
     Ok(ap.stats)
 }
+
+/// A file's identity: (device, inode number).
+type Ino = (u64, u64);
 
 struct DirMeta {
     mode: u32,
@@ -177,7 +188,10 @@ struct Applier {
     restore: BTreeMap<String, u32>,
     /// Device nodes (and links to them) that were not created.
     skipped: BTreeSet<String>,
-    created: BTreeSet<String>,
+    /// Inodes written by this layer, and the directories above them (up to the root).
+    created: BTreeSet<Ino>,
+    ancestors: BTreeSet<Ino>,
+    root_id: Ino,
     opaque: BTreeSet<String>,
     dirs: BTreeMap<String, DirMeta>,
     stats: ApplyStats,
@@ -241,7 +255,6 @@ impl Applier {
                 gid: e.gid,
             });
         }
-        self.created.insert(rel.clone());
         let pfd = self
             .lookup_dir(parent, true, &rel)?
             .ok_or_else(|| ExtractError::NotADirectory { path: rel.clone() })?;
@@ -310,9 +323,39 @@ impl Applier {
                 self.remove_existing(&pfd, base, false, &rel)?;
                 self.skipped.insert(rel.clone());
                 self.stats.skipped_devices += 1;
+                return Ok(());
             }
         }
-        Ok(())
+        self.mark_created(&pfd, base, &rel)
+    }
+
+    /// Records the inode just written at `base` and every directory from its parent up to the
+    /// root (each directory once).
+    fn mark_created(&mut self, pfd: &OwnedFd, base: &str, rel: &str) -> Result<()> {
+        match rfs::statat(pfd, base, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => {
+                self.created.insert((st.st_dev as u64, st.st_ino as u64));
+            }
+            Err(Errno::NOENT) => return Ok(()), // a link to a skipped device
+            Err(e) => return Err(io_err(rel, "stat")(e)),
+        }
+        let mut owned: Option<OwnedFd> = None;
+        loop {
+            let cur = owned.as_ref().unwrap_or(pfd);
+            let st = rfs::fstat(cur).map_err(io_err(rel, "stat parent of"))?;
+            let id = (st.st_dev as u64, st.st_ino as u64);
+            if id == self.root_id || !self.ancestors.insert(id) {
+                return Ok(());
+            }
+            let up = rfs::openat(
+                cur,
+                "..",
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(io_err(rel, "open parent of"))?;
+            owned = Some(up);
+        }
     }
 
     /// As non-root, a read-only directory from a lower layer would block this layer's writes:
@@ -404,12 +447,14 @@ impl Applier {
 
     fn whiteout(&mut self, target: &str) -> Result<()> {
         self.stats.whiteouts += 1;
-        if self.created.contains(target) {
-            return Ok(()); // whiteouts hide lower layers only
-        }
         let (parent, base) = split(target);
         match self.lookup_dir(parent, false, target) {
             Ok(Some(pfd)) => {
+                if let Ok(st) = rfs::statat(&pfd, base, AtFlags::SYMLINK_NOFOLLOW) {
+                    if self.created.contains(&(st.st_dev as u64, st.st_ino as u64)) {
+                        return Ok(()); // whiteouts hide lower layers only
+                    }
+                }
                 self.ensure_writable(&pfd, parent)?;
                 self.remove_existing(&pfd, base, false, target)?;
                 Ok(())
@@ -566,25 +611,36 @@ impl Applier {
         .map_err(io_err(for_path, "open parent of"))
     }
 
+    /// Removes from `dir` every entry this layer did not create, recursing into the
+    /// directories it created or wrote below.
+    fn clear_lower(&self, fd: &OwnedFd, dir: &str) -> Result<()> {
+        for (child, ft) in list(fd, dir)? {
+            let path = tree::join(dir, &String::from_utf8_lossy(&child));
+            let st = rfs::statat(fd, child.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(io_err(&path, "stat"))?;
+            let id = (st.st_dev as u64, st.st_ino as u64);
+            if !self.created.contains(&id) && !self.ancestors.contains(&id) {
+                remove_child(fd, &child, ft, &path)?;
+            } else if ft == FileType::Directory {
+                let sub = rfs::openat(
+                    fd,
+                    child.as_slice(),
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(io_err(&path, "open directory"))?;
+                self.clear_lower(&sub, &path)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Opaque directories, then directory metadata (deferred so read-only directories do not
     /// block the layer's own entries).
     fn finish(&mut self) -> Result<()> {
-        let keep: BTreeSet<String> = self
-            .created
-            .iter()
-            .flat_map(|p| {
-                let mut v = vec![p.clone()];
-                let mut cur = p.as_str();
-                while let Some((parent, _)) = cur.rsplit_once('/') {
-                    v.push(parent.to_string());
-                    cur = parent;
-                }
-                v
-            })
-            .collect();
         for dir in std::mem::take(&mut self.opaque) {
             if let Ok(Some(fd)) = self.lookup_dir(&dir, false, &dir) {
-                clear_lower(&fd, &dir, &keep)?;
+                self.clear_lower(&fd, &dir)?;
             }
         }
         let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
@@ -680,33 +736,6 @@ fn remove_all(pfd: &OwnedFd, name: impl AsRef<[u8]>, rel: &str) -> Result<()> {
     }
     drop(fd);
     rfs::unlinkat(pfd, name, AtFlags::REMOVEDIR).map_err(io_err(rel, "remove directory"))
-}
-
-/// Removes from `dir` every entry this layer did not create (`keep`), recursing into the
-/// directories it kept.
-fn clear_lower(fd: &OwnedFd, dir: &str, keep: &BTreeSet<String>) -> Result<()> {
-    for (child, ft) in list(fd, dir)? {
-        let Ok(name) = std::str::from_utf8(&child) else {
-            remove_child(fd, &child, ft, dir)?;
-            continue;
-        };
-        let path = tree::join(dir, name);
-        if keep.contains(&path) {
-            if ft == FileType::Directory {
-                let sub = rfs::openat(
-                    fd,
-                    name,
-                    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(io_err(&path, "open directory"))?;
-                clear_lower(&sub, &path, keep)?;
-            }
-        } else {
-            remove_child(fd, &child, ft, &path)?;
-        }
-    }
-    Ok(())
 }
 
 fn remove_child(fd: &OwnedFd, name: &[u8], ft: FileType, rel: &str) -> Result<()> {

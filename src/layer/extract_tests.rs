@@ -603,3 +603,24 @@ fn extract_of_gnu_tar_matches_the_source_tree() {
     assert_eq!(got, want);
     fx.assert_no_escape();
 }
+
+#[test]
+fn case9_extract_same_layer_tracking_follows_symlinked_paths() {
+    let fx = Fx::new();
+    let mut lower = Tar::new();
+    lower
+        .file("d/old", b"")
+        .symlink("link", "d")
+        .symlink("abs", "/d");
+    fx.apply(&lower.finish()).unwrap();
+    let mut t = Tar::new();
+    t.file("link/new", b"n")
+        .file("d/.wh..wh..opq", b"")
+        .file("abs/sub/deep", b"s")
+        .file("d/x", b"x")
+        .file("link/.wh.x", b"");
+    fx.apply(&t.finish()).unwrap();
+    let names: Vec<String> = snapshot(&fx.root.join("d")).into_keys().collect();
+    assert_eq!(names, ["", "/new", "/sub", "/sub/deep", "/x"]);
+    fx.assert_no_escape();
+}
