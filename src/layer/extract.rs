@@ -147,7 +147,7 @@ pub fn apply_layer(root: &Path, reader: impl Read, opts: &ExtractOptions) -> Res
         root: root.to_path_buf(),
         source: e.into(),
     })?;
-    let root_id = (st.st_dev as u64, st.st_ino as u64);
+    let root_id = ino(&st);
     let mut ap = Applier {
         root: root_fd,
         chown: opts.preserve_owner && rustix::process::geteuid().is_root(),
@@ -172,6 +172,12 @@ pub fn apply_layer(root: &Path, reader: impl Read, opts: &ExtractOptions) -> Res
 
 /// A file's identity: (device, inode number).
 type Ino = (u64, u64);
+
+// The field types differ between architectures.
+#[allow(clippy::unnecessary_cast)]
+fn ino(st: &rfs::Stat) -> Ino {
+    (st.st_dev as u64, st.st_ino as u64)
+}
 
 struct DirMeta {
     mode: u32,
@@ -334,7 +340,7 @@ impl Applier {
     fn mark_created(&mut self, pfd: &OwnedFd, base: &str, rel: &str) -> Result<()> {
         match rfs::statat(pfd, base, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => {
-                self.created.insert((st.st_dev as u64, st.st_ino as u64));
+                self.created.insert(ino(&st));
             }
             Err(Errno::NOENT) => return Ok(()), // a link to a skipped device
             Err(e) => return Err(io_err(rel, "stat")(e)),
@@ -343,7 +349,7 @@ impl Applier {
         loop {
             let cur = owned.as_ref().unwrap_or(pfd);
             let st = rfs::fstat(cur).map_err(io_err(rel, "stat parent of"))?;
-            let id = (st.st_dev as u64, st.st_ino as u64);
+            let id = ino(&st);
             if id == self.root_id || !self.ancestors.insert(id) {
                 return Ok(());
             }
@@ -451,7 +457,7 @@ impl Applier {
         match self.lookup_dir(parent, false, target) {
             Ok(Some(pfd)) => {
                 if let Ok(st) = rfs::statat(&pfd, base, AtFlags::SYMLINK_NOFOLLOW) {
-                    if self.created.contains(&(st.st_dev as u64, st.st_ino as u64)) {
+                    if self.created.contains(&ino(&st)) {
                         return Ok(()); // whiteouts hide lower layers only
                     }
                 }
@@ -618,7 +624,7 @@ impl Applier {
             let path = tree::join(dir, &String::from_utf8_lossy(&child));
             let st = rfs::statat(fd, child.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(io_err(&path, "stat"))?;
-            let id = (st.st_dev as u64, st.st_ino as u64);
+            let id = ino(&st);
             if !self.created.contains(&id) && !self.ancestors.contains(&id) {
                 remove_child(fd, &child, ft, &path)?;
             } else if ft == FileType::Directory {
