@@ -25,7 +25,7 @@
 //! Directory modes and mtimes are applied at the end, so a read-only directory does not block later entries. On error the root is left
 //! partly written: callers extract into a fresh directory and discard it on failure.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -35,6 +35,7 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 
+use super::in_root::{self, list, remove_all, remove_child};
 use super::read::{ReadError, ReadLimits, TarEntry, TarKind, TarReader};
 use super::tree::{self, TreeError, MAX_SYMLINK_HOPS};
 
@@ -124,7 +125,10 @@ pub enum ExtractError {
 
 type Result<T, E = ExtractError> = std::result::Result<T, E>;
 
-fn io_err<'a>(path: &'a str, op: &'static str) -> impl FnOnce(Errno) -> ExtractError + 'a {
+pub(crate) fn io_err<'a>(
+    path: &'a str,
+    op: &'static str,
+) -> impl FnOnce(Errno) -> ExtractError + 'a {
     move |e| ExtractError::Io {
         path: path.to_string(),
         op,
@@ -261,8 +265,7 @@ impl Applier {
                 gid: e.gid,
             });
         }
-        let pfd = self
-            .lookup_dir(parent, true, &rel)?
+        let pfd = in_root::lookup_dir(&self.root, parent, true, &rel)?
             .ok_or_else(|| ExtractError::NotADirectory { path: rel.clone() })?;
         self.ensure_writable(&pfd, parent)?;
         let mode = Mode::from_raw_mode(e.mode & HOST_MODE_MASK);
@@ -421,7 +424,7 @@ impl Applier {
             return Ok(());
         }
         let (tparent, tbase) = split(&target);
-        let tfd = match self.lookup_dir(tparent, false, &target) {
+        let tfd = match in_root::lookup_dir(&self.root, tparent, false, &target) {
             Ok(Some(fd)) => fd,
             Ok(None) | Err(ExtractError::NotADirectory { .. }) => {
                 return Err(bad("the target does not exist"))
@@ -454,7 +457,7 @@ impl Applier {
     fn whiteout(&mut self, target: &str) -> Result<()> {
         self.stats.whiteouts += 1;
         let (parent, base) = split(target);
-        match self.lookup_dir(parent, false, target) {
+        match in_root::lookup_dir(&self.root, parent, false, target) {
             Ok(Some(pfd)) => {
                 if let Ok(st) = rfs::statat(&pfd, base, AtFlags::SYMLINK_NOFOLLOW) {
                     if self.created.contains(&ino(&st)) {
@@ -494,129 +497,6 @@ impl Applier {
         Ok(Some(ft))
     }
 
-    /// Opens directory `dir` (relative to the root, `""` = root) resolving symlinks inside the
-    /// root. Missing components are created (0755) when `create`; otherwise `None`.
-    fn lookup_dir(&self, dir: &str, create: bool, for_path: &str) -> Result<Option<OwnedFd>> {
-        let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let target = if dir.is_empty() { "." } else { dir };
-        for _ in 0..8 {
-            match rfs::openat2(&self.root, target, flags, Mode::empty(), how) {
-                Ok(fd) => return Ok(Some(fd)),
-                Err(Errno::AGAIN) => continue,
-                Err(Errno::NOENT) if create => return self.walk_create(dir, for_path).map(Some),
-                Err(Errno::NOENT) => return Ok(None),
-                Err(Errno::NOTDIR) => {
-                    return Err(ExtractError::NotADirectory {
-                        path: for_path.to_string(),
-                    })
-                }
-                Err(Errno::LOOP) => {
-                    return Err(ExtractError::SymlinkLoop {
-                        path: for_path.to_string(),
-                    })
-                }
-                Err(e) => return Err(io_err(for_path, "resolve parent of")(e)),
-            }
-        }
-        Err(io_err(for_path, "resolve parent of")(Errno::AGAIN))
-    }
-
-    /// The slow path of `lookup_dir`: one component at a time, following symlinks inside the
-    /// root by hand (absolute targets from the root, `..` clamped), creating what is missing.
-    fn walk_create(&self, dir: &str, for_path: &str) -> Result<OwnedFd> {
-        let mut queue: VecDeque<Vec<u8>> = dir.split('/').map(|c| c.as_bytes().to_vec()).collect();
-        let mut resolved: Vec<Vec<u8>> = Vec::new();
-        let mut cur = self.open_resolved(&resolved, for_path)?;
-        let mut hops = 0u32;
-        while let Some(c) = queue.pop_front() {
-            match c.as_slice() {
-                b"" | b"." => continue,
-                b".." => {
-                    resolved.pop();
-                    cur = self.open_resolved(&resolved, for_path)?;
-                    continue;
-                }
-                _ => {}
-            }
-            let st = match rfs::statat(&cur, c.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
-                Err(Errno::NOENT) => {
-                    match rfs::mkdirat(&cur, c.as_slice(), Mode::from_raw_mode(0o755)) {
-                        // Implicit parents are 0755 whatever the umask.
-                        Ok(()) => rfs::chmodat(
-                            &cur,
-                            c.as_slice(),
-                            Mode::from_raw_mode(0o755),
-                            AtFlags::empty(),
-                        )
-                        .map_err(io_err(for_path, "chmod parent of"))?,
-                        Err(Errno::EXIST) => {}
-                        Err(e) => return Err(io_err(for_path, "create parent of")(e)),
-                    }
-                    rfs::statat(&cur, c.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
-                        .map_err(io_err(for_path, "stat parent of"))?
-                }
-                Err(e) => return Err(io_err(for_path, "stat parent of")(e)),
-                Ok(st) => st,
-            };
-            match FileType::from_raw_mode(st.st_mode) {
-                FileType::Directory => {
-                    let next = rfs::openat(
-                        &cur,
-                        c.as_slice(),
-                        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(io_err(for_path, "open parent of"))?;
-                    resolved.push(c);
-                    cur = next;
-                }
-                FileType::Symlink => {
-                    hops += 1;
-                    if hops > MAX_SYMLINK_HOPS {
-                        return Err(ExtractError::SymlinkLoop {
-                            path: for_path.to_string(),
-                        });
-                    }
-                    let target = rfs::readlinkat(&cur, c.as_slice(), Vec::new())
-                        .map_err(io_err(for_path, "read symlink in parent of"))?
-                        .into_bytes();
-                    if target.starts_with(b"/") {
-                        resolved.clear();
-                        cur = self.open_resolved(&resolved, for_path)?;
-                    }
-                    for t in target.split(|&b| b == b'/').rev() {
-                        queue.push_front(t.to_vec());
-                    }
-                }
-                _ => {
-                    return Err(ExtractError::NotADirectory {
-                        path: for_path.to_string(),
-                    })
-                }
-            }
-        }
-        Ok(cur)
-    }
-
-    /// Opens a path made only of real directories, refusing any symlink on the way.
-    fn open_resolved(&self, resolved: &[Vec<u8>], for_path: &str) -> Result<OwnedFd> {
-        let joined = if resolved.is_empty() {
-            b".".to_vec()
-        } else {
-            resolved.join(&b'/')
-        };
-        let how = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
-        rfs::openat2(
-            &self.root,
-            joined.as_slice(),
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            how,
-        )
-        .map_err(io_err(for_path, "open parent of"))
-    }
-
     /// Removes from `dir` every entry this layer did not create, recursing into the
     /// directories it created or wrote below.
     fn clear_lower(&self, fd: &OwnedFd, dir: &str) -> Result<()> {
@@ -645,7 +525,7 @@ impl Applier {
     /// block the layer's own entries).
     fn finish(&mut self) -> Result<()> {
         for dir in std::mem::take(&mut self.opaque) {
-            if let Ok(Some(fd)) = self.lookup_dir(&dir, false, &dir) {
+            if let Ok(Some(fd)) = in_root::lookup_dir(&self.root, &dir, false, &dir) {
                 self.clear_lower(&fd, &dir)?;
             }
         }
@@ -687,69 +567,6 @@ fn uid(v: u64) -> rustix::process::Uid {
 
 fn gid(v: u64) -> rustix::process::Gid {
     rustix::process::Gid::from_raw(v as u32)
-}
-
-fn list(fd: &OwnedFd, rel: &str) -> Result<Vec<(Vec<u8>, FileType)>> {
-    let dir = rfs::openat(
-        fd,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(io_err(rel, "open directory"))?;
-    let mut out = Vec::new();
-    for ent in rfs::Dir::new(dir).map_err(io_err(rel, "read directory"))? {
-        let ent = ent.map_err(io_err(rel, "read directory"))?;
-        let name = ent.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        let mut ft = ent.file_type();
-        if ft == FileType::Unknown {
-            let st =
-                rfs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(io_err(rel, "stat"))?;
-            ft = FileType::from_raw_mode(st.st_mode);
-        }
-        out.push((name.to_vec(), ft));
-    }
-    Ok(out)
-}
-
-/// Removes directory `name` under `pfd` and everything in it, never following a symlink.
-fn remove_all(pfd: &OwnedFd, name: impl AsRef<[u8]>, rel: &str) -> Result<()> {
-    let name = name.as_ref();
-    let open = || {
-        rfs::openat(
-            pfd,
-            name,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-    };
-    if !rustix::process::geteuid().is_root() {
-        // A read-only directory from a lower layer: make it ours to empty. The caller saw a
-        // directory here (no symlink), and nothing else writes inside the root meanwhile.
-        let _ = rfs::chmodat(pfd, name, Mode::from_raw_mode(0o700), AtFlags::empty());
-    }
-    let fd = open().map_err(io_err(rel, "open directory"))?;
-    for (child, ft) in list(&fd, rel)? {
-        if ft == FileType::Directory {
-            remove_all(&fd, &child, rel)?;
-        } else {
-            rfs::unlinkat(&fd, child.as_slice(), AtFlags::empty())
-                .map_err(io_err(rel, "remove"))?;
-        }
-    }
-    drop(fd);
-    rfs::unlinkat(pfd, name, AtFlags::REMOVEDIR).map_err(io_err(rel, "remove directory"))
-}
-
-fn remove_child(fd: &OwnedFd, name: &[u8], ft: FileType, rel: &str) -> Result<()> {
-    if ft == FileType::Directory {
-        remove_all(fd, name, rel)
-    } else {
-        rfs::unlinkat(fd, name, AtFlags::empty()).map_err(io_err(rel, "remove"))
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@
 pub mod extract;
 pub mod from_tar;
 pub mod host;
+mod in_root;
 pub mod read;
+mod tar_header;
 pub mod tree;
 // write, compress, decompress: added by the compress branch
 
