@@ -194,6 +194,12 @@ impl<R: Read> TarReader<R> {
         }
     }
 
+    /// The underlying reader, positioned just after the end-of-archive block (or wherever
+    /// reading stopped), so a caller can drain a compressed stream to verify its trailer.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
     /// Bytes consumed from the underlying reader so far.
     pub fn offset(&self) -> u64 {
         self.offset
