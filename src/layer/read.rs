@@ -207,6 +207,7 @@ impl<R: Read> TarReader<R> {
 
     /// The next entry, or `None` at the end of the archive. Unread data of the previous entry
     /// is skipped (and still checked for truncation).
+    /// After an error the archive is unusable: stop reading it.
     pub fn next_entry(&mut self) -> Result<Option<TarEntry>, ReadError> {
         if self.done {
             return Ok(None);
@@ -239,11 +240,16 @@ impl<R: Read> TarReader<R> {
                 offset: header_offset,
                 field: "size",
             })?;
-            let size = u64::try_from(size).map_err(|_| ReadError::BadNumber {
-                path: shown.clone(),
-                offset: header_offset,
-                field: "size",
-            })?;
+            // Sizes are at most i64::MAX (as in every tar implementation), so offsets never
+            // overflow.
+            let size = u64::try_from(size)
+                .ok()
+                .filter(|&v| i64::try_from(v).is_ok())
+                .ok_or_else(|| ReadError::BadNumber {
+                    path: shown.clone(),
+                    offset: header_offset,
+                    field: "size",
+                })?;
             match typeflag {
                 b'L' | b'K' | b'x' | b'g' | b'X' => {
                     extensions += 1;
@@ -371,6 +377,9 @@ impl<R: Read> TarReader<R> {
             gid = v;
         }
         if let Some(v) = pax_num("size")? {
+            if i64::try_from(v).is_err() {
+                return Err(bad("size"));
+            }
             size = v;
         }
         if let Some(v) = pax.get("mtime") {
