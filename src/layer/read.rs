@@ -57,7 +57,8 @@ pub enum ReadError {
         source: io::Error,
     },
     #[error(
-        "failed to read tar archive: truncated at byte {offset} while reading {what} of `{path}`"
+        "failed to read tar archive: truncated at byte {offset} while reading {what}{}",
+        of_entry(path)
     )]
     Truncated {
         path: String,
@@ -122,6 +123,14 @@ pub enum ReadError {
         #[source]
         source: io::Error,
     },
+}
+
+fn of_entry(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!(" of `{path}`")
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
