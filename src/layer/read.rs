@@ -29,6 +29,8 @@ pub const MAX_PAX_HEADER: u64 = 1024 * 1024;
 pub const DEFAULT_MAX_ENTRIES: u64 = 4_000_000;
 /// Default cap on a path or link target length (Linux `PATH_MAX`).
 pub const DEFAULT_MAX_PATH_LEN: usize = 4096;
+/// Size of the buffer `read_data` copies through.
+const COPY_BUF: usize = 64 * 1024;
 /// Extension headers (`L`, `K`, `x`, `g`) allowed in a row before a real entry.
 pub const MAX_EXTENSION_HEADERS: u32 = 32;
 
@@ -179,6 +181,7 @@ pub struct TarReader<R: Read> {
     entries: u64,
     globals: BTreeMap<String, Vec<u8>>,
     done: bool,
+    buf: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -200,6 +203,7 @@ impl<R: Read> TarReader<R> {
             entries: 0,
             globals: BTreeMap::new(),
             done: false,
+            buf: Vec::new(),
         }
     }
 
@@ -466,7 +470,12 @@ impl<R: Read> TarReader<R> {
 
     /// Copies the rest of the current entry's data into `sink`; returns the bytes copied.
     pub fn read_data(&mut self, sink: &mut impl Write) -> Result<u64, ReadError> {
-        let mut buf = vec![0u8; 64 * 1024];
+        // One copy buffer for the whole archive, grown (up to COPY_BUF) as members need.
+        let mut buf = std::mem::take(&mut self.buf);
+        let want = usize::try_from(self.remaining.min(COPY_BUF as u64)).unwrap_or(COPY_BUF);
+        if buf.len() < want {
+            buf.resize(want, 0);
+        }
         let mut total = 0u64;
         while self.remaining > 0 {
             let want = buf
@@ -481,6 +490,7 @@ impl<R: Read> TarReader<R> {
                     source,
                 })?;
         }
+        self.buf = buf;
         Ok(total)
     }
 
