@@ -22,8 +22,10 @@
 //! directory everything this layer did not create, whatever the order in the archive. "Created
 //! in this layer" is tracked by inode (device and inode number of every entry written, and of
 //! every directory above one), so it holds whichever symlinks the paths went through.
-//! Directory modes and mtimes are applied at the end, so a read-only directory does not block later entries. On error the root is left
-//! partly written: callers extract into a fresh directory and discard it on failure.
+//! Directory modes and mtimes are applied at the end, so a read-only directory does not block
+//! later entries (as non-root, read-only lower directories are opened up for the duration and
+//! restored). On error the root is left partly written: callers extract into a fresh directory
+//! and discard it on failure.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read};
@@ -35,12 +37,11 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 
+use super::from_tar::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use super::in_root::{self, list, remove_all, remove_child};
 use super::read::{ReadError, ReadLimits, TarEntry, TarKind, TarReader};
 use super::tree::{self, TreeError, MAX_SYMLINK_HOPS};
 
-const WHITEOUT_PREFIX: &str = ".wh.";
-const OPAQUE_MARKER: &str = ".wh..wh..opq";
 /// Mode bits kept on the host copy: permissions and sticky, never setuid/setgid.
 const HOST_MODE_MASK: u32 = 0o1777;
 
