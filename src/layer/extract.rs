@@ -252,7 +252,8 @@ impl Applier {
                 self.stats.opaque_dirs += 1;
                 return Ok(());
             }
-            if name.is_empty() || name == "." || name == ".." || name.starts_with(WHITEOUT_PREFIX) {
+            let bad_name = name.is_empty() || name == "." || name == "..";
+            if bad_name || name.starts_with(WHITEOUT_PREFIX) || e.kind != TarKind::File {
                 return Err(invalid());
             }
             return self.whiteout(&tree::join(parent, name));
