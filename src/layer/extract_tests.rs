@@ -321,7 +321,7 @@ fn case8_extract_hardlinks_resolve_in_root_or_are_refused() {
 
 #[test]
 fn case9_extract_invalid_whiteouts_delete_nothing() {
-    for name in [".wh..", ".wh...", "dir/.wh..", ".wh..wh.x"] {
+    for name in [".wh..", ".wh...", "dir/.wh..", ".wh..wh.x", ".wh.keep/"] {
         let fx = Fx::new();
         fx.apply(
             &Tar::new()
@@ -332,7 +332,11 @@ fn case9_extract_invalid_whiteouts_delete_nothing() {
         .unwrap();
         let lower = snapshot(&fx.root);
         let mut t = Tar::new();
-        t.file(name, b"");
+        if name.ends_with('/') {
+            t.dir(name, 0o755); // a whiteout must be a regular file
+        } else {
+            t.file(name, b"");
+        }
         let err = fx.apply(&t.finish()).unwrap_err();
         assert!(
             matches!(err, ExtractError::InvalidWhiteout { .. }),
