@@ -27,6 +27,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
 
 use crate::spec::{container_path, Mount, SandboxSpec, SpecError};
 use crate::syscall::Syscall;
@@ -99,9 +100,11 @@ pub(crate) enum Op {
         target: CString,
         link: CString,
     },
-    PlaceDir {
+    /// Opens `path` (`O_PATH`) and places it at descriptor `fd`.
+    PlaceFd {
         path: CString,
         fd: RawFd,
+        directory: bool,
     },
     SetHostname {
         name: CString,
@@ -199,6 +202,26 @@ impl Plan {
 
         // Nothing we mount may propagate back to the host (SECURITY.md case 25).
         b.mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None, false)?;
+        // overlayfs and bind mounts only take directories of the caller's own mount
+        // namespace, so the host paths are opened again here, at the numbers the parent
+        // reserved, before anything covers them.
+        let host_paths = spec
+            .lower_dirs
+            .iter()
+            .zip(&fds.lowers)
+            .map(|(p, fd)| (p, *fd, true))
+            .chain([(&spec.upper_dir, fds.upper, true), (&spec.work_dir, fds.work, true)]);
+        let bind_paths = spec.mounts.iter().zip(&fds.binds).filter_map(|(m, b)| match (m, b) {
+            (Mount::Bind { source, .. }, Some((fd, is_dir))) => Some((source, *fd, *is_dir)),
+            _ => None,
+        });
+        for (path, fd, directory) in host_paths.chain(bind_paths) {
+            b.ops.push(Op::PlaceFd {
+                path: c(path.as_os_str().as_bytes())?,
+                fd,
+                directory,
+            });
+        }
         b.mount(Some("tmpfs"), SCRATCH, Some("tmpfs"), nosuid_nodev, Some("mode=0755"), false)?;
 
         // Skeleton: mount points in a lower layer of their own (see module docs).
@@ -226,9 +249,10 @@ impl Plan {
                 mode: 0o644,
             });
         }
-        b.ops.push(Op::PlaceDir {
+        b.ops.push(Op::PlaceFd {
             path: c(SKEL)?,
             fd: fds.skel,
+            directory: true,
         });
 
         // The rootfs. overlay lists lower layers top-most first.
@@ -378,7 +402,11 @@ fn execute_op<S: Syscall + ?Sized>(sys: &S, op: &Op) -> io::Result<()> {
         Op::Mkdir { path, mode } => sys.mkdir(path, *mode),
         Op::CreateFile { path, mode } => sys.create_file(path, *mode),
         Op::Symlink { target, link } => sys.symlink(target, link),
-        Op::PlaceDir { path, fd } => sys.open_dir_at(path, *fd),
+        Op::PlaceFd {
+            path,
+            fd,
+            directory,
+        } => sys.open_at_fd(path, *fd, *directory),
         Op::SetHostname { name } => sys.sethostname(name),
         Op::LoopbackUp => sys.loopback_up(),
         Op::PivotRoot { new_root } => sys.pivot_root(new_root),
@@ -446,7 +474,7 @@ impl fmt::Display for Op {
             Op::Mkdir { path, .. } => write!(f, "create directory {}", s(path)),
             Op::CreateFile { path, .. } => write!(f, "create mount point {}", s(path)),
             Op::Symlink { target, link } => write!(f, "create symlink {} -> {}", s(link), s(target)),
-            Op::PlaceDir { path, fd } => write!(f, "open {} as descriptor {fd}", s(path)),
+            Op::PlaceFd { path, fd, .. } => write!(f, "open {} as descriptor {fd}", s(path)),
             Op::SetHostname { name } => write!(f, "set hostname {}", s(name)),
             Op::LoopbackUp => f.write_str("bring up the loopback interface"),
             Op::PivotRoot { new_root } => write!(f, "pivot_root into {}", s(new_root)),
@@ -515,7 +543,7 @@ mod tests {
     fn starts_private_and_ends_with_pivot() {
         let calls = recorded();
         assert_eq!(calls[0], "mount - / - rec,private -");
-        assert_eq!(calls[1], "mount tmpfs /tmp tmpfs nosuid,nodev mode=0755");
+        assert_eq!(calls[1], "open /l0 at 5 dir");
         assert_eq!(calls.last().unwrap(), "pivot-root /tmp/root");
         assert_eq!(calls[calls.len() - 2], "loopback-up");
         assert_eq!(calls[calls.len() - 3], "sethostname box");
@@ -527,8 +555,14 @@ mod tests {
         let overlay = "mount overlay /tmp/root overlay - lowerdir=/proc/self/fd/9:/proc/self/fd/6:\
                        /proc/self/fd/5,upperdir=/proc/self/fd/7,workdir=/proc/self/fd/8,userxattr";
         let at = position(&calls, overlay);
-        assert!(position(&calls, "open-dir /tmp/skel at 9") < at);
-        assert!(!calls.iter().any(|c| c.contains("/l0") || c.contains("/u ")));
+        assert!(position(&calls, "open /tmp/skel at 9 dir") < at);
+        // Host paths are opened before /tmp is covered, and never named in mount options.
+        let covered = position(&calls, "mount tmpfs /tmp tmpfs nosuid,nodev mode=0755");
+        for (path, fd) in [("/l0", 5), ("/l1", 6), ("/u", 7), ("/w", 8), ("/host/cache", 10)] {
+            assert!(position(&calls, &format!("open {path} at {fd} dir")) < covered);
+        }
+        assert!(position(&calls, "open /host/file at 11 file") < covered);
+        assert!(!calls.iter().any(|c| c.starts_with("mount") && (c.contains("/l0") || c.contains("/u,"))));
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub struct SandboxSpec {
     pub lower_dirs: Vec<PathBuf>,
     /// Must exist and be empty; on the same file system as `work_dir`.
     pub upper_dir: PathBuf,
-    /// Overlay's scratch directory: must exist and be empty.
+    /// Overlay's scratch directory: must exist (overlayfs empties it itself).
     pub work_dir: PathBuf,
     pub mounts: Vec<Mount>,
     /// `argv[0]` without a `/` is searched in the `PATH` of `env` (or a default `PATH`).
@@ -137,7 +137,8 @@ impl SandboxSpec {
             check_dir(dir)?;
         }
         let upper = require_empty_dir(&self.upper_dir)?;
-        let work = require_empty_dir(&self.work_dir)?;
+        // overlayfs cleans up a reused work directory itself.
+        let work = check_dir(&self.work_dir)?;
         if upper.dev() != work.dev() {
             return Err(SpecError::DifferentFilesystems {
                 upper: self.upper_dir.clone(),

@@ -126,13 +126,11 @@ impl Syscall for Linux {
         check(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) }.into())
     }
 
-    fn open_dir_at(&self, path: &CStr, fd: RawFd) -> io::Result<()> {
+    fn open_at_fd(&self, path: &CStr, fd: RawFd, directory: bool) -> io::Result<()> {
+        let dir_flag = if directory { libc::O_DIRECTORY } else { 0 };
         // SAFETY: path is a C string; the temporary descriptor is closed after dup3.
         unsafe {
-            let tmp = libc::open(
-                path.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-            );
+            let tmp = libc::open(path.as_ptr(), libc::O_PATH | dir_flag | libc::O_CLOEXEC);
             check(tmp.into())?;
             let rc = libc::dup3(tmp, fd, libc::O_CLOEXEC);
             libc::close(tmp);

@@ -38,8 +38,8 @@ pub(crate) trait Syscall {
     fn mkdir(&self, path: &CStr, mode: u32) -> io::Result<()>;
     fn create_file(&self, path: &CStr, mode: u32) -> io::Result<()>;
     fn symlink(&self, target: &CStr, link: &CStr) -> io::Result<()>;
-    /// Opens the directory `path` (`O_PATH`) and places it at descriptor `fd`.
-    fn open_dir_at(&self, path: &CStr, fd: RawFd) -> io::Result<()>;
+    /// Opens `path` (`O_PATH`, a directory if `directory`) and places it at descriptor `fd`.
+    fn open_at_fd(&self, path: &CStr, fd: RawFd, directory: bool) -> io::Result<()>;
     fn sethostname(&self, name: &CStr) -> io::Result<()>;
     fn loopback_up(&self) -> io::Result<()>;
 

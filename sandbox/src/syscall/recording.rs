@@ -84,8 +84,9 @@ impl Syscall for Recording {
     fn symlink(&self, target: &CStr, link: &CStr) -> io::Result<()> {
         self.record(format!("symlink {} -> {}", s(link), s(target)))
     }
-    fn open_dir_at(&self, path: &CStr, fd: RawFd) -> io::Result<()> {
-        self.record(format!("open-dir {} at {fd}", s(path)))
+    fn open_at_fd(&self, path: &CStr, fd: RawFd, directory: bool) -> io::Result<()> {
+        let kind = if directory { "dir" } else { "file" };
+        self.record(format!("open {} at {fd} {kind}", s(path)))
     }
     fn sethostname(&self, name: &CStr) -> io::Result<()> {
         self.record(format!("sethostname {}", s(name)))

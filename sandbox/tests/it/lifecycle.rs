@@ -1,0 +1,128 @@
+//! Results, failures, time limits and the end of every process (SECURITY.md cases 28, 30).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kiln_sandbox::{ExitStatus, SandboxError, Stdio};
+
+use crate::common::{host_processes_with, Ctx};
+
+#[test]
+fn failing_step_reports_status_and_stderr_tail() {
+    let ctx = Ctx::new();
+    let mut spec = ctx.spec("echo progress; echo first >&2; echo 'it broke' >&2; exit 3");
+    spec.tail_limit = 9;
+    let err = kiln_sandbox::run(&spec).unwrap_err();
+    match &err {
+        SandboxError::StepFailed { status, stderr_tail, .. } => {
+            assert_eq!(*status, ExitStatus::Code(3));
+            assert_eq!(stderr_tail, b"it broke\n");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("exit status 3"), "{err}");
+
+    let err = ctx.run("kill -9 $$").unwrap_err();
+    assert!(matches!(err, SandboxError::StepFailed { status: ExitStatus::Signal(9), .. }), "{err:?}");
+}
+
+#[test]
+fn missing_program_is_an_exec_error() {
+    let ctx = Ctx::new();
+    let mut spec = ctx.spec("");
+    spec.argv = vec!["/bin/does-not-exist".into()];
+    let err = kiln_sandbox::run(&spec).unwrap_err();
+    match err {
+        SandboxError::Exec { program, source } => {
+            assert_eq!(program, "/bin/does-not-exist");
+            assert_eq!(source.raw_os_error(), Some(libc::ENOENT));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn null_and_inherited_streams() {
+    let ctx = Ctx::new();
+    let mut spec = ctx.spec("echo out; echo err >&2");
+    spec.stdout = Stdio::Null;
+    spec.stderr = Stdio::Null;
+    let outcome = kiln_sandbox::run(&spec).unwrap();
+    assert!(outcome.stdout_tail.is_empty() && outcome.stderr_tail.is_empty());
+    let mut spec = ctx.spec("true");
+    spec.stdout = Stdio::Inherit;
+    spec.stderr = Stdio::Inherit;
+    kiln_sandbox::run(&spec).unwrap();
+}
+
+// Case 28: leftover background processes are gone when the step ends.
+#[test]
+fn leftover_processes_are_killed_when_the_step_ends() {
+    let ctx = Ctx::new();
+    let start = Instant::now();
+    ctx.stdout("setsid sleep 1000 & setsid sh -c 'sleep 2; echo alive > /survivor' & echo started");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(host_processes_with("sleep 1000"), Vec::<String>::new());
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!ctx.upper.join("survivor").exists());
+}
+
+// Case 30: a step past its time limit is killed, with a clear error.
+#[test]
+fn step_past_its_time_limit_is_killed() {
+    let ctx = Ctx::new();
+    let mut spec = ctx.spec("echo waiting >&2; setsid sleep 1001 & sleep 1002");
+    spec.timeout = Duration::from_secs(1);
+    let start = Instant::now();
+    let err = kiln_sandbox::run(&spec).unwrap_err();
+    let elapsed = start.elapsed();
+    match &err {
+        SandboxError::TimedOut { timeout, stderr_tail, .. } => {
+            assert_eq!(*timeout, Duration::from_secs(1));
+            assert_eq!(stderr_tail, b"waiting\n");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("time limit of 1s"), "{err}");
+    assert!(elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(5), "{elapsed:?}");
+    assert_eq!(host_processes_with("sleep 100"), Vec::<String>::new());
+}
+
+const HELPER_ENV: &str = "KILN_SANDBOX_TEST_PARENT_DEATH";
+
+/// Not a test on its own: the body of `parent_death_kills_the_sandbox`'s child process.
+#[test]
+fn helper_parent_death() {
+    let Ok(dir) = std::env::var(HELPER_ENV) else {
+        return;
+    };
+    let ctx = Ctx::new();
+    let mut spec = ctx.spec("touch /data/started; exec sleep 1003");
+    spec.upper_dir = std::path::PathBuf::from(&dir).join("upper");
+    spec.work_dir = std::path::PathBuf::from(&dir).join("work");
+    let _ = kiln_sandbox::run(&spec);
+}
+
+#[test]
+fn parent_death_kills_the_sandbox() {
+    let ctx = Ctx::new();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "lifecycle::helper_parent_death", "--nocapture", "--test-threads=1"])
+        .env(HELPER_ENV, ctx.path())
+        .spawn()
+        .unwrap();
+    let started = ctx.upper.join("data/started");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "the helper's step never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(host_processes_with("sleep 1003").len(), 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !host_processes_with("sleep 1003").is_empty() {
+        assert!(Instant::now() < deadline, "the sandbox outlived its parent");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
