@@ -232,7 +232,12 @@ pub(crate) fn init_main<S: Syscall + ?Sized>(sys: &S, plan: &Plan, step: &StepPr
     let status = step.status_fd;
     stage(sys, status, Stage::Signals, sys.reset_signals());
     // The parent's death kills the sandbox: init's death takes the whole pid namespace.
-    stage(sys, status, Stage::ParentDeathSignal, sys.parent_death_signal(libc::SIGKILL));
+    stage(
+        sys,
+        status,
+        Stage::ParentDeathSignal,
+        sys.parent_death_signal(libc::SIGKILL),
+    );
     // Also covers a parent that died before the prctl: the pipe then reads EOF.
     if !sys.wait_for_parent(step.sync_fd) {
         sys.exit(1);
@@ -305,7 +310,12 @@ fn step_main<S: Syscall + ?Sized>(sys: &S, step: &StepProcess) -> ! {
     let status = STATUS_FD;
     stage(sys, status, Stage::Setsid, sys.setsid());
     let keep = kept_caps_mask();
-    stage(sys, status, Stage::BoundingCaps, sys.drop_bounding_caps(keep));
+    stage(
+        sys,
+        status,
+        Stage::BoundingCaps,
+        sys.drop_bounding_caps(keep),
+    );
     if step.setgroups {
         stage(sys, status, Stage::Groups, sys.clear_groups());
     }
@@ -315,11 +325,23 @@ fn step_main<S: Syscall + ?Sized>(sys: &S, step: &StepProcess) -> ! {
     match sys.cwd_reachable() {
         Ok(true) => {}
         Ok(false) => {
-            report(sys, status, Record::STAGE, Stage::CwdOutsideRoot as u32, libc::EPERM);
+            report(
+                sys,
+                status,
+                Record::STAGE,
+                Stage::CwdOutsideRoot as u32,
+                libc::EPERM,
+            );
             sys.exit(1);
         }
         Err(e) => {
-            report(sys, status, Record::STAGE, Stage::CwdOutsideRoot as u32, errno(&e));
+            report(
+                sys,
+                status,
+                Record::STAGE,
+                Stage::CwdOutsideRoot as u32,
+                errno(&e),
+            );
             sys.exit(1);
         }
     }
@@ -343,8 +365,16 @@ mod tests {
     #[test]
     fn records_round_trip() {
         let records = [
-            Record { kind: Record::PLAN, index: 7, value: libc::EPERM },
-            Record { kind: Record::EXITED, index: 0, value: 0x0100 },
+            Record {
+                kind: Record::PLAN,
+                index: 7,
+                value: libc::EPERM,
+            },
+            Record {
+                kind: Record::EXITED,
+                index: 0,
+                value: 0x0100,
+            },
         ];
         let bytes: Vec<u8> = records.iter().flat_map(|r| r.to_bytes()).collect();
         assert_eq!(Record::parse_all(&bytes), records);

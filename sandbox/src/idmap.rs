@@ -223,7 +223,11 @@ fn write_proc(path: &Path, content: &str) -> Result<(), IdMapError> {
     })
 }
 
-fn run_helper(helper: &'static str, pid: libc::pid_t, ranges: &[IdRange]) -> Result<(), IdMapError> {
+fn run_helper(
+    helper: &'static str,
+    pid: libc::pid_t,
+    ranges: &[IdRange],
+) -> Result<(), IdMapError> {
     let program = find_helper(helper)?;
     let mut cmd = Command::new(&program);
     cmd.arg(pid.to_string());
@@ -259,7 +263,13 @@ fn user_name(uid: u32) -> Option<String> {
     unsafe {
         let mut pwd: libc::passwd = std::mem::zeroed();
         let mut result = std::ptr::null_mut();
-        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result);
+        let rc = libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        );
         if rc != 0 || result.is_null() {
             return None;
         }
@@ -349,7 +359,11 @@ mod tests {
             (None, 1001, Some(300000)),
         ];
         for (user, uid, expected) in cases {
-            assert_eq!(parse_subid(text, *user, *uid, 65535), *expected, "{user:?} {uid}");
+            assert_eq!(
+                parse_subid(text, *user, *uid, 65535),
+                *expected,
+                "{user:?} {uid}"
+            );
         }
         assert_eq!(parse_subid("x:1:2:3\nx:a:65536", Some("x"), 5, 1), None);
         assert_eq!(parse_subid("x:4294967295:65536", Some("x"), 5, 1), None);
@@ -360,10 +374,22 @@ mod tests {
         let map = IdMap {
             mapping: IdMapping::Subordinate,
             uids: vec![
-                IdRange { container: 0, host: 1000, count: 1 },
-                IdRange { container: 1, host: 100000, count: 65535 },
+                IdRange {
+                    container: 0,
+                    host: 1000,
+                    count: 1,
+                },
+                IdRange {
+                    container: 1,
+                    host: 100000,
+                    count: 65535,
+                },
             ],
-            gids: vec![IdRange { container: 0, host: 1000, count: 1 }],
+            gids: vec![IdRange {
+                container: 0,
+                host: 1000,
+                count: 1,
+            }],
         };
         assert_eq!(map.uid_to_host(0), Some(1000));
         assert_eq!(map.uid_to_host(65532), Some(165531));

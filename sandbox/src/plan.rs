@@ -159,7 +159,12 @@ impl Builder {
         self.mount(Some(source), target, None, flags, None, optional)
     }
 
-    fn read_only(&mut self, target: &str, recursive: bool, optional: bool) -> Result<(), SpecError> {
+    fn read_only(
+        &mut self,
+        target: &str,
+        recursive: bool,
+        optional: bool,
+    ) -> Result<(), SpecError> {
         self.ops.push(Op::ReadOnly {
             target: c(target)?,
             recursive,
@@ -201,7 +206,14 @@ impl Plan {
         let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
 
         // Nothing we mount may propagate back to the host (SECURITY.md case 25).
-        b.mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None, false)?;
+        b.mount(
+            None,
+            "/",
+            None,
+            libc::MS_REC | libc::MS_PRIVATE,
+            None,
+            false,
+        )?;
         // overlayfs and bind mounts only take directories of the caller's own mount
         // namespace, so the host paths are opened again here, at the numbers the parent
         // reserved, before anything covers them.
@@ -210,11 +222,18 @@ impl Plan {
             .iter()
             .zip(&fds.lowers)
             .map(|(p, fd)| (p, *fd, true))
-            .chain([(&spec.upper_dir, fds.upper, true), (&spec.work_dir, fds.work, true)]);
-        let bind_paths = spec.mounts.iter().zip(&fds.binds).filter_map(|(m, b)| match (m, b) {
-            (Mount::Bind { source, .. }, Some((fd, is_dir))) => Some((source, *fd, *is_dir)),
-            _ => None,
-        });
+            .chain([
+                (&spec.upper_dir, fds.upper, true),
+                (&spec.work_dir, fds.work, true),
+            ]);
+        let bind_paths = spec
+            .mounts
+            .iter()
+            .zip(&fds.binds)
+            .filter_map(|(m, b)| match (m, b) {
+                (Mount::Bind { source, .. }, Some((fd, is_dir))) => Some((source, *fd, *is_dir)),
+                _ => None,
+            });
         for (path, fd, directory) in host_paths.chain(bind_paths) {
             b.ops.push(Op::PlaceFd {
                 path: c(path.as_os_str().as_bytes())?,
@@ -222,7 +241,14 @@ impl Plan {
                 directory,
             });
         }
-        b.mount(Some("tmpfs"), SCRATCH, Some("tmpfs"), nosuid_nodev, Some("mode=0755"), false)?;
+        b.mount(
+            Some("tmpfs"),
+            SCRATCH,
+            Some("tmpfs"),
+            nosuid_nodev,
+            Some("mode=0755"),
+            false,
+        )?;
 
         // Skeleton: mount points in a lower layer of their own (see module docs).
         b.mkdir(SKEL, 0o755)?;
@@ -281,7 +307,14 @@ impl Plan {
         // masked.
         let proc_dir = format!("{ROOT}/proc");
         let proc_flags = nosuid_nodev | libc::MS_NOEXEC;
-        b.mount(Some("proc"), &proc_dir, Some("proc"), proc_flags, None, false)?;
+        b.mount(
+            Some("proc"),
+            &proc_dir,
+            Some("proc"),
+            proc_flags,
+            None,
+            false,
+        )?;
         for name in PROC_READ_ONLY {
             let path = format!("{proc_dir}/{name}");
             b.bind(&path, &path, true)?;
@@ -293,14 +326,28 @@ impl Plan {
         for name in PROC_MASKED_DIRS {
             let path = format!("{proc_dir}/{name}");
             let flags = nosuid_nodev | libc::MS_NOEXEC | libc::MS_RDONLY;
-            b.mount(Some("tmpfs"), &path, Some("tmpfs"), flags, Some("size=0"), true)?;
+            b.mount(
+                Some("tmpfs"),
+                &path,
+                Some("tmpfs"),
+                flags,
+                Some("size=0"),
+                true,
+            )?;
         }
 
         // A minimal /dev: entries first, then the tmpfs itself read-only (a step cannot add
         // device nodes or files there), then the mounts on top of it.
         let dev = format!("{ROOT}/dev");
         let dev_flags = libc::MS_NOSUID | libc::MS_NOEXEC;
-        b.mount(Some("tmpfs"), &dev, Some("tmpfs"), dev_flags, Some("mode=0755,size=64k"), false)?;
+        b.mount(
+            Some("tmpfs"),
+            &dev,
+            Some("tmpfs"),
+            dev_flags,
+            Some("mode=0755,size=64k"),
+            false,
+        )?;
         for node in DEV_NODES {
             b.ops.push(Op::CreateFile {
                 path: c(format!("{dev}/{node}"))?,
@@ -323,10 +370,24 @@ impl Plan {
             None => "newinstance,ptmxmode=0666,mode=0620".to_owned(),
         };
         let pts = format!("{dev}/pts");
-        b.mount(Some("devpts"), &pts, Some("devpts"), dev_flags, Some(&pts_data), false)?;
+        b.mount(
+            Some("devpts"),
+            &pts,
+            Some("devpts"),
+            dev_flags,
+            Some(&pts_data),
+            false,
+        )?;
         let shm_flags = nosuid_nodev | libc::MS_NOEXEC;
         let shm = format!("{dev}/shm");
-        b.mount(Some("tmpfs"), &shm, Some("tmpfs"), shm_flags, Some("mode=1777"), false)?;
+        b.mount(
+            Some("tmpfs"),
+            &shm,
+            Some("tmpfs"),
+            shm_flags,
+            Some("mode=1777"),
+            false,
+        )?;
 
         // The caller's extra mounts.
         for (mount, bind) in spec.mounts.iter().zip(&fds.binds) {
@@ -340,7 +401,14 @@ impl Plan {
                 }
                 _ => {
                     let data = Some("mode=0755");
-                    b.mount(Some("tmpfs"), &target, Some("tmpfs"), nosuid_nodev, data, false)?;
+                    b.mount(
+                        Some("tmpfs"),
+                        &target,
+                        Some("tmpfs"),
+                        nosuid_nodev,
+                        data,
+                        false,
+                    )?;
                 }
             }
         }
@@ -349,9 +417,7 @@ impl Plan {
             name: c(spec.hostname.as_str())?,
         });
         b.ops.push(Op::LoopbackUp);
-        b.ops.push(Op::PivotRoot {
-            new_root: c(ROOT)?,
-        });
+        b.ops.push(Op::PivotRoot { new_root: c(ROOT)? });
         Ok(Plan { ops: b.ops })
     }
 
@@ -473,7 +539,9 @@ impl fmt::Display for Op {
             }
             Op::Mkdir { path, .. } => write!(f, "create directory {}", s(path)),
             Op::CreateFile { path, .. } => write!(f, "create mount point {}", s(path)),
-            Op::Symlink { target, link } => write!(f, "create symlink {} -> {}", s(link), s(target)),
+            Op::Symlink { target, link } => {
+                write!(f, "create symlink {} -> {}", s(link), s(target))
+            }
             Op::PlaceFd { path, fd, .. } => write!(f, "open {} as descriptor {fd}", s(path)),
             Op::SetHostname { name } => write!(f, "set hostname {}", s(name)),
             Op::LoopbackUp => f.write_str("bring up the loopback interface"),
@@ -558,17 +626,28 @@ mod tests {
         assert!(position(&calls, "open /tmp/skel at 9 dir") < at);
         // Host paths are opened before /tmp is covered, and never named in mount options.
         let covered = position(&calls, "mount tmpfs /tmp tmpfs nosuid,nodev mode=0755");
-        for (path, fd) in [("/l0", 5), ("/l1", 6), ("/u", 7), ("/w", 8), ("/host/cache", 10)] {
+        for (path, fd) in [
+            ("/l0", 5),
+            ("/l1", 6),
+            ("/u", 7),
+            ("/w", 8),
+            ("/host/cache", 10),
+        ] {
             assert!(position(&calls, &format!("open {path} at {fd} dir")) < covered);
         }
         assert!(position(&calls, "open /host/file at 11 file") < covered);
-        assert!(!calls.iter().any(|c| c.starts_with("mount") && (c.contains("/l0") || c.contains("/u,"))));
+        assert!(!calls
+            .iter()
+            .any(|c| c.starts_with("mount") && (c.contains("/l0") || c.contains("/u,"))));
     }
 
     #[test]
     fn skeleton_holds_every_mount_point_before_the_overlay() {
         let calls = recorded();
-        let overlay = calls.iter().position(|c| c.starts_with("mount overlay")).unwrap();
+        let overlay = calls
+            .iter()
+            .position(|c| c.starts_with("mount overlay"))
+            .unwrap();
         for entry in [
             "mkdir /tmp/skel/proc 755",
             "mkdir /tmp/skel/dev 755",
@@ -607,7 +686,10 @@ mod tests {
     #[test]
     fn dev_is_minimal() {
         let calls = recorded();
-        position(&calls, "mount tmpfs /tmp/root/dev tmpfs nosuid,noexec mode=0755,size=64k");
+        position(
+            &calls,
+            "mount tmpfs /tmp/root/dev tmpfs nosuid,noexec mode=0755,size=64k",
+        );
         let ro = position(&calls, "read-only /tmp/root/dev");
         for node in DEV_NODES {
             let path = format!("/tmp/root/dev/{node}");
@@ -620,7 +702,10 @@ mod tests {
             "mount devpts /tmp/root/dev/pts devpts nosuid,noexec newinstance,ptmxmode=0666,mode=0620,gid=5",
         );
         position(&calls, "symlink /tmp/root/dev/ptmx -> pts/ptmx");
-        position(&calls, "mount tmpfs /tmp/root/dev/shm tmpfs nosuid,nodev,noexec mode=1777");
+        position(
+            &calls,
+            "mount tmpfs /tmp/root/dev/shm tmpfs nosuid,nodev,noexec mode=1777",
+        );
         let dev_nodes: Vec<_> = calls
             .iter()
             .filter(|c| c.starts_with("create /tmp/root/dev/"))
@@ -631,12 +716,23 @@ mod tests {
     #[test]
     fn extra_mounts_after_dev_and_read_only_when_asked() {
         let calls = recorded();
-        let bind = position(&calls, "mount /proc/self/fd/10 /tmp/root/var/cache/x - bind,rec -");
+        let bind = position(
+            &calls,
+            "mount /proc/self/fd/10 /tmp/root/var/cache/x - bind,rec -",
+        );
         let ro = position(&calls, "read-only /tmp/root/var/cache/x recursive");
         assert!(bind < ro);
-        position(&calls, "mount /proc/self/fd/11 /tmp/root/etc/resolv.conf - bind,rec -");
-        assert!(!calls.iter().any(|c| c.starts_with("read-only /tmp/root/etc/resolv.conf")));
-        position(&calls, "mount tmpfs /tmp/root/scratch tmpfs nosuid,nodev mode=0755");
+        position(
+            &calls,
+            "mount /proc/self/fd/11 /tmp/root/etc/resolv.conf - bind,rec -",
+        );
+        assert!(!calls
+            .iter()
+            .any(|c| c.starts_with("read-only /tmp/root/etc/resolv.conf")));
+        position(
+            &calls,
+            "mount tmpfs /tmp/root/scratch tmpfs nosuid,nodev mode=0755",
+        );
         assert!(position(&calls, "read-only /tmp/root/dev") < bind);
     }
 
@@ -648,7 +744,9 @@ mod tests {
         assert_eq!(plan.ops[index].kind(), OpKind::Overlay);
         assert_eq!(err.raw_os_error(), Some(libc::EPERM));
         assert!(rec.calls().last().unwrap().starts_with("mount overlay"));
-        assert!(plan.ops[index].to_string().starts_with("mount overlay (overlay) on /tmp/root"));
+        assert!(plan.ops[index]
+            .to_string()
+            .starts_with("mount overlay (overlay) on /tmp/root"));
     }
 
     #[test]

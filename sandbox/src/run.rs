@@ -197,8 +197,20 @@ pub fn run_with_output(
             }
             return Err(host("poll the sandbox", e));
         }
-        drain(&mut stdout_r, Stream::Stdout, &mut tails[0], on_output, pfds[1].revents)?;
-        drain(&mut stderr_r, Stream::Stderr, &mut tails[1], on_output, pfds[2].revents)?;
+        drain(
+            &mut stdout_r,
+            Stream::Stdout,
+            &mut tails[0],
+            on_output,
+            pfds[1].revents,
+        )?;
+        drain(
+            &mut stderr_r,
+            Stream::Stderr,
+            &mut tails[1],
+            on_output,
+            pfds[2].revents,
+        )?;
         if pfds[0].revents != 0 {
             break;
         }
@@ -210,8 +222,20 @@ pub fn run_with_output(
     }
     let wait_status = guard.wait()?;
     // Every process of the sandbox is gone: what is in the pipes is all there will be.
-    drain(&mut stdout_r, Stream::Stdout, &mut tails[0], on_output, libc::POLLIN)?;
-    drain(&mut stderr_r, Stream::Stderr, &mut tails[1], on_output, libc::POLLIN)?;
+    drain(
+        &mut stdout_r,
+        Stream::Stdout,
+        &mut tails[0],
+        on_output,
+        libc::POLLIN,
+    )?;
+    drain(
+        &mut stderr_r,
+        Stream::Stderr,
+        &mut tails[1],
+        on_output,
+        libc::POLLIN,
+    )?;
     let records = Record::parse_all(&read_available(&status_r)?);
     let [stdout_tail, stderr_tail] = tails.map(Tail::into_vec);
 
@@ -234,7 +258,8 @@ pub fn run_with_output(
                         source,
                     },
                     _ => SandboxError::Setup {
-                        operation: op.map_or_else(|| "run the mount plan".to_owned(), |o| o.to_string()),
+                        operation: op
+                            .map_or_else(|| "run the mount plan".to_owned(), |o| o.to_string()),
                         source,
                     },
                 });

@@ -359,19 +359,51 @@ mod tests {
             ("ok", |_| {}, ""),
             ("empty argv", |s| s.argv.clear(), "EmptyArgv"),
             ("nul argv", |s| s.argv.push("a\0b".into()), "Nul"),
-            ("env =", |s| s.env.push(("A=B".into(), "x".into())), "BadEnvName"),
-            ("env empty", |s| s.env.push(("".into(), "x".into())), "BadEnvName"),
+            (
+                "env =",
+                |s| s.env.push(("A=B".into(), "x".into())),
+                "BadEnvName",
+            ),
+            (
+                "env empty",
+                |s| s.env.push(("".into(), "x".into())),
+                "BadEnvName",
+            ),
             ("cwd relative", |s| s.cwd = "src".into(), "BadContainerPath"),
-            ("cwd dotdot", |s| s.cwd = "/a/../..".into(), "BadContainerPath"),
-            ("cwd proc fd", |s| s.cwd = "/proc/self/fd/7".into(), "CwdInProc"),
-            ("cwd proc dot", |s| s.cwd = "/./proc/self/cwd".into(), "CwdInProc"),
+            (
+                "cwd dotdot",
+                |s| s.cwd = "/a/../..".into(),
+                "BadContainerPath",
+            ),
+            (
+                "cwd proc fd",
+                |s| s.cwd = "/proc/self/fd/7".into(),
+                "CwdInProc",
+            ),
+            (
+                "cwd proc dot",
+                |s| s.cwd = "/./proc/self/cwd".into(),
+                "CwdInProc",
+            ),
             ("cwd procfoo ok", |s| s.cwd = "/procfoo".into(), ""),
             ("hostname empty", |s| s.hostname = "".into(), "BadHostname"),
-            ("hostname slash", |s| s.hostname = "a/b".into(), "BadHostname"),
-            ("zero timeout", |s| s.timeout = Duration::ZERO, "ZeroTimeout"),
+            (
+                "hostname slash",
+                |s| s.hostname = "a/b".into(),
+                "BadHostname",
+            ),
+            (
+                "zero timeout",
+                |s| s.timeout = Duration::ZERO,
+                "ZeroTimeout",
+            ),
             (
                 "mount on proc",
-                |s| s.mounts.push(Mount::Tmpfs { target: "/proc/x".into() }),
+                |s| {
+                    s.mounts.push(Mount::Tmpfs {
+                        target: "/proc/x".into(),
+                    })
+                },
                 "ReservedMountTarget",
             ),
             (
@@ -382,8 +414,12 @@ mod tests {
             (
                 "duplicate mount",
                 |s| {
-                    s.mounts.push(Mount::Tmpfs { target: "/t".into() });
-                    s.mounts.push(Mount::Tmpfs { target: "/t/".into() });
+                    s.mounts.push(Mount::Tmpfs {
+                        target: "/t".into(),
+                    });
+                    s.mounts.push(Mount::Tmpfs {
+                        target: "/t/".into(),
+                    });
                 },
                 "DuplicateMountTarget",
             ),
@@ -398,15 +434,27 @@ mod tests {
                 },
                 "BadPath",
             ),
-            ("missing lower", |s| s.lower_dirs.push("/nonexistent/kiln".into()), "BadPath"),
-            ("lower is a file", |s| s.lower_dirs.push("/etc/hostname".into()), "NotADirectory"),
+            (
+                "missing lower",
+                |s| s.lower_dirs.push("/nonexistent/kiln".into()),
+                "BadPath",
+            ),
+            (
+                "lower is a file",
+                |s| s.lower_dirs.push("/etc/hostname".into()),
+                "NotADirectory",
+            ),
         ];
         for (name, edit, expected) in cases {
             let mut spec = base.clone();
             edit(&mut spec);
             let got = match spec.validate() {
                 Ok(()) => String::new(),
-                Err(e) => format!("{e:?}").split([' ', '{', '(']).next().unwrap().to_owned(),
+                Err(e) => format!("{e:?}")
+                    .split([' ', '{', '('])
+                    .next()
+                    .unwrap()
+                    .to_owned(),
             };
             assert_eq!(&got, expected, "case {name}");
         }
@@ -417,6 +465,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let spec = spec_in(tmp.path());
         fs_err::write(spec.upper_dir.join("x"), "x").unwrap();
-        assert!(matches!(spec.validate(), Err(SpecError::NotEmpty { path }) if path == spec.upper_dir));
+        assert!(
+            matches!(spec.validate(), Err(SpecError::NotEmpty { path }) if path == spec.upper_dir)
+        );
     }
 }

@@ -96,7 +96,11 @@ impl Syscall for Linux {
         self.chdir(new_root)?;
         // SAFETY: C string literals.
         unsafe {
-            check(libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()))?;
+            check(libc::syscall(
+                libc::SYS_pivot_root,
+                c".".as_ptr(),
+                c".".as_ptr(),
+            ))?;
             check(libc::umount2(c".".as_ptr(), libc::MNT_DETACH).into())?;
         }
         self.chdir(c"/")

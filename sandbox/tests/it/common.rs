@@ -20,7 +20,8 @@ fn busybox() -> PathBuf {
         .map(PathBuf::from)
         .find(|p| p.is_file());
     // Never skip: these tests are the sandbox's proof. Install Debian's busybox-static.
-    found.expect("busybox-static is required for the sandbox tests (apt-get install busybox-static)")
+    found
+        .expect("busybox-static is required for the sandbox tests (apt-get install busybox-static)")
 }
 
 impl Ctx {
@@ -38,7 +39,8 @@ impl Ctx {
             fs_err::create_dir(lower.join(d)).unwrap();
         }
         fs_err::create_dir(lower.join("tmp")).unwrap();
-        fs_err::set_permissions(lower.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        fs_err::set_permissions(lower.join("tmp"), std::fs::Permissions::from_mode(0o1777))
+            .unwrap();
         let bb = busybox();
         fs_err::copy(&bb, lower.join("bin/busybox")).unwrap();
         let list = Command::new(&bb).arg("--list").output().unwrap();
@@ -71,6 +73,7 @@ impl Ctx {
         spec.env = vec![("PATH".into(), "/bin".into())];
         spec.hostname = "kiln-test".into();
         spec.timeout = Duration::from_secs(60);
+        spec.id_mapping = requested_mapping();
         spec
     }
 
@@ -84,15 +87,29 @@ impl Ctx {
             Ok(outcome) => String::from_utf8(outcome.stdout_tail).unwrap(),
             Err(e) => panic!(
                 "step failed: {e:?}\nstderr: {}",
-                e.stderr_tail().map(String::from_utf8_lossy).unwrap_or_default()
+                e.stderr_tail()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default()
             ),
         }
     }
 }
 
-/// The id mapping `IdMapping::Auto` resolves to for this test process.
+/// The mapping the tests ask for: `KILN_SANDBOX_TEST_MAPPING` (auto, identity, single,
+/// subordinate), `auto` by default. `run-unprivileged.sh` runs the suite once per mapping.
+pub fn requested_mapping() -> IdMapping {
+    match std::env::var("KILN_SANDBOX_TEST_MAPPING").as_deref() {
+        Err(_) | Ok("auto") => IdMapping::Auto,
+        Ok("identity") => IdMapping::Identity,
+        Ok("single") => IdMapping::Single,
+        Ok("subordinate") => IdMapping::Subordinate,
+        Ok(other) => panic!("unknown KILN_SANDBOX_TEST_MAPPING {other:?}"),
+    }
+}
+
+/// The id mapping the tests' steps actually get.
 pub fn mapping() -> IdMapping {
-    IdMap::resolve(IdMapping::Auto).unwrap().mapping()
+    IdMap::resolve(requested_mapping()).unwrap().mapping()
 }
 
 /// Host processes whose command line contains `marker`.

@@ -14,7 +14,8 @@ use crate::common::{mapping, Ctx};
 #[test]
 fn step_sees_only_stdio_descriptors() {
     let ctx = Ctx::new();
-    let out = ctx.stdout("for i in $(seq 0 1023); do test -e /proc/$$/fd/$i && echo $i; done; true");
+    let out =
+        ctx.stdout("for i in $(seq 0 1023); do test -e /proc/$$/fd/$i && echo $i; done; true");
     assert_eq!(out, "0\n1\n2\n");
 }
 
@@ -25,7 +26,10 @@ fn cwd_in_proc_fd_is_refused() {
     let mut spec = ctx.spec("pwd");
     spec.cwd = "/proc/self/fd/3".into();
     let err = kiln_sandbox::run(&spec).unwrap_err();
-    assert!(matches!(err, SandboxError::Spec(SpecError::CwdInProc { .. })), "{err:?}");
+    assert!(
+        matches!(err, SandboxError::Spec(SpecError::CwdInProc { .. })),
+        "{err:?}"
+    );
 }
 
 // ... and an image symlink pointing there finds no directory descriptor to escape through.
@@ -33,14 +37,20 @@ fn cwd_in_proc_fd_is_refused() {
 fn cwd_symlink_into_proc_fd_fails() {
     let ctx = Ctx::new();
     for fd in 0..8 {
-        std::os::unix::fs::symlink(format!("/proc/self/fd/{fd}"), ctx.lower.join(format!("w{fd}")))
-            .unwrap();
+        std::os::unix::fs::symlink(
+            format!("/proc/self/fd/{fd}"),
+            ctx.lower.join(format!("w{fd}")),
+        )
+        .unwrap();
     }
     for fd in 0..8 {
         let mut spec = ctx.spec("pwd");
         spec.cwd = format!("/w{fd}");
         let result = kiln_sandbox::run(&spec);
-        assert!(matches!(result, Err(SandboxError::Setup { .. })), "fd {fd}: {result:?}");
+        assert!(
+            matches!(result, Err(SandboxError::Setup { .. })),
+            "fd {fd}: {result:?}"
+        );
     }
 }
 
@@ -68,7 +78,10 @@ fn cannot_write_or_ptrace_the_kiln_binary() {
     for denied in ["LINK", "MEM", "FDS", "ENVIRON", "ROOT"] {
         assert!(!out.contains(denied), "{denied}: {out}");
     }
-    assert!(fs_err::read(&exe).unwrap() == before, "the test binary changed");
+    assert!(
+        fs_err::read(&exe).unwrap() == before,
+        "the test binary changed"
+    );
 }
 
 // Case 24: only loopback; the host's 127.0.0.1 is unreachable.
@@ -85,7 +98,11 @@ fn only_loopback_and_host_localhost_unreachable() {
          sleep 0.3; cat /tmp/got"
     ));
     assert!(!out.contains("CONNECTED"), "{out}");
-    assert_eq!(out.lines().filter(|l| !l.is_empty()).collect::<Vec<_>>(), ["lo", "ping"], "{out}");
+    assert_eq!(
+        out.lines().filter(|l| !l.is_empty()).collect::<Vec<_>>(),
+        ["lo", "ping"],
+        "{out}"
+    );
     let mut accepted = listener.accept();
     if let Ok((stream, _)) = &mut accepted {
         let mut buf = Vec::new();
@@ -125,12 +142,23 @@ fn mountinfo_shows_no_host_path_or_old_root() {
     let ctx = Ctx::new();
     let out = ctx.stdout("cat /proc/self/mountinfo");
     let tmp = ctx.path().display().to_string();
-    for leak in [tmp.as_str(), "oldroot", "/tmp/root", "/tmp/skel", env!("CARGO_MANIFEST_DIR")] {
+    for leak in [
+        tmp.as_str(),
+        "oldroot",
+        "/tmp/root",
+        "/tmp/skel",
+        env!("CARGO_MANIFEST_DIR"),
+    ] {
         assert!(!out.contains(leak), "{leak} in:\n{out}");
     }
     let mount_points: Vec<&str> = out.lines().map(|l| l.split(' ').nth(4).unwrap()).collect();
     assert_eq!(mount_points[0], "/", "{out}");
-    assert!(mount_points.iter().all(|m| *m == "/" || m.starts_with("/proc") || m.starts_with("/dev")), "{out}");
+    assert!(
+        mount_points
+            .iter()
+            .all(|m| *m == "/" || m.starts_with("/proc") || m.starts_with("/dev")),
+        "{out}"
+    );
 }
 
 // Case 25: mounts made by a step are invisible to the host.
@@ -145,7 +173,10 @@ fn mounts_made_by_a_step_are_invisible_to_the_host() {
     );
     // No CAP_SYS_ADMIN in the step's namespace; a nested user namespace may mount privately.
     assert_eq!(out, "NESTED\n", "{out}");
-    assert_eq!(fs_err::read_to_string("/proc/self/mountinfo").unwrap(), before);
+    assert_eq!(
+        fs_err::read_to_string("/proc/self/mountinfo").unwrap(),
+        before
+    );
     assert!(!ctx.upper.join("mnt/inner").exists());
 }
 
@@ -181,21 +212,33 @@ fn no_new_privileges_and_setuid_gains_nothing() {
     };
     assert_eq!(field("NoNewPrivs:"), "1");
     let bounding = u64::from_str_radix(&field("CapBnd:"), 16).unwrap();
-    assert_eq!(bounding & (1 << 21), 0, "CAP_SYS_ADMIN in the bounding set: {out}");
-    assert_eq!(bounding & (1 << 19), 0, "CAP_SYS_PTRACE in the bounding set: {out}");
+    assert_eq!(
+        bounding & (1 << 21),
+        0,
+        "CAP_SYS_ADMIN in the bounding set: {out}"
+    );
+    assert_eq!(
+        bounding & (1 << 19),
+        0,
+        "CAP_SYS_PTRACE in the bounding set: {out}"
+    );
 
     // A setuid-root copy of busybox in the image, run by an unprivileged step user.
     use std::os::unix::fs::PermissionsExt;
     let suid = ctx.lower.join("bin/busybox-suid");
     fs_err::copy(ctx.lower.join("bin/busybox"), &suid).unwrap();
     fs_err::set_permissions(&suid, std::fs::Permissions::from_mode(0o4755)).unwrap();
-    let mut spec = ctx.spec("/bin/busybox-suid id -u; /bin/busybox-suid grep CapEff /proc/self/status");
+    let mut spec =
+        ctx.spec("/bin/busybox-suid id -u; /bin/busybox-suid grep CapEff /proc/self/status");
     spec.uid = 1000;
     spec.gid = 1000;
     match mapping() {
         IdMapping::Single => {
             // Only root exists in this mapping: nothing to escalate from.
-            assert!(matches!(kiln_sandbox::run(&spec), Err(SandboxError::Spec(_))));
+            assert!(matches!(
+                kiln_sandbox::run(&spec),
+                Err(SandboxError::Spec(_))
+            ));
         }
         _ => {
             let out = String::from_utf8(kiln_sandbox::run(&spec).unwrap().stdout_tail).unwrap();
@@ -228,5 +271,8 @@ fn long_output_is_streamed_live() {
     assert_eq!(outcome.stdout_tail, b"line1\nline2\nline3\n");
     assert_eq!(outcome.stderr_tail, b"err1\nerr2\nerr3\n");
     // The first line arrived well before the step ended.
-    assert!(chunks[0].1 + Duration::from_millis(300) < outcome.elapsed, "{chunks:?}");
+    assert!(
+        chunks[0].1 + Duration::from_millis(300) < outcome.elapsed,
+        "{chunks:?}"
+    );
 }

@@ -14,7 +14,11 @@ fn failing_step_reports_status_and_stderr_tail() {
     spec.tail_limit = 9;
     let err = kiln_sandbox::run(&spec).unwrap_err();
     match &err {
-        SandboxError::StepFailed { status, stderr_tail, .. } => {
+        SandboxError::StepFailed {
+            status,
+            stderr_tail,
+            ..
+        } => {
             assert_eq!(*status, ExitStatus::Code(3));
             assert_eq!(stderr_tail, b"it broke\n");
         }
@@ -23,7 +27,16 @@ fn failing_step_reports_status_and_stderr_tail() {
     assert!(err.to_string().contains("exit status 3"), "{err}");
 
     let err = ctx.run("kill -9 $$").unwrap_err();
-    assert!(matches!(err, SandboxError::StepFailed { status: ExitStatus::Signal(9), .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            SandboxError::StepFailed {
+                status: ExitStatus::Signal(9),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -77,14 +90,21 @@ fn step_past_its_time_limit_is_killed() {
     let err = kiln_sandbox::run(&spec).unwrap_err();
     let elapsed = start.elapsed();
     match &err {
-        SandboxError::TimedOut { timeout, stderr_tail, .. } => {
+        SandboxError::TimedOut {
+            timeout,
+            stderr_tail,
+            ..
+        } => {
             assert_eq!(*timeout, Duration::from_secs(1));
             assert_eq!(stderr_tail, b"waiting\n");
         }
         other => panic!("{other:?}"),
     }
     assert!(err.to_string().contains("time limit of 1s"), "{err}");
-    assert!(elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(5), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(5),
+        "{elapsed:?}"
+    );
     assert_eq!(host_processes_with("sleep 100"), Vec::<String>::new());
 }
 
@@ -96,10 +116,20 @@ fn helper_parent_death() {
     let Ok(dir) = std::env::var(HELPER_ENV) else {
         return;
     };
-    let ctx = Ctx::new();
-    let mut spec = ctx.spec("touch /data/started; exec sleep 1003");
-    spec.upper_dir = std::path::PathBuf::from(&dir).join("upper");
-    spec.work_dir = std::path::PathBuf::from(&dir).join("work");
+    // Everything in the parent test's directory: this process is killed, its temp dirs would
+    // leak.
+    let dir = std::path::PathBuf::from(dir);
+    let mut spec = kiln_sandbox::SandboxSpec::new(
+        vec![dir.join("lower")],
+        dir.join("upper"),
+        dir.join("work"),
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "touch /data/started; exec sleep 1003".into(),
+        ],
+    );
+    spec.id_mapping = crate::common::requested_mapping();
     let _ = kiln_sandbox::run(&spec);
 }
 
@@ -107,7 +137,12 @@ fn helper_parent_death() {
 fn parent_death_kills_the_sandbox() {
     let ctx = Ctx::new();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "lifecycle::helper_parent_death", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "lifecycle::helper_parent_death",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(HELPER_ENV, ctx.path())
         .spawn()
         .unwrap();

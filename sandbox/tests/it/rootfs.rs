@@ -15,7 +15,10 @@ fn changes_land_in_upper_dir_and_lower_is_untouched() {
         "echo new > /new-file && rm /data/keep && rm -rf /opaque && mkdir /opaque && \
          echo fresh > /opaque/f",
     );
-    assert_eq!(fs_err::read_to_string(ctx.upper.join("new-file")).unwrap(), "new\n");
+    assert_eq!(
+        fs_err::read_to_string(ctx.upper.join("new-file")).unwrap(),
+        "new\n"
+    );
     // Deleted lower file: an overlay whiteout (character device 0/0).
     let whiteout = fs_err::symlink_metadata(ctx.upper.join("data/keep")).unwrap();
     assert!(whiteout.file_type().is_char_device());
@@ -24,7 +27,10 @@ fn changes_land_in_upper_dir_and_lower_is_untouched() {
     let opaque = read_xattr(&ctx.upper.join("opaque"), OPAQUE_XATTR);
     assert_eq!(opaque.as_deref(), Some(&b"y"[..]));
     // The lower dir is read-only to the step.
-    assert_eq!(fs_err::read_to_string(ctx.lower.join("data/keep")).unwrap(), "lower content\n");
+    assert_eq!(
+        fs_err::read_to_string(ctx.lower.join("data/keep")).unwrap(),
+        "lower content\n"
+    );
     assert!(ctx.lower.join("opaque/sub/old").exists());
     // The sandbox's own mount points never reach the layer.
     let mut names: Vec<_> = fs_err::read_dir(&ctx.upper)
@@ -41,7 +47,8 @@ fn read_xattr(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
     let n = std::ffi::CString::new(name).unwrap();
     let mut buf = [0u8; 64];
     // SAFETY: C strings and a buffer of the given size.
-    let len = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let len =
+        unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     (len >= 0).then(|| buf[..len as usize].to_vec())
 }
 
@@ -57,7 +64,10 @@ fn environment_umask_hostname_and_cwd_are_fixed() {
     let mut spec = ctx.spec("umask; hostname; pwd");
     spec.cwd = "/var".into();
     let out = kiln_sandbox::run(&spec).unwrap();
-    assert_eq!(String::from_utf8(out.stdout_tail).unwrap(), "0022\nkiln-test\n/var\n");
+    assert_eq!(
+        String::from_utf8(out.stdout_tail).unwrap(),
+        "0022\nkiln-test\n/var\n"
+    );
 }
 
 #[test]
@@ -74,7 +84,9 @@ fn host_paths_are_invisible() {
     let ctx = Ctx::new();
     let checkout = env!("CARGO_MANIFEST_DIR");
     let tmp = ctx.path().display();
-    let out = ctx.stdout(&format!("test -e {checkout} && echo CHECKOUT; test -e {tmp} && echo TMP; true"));
+    let out = ctx.stdout(&format!(
+        "test -e {checkout} && echo CHECKOUT; test -e {tmp} && echo TMP; true"
+    ));
     assert_eq!(out, "");
     // /root and /etc/hostname are the image's.
     assert_eq!(ctx.stdout("ls -A /root"), "");
@@ -138,7 +150,10 @@ fn runs_as_the_requested_user_when_mapped() {
     let result = kiln_sandbox::run(&spec);
     match mapping() {
         IdMapping::Single => assert!(
-            matches!(result, Err(SandboxError::Spec(SpecError::UnmappedId { id: 65532, .. }))),
+            matches!(
+                result,
+                Err(SandboxError::Spec(SpecError::UnmappedId { id: 65532, .. }))
+            ),
             "{result:?}"
         ),
         _ => {
@@ -155,9 +170,14 @@ fn symlink_outputs_stay_symlinks() {
     ctx.stdout("ln -s /etc/shadow /x && ln -s ../../../../root/.ssh /data/y");
     let x = fs_err::symlink_metadata(ctx.upper.join("x")).unwrap();
     assert!(x.file_type().is_symlink());
-    assert_eq!(fs_err::read_link(ctx.upper.join("x")).unwrap().to_str(), Some("/etc/shadow"));
     assert_eq!(
-        fs_err::read_link(ctx.upper.join("data/y")).unwrap().to_str(),
+        fs_err::read_link(ctx.upper.join("x")).unwrap().to_str(),
+        Some("/etc/shadow")
+    );
+    assert_eq!(
+        fs_err::read_link(ctx.upper.join("data/y"))
+            .unwrap()
+            .to_str(),
         Some("../../../../root/.ssh")
     );
 }
@@ -195,8 +215,43 @@ fn extra_mounts_bind_and_tmpfs() {
         },
     ];
     let out = kiln_sandbox::run(&spec).unwrap();
-    assert_eq!(String::from_utf8(out.stdout_tail).unwrap(), "from host\nscratch\n");
+    assert_eq!(
+        String::from_utf8(out.stdout_tail).unwrap(),
+        "from host\nscratch\n"
+    );
     assert!(!shared.join("x").exists());
     // Mount points come from the skeleton layer, not the upper dir.
     assert!(fs_err::read_dir(&ctx.upper).unwrap().next().is_none());
+}
+
+#[test]
+fn id_mapping_is_the_requested_one() {
+    let ctx = Ctx::new();
+    let outcome = ctx
+        .run("cat /proc/self/uid_map /proc/self/gid_map")
+        .unwrap();
+    let requested = crate::common::requested_mapping();
+    let got = outcome.id_map.mapping();
+    match requested {
+        IdMapping::Auto if nix_is_root() => assert_eq!(got, IdMapping::Identity),
+        IdMapping::Auto => assert_ne!(got, IdMapping::Identity),
+        other => assert_eq!(got, other),
+    }
+    let expected: String = [outcome.id_map.uid_ranges(), outcome.id_map.gid_ranges()]
+        .iter()
+        .flat_map(|ranges| ranges.iter())
+        .map(|r| format!("{} {} {}", r.container, r.host, r.count))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let seen: Vec<String> = String::from_utf8(outcome.stdout_tail)
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(seen.join("\n"), expected);
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
