@@ -94,8 +94,9 @@ fn only_loopback_and_host_localhost_unreachable() {
     let out = ctx.stdout(&format!(
         "nc -w 2 127.0.0.1 {port} </dev/null && echo CONNECTED; \
          ls /sys/class/net 2>/dev/null; cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d ' '; \
-         (nc -l -p 5555 > /tmp/got &); sleep 0.3; echo ping | nc -w 1 127.0.0.1 5555; \
-         sleep 0.3; cat /tmp/got"
+         nc -l -p 5555 > /tmp/got & listener=$!; \
+         for i in $(seq 100); do echo ping | nc -w 1 127.0.0.1 5555 && break; sleep 0.1; done; \
+         wait $listener; cat /tmp/got"
     ));
     assert!(!out.contains("CONNECTED"), "{out}");
     assert_eq!(
@@ -192,6 +193,8 @@ fn proc_sys_and_sysrq_trigger_not_writable() {
          (printf _ > /proc/sysrq-trigger) 2>/dev/null && echo SYSRQ; \
          umount /proc/sys 2>/dev/null && echo UNMOUNTED; \
          umount /proc/sysrq-trigger 2>/dev/null && echo UNMOUNTED2; \
+         unshare -Urm sh -c 'umount /proc/sys || umount -l /proc/sys' 2>/dev/null && echo NESTED; \
+         unshare -Urmpf sh -c 'mount -t proc proc /mnt' 2>/dev/null && echo NEWPROC; \
          (echo 1 > /proc/sys/net/ipv4/ip_forward) 2>/dev/null && echo NETSYS; \
          test -s /proc/kcore && echo KCORE; echo done",
     );
@@ -261,7 +264,7 @@ fn step_is_a_child_of_pid_1_in_its_own_pid_namespace() {
 #[test]
 fn long_output_is_streamed_live() {
     let ctx = Ctx::new();
-    let spec = ctx.spec("for i in 1 2 3; do echo line$i; echo err$i >&2; sleep 0.2; done");
+    let spec = ctx.spec("for i in 1 2 3; do echo line$i; echo err$i >&2; sleep 0.5; done");
     let mut chunks = Vec::new();
     let started = std::time::Instant::now();
     let outcome = kiln_sandbox::run_with_output(&spec, &mut |stream, bytes| {
@@ -272,7 +275,7 @@ fn long_output_is_streamed_live() {
     assert_eq!(outcome.stderr_tail, b"err1\nerr2\nerr3\n");
     // The first line arrived well before the step ended.
     assert!(
-        chunks[0].1 + Duration::from_millis(300) < outcome.elapsed,
+        chunks[0].1 + Duration::from_millis(600) < outcome.elapsed,
         "{chunks:?}"
     );
 }
