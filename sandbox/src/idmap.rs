@@ -48,6 +48,8 @@ pub struct IdMap {
     mapping: IdMapping,
     uids: Vec<IdRange>,
     gids: Vec<IdRange>,
+    /// Whether setgroups(2) is allowed in the new namespace.
+    setgroups: bool,
 }
 
 /// The number of ids an identity or subordinate mapping covers.
@@ -66,15 +68,21 @@ impl IdMap {
             },
             IdMapping::Identity if uid != 0 => Err(IdMapError::IdentityNeedsRoot { uid }),
             IdMapping::Identity => {
-                let full = vec![IdRange {
-                    container: 0,
-                    host: 0,
-                    count: FULL_RANGE,
-                }];
+                // Inside kiln's own user namespace (see `enter_user_namespace`) fewer ids may
+                // exist, in several extents: map those, extent by extent (the kernel wants
+                // each line of a child's map inside one extent of the parent's).
+                let read = |path: &str| {
+                    fs_err::read_to_string(path).map_err(|source| IdMapError::ReadIdFile {
+                        path: path.into(),
+                        source,
+                    })
+                };
+                let setgroups = read("/proc/self/setgroups")?.trim() == "allow";
                 Ok(IdMap {
                     mapping,
-                    uids: full.clone(),
-                    gids: full,
+                    uids: identity_ranges(&read("/proc/self/uid_map")?),
+                    gids: identity_ranges(&read("/proc/self/gid_map")?),
+                    setgroups,
                 })
             }
             IdMapping::Single => Ok(IdMap::single(uid, gid)),
@@ -94,6 +102,7 @@ impl IdMap {
             mapping: IdMapping::Single,
             uids: one(uid),
             gids: one(gid),
+            setgroups: false,
         }
     }
 
@@ -123,6 +132,7 @@ impl IdMap {
             mapping: IdMapping::Subordinate,
             uids: ranges(uid, sub_uid),
             gids: ranges(gid, sub_gid),
+            setgroups: true,
         })
     }
 
@@ -156,8 +166,8 @@ impl IdMap {
         to_container(&self.gids, host)
     }
 
-    /// Writes the maps of the user namespace of `pid` (a child that waits for them).
-    pub(crate) fn apply(&self, pid: libc::pid_t) -> Result<(), IdMapError> {
+    /// Writes the maps of the user namespace of process `pid` (a number, or `self`).
+    pub(crate) fn apply_to(&self, pid: &str) -> Result<(), IdMapError> {
         let proc_dir = PathBuf::from(format!("/proc/{pid}"));
         match self.mapping {
             IdMapping::Subordinate => {
@@ -177,9 +187,10 @@ impl IdMap {
         Ok(())
     }
 
-    /// Whether the step may call setgroups(2) (false for a `Single` mapping).
+    /// Whether the step may call setgroups(2) (not with a `Single` mapping, nor inside a
+    /// namespace that already denies it).
     pub(crate) fn allows_setgroups(&self) -> bool {
-        self.mapping != IdMapping::Single
+        self.setgroups
     }
 }
 
@@ -192,6 +203,25 @@ impl fmt::Display for IdMapping {
             IdMapping::Subordinate => "subordinate range",
         })
     }
+}
+
+/// Identity ranges for every id below [`FULL_RANGE`] that a `uid_map`/`gid_map` maps.
+fn identity_ranges(map: &str) -> Vec<IdRange> {
+    let mut ranges: Vec<IdRange> = map
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace().map(|f| f.parse::<u64>().ok());
+            let (inside, count) = (fields.next()??, fields.nth(1)??);
+            let end = (inside + count).min(u64::from(FULL_RANGE));
+            (inside < end).then(|| IdRange {
+                container: inside as u32,
+                host: inside as u32,
+                count: (end - inside) as u32,
+            })
+        })
+        .collect();
+    ranges.sort_by_key(|r| r.container);
+    ranges
 }
 
 fn to_host(ranges: &[IdRange], id: u32) -> Option<u32> {
@@ -223,14 +253,10 @@ fn write_proc(path: &Path, content: &str) -> Result<(), IdMapError> {
     })
 }
 
-fn run_helper(
-    helper: &'static str,
-    pid: libc::pid_t,
-    ranges: &[IdRange],
-) -> Result<(), IdMapError> {
+fn run_helper(helper: &'static str, pid: &str, ranges: &[IdRange]) -> Result<(), IdMapError> {
     let program = find_helper(helper)?;
     let mut cmd = Command::new(&program);
-    cmd.arg(pid.to_string());
+    cmd.arg(pid);
     for r in ranges {
         cmd.args([r.container, r.host, r.count].map(|n| n.to_string()));
     }
@@ -279,7 +305,7 @@ fn user_name(uid: u32) -> Option<String> {
 }
 
 fn read_subid(path: &Path, user: Option<&str>, uid: u32) -> Result<u32, IdMapError> {
-    let text = fs_err::read_to_string(path).map_err(|source| IdMapError::ReadSubid {
+    let text = fs_err::read_to_string(path).map_err(|source| IdMapError::ReadIdFile {
         path: path.to_owned(),
         source,
     })?;
@@ -310,7 +336,7 @@ pub enum IdMapError {
     #[error("an identity id mapping needs host root, but kiln runs as uid {uid}")]
     IdentityNeedsRoot { uid: u32 },
     #[error("failed to read {path}")]
-    ReadSubid {
+    ReadIdFile {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -370,6 +396,26 @@ mod tests {
     }
 
     #[test]
+    fn identity_ranges_table() {
+        let r = |container, count| IdRange {
+            container,
+            host: container,
+            count,
+        };
+        let cases = [
+            ("         0          0 4294967295\n", vec![r(0, 65536)]),
+            ("0 1001 1\n", vec![r(0, 1)]),
+            ("1 100000 65535\n0 1001 1\n", vec![r(0, 1), r(1, 65535)]),
+            ("0 1001 1\n70000 5 10\n", vec![r(0, 1)]),
+            ("65530 5 100\n", vec![r(65530, 6)]),
+            ("", vec![]),
+        ];
+        for (map, expected) in cases {
+            assert_eq!(identity_ranges(map), expected, "{map:?}");
+        }
+    }
+
+    #[test]
     fn translation_both_ways() {
         let map = IdMap {
             mapping: IdMapping::Subordinate,
@@ -390,6 +436,7 @@ mod tests {
                 host: 1000,
                 count: 1,
             }],
+            setgroups: true,
         };
         assert_eq!(map.uid_to_host(0), Some(1000));
         assert_eq!(map.uid_to_host(65532), Some(165531));

@@ -20,12 +20,14 @@ mod child;
 mod error;
 mod idmap;
 mod plan;
+mod rootless;
 mod run;
 mod spec;
 mod syscall;
 
 pub use error::{Result, SandboxError};
 pub use idmap::{IdMap, IdMapError, IdMapping, IdRange, FULL_RANGE};
+pub use rootless::enter_user_namespace;
 pub use run::{run, run_with_output, ExitStatus, Outcome, Stream};
 pub use spec::{Mount, SandboxSpec, SpecError, Stdio, DEFAULT_PATH};
 

@@ -161,7 +161,7 @@ pub fn run_with_output(
     let mut stdout_r = stdout_pipe.map(|(r, _)| r);
     let mut stderr_r = stderr_pipe.map(|(r, _)| r);
 
-    id_map.apply(pid)?;
+    id_map.apply_to(&pid.to_string())?;
     write_byte(&sync_w)?;
     drop(sync_w);
     // The child holds its own references now.

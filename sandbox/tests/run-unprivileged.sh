@@ -2,8 +2,8 @@
 # Runs kiln-sandbox's integration tests as an unprivileged user, the way a rootless kiln runs.
 #
 # Must be started as root (CI runs as root): it creates the user `kilntest` if missing, builds
-# the test binary as the caller, copies it where that user can execute it, and runs the whole
-# suite twice as `kilntest`:
+# the test binaries as the caller, copies them where that user can execute them, and runs the
+# `it` suite and the `rootless` check (kiln inside its own user namespace) twice as `kilntest`:
 #   1. single-id mapping (container 0 = kilntest, nothing else mapped);
 #   2. subordinate range through newuidmap/newgidmap (grants kilntest 65536 ids in
 #      /etc/subuid and /etc/subgid with usermod if it has none).
@@ -36,28 +36,36 @@ if ! grep -qE "^($user|$uid):" /etc/subuid 2>/dev/null || ! grep -qE "^($user|$u
 fi
 
 cd "$workspace"
-binary="$(cargo test -p kiln-sandbox --test it --no-run --message-format=json 2>/dev/null \
-    | grep -o '"executable":"[^"]*"' | tail -n 1 | cut -d'"' -f4)"
-if [[ -z "$binary" || ! -x "$binary" ]]; then
-    echo "run-unprivileged.sh: could not build the kiln-sandbox test binary" >&2
-    exit 2
-fi
+json="$(cargo test -p kiln-sandbox --test it --test rootless --no-run --message-format=json)"
+exe_of() {
+    printf '%s\n' "$json" | grep "\"name\":\"$1\"" | grep -o '"executable":"[^"]*"' \
+        | tail -n 1 | cut -d'"' -f4
+}
+it="$(exe_of it)"
+rootless="$(exe_of rootless)"
+for binary in "$it" "$rootless"; do
+    if [[ -z "$binary" || ! -x "$binary" ]]; then
+        echo "run-unprivileged.sh: could not build the kiln-sandbox test binaries" >&2
+        exit 2
+    fi
+done
 
 scratch="$(mktemp -d /tmp/kiln-sandbox-unprivileged.XXXXXX)"
 cleanup() { rm -rf "$scratch"; }
 trap cleanup EXIT
 chmod 0755 "$scratch"
-cp "$binary" "$scratch/it"
-chmod 0755 "$scratch/it"
+cp "$it" "$scratch/it"
+cp "$rootless" "$scratch/rootless"
+chmod 0755 "$scratch/it" "$scratch/rootless"
 install -d -o "$uid" -g "$gid" -m 0700 "$scratch/tmp"
 
 status=0
 for mapping in single subordinate; do
     echo "== kiln-sandbox tests as $user ($uid:$gid), $mapping id mapping" >&2
-    if ! (cd "$scratch" && setpriv --reuid="$uid" --regid="$gid" --init-groups --reset-env \
-            env TMPDIR="$scratch/tmp" HOME="$scratch/tmp" PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-            CI="${CI:-}" KILN_SANDBOX_TEST_MAPPING="$mapping" "$scratch/it" "$@"); then
-        status=1
-    fi
+    as_user=(setpriv --reuid="$uid" --regid="$gid" --init-groups --reset-env
+        env TMPDIR="$scratch/tmp" HOME="$scratch/tmp" PATH=/usr/sbin:/usr/bin:/sbin:/bin
+        CI="${CI:-}" KILN_SANDBOX_TEST_MAPPING="$mapping")
+    (cd "$scratch" && "${as_user[@]}" "$scratch/it" "$@") || status=1
+    (cd "$scratch" && "${as_user[@]}" "$scratch/rootless") || status=1
 done
 exit "$status"
