@@ -18,6 +18,7 @@
 
 mod child;
 mod error;
+mod fds;
 mod idmap;
 mod plan;
 mod rootless;

@@ -11,9 +11,9 @@
 //! thing in `main`, before any thread exists.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::error::{Result, SandboxError};
+use crate::fds::pipe;
 use crate::idmap::{IdMap, IdMapError, IdMapping};
 
 /// Makes the calling process root of a new user namespace mapped as `mapping` says
@@ -117,16 +117,4 @@ fn host(action: &'static str) -> SandboxError {
         action,
         source: std::io::Error::last_os_error(),
     }
-}
-
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: fds has room for two descriptors.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(host("create a pipe"));
-    }
-    // SAFETY: both descriptors were just created and are owned here.
-    let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    debug_assert!(pair.0.as_raw_fd() >= 0);
-    Ok(pair)
 }
