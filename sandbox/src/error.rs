@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::idmap::IdMapError;
+use crate::idmap::{IdMapError, IdMapping};
 use crate::spec::SpecError;
 use crate::ExitStatus;
 
@@ -55,10 +55,13 @@ pub enum SandboxError {
     },
     #[error("the sandbox's init process ended without a result ({status})")]
     InitDied { status: ExitStatus },
-    #[error("step {argv:?} failed with {status}")]
+    #[error("step {argv:?} failed with {status}{}", single_id_hint(*id_mapping))]
     StepFailed {
         argv: Vec<String>,
         status: ExitStatus,
+        /// The mapping the step ran with: under a single-id mapping, a chown to any other
+        /// owner fails (EINVAL) rather than silently keeping the file owned by root.
+        id_mapping: IdMapping,
         /// The last bytes the step wrote to stderr (when stderr was piped).
         stderr_tail: Vec<u8>,
     },
@@ -68,6 +71,15 @@ pub enum SandboxError {
         timeout: Duration,
         stderr_tail: Vec<u8>,
     },
+}
+
+fn single_id_hint(mapping: IdMapping) -> &'static str {
+    if mapping == IdMapping::Single {
+        " (rootless single-id sandbox: only uid/gid 0 exist, so chown to any other owner \
+         fails; grant the user 65536 ids in /etc/subuid and /etc/subgid)"
+    } else {
+        ""
+    }
 }
 
 impl SandboxError {

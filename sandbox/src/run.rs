@@ -298,6 +298,7 @@ pub fn run_with_output(
         Some(status) => Err(SandboxError::StepFailed {
             argv: spec.argv.clone(),
             status,
+            id_mapping: id_map.mapping(),
             stderr_tail,
         }),
         None => Err(SandboxError::InitDied {

@@ -128,6 +128,7 @@ fn chown_is_recorded_or_refused_never_silently_changed() {
             let tail = String::from_utf8_lossy(err.stderr_tail().unwrap()).into_owned();
             assert!(matches!(err, SandboxError::StepFailed { .. }), "{err:?}");
             assert!(tail.contains("Invalid argument"), "{tail}");
+            assert!(err.to_string().contains("only uid/gid 0 exist"), "{err}");
         }
         _ => {
             let outcome = result.unwrap();
