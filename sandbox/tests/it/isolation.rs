@@ -279,3 +279,107 @@ fn long_output_is_streamed_live() {
         "{chunks:?}"
     );
 }
+
+const HELPER_ENV: &str = "KILN_SANDBOX_TEST_HELPER";
+
+/// Not a test on its own: this test binary, run *inside* a sandbox by `in_sandbox`, probes
+/// what busybox cannot (ptrace, connecting to abstract sockets) and prints one result line.
+#[test]
+fn helper_in_sandbox() {
+    let Ok(what) = std::env::var(HELPER_ENV) else {
+        return;
+    };
+    let errno = |rc: i64| {
+        if rc < 0 {
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+        } else {
+            0
+        }
+    };
+    let result = match what.split_once(':') {
+        Some(("ptrace", _)) => {
+            // SAFETY: attaching to pid 1 (the sandbox's init, a fork of this binary's caller).
+            let rc = unsafe { libc::ptrace(libc::PTRACE_ATTACH, 1, 0, 0) };
+            errno(rc)
+        }
+        Some(("write-exe", _)) => {
+            // SAFETY: a C string literal.
+            let fd = unsafe { libc::open(c"/proc/1/exe".as_ptr(), libc::O_WRONLY) };
+            errno(fd.into())
+        }
+        Some(("abstract", name)) => {
+            let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+            match std::os::unix::net::UnixStream::connect_addr(&addr) {
+                Ok(_) => 0,
+                Err(e) => e.raw_os_error().unwrap_or(-1),
+            }
+        }
+        _ => panic!("unknown helper {what}"),
+    };
+    println!("HELPER-RESULT {result}");
+}
+
+/// Runs `helper_in_sandbox` in a sandbox with the host's libraries bound read-only, and
+/// returns the errno it saw (0: success).
+fn in_sandbox(ctx: &Ctx, what: &str) -> i32 {
+    let mut spec = ctx.spec("");
+    for dir in ["/lib", "/lib64", "/usr"] {
+        let path = std::path::Path::new(dir);
+        match fs_err::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = fs_err::read_link(path).unwrap();
+                std::os::unix::fs::symlink(target, ctx.lower.join(&dir[1..])).unwrap();
+            }
+            Ok(_) => spec.mounts.push(kiln_sandbox::Mount::Bind {
+                source: path.into(),
+                target: dir.into(),
+                read_only: true,
+            }),
+            Err(_) => {}
+        }
+    }
+    spec.mounts.push(kiln_sandbox::Mount::Bind {
+        source: std::env::current_exe().unwrap(),
+        target: "/kiln-test".into(),
+        read_only: true,
+    });
+    spec.argv = [
+        "/kiln-test",
+        "--exact",
+        "isolation::helper_in_sandbox",
+        "--nocapture",
+    ]
+    .map(String::from)
+    .to_vec();
+    spec.env = vec![(HELPER_ENV.into(), what.into())];
+    let out = kiln_sandbox::run(&spec).unwrap_or_else(|e| panic!("{e:?}"));
+    let out = String::from_utf8(out.stdout_tail).unwrap();
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("HELPER-RESULT "))
+        .unwrap_or_else(|| panic!("no result in {out}"));
+    line.parse().unwrap()
+}
+
+// Case 23: ptrace(2) itself, not only /proc, is refused on the init (a fork of kiln).
+#[test]
+fn cannot_ptrace_or_open_the_init_for_writing() {
+    assert_eq!(in_sandbox(&Ctx::new(), "ptrace:1"), libc::EPERM);
+    assert_eq!(in_sandbox(&Ctx::new(), "write-exe:1"), libc::EACCES);
+}
+
+// Case 24: connecting to a host abstract socket fails (it does not exist in the step's
+// network namespace).
+#[test]
+fn cannot_connect_to_host_abstract_socket() {
+    let name = format!("kiln-sandbox-connect-{}", std::process::id());
+    let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let _listener = UnixListener::bind_addr(&addr).unwrap();
+    // The control: the host itself can connect.
+    std::os::unix::net::UnixStream::connect_addr(&addr).unwrap();
+    let ctx = Ctx::new();
+    assert_eq!(
+        in_sandbox(&ctx, &format!("abstract:{name}")),
+        libc::ECONNREFUSED
+    );
+}
