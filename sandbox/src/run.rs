@@ -10,7 +10,7 @@
 
 use std::ffi::CString;
 use std::fmt;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -161,8 +161,8 @@ pub fn run_with_output(
     let (pid, pidfd) = clone_init(&plan, &step)?;
     let mut guard = ChildGuard { pid, reaped: false };
     drop((sync_r, status_w, dev_null, skel_placeholder));
-    let mut stdout_r = stdout_pipe.map(|(r, _)| r);
-    let mut stderr_r = stderr_pipe.map(|(r, _)| r);
+    let stdout_r = stdout_pipe.map(|(r, _)| r);
+    let stderr_r = stderr_pipe.map(|(r, _)| r);
 
     id_map.apply_to(&pid.to_string())?;
     write_byte(&sync_w)?;
@@ -175,20 +175,80 @@ pub fn run_with_output(
     }
     set_nonblocking(&status_r)?;
 
-    let mut tails = [Tail::new(spec.tail_limit), Tail::new(spec.tail_limit)];
-    let deadline = start + spec.timeout;
-    let mut timed_out = false;
+    let mut output = Output {
+        readers: [stdout_r, stderr_r],
+        tails: [Tail::new(spec.tail_limit), Tail::new(spec.tail_limit)],
+        on_output,
+    };
+    let timed_out = supervise(&pidfd, start + spec.timeout, &mut output)?;
+    if timed_out {
+        // Killing the init kills the whole pid namespace.
+        // SAFETY: pid is our unreaped child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let wait_status = guard.wait()?;
+    // Every process of the sandbox is gone: what is in the pipes is all there will be.
+    output.drain([libc::POLLIN, libc::POLLIN])?;
+    let records = Record::parse_all(&read_available(&status_r)?);
+    let [stdout_tail, stderr_tail] = output.tails.map(Tail::into_vec);
+    if timed_out {
+        return Err(SandboxError::TimedOut {
+            argv: spec.argv.clone(),
+            timeout: spec.timeout,
+            stderr_tail,
+        });
+    }
+    match step_result(spec, &plan, &records)? {
+        Some(status) if status.success() => Ok(Outcome {
+            stdout_tail,
+            stderr_tail,
+            id_map,
+            elapsed: start.elapsed(),
+        }),
+        Some(status) => Err(SandboxError::StepFailed {
+            argv: spec.argv.clone(),
+            status,
+            id_mapping: id_map.mapping(),
+            stderr_tail,
+        }),
+        None => Err(SandboxError::InitDied {
+            status: ExitStatus::from_wait(wait_status),
+        }),
+    }
+}
+
+/// The step's piped output: the readers still open and the tails kept so far.
+struct Output<'a> {
+    readers: [Option<OwnedFd>; 2],
+    tails: [Tail; 2],
+    on_output: &'a mut dyn FnMut(Stream, &[u8]),
+}
+
+impl Output<'_> {
+    fn raw(&self, index: usize) -> RawFd {
+        self.readers[index].as_ref().map_or(-1, AsRawFd::as_raw_fd)
+    }
+
+    fn drain(&mut self, revents: [libc::c_short; 2]) -> Result<()> {
+        for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
+            let (reader, tail) = (&mut self.readers[i], &mut self.tails[i]);
+            drain(reader, stream, tail, self.on_output, revents[i])?;
+        }
+        Ok(())
+    }
+}
+
+/// Forwards output until the init exits (`false`) or the deadline passes (`true`).
+fn supervise(pidfd: &OwnedFd, deadline: Instant, output: &mut Output<'_>) -> Result<bool> {
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            timed_out = true;
-            break;
+            return Ok(true);
         }
-        let raw = |fd: &Option<OwnedFd>| fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
         let mut pfds = [
             pollfd(pidfd.as_raw_fd()),
-            pollfd(raw(&stdout_r)),
-            pollfd(raw(&stderr_r)),
+            pollfd(output.raw(0)),
+            pollfd(output.raw(1)),
         ];
         let ms = remaining.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
         // SAFETY: pfds is a valid array of 3 pollfd.
@@ -200,57 +260,18 @@ pub fn run_with_output(
             }
             return Err(host("poll the sandbox", e));
         }
-        drain(
-            &mut stdout_r,
-            Stream::Stdout,
-            &mut tails[0],
-            on_output,
-            pfds[1].revents,
-        )?;
-        drain(
-            &mut stderr_r,
-            Stream::Stderr,
-            &mut tails[1],
-            on_output,
-            pfds[2].revents,
-        )?;
+        output.drain([pfds[1].revents, pfds[2].revents])?;
         if pfds[0].revents != 0 {
-            break;
+            return Ok(false);
         }
     }
-    if timed_out {
-        // Killing the init kills the whole pid namespace.
-        // SAFETY: pid is our unreaped child.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    let wait_status = guard.wait()?;
-    // Every process of the sandbox is gone: what is in the pipes is all there will be.
-    drain(
-        &mut stdout_r,
-        Stream::Stdout,
-        &mut tails[0],
-        on_output,
-        libc::POLLIN,
-    )?;
-    drain(
-        &mut stderr_r,
-        Stream::Stderr,
-        &mut tails[1],
-        on_output,
-        libc::POLLIN,
-    )?;
-    let records = Record::parse_all(&read_available(&status_r)?);
-    let [stdout_tail, stderr_tail] = tails.map(Tail::into_vec);
+}
 
-    if timed_out {
-        return Err(SandboxError::TimedOut {
-            argv: spec.argv.clone(),
-            timeout: spec.timeout,
-            stderr_tail,
-        });
-    }
+/// Reads the child's records: a setup failure, or the step's exit status (`None`: the init
+/// died without reporting one).
+fn step_result(spec: &SandboxSpec, plan: &Plan, records: &[Record]) -> Result<Option<ExitStatus>> {
     let mut exited = None;
-    for record in &records {
+    for record in records {
         let source = std::io::Error::from_raw_os_error(record.value);
         match record.kind {
             Record::PLAN => {
@@ -270,8 +291,8 @@ pub fn run_with_output(
             Record::STAGE => {
                 let stage = Stage::from_u32(record.index);
                 let operation = match stage {
-                    Some(Stage::Chdir | Stage::CwdOutsideRoot) => {
-                        format!("{} {}", stage.map_or("", Stage::describe), spec.cwd)
+                    Some(stage @ (Stage::Chdir | Stage::CwdOutsideRoot)) => {
+                        format!("{} {}", stage.describe(), spec.cwd)
                     }
                     Some(stage) => stage.describe().to_owned(),
                     None => "set up the step".to_owned(),
@@ -288,23 +309,7 @@ pub fn run_with_output(
             _ => {}
         }
     }
-    match exited {
-        Some(status) if status.success() => Ok(Outcome {
-            stdout_tail,
-            stderr_tail,
-            id_map,
-            elapsed: start.elapsed(),
-        }),
-        Some(status) => Err(SandboxError::StepFailed {
-            argv: spec.argv.clone(),
-            status,
-            id_mapping: id_map.mapping(),
-            stderr_tail,
-        }),
-        None => Err(SandboxError::InitDied {
-            status: ExitStatus::from_wait(wait_status),
-        }),
-    }
+    Ok(exited)
 }
 
 fn check_mapped(spec: &SandboxSpec, map: &IdMap) -> Result<(), SpecError> {
