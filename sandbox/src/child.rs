@@ -360,7 +360,148 @@ fn step_main<S: Syscall + ?Sized>(sys: &S, step: &StepProcess) -> ! {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+    use crate::plan::PlanFds;
+    use crate::spec::SandboxSpec;
+    use crate::syscall::recording::{until_exit, Recording};
+
+    fn plan() -> Plan {
+        let spec = SandboxSpec::new(vec![PathBuf::from("/l")], "/u", "/w", vec!["sh".into()]);
+        let fds = PlanFds {
+            skel: 20,
+            lowers: vec![21],
+            upper: 22,
+            work: 23,
+            binds: vec![],
+        };
+        Plan::build(&spec, &fds, None).unwrap()
+    }
+
+    fn step(setgroups: bool) -> StepProcess {
+        let c = |s: &str| CString::new(s).unwrap();
+        StepProcess::new(
+            10,
+            11,
+            12,
+            Some(13),
+            None,
+            65532,
+            65532,
+            setgroups,
+            c("/src"),
+            vec![c("/usr/bin/sh"), c("/bin/sh")],
+            vec![c("sh")],
+            vec![c("A=1")],
+        )
+    }
+
+    fn index(calls: &[String], call: &str) -> usize {
+        calls
+            .iter()
+            .position(|c| c == call)
+            .unwrap_or_else(|| panic!("{call:?} not in {calls:#?}"))
+    }
+
+    #[test]
+    fn init_prepares_itself_before_forking_the_step() {
+        let rec = Recording::default();
+        let calls = until_exit(&rec, || init_main(&rec, &plan(), &step(true)));
+        assert_eq!(
+            &calls[..3],
+            ["reset-signals", "pdeathsig 9", "wait-for-parent 10"]
+        );
+        let pivot = index(&calls, "pivot-root /tmp/root");
+        let fork = index(&calls, "fork");
+        let ordered = [
+            "dup 12 -> 0 cloexec=false",
+            "dup 13 -> 1 cloexec=false",
+            "dup 11 -> 3 cloexec=true",
+            "close-from 4",
+            "no-new-privs",
+            "dumpable false",
+            "umask 22",
+        ];
+        let mut last = pivot;
+        for call in ordered {
+            let at = index(&calls, call);
+            assert!(last < at && at < fork, "{call} out of order: {calls:#?}");
+            last = at;
+        }
+        // stderr was not redirected (Stdio::Inherit).
+        assert!(!calls.iter().any(|c| c.ends_with("-> 2 cloexec=false")));
+        // The init then only reaps; with no child left it exits without a status record.
+        assert_eq!(&calls[fork + 1..], ["wait", "exit 0"]);
+    }
+
+    #[test]
+    fn init_stops_when_the_parent_is_gone() {
+        let rec = Recording::failing("wait-for-parent", libc::EPIPE);
+        let calls = until_exit(&rec, || init_main(&rec, &plan(), &step(true)));
+        assert_eq!(calls.last().unwrap(), "exit 1");
+        assert!(!calls.iter().any(|c| c.starts_with("mount")));
+    }
+
+    #[test]
+    fn plan_failure_is_reported_with_its_index() {
+        let rec = Recording::failing("mount overlay", libc::EPERM);
+        let calls = until_exit(&rec, || init_main(&rec, &plan(), &step(true)));
+        let index = plan()
+            .ops
+            .iter()
+            .position(|op| op.kind() == crate::plan::OpKind::Overlay)
+            .unwrap() as u32;
+        let record = Record {
+            kind: Record::PLAN,
+            index,
+            value: libc::EPERM,
+        }
+        .to_bytes();
+        assert_eq!(calls[calls.len() - 2], format!("write 11 {record:?}"));
+        assert_eq!(calls.last().unwrap(), "exit 1");
+    }
+
+    #[test]
+    fn step_drops_privileges_then_searches_the_path() {
+        let rec = Recording {
+            fork_as_child: true,
+            ..Recording::default()
+        };
+        let calls = until_exit(&rec, || init_main(&rec, &plan(), &step(true)));
+        let fork = index(&calls, "fork");
+        let keep = format!("{:#x}", kept_caps_mask());
+        let expected = [
+            "setsid".to_owned(),
+            format!("bounding-caps {keep}"),
+            "setgroups []".to_owned(),
+            format!("caps {keep}"),
+            "set-ids 65532:65532".to_owned(),
+            "chdir /src".to_owned(),
+            "getcwd".to_owned(),
+            "execve /usr/bin/sh".to_owned(),
+            "execve /bin/sh".to_owned(),
+        ];
+        assert_eq!(&calls[fork + 1..fork + 1 + expected.len()], expected);
+        let record = Record {
+            kind: Record::EXEC,
+            index: 0,
+            value: libc::ENOENT,
+        }
+        .to_bytes();
+        assert_eq!(calls[calls.len() - 2], format!("write 3 {record:?}"));
+        assert_eq!(calls.last().unwrap(), "exit 127");
+    }
+
+    #[test]
+    fn step_skips_setgroups_when_the_mapping_denies_it() {
+        let rec = Recording {
+            fork_as_child: true,
+            ..Recording::default()
+        };
+        let calls = until_exit(&rec, || init_main(&rec, &plan(), &step(false)));
+        assert!(!calls.iter().any(|c| c.starts_with("setgroups")));
+    }
 
     #[test]
     fn records_round_trip() {

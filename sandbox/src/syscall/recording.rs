@@ -13,14 +13,16 @@ pub(crate) struct Recording {
     /// Calls whose text starts with this prefix fail with `fail_errno`.
     pub fail_prefix: Option<String>,
     pub fail_errno: i32,
+    /// `fork` returns 0 (continue as the child) instead of a pid.
+    pub fork_as_child: bool,
 }
 
 impl Recording {
     pub fn failing(prefix: &str, errno: i32) -> Self {
         Recording {
-            calls: RefCell::default(),
             fail_prefix: Some(prefix.to_owned()),
             fail_errno: errno,
+            ..Recording::default()
         }
     }
 
@@ -39,6 +41,19 @@ impl Recording {
         } else {
             Ok(())
         }
+    }
+}
+
+/// The payload `exit` unwinds with (tests catch it).
+pub(crate) struct Exited;
+
+/// Runs `f` (which ends in `Syscall::exit`) and returns the recorded calls.
+pub(crate) fn until_exit(rec: &Recording, f: impl FnOnce()) -> Vec<String> {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    match result {
+        Err(payload) if payload.is::<Exited>() => rec.calls(),
+        Err(payload) => std::panic::resume_unwind(payload),
+        Ok(()) => panic!("returned instead of exiting"),
     }
 }
 
@@ -149,7 +164,8 @@ impl Syscall for Recording {
         io::Error::from_raw_os_error(libc::ENOENT)
     }
     fn fork(&self) -> io::Result<libc::pid_t> {
-        self.record("fork".to_owned()).map(|()| 2)
+        let pid = if self.fork_as_child { 0 } else { 2 };
+        self.record("fork".to_owned()).map(|()| pid)
     }
     fn wait_any(&self) -> io::Result<Option<(libc::pid_t, i32)>> {
         self.record("wait".to_owned()).map(|()| None)
@@ -161,6 +177,7 @@ impl Syscall for Recording {
         let _ = self.record(format!("write {fd} {bytes:?}"));
     }
     fn exit(&self, code: i32) -> ! {
-        panic!("exit {code}")
+        self.calls.borrow_mut().push(format!("exit {code}"));
+        std::panic::resume_unwind(Box::new(Exited))
     }
 }
