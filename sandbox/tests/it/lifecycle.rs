@@ -73,9 +73,12 @@ fn null_and_inherited_streams() {
 fn leftover_processes_are_killed_when_the_step_ends() {
     let ctx = Ctx::new();
     let start = Instant::now();
-    ctx.stdout("setsid sleep 1000 & setsid sh -c 'sleep 2; echo alive > /survivor' & echo started");
+    let sleep = unique_sleep(0);
+    ctx.stdout(&format!(
+        "setsid {sleep} & setsid sh -c 'sleep 2; echo alive > /survivor' & echo started"
+    ));
     assert!(start.elapsed() < Duration::from_secs(10));
-    assert_eq!(host_processes_with("sleep 1000"), Vec::<String>::new());
+    assert_eq!(host_processes_with(&sleep), Vec::<String>::new());
     std::thread::sleep(Duration::from_secs(3));
     assert!(!ctx.upper.join("survivor").exists());
 }
@@ -84,7 +87,8 @@ fn leftover_processes_are_killed_when_the_step_ends() {
 #[test]
 fn step_past_its_time_limit_is_killed() {
     let ctx = Ctx::new();
-    let mut spec = ctx.spec("echo waiting >&2; setsid sleep 1001 & sleep 1002");
+    let (first, second) = (unique_sleep(1), unique_sleep(2));
+    let mut spec = ctx.spec(&format!("echo waiting >&2; setsid {first} & {second}"));
     spec.timeout = Duration::from_secs(1);
     let start = Instant::now();
     let err = kiln_sandbox::run(&spec).unwrap_err();
@@ -105,9 +109,18 @@ fn step_past_its_time_limit_is_killed() {
         elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(5),
         "{elapsed:?}"
     );
-    for marker in ["sleep 1001", "sleep 1002"] {
-        assert_eq!(host_processes_with(marker), Vec::<String>::new());
+    for marker in [first, second] {
+        assert_eq!(host_processes_with(&marker), Vec::<String>::new());
     }
+}
+
+/// A `sleep` command line no other test (or test run) uses: `sleep 1<n><pid>`.
+fn unique_sleep(n: u32) -> String {
+    unique_sleep_of(n, std::process::id())
+}
+
+fn unique_sleep_of(n: u32, pid: u32) -> String {
+    format!("sleep 1{n}{pid:07}")
 }
 
 const HELPER_ENV: &str = "KILN_SANDBOX_TEST_PARENT_DEATH";
@@ -128,7 +141,10 @@ fn helper_parent_death() {
         vec![
             "/bin/sh".into(),
             "-c".into(),
-            "touch /data/started; exec sleep 1003".into(),
+            format!(
+                "touch /data/started; exec {}",
+                unique_sleep_of(3, std::os::unix::process::parent_id())
+            ),
         ],
     );
     spec.id_mapping = crate::common::requested_mapping();
@@ -154,11 +170,12 @@ fn parent_death_kills_the_sandbox() {
         assert!(Instant::now() < deadline, "the helper's step never started");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(host_processes_with("sleep 1003").len(), 1);
+    let sleep = unique_sleep(3);
+    assert_eq!(host_processes_with(&sleep).len(), 1);
     child.kill().unwrap();
     child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !host_processes_with("sleep 1003").is_empty() {
+    while !host_processes_with(&sleep).is_empty() {
         assert!(Instant::now() < deadline, "the sandbox outlived its parent");
         std::thread::sleep(Duration::from_millis(50));
     }

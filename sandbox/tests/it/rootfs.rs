@@ -115,6 +115,17 @@ fn image_symlinks_do_not_redirect_sandbox_mounts() {
     assert_eq!(out, "null-ok\nproc-ok\n");
     assert_eq!(fs_err::read_dir(&canary).unwrap().count(), 0);
     assert!(fs_err::read_dir(&ctx.upper).unwrap().next().is_none());
+
+    // A real /dev directory whose null is a symlink to a host file.
+    let ctx = Ctx::new();
+    let canary_file = ctx.path().join("host-file");
+    fs_err::write(&canary_file, "host\n").unwrap();
+    fs_err::create_dir(ctx.lower.join("dev")).unwrap();
+    std::os::unix::fs::symlink(&canary_file, ctx.lower.join("dev/null")).unwrap();
+    std::os::unix::fs::symlink(&canary_file, ctx.lower.join("dev/zero")).unwrap();
+    let out = ctx.stdout("echo overwritten > /dev/null; test -c /dev/zero && echo zero-ok");
+    assert_eq!(out, "zero-ok\n");
+    assert_eq!(fs_err::read_to_string(&canary_file).unwrap(), "host\n");
 }
 
 #[test]
