@@ -54,6 +54,7 @@ pub(crate) enum Stage {
     Stdio,
     CloseFds,
     NoNewPrivs,
+    SessionKeyring,
     NotDumpable,
     Fork,
     Setsid,
@@ -75,6 +76,7 @@ impl Stage {
             Stdio,
             CloseFds,
             NoNewPrivs,
+            SessionKeyring,
             NotDumpable,
             Fork,
             Setsid,
@@ -97,6 +99,7 @@ impl Stage {
             Stage::Stdio => "set up the step's standard streams",
             Stage::CloseFds => "close inherited file descriptors",
             Stage::NoNewPrivs => "set no_new_privs",
+            Stage::SessionKeyring => "create a new session keyring",
             Stage::NotDumpable => "make the init process non-dumpable",
             Stage::Fork => "fork the step",
             Stage::Setsid => "start a new session for the step",
@@ -264,6 +267,14 @@ pub(crate) fn init_main<S: Syscall + ?Sized>(sys: &S, plan: &Plan, step: &StepPr
     // step inherits stdio and the close-on-exec status pipe, nothing else.
     stage(sys, status, Stage::CloseFds, sys.close_from(STATUS_FD + 1));
     stage(sys, status, Stage::NoNewPrivs, sys.no_new_privs());
+    // Keys in kiln's session keyring (a login's credentials, say) stay out of reach; with an
+    // identity mapping the step's root would otherwise possess them. runc does the same.
+    stage(
+        sys,
+        status,
+        Stage::SessionKeyring,
+        sys.new_session_keyring(),
+    );
     // Ref: CVE-2019-5736 (runc binary overwritten through /proc/self/exe): this process is
     // a fork of kiln, so /proc/1/exe is kiln's binary. A non-dumpable process's /proc entries
     // (exe, mem, fd, root) and ptrace are reserved to CAP_SYS_PTRACE in the user namespace
@@ -420,6 +431,7 @@ mod tests {
             "dup 11 -> 3 cloexec=true",
             "close-from 4",
             "no-new-privs",
+            "new-session-keyring",
             "dumpable false",
             "umask 22",
         ];

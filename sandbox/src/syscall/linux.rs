@@ -232,6 +232,23 @@ impl Syscall for Linux {
         check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) }.into())
     }
 
+    fn new_session_keyring(&self) -> io::Result<()> {
+        const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+        // SAFETY: a null name asks for a new anonymous keyring.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_keyctl,
+                KEYCTL_JOIN_SESSION_KEYRING,
+                ptr::null::<libc::c_char>(),
+            )
+        };
+        match check(rc) {
+            // A kernel without keys support has nothing to leak.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Ok(()),
+            other => other,
+        }
+    }
+
     fn set_dumpable(&self, dumpable: bool) -> io::Result<()> {
         // SAFETY: prctl with integer arguments.
         check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, dumpable as libc::c_ulong) }.into())

@@ -51,6 +51,8 @@ pub(crate) trait Syscall {
     fn dup_onto(&self, from: RawFd, to: RawFd, cloexec: bool) -> io::Result<()>;
     fn close_from(&self, first: RawFd) -> io::Result<()>;
     fn no_new_privs(&self) -> io::Result<()>;
+    /// Replaces the session keyring inherited from kiln with a new anonymous one.
+    fn new_session_keyring(&self) -> io::Result<()>;
     fn set_dumpable(&self, dumpable: bool) -> io::Result<()>;
     fn setsid(&self) -> io::Result<()>;
     fn drop_bounding_caps(&self, keep: u64) -> io::Result<()>;

@@ -130,6 +130,9 @@ impl Syscall for Recording {
     fn no_new_privs(&self) -> io::Result<()> {
         self.record("no-new-privs".to_owned())
     }
+    fn new_session_keyring(&self) -> io::Result<()> {
+        self.record("new-session-keyring".to_owned())
+    }
     fn set_dumpable(&self, dumpable: bool) -> io::Result<()> {
         self.record(format!("dumpable {dumpable}"))
     }

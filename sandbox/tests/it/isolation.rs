@@ -314,6 +314,14 @@ fn helper_in_sandbox() {
                 Err(e) => e.raw_os_error().unwrap_or(-1),
             }
         }
+        Some(("key", name)) => {
+            let name = std::ffi::CString::new(name).unwrap();
+            // SAFETY: KEYCTL_SEARCH (10) of the session keyring (-3) with C strings.
+            let rc = unsafe {
+                libc::syscall(libc::SYS_keyctl, 10, -3, c"user".as_ptr(), name.as_ptr(), 0)
+            };
+            errno(rc)
+        }
         _ => panic!("unknown helper {what}"),
     };
     println!("HELPER-RESULT {result}");
@@ -381,5 +389,41 @@ fn cannot_connect_to_host_abstract_socket() {
     assert_eq!(
         in_sandbox(&ctx, &format!("abstract:{name}")),
         libc::ECONNREFUSED
+    );
+}
+
+// Keys in kiln's session keyring are out of the step's reach.
+#[test]
+fn cannot_search_kiln_session_keyring() {
+    let name = format!("kiln-sandbox-secret-{}", std::process::id());
+    let c_name = std::ffi::CString::new(name.as_str()).unwrap();
+    let payload = b"secret";
+    // SAFETY: join a new session keyring (this test's thread only) and add a key to it.
+    unsafe {
+        let keyring = libc::syscall(libc::SYS_keyctl, 1, c"kiln-sandbox-test".as_ptr());
+        assert!(keyring > 0, "{}", std::io::Error::last_os_error());
+        let key = libc::syscall(
+            libc::SYS_add_key,
+            c"user".as_ptr(),
+            c_name.as_ptr(),
+            payload.as_ptr(),
+            payload.len(),
+            -3,
+        );
+        assert!(key > 0, "{}", std::io::Error::last_os_error());
+        // The control: this thread finds it.
+        let found = libc::syscall(
+            libc::SYS_keyctl,
+            10,
+            -3,
+            c"user".as_ptr(),
+            c_name.as_ptr(),
+            0,
+        );
+        assert_eq!(found, key);
+    }
+    assert_eq!(
+        in_sandbox(&Ctx::new(), &format!("key:{name}")),
+        libc::ENOKEY
     );
 }
