@@ -44,8 +44,11 @@ const ROOT: &str = "/tmp/root";
 /// Read-only inside /proc (runc's `readonlyPaths`): with an identity mapping, the step's root
 /// is the host's root for permission checks on these files.
 const PROC_READ_ONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
-/// Files hidden behind /dev/null (runc's `maskedPaths`).
+/// Files hidden behind /dev/null (runc's `maskedPaths`), plus the command line of the init:
+/// it is kiln's own, and may name host paths (`exe`, `environ`, `maps` are already closed to
+/// the step because the init is not dumpable).
 const PROC_MASKED_FILES: &[&str] = &[
+    "1/cmdline",
     "kcore",
     "keys",
     "latency_stats",

@@ -127,6 +127,10 @@ fn proc_is_fresh_and_its_sensitive_parts_read_only() {
         assert!(proc_mount < bind && bind < ro, "{name}");
     }
     position(&calls, "mount /dev/null /tmp/root/proc/kcore - bind,rec -");
+    position(
+        &calls,
+        "mount /dev/null /tmp/root/proc/1/cmdline - bind,rec -",
+    );
 }
 
 #[test]

@@ -68,6 +68,9 @@ fn cannot_write_or_ptrace_the_kiln_binary() {
          readlink /proc/1/exe && echo LINK; \
          (head -c1 /proc/1/mem) 2>/dev/null && echo MEM; \
          readlink /proc/1/fd/0 && echo FDS; \
+         readlink /proc/1/cwd && echo CWD; \
+         (head -c1 /proc/1/maps) 2>/dev/null && echo MAPS; \
+         test -s /proc/1/cmdline && echo CMDLINE; \
          (head -c1 /proc/1/environ) 2>/dev/null && echo ENVIRON; \
          ls /proc/1/root/ >/dev/null 2>&1 && echo ROOT; true",
     );
@@ -75,7 +78,9 @@ fn cannot_write_or_ptrace_the_kiln_binary() {
     assert!(!out.contains("WROTE"), "{out}");
     assert!(!out.contains("READ /proc/1/exe"), "{out}");
     // /proc/1/mem needs PTRACE_MODE_ATTACH, the same check as ptrace(2) itself.
-    for denied in ["LINK", "MEM", "FDS", "ENVIRON", "ROOT"] {
+    for denied in [
+        "LINK", "MEM", "FDS", "CWD", "MAPS", "CMDLINE", "ENVIRON", "ROOT",
+    ] {
         assert!(!out.contains(denied), "{denied}: {out}");
     }
     assert!(
