@@ -70,7 +70,7 @@ fn cannot_write_or_ptrace_the_kiln_binary() {
          readlink /proc/1/fd/0 && echo FDS; \
          readlink /proc/1/cwd && echo CWD; \
          (head -c1 /proc/1/maps) 2>/dev/null && echo MAPS; \
-         test -s /proc/1/cmdline && echo CMDLINE; \
+         c=$(tr -d '\\0' < /proc/1/cmdline 2>/dev/null); test -n \"$c\" && echo CMDLINE; \
          (head -c1 /proc/1/environ) 2>/dev/null && echo ENVIRON; \
          ls /proc/1/root/ >/dev/null 2>&1 && echo ROOT; true",
     );
