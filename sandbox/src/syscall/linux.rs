@@ -174,17 +174,42 @@ impl Syscall for Linux {
     }
 
     fn reset_signals(&self) -> io::Result<()> {
-        // SAFETY: sigset_t and sigaction are plain data; SIG_DFL handlers are always valid.
+        // The kernel's struct sigaction (glibc's signal(3) refuses its reserved signals 32
+        // and 33, which would stay ignored if kiln ignored them).
+        #[repr(C)]
+        struct KernelSigaction {
+            handler: usize,
+            flags: libc::c_ulong,
+            restorer: usize,
+            mask: u64,
+        }
+        let default = KernelSigaction {
+            handler: libc::SIG_DFL,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        let empty: u64 = 0;
+        // SAFETY: valid kernel structures of the sizes passed.
         unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            check(libc::sigprocmask(libc::SIG_SETMASK, &set, ptr::null_mut()).into())?;
-            for signal in 1..libc::SIGRTMAX() {
+            check(libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &empty as *const u64,
+                ptr::null_mut::<u64>(),
+                8usize,
+            ))?;
+            for signal in 1..=64 {
                 if signal == libc::SIGKILL || signal == libc::SIGSTOP {
                     continue;
                 }
-                // Signals reserved by glibc (32, 33) fail with EINVAL: nothing to reset there.
-                libc::signal(signal, libc::SIG_DFL);
+                check(libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    &default as *const KernelSigaction,
+                    ptr::null_mut::<KernelSigaction>(),
+                    8usize,
+                ))?;
             }
         }
         Ok(())

@@ -180,3 +180,23 @@ fn parent_death_kills_the_sandbox() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+// The test harness (like kiln) ignores SIGPIPE; the step must start with default signals.
+#[test]
+fn step_starts_with_default_signal_dispositions() {
+    let ctx = Ctx::new();
+    let mut spec = ctx.spec("");
+    spec.argv = ["/bin/grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]
+        .map(String::from)
+        .to_vec();
+    let out = kiln_sandbox::run(&spec).unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout_tail).unwrap(),
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    );
+    let out = ctx.run("yes | head -n 1").unwrap();
+    assert_eq!(
+        (&out.stdout_tail[..], &out.stderr_tail[..]),
+        (&b"y\n"[..], &b""[..])
+    );
+}
