@@ -319,6 +319,8 @@ pub(crate) fn init_main<S: Syscall + ?Sized>(sys: &S, plan: &Plan, step: &StepPr
 /// The step, between fork and exec. Never returns.
 fn step_main<S: Syscall + ?Sized>(sys: &S, step: &StepProcess) -> ! {
     let status = STATUS_FD;
+    // Ref: CVE-2017-5226 (bubblewrap): with an inherited terminal on stdio, TIOCSTI could
+    // type commands into the user's shell; a new session has no controlling terminal.
     stage(sys, status, Stage::Setsid, sys.setsid());
     let keep = kept_caps_mask();
     stage(
