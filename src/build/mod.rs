@@ -5,6 +5,7 @@
 //! the base image's layout.
 
 mod config;
+mod dirstat;
 mod error;
 mod inputs;
 mod layers;
