@@ -270,9 +270,11 @@ fn print_report(
                     );
                 }
                 LayerVerdict::Rejected
-                    if layer.failed_check().map(|c| c.name) == Some("signature") =>
+                    if report.verified
+                        && layer.failed_check().map(|c| c.name) == Some("signature") =>
                 {
-                    // Signed by someone else (several parties may sign one image).
+                    // Signed by someone else (several parties may sign one image); when
+                    // nothing verifies, the reason is shown below as a failure.
                     println!(
                         "· {what} layer {} ({}): not signed by key {key}",
                         layer.index, layer.digest
