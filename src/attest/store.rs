@@ -56,7 +56,7 @@ pub enum StoreError {
     Registry {
         location: String,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     #[error("failed to read the attachment manifest `{tag}` in {location}")]
     Manifest {
@@ -129,7 +129,7 @@ impl AttachmentStore<'_> {
     fn registry_err(&self, source: RegistryError) -> StoreError {
         StoreError::Registry {
             location: self.location(),
-            source,
+            source: Box::new(source),
         }
     }
 

@@ -46,14 +46,14 @@ pub enum TargetError {
     Registry {
         reference: String,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     #[error("failed to check that {digest} exists in {reference}")]
     Check {
         reference: String,
         digest: Sha256Digest,
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     #[error("{reference}: manifest {digest} does not exist there")]
     Missing {
@@ -170,6 +170,16 @@ fn resolve_layout<'a>(
     })
 }
 
+/// The simple-signing identity for a registry reference: as given, `:latest` when bare.
+pub fn docker_reference(reference: &Reference) -> String {
+    let repository = reference.repository();
+    match (reference.tag(), reference.digest()) {
+        (Some(tag), _) => format!("{repository}:{tag}"),
+        (None, Some(d)) => format!("{repository}@{d}"),
+        (None, None) => format!("{repository}:latest"),
+    }
+}
+
 fn resolve_registry(reference: String, client: &Client) -> Result<Target<'_>, TargetError> {
     let parsed: Reference = reference.parse()?;
     let repository = parsed.repository().clone();
@@ -180,16 +190,12 @@ fn resolve_registry(reference: String, client: &Client) -> Result<Target<'_>, Ta
                 .get_manifest(&repository, parsed.tag_or_latest(), ALL_MANIFEST_TYPES)
                 .map_err(|source| TargetError::Registry {
                     reference: reference.clone(),
-                    source,
+                    source: Box::new(source),
                 })?
                 .digest
         }
     };
-    let docker_reference = match (parsed.tag(), parsed.digest()) {
-        (Some(tag), _) => format!("{repository}:{tag}"),
-        (None, Some(d)) => format!("{repository}@{d}"),
-        (None, None) => format!("{repository}:latest"),
-    };
+    let docker_reference = docker_reference(&parsed);
     let store = AttachmentStore::Registry {
         client,
         repository: repository.clone(),
@@ -200,7 +206,7 @@ fn resolve_registry(reference: String, client: &Client) -> Result<Target<'_>, Ta
             .map_err(|source| TargetError::Check {
                 reference: reference.clone(),
                 digest,
-                source,
+                source: Box::new(source),
             })?;
         if !exists {
             return Err(TargetError::Missing { reference, digest });
@@ -213,4 +219,116 @@ fn resolve_registry(reference: String, client: &Client) -> Result<Target<'_>, Ta
         docker_reference,
         subject_name: repository.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::layout::descriptor;
+
+    #[test]
+    fn registry_identities_follow_cosign() {
+        let d = Sha256Digest::of(b"m");
+        let table = [
+            (
+                "docker://h:5000/a/b:v1".to_string(),
+                "h:5000/a/b:v1".to_string(),
+            ),
+            (
+                format!("docker://h:5000/a/b:v1@{d}"),
+                "h:5000/a/b:v1".to_string(),
+            ),
+            (
+                format!("docker://h:5000/a/b@{d}"),
+                format!("h:5000/a/b@{d}"),
+            ),
+            (
+                "docker://h:5000/a/b".to_string(),
+                "h:5000/a/b:latest".to_string(),
+            ),
+        ];
+        for (input, want) in table {
+            let parsed: Reference = input.parse().unwrap();
+            assert_eq!(docker_reference(&parsed), want, "{input}");
+        }
+    }
+
+    /// A layout with images `a` and (optionally) `b`, plus a `.sig` tag and a referrer.
+    fn layout(dir: &Path, with_b: bool) -> Vec<Sha256Digest> {
+        let layout = Layout::create(dir).unwrap();
+        let mut entries = Vec::new();
+        let mut digests = Vec::new();
+        let mut names = vec!["a"];
+        if with_b {
+            names.push("b");
+        }
+        for name in names.iter().copied().chain(["sha256-00.sig", ""]) {
+            let bytes = format!(r#"{{"name":"{name}"}}"#);
+            let digest = layout.put_blob(bytes.as_bytes()).unwrap();
+            let mut entry = descriptor(media::OCI_MANIFEST, &digest, bytes.len() as u64);
+            if name.is_empty() {
+                entry.set_artifact_type(Some(media::IN_TOTO.into()));
+            } else {
+                entry.set_annotations(Some(
+                    [(media::ANNOTATION_REF_NAME.to_string(), name.to_string())]
+                        .into_iter()
+                        .collect(),
+                ));
+            }
+            entries.push(entry);
+            digests.push(digest);
+        }
+        layout.write_index(entries).unwrap();
+        digests
+    }
+
+    fn resolve_text(text: &str) -> Result<(Sha256Digest, String), TargetError> {
+        let client = Client::new(Default::default()).unwrap();
+        let t = resolve(&text.parse().unwrap(), &client)?;
+        assert_eq!(t.docker_reference, t.subject_name);
+        Ok((t.digest, t.docker_reference))
+    }
+
+    #[test]
+    fn layout_targets_resolve_by_tag_digest_or_the_only_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("lay");
+        let digests = layout(&root, false);
+        let p = root.display();
+        // Attachment tags and referrers are not images: `a` is the only one.
+        assert_eq!(
+            resolve_text(&format!("oci:{p}")).unwrap(),
+            (digests[0], "a".into())
+        );
+        assert_eq!(
+            resolve_text(&format!("oci:{p}:a")).unwrap(),
+            (digests[0], "a".into())
+        );
+        assert_eq!(
+            resolve_text(&format!("oci:{p}@{}", digests[0])).unwrap(),
+            (digests[0], "a".into())
+        );
+        assert!(matches!(
+            resolve_text(&format!("oci:{p}:nope")),
+            Err(TargetError::Select { .. })
+        ));
+        assert!(matches!(
+            resolve_text(&format!("oci:{p}@{}", Sha256Digest::of(b"absent"))),
+            Err(TargetError::Missing { .. })
+        ));
+
+        let two = dir.path().join("two");
+        let digests = layout(&two, true);
+        let p = two.display();
+        let err = resolve_text(&format!("oci:{p}")).unwrap_err();
+        assert!(err.to_string().contains("several images"), "{err}");
+        assert_eq!(
+            resolve_text(&format!("oci:{p}:b")).unwrap(),
+            (digests[1], "b".into())
+        );
+        assert!(matches!(
+            resolve_text("oci-archive:x.tar"),
+            Err(TargetError::UnsupportedTransport { .. })
+        ));
+    }
 }
