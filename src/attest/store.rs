@@ -35,6 +35,10 @@ use crate::registry::{Client, RegistryError, Repository, OCI_MANIFEST};
 
 /// The largest attachment layer kiln reads (an SBOM in a DSSE envelope can be large).
 pub const MAX_ATTACHMENT_BLOB: u64 = 64 * 1024 * 1024;
+/// The most layers kiln reads from one attachment tag, and their largest total size: a
+/// hostile tag cannot make `verify` download without bound.
+pub const MAX_ATTACHMENT_LAYERS: usize = 1000;
+pub const MAX_ATTACHMENT_TOTAL: u64 = 256 * 1024 * 1024;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -57,6 +61,16 @@ pub enum StoreError {
         location: String,
         #[source]
         source: Box<RegistryError>,
+    },
+    #[error(
+        "refused attachment tag `{tag}` in {location}: {layers} layers of {total} bytes, more \
+         than the limit of {MAX_ATTACHMENT_LAYERS} layers and {MAX_ATTACHMENT_TOTAL} bytes"
+    )]
+    TooManyLayers {
+        location: String,
+        tag: String,
+        layers: usize,
+        total: u64,
     },
     #[error("failed to read the attachment manifest `{tag}` in {location}")]
     Manifest {
@@ -287,6 +301,18 @@ impl AttachmentStore<'_> {
             tag: tag.clone(),
             source,
         })?;
+        let total = manifest
+            .layers
+            .iter()
+            .fold(0u64, |sum, l| sum.saturating_add(l.size));
+        if manifest.layers.len() > MAX_ATTACHMENT_LAYERS || total > MAX_ATTACHMENT_TOTAL {
+            return Err(StoreError::TooManyLayers {
+                location: self.location(),
+                tag,
+                layers: manifest.layers.len(),
+                total,
+            });
+        }
         let layers = manifest
             .layers
             .iter()

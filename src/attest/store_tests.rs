@@ -160,3 +160,28 @@ fn concurrent_appends_to_one_layout_lose_no_signature() {
         .unwrap();
     assert_eq!(stored.layers.len(), 12);
 }
+
+#[test]
+fn oversized_attachment_tags_are_refused_before_any_blob_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, subject) = layout_with_image(dir.path());
+    let store = AttachmentStore::Layout(layout);
+    // Descriptors only: the blobs do not exist, so reading any of them would fail differently.
+    let huge = NewLayer {
+        descriptor: Descriptor {
+            media_type: crate::attest::cosign::SIMPLE_SIGNING_MEDIA_TYPE.into(),
+            digest: Sha256Digest::of(b"huge"),
+            size: MAX_ATTACHMENT_TOTAL + 1,
+            annotations: Default::default(),
+        },
+        blob: Blob::new(b"huge".to_vec()),
+    };
+    store
+        .append(&subject, AttachmentKind::Signature, vec![huge])
+        .unwrap();
+    let err = store.read(&subject, AttachmentKind::Signature).unwrap_err();
+    assert!(
+        matches!(err, StoreError::TooManyLayers { layers: 1, .. }),
+        "{err:?}"
+    );
+}

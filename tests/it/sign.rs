@@ -697,6 +697,14 @@ fn registry_sign_attest_verify_copy_and_verify_again() {
     check(&format!("{mirror}@{digest}"));
     check(&format!("{mirror}:copied"));
 
+    // Images that are not there are errors (exit 2) that name the reference, not signatures.
+    let absent = format!("{repo}@{}", kiln::Sha256Digest::of(b"absent"));
+    for reference in [format!("{repo}:nope"), absent] {
+        let out = run_err(ctx.kiln().args(["sign", &reference, "--key", "k1.key"]));
+        assert_eq!(out.status.code(), Some(2));
+        assert!(stderr(&out).contains(&reference), "{}", stderr(&out));
+    }
+
     // A key that never signed is refused (the registry is not trusted for anything).
     keygen(&ctx, "never");
     assert_eq!(
