@@ -12,8 +12,10 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::registry_support::LocalRegistry;
 use crate::support::*;
+
+mod registry;
+mod tamper;
 
 fn recipe_text(content: &str) -> String {
     format!(
@@ -324,6 +326,17 @@ fn build_with_sign_key_signs_and_attests_into_the_layout() {
         "verified"
     );
 
+    // Signing is deterministic (RFC 6979): the same build signed with the same key is the
+    // same layout, attachment tags included.
+    run_ok(
+        ctx.kiln()
+            .args(["build", "a.toml", "-o", "again", "--sign-key", "k.key"]),
+    );
+    assert_eq!(
+        std::fs::read(ctx.join("again/index.json")).unwrap(),
+        std::fs::read(ctx.join("out-a/index.json")).unwrap()
+    );
+
     // Another recipe's digest is not what this provenance records.
     ctx.write("other.toml", recipe_text("other"));
     let (code, out) = verify(
@@ -470,302 +483,4 @@ fn attest_writes_a_dsse_statement_that_securesystemslib_verifies() {
     let (code, stdout, err) = verify_py(&python, &args, "");
     assert_eq!(code, 0, "{err}");
     assert!(stdout.contains("\"verified\": true"), "{stdout}");
-}
-
-// --- tampering -------------------------------------------------------------------------------
-
-/// A layout `out-a` signed and attested with key `k` by `kiln build --sign-key`.
-fn signed_layout(ctx: &TestContext) -> (PathBuf, String) {
-    keygen(ctx, "k");
-    let digest = build(ctx, "a", "a", &["--sign-key", "k.key"]);
-    (ctx.join("out-a"), digest)
-}
-
-fn sig_tag(digest: &str) -> String {
-    format!("sha256-{}.sig", hex(digest))
-}
-
-fn att_tag(digest: &str) -> String {
-    format!("sha256-{}.att", hex(digest))
-}
-
-/// `kiln verify` fails with exit 1 and names the failed `check`.
-fn assert_rejected(ctx: &TestContext, args: &[&str], check: &str) {
-    let (code, out) = verify(ctx, args);
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains(&format!(": {check}: ")),
-        "expected a failed {check} check: {out}"
-    );
-    assert!(out.contains("NOT verified"), "{out}");
-}
-
-#[test]
-fn tampered_payload_is_rejected() {
-    let ctx = TestContext::new();
-    let (layout, digest) = signed_layout(&ctx);
-    let mut sig = tagged_manifest(&layout, &sig_tag(&digest));
-    let payload_digest = sig["layers"][0]["digest"].as_str().unwrap().to_string();
-    let payload = std::fs::read_to_string(blob_path(&layout, &payload_digest)).unwrap();
-    // The claimed identity changes; the signature annotation is kept.
-    let forged = payload.replace("\"hello\"", "\"evil.example/hello:v1\"");
-    assert_ne!(forged, payload);
-    let (d, size) = put_blob(&layout, forged.as_bytes());
-    sig["layers"][0]["digest"] = json!(d);
-    sig["layers"][0]["size"] = json!(size);
-    set_tag(&layout, &sig_tag(&digest), &sig, &layout);
-    assert_rejected(&ctx, &["oci:out-a:hello", "--key", "k.pub"], "signature");
-
-    // Python `cryptography` agrees, on the same bytes.
-    let Some(python) = python() else { return };
-    let signature = ctx.write(
-        "sig.b64",
-        sig["layers"][0]["annotations"]["dev.cosignproject.cosign/signature"]
-            .as_str()
-            .unwrap(),
-    );
-    let forged_path = ctx.write("forged.json", &forged);
-    let original = ctx.write("payload.json", &payload);
-    let pubkey = ctx.join("k.pub");
-    for (path, want) in [(&original, 0), (&forged_path, 1)] {
-        let args = [
-            "sig",
-            "--key",
-            pubkey.to_str().unwrap(),
-            "--payload",
-            path.to_str().unwrap(),
-            "--signature",
-            signature.to_str().unwrap(),
-        ];
-        assert_eq!(verify_py(&python, &args, "").0, want, "{}", path.display());
-    }
-}
-
-#[test]
-fn signature_for_another_digest_is_rejected() {
-    let ctx = TestContext::new();
-    let (layout_a, digest_a) = signed_layout(&ctx);
-    let digest_b = build(&ctx, "b", "b", &[]);
-    assert_ne!(digest_a, digest_b);
-    // A's valid signature, moved under B's tag.
-    let sig = tagged_manifest(&layout_a, &sig_tag(&digest_a));
-    set_tag(&ctx.join("out-b"), &sig_tag(&digest_b), &sig, &layout_a);
-    assert_rejected(
-        &ctx,
-        &["oci:out-b:hello", "--key", "k.pub"],
-        "payload-digest",
-    );
-}
-
-#[test]
-fn swapped_public_key_is_rejected() {
-    let ctx = TestContext::new();
-    signed_layout(&ctx);
-    keygen(&ctx, "other");
-    // The trusted key file now holds another key.
-    std::fs::copy(ctx.join("other.pub"), ctx.join("k.pub")).unwrap();
-    let (code, out) = verify(&ctx, &["oci:out-a:hello", "--key", "k.pub", "--json"]);
-    assert_eq!(code, 1, "{out}");
-    let report: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(report["verified"], false);
-    assert_eq!(report["signatures"]["layers"][0]["verdict"], "rejected");
-    let (_, text) = verify(&ctx, &["oci:out-a:hello", "--key", "k.pub"]);
-    assert!(text.contains(": signature: "), "{text}");
-}
-
-#[test]
-fn attestation_about_another_image_is_rejected() {
-    let ctx = TestContext::new();
-    let (layout_a, digest_a) = signed_layout(&ctx);
-    // B is properly signed, but carries A's (valid, same-key) provenance.
-    let digest_b = build(&ctx, "b", "b", &["--sign-key", "k.key"]);
-    let att = tagged_manifest(&layout_a, &att_tag(&digest_a));
-    set_tag(&ctx.join("out-b"), &att_tag(&digest_b), &att, &layout_a);
-    let args = [
-        "oci:out-b:hello",
-        "--key",
-        "k.pub",
-        "--attestation",
-        "slsaprovenance1",
-    ];
-    assert_rejected(&ctx, &args, "subject");
-    // The signatures alone still verify: only the attestation check fails.
-    assert_eq!(verify(&ctx, &["oci:out-b:hello", "--key", "k.pub"]).0, 0);
-}
-
-#[test]
-fn truncated_signature_is_rejected() {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let ctx = TestContext::new();
-    let (layout, digest) = signed_layout(&ctx);
-    let mut sig = tagged_manifest(&layout, &sig_tag(&digest));
-    let annotation = &mut sig["layers"][0]["annotations"]["dev.cosignproject.cosign/signature"];
-    let der = b64.decode(annotation.as_str().unwrap()).unwrap();
-    *annotation = json!(b64.encode(&der[..der.len() - 5]));
-    set_tag(&layout, &sig_tag(&digest), &sig, &layout);
-    assert_rejected(&ctx, &["oci:out-a:hello", "--key", "k.pub"], "signature");
-}
-
-// --- a real registry -------------------------------------------------------------------------
-
-#[test]
-fn registry_sign_attest_verify_copy_and_verify_again() {
-    let ctx = TestContext::new();
-    let Some(registry) = LocalRegistry::start(&[]) else {
-        return;
-    };
-    keygen(&ctx, "k1");
-    keygen(&ctx, "k2");
-    let digest = build(&ctx, "a", "a", &[]);
-    let repo = registry.reference("team/app");
-    push(&ctx, "out-a", &format!("{repo}:v1"));
-
-    // Sign by tag (twice, two keys: appended), attest a provenance predicate by digest.
-    let stdout = run_ok(
-        ctx.kiln()
-            .args(["sign", &format!("{repo}:v1"), "--key", "k1.key"]),
-    );
-    assert_eq!(last_line(&stdout), digest);
-    run_ok(
-        ctx.kiln()
-            .args(["sign", &format!("{repo}@{digest}"), "--key", "k2.key"]),
-    );
-    let recipe_sha256 = kiln::Sha256Digest::of(&std::fs::read(ctx.join("a.toml")).unwrap()).hex();
-    ctx.write(
-        "provenance.json",
-        serde_json::to_vec(&json!({
-            "buildDefinition": {
-                "buildType": "https://kiln.build/recipe/v1",
-                "externalParameters": {"recipe": {"uri": "a.toml", "digest": {"sha256": recipe_sha256}}},
-            },
-            "runDetails": {"builder": {"id": "https://kiln.build/builder/v1"}},
-        }))
-        .unwrap(),
-    );
-    run_ok(ctx.kiln().args([
-        "attest",
-        &format!("{repo}:v1"),
-        "--key",
-        "k1.key",
-        "--predicate",
-        "provenance.json",
-        "--type",
-        "slsaprovenance1",
-    ]));
-
-    let check = |reference: &str| {
-        let args = [
-            reference,
-            "--key",
-            "k1.pub",
-            "--attestation",
-            "slsaprovenance1",
-            "--recipe",
-            "a.toml",
-        ];
-        let (code, out) = verify(&ctx, &args);
-        assert_eq!(code, 0, "{reference}: {out}\n{}", registry.log());
-        assert!(
-            out.contains(&format!("identity {}/team/app:v1", registry.host)),
-            "{out}"
-        );
-        let (code, out) = verify(&ctx, &[reference, "--key", "k2.pub"]);
-        assert_eq!(code, 0, "{reference}: {out}");
-    };
-    check(&format!("{repo}:v1"));
-    // The identity policy: the exact reference and the repository pass, another repository not.
-    let host = &registry.host;
-    for (identity, want) in [
-        (format!("{host}/team/app:v1"), 0),
-        (format!("{host}/team/app"), 0),
-        (format!("{host}/team/other"), 1),
-    ] {
-        let args = [
-            &format!("{repo}:v1") as &str,
-            "--key",
-            "k1.pub",
-            "--identity",
-            &identity,
-        ];
-        assert_eq!(verify(&ctx, &args).0, want, "{identity}");
-    }
-
-    // Copy to another repository with the attachment tags; it verifies there too.
-    let mirror = registry.reference("mirror/app");
-    copy_with_attachments(&ctx, &repo, &mirror, &digest);
-    check(&format!("{mirror}@{digest}"));
-    check(&format!("{mirror}:copied"));
-
-    // Images that are not there are errors (exit 2) that name the reference, not signatures.
-    let absent = format!("{repo}@{}", kiln::Sha256Digest::of(b"absent"));
-    for reference in [format!("{repo}:nope"), absent] {
-        let out = run_err(ctx.kiln().args(["sign", &reference, "--key", "k1.key"]));
-        assert_eq!(out.status.code(), Some(2));
-        assert!(stderr(&out).contains(&reference), "{}", stderr(&out));
-    }
-
-    // A key that never signed is refused (the registry is not trusted for anything).
-    keygen(&ctx, "never");
-    assert_eq!(
-        verify(&ctx, &[&format!("{mirror}:copied"), "--key", "never.pub"]).0,
-        1
-    );
-
-    // Python `cryptography` and `securesystemslib`, fetching the tags over plain HTTP, accept
-    // kiln's signatures and attestation in both repositories.
-    let Some(python) = python() else { return };
-    for (name, key) in [
-        ("team/app", "k1.pub"),
-        ("mirror/app", "k1.pub"),
-        ("mirror/app", "k2.pub"),
-    ] {
-        let pubkey = ctx.join(key);
-        let mut args = vec![
-            "registry",
-            "--registry",
-            host,
-            "--repo",
-            name,
-            "--digest",
-            &digest,
-            "--key",
-            pubkey.to_str().unwrap(),
-        ];
-        if key == "k1.pub" {
-            // Only k1 attested.
-            args.extend(["--attestation", "https://slsa.dev/provenance/v1"]);
-        }
-        let (code, stdout, err) = verify_py(&python, &args, "");
-        assert_eq!(code, 0, "{name} {key}: {err}");
-        let summary: Value = serde_json::from_str(&stdout).unwrap();
-        // k2 signed by digest: cosign 2 names the reference as given.
-        let identity = if key == "k1.pub" {
-            format!("{host}/team/app:v1")
-        } else {
-            format!("{host}/team/app@{digest}")
-        };
-        assert_eq!(summary["identity"], identity);
-        assert_eq!(summary["signatures"], 1);
-        if key == "k1.pub" {
-            assert_eq!(
-                summary["predicate"]["buildDefinition"]["externalParameters"]["recipe"]["digest"]
-                    ["sha256"],
-                recipe_sha256
-            );
-        }
-    }
-    let never = ctx.join("never.pub");
-    let args = [
-        "registry",
-        "--registry",
-        host,
-        "--repo",
-        "mirror/app",
-        "--digest",
-        &digest,
-        "--key",
-        never.to_str().unwrap(),
-    ];
-    assert_eq!(verify_py(&python, &args, "").0, 1);
 }
