@@ -1,11 +1,13 @@
-//! Every kind of tampering `kiln verify` must catch, one test each, on OCI layouts edited with
-//! plain JSON (not kiln's code).
+//! Every kind of tampering `kiln verify` must catch, one test each: the tags are edited in an
+//! OCI layout with plain JSON (not kiln's code), verified there, then pushed with skopeo to a
+//! real registry and verified there too.
 
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
 use super::*;
+use crate::registry_support::LocalRegistry;
 
 /// A layout `out-a` signed and attested with key `k` by `kiln build --sign-key`.
 fn signed_layout(ctx: &TestContext) -> (PathBuf, String) {
@@ -22,15 +24,52 @@ fn att_tag(digest: &str) -> String {
     format!("sha256-{}.att", hex(digest))
 }
 
-/// `kiln verify` fails with exit 1 and names the failed `check`.
-fn assert_rejected(ctx: &TestContext, args: &[&str], check: &str) {
-    let (code, out) = verify(ctx, args);
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains(&format!(": {check}: ")),
-        "expected a failed {check} check: {out}"
-    );
-    assert!(out.contains("NOT verified"), "{out}");
+/// `kiln verify` of the image in `out-{layout}` fails with exit 1 and names the failed `check`;
+/// then the same image and its (tampered) tags are pushed to a real registry with skopeo, and
+/// verifying there fails the same way.
+fn assert_rejected(ctx: &TestContext, layout: &str, digest: &str, extra: &[&str], check: &str) {
+    let expect = |reference: String| {
+        let mut args = vec![reference.as_str(), "--key", "k.pub"];
+        args.extend(extra);
+        let (code, out) = verify(ctx, &args);
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains(&format!(": {check}: ")),
+            "expected a failed {check} check: {out}"
+        );
+        assert!(out.contains("NOT verified"), "{out}");
+    };
+    expect(format!("oci:out-{layout}:hello"));
+
+    let Some(registry) = LocalRegistry::start(&[]) else {
+        return;
+    };
+    let repo = registry.reference("tampered/app");
+    push(ctx, &format!("out-{layout}"), &format!("{repo}:hello"));
+    for tag in [sig_tag(digest), att_tag(digest)] {
+        let index = read_json(&ctx.join(format!("out-{layout}/index.json")));
+        let present = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag.as_str());
+        if present {
+            run_ok(
+                tool("skopeo")
+                    .current_dir(ctx.path())
+                    .env("HOME", ctx.join("home"))
+                    .args([
+                        "copy",
+                        "--preserve-digests",
+                        "--quiet",
+                        "--dest-tls-verify=false",
+                    ])
+                    .arg(format!("oci:out-{layout}:{tag}"))
+                    .arg(format!("{repo}:{tag}")),
+            );
+        }
+    }
+    expect(format!("{repo}@{digest}"));
 }
 
 #[test]
@@ -47,7 +86,7 @@ fn tampered_payload_is_rejected() {
     sig["layers"][0]["digest"] = json!(d);
     sig["layers"][0]["size"] = json!(size);
     set_tag(&layout, &sig_tag(&digest), &sig, &layout);
-    assert_rejected(&ctx, &["oci:out-a:hello", "--key", "k.pub"], "signature");
+    assert_rejected(&ctx, "a", &digest, &[], "signature");
 
     // Python `cryptography` agrees, on the same bytes.
     let Some(python) = python() else { return };
@@ -83,17 +122,13 @@ fn signature_for_another_digest_is_rejected() {
     // A's valid signature, moved under B's tag.
     let sig = tagged_manifest(&layout_a, &sig_tag(&digest_a));
     set_tag(&ctx.join("out-b"), &sig_tag(&digest_b), &sig, &layout_a);
-    assert_rejected(
-        &ctx,
-        &["oci:out-b:hello", "--key", "k.pub"],
-        "payload-digest",
-    );
+    assert_rejected(&ctx, "b", &digest_b, &[], "payload-digest");
 }
 
 #[test]
 fn swapped_public_key_is_rejected() {
     let ctx = TestContext::new();
-    signed_layout(&ctx);
+    let (_, digest) = signed_layout(&ctx);
     keygen(&ctx, "other");
     // The trusted key file now holds another key.
     std::fs::copy(ctx.join("other.pub"), ctx.join("k.pub")).unwrap();
@@ -104,6 +139,7 @@ fn swapped_public_key_is_rejected() {
     assert_eq!(report["signatures"]["layers"][0]["verdict"], "rejected");
     let (_, text) = verify(&ctx, &["oci:out-a:hello", "--key", "k.pub"]);
     assert!(text.contains(": signature: "), "{text}");
+    assert_rejected(&ctx, "a", &digest, &[], "signature");
 }
 
 #[test]
@@ -121,7 +157,7 @@ fn attestation_about_another_image_is_rejected() {
         "--attestation",
         "slsaprovenance1",
     ];
-    assert_rejected(&ctx, &args, "subject");
+    assert_rejected(&ctx, "b", &digest_b, &args[3..], "subject");
     // The signatures alone still verify: only the attestation check fails.
     assert_eq!(verify(&ctx, &["oci:out-b:hello", "--key", "k.pub"]).0, 0);
 }
@@ -137,5 +173,5 @@ fn truncated_signature_is_rejected() {
     let der = b64.decode(annotation.as_str().unwrap()).unwrap();
     *annotation = json!(b64.encode(&der[..der.len() - 5]));
     set_tag(&layout, &sig_tag(&digest), &sig, &layout);
-    assert_rejected(&ctx, &["oci:out-a:hello", "--key", "k.pub"], "signature");
+    assert_rejected(&ctx, "a", &digest, &[], "signature");
 }
