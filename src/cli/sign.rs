@@ -182,6 +182,8 @@ pub fn run_verify(args: VerifyArgs) -> Result<ExitCode> {
     if recipe_sha256.is_some() && !types.contains(&PredicateType::SlsaProvenance1) {
         types.push(PredicateType::SlsaProvenance1);
     }
+    types.sort();
+    types.dedup();
     let client = client(&args.registry)?;
     let target = resolve(&args.reference, &client)?;
     let read = |kind| {
