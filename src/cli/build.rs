@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 
 use super::args::{BuildArgs, CacheArgs};
 use super::printer::{human_size, status};
-use crate::build::output::write_output;
+use crate::build::output::{write_output, OutputFormat};
 use crate::build::{self, BuildEvent, BuildObserver, BuildOptions};
 use crate::recipe::Recipe;
 use crate::store::Store;
@@ -52,6 +52,14 @@ pub fn store_root(cache: &CacheArgs) -> Result<PathBuf> {
 
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let recipe = Recipe::load(&args.recipe)?;
+    // Load the key first: a wrong password fails before minutes of building.
+    let sign_key = match &args.sign_key {
+        Some(_) if args.format != OutputFormat::Oci => {
+            anyhow::bail!("--sign-key needs --format oci (signatures are tags in the layout)")
+        }
+        Some(path) => Some(super::key::load_signing_key(path)?),
+        None => None,
+    };
     let opts = BuildOptions {
         store_root: store_root(&args.cache)?,
         mirrors: args.cache.mirror.clone(),
@@ -71,6 +79,21 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let store = Store::open(&opts.store_root)?;
     write_output(&image, &dest, args.format, &build::scratch_dir(&store)?)
         .with_context(|| format!("failed to write {}", dest.display()))?;
+    if let Some(key) = &sign_key {
+        super::sign::sign_built_layout(
+            &dest,
+            &image.name,
+            &image.manifest_digest,
+            &image.provenance,
+            key,
+        )
+        .with_context(|| format!("failed to sign the image in {}", dest.display()))?;
+        status(&format!(
+            "signed {} and attested its provenance with key {}",
+            image.manifest_digest,
+            crate::attest::keys::key_id(key.verifying_key())
+        ));
+    }
     status(&format!("wrote {}", dest.display()));
     println!("{}", image.manifest_digest);
     Ok(ExitCode::SUCCESS)

@@ -5,9 +5,11 @@
 mod args;
 mod build;
 mod inspect;
+mod key;
 mod lock;
 mod printer;
 mod progress;
+mod sign;
 
 use std::process::ExitCode;
 
@@ -22,6 +24,10 @@ pub fn main() -> ExitCode {
         Command::Lock(args) => lock::run_lock(args),
         Command::Fetch(args) => lock::run_fetch(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Key(args) => key::run(args),
+        Command::Sign(args) => sign::run_sign(args),
+        Command::Attest(args) => sign::run_attest(args),
+        Command::Verify(args) => sign::run_verify(args),
     };
     match result {
         Ok(code) => code,
