@@ -316,7 +316,7 @@ fn read_cache(store: &Store, record: &Path) -> Option<CachedLayer> {
     let bytes = std::fs::read(record).ok()?;
     let hit: CachedLayer = serde_json::from_slice(&bytes).ok()?;
     // The record is only a pointer: the blob itself must still be there and intact.
-    store.open_verified(&hit.digest).ok()??;
+    store.open_verified_cached(&hit.digest).ok()??;
     Some(hit)
 }
 

@@ -111,10 +111,15 @@ impl Layout {
         Ok(digest)
     }
 
-    /// Copies a verified file (from the store) into the layout as blob `digest`.
+    /// Puts a verified file (from the store) into the layout as blob `digest`: a hard link
+    /// when both are on one file system (store entries are read-only, and any write to one moves
+    /// its ctime so the store's verification on use notices), a copy otherwise.
     pub fn put_blob_file(&self, src: &Path, digest: &Sha256Digest) -> Result<()> {
         let path = self.blob_path(digest);
         if path.is_file() {
+            return Ok(());
+        }
+        if fs::hard_link(src, &path).is_ok() {
             return Ok(());
         }
         let tmp = path.with_extension("tmp");

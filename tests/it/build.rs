@@ -244,7 +244,7 @@ fn same_recipe_same_digest_under_every_perturbation() {
 }
 
 #[test]
-fn output_is_private_to_nothing_and_readable_by_all() {
+fn output_blobs_are_readable_by_all_and_writable_by_their_owner_only() {
     // The layout is written with fixed modes whatever the umask.
     let ctx = TestContext::new();
     let dir = make_recipe_dir(&ctx, "r", false, EPOCH, 0o022);
@@ -259,7 +259,12 @@ fn output_is_private_to_nothing_and_readable_by_all() {
     build_with(&ctx, &dir.join("recipe.toml"), &ctx.join("out"), &p);
     for (name, _) in blobs(&ctx.join("out")) {
         let md = std::fs::metadata(ctx.join("out/blobs/sha256").join(&name)).unwrap();
-        assert_eq!(md.mode() & 0o777, 0o644, "blob {name}");
+        assert_eq!(md.mode() & 0o444, 0o444, "blob {name} is readable by all");
+        assert_eq!(
+            md.mode() & 0o022,
+            0,
+            "blob {name} is writable by nobody but its owner"
+        );
     }
 }
 
