@@ -33,7 +33,7 @@ impl Encoder {
     pub fn for_recipe(recipe: &Recipe, threads: usize) -> Self {
         let codec = match (recipe.image.compression, recipe.image.compression_level) {
             (Compression::Gzip, level) => Codec::Gzip {
-                level: level.map_or(6, |l| l as u32),
+                level: level.map_or(Codec::DEFAULT_GZIP_LEVEL, |l| l as u32),
             },
             (Compression::Zstd, level) => Codec::Zstd {
                 level: level.unwrap_or(3),
