@@ -5,36 +5,41 @@
 # Contenders, run interleaved (A B C A B C …) so that machine-load drift hits all of them:
 #   tar-gzip      tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - | gzip -n -6
 #   tar-pigz      the same tar | pigz -n -6 (all cores)
+#   tar-kiln      the same tar | kiln's gzip layer encoder (default level, nproc threads):
+#                 examples/compress_layer (cargo build --release --example compress_layer)
 #   umoci-insert  umoci insert of the tree into a fresh scratch OCI layout
-#   tar-kiln-N    the same tar | kiln's layer encoder (gzip 6, N threads), when built:
-#                 cargo build --release --example compress_layer
-#   kiln-build    SLOT: `kiln build` of bench/recipe.toml.in with a `path` input pointing at
-#                 the tree. Enabled by KILN_BUILD=1 once `kiln build` exists.
+#   kiln-cold     `kiln build` of bench/recipe.toml.in (one `path` input: the tree, copied to
+#                 /data), gzip, with an empty store: walks and hashes the input, builds the layer
+#   kiln-warm     the same build again with nothing changed (the store from a previous build)
+#   kiln-zstd     kiln-cold with `compression = "zstd"`
+# All contenders read the tree from the page cache (it is read once before the first run).
 #
-# For every run: wall seconds, CPU seconds (user+sys), peak RSS, output bytes; then a summary
-# with medians and ratios against tar-gzip.
+# For every run: wall seconds, CPU seconds (user+sys), peak RSS, output bytes and layer bytes
+# (the largest blob of an OCI layout); then medians, and every contender's ratios against
+# umoci-insert (wall, CPU, layer size).
 #
-# usage: bench/layer.sh [-n REPS] [-s SIZE_MB] [-t TREE] [-w WORKDIR] [-j THREADS]
-#   -n REPS     repetitions of each contender (default 3)
-#   -s SIZE_MB  size of the generated tree (default 1024); ignored with -t
-#   -t TREE     benchmark an existing directory instead of generating one
-#   -w WORKDIR  scratch directory (default /tmp/kiln-bench); outputs are deleted after each run
-#   -j THREADS  kiln encoder threads (default: nproc); 1 is always measured too
+# usage: bench/layer.sh [-n REPS] [-s SIZE_MB] [-t TREE] [-w WORKDIR] [-c "CONTENDERS"]
+#   -n REPS        repetitions of each contender (default 3)
+#   -s SIZE_MB     size of the generated tree (default 1024); ignored with -t
+#   -t TREE        benchmark an existing directory instead of generating one
+#   -w WORKDIR     scratch directory (default /tmp/kiln-bench); outputs are deleted after each run
+#   -c CONTENDERS  which to run, in this order (default: all of the above that are installed)
+#   KILN=path      the kiln binary (default target/release/kiln: cargo build --release)
 set -euo pipefail
 
 REPS=3
 SIZE_MB=1024
 TREE=""
 WORK=/tmp/kiln-bench
-THREADS=$(nproc)
-while getopts "n:s:t:w:j:h" opt; do
+WANT="tar-gzip tar-pigz tar-kiln umoci-insert kiln-cold kiln-warm kiln-zstd"
+while getopts "n:s:t:w:c:h" opt; do
   case "$opt" in
     n) REPS=$OPTARG ;;
     s) SIZE_MB=$OPTARG ;;
     t) TREE=$OPTARG ;;
     w) WORK=$OPTARG ;;
-    j) THREADS=$OPTARG ;;
-    *) sed -n '2,25p' "$0"; exit 2 ;;
+    c) WANT=$OPTARG ;;
+    *) sed -n '2,30p' "$0"; exit 2 ;;
   esac
 done
 
@@ -58,19 +63,30 @@ echo "tree: $TREE ($TREE_BYTES bytes, $(find "$TREE" -type f | wc -l) files)" >&
 
 TAR="tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --exclude=./.generated -C $TREE -cf - ."
 KILN_ENCODER="$REPO/target/release/examples/compress_layer"
+KILN="${KILN:-$REPO/target/release/kiln}"
 OUT="$WORK/out"
+$TAR > /dev/null # into the page cache, for every contender alike
 
 # --- contenders: name -> command that writes $OUT (a file or a directory) ---------------------
-declare -A CMD
+# PREP[name] runs before each measurement and is not timed.
+declare -A CMD PREP
 ORDER=()
-add() { CMD[$1]=$2; ORDER+=("$1"); }
 have() { command -v "$1" >/dev/null 2>&1; }
+recipe() { # codec -> recipe path; the recipe's `path` is relative to WORKDIR, as recipes are meant to be
+  local r="$WORK/recipe-$1.toml"
+  sed "s|@TREE@|$(realpath --relative-to="$WORK" "$TREE")|" "$HERE/recipe.toml.in" > "$r"
+  [[ $1 == zstd ]] && sed -i 's|^epoch = 0$|epoch = 0\ncompression = "zstd"|' "$r"
+  echo "$r"
+}
+add() { # name command [prep]
+  case " $WANT " in *" $1 "*) ;; *) return 0 ;; esac
+  CMD[$1]=$2; PREP[$1]=${3:-true}; ORDER+=("$1")
+}
 
 add tar-gzip "$TAR | gzip -n -6 > $OUT"
 if have pigz; then add tar-pigz "$TAR | pigz -n -6 > $OUT"; else echo "pigz not installed: skipped" >&2; fi
 if [[ -x "$KILN_ENCODER" ]]; then
-  add tar-kiln-1 "$TAR | $KILN_ENCODER gzip 6 1 2>/dev/null > $OUT"
-  if [[ "$THREADS" != 1 ]]; then add "tar-kiln-$THREADS" "$TAR | $KILN_ENCODER gzip 6 $THREADS 2>/dev/null > $OUT"; fi
+  add tar-kiln "$TAR | $KILN_ENCODER gzip 1 $(nproc) 2>/dev/null > $OUT"
 else
   echo "kiln encoder not built (cargo build --release --example compress_layer): skipped" >&2
 fi
@@ -83,31 +99,32 @@ if have umoci; then
   fi
   ROOTLESS=""
   [[ $(id -u) != 0 ]] && ROOTLESS="--rootless"
-  add umoci-insert "cp -a $BASE $OUT && umoci insert $ROOTLESS --image $OUT:bench $TREE /data"
+  add umoci-insert "umoci insert $ROOTLESS --image $OUT:bench $TREE /data" "cp -a $BASE $OUT"
 else
   echo "umoci not installed: skipped" >&2
 fi
-
-# ---- SLOT: kiln build ------------------------------------------------------------------------
-# `kiln build` of a recipe whose `path` input is the tree. The recipe is written into WORKDIR
-# with `path` relative to it, as recipes are meant to be.
-RECIPE="$WORK/recipe.toml"
-sed "s|@TREE@|$(realpath --relative-to="$WORK" "$TREE")|" "$HERE/recipe.toml.in" > "$RECIPE"
-KILN="${KILN:-$REPO/target/release/kiln}"
-if [[ "${KILN_BUILD:-0}" == 1 ]]; then
-  add kiln-build "$KILN build $RECIPE -o $OUT --cache $WORK/kiln-cache >/dev/null"
+if [[ -x "$KILN" ]]; then
+  GZ=$(recipe gzip)
+  ZS=$(recipe zstd)
+  add kiln-cold "$KILN build $GZ -o $OUT --cache $WORK/kiln-cold >/dev/null 2>&1" "rm -rf $WORK/kiln-cold"
+  add kiln-warm "$KILN build $GZ -o $OUT --cache $WORK/kiln-warm >/dev/null 2>&1"
+  add kiln-zstd "$KILN build $ZS -o $OUT --cache $WORK/kiln-zstd >/dev/null 2>&1" "rm -rf $WORK/kiln-zstd"
+  if [[ -n "${CMD[kiln-warm]:-}" ]]; then
+    rm -rf "$WORK/kiln-warm" "$OUT"
+    "$KILN" build "$GZ" -o "$OUT" --cache "$WORK/kiln-warm" >/dev/null 2>&1 # the build to rebuild
+  fi
 else
-  echo "kiln build: slot not enabled (set KILN_BUILD=1 once \`kiln build\` works; recipe: $RECIPE)" >&2
+  echo "kiln not built ($KILN; cargo build --release): kiln-* skipped" >&2
 fi
-# -----------------------------------------------------------------------------------------------
 
 # --- measurement ------------------------------------------------------------------------------
 RESULTS="$WORK/results.tsv"
-printf "rep\tname\twall_s\tcpu_s\tmax_rss_kb\tout_bytes\n" > "$RESULTS"
+printf "rep\tname\twall_s\tcpu_s\tmax_rss_kb\tout_bytes\tlayer_bytes\n" > "$RESULTS"
 
 measure() { # name command -> one TSV line
   local name=$1 cmd=$2 tf="$WORK/time.out"
   rm -rf "$OUT"
+  bash -c "${PREP[$name]}"
   sync
   if [[ -x /usr/bin/time ]]; then
     /usr/bin/time -f "%e %U %S %M" -o "$tf" bash -c "set -o pipefail; $cmd"
@@ -123,11 +140,12 @@ print(f"{wall:.2f} {r.ru_utime:.2f} {r.ru_stime:.2f} {r.ru_maxrss}")
 PY
     read -r wall user sys rss < "$tf"
   fi
-  local bytes
+  local bytes layer
   bytes=$(du -sb "$OUT" | cut -f1)
-  printf "%s\t%s\t%s\t%s\t%s\t%s\n" "$rep" "$name" "$wall" \
-    "$(python3 -c "print(round($user + $sys, 2))")" "$rss" "$bytes" >> "$RESULTS"
-  echo "rep $rep $name: wall ${wall}s cpu $(python3 -c "print(round($user + $sys, 2))")s rss ${rss}KB out $bytes" >&2
+  layer=$(find "$OUT" -type f -printf '%s\n' | sort -n | tail -1)
+  printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$rep" "$name" "$wall" \
+    "$(python3 -c "print(round($user + $sys, 2))")" "$rss" "$bytes" "$layer" >> "$RESULTS"
+  echo "rep $rep $name: wall ${wall}s cpu $(python3 -c "print(round($user + $sys, 2))")s rss ${rss}KB out $bytes layer $layer" >&2
 }
 
 for rep in $(seq 1 "$REPS"); do
@@ -143,16 +161,20 @@ import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 tree = int(sys.argv[2])
 names = list(dict.fromkeys(r["name"] for r in rows))
-med = {}
-for n in names:
-    rs = [r for r in rows if r["name"] == n]
-    med[n] = {k: statistics.median(float(r[k]) for r in rs) for k in ("wall_s", "cpu_s", "max_rss_kb", "out_bytes")}
-base = med.get("tar-gzip")
-print(f"{'contender':<16}{'wall s':>9}{'cpu s':>9}{'MB/s':>9}{'rss MB':>9}{'out MB':>10}{'ratio':>8}{'wall/base':>11}")
+keys = ("wall_s", "cpu_s", "max_rss_kb", "out_bytes", "layer_bytes")
+med = {n: {k: statistics.median(float(r[k]) for r in rows if r["name"] == n) for k in keys} for n in names}
+base = med.get("umoci-insert")
+print(f"| contender | wall s | CPU s | MB/s | peak RSS MB | layer MB | layer/tree | wall/umoci | CPU/umoci | layer/umoci |")
+print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 for n in names:
     m = med[n]
-    rel = f"{m['wall_s'] / base['wall_s']:.2f}" if base else "-"
-    print(f"{n:<16}{m['wall_s']:>9.2f}{m['cpu_s']:>9.2f}{tree / 1e6 / m['wall_s']:>9.1f}"
-          f"{m['max_rss_kb'] / 1024:>9.1f}{m['out_bytes'] / 1e6:>10.1f}{m['out_bytes'] / tree:>8.3f}{rel:>11}")
-print(f"(medians of {len(rows) // max(len(names), 1)} interleaved runs; tree {tree / 1e6:.1f} MB; results in {sys.argv[1]})")
+    rel = (lambda k: f"{m[k] / base[k]:.2f}" if base else "-")
+    lay = f"{m['layer_bytes'] / base['layer_bytes']:.3f}" if base else "-"
+    print(f"| {n} | {m['wall_s']:.2f} | {m['cpu_s']:.2f} | {tree / 1e6 / m['wall_s']:.0f} | "
+          f"{m['max_rss_kb'] / 1024:.0f} | {m['layer_bytes'] / 1e6:.1f} | {m['layer_bytes'] / tree:.3f} | "
+          f"{rel('wall_s')} | {rel('cpu_s')} | {lay} |")
+if "kiln-cold" in med and "kiln-warm" in med:
+    print(f"\nkiln warm/cold wall: {med['kiln-warm']['wall_s'] / med['kiln-cold']['wall_s']:.3f}")
+reps = len(rows) // max(len(names), 1)
+print(f"(medians of {reps} interleaved runs; tree {tree / 1e6:.1f} MB; results in {sys.argv[1]})")
 PY
