@@ -99,7 +99,16 @@ if have umoci; then
   fi
   ROOTLESS=""
   [[ $(id -u) != 0 ]] && ROOTLESS="--rootless"
-  add umoci-insert "umoci insert $ROOTLESS --image $OUT:bench $TREE /data" "cp -a $BASE $OUT"
+  # umoci insert changes the ctime of the directory it inserts, which would make every kiln
+  # build after it see a changed input (kiln's warm path trusts unchanged lstat data only), so
+  # umoci gets its own copy of the tree.
+  UTREE="$WORK/umoci-tree"
+  if [[ ! -f "$UTREE/.copied" ]]; then
+    rm -rf "$UTREE"
+    cp -a "$TREE" "$UTREE"
+    touch "$UTREE/.copied"
+  fi
+  add umoci-insert "umoci insert $ROOTLESS --image $OUT:bench $UTREE /data" "cp -a $BASE $OUT"
 else
   echo "umoci not installed: skipped" >&2
 fi
