@@ -341,3 +341,89 @@ fn write_cache(record: &Path, entry: &CachedLayer) {
         let _ = std::fs::remove_file(&tmp);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use super::*;
+    use crate::build::{build, BuildEvent, BuildObserver, BuildOptions};
+
+    struct Quiet;
+    impl BuildObserver for Quiet {
+        fn event(&self, _: BuildEvent<'_>) {}
+    }
+
+    /// Text-like bytes with runs of pseudo-random ones, as in a real layer.
+    fn mixed(len: usize, mut state: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 220_000);
+        while out.len() < len {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            if state >> 62 == 0 {
+                for _ in 0..(70_000 + (state >> 40) as usize % 150_000) / 8 {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    out.extend_from_slice(&state.to_le_bytes());
+                }
+            } else {
+                out.extend_from_slice(format!("line {} of layer text\n", state >> 50).as_bytes());
+            }
+        }
+        out.truncate(len);
+        out
+    }
+
+    #[test]
+    fn a_layer_built_with_1_2_and_8_threads_has_the_same_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = tmp.path().join("tree");
+        fs_err::create_dir_all(tree.join("sub")).unwrap();
+        // ~3.6 MiB of tar: several 1 MiB gzip blocks with stored and deflated runs in them.
+        for (i, len) in [2_500_000, 700_000, 1, 0, 400_000].into_iter().enumerate() {
+            fs_err::write(tree.join(format!("sub/f{i}")), mixed(len, i as u64 + 1)).unwrap();
+        }
+        for codec in ["gzip", "zstd"] {
+            let text = format!(
+                "[image]\nname = \"t\"\nepoch = 0\ncompression = \"{codec}\"\n\n\
+                 [inputs.tree]\npath = \"tree\"\n\n\
+                 [[layer]]\n[[layer.step]]\ncopy = \"tree\"\ndest = \"/data\"\n"
+            );
+            let recipe = Recipe::parse(&text, tmp.path().join("r.toml"), tmp.path()).unwrap();
+            let mut built = Vec::new();
+            for threads in [1, 2, 8] {
+                let opts = BuildOptions {
+                    store_root: tmp.path().join(format!("store-{codec}-{threads}")),
+                    mirrors: Vec::new(),
+                    offline: true,
+                    threads,
+                    recipe_uri: None,
+                    invocation_id: None,
+                };
+                let image = build(&recipe, &opts, &Quiet).unwrap();
+                let layer = fs_err::read(&image.layers[0].path).unwrap();
+                assert_eq!(Sha256Digest::of(&layer), image.layers[0].digest);
+                built.push((image.manifest_digest, image.diff_ids[0], layer));
+            }
+            assert_eq!(built[0], built[1], "{codec}: 1 and 2 threads");
+            assert_eq!(built[0], built[2], "{codec}: 1 and 8 threads");
+            assert!(
+                built[0].2.len() > 1_000_000,
+                "{codec}: the layer spans several blocks"
+            );
+            if codec == "gzip" {
+                let mut tar = Vec::new();
+                flate2::read::MultiGzDecoder::new(&built[0].2[..])
+                    .read_to_end(&mut tar)
+                    .unwrap();
+                assert_eq!(
+                    Sha256Digest::of(&tar),
+                    built[0].1,
+                    "gunzip gives the diff_id"
+                );
+            }
+        }
+    }
+}
