@@ -10,7 +10,8 @@ use serde_json::json;
 use super::{BuiltImage, Result};
 use crate::digest::Sha256Digest;
 use crate::image::json::to_canonical_vec;
-use crate::image::layout::{descriptor, empty_descriptor};
+use crate::image::layout::descriptor;
+use crate::image::referrer::{self, Subject};
 use crate::image::{media, Layout};
 use crate::layer::decompress;
 use crate::layer::host::HostOptions;
@@ -24,28 +25,22 @@ pub enum OutputFormat {
     DockerArchive,
 }
 
+fn subject(image: &BuiltImage) -> Subject<'_> {
+    Subject {
+        media_type: media::OCI_MANIFEST,
+        digest: &image.manifest_digest,
+        size: image.manifest_bytes.len() as u64,
+    }
+}
+
 /// The referrer manifest that attaches the provenance statement to the image.
 pub fn provenance_manifest(image: &BuiltImage, statement_digest: &Sha256Digest) -> Vec<u8> {
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": media::OCI_MANIFEST,
-        "artifactType": media::IN_TOTO,
-        "config": serde_json::to_value(empty_descriptor()).expect("descriptor serializes"),
-        "layers": [{
-            "mediaType": media::IN_TOTO,
-            "digest": statement_digest.to_string(),
-            "size": image.provenance.len(),
-        }],
-        "subject": {
-            "mediaType": media::OCI_MANIFEST,
-            "digest": image.manifest_digest.to_string(),
-            "size": image.manifest_bytes.len(),
-        },
-        "annotations": {
-            media::ANNOTATION_PREDICATE_TYPE: crate::attest::provenance::SLSA_PROVENANCE_V1,
-        },
-    });
-    to_canonical_vec(&manifest).expect("JSON serializes")
+    referrer::statement_manifest(
+        subject(image),
+        statement_digest,
+        image.provenance.len() as u64,
+        crate::attest::provenance::SLSA_PROVENANCE_V1,
+    )
 }
 
 /// Writes the image and its provenance into the layout directory `dir` (created).
@@ -56,10 +51,12 @@ pub fn write_layout(image: &BuiltImage, dir: &Path) -> Result<()> {
     }
     layout.put_blob(&image.config_bytes)?;
     layout.put_blob(&image.manifest_bytes)?;
-    let statement = layout.put_blob(&image.provenance)?;
-    layout.put_blob(media::EMPTY_JSON)?;
-    let prov_manifest = provenance_manifest(image, &statement);
-    let prov_digest = layout.put_blob(&prov_manifest)?;
+    let prov_desc = referrer::put_statement(
+        &layout,
+        subject(image),
+        &image.provenance,
+        crate::attest::provenance::SLSA_PROVENANCE_V1,
+    )?;
 
     let mut image_desc = descriptor(
         media::OCI_MANIFEST,
@@ -71,12 +68,6 @@ pub fn write_layout(image: &BuiltImage, dir: &Path) -> Result<()> {
             .into_iter()
             .collect(),
     ));
-    let mut prov_desc = descriptor(
-        media::OCI_MANIFEST,
-        &prov_digest,
-        prov_manifest.len() as u64,
-    );
-    prov_desc.set_artifact_type(Some(media::IN_TOTO.into()));
     layout.write_index(vec![image_desc, prov_desc])?;
     Ok(())
 }

@@ -32,6 +32,13 @@ pub enum Command {
     Fetch(FetchArgs),
     /// Show an image: digest, platform, config, layers (sizes, diff_ids) and attached referrers.
     Inspect(InspectArgs),
+    /// Compare two images: digests, config, layers, the applied filesystem and tar headers,
+    /// with a verdict (identical, same-layers, equivalent, different) and a hint for every
+    /// class of difference. Exit 0 when the verdict passes, 1 when it does not, 2 on error.
+    Diff(DiffArgs),
+    /// Build a recipe, compare the result with REF, record the verdict as an in-toto
+    /// statement attached to the rebuilt image. Exit codes as for `diff`.
+    Rebuild(RebuildArgs),
 }
 
 /// Where inputs come from. Shared by `build`, `lock` and `fetch`.
@@ -102,4 +109,63 @@ pub struct InspectArgs {
     /// The platform to pick from a multi-platform index [default: linux/<host arch>].
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
+}
+
+/// How strict a comparison is, and which paths it leaves out. Shared by `diff` and `rebuild`.
+#[derive(Debug, Args, Clone)]
+pub struct DiffCheckArgs {
+    /// Pass when the images are `equivalent` (same files, contents, modes, owners and links;
+    /// only timestamps, entry order, tar format, layer boundaries, history or compression
+    /// differ). Same as `--accept equivalent`.
+    #[arg(long, conflicts_with = "accept")]
+    pub semantic: bool,
+    /// The weakest verdict that passes [default: identical].
+    #[arg(long, value_name = "VERDICT", value_parser = ["identical", "same-layers", "equivalent"])]
+    pub accept: Option<String>,
+    /// Leave paths matching GLOB out of the file comparison (`*`, `?`, and `**` for any
+    /// number of directories; `/var/log/**` drops /var/log and everything below). Repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub ignore: Vec<String>,
+    /// The platform to pick from multi-platform indexes [default: linux/<host arch>].
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The first image (e.g. the upstream one): oci:PATH[:TAG], oci-archive:FILE,
+    /// docker-archive:FILE.
+    pub a: String,
+    /// The second image (e.g. the rebuilt one).
+    pub b: String,
+    /// Print the report as JSON (schema https://kiln.build/diff/v1) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub check: DiffCheckArgs,
+    /// Lines shown per class of difference in the text report (the JSON has them all).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_lines: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// The recipe file.
+    pub recipe: PathBuf,
+    /// The image to reproduce (pinned references recommended: oci:PATH@sha256:…).
+    #[arg(long, value_name = "REF")]
+    pub against: String,
+    /// Also write the full diff report here, as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Where to write the rebuilt image (an OCI layout) [default: out/<image name>].
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub check: DiffCheckArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Compression threads [default: the number of CPUs]. The image is the same for any value.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }

@@ -4,9 +4,11 @@
 
 mod args;
 mod build;
+mod diff;
 mod inspect;
 mod lock;
 mod printer;
+mod rebuild;
 
 use std::process::ExitCode;
 
@@ -21,6 +23,8 @@ pub fn main() -> ExitCode {
         Command::Lock(args) => lock::run_lock(args),
         Command::Fetch(args) => lock::run_fetch(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Diff(args) => diff::run(args),
+        Command::Rebuild(args) => rebuild::run(args),
     };
     match result {
         Ok(code) => code,

@@ -18,6 +18,7 @@ mod files;
 mod glob;
 mod report;
 mod scan;
+mod statement;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,6 +34,7 @@ pub use report::{
     LayerSide, LayerStatus, Verdict, SCHEMA,
 };
 pub use scan::{scan_layer, LayerScan, TarFacts};
+pub use statement::{rebuild_statement, RebuildFacts, REBUILD_PREDICATE_TYPE};
 
 use crate::digest::Sha256Digest;
 use crate::image::layout::digest_of;

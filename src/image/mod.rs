@@ -12,6 +12,7 @@ pub mod json;
 pub mod layout;
 pub mod media;
 pub mod reference;
+pub mod referrer;
 pub mod source;
 
 pub use layout::Layout;
