@@ -21,11 +21,23 @@ pub fn run(args: DiffArgs) -> Result<ExitCode> {
         .with_context(|| format!("failed to compare {} with {}", args.a, args.b))?;
     let accept = accept(&args.check);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else {
-        print!("{}", render(&report, accept, args.max_lines));
+        emit(&render(&report, accept, args.max_lines))?;
     }
     Ok(exit_code(report.verdict, accept))
+}
+
+/// Writes `text` to stdout; a closed pipe (`kiln diff … | head`) is not an error.
+pub fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("failed to write to stdout")
+        }
+        _ => Ok(()),
+    }
 }
 
 pub fn platform(check: &DiffCheckArgs) -> String {
@@ -76,16 +88,18 @@ fn short(digest: &str) -> String {
 pub fn render(r: &DiffReport, accept: Verdict, max_lines: usize) -> String {
     let mut out = String::new();
     let pass = r.verdict.passes(accept);
+    let note = if !pass && r.verdict == Verdict::Equivalent {
+        "; --semantic would pass"
+    } else if !pass && r.verdict == Verdict::SameLayers {
+        "; --accept same-layers would pass"
+    } else {
+        ""
+    };
     out.push_str(&format!(
-        "verdict: {} ({}; accepting {}{})\n",
+        "verdict: {} ({}: accepting {} or better{note})\n",
         r.verdict.as_str(),
         if pass { "pass" } else { "FAIL" },
         accept.as_str(),
-        if accept < Verdict::Equivalent {
-            " or better"
-        } else {
-            " or better, --semantic"
-        }
     ));
     for (label, side) in [("a", &r.a), ("b", &r.b)] {
         out.push_str(&format!(

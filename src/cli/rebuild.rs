@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use super::args::RebuildArgs;
 use super::build::{store_root, StderrObserver};
-use super::diff::{accept, exit_code, open, options, platform, render};
+use super::diff::{accept, emit, exit_code, open, options, platform, render};
 use super::printer::status;
 use crate::build::output::{write_output, OutputFormat};
 use crate::build::{self, BuildOptions};
@@ -103,6 +103,6 @@ pub fn run(args: RebuildArgs) -> Result<ExitCode> {
         "attached the verdict ({REBUILD_PREDICATE_TYPE}) as referrer {}",
         desc.digest()
     ));
-    print!("{}", render(&report, accept, 10));
+    emit(&render(&report, accept, 10))?;
     Ok(exit_code(report.verdict, accept))
 }
