@@ -13,11 +13,7 @@ pub fn compare(a: &AppliedFs, b: &AppliedFs, ignore: &[Glob]) -> Vec<FileDiff> {
     let mut out = Vec::new();
     let mut ia = a.nodes.iter().peekable();
     let mut ib = b.nodes.iter().peekable();
-    loop {
-        let (path, na, nb) = match next_pair(&mut ia, &mut ib) {
-            Some(x) => x,
-            None => break,
-        };
+    while let Some((path, na, nb)) = next_pair(&mut ia, &mut ib) {
         let shown = format!("/{path}");
         if ignore.iter().any(|g| g.matches(&shown)) {
             continue;
