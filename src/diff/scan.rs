@@ -329,3 +329,134 @@ pub fn scan_layer(layout: &Layout, digest: &Sha256Digest, size: u64) -> Result<L
         tar: facts,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::layer::tree::{Content, Entry, EntryKind, FileTree, Metadata};
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn layout_with(tar: &[u8]) -> (tempfile::TempDir, Layout, Sha256Digest, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path()).unwrap();
+        let blob = gzip(tar);
+        let digest = layout.put_blob(&blob).unwrap();
+        (dir, layout, digest, blob.len() as u64)
+    }
+
+    #[test]
+    fn a_layer_is_scanned_into_changes_and_facts() {
+        let mut tree = FileTree::default();
+        let file = |data: &[u8]| Entry {
+            kind: EntryKind::File(Content::Inline(Arc::from(data))),
+            meta: Metadata::new(0o644, 0, 0, 5),
+        };
+        tree.insert("etc/motd", file(b"hello")).unwrap();
+        tree.insert(
+            "etc/z-link",
+            Entry {
+                kind: EntryKind::Hardlink("etc/motd".into()),
+                meta: Metadata::new(0o644, 0, 0, 5),
+            },
+        )
+        .unwrap();
+        tree.remove("var/cache").unwrap();
+        tree.insert(
+            "opt",
+            Entry {
+                kind: EntryKind::Dir,
+                meta: Metadata::new(0o755, 0, 0, 5),
+            },
+        )
+        .unwrap();
+        tree.set_opaque("opt").unwrap();
+        let mut tar = Vec::new();
+        crate::layer::write::write_tar(&tree, 10, &mut tar).unwrap();
+        let (_dir, layout, digest, size) = layout_with(&tar);
+
+        let scan = scan_layer(&layout, &digest, size).unwrap();
+        assert_eq!(scan.diff_id, Sha256Digest::of(&tar));
+        assert_eq!(scan.uncompressed_size, tar.len() as u64);
+        assert!(matches!(scan.compression, CompressionFacts::Gzip(_)));
+        let changes: Vec<(&str, String)> = scan
+            .changes
+            .iter()
+            .map(|(p, c)| {
+                let what = match c {
+                    Change::Put(n) => match &n.kind {
+                        NodeKind::File { size, sha256 } => {
+                            assert_eq!(*sha256, Sha256Digest::of(b"hello"));
+                            format!("file {size}")
+                        }
+                        NodeKind::Hardlink { target } => format!("hardlink {target}"),
+                        other => other.type_name().to_string(),
+                    },
+                    Change::Whiteout => "whiteout".into(),
+                    Change::Opaque => "opaque".into(),
+                };
+                (p.as_str(), what)
+            })
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                ("etc/motd", "file 5".to_string()),
+                ("etc/z-link", "hardlink etc/motd".into()),
+                ("opt", "dir".into()),
+                ("opt", "opaque".into()),
+                ("var/cache", "whiteout".into()),
+            ]
+        );
+        assert_eq!(scan.tar.formats.keys().collect::<Vec<_>>(), ["ustar"]);
+        assert_eq!(scan.tar.duplicate_count, 0);
+    }
+
+    #[test]
+    fn a_corrupt_blob_and_bad_whiteouts_are_errors() {
+        let mut tree = FileTree::default();
+        tree.insert(
+            "a",
+            Entry {
+                kind: EntryKind::File(Content::Inline(Arc::from(&b"x"[..]))),
+                meta: Metadata::new(0o644, 0, 0, 0),
+            },
+        )
+        .unwrap();
+        let mut tar = Vec::new();
+        crate::layer::write::write_tar(&tree, 0, &mut tar).unwrap();
+        let (_dir, layout, digest, size) = layout_with(&tar);
+        // One byte flipped in the blob: the digest check at EOF fails the scan.
+        let path = layout.blob_path(&digest);
+        let mut bytes = fs_err::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        fs_err::write(&path, &bytes).unwrap();
+        assert!(scan_layer(&layout, &digest, size).is_err());
+
+        // `.wh..` (a whiteout of `.`) is refused, not applied.
+        let mut raw = vec![0u8; 512];
+        raw[..5].copy_from_slice(b".wh..");
+        raw[100..107].copy_from_slice(b"0000644");
+        for f in [108..115, 116..123, 124..135, 136..147] {
+            raw[f].fill(b'0');
+        }
+        raw[156] = b'0';
+        raw[257..263].copy_from_slice(b"ustar\0");
+        raw[263..265].copy_from_slice(b"00");
+        raw[148..156].fill(b' ');
+        let sum: u32 = raw.iter().map(|&b| u32::from(b)).sum();
+        raw[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        raw.resize(512 * 3, 0);
+        let (_dir, layout, digest, size) = layout_with(&raw);
+        let err = scan_layer(&layout, &digest, size).unwrap_err();
+        assert!(matches!(err, DiffError::BadWhiteout { .. }), "{err:?}");
+    }
+}
