@@ -32,6 +32,37 @@ pub enum Command {
     Fetch(FetchArgs),
     /// Show an image: digest, platform, config, layers (sizes, diff_ids) and attached referrers.
     Inspect(InspectArgs),
+    /// Copy an image between any two transports (oci:, oci-archive:, docker-archive:,
+    /// docker://), with its referrers (provenance) and signatures; prints the manifest digest.
+    Copy(CopyArgs),
+}
+
+/// How registries are reached. Shared by every command that may talk to one.
+#[derive(Debug, Args, Clone)]
+pub struct RegistryArgs {
+    /// Require HTTPS with a certificate the system trusts. `--tls-verify=false` accepts any
+    /// certificate and allows plain HTTP (loopback registries may always use plain HTTP).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+    /// Credentials file (containers-auth.json format), consulted before $REGISTRY_AUTH_FILE,
+    /// ${XDG_RUNTIME_DIR}/containers/auth.json and ~/.docker/config.json.
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The image to read, e.g. oci:out/hello:hello or docker://HOST/REPO@sha256:….
+    pub source: String,
+    /// Where to write it, e.g. docker://HOST/REPO:TAG or oci-archive:hello.tar.
+    pub destination: String,
+    /// The platform to pick from a multi-platform index [default: linux/<host arch>].
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// Where inputs come from. Shared by `build`, `lock` and `fetch`.
@@ -71,17 +102,26 @@ pub struct BuildArgs {
     /// An id for this build recorded in the provenance (for example a CI run URL).
     #[arg(long, value_name = "ID")]
     pub invocation_id: Option<String>,
+    /// After writing the output, push the image (with its provenance) to this registry
+    /// reference, e.g. docker://HOST/REPO:TAG.
+    #[arg(long, value_name = "REF")]
+    pub push: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct LockArgs {
     /// The recipe file, rewritten in place.
     pub recipe: PathBuf,
-    /// Re-resolve inputs that are already pinned too, and update their hashes.
+    /// Re-resolve inputs that are already pinned too, and update their hashes (and re-resolve
+    /// the base image's tag).
     #[arg(long)]
     pub update: bool,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -102,4 +142,9 @@ pub struct InspectArgs {
     /// The platform to pick from a multi-platform index [default: linux/<host arch>].
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
+    /// The cache registry blobs are read into [default: $XDG_CACHE_HOME/kiln].
+    #[arg(long, value_name = "DIR", env = "KILN_CACHE")]
+    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }

@@ -4,6 +4,7 @@
 
 mod args;
 mod build;
+mod copy;
 mod inspect;
 mod lock;
 mod printer;
@@ -21,6 +22,7 @@ pub fn main() -> ExitCode {
         Command::Lock(args) => lock::run_lock(args),
         Command::Fetch(args) => lock::run_fetch(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Copy(args) => copy::run(args),
     };
     match result {
         Ok(code) => code,

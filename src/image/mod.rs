@@ -8,15 +8,21 @@ use std::path::PathBuf;
 use crate::digest::Sha256Digest;
 
 pub mod archive;
+pub mod copy;
 pub mod json;
 pub mod layout;
 pub mod media;
+pub mod push;
 pub mod reference;
+pub mod remote;
 pub mod source;
+pub mod write;
 
+pub use copy::copy_image;
 pub use layout::Layout;
 pub use reference::{ImageRef, RefError};
-pub use source::{open_image, OpenedImage};
+pub use remote::{RegistryOptions, Transports};
+pub use source::{open_image, open_image_with, BlobSource, OpenedImage};
 
 /// The largest manifest, index or config kiln reads (4 MiB); larger ones are refused.
 pub const MAX_JSON_BLOB: u64 = 4 * 1024 * 1024;
@@ -71,5 +77,58 @@ pub enum ImageError {
     UnsupportedTransport {
         reference: String,
         transport: &'static str,
+    },
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error(transparent)]
+    RegistryRef(#[from] crate::registry::ReferenceError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("{reference}: {what} {digest} is not in the cache and --offline forbids the network\nhint: run once without --offline (or `kiln fetch`) to fill the cache")]
+    Offline {
+        reference: String,
+        what: &'static str,
+        digest: String,
+    },
+    #[error("{reference}: a tag needs the network to resolve and --offline was given\nhint: pin the reference with @sha256:… (`kiln lock` does it)")]
+    OfflineTag { reference: String },
+    #[error("failed to read archive {}: entry `{entry}` {reason}", archive.display())]
+    UnsafeArchiveEntry {
+        archive: PathBuf,
+        entry: String,
+        reason: &'static str,
+    },
+    #[error("failed to read archive {}", archive.display())]
+    ArchiveTar {
+        archive: PathBuf,
+        #[source]
+        source: crate::layer::read::ReadError,
+    },
+    #[error("failed to read archive {}", archive.display())]
+    ArchiveDecompress {
+        archive: PathBuf,
+        #[source]
+        source: crate::layer::decompress::DecompressError,
+    },
+    #[error("failed to read docker archive {}: {reason}", archive.display())]
+    BadDockerArchive { archive: PathBuf, reason: String },
+    #[error("{reference}: layer {digest} decompresses to {actual}, but the config's diff_id is {expected}")]
+    DiffIdMismatch {
+        reference: String,
+        digest: Sha256Digest,
+        expected: String,
+        actual: Sha256Digest,
+    },
+    #[error("failed to write {destination}: the destination is pinned to {pinned} but the image is {actual}")]
+    DestinationDigest {
+        destination: String,
+        pinned: Sha256Digest,
+        actual: Sha256Digest,
+    },
+    #[error("failed to write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
