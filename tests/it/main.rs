@@ -3,5 +3,6 @@
 
 mod build;
 mod errors;
+mod registry;
 mod registry_support;
 mod support;
