@@ -6,8 +6,8 @@ use anyhow::{Context, Result};
 use super::args::{BuildArgs, CacheArgs};
 use super::printer::{human_size, status};
 use crate::build::output::{write_layout, write_output, OutputFormat};
-use crate::image::ImageRef;
 use crate::build::{self, BuildEvent, BuildObserver, BuildOptions};
+use crate::image::ImageRef;
 use crate::recipe::Recipe;
 use crate::store::Store;
 

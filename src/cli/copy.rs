@@ -33,7 +33,9 @@ impl Progress for StderrProgress {
             Direction::Download => "pulling",
             Direction::Upload => "pushing",
         };
-        let size = total.map(|t| format!(" ({})", human_size(t))).unwrap_or_default();
+        let size = total
+            .map(|t| format!(" ({})", human_size(t)))
+            .unwrap_or_default();
         status(&format!("{verb} blob {}{size}", short(digest)));
         if let Ok(mut m) = self.started.lock() {
             m.insert(*digest, (direction, total));

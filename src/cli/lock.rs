@@ -115,8 +115,7 @@ fn resolve_base(
                 anyhow::bail!("resolving a tag needs the network, and --offline was given");
             }
             let ctx = super::copy::transports(&args.cache, &args.registry)?;
-            ctx.client
-                .resolve_tag(r.repository(), r.tag_or_latest())?
+            ctx.client.resolve_tag(r.repository(), r.tag_or_latest())?
         }
         ImageRef::Oci { path, tag, .. } | ImageRef::OciArchive { path, tag, .. } => {
             if tag.is_none() && parsed.digest().is_some() {

@@ -177,15 +177,16 @@ fn docker_to_layout(
             .ok_or_else(|| bad(format!("`{name}` is not a plain relative path")))?;
         let path = dir.join(rel);
         if !path.is_file() {
-            return Err(bad(format!("`{name}` is named in manifest.json but missing")));
+            return Err(bad(format!(
+                "`{name}` is named in manifest.json but missing"
+            )));
         }
         Ok(path)
     };
     let manifest_path = member("manifest.json")?;
     let text = read_small(&manifest_path)?;
-    let entries: Vec<DockerManifestEntry> = serde_json::from_slice(&text).map_err(|e| {
-        bad(format!("manifest.json is not a docker-save manifest: {e}"))
-    })?;
+    let entries: Vec<DockerManifestEntry> = serde_json::from_slice(&text)
+        .map_err(|e| bad(format!("manifest.json is not a docker-save manifest: {e}")))?;
     let entry = match entries.as_slice() {
         [one] => one,
         [] => return Err(bad("manifest.json lists no image".into())),
@@ -220,7 +221,11 @@ fn docker_to_layout(
         let media_type = match Format::detect(&prefix[..n]) {
             Some(Format::Gzip) => media::OCI_LAYER_GZIP,
             Some(Format::Zstd) => media::OCI_LAYER_ZSTD,
-            Some(_) => return Err(bad(format!("layer `{name}` uses a compression OCI has no media type for"))),
+            Some(_) => {
+                return Err(bad(format!(
+                    "layer `{name}` uses a compression OCI has no media type for"
+                )))
+            }
             None => media::OCI_LAYER_TAR,
         };
         let actual = if media_type == media::OCI_LAYER_TAR {
@@ -250,12 +255,12 @@ fn docker_to_layout(
     });
     let manifest_bytes = to_canonical_vec(&manifest).expect("a JSON value serializes");
     let manifest_digest = layout.put_blob(&manifest_bytes)?;
-    let tag = entry
-        .repo_tags
-        .as_ref()
-        .and_then(|t| t.first())
-        .cloned();
-    let mut desc = descriptor(media::OCI_MANIFEST, &manifest_digest, manifest_bytes.len() as u64);
+    let tag = entry.repo_tags.as_ref().and_then(|t| t.first()).cloned();
+    let mut desc = descriptor(
+        media::OCI_MANIFEST,
+        &manifest_digest,
+        manifest_bytes.len() as u64,
+    );
     if let Some(t) = &tag {
         desc.set_annotations(Some(
             [(media::ANNOTATION_REF_NAME.to_string(), t.clone())]
@@ -285,6 +290,149 @@ fn read_small(path: &Path) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
 
+    /// A ustar header + data for one entry (typeflag `0` file, `5` dir, `2` symlink, `1` link).
+    fn entry(name: &str, typeflag: u8, link: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..107].copy_from_slice(b"0000644");
+        h[108..115].copy_from_slice(b"0000000");
+        h[116..123].copy_from_slice(b"0000000");
+        h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+        h[136..147].copy_from_slice(b"00000000000");
+        h[156] = typeflag;
+        h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        let mut out = h.to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
+    }
+
+    fn tar(entries: &[Vec<u8>]) -> Vec<u8> {
+        let mut out: Vec<u8> = entries.concat();
+        out.extend_from_slice(&[0u8; 1024]);
+        out
+    }
+
+    #[test]
+    fn extracts_plain_files_and_refuses_everything_else() {
+        let ok = tar(&[
+            entry("./", b'5', "", b""),
+            entry("./blobs/", b'5', "", b""),
+            entry("./blobs/sha256/ab", b'0', "", b"data"),
+            entry("index.json", b'0', "", b"{}"),
+        ]);
+        let cases: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
+            ("plain", ok, None),
+            (
+                "dotdot",
+                tar(&[entry("../x", b'0', "", b"x")]),
+                Some("`../x`"),
+            ),
+            (
+                "absolute",
+                tar(&[entry("/etc/x", b'0', "", b"x")]),
+                Some("`/etc/x`"),
+            ),
+            (
+                "inner dotdot",
+                tar(&[entry("a/../../x", b'0', "", b"x")]),
+                Some("`a/../../x`"),
+            ),
+            (
+                "symlink",
+                tar(&[entry("blobs", b'2', "/etc", b"")]),
+                Some("not a regular file"),
+            ),
+            (
+                "hardlink",
+                tar(&[entry("x", b'1', "/etc/passwd", b"")]),
+                Some("not a regular file"),
+            ),
+            (
+                "duplicate",
+                tar(&[entry("x", b'0', "", b"1"), entry("x", b'0', "", b"2")]),
+                Some("appears twice"),
+            ),
+            (
+                "fifo",
+                tar(&[entry("p", b'6', "", b"")]),
+                Some("not a regular file"),
+            ),
+        ];
+        for (name, bytes, want_err) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let archive = dir.path().join("a.tar");
+            fs_err::write(&archive, &bytes).unwrap();
+            let dest = dir.path().join("out");
+            let result = extract_plain(&archive, &dest);
+            match want_err {
+                None => {
+                    result.unwrap_or_else(|e| panic!("{name}: {e}"));
+                    assert_eq!(fs_err::read(dest.join("blobs/sha256/ab")).unwrap(), b"data");
+                    assert_eq!(fs_err::read(dest.join("index.json")).unwrap(), b"{}");
+                }
+                Some(want) => {
+                    let err = result.expect_err(name).to_string();
+                    assert!(err.contains(want), "{name}: {err}");
+                    assert!(err.contains("a.tar"), "{name}: names the archive: {err}");
+                    assert!(!dir.path().join("x").exists() && !Path::new("/etc/x").exists());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn docker_archive_with_a_lying_diff_id_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = tar(&[entry("hello", b'0', "", b"hi\n")]);
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["sha256:{}"]}}}}"#,
+            "0".repeat(64)
+        );
+        let manifest = r#"[{"Config":"c.json","RepoTags":["x:latest"],"Layers":["l.tar"]}]"#;
+        let archive = dir.path().join("d.tar");
+        fs_err::write(
+            &archive,
+            tar(&[
+                entry("manifest.json", b'0', "", manifest.as_bytes()),
+                entry("c.json", b'0', "", config.as_bytes()),
+                entry("l.tar", b'0', "", &layer),
+            ]),
+        )
+        .unwrap();
+        let r: ImageRef = format!("docker-archive:{}", archive.display())
+            .parse()
+            .unwrap();
+        let err = open_archive(&r, "linux/amd64", tempfile::tempdir().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("diff_id"), "{err}");
+
+        // With the right diff_id it opens, and the layer keeps its bytes.
+        let good = config.replace(&"0".repeat(64), &Sha256Digest::of(&layer).hex());
+        fs_err::write(
+            &archive,
+            tar(&[
+                entry("manifest.json", b'0', "", manifest.as_bytes()),
+                entry("c.json", b'0', "", good.as_bytes()),
+                entry("l.tar", b'0', "", &layer),
+            ]),
+        )
+        .unwrap();
+        let img = open_archive(&r, "linux/amd64", tempfile::tempdir().unwrap()).unwrap();
+        assert_eq!(img.tag.as_deref(), Some("x:latest"));
+        assert_eq!(
+            img.manifest.layers()[0].digest().to_string(),
+            Sha256Digest::of(&layer).to_string()
+        );
+        assert_eq!(img.config_bytes, good.as_bytes());
+    }
+
     #[test]
     fn plain_relative_names() {
         for (name, want) in [
@@ -297,11 +445,7 @@ mod tests {
             ("a/../b", None),
             ("a/./b", Some("a/b")),
         ] {
-            assert_eq!(
-                plain_relative(name),
-                want.map(PathBuf::from),
-                "{name}"
-            );
+            assert_eq!(plain_relative(name), want.map(PathBuf::from), "{name}");
         }
     }
 }

@@ -51,7 +51,14 @@ pub fn copy_image(
     match dest {
         ImageRef::Oci { path, tag, .. } => {
             let tag = tag.clone().or_else(|| img.tag.clone());
-            write_layout_from(img, path, tag.as_deref())?;
+            if path.join("index.json").is_file() {
+                // An existing layout gains blobs, then its index is replaced in one rename.
+                write_layout_from(img, path, tag.as_deref())?;
+            } else {
+                let (_staging, staged) = stage_beside(path)?;
+                write_layout_from(img, &staged, tag.as_deref())?;
+                replace(&staged, path)?;
+            }
             Ok(done(None))
         }
         ImageRef::OciArchive { path, tag, .. } => {
@@ -64,6 +71,7 @@ pub fn copy_image(
             Ok(done(None))
         }
         ImageRef::DockerArchive { path } => {
+            img.prefetch(ctx.threads)?;
             let (_staging, staged) = stage_beside(path)?;
             let scratch = ctx.scratch()?;
             let name = docker_repo_tag(&archive_name(img));

@@ -132,7 +132,8 @@ impl Layout {
             return Ok(());
         }
         let tmp = path.with_extension("tmp");
-        let mut out = crate::digest::HashingWriter::new(io::BufWriter::new(fs::File::create(&tmp)?));
+        let mut out =
+            crate::digest::HashingWriter::new(io::BufWriter::new(fs::File::create(&tmp)?));
         let result = io::copy(reader, &mut out);
         let (actual, _, writer) = out.finish();
         let written = result.and_then(|_| writer.into_inner().map_err(|e| e.into_error()));

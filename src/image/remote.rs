@@ -92,7 +92,12 @@ impl Transports {
                 "no cache directory: set XDG_CACHE_HOME or HOME",
             ))
         })?;
-        Self::new(Store::open(&root)?, false, &RegistryOptions::default(), None)
+        Self::new(
+            Store::open(&root)?,
+            false,
+            &RegistryOptions::default(),
+            None,
+        )
     }
 
     /// A private directory beside the store for extracting archives and staging output.

@@ -147,7 +147,8 @@ impl OpenedImage {
             jobs.push((digest_of(l)?, l.size(), diff_ids.get(i).cloned()));
         }
         crate::registry::run_parallel(jobs, threads, |(d, size, diff_id)| {
-            r.ensure_blob(&d, Some(size), diff_id.as_deref()).map(|_| ())
+            r.ensure_blob(&d, Some(size), diff_id.as_deref())
+                .map(|_| ())
         })?;
         Ok(())
     }

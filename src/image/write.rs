@@ -63,6 +63,9 @@ fn ref_name(desc: &Descriptor) -> Option<&str> {
 /// layout at `dir`, created if needed. An existing layout keeps its other images; an entry
 /// with the same tag is replaced. `index.json` is written last. Returns the manifest digest.
 pub fn write_layout_from(img: &OpenedImage, dir: &Path, tag: Option<&str>) -> Result<Sha256Digest> {
+    // Registry layers first (several at once), so a refused blob stops the copy before
+    // anything is written.
+    img.prefetch(crate::registry::DEFAULT_PARALLELISM)?;
     let (layout, existing) = match Layout::open(dir) {
         Ok(l) => {
             let index = l.read_index()?;
@@ -79,7 +82,6 @@ pub fn write_layout_from(img: &OpenedImage, dir: &Path, tag: Option<&str>) -> Re
         .iter()
         .map(|l| Ok((digest_of(l)?, l.size())))
         .collect::<Result<_>>()?;
-    img.prefetch(crate::registry::DEFAULT_PARALLELISM)?;
     for (d, size) in &jobs {
         copy_blob(img, &layout, d, *size)?;
     }
@@ -169,9 +171,8 @@ pub fn write_docker_archive_file(
         let mut tar = decompress::open_archive(reader, &digest.to_string())
             .map_err(|e| write_err(dest, e))?;
         let tmp = scratch.join(format!("layer-{i}.tar"));
-        let mut out = crate::digest::HashingWriter::new(std::io::BufWriter::new(
-            fs_err::File::create(&tmp)?,
-        ));
+        let mut out =
+            crate::digest::HashingWriter::new(std::io::BufWriter::new(fs_err::File::create(&tmp)?));
         std::io::copy(&mut tar, &mut out)?;
         let (diff_id, size, mut w) = out.finish();
         w.flush()?;

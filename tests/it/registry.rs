@@ -101,12 +101,22 @@ fn push_build_on_registry_base_push_pull_same_digest() {
         .map(|l| l["digest"].clone())
         .collect();
     assert_eq!(skopeo["Layers"], Value::Array(kiln_layers));
-    assert_eq!(format!("{}/{}", skopeo["Os"].as_str().unwrap(), skopeo["Architecture"].as_str().unwrap()), kiln["platform"]);
+    assert_eq!(
+        format!(
+            "{}/{}",
+            skopeo["Os"].as_str().unwrap(),
+            skopeo["Architecture"].as_str().unwrap()
+        ),
+        kiln["platform"]
+    );
     assert_eq!(skopeo["Env"], kiln["config"]["Env"]);
     // The provenance travelled as a referrer (fallback tag index on this registry).
     let referrers = kiln["referrers"].as_array().unwrap();
     assert_eq!(referrers.len(), 1, "{kiln}");
-    assert_eq!(referrers[0]["predicateType"], "https://slsa.dev/provenance/v1");
+    assert_eq!(
+        referrers[0]["predicateType"],
+        "https://slsa.dev/provenance/v1"
+    );
 
     // A recipe whose base is that image: `kiln lock` pins the tag to the digest.
     ctx.write("b/recipe.toml", recipe_b(&a_ref));
@@ -116,7 +126,10 @@ fn push_build_on_registry_base_push_pull_same_digest() {
         locked.contains(&format!("ref = \"{a_ref}@{a}\"")),
         "{locked}"
     );
-    assert!(locked.contains("# the base image, pushed by the test"), "comments kept");
+    assert!(
+        locked.contains("# the base image, pushed by the test"),
+        "comments kept"
+    );
 
     // Build it (fresh cache: the base is pulled), push the result, pull it back.
     let b_ref = reg.reference("kiln/b:v1");
@@ -224,12 +237,15 @@ fn copy_carries_the_digest_across_every_transport_and_mounts_within_a_registry()
         step(&reg.reference("kiln/a:v1"), "docker-archive:a-docker.tar"),
         a
     );
-    let skopeo = json(&run_ok(
-        tool("skopeo")
-            .arg("inspect")
-            .arg(format!("docker-archive:{}", ctx.join("a-docker.tar").display())),
-    ));
-    let kiln = json(&run_ok(ctx.kiln().args(["inspect", "--json", "oci:a-oci:a"])));
+    let skopeo = json(&run_ok(tool("skopeo").arg("inspect").arg(format!(
+        "docker-archive:{}",
+        ctx.join("a-docker.tar").display()
+    ))));
+    let kiln = json(&run_ok(ctx.kiln().args([
+        "inspect",
+        "--json",
+        "oci:a-oci:a",
+    ])));
     let diff_ids: Vec<Value> = kiln["layers"]
         .as_array()
         .unwrap()
@@ -252,7 +268,12 @@ fn cosign_style_signature_tags_are_carried_by_copy() {
     };
     let ctx = TestContext::new();
     ctx.write("a/recipe.toml", RECIPE_A);
-    let a = last_line(&run_ok(ctx.kiln().args(["build", "a/recipe.toml", "-o", "a-oci"])));
+    let a = last_line(&run_ok(ctx.kiln().args([
+        "build",
+        "a/recipe.toml",
+        "-o",
+        "a-oci",
+    ])));
     // Attach a signature the way the signing commands store it in a layout: an index entry
     // tagged `sha256-<hex>.sig`.
     let put = |bytes: &[u8]| -> String {
@@ -275,12 +296,15 @@ fn cosign_style_signature_tags_are_carried_by_copy() {
     let sig_tag = format!("sha256-{}.sig", &a[7..]);
     let index_path = ctx.join("a-oci/index.json");
     let mut index = json(&std::fs::read_to_string(&index_path).unwrap());
-    index["manifests"].as_array_mut().unwrap().push(serde_json::json!({
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": manifest_digest,
-        "size": manifest.len(),
-        "annotations": {"org.opencontainers.image.ref.name": sig_tag},
-    }));
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": sig_tag},
+        }));
     std::fs::write(&index_path, index.to_string()).unwrap();
 
     let a_ref = reg.reference("kiln/signed:v1");
@@ -292,7 +316,11 @@ fn cosign_style_signature_tags_are_carried_by_copy() {
             .arg(reg.reference("kiln/signed")),
     ));
     assert!(
-        tags["Tags"].as_array().unwrap().iter().any(|t| t == &Value::from(sig_tag.clone())),
+        tags["Tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == &Value::from(sig_tag.clone())),
         "{tags}"
     );
     // And back into a new layout, where the tag is an index entry again.
@@ -312,14 +340,10 @@ fn basic_auth_registry_works_with_an_auth_file_and_fails_clearly_without() {
     let a_ref = reg.reference("private/a:v1");
 
     // No credentials: a clear error naming the registry, nothing pushed.
-    let out = run_err(ctx.kiln().args([
-        "build",
-        "a/recipe.toml",
-        "-o",
-        "a-oci",
-        "--push",
-        &a_ref,
-    ]));
+    let out = run_err(
+        ctx.kiln()
+            .args(["build", "a/recipe.toml", "-o", "a-oci", "--push", &a_ref]),
+    );
     let err = stderr(&out);
     assert!(err.contains(&reg.host), "{err}");
     assert!(err.contains("401") || err.contains("authenticat"), "{err}");
@@ -342,7 +366,12 @@ fn basic_auth_registry_works_with_an_auth_file_and_fails_clearly_without() {
             .args(["copy", "oci:a-oci:a", &a_ref])
             .env("REGISTRY_AUTH_FILE", &auth),
     ));
-    let inspect = json(&run_ok(ctx.kiln().args(["inspect", "--json", &a_ref]).arg("--authfile").arg(&auth)));
+    let inspect = json(&run_ok(
+        ctx.kiln()
+            .args(["inspect", "--json", &a_ref])
+            .arg("--authfile")
+            .arg(&auth),
+    ));
     assert_eq!(inspect["digest"], digest);
     let out = run_err(ctx.kiln().args(["inspect", "--json", &a_ref]));
     assert!(stderr(&out).contains(&reg.host), "{}", stderr(&out));
@@ -359,7 +388,10 @@ fn blob_altered_in_registry_storage_is_refused_and_nothing_is_written() {
     let manifest = json(
         &std::fs::read_to_string(ctx.join(format!("a-oci/blobs/sha256/{}", &a[7..]))).unwrap(),
     );
-    let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_string();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Flip one byte inside the registry's own storage (same length, so only the digest can
     // tell).
     let path = reg.blob_path(&layer[7..]);
@@ -372,7 +404,10 @@ fn blob_altered_in_registry_storage_is_refused_and_nothing_is_written() {
     let out = run_err(fresh.kiln().args(["copy", &a_ref, "oci:pulled"]));
     let err = stderr(&out);
     assert!(err.contains(&layer), "the error names the blob: {err}");
-    assert!(!fresh.join("pulled/index.json").exists(), "no layout was completed");
+    assert!(
+        !fresh.join("pulled/index.json").exists(),
+        "no layout was completed"
+    );
     assert!(
         !cache_blobs(&fresh.join("xdg-cache")).contains(&layer[7..].to_string()),
         "the bad blob never entered the cache"
@@ -434,11 +469,12 @@ fn copy_from_a_lying_registry_leaves_nothing_in_the_cache_or_destination() {
         r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#,
     );
     let ctx = TestContext::new();
-    let pinned = format!(
-        "docker://{host}/evil/image@sha256:{}",
-        "a".repeat(64)
-    );
-    for dest in ["oci:out", "oci-archive:out.tar", "docker-archive:out-docker.tar"] {
+    let pinned = format!("docker://{host}/evil/image@sha256:{}", "a".repeat(64));
+    for dest in [
+        "oci:out",
+        "oci-archive:out.tar",
+        "docker-archive:out-docker.tar",
+    ] {
         let out = run_err(ctx.kiln().args(["copy", &pinned, dest]));
         let err = stderr(&out);
         assert!(err.contains(&"a".repeat(64)), "{dest}: {err}");
@@ -449,14 +485,13 @@ fn copy_from_a_lying_registry_leaves_nothing_in_the_cache_or_destination() {
     assert_eq!(cache_blobs(&ctx.join("xdg-cache")), Vec::<String>::new());
 
     // A tag is resolved, but a manifest that lies about its media type is refused (SECURITY 19).
-    let host = lying_registry(
-        r#"{"schemaVersion":1,"name":"evil/image","tag":"v1","fsLayers":[]}"#,
-    );
-    let out = run_err(ctx.kiln().args([
-        "copy",
-        &format!("docker://{host}/evil/image:v1"),
-        "oci:out",
-    ]));
+    let host =
+        lying_registry(r#"{"schemaVersion":1,"name":"evil/image","tag":"v1","fsLayers":[]}"#);
+    let out =
+        run_err(
+            ctx.kiln()
+                .args(["copy", &format!("docker://{host}/evil/image:v1"), "oci:out"]),
+        );
     assert!(stderr(&out).contains(&host), "{}", stderr(&out));
     assert!(!ctx.join("out").exists());
     assert_eq!(cache_blobs(&ctx.join("xdg-cache")), Vec::<String>::new());
@@ -478,6 +513,10 @@ fn offline_refuses_tags_and_uncached_digests_with_a_hint() {
         &format!("docker://127.0.0.1:9/kiln/a@sha256:{}", "b".repeat(64)),
         "oci:out",
     ]));
-    assert!(stderr(&out).contains("not in the cache"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not in the cache"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!ctx.join("out").exists());
 }
