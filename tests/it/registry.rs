@@ -75,6 +75,25 @@ fn cache_blobs(root: &Path) -> Vec<String> {
     names
 }
 
+/// Writes `bytes` as a blob of the layout at `layout`; returns `sha256:…`.
+fn put_blob(layout: &Path, bytes: &[u8]) -> String {
+    let d = kiln::digest::Sha256Digest::of(bytes).hex();
+    std::fs::write(layout.join(format!("blobs/sha256/{d}")), bytes).unwrap();
+    format!("sha256:{d}")
+}
+
+/// Appends `entry` to the layout's `index.json`.
+fn add_index_entry(layout: &Path, entry: Value) {
+    let index_path = layout.join("index.json");
+    let mut index = json(&std::fs::read_to_string(&index_path).unwrap());
+    index["manifests"].as_array_mut().unwrap().push(entry);
+    std::fs::write(&index_path, index.to_string()).unwrap();
+}
+
+fn read_blob_json(layout: &Path, digest: &str) -> Value {
+    json(&std::fs::read_to_string(layout.join(format!("blobs/sha256/{}", &digest[7..]))).unwrap())
+}
+
 #[test]
 fn push_build_on_registry_base_push_pull_same_digest() {
     let Some(reg) = LocalRegistry::start(&[]) else {
@@ -276,11 +295,8 @@ fn cosign_style_signature_tags_are_carried_by_copy() {
     ])));
     // Attach a signature the way the signing commands store it in a layout: an index entry
     // tagged `sha256-<hex>.sig`.
-    let put = |bytes: &[u8]| -> String {
-        let d = kiln::digest::Sha256Digest::of(bytes).hex();
-        std::fs::write(ctx.join(format!("a-oci/blobs/sha256/{d}")), bytes).unwrap();
-        format!("sha256:{d}")
-    };
+    let layout = ctx.join("a-oci");
+    let put = |bytes: &[u8]| put_blob(&layout, bytes);
     let payload = br#"{"critical":{}}"#;
     let payload_digest = put(payload);
     let config = format!(
@@ -519,4 +535,147 @@ fn offline_refuses_tags_and_uncached_digests_with_a_hint() {
         stderr(&out)
     );
     assert!(!ctx.join("out").exists());
+}
+
+#[test]
+fn multi_platform_index_base_is_pinned_as_the_index_and_resolved_to_the_platform() {
+    let Some(reg) = LocalRegistry::start(&[]) else {
+        return;
+    };
+    let ctx = TestContext::new();
+    ctx.write("a/recipe.toml", RECIPE_A);
+    let a = last_line(&run_ok(ctx.kiln().args([
+        "build",
+        "a/recipe.toml",
+        "-o",
+        "a-oci",
+    ])));
+    let layout = ctx.join("a-oci");
+    let platform = json(&run_ok(ctx.kiln().args([
+        "inspect",
+        "--json",
+        "oci:a-oci:a",
+    ])))["platform"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (os, arch) = platform.split_once('/').unwrap();
+    let manifest_size = std::fs::metadata(layout.join(format!("blobs/sha256/{}", &a[7..])))
+        .unwrap()
+        .len();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": a,
+            "size": manifest_size,
+            "platform": {"os": os, "architecture": arch},
+        }],
+    })
+    .to_string();
+    let index_digest = put_blob(&layout, index.as_bytes());
+    add_index_entry(
+        &layout,
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": index_digest,
+            "size": index.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "multi"},
+        }),
+    );
+    let multi = reg.reference("kiln/multi:v1");
+    run_ok(
+        tool("skopeo")
+            .args([
+                "copy",
+                "--all",
+                "--preserve-digests",
+                "--dest-tls-verify=false",
+            ])
+            .arg(format!("oci:{}:multi", layout.display()))
+            .arg(&multi),
+    );
+
+    let inspect = json(&run_ok(ctx.kiln().args(["inspect", "--json", &multi])));
+    assert_eq!(inspect["digest"], a, "the platform's manifest");
+    assert_eq!(inspect["resolvedDigest"], index_digest, "through the index");
+    let out = run_err(
+        ctx.kiln()
+            .args(["inspect", &multi, "--platform", "linux/s390x"]),
+    );
+    assert!(stderr(&out).contains("s390x"), "{}", stderr(&out));
+
+    ctx.write("b/recipe.toml", recipe_b(&multi));
+    run_ok(ctx.kiln().args(["lock", "b/recipe.toml"]));
+    let locked = std::fs::read_to_string(ctx.join("b/recipe.toml")).unwrap();
+    assert!(
+        locked.contains(&format!("{multi}@{index_digest}")),
+        "{locked}"
+    );
+    let b = last_line(&run_ok(ctx.kiln().args([
+        "build",
+        "b/recipe.toml",
+        "-o",
+        "b-oci",
+    ])));
+    let b_manifest = read_blob_json(&ctx.join("b-oci"), &b);
+    assert_eq!(
+        b_manifest["annotations"]["org.opencontainers.image.base.digest"], a,
+        "{b_manifest}"
+    );
+}
+
+#[test]
+fn layer_that_contradicts_the_config_diff_ids_is_refused_on_pull() {
+    // SECURITY.md 18, end to end: an image whose config lies about a layer's diff_id.
+    let Some(reg) = LocalRegistry::start(&[]) else {
+        return;
+    };
+    let ctx = TestContext::new();
+    ctx.write("a/recipe.toml", RECIPE_A);
+    let a = last_line(&run_ok(ctx.kiln().args([
+        "build",
+        "a/recipe.toml",
+        "-o",
+        "a-oci",
+    ])));
+    let layout = ctx.join("a-oci");
+    let mut manifest = read_blob_json(&layout, &a);
+    let mut config = read_blob_json(&layout, manifest["config"]["digest"].as_str().unwrap());
+    config["rootfs"]["diff_ids"][0] = Value::from(format!("sha256:{}", "0".repeat(64)));
+    let config_bytes = config.to_string();
+    manifest["config"]["digest"] = Value::from(put_blob(&layout, config_bytes.as_bytes()));
+    manifest["config"]["size"] = Value::from(config_bytes.len());
+    let manifest_bytes = manifest.to_string();
+    let lying = put_blob(&layout, manifest_bytes.as_bytes());
+    add_index_entry(
+        &layout,
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": lying,
+            "size": manifest_bytes.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "lying"},
+        }),
+    );
+    let lying_ref = reg.reference("kiln/lying:v1");
+    run_ok(ctx.kiln().args(["copy", "oci:a-oci:lying", &lying_ref]));
+
+    let fresh = TestContext::new();
+    let out = run_err(fresh.kiln().args(["copy", &lying_ref, "oci:out"]));
+    let err = stderr(&out);
+    assert!(err.contains("diff_id"), "{err}");
+    assert!(!fresh.join("out").exists());
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    assert!(
+        !cache_blobs(&fresh.join("xdg-cache")).contains(&layer[7..].to_string()),
+        "the layer was not committed to the cache"
+    );
+    // Writing a docker archive (which needs the diff_ids) refuses it locally too.
+    let out = run_err(
+        ctx.kiln()
+            .args(["copy", "oci:a-oci:lying", "docker-archive:x.tar"]),
+    );
+    assert!(stderr(&out).contains("diff_id"), "{}", stderr(&out));
+    assert!(!ctx.join("x.tar").exists());
 }
