@@ -2,10 +2,12 @@
 //! (store, client, offline) built from the flags, and blob-transfer progress on stderr.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::args::{CacheArgs, CopyArgs, RegistryArgs};
 use super::build::store_root;
@@ -17,10 +19,22 @@ use crate::recipe::Platform;
 use crate::registry::{Direction, Progress};
 use crate::store::Store;
 
-/// Blob transfers as plain lines on stderr: one when a transfer starts, one when it ends.
-#[derive(Default)]
+/// Blob transfers on stderr: a bar per blob when stderr is a terminal, else one plain line
+/// when a transfer starts and one when it ends.
 pub struct StderrProgress {
-    started: Mutex<BTreeMap<Sha256Digest, (Direction, Option<u64>)>>,
+    bars: Option<MultiProgress>,
+    started: Mutex<BTreeMap<Sha256Digest, (Direction, Option<ProgressBar>)>>,
+}
+
+impl Default for StderrProgress {
+    fn default() -> Self {
+        Self {
+            bars: std::io::stderr()
+                .is_terminal()
+                .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            started: Mutex::new(BTreeMap::new()),
+        }
+    }
 }
 
 fn short(d: &Sha256Digest) -> String {
@@ -33,30 +47,57 @@ impl Progress for StderrProgress {
             Direction::Download => "pulling",
             Direction::Upload => "pushing",
         };
-        let size = total
-            .map(|t| format!(" ({})", human_size(t)))
-            .unwrap_or_default();
-        status(&format!("{verb} blob {}{size}", short(digest)));
+        let bar = match &self.bars {
+            Some(multi) => {
+                let bar = multi.add(ProgressBar::new(total.unwrap_or(0)));
+                bar.set_style(
+                    ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                bar.set_message(format!("{verb} {}", short(digest)));
+                Some(bar)
+            }
+            None => {
+                let size = total
+                    .map(|t| format!(" ({})", human_size(t)))
+                    .unwrap_or_default();
+                status(&format!("{verb} blob {}{size}", short(digest)));
+                None
+            }
+        };
         if let Ok(mut m) = self.started.lock() {
-            m.insert(*digest, (direction, total));
+            m.insert(*digest, (direction, bar));
         }
     }
 
-    fn advanced(&self, _digest: &Sha256Digest, _bytes: u64) {}
+    fn advanced(&self, digest: &Sha256Digest, bytes: u64) {
+        if let Ok(m) = self.started.lock() {
+            if let Some((_, Some(bar))) = m.get(digest) {
+                bar.inc(bytes);
+            }
+        }
+    }
 
     fn finished(&self, digest: &Sha256Digest, ok: bool) {
-        let dir = self
-            .started
-            .lock()
-            .ok()
-            .and_then(|mut m| m.remove(digest))
-            .map(|(d, _)| d);
+        let entry = self.started.lock().ok().and_then(|mut m| m.remove(digest));
+        let (dir, bar) = match entry {
+            Some((d, b)) => (Some(d), b),
+            None => (None, None),
+        };
         let verb = match (dir, ok) {
             (_, false) => "failed",
             (Some(Direction::Upload), true) => "pushed",
             _ => "pulled",
         };
-        status(&format!("{verb} blob {}", short(digest)));
+        let line = format!("{verb} blob {}", short(digest));
+        match (bar, &self.bars) {
+            (Some(bar), Some(multi)) => {
+                bar.finish_and_clear();
+                multi.remove(&bar);
+                let _ = multi.println(line);
+            }
+            _ => status(&line),
+        }
     }
 }
 

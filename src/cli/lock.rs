@@ -53,7 +53,7 @@ pub fn run_lock(args: LockArgs) -> Result<ExitCode> {
         write_atomic(&args.recipe, new_text.as_bytes())?;
     }
     status(&format!(
-        "{}: {changed} input(s) pinned",
+        "{}: {changed} pin(s) written",
         args.recipe.display()
     ));
     Ok(ExitCode::SUCCESS)

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest};
 
 use super::layout::digest_of;
-use super::source::{is_attachment_tag, parse, BlobSource, OpenedImage};
+use super::source::{parse, BlobSource, OpenedImage};
 use super::{media, ImageError, ImageRef, Result, MAX_JSON_BLOB};
 use crate::digest::{HashingReader, Sha256Digest};
 use crate::layer::decompress;
@@ -379,19 +379,20 @@ fn attached(
         referrers.push(d);
     }
     let mut attachments = Vec::new();
-    let tags = match blobs.client.list_tags(repo) {
-        Ok(t) => t,
-        Err(RegistryError::Status { status: 404, .. }) => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
-    for tag in tags.iter().filter(|t| is_attachment_tag(t, subject)) {
-        let m = blobs
+    for suffix in ["att", "sbom", "sig"] {
+        let tag = format!("sha256-{}.{suffix}", subject.hex());
+        let m = match blobs
             .client
-            .get_manifest(repo, tag, registry::ALL_MANIFEST_TYPES)?;
+            .get_manifest(repo, &tag, registry::ALL_MANIFEST_TYPES)
+        {
+            Ok(m) => m,
+            Err(RegistryError::Status { status: 404, .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
         blobs.store_manifest(&m)?;
         let mut desc = super::layout::descriptor(&m.media_type, &m.digest, m.bytes.len() as u64);
         desc.set_annotations(Some(
-            [(media::ANNOTATION_REF_NAME.to_string(), tag.clone())]
+            [(media::ANNOTATION_REF_NAME.to_string(), tag)]
                 .into_iter()
                 .collect(),
         ));
