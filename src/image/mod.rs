@@ -125,6 +125,16 @@ pub enum ImageError {
         pinned: Sha256Digest,
         actual: Sha256Digest,
     },
+    #[error("failed to decompress layer {digest}")]
+    LayerDecompress {
+        digest: Sha256Digest,
+        #[source]
+        source: crate::layer::decompress::DecompressError,
+    },
+    #[error(
+        "no cache directory for registry blobs\nhint: set XDG_CACHE_HOME or HOME, or pass --cache"
+    )]
+    NoCacheDir,
     #[error("failed to write {}", path.display())]
     Write {
         path: PathBuf,

@@ -87,11 +87,7 @@ impl Transports {
 
     /// The default store (`$XDG_CACHE_HOME/kiln`), online, default registry options.
     pub fn from_env() -> Result<Self> {
-        let root = Store::default_root().ok_or_else(|| {
-            ImageError::Io(std::io::Error::other(
-                "no cache directory: set XDG_CACHE_HOME or HOME",
-            ))
-        })?;
+        let root = Store::default_root().ok_or(ImageError::NoCacheDir)?;
         Self::new(
             Store::open(&root)?,
             false,
@@ -258,12 +254,16 @@ pub(crate) fn uncompressed_digest(
     digest: &Sha256Digest,
 ) -> Result<Sha256Digest> {
     let tar = decompress::open_archive(reader, &digest.to_string()).map_err(|e| {
-        ImageError::Io(std::io::Error::other(format!(
-            "failed to decompress layer {digest}: {e}"
-        )))
+        ImageError::LayerDecompress {
+            digest: *digest,
+            source: e,
+        }
     })?;
     let mut hashing = HashingReader::new(tar);
-    std::io::copy(&mut hashing, &mut std::io::sink())?;
+    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| ImageError::LayerRead {
+        digest: *digest,
+        source: e,
+    })?;
     Ok(hashing.finish().0)
 }
 

@@ -173,7 +173,8 @@ pub fn write_docker_archive_file(
         let tmp = scratch.join(format!("layer-{i}.tar"));
         let mut out =
             crate::digest::HashingWriter::new(std::io::BufWriter::new(fs_err::File::create(&tmp)?));
-        std::io::copy(&mut tar, &mut out)?;
+        std::io::copy(&mut tar, &mut out)
+            .map_err(|e| ImageError::LayerRead { digest, source: e })?;
         let (diff_id, size, mut w) = out.finish();
         w.flush()?;
         if diff_ids.get(i).map(String::as_str) != Some(diff_id.to_string().as_str()) {
