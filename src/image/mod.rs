@@ -131,6 +131,12 @@ pub enum ImageError {
         #[source]
         source: crate::layer::decompress::DecompressError,
     },
+    #[error("failed to read layer {digest}")]
+    LayerRead {
+        digest: Sha256Digest,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(
         "no cache directory for registry blobs\nhint: set XDG_CACHE_HOME or HOME, or pass --cache"
     )]
