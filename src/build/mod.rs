@@ -293,12 +293,13 @@ fn open_base(
             reference: reference.to_string(),
         });
     }
-    let transports = image::Transports::new(
+    let mut transports = image::Transports::new(
         store.clone(),
         opts.offline,
         &opts.registry,
         observer.registry_progress(),
     )?;
+    transports.with_attached = false;
     let opened = image::open_image_with(&parsed, recipe.image.platform.as_str(), &transports)?;
     // A registry base: every layer into the store now (several at once, each checked against
     // its diff_id), so the build below and the next `--offline` one read only the store.

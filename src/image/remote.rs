@@ -62,6 +62,10 @@ pub struct Transports {
     pub client: Arc<Client>,
     /// How many blobs move at once.
     pub threads: usize,
+    /// Whether opening a registry image also looks up its referrers and signature tags (what
+    /// `copy` and `inspect` carry and show; a build needs only the image itself, and skipping
+    /// them lets a build whose base is cached run without touching the network).
+    pub with_attached: bool,
 }
 
 impl Transports {
@@ -82,6 +86,7 @@ impl Transports {
             offline,
             client: Arc::new(client),
             threads: registry::DEFAULT_PARALLELISM,
+            with_attached: true,
         })
     }
 
@@ -343,7 +348,7 @@ pub(crate) fn open_registry(
     let config_path = blobs.ensure_blob(&config_digest, Some(manifest.config().size()), None)?;
     let config_bytes = read_capped(&config_path, &config_digest)?;
     let config: ImageConfiguration = parse(&config_bytes, &format!("config {config_digest}"))?;
-    let (referrers, attachments) = if ctx.offline {
+    let (referrers, attachments) = if ctx.offline || !ctx.with_attached {
         (Vec::new(), Vec::new())
     } else {
         attached(&blobs, &image.digest)?

@@ -185,6 +185,14 @@ fn push_build_on_registry_base_push_pull_same_digest() {
         "--offline",
     ])));
     assert_eq!(again, b);
+    // Online too: a cached, pinned base needs no request at all.
+    let online = last_line(&run_ok(ctx.kiln().args([
+        "build",
+        "b/recipe.toml",
+        "-o",
+        "b-online",
+    ])));
+    assert_eq!(online, b);
 }
 
 #[test]
