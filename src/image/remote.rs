@@ -405,3 +405,49 @@ fn attached(
     }
     Ok((referrers, attachments))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types_of_cached_manifests() {
+        for (bytes, want) in [
+            (
+                r#"{"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#,
+                media::DOCKER_MANIFEST,
+            ),
+            (r#"{"schemaVersion":2,"manifests":[]}"#, media::OCI_INDEX),
+            (
+                r#"{"schemaVersion":2,"config":{},"layers":[]}"#,
+                media::OCI_MANIFEST,
+            ),
+        ] {
+            assert_eq!(sniff_media_type(bytes.as_bytes()), want, "{bytes}");
+        }
+    }
+
+    #[test]
+    fn registry_references_from_image_refs() {
+        let d = Sha256Digest::of(b"x");
+        for (text, repo, tag, digest) in [
+            ("docker://127.0.0.1:5000/a/b:v1", "a/b", Some("v1"), None),
+            (&*format!("docker://localhost/a@{d}"), "a", None, Some(d)),
+            (
+                &*format!("docker://r.example/a/b:t@{d}"),
+                "a/b",
+                Some("t"),
+                Some(d),
+            ),
+        ] {
+            let r: ImageRef = text.parse().unwrap();
+            let parsed = registry_reference(&r).unwrap();
+            assert_eq!(parsed.repository().name(), repo, "{text}");
+            assert_eq!(parsed.tag(), tag, "{text}");
+            assert_eq!(parsed.digest(), digest.as_ref(), "{text}");
+            assert_eq!(parsed.to_string(), text);
+        }
+        let local: ImageRef = "oci:x".parse().unwrap();
+        assert!(registry_reference(&local).is_err());
+    }
+}

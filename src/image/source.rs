@@ -414,3 +414,25 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) ->
         source: e,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachment_tags() {
+        let d = Sha256Digest::of(b"image");
+        let other = Sha256Digest::of(b"other");
+        for (tag, want) in [
+            (format!("sha256-{}.sig", d.hex()), true),
+            (format!("sha256-{}.att", d.hex()), true),
+            (format!("sha256-{}.sbom", d.hex()), true),
+            (format!("sha256-{}", d.hex()), false),
+            (format!("sha256-{}.sig", other.hex()), false),
+            (format!("sha256-{}.sigx", d.hex()), false),
+            ("latest".to_string(), false),
+        ] {
+            assert_eq!(is_attachment_tag(&tag, &d), want, "{tag}");
+        }
+    }
+}

@@ -226,6 +226,40 @@ fn copy_carries_the_digest_across_every_transport_and_mounts_within_a_registry()
         "the provenance came along: {layout_index}"
     );
 
+    // An existing layout keeps its other images.
+    ctx.write("b/recipe.toml", recipe_b(&format!("oci:../a-oci:a@{a}")));
+    let b = last_line(&run_ok(ctx.kiln().args([
+        "build",
+        "b/recipe.toml",
+        "-o",
+        "b-oci",
+    ])));
+    assert_eq!(step("oci:a-oci:a", "oci:shared:one"), a);
+    assert_eq!(step("oci:b-oci:b", "oci:shared:two"), b);
+    // An oci-archive base gives the same image as the layout it was made from.
+    ctx.write(
+        "c/recipe.toml",
+        recipe_b(&format!("oci-archive:../a.tar:a@{a}")),
+    );
+    let c = last_line(&run_ok(ctx.kiln().args([
+        "build",
+        "c/recipe.toml",
+        "-o",
+        "c-oci",
+    ])));
+    let c_manifest = read_blob_json(&ctx.join("c-oci"), &c);
+    let b_manifest = read_blob_json(&ctx.join("b-oci"), &b);
+    assert_eq!(c_manifest["layers"], b_manifest["layers"]);
+    assert_eq!(c_manifest["config"], b_manifest["config"]);
+    for (tag, want) in [("one", &a), ("two", &b)] {
+        let v = json(&run_ok(
+            tool("skopeo")
+                .arg("inspect")
+                .arg(format!("oci:{}:{tag}", ctx.join("shared").display())),
+        ));
+        assert_eq!(&v["Digest"], want, "{tag}");
+    }
+
     // Within one registry, blobs are mounted, not uploaded.
     let out = ctx
         .kiln()
