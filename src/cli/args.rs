@@ -28,7 +28,8 @@ pub enum Command {
     /// Pin a recipe: download every `url` input without a sha256 and write the hash into the
     /// recipe in place (comments and formatting are kept).
     Lock(LockArgs),
-    /// Fill the cache with a recipe's inputs, so that a later `build --offline` succeeds.
+    /// Fill the cache with a recipe's inputs and its registry base image, so that a later
+    /// `build --offline` succeeds.
     Fetch(FetchArgs),
     /// Show an image: digest, platform, config, layers (sizes, diff_ids) and attached referrers.
     Inspect(InspectArgs),
@@ -130,6 +131,8 @@ pub struct FetchArgs {
     pub recipe: PathBuf,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args)]

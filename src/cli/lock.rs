@@ -75,6 +75,17 @@ pub fn run_fetch(args: FetchArgs) -> Result<ExitCode> {
             status(&format!("fetched {name}: {d}"));
         }
     }
+    if let Some(base) = &recipe.base {
+        let parsed: ImageRef = base.reference.parse()?;
+        if matches!(parsed, ImageRef::Docker { .. }) {
+            let mut ctx = super::copy::transports(&args.cache, &args.registry)?;
+            ctx.with_attached = false;
+            let img = open_image_with(&parsed, recipe.image.platform.as_str(), &ctx)
+                .and_then(|img| img.prefetch(ctx.threads).map(|()| img))
+                .with_context(|| format!("failed to fetch base image `{}`", base.reference))?;
+            status(&format!("fetched base: {}", img.manifest_digest));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -174,9 +174,25 @@ fn push_build_on_registry_base_push_pull_same_digest() {
         "the pulled manifest is byte-identical to the built one"
     );
 
+    // `kiln fetch` fills another cache with the base, for a later offline build.
+    run_ok(
+        ctx.kiln()
+            .args(["fetch", "b/recipe.toml", "--cache", "other-cache"]),
+    );
+
     // The base now lives in the cache: the same build works offline, same digest, with the
     // registry gone.
     drop(reg);
+    let fetched = last_line(&run_ok(ctx.kiln().args([
+        "build",
+        "b/recipe.toml",
+        "-o",
+        "b-fetched",
+        "--offline",
+        "--cache",
+        "other-cache",
+    ])));
+    assert_eq!(fetched, b);
     let again = last_line(&run_ok(ctx.kiln().args([
         "build",
         "b/recipe.toml",
