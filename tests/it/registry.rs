@@ -129,6 +129,7 @@ fn push_build_on_registry_base_push_pull_same_digest() {
         kiln["platform"]
     );
     assert_eq!(skopeo["Env"], kiln["config"]["Env"]);
+    assert_eq!(skopeo["Created"], kiln["created"]);
     // The provenance travelled as a referrer (fallback tag index on this registry).
     let referrers = kiln["referrers"].as_array().unwrap();
     assert_eq!(referrers.len(), 1, "{kiln}");
