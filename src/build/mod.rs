@@ -5,6 +5,7 @@
 //! the base image's layout.
 
 mod config;
+mod dirstat;
 mod error;
 mod inputs;
 mod layers;
@@ -45,6 +46,10 @@ pub struct BuildOptions {
 /// What a build reports as it goes; the CLI prints these, the library never does.
 pub trait BuildObserver {
     fn event(&self, event: BuildEvent<'_>);
+    /// Where download progress goes, if anywhere.
+    fn transfer_progress(&self) -> Option<Box<dyn crate::fetch::Progress>> {
+        None
+    }
     /// Where registry blob transfers (a `docker://` base) report progress.
     fn registry_progress(&self) -> Option<Box<dyn crate::registry::Progress + Send + Sync>> {
         None

@@ -33,6 +33,16 @@ pub enum Command {
     Fetch(FetchArgs),
     /// Show an image: digest, platform, config, layers (sizes, diff_ids) and attached referrers.
     Inspect(InspectArgs),
+    /// Manage signing keys (ECDSA P-256, cosign-compatible files).
+    Key(KeyArgs),
+    /// Sign an image: append a cosign simple-signing signature to its `sha256-<hex>.sig` tag.
+    Sign(SignArgs),
+    /// Attest an image: append a DSSE-enveloped in-toto statement to its `sha256-<hex>.att`
+    /// tag.
+    Attest(AttestArgs),
+    /// Verify an image's signatures (and attestations) with a public key. Exit 0 only when
+    /// every requested check passes, 1 when one fails, 2 on errors.
+    Verify(VerifyArgs),
     /// Copy an image between any two transports (oci:, oci-archive:, docker-archive:,
     /// docker://), with its referrers (provenance) and signatures; prints the manifest digest.
     Copy(CopyArgs),
@@ -109,6 +119,10 @@ pub struct BuildArgs {
     pub push: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Sign the image and attest its provenance with this private key (cosign or PKCS#8
+    /// PEM; password from KILN_PASSWORD or COSIGN_PASSWORD). Needs --format oci.
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +162,88 @@ pub struct InspectArgs {
     /// The cache registry blobs are read into [default: $XDG_CACHE_HOME/kiln].
     #[arg(long, value_name = "DIR", env = "KILN_CACHE")]
     pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    pub command: KeyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Generate an ECDSA P-256 key pair: PREFIX.key (cosign's encrypted format, password from
+    /// KILN_PASSWORD or COSIGN_PASSWORD, empty allowed) and PREFIX.pub (SPKI PEM).
+    Generate(KeyGenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyGenerateArgs {
+    /// Where to write PREFIX.key and PREFIX.pub (existing files are never overwritten).
+    #[arg(long, value_name = "PREFIX")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The image: oci:PATH[:TAG][@sha256:HEX] or docker://HOST/REPO[:TAG][@sha256:HEX].
+    pub reference: String,
+    /// The private key: cosign's encrypted format (password from KILN_PASSWORD or
+    /// COSIGN_PASSWORD), or an unencrypted PKCS#8 / SEC1 PEM.
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// The `docker-reference` to sign (HOST/REPO:TAG) [default: the reference as given; for a
+    /// layout, the image's name in it].
+    #[arg(long, value_name = "REF")]
+    pub identity: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AttestArgs {
+    /// The image: oci:PATH[:TAG][@sha256:HEX] or docker://HOST/REPO[:TAG][@sha256:HEX].
+    pub reference: String,
+    /// The private key (as for `kiln sign`).
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// The predicate: a JSON file (only the predicate, not a whole statement).
+    #[arg(long, value_name = "FILE")]
+    pub predicate: PathBuf,
+    /// The predicate type: slsaprovenance1, spdxjson, cyclonedx, vuln, or a URI.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub predicate_type: String,
+    /// The statement's subject name [default: HOST/REPO; for a layout, the image's name].
+    #[arg(long, value_name = "NAME")]
+    pub identity: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The image: oci:PATH[:TAG][@sha256:HEX] or docker://HOST/REPO[:TAG][@sha256:HEX].
+    pub reference: String,
+    /// The public key (PEM `PUBLIC KEY`, as `kiln key generate` and cosign write it).
+    #[arg(long, value_name = "PUB")]
+    pub key: PathBuf,
+    /// Also require an attestation of this predicate type (slsaprovenance1, spdxjson,
+    /// cyclonedx, vuln, or a URI). Repeatable.
+    #[arg(long = "attestation", value_name = "TYPE")]
+    pub attestations: Vec<String>,
+    /// Require the provenance to record this recipe's sha256 (implies --attestation
+    /// slsaprovenance1).
+    #[arg(long, value_name = "FILE")]
+    pub recipe: Option<PathBuf>,
+    /// Require the signatures to name this identity: HOST/REPO:TAG exactly, or any tag or
+    /// digest of HOST/REPO when no tag is given [default: any; the digest binds the image].
+    #[arg(long, value_name = "REF")]
+    pub identity: Option<String>,
+    /// Print the verification report as JSON.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }

@@ -38,6 +38,10 @@ impl BuildObserver for StderrObserver {
         }
     }
 
+    fn transfer_progress(&self) -> Option<Box<dyn crate::fetch::Progress>> {
+        Some(Box::new(super::progress::TransferProgress::new()))
+    }
+
     fn registry_progress(&self) -> Option<Box<dyn crate::registry::Progress + Send + Sync>> {
         Some(Box::new(super::copy::StderrProgress::default()))
     }
@@ -53,6 +57,14 @@ pub fn store_root(cache: &CacheArgs) -> Result<PathBuf> {
 
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let recipe = Recipe::load(&args.recipe)?;
+    // Load the key first: a wrong password fails before minutes of building.
+    let sign_key = match &args.sign_key {
+        Some(_) if args.format != OutputFormat::Oci => {
+            anyhow::bail!("--sign-key needs --format oci (signatures are tags in the layout)")
+        }
+        Some(path) => Some(super::key::load_signing_key(path)?),
+        None => None,
+    };
     let opts = BuildOptions {
         store_root: store_root(&args.cache)?,
         mirrors: args.cache.mirror.clone(),
@@ -73,6 +85,21 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let store = Store::open(&opts.store_root)?;
     write_output(&image, &dest, args.format, &build::scratch_dir(&store)?)
         .with_context(|| format!("failed to write {}", dest.display()))?;
+    if let Some(key) = &sign_key {
+        super::sign::sign_built_layout(
+            &dest,
+            &image.name,
+            &image.manifest_digest,
+            &image.provenance,
+            key,
+        )
+        .with_context(|| format!("failed to sign the image in {}", dest.display()))?;
+        status(&format!(
+            "signed {} and attested its provenance with key {}",
+            image.manifest_digest,
+            crate::attest::keys::key_id(key.verifying_key())
+        ));
+    }
     status(&format!("wrote {}", dest.display()));
     if let Some(push) = &args.push {
         push_output(&image, &dest, args.format, push, &args)

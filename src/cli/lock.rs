@@ -100,6 +100,7 @@ pub fn fetcher(store: Store, cache: &super::args::CacheArgs) -> Fetcher {
     let mut f = Fetcher::new(store);
     f.mirrors = cache.mirror.clone();
     f.offline = cache.offline;
+    f.progress = Some(Box::new(super::progress::TransferProgress::new()));
     f
 }
 

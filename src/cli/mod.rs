@@ -6,8 +6,11 @@ mod args;
 mod build;
 mod copy;
 mod inspect;
+mod key;
 mod lock;
 mod printer;
+mod progress;
+mod sign;
 
 use std::process::ExitCode;
 
@@ -22,6 +25,10 @@ pub fn main() -> ExitCode {
         Command::Lock(args) => lock::run_lock(args),
         Command::Fetch(args) => lock::run_fetch(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Key(args) => key::run(args),
+        Command::Sign(args) => sign::run_sign(args),
+        Command::Attest(args) => sign::run_attest(args),
+        Command::Verify(args) => sign::run_verify(args),
         Command::Copy(args) => copy::run(args),
     };
     match result {

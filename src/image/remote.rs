@@ -44,7 +44,8 @@ impl Default for RegistryOptions {
 }
 
 impl RegistryOptions {
-    fn auth_files(&self) -> AuthFiles {
+    /// `--authfile` first, then the default search order.
+    pub fn auth_files(&self) -> AuthFiles {
         let mut files = AuthFiles::from_env();
         if let Some(f) = &self.auth_file {
             files.0.insert(0, f.clone());

@@ -11,7 +11,9 @@ pub mod decompress;
 pub mod extract;
 pub mod from_tar;
 pub mod host;
+mod in_root;
 pub mod read;
+mod tar_header;
 pub mod tree;
 pub mod write;
 

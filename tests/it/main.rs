@@ -5,4 +5,5 @@ mod build;
 mod errors;
 mod registry;
 mod registry_support;
+mod sign;
 mod support;
