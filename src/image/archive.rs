@@ -94,14 +94,14 @@ pub(crate) fn extract_plain(archive: &Path, dest: &Path) -> Result<()> {
     let stream = decompress::open_archive(file, &archive.display().to_string()).map_err(|e| {
         ImageError::ArchiveDecompress {
             archive: archive.to_path_buf(),
-            source: e,
+            source: Box::new(e),
         }
     })?;
     fs_err::create_dir(dest)?;
     let mut reader = TarReader::new(stream, ReadLimits::default());
     let tar_err = |e| ImageError::ArchiveTar {
         archive: archive.to_path_buf(),
-        source: e,
+        source: Box::new(e),
     };
     while let Some(entry) = reader.next_entry().map_err(tar_err)? {
         let Some(rel) = plain_relative(&entry.path) else {
@@ -234,12 +234,14 @@ fn docker_to_layout(
             uncompressed_digest(BufReader::new(fs_err::File::open(&path)?), &digest)?
         };
         if actual.to_string() != *diff_id {
-            return Err(ImageError::DiffIdMismatch {
-                reference: format!("docker-archive:{}", archive.display()),
-                digest,
-                expected: diff_id.clone(),
-                actual,
-            });
+            return Err(ImageError::DiffIdMismatch(Box::new(
+                super::DiffIdMismatch {
+                    reference: format!("docker-archive:{}", archive.display()),
+                    digest,
+                    expected: diff_id.clone(),
+                    actual,
+                },
+            )));
         }
         if !layout.has_blob(&digest) {
             fs_err::rename(&path, layout.blob_path(&digest))?;

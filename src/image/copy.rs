@@ -37,11 +37,13 @@ pub fn copy_image(
 ) -> Result<CopyReport> {
     if let Some(pinned) = dest.digest() {
         if *pinned != img.manifest_digest {
-            return Err(ImageError::DestinationDigest {
-                destination: dest.to_string(),
-                pinned: *pinned,
-                actual: img.manifest_digest,
-            });
+            return Err(ImageError::DestinationDigest(Box::new(
+                super::DestinationDigest {
+                    destination: dest.to_string(),
+                    pinned: *pinned,
+                    actual: img.manifest_digest,
+                },
+            )));
         }
     }
     let done = |push| CopyReport {

@@ -29,6 +29,52 @@ pub const MAX_JSON_BLOB: u64 = 4 * 1024 * 1024;
 
 pub type Result<T, E = ImageError> = std::result::Result<T, E>;
 
+#[cfg(test)]
+#[test]
+fn image_error_stays_small() {
+    // Other modules carry `ImageError` inside their own errors; keep it cheap to move.
+    assert!(
+        std::mem::size_of::<ImageError>() <= 96,
+        "{}",
+        std::mem::size_of::<ImageError>()
+    );
+}
+
+/// A layer whose decompressed digest is not the config's diff_id (SECURITY.md 18).
+#[derive(Debug)]
+pub struct DiffIdMismatch {
+    pub reference: String,
+    pub digest: Sha256Digest,
+    pub expected: String,
+    pub actual: Sha256Digest,
+}
+
+/// A destination pinned to another digest than the image being written.
+#[derive(Debug)]
+pub struct DestinationDigest {
+    pub destination: String,
+    pub pinned: Sha256Digest,
+    pub actual: Sha256Digest,
+}
+
+impl From<crate::registry::RegistryError> for ImageError {
+    fn from(e: crate::registry::RegistryError) -> Self {
+        ImageError::Registry(Box::new(e))
+    }
+}
+
+impl From<crate::registry::ReferenceError> for ImageError {
+    fn from(e: crate::registry::ReferenceError) -> Self {
+        ImageError::RegistryRef(Box::new(e))
+    }
+}
+
+impl From<crate::store::StoreError> for ImageError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ImageError::Store(Box::new(e))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     #[error(transparent)]
@@ -78,12 +124,13 @@ pub enum ImageError {
         reference: String,
         transport: &'static str,
     },
+    // Boxed: these are large, and `ImageError` travels inside other modules' errors.
     #[error(transparent)]
-    Registry(#[from] crate::registry::RegistryError),
+    Registry(Box<crate::registry::RegistryError>),
     #[error(transparent)]
-    RegistryRef(#[from] crate::registry::ReferenceError),
+    RegistryRef(Box<crate::registry::ReferenceError>),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(Box<crate::store::StoreError>),
     #[error("{reference}: {what} {digest} is not in the cache and --offline forbids the network\nhint: run once without --offline (or `kiln fetch`) to fill the cache")]
     Offline {
         reference: String,
@@ -102,34 +149,25 @@ pub enum ImageError {
     ArchiveTar {
         archive: PathBuf,
         #[source]
-        source: crate::layer::read::ReadError,
+        source: Box<crate::layer::read::ReadError>,
     },
     #[error("failed to read archive {}", archive.display())]
     ArchiveDecompress {
         archive: PathBuf,
         #[source]
-        source: crate::layer::decompress::DecompressError,
+        source: Box<crate::layer::decompress::DecompressError>,
     },
     #[error("failed to read docker archive {}: {reason}", archive.display())]
     BadDockerArchive { archive: PathBuf, reason: String },
-    #[error("{reference}: layer {digest} decompresses to {actual}, but the config's diff_id is {expected}")]
-    DiffIdMismatch {
-        reference: String,
-        digest: Sha256Digest,
-        expected: String,
-        actual: Sha256Digest,
-    },
-    #[error("failed to write {destination}: the destination is pinned to {pinned} but the image is {actual}")]
-    DestinationDigest {
-        destination: String,
-        pinned: Sha256Digest,
-        actual: Sha256Digest,
-    },
+    #[error("{}: layer {} decompresses to {}, but the config's diff_id is {}", .0.reference, .0.digest, .0.actual, .0.expected)]
+    DiffIdMismatch(Box<DiffIdMismatch>),
+    #[error("failed to write {}: the destination is pinned to {} but the image is {}", .0.destination, .0.pinned, .0.actual)]
+    DestinationDigest(Box<DestinationDigest>),
     #[error("failed to decompress layer {digest}")]
     LayerDecompress {
         digest: Sha256Digest,
         #[source]
-        source: crate::layer::decompress::DecompressError,
+        source: Box<crate::layer::decompress::DecompressError>,
     },
     #[error("failed to read layer {digest}")]
     LayerRead {

@@ -97,11 +97,13 @@ pub fn push_image(
 ) -> Result<PushReport> {
     if let Some(pinned) = dest.digest() {
         if *pinned != img.manifest_digest {
-            return Err(ImageError::DestinationDigest {
-                destination: dest.to_string(),
-                pinned: *pinned,
-                actual: img.manifest_digest,
-            });
+            return Err(ImageError::DestinationDigest(Box::new(
+                super::DestinationDigest {
+                    destination: dest.to_string(),
+                    pinned: *pinned,
+                    actual: img.manifest_digest,
+                },
+            )));
         }
     }
     // Config and layers, each once, in manifest order.

@@ -174,12 +174,14 @@ impl RegistryBlobs {
             let file = fs_err::File::open(&temp)?;
             let actual = uncompressed_digest(file, digest)?;
             if actual.to_string() != expected {
-                return Err(ImageError::DiffIdMismatch {
-                    reference: self.reference.to_string(),
-                    digest: *digest,
-                    expected: expected.to_string(),
-                    actual,
-                });
+                return Err(ImageError::DiffIdMismatch(Box::new(
+                    super::DiffIdMismatch {
+                        reference: self.reference.to_string(),
+                        digest: *digest,
+                        expected: expected.to_string(),
+                        actual,
+                    },
+                )));
             }
         }
         writer.commit(Some(digest))?;
@@ -262,7 +264,7 @@ pub(crate) fn uncompressed_digest(
     let tar = decompress::open_archive(reader, &digest.to_string()).map_err(|e| {
         ImageError::LayerDecompress {
             digest: *digest,
-            source: e,
+            source: Box::new(e),
         }
     })?;
     let mut hashing = HashingReader::new(tar);

@@ -178,12 +178,14 @@ pub fn write_docker_archive_file(
         let (diff_id, size, mut w) = out.finish();
         w.flush()?;
         if diff_ids.get(i).map(String::as_str) != Some(diff_id.to_string().as_str()) {
-            return Err(ImageError::DiffIdMismatch {
-                reference: img.reference.clone(),
-                digest,
-                expected: diff_ids.get(i).cloned().unwrap_or_default(),
-                actual: diff_id,
-            });
+            return Err(ImageError::DiffIdMismatch(Box::new(
+                super::DiffIdMismatch {
+                    reference: img.reference.clone(),
+                    digest,
+                    expected: diff_ids.get(i).cloned().unwrap_or_default(),
+                    actual: diff_id,
+                },
+            )));
         }
         let name = format!("{}.tar", diff_id.hex());
         if tree.get(&name).is_none() {
