@@ -738,3 +738,52 @@ fn layer_that_contradicts_the_config_diff_ids_is_refused_on_pull() {
     assert!(stderr(&out).contains("diff_id"), "{}", stderr(&out));
     assert!(!ctx.join("x.tar").exists());
 }
+
+#[test]
+fn signed_build_pushed_and_copied_still_verifies() {
+    let Some(reg) = LocalRegistry::start(&[]) else {
+        return;
+    };
+    let ctx = TestContext::new();
+    run_ok(ctx.kiln().args(["key", "generate", "--out", "k"]));
+    ctx.write("a/recipe.toml", RECIPE_A);
+    let signed = reg.reference("kiln/signed:v1");
+    let a = last_line(&run_ok(ctx.kiln().args([
+        "build",
+        "a/recipe.toml",
+        "-o",
+        "a-oci",
+        "--sign-key",
+        "k.key",
+        "--push",
+        &signed,
+    ])));
+    let verify = |reference: &str| {
+        let out = run_ok(ctx.kiln().args([
+            "verify",
+            reference,
+            "--key",
+            "k.pub",
+            "--attestation",
+            "slsaprovenance1",
+        ]));
+        assert!(
+            out.contains(&format!("signature {a}")),
+            "{reference}: {out}"
+        );
+    };
+    verify(&signed);
+    // Registry to registry (mounted), and back into a layout: signatures and attestations
+    // travel with the image.
+    let copied = reg.reference("other/signed:v2");
+    assert_eq!(
+        last_line(&run_ok(ctx.kiln().args(["copy", &signed, &copied]))),
+        a
+    );
+    verify(&copied);
+    assert_eq!(
+        last_line(&run_ok(ctx.kiln().args(["copy", &copied, "oci:back"]))),
+        a
+    );
+    verify("oci:back");
+}
