@@ -39,6 +39,8 @@ pub struct BuildOptions {
     /// How the provenance names the recipe (default: its file name).
     pub recipe_uri: Option<String>,
     pub invocation_id: Option<String>,
+    /// How `docker://` bases are reached (TLS, credentials).
+    pub registry: image::RegistryOptions,
 }
 
 /// What a build reports as it goes; the CLI prints these, the library never does.
@@ -46,6 +48,10 @@ pub trait BuildObserver {
     fn event(&self, event: BuildEvent<'_>);
     /// Where download progress goes, if anywhere.
     fn transfer_progress(&self) -> Option<Box<dyn crate::fetch::Progress>> {
+        None
+    }
+    /// Where registry blob transfers (a `docker://` base) report progress.
+    fn registry_progress(&self) -> Option<Box<dyn crate::registry::Progress + Send + Sync>> {
         None
     }
 }
@@ -120,7 +126,7 @@ pub fn build(
     let resolved = inputs::resolve(recipe, &store, opts, observer)?;
 
     let base = match &recipe.base {
-        Some(base) => Some(open_base(recipe, &base.reference, observer)?),
+        Some(base) => Some(open_base(recipe, &base.reference, &store, opts, observer)?),
         None => None,
     };
     let platform = recipe.image.platform.to_string();
@@ -147,7 +153,7 @@ pub fn build(
                 media_type: oci_layer_type(desc.media_type().as_ref()),
                 digest,
                 size: desc.size(),
-                path: b.layout.blob_path(&digest),
+                path: b.blob_path(&digest, Some(desc.size()))?,
             });
             diff_ids.push(diff_id.parse().map_err(|_| BuildError::BadBaseDiffId {
                 reference: b.reference.clone(),
@@ -281,6 +287,8 @@ fn oci_layer_type(media_type: &str) -> String {
 fn open_base(
     recipe: &Recipe,
     reference: &str,
+    store: &Store,
+    opts: &BuildOptions,
     observer: &dyn BuildObserver,
 ) -> Result<image::OpenedImage> {
     let parsed: ImageRef = reference.parse()?;
@@ -290,7 +298,17 @@ fn open_base(
             reference: reference.to_string(),
         });
     }
-    let opened = image::open_image(&parsed, recipe.image.platform.as_str())?;
+    let mut transports = image::Transports::new(
+        store.clone(),
+        opts.offline,
+        &opts.registry,
+        observer.registry_progress(),
+    )?;
+    transports.with_attached = false;
+    let opened = image::open_image_with(&parsed, recipe.image.platform.as_str(), &transports)?;
+    // A registry base: every layer into the store now (several at once, each checked against
+    // its diff_id), so the build below and the next `--offline` one read only the store.
+    opened.prefetch(transports.threads)?;
     observer.event(BuildEvent::BaseReady {
         reference,
         digest: &opened.resolved_digest,

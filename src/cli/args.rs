@@ -28,7 +28,8 @@ pub enum Command {
     /// Pin a recipe: download every `url` input without a sha256 and write the hash into the
     /// recipe in place (comments and formatting are kept).
     Lock(LockArgs),
-    /// Fill the cache with a recipe's inputs, so that a later `build --offline` succeeds.
+    /// Fill the cache with a recipe's inputs and its registry base image, so that a later
+    /// `build --offline` succeeds.
     Fetch(FetchArgs),
     /// Show an image: digest, platform, config, layers (sizes, diff_ids) and attached referrers.
     Inspect(InspectArgs),
@@ -42,6 +43,37 @@ pub enum Command {
     /// Verify an image's signatures (and attestations) with a public key. Exit 0 only when
     /// every requested check passes, 1 when one fails, 2 on errors.
     Verify(VerifyArgs),
+    /// Copy an image between any two transports (oci:, oci-archive:, docker-archive:,
+    /// docker://), with its referrers (provenance) and signatures; prints the manifest digest.
+    Copy(CopyArgs),
+}
+
+/// How registries are reached. Shared by every command that may talk to one.
+#[derive(Debug, Args, Clone)]
+pub struct RegistryArgs {
+    /// Require HTTPS with a certificate the system trusts. `--tls-verify=false` accepts any
+    /// certificate and allows plain HTTP (loopback registries may always use plain HTTP).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+    /// Credentials file (containers-auth.json format), consulted before $REGISTRY_AUTH_FILE,
+    /// ${XDG_RUNTIME_DIR}/containers/auth.json and ~/.docker/config.json.
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The image to read, e.g. oci:out/hello:hello or docker://HOST/REPO@sha256:….
+    pub source: String,
+    /// Where to write it, e.g. docker://HOST/REPO:TAG or oci-archive:hello.tar.
+    pub destination: String,
+    /// The platform to pick from a multi-platform index [default: linux/<host arch>].
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// Where inputs come from. Shared by `build`, `lock` and `fetch`.
@@ -81,6 +113,12 @@ pub struct BuildArgs {
     /// An id for this build recorded in the provenance (for example a CI run URL).
     #[arg(long, value_name = "ID")]
     pub invocation_id: Option<String>,
+    /// After writing the output, push the image (with its provenance) to this registry
+    /// reference, e.g. docker://HOST/REPO:TAG.
+    #[arg(long, value_name = "REF")]
+    pub push: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Sign the image and attest its provenance with this private key (cosign or PKCS#8
     /// PEM; password from KILN_PASSWORD or COSIGN_PASSWORD). Needs --format oci.
     #[arg(long, value_name = "KEY")]
@@ -91,11 +129,14 @@ pub struct BuildArgs {
 pub struct LockArgs {
     /// The recipe file, rewritten in place.
     pub recipe: PathBuf,
-    /// Re-resolve inputs that are already pinned too, and update their hashes.
+    /// Re-resolve inputs that are already pinned too, and update their hashes (and re-resolve
+    /// the base image's tag).
     #[arg(long)]
     pub update: bool,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +145,8 @@ pub struct FetchArgs {
     pub recipe: PathBuf,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -116,14 +159,11 @@ pub struct InspectArgs {
     /// The platform to pick from a multi-platform index [default: linux/<host arch>].
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
-}
-
-/// How to talk to registries. Shared by `sign`, `attest` and `verify`.
-#[derive(Debug, Args, Clone)]
-pub struct RegistryArgs {
-    /// Require HTTPS with a verified certificate (loopback registries may always use http).
-    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
-    pub tls_verify: bool,
+    /// The cache registry blobs are read into [default: $XDG_CACHE_HOME/kiln].
+    #[arg(long, value_name = "DIR", env = "KILN_CACHE")]
+    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args)]

@@ -5,8 +5,9 @@ use anyhow::{Context, Result};
 
 use super::args::{BuildArgs, CacheArgs};
 use super::printer::{human_size, status};
-use crate::build::output::{write_output, OutputFormat};
+use crate::build::output::{write_layout, write_output, OutputFormat};
 use crate::build::{self, BuildEvent, BuildObserver, BuildOptions};
+use crate::image::ImageRef;
 use crate::recipe::Recipe;
 use crate::store::Store;
 
@@ -40,6 +41,10 @@ impl BuildObserver for StderrObserver {
     fn transfer_progress(&self) -> Option<Box<dyn crate::fetch::Progress>> {
         Some(Box::new(super::progress::TransferProgress::new()))
     }
+
+    fn registry_progress(&self) -> Option<Box<dyn crate::registry::Progress + Send + Sync>> {
+        Some(Box::new(super::copy::StderrProgress::default()))
+    }
 }
 
 pub fn store_root(cache: &CacheArgs) -> Result<PathBuf> {
@@ -69,6 +74,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         recipe_uri: args.recipe_uri.clone(),
         invocation_id: args.invocation_id.clone(),
+        registry: super::copy::registry_options(&args.registry),
     };
     let image = build::build(&recipe, &opts, &StderrObserver)
         .with_context(|| format!("failed to build {}", args.recipe.display()))?;
@@ -95,6 +101,44 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         ));
     }
     status(&format!("wrote {}", dest.display()));
+    if let Some(push) = &args.push {
+        push_output(&image, &dest, args.format, push, &args)
+            .with_context(|| format!("failed to push {push}"))?;
+    }
     println!("{}", image.manifest_digest);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Pushes what `build` wrote: the layout itself, or (for archive formats, which cannot carry
+/// the provenance) a layout staged in the cache's scratch directory.
+fn push_output(
+    image: &build::BuiltImage,
+    dest: &std::path::Path,
+    format: OutputFormat,
+    push: &str,
+    args: &BuildArgs,
+) -> Result<()> {
+    let target: ImageRef = push.parse()?;
+    if !matches!(target, ImageRef::Docker { .. }) {
+        anyhow::bail!("--push takes a docker://HOST/REPO[:TAG] reference, not `{push}`");
+    }
+    let ctx = super::copy::transports(&args.cache, &args.registry)?;
+    let scratch = ctx.scratch()?;
+    let layout_dir = match format {
+        OutputFormat::Oci => dest.to_path_buf(),
+        _ => {
+            let dir = scratch.path().join("layout");
+            write_layout(image, &dir)?;
+            dir
+        }
+    };
+    let source = ImageRef::Oci {
+        path: layout_dir,
+        tag: None,
+        digest: Some(image.manifest_digest),
+    };
+    let opened = crate::image::open_image_with(&source, "", &ctx)?;
+    let report = crate::image::copy_image(&opened, &target, &ctx, image.epoch)?;
+    super::copy::report(push, &report);
+    Ok(())
 }

@@ -14,7 +14,13 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
         .platform
         .clone()
         .unwrap_or_else(|| Platform::host().to_string());
-    let img = image::open_image(&reference, &platform)
+    let cache = super::args::CacheArgs {
+        cache: args.cache.clone(),
+        offline: false,
+        mirror: Vec::new(),
+    };
+    let ctx = super::copy::transports(&cache, &args.registry)?;
+    let img = image::open_image_with(&reference, &platform, &ctx)
         .with_context(|| format!("failed to inspect {}", args.reference))?;
     let report = describe(&img)?;
     if args.json {
@@ -45,7 +51,7 @@ pub fn describe(img: &image::OpenedImage) -> Result<Value> {
     let mut referrers = Vec::new();
     for r in &img.referrers {
         let d = digest_of(r)?;
-        let manifest: Value = serde_json::from_slice(&img.layout.read_blob(&d)?)?;
+        let manifest: Value = serde_json::from_slice(&img.read_blob(&d)?)?;
         referrers.push(json!({
             "digest": d.to_string(),
             "artifactType": r.artifact_type().as_ref().map(|a| a.to_string()),

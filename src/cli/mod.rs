@@ -4,6 +4,7 @@
 
 mod args;
 mod build;
+mod copy;
 mod inspect;
 mod key;
 mod lock;
@@ -28,6 +29,7 @@ pub fn main() -> ExitCode {
         Command::Sign(args) => sign::run_sign(args),
         Command::Attest(args) => sign::run_attest(args),
         Command::Verify(args) => sign::run_verify(args),
+        Command::Copy(args) => copy::run(args),
     };
     match result {
         Ok(code) => code,

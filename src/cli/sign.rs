@@ -32,6 +32,7 @@ const MAX_PREDICATE_BYTES: u64 = 64 * 1024 * 1024;
 fn client(args: &RegistryArgs) -> Result<Client> {
     Ok(Client::new(ClientOptions {
         tls_verify: args.tls_verify,
+        auth_files: super::copy::registry_options(args).auth_files(),
         ..ClientOptions::default()
     })?)
 }

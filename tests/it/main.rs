@@ -3,6 +3,7 @@
 
 mod build;
 mod errors;
+mod registry;
 mod registry_support;
 mod sign;
 mod support;
