@@ -46,8 +46,14 @@ pub enum EntryKind {
     Symlink(String),
     /// A hard link to another entry of the same layer (a normalized tree path).
     Hardlink(String),
-    CharDevice { major: u32, minor: u32 },
-    BlockDevice { major: u32, minor: u32 },
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    BlockDevice {
+        major: u32,
+        minor: u32,
+    },
     Fifo,
     /// Deletes the path from lower layers; written as `.wh.<name>`.
     Whiteout,
@@ -68,7 +74,13 @@ pub struct Metadata {
 
 impl Metadata {
     pub fn new(mode: u32, uid: u64, gid: u64, mtime: i64) -> Self {
-        Self { mode, uid, gid, mtime, xattrs: BTreeMap::new() }
+        Self {
+            mode,
+            uid,
+            gid,
+            mtime,
+            xattrs: BTreeMap::new(),
+        }
     }
 }
 
