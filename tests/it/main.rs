@@ -4,6 +4,7 @@
 mod build;
 mod errors;
 mod registry;
+#[path = "../../src/testing/registry.rs"]
 mod registry_support;
 mod sign;
 mod support;
