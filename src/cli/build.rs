@@ -1,3 +1,4 @@
+use super::printer::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -105,7 +106,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         push_output(&image, &dest, args.format, push, &args)
             .with_context(|| format!("failed to push {push}"))?;
     }
-    println!("{}", image.manifest_digest);
+    outln!("{}", image.manifest_digest);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,6 +1,7 @@
 //! `kiln copy SRC DST`, and the pieces every registry-aware command shares: the transports
 //! (store, client, offline) built from the flags, and blob-transfer progress on stderr.
 
+use super::printer::outln;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -143,6 +144,6 @@ pub fn run(args: CopyArgs) -> Result<ExitCode> {
     let r = image::copy_image(&img, &dst, &ctx, 0)
         .with_context(|| format!("failed to copy {} to {}", args.source, args.destination))?;
     report(&args.destination, &r);
-    println!("{}", r.manifest_digest);
+    outln!("{}", r.manifest_digest);
     Ok(ExitCode::SUCCESS)
 }
