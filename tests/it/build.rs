@@ -526,7 +526,7 @@ fn inspect_reads_layout_oci_archive_and_docker_archive() {
     assert!(text.contains(&digest), "{text}");
 }
 
-/// Regression: `kiln inspect … | head -1` panicked on the closed pipe; it must end quietly
+/// Regression: `kiln inspect … | head` panicked on the closed pipe; it must end quietly
 /// and successfully like any Unix filter.
 #[test]
 fn inspect_into_a_closed_pipe_exits_quietly() {
@@ -535,7 +535,7 @@ fn inspect_into_a_closed_pipe_exits_quietly() {
     run_ok(ctx.kiln().arg("build").arg(dir.join("recipe.toml")).args(["-o", "img"]));
     let out = std::process::Command::new("bash")
         .arg("-c")
-        .arg("set -o pipefail; \"$KILN\" inspect --json oci:img:repro | head -c 1")
+        .arg("set -o pipefail; \"$KILN\" inspect --json oci:img:repro | true")
         .env("KILN", env!("CARGO_BIN_EXE_kiln"))
         .current_dir(ctx.path())
         .output()
