@@ -4,4 +4,5 @@
 mod build;
 mod errors;
 mod registry_support;
+mod run;
 mod support;
