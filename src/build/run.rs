@@ -290,12 +290,16 @@ fn materialize(rootfs: &Path, below: &[Blob], tree: &FileTree, epoch: i64) -> Re
         return Ok(());
     }
     // The tree so far streams through a pipe: the writer on its own thread, the extractor here.
-    let (reader, mut writer) = std::io::pipe().map_err(|source| RunError::StreamTree {
-        source: WriteError::Output {
-            path: String::new(),
-            source,
-        },
-    })?;
+    let (reader, writer) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| {
+            RunError::StreamTree {
+                source: WriteError::Output {
+                    path: String::new(),
+                    source: e.into(),
+                },
+            }
+        })?;
+    let (reader, mut writer) = (std::fs::File::from(reader), std::fs::File::from(writer));
     std::thread::scope(|scope| {
         let written = scope.spawn(move || write_tar(tree, epoch, &mut writer));
         let applied = apply_layer(rootfs, DrainOnDrop(reader), &opts);
@@ -312,7 +316,7 @@ fn materialize(rootfs: &Path, below: &[Blob], tree: &FileTree, epoch: i64) -> Re
 
 /// A pipe reader that reads to the end when dropped, so the writer never blocks on a full pipe
 /// after the extractor stopped early.
-struct DrainOnDrop(std::io::PipeReader);
+struct DrainOnDrop(std::fs::File);
 
 impl Read for DrainOnDrop {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -399,7 +403,7 @@ fn resolve_user(user: Option<&str>, rootfs: &Path) -> Result<(u32, u32), RunErro
 }
 
 /// The first line of a colon-separated database (at least 4 fields) that `matches`.
-fn parse_db<'a>(db: &'a str, matches: impl Fn(&[&str]) -> bool) -> Option<Vec<&'a str>> {
+fn parse_db(db: &str, matches: impl Fn(&[&str]) -> bool) -> Option<Vec<&str>> {
     db.lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.len() >= 4 && matches(f))
@@ -538,7 +542,8 @@ mod tests {
         )
         .unwrap();
         fs_err::write(root.join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
-        let cases: &[(Option<&str>, Result<(u32, u32), &str>)] = &[
+        type Case<'a> = (Option<&'a str>, Result<(u32, u32), &'a str>);
+        let cases: &[Case] = &[
             (None, Ok((0, 0))),
             (Some("0"), Ok((0, 0))),
             (Some("1000:1001"), Ok((1000, 1001))),
