@@ -8,6 +8,7 @@ mod config;
 mod error;
 mod inputs;
 mod layers;
+mod lower;
 pub mod output;
 mod run;
 

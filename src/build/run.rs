@@ -24,10 +24,11 @@ use std::time::Duration;
 use kiln_sandbox::{ExitStatus, IdMapping, SandboxError, SandboxSpec, Stdio, Stream};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
+use super::lower::{restore, LowerIndex};
 use super::{Blob, BuildEvent, BuildObserver, OutputStream};
 use crate::layer::decompress::{self, DecompressError};
 use crate::layer::extract::{apply_layer, ExtractError, ExtractOptions};
-use crate::layer::tree::FileTree;
+use crate::layer::tree::{EntryKind, FileTree, Metadata};
 use crate::layer::upper::{UpperError, UpperOptions};
 use crate::layer::write::{write_tar, WriteError};
 use crate::recipe::ImagePath;
@@ -181,7 +182,8 @@ pub fn run_step(
     let rootfs = rootfs_dir.path().join("rootfs");
     fs_err::create_dir(&rootfs).map_err(scratch_err)?;
     set_mode(&rootfs, 0o755).map_err(scratch_err)?;
-    materialize(&rootfs, ctx.below, tree, ctx.epoch)?;
+    let owners_kept = can_chown();
+    let lower = materialize(&rootfs, ctx.below, tree, ctx.epoch, owners_kept)?;
 
     let (uid, gid) = resolve_user(step.user, &rootfs)?;
     let mut spec = SandboxSpec::new(vec![rootfs.clone()], &upper, &work, step.argv.to_vec());
@@ -209,12 +211,18 @@ pub fn run_step(
     let map = &outcome.id_map;
     let uid_to_container = |h| map.uid_to_container(h);
     let gid_to_container = |h| map.gid_to_container(h);
+    let copied_up = |path: &str, kind: &EntryKind, meta: &mut Metadata| {
+        if let Some(l) = lower.get(path) {
+            restore(l, matches!(kind, EntryKind::Dir), owners_kept, meta);
+        }
+    };
     tree.add_upper_dir(
         &upper,
         &UpperOptions {
             epoch: ctx.epoch,
             uid_to_container: &uid_to_container,
             gid_to_container: &gid_to_container,
+            copied_up: Some(&copied_up),
         },
     )?;
     Ok(outputs)
@@ -265,29 +273,33 @@ fn can_chown() -> bool {
         && namespace_id_count() >= u64::from(kiln_sandbox::FULL_RANGE)
 }
 
-/// Applies every layer below, then the current layer's tree so far, onto `rootfs`.
-fn materialize(rootfs: &Path, below: &[Blob], tree: &FileTree, epoch: i64) -> Result<(), RunError> {
+/// Applies every layer below, then the current layer's tree so far, onto `rootfs`; returns the
+/// image's own metadata of what it materialized.
+fn materialize(
+    rootfs: &Path,
+    below: &[Blob],
+    tree: &FileTree,
+    epoch: i64,
+    owners_kept: bool,
+) -> Result<LowerIndex, RunError> {
     let opts = ExtractOptions {
-        preserve_owner: can_chown(),
+        preserve_owner: owners_kept,
         ..ExtractOptions::default()
     };
+    let mut index = LowerIndex::default();
     for blob in below {
-        let file = fs_err::File::open(&blob.path).map_err(|source| RunError::OpenLayer {
-            path: blob.path.clone(),
-            source,
-        })?;
-        let stream = decompress::open_archive(BufReader::new(file), &blob.path.to_string_lossy())
-            .map_err(|source| RunError::Decompress {
-            path: blob.path.clone(),
-            source,
-        })?;
-        apply_layer(rootfs, stream, &opts).map_err(|source| RunError::Materialize {
+        let failed = |source| RunError::Materialize {
             what: blob.digest.to_string(),
             source,
-        })?;
+        };
+        apply_layer(rootfs, open_layer(blob)?, &opts).map_err(failed)?;
+        index
+            .add_tar(open_layer(blob)?)
+            .map_err(|e| failed(e.into()))?;
     }
+    index.add_tree(tree);
     if tree.is_empty() && tree.opaque_dirs().next().is_none() {
-        return Ok(());
+        return Ok(index);
     }
     // The tree so far streams through a pipe: the writer on its own thread, the extractor here.
     let (reader, writer) =
@@ -310,7 +322,21 @@ fn materialize(rootfs: &Path, below: &[Blob], tree: &FileTree, epoch: i64) -> Re
             what: "entries of the current layer".into(),
             source,
         })?;
-        Ok(())
+        Ok(index)
+    })
+}
+
+/// The tar stream of a layer blob.
+fn open_layer(blob: &Blob) -> Result<decompress::ArchiveReader<'static>, RunError> {
+    let file = fs_err::File::open(&blob.path).map_err(|source| RunError::OpenLayer {
+        path: blob.path.clone(),
+        source,
+    })?;
+    decompress::open_archive(BufReader::new(file), &blob.path.to_string_lossy()).map_err(|source| {
+        RunError::Decompress {
+            path: blob.path.clone(),
+            source,
+        }
     })
 }
 

@@ -29,6 +29,10 @@ use super::write::CAPABILITY_XATTR;
 /// The xattr overlayfs sets on an opaque directory when mounted with `userxattr`.
 pub const OPAQUE_XATTR: &str = "user.overlay.opaque";
 
+/// The xattr overlayfs (with `userxattr`) sets on an object it copied up from a lower layer
+/// (when the lower file system supports file handles, as ext4, xfs, btrfs and tmpfs do).
+pub const ORIGIN_XATTR: &str = "user.overlay.origin";
+
 /// How owners and mtimes are recorded.
 pub struct UpperOptions<'a> {
     /// The recipe's SOURCE_DATE_EPOCH: every mtime becomes `min(mtime, epoch)`.
@@ -38,6 +42,10 @@ pub struct UpperOptions<'a> {
     pub uid_to_container: &'a dyn Fn(u32) -> Option<u32>,
     /// The same for gids.
     pub gid_to_container: &'a dyn Fn(u32) -> Option<u32>,
+    /// Called with the tree path and recorded metadata of every entry overlayfs copied up from
+    /// the lower layer (marked with [`ORIGIN_XATTR`]): the caller may restore what its
+    /// materialization of the lower layer could not keep (setuid bits, owners).
+    pub copied_up: Option<&'a dyn Fn(&str, &EntryKind, &mut Metadata)>,
 }
 
 /// What the walk recorded.
@@ -115,7 +123,7 @@ impl FileTree {
                 stats.sockets_skipped += 1;
                 continue;
             }
-            let meta = metadata(path, f, opts)?;
+            let mut meta = metadata(path, f, opts)?;
             let kind = if ft.is_dir() {
                 if read_xattr(&f.host, OPAQUE_XATTR)?.as_deref() == Some(b"y") {
                     // Hide everything below, including what earlier steps of this layer put
@@ -172,6 +180,11 @@ impl FileTree {
                     }),
                 }
             };
+            if let Some(restore) = opts.copied_up {
+                if !ft.is_symlink() && read_xattr(&f.host, ORIGIN_XATTR)?.is_some() {
+                    restore(path, &kind, &mut meta);
+                }
+            }
             let is_file = matches!(kind, EntryKind::File(_));
             let key = work.insert(path, Entry { kind, meta }).map_err(tree_err)?;
             if is_file && f.meta.nlink() > 1 {

@@ -16,6 +16,7 @@ fn opts() -> UpperOptions<'static> {
         epoch: EPOCH,
         uid_to_container: &identity,
         gid_to_container: &identity,
+        copied_up: None,
     }
 }
 
@@ -214,6 +215,7 @@ fn whiteouts_devices_owners_and_capabilities() {
         epoch: EPOCH,
         uid_to_container: &sub,
         gid_to_container: &sub,
+        copied_up: None,
     };
     let stats = tree.add_upper_dir(up, &o).unwrap();
     assert_eq!(stats.whiteouts, 2);
@@ -251,4 +253,31 @@ fn whiteouts_devices_owners_and_capabilities() {
         matches!(&err, UpperError::UnmappedOwner { path, kind: "uid", id: 4242 } if path == "owned"),
         "{err:?}"
     );
+}
+
+#[test]
+fn copied_up_entries_go_through_the_hook() {
+    let tmp = tempfile::tempdir().unwrap();
+    let up = tmp.path();
+    fs_err::write(up.join("copied"), "c").unwrap();
+    rustix::fs::lsetxattr(
+        up.join("copied"),
+        ORIGIN_XATTR,
+        b"\0fh",
+        XattrFlags::empty(),
+    )
+    .unwrap();
+    fs_err::write(up.join("new"), "n").unwrap();
+    let restore = |path: &str, _: &EntryKind, meta: &mut Metadata| {
+        assert_eq!(path, "copied");
+        meta.mode |= 0o4000;
+    };
+    let o = UpperOptions {
+        copied_up: Some(&restore),
+        ..opts()
+    };
+    let mut tree = FileTree::new();
+    tree.add_upper_dir(up, &o).unwrap();
+    assert_eq!(tree.get("copied").unwrap().meta.mode & 0o4000, 0o4000);
+    assert_eq!(tree.get("new").unwrap().meta.mode & 0o4000, 0);
 }

@@ -40,8 +40,8 @@ fn mapping() -> kiln_sandbox::IdMapping {
     IdMap::resolve(requested).unwrap().mapping()
 }
 
-/// Builds a busybox image (`/bin/busybox`, `/bin/sh`, `/tmp`, `/etc/motd`, `/data/old`) into
-/// `bb-oci` and returns its digest.
+/// Builds a busybox image (`/bin/busybox`, `/bin/sh`, `/tmp`, `/etc/motd`, `/data/old`, a
+/// setgid `/var/mail` owned 0:8, `/home/nr/f` owned 65532) into `bb-oci`; returns its digest.
 fn busybox_base(ctx: &TestContext) -> String {
     std::fs::create_dir_all(ctx.join("bb")).unwrap();
     std::fs::copy(require_tool("busybox"), ctx.join("bb/busybox")).unwrap();
@@ -74,6 +74,22 @@ mkdir = "/data"
 [[layer.step]]
 write = "/data/old"
 content = "old\n"
+[[layer.step]]
+mkdir = "/var"
+[[layer.step]]
+mkdir = "/var/mail"
+mode = "2775"
+owner = "0:8"
+[[layer.step]]
+mkdir = "/home"
+[[layer.step]]
+mkdir = "/home/nr"
+owner = "65532:65532"
+[[layer.step]]
+write = "/home/nr/f"
+content = "mine\n"
+mode = "0600"
+owner = "65532:65532"
 "#,
     );
     last_line(&run_ok(kiln(ctx).args([
@@ -270,8 +286,8 @@ fn chown_in_a_step_is_recorded_or_refused_clearly() {
         &ctx,
         "owned",
         &base,
-        "[[layer]]\n[[layer.step]]\nrun = \"mkdir /home && echo x > /home/f && \
-         chown 65532:65532 /home/f && chmod 4755 /home/f\"\n",
+        "[[layer]]\n[[layer.step]]\nrun = \"mkdir /srv && echo x > /srv/f && \
+         chown 65532:65532 /srv/f && chmod 4755 /srv/f\"\n",
     );
     let mut cmd = kiln(&ctx);
     cmd.args(["build", "owned.toml", "-o", "out"]);
@@ -289,7 +305,7 @@ fn chown_in_a_step_is_recorded_or_refused_clearly() {
         run_ok(&mut cmd);
         let listing = tar_listing(&last_layer(&ctx.join("out")));
         assert!(
-            listing.iter().any(|l| l == "-rwsr-xr-x 65532/65532 home/f"),
+            listing.iter().any(|l| l == "-rwsr-xr-x 65532/65532 srv/f"),
             "the owner set in the step (and the setuid bit) is in the layer: {listing:#?}"
         );
     }
@@ -382,4 +398,34 @@ fn later_layers_see_earlier_run_output_and_cache_keys_follow_the_base() {
         tar_file(&last_layer(&ctx.join("out-other")), "two"),
         "one\nother motd\n"
     );
+}
+
+#[test]
+fn copied_up_files_keep_the_images_metadata() {
+    let ctx = TestContext::new();
+    let base = busybox_base(&ctx);
+    recipe_on(
+        &ctx,
+        "copyup",
+        &base,
+        "[[layer]]\n[[layer.step]]\nrun = \"echo more >> /home/nr/f && echo m > /var/mail/new\"\n",
+    );
+    run_ok(kiln(&ctx).args(["build", "copyup.toml", "-o", "out"]));
+    let layer = last_layer(&ctx.join("out"));
+    let listing = tar_listing(&layer);
+    for want in [
+        // Written into, so copied up: the setgid bit the extractor strips on the host, and
+        // (rootless with a single id) owners the host copy could not have, are the image's.
+        "drwxrwsr-x 0/8 var/mail/",
+        "-rw-r--r-- 0/0 var/mail/new",
+        "drwxr-xr-x 65532/65532 home/nr/",
+        "-rw------- 65532/65532 home/nr/f",
+    ] {
+        assert!(
+            listing.iter().any(|l| l == want),
+            "{want:?} in {listing:#?}"
+        );
+    }
+    assert_eq!(tar_file(&layer, "home/nr/f"), "mine\nmore\n");
+    scratch_is_empty(&ctx);
 }
