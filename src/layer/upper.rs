@@ -45,8 +45,11 @@ pub struct UpperOptions<'a> {
     /// Called with the tree path and recorded metadata of every entry overlayfs copied up from
     /// the lower layer (marked with [`ORIGIN_XATTR`]): the caller may restore what its
     /// materialization of the lower layer could not keep (setuid bits, owners).
-    pub copied_up: Option<&'a dyn Fn(&str, &EntryKind, &mut Metadata)>,
+    pub copied_up: Option<&'a CopiedUpHook<'a>>,
 }
+
+/// See [`UpperOptions::copied_up`]: tree path, entry kind, metadata to adjust.
+pub type CopiedUpHook<'a> = dyn Fn(&str, &EntryKind, &mut Metadata) + 'a;
 
 /// What the walk recorded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
