@@ -11,6 +11,7 @@ mod layers;
 mod lower;
 pub mod output;
 mod run;
+mod user;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

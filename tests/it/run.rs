@@ -429,3 +429,38 @@ fn copied_up_files_keep_the_images_metadata() {
     assert_eq!(tar_file(&layer, "home/nr/f"), "mine\nmore\n");
     scratch_is_empty(&ctx);
 }
+
+#[test]
+fn step_runs_as_the_named_user() {
+    let ctx = TestContext::new();
+    let base = busybox_base(&ctx);
+    recipe_on(
+        &ctx,
+        "user",
+        &base,
+        "[[layer]]\n[[layer.step]]\nwrite = \"/etc/passwd\"\n\
+         content = \"root:x:0:0::/root:/bin/sh\\nnr:x:65532:65533::/home/nr:/bin/sh\\n\"\n\
+         [[layer.step]]\nrun = \"echo $(id -u):$(id -g) $HOME > /tmp/who\"\nuser = \"nr\"\n",
+    );
+    let mut cmd = kiln(&ctx);
+    cmd.args(["build", "user.toml", "-o", "out"]);
+    if mapping() == kiln_sandbox::IdMapping::Single {
+        let err = stderr(&run_err(&mut cmd));
+        assert!(
+            err.contains("uid 65532") && err.contains("/etc/subuid"),
+            "{err}"
+        );
+    } else {
+        run_ok(&mut cmd);
+        let layer = last_layer(&ctx.join("out"));
+        assert_eq!(tar_file(&layer, "tmp/who"), "65532:65533 /\n");
+        let listing = tar_listing(&layer);
+        assert!(
+            listing
+                .iter()
+                .any(|l| l == "-rw-r--r-- 65532/65533 tmp/who"),
+            "{listing:#?}"
+        );
+    }
+    scratch_is_empty(&ctx);
+}
