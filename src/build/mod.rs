@@ -9,9 +9,13 @@ mod dirstat;
 mod error;
 mod inputs;
 mod layers;
+mod lower;
 pub mod output;
+mod run;
+mod user;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -41,7 +45,12 @@ pub struct BuildOptions {
     pub invocation_id: Option<String>,
     /// How `docker://` bases are reached (TLS, credentials).
     pub registry: image::RegistryOptions,
+    /// The wall-clock limit of each `run` step.
+    pub step_timeout: Duration,
 }
+
+/// The default limit of a `run` step: one hour.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// What a build reports as it goes; the CLI prints these, the library never does.
 pub trait BuildObserver {
@@ -75,6 +84,23 @@ pub enum BuildEvent<'a> {
         size: u64,
         cached: bool,
     },
+    /// A `run` step starts (`location` is `file:line:column` in the recipe).
+    StepStarted {
+        location: &'a str,
+        argv: &'a [String],
+    },
+    /// One line the running step wrote (without its newline), as it arrives.
+    StepOutput {
+        stream: OutputStream,
+        line: &'a [u8],
+    },
+}
+
+/// Which output stream of a `run` step a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
 }
 
 /// A blob of the built image and where its bytes are.
@@ -174,8 +200,19 @@ pub fn build(
             index,
             total: recipe.layers.len(),
         });
-        let built =
-            layers::build_layer(recipe, layer, &resolved, &store, &encoder, scratch.path())?;
+        let ctx = layers::LayerContext {
+            recipe,
+            inputs: &resolved,
+            store: &store,
+            encoder: &encoder,
+            scratch: scratch.path(),
+            below: &blobs,
+            below_diff_ids: &diff_ids,
+            base_digest: base.as_ref().map(|b| b.manifest_digest),
+            step_timeout: opts.step_timeout,
+            observer,
+        };
+        let built = layers::build_layer(layer, &ctx)?;
         observer.event(BuildEvent::LayerDone {
             index,
             digest: &built.blob.digest,

@@ -123,6 +123,30 @@ pub struct BuildArgs {
     /// PEM; password from KILN_PASSWORD or COSIGN_PASSWORD). Needs --format oci.
     #[arg(long, value_name = "KEY")]
     pub sign_key: Option<PathBuf>,
+    /// The wall-clock limit of each `run` step; a step still running then is killed and the
+    /// build fails.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub step_timeout: u64,
+    /// Rootless only (ignored as root): how kiln maps ids when a recipe has `run` steps.
+    /// `auto` uses the user's range in /etc/subuid and /etc/subgid when there is one (steps
+    /// can then own files as any id up to 65535), else `single` (only uid/gid 0 exist in the
+    /// steps, which are the invoking user).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MAPPING",
+        default_value = "auto",
+        env = "KILN_ID_MAPPING"
+    )]
+    pub id_mapping: IdMappingArg,
+}
+
+/// `--id-mapping` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IdMappingArg {
+    Auto,
+    Single,
+    Subordinate,
 }
 
 #[derive(Debug, Args)]

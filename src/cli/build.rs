@@ -4,12 +4,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use super::args::{BuildArgs, CacheArgs};
+use super::args::{BuildArgs, CacheArgs, IdMappingArg};
 use super::printer::{human_size, status};
 use crate::build::output::{write_layout, write_output, OutputFormat};
-use crate::build::{self, BuildEvent, BuildObserver, BuildOptions};
+use crate::build::{self, BuildEvent, BuildObserver, BuildOptions, OutputStream};
 use crate::image::ImageRef;
-use crate::recipe::Recipe;
+use crate::recipe::{Recipe, StepKind};
 use crate::store::Store;
 
 /// Prints build events as plain lines on stderr.
@@ -36,6 +36,16 @@ impl BuildObserver for StderrObserver {
                 human_size(size),
                 if cached { ", cached" } else { "" }
             )),
+            BuildEvent::StepStarted { location, argv } => {
+                status(&format!("run {location}: {}", shell_words(argv)))
+            }
+            BuildEvent::StepOutput { stream, line } => {
+                let prefix = match stream {
+                    OutputStream::Stdout => "  | ",
+                    OutputStream::Stderr => "  ! ",
+                };
+                status(&format!("{prefix}{}", String::from_utf8_lossy(line)))
+            }
         }
     }
 
@@ -56,6 +66,45 @@ pub fn store_root(cache: &CacheArgs) -> Result<PathBuf> {
     }
 }
 
+/// argv as one readable line (arguments with spaces or quotes are shown quoted).
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Rootless `run` steps: kiln moves itself into a user namespace where it is root, before any
+/// thread exists (unshare(2) requires it), so it can read and delete whatever the steps create
+/// whichever owner they give it. As root this does nothing.
+fn enter_user_namespace(recipe: &Recipe, mapping: IdMappingArg) -> Result<()> {
+    let has_run = recipe
+        .layers
+        .iter()
+        .flat_map(|l| &l.steps)
+        .any(|s| matches!(s.kind, StepKind::Run { .. }));
+    if !has_run || rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    let mapping = match mapping {
+        IdMappingArg::Auto => kiln_sandbox::IdMapping::Auto,
+        IdMappingArg::Single => kiln_sandbox::IdMapping::Single,
+        IdMappingArg::Subordinate => kiln_sandbox::IdMapping::Subordinate,
+    };
+    kiln_sandbox::enter_user_namespace(mapping)
+        .context("failed to enter a user namespace for the recipe's `run` steps (rootless)")?;
+    Ok(())
+}
+
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let recipe = Recipe::load(&args.recipe)?;
     // Load the key first: a wrong password fails before minutes of building.
@@ -66,6 +115,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         Some(path) => Some(super::key::load_signing_key(path)?),
         None => None,
     };
+    enter_user_namespace(&recipe, args.id_mapping)?;
     let opts = BuildOptions {
         store_root: store_root(&args.cache)?,
         mirrors: args.cache.mirror.clone(),
@@ -76,6 +126,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         recipe_uri: args.recipe_uri.clone(),
         invocation_id: args.invocation_id.clone(),
         registry: super::copy::registry_options(&args.registry),
+        step_timeout: std::time::Duration::from_secs(args.step_timeout),
     };
     let image = build::build(&recipe, &opts, &StderrObserver)
         .with_context(|| format!("failed to build {}", args.recipe.display()))?;

@@ -532,7 +532,12 @@ fn inspect_reads_layout_oci_archive_and_docker_archive() {
 fn inspect_into_a_closed_pipe_exits_quietly() {
     let ctx = TestContext::new();
     let dir = make_recipe_dir(&ctx, "r", false, EPOCH, 0o022);
-    run_ok(ctx.kiln().arg("build").arg(dir.join("recipe.toml")).args(["-o", "img"]));
+    run_ok(
+        ctx.kiln()
+            .arg("build")
+            .arg(dir.join("recipe.toml"))
+            .args(["-o", "img"]),
+    );
     let out = std::process::Command::new("bash")
         .arg("-c")
         .arg("set -o pipefail; \"$KILN\" inspect --json oci:img:repro | true")

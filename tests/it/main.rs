@@ -6,5 +6,6 @@ mod errors;
 mod registry;
 #[path = "../../src/testing/registry.rs"]
 mod registry_support;
+mod run;
 mod sign;
 mod support;
