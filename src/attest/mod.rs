@@ -3,8 +3,8 @@
 //! Everything here produces and checks the formats the ecosystem already verifies (cosign's
 //! tag layout and key files, DSSE, in-toto), byte-exact, so that cosign, containers/image and
 //! in-toto verifiers accept kiln's output without kiln-specific code (see INTEROP.md). The
-//! layer is pure: bytes and keys in, bytes and reports out. Storing the blobs and tags in an
-//! OCI layout or a registry is the transports' job.
+//! format modules are pure: bytes and keys in, bytes and reports out; only [`store`] and
+//! [`target`] touch layouts and registries.
 //!
 //! - [`keys`]: P-256 key generation, cosign's encrypted key files, PKCS#8/SEC1/SPKI PEM.
 //! - [`dsse`]: PAE, envelopes, DER signatures.
@@ -12,6 +12,8 @@
 //! - [`cosign`]: the simple-signing payload, `sha256-<hex>.sig` tags, signature images.
 //! - [`simple_signing`]: strict reading of simple-signing payloads, identity policies.
 //! - [`verify`]: checks of signature and attestation images, as a serializable report.
+//! - [`store`]: reading and appending attachment tags in a layout or a registry.
+//! - [`target`]: resolving `oci:` / `docker://` references to the digest and names to sign.
 
 pub mod cosign;
 pub mod dsse;
@@ -19,6 +21,8 @@ pub mod intoto;
 pub mod keys;
 pub mod provenance;
 pub mod simple_signing;
+pub mod store;
+pub mod target;
 pub mod verify;
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use super::{BuildError, BuildEvent, BuildObserver, BuildOptions, Result};
 use crate::digest::Sha256Digest;
 use crate::fetch::Fetcher;
-use crate::layer;
 use crate::recipe::{InputSource, Recipe};
 use crate::store::Store;
 
@@ -41,6 +40,7 @@ pub fn resolve(
     let mut fetcher = Fetcher::new(store.clone());
     fetcher.mirrors = opts.mirrors.clone();
     fetcher.offline = opts.offline;
+    fetcher.progress = observer.transfer_progress();
     let mut out = BTreeMap::new();
     for (name, input) in &recipe.inputs {
         let resolved = match &input.source {
@@ -68,12 +68,13 @@ pub fn resolve(
                 };
                 let md = fs_err::symlink_metadata(resolved).map_err(&read_err)?;
                 let (digest, bytes) = if md.is_dir() {
-                    let digest =
-                        layer::host_path_digest(resolved).map_err(|e| BuildError::Step {
+                    let digest = super::dirstat::dir_digest(store, resolved).map_err(|e| {
+                        BuildError::Step {
                             location: format!("{}:{}", recipe.file.display(), input.span),
                             step: "path input",
                             source: Box::new(e),
-                        })?;
+                        }
+                    })?;
                     (digest, InputBytes::HostDir(resolved.clone()))
                 } else {
                     let file = fs_err::File::open(resolved).map_err(&read_err)?;

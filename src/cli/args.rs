@@ -28,10 +28,24 @@ pub enum Command {
     /// Pin a recipe: download every `url` input without a sha256 and write the hash into the
     /// recipe in place (comments and formatting are kept).
     Lock(LockArgs),
-    /// Fill the cache with a recipe's inputs, so that a later `build --offline` succeeds.
+    /// Fill the cache with a recipe's inputs and its registry base image, so that a later
+    /// `build --offline` succeeds.
     Fetch(FetchArgs),
     /// Show an image: digest, platform, config, layers (sizes, diff_ids) and attached referrers.
     Inspect(InspectArgs),
+    /// Manage signing keys (ECDSA P-256, cosign-compatible files).
+    Key(KeyArgs),
+    /// Sign an image: append a cosign simple-signing signature to its `sha256-<hex>.sig` tag.
+    Sign(SignArgs),
+    /// Attest an image: append a DSSE-enveloped in-toto statement to its `sha256-<hex>.att`
+    /// tag.
+    Attest(AttestArgs),
+    /// Verify an image's signatures (and attestations) with a public key. Exit 0 only when
+    /// every requested check passes, 1 when one fails, 2 on errors.
+    Verify(VerifyArgs),
+    /// Copy an image between any two transports (oci:, oci-archive:, docker-archive:,
+    /// docker://), with its referrers (provenance) and signatures; prints the manifest digest.
+    Copy(CopyArgs),
     /// Compare two images: digests, config, layers, the applied filesystem and tar headers,
     /// with a verdict (identical, same-layers, equivalent, different) and a hint for every
     /// class of difference. Exit 0 when the verdict passes, 1 when it does not, 2 on error.
@@ -39,6 +53,34 @@ pub enum Command {
     /// Build a recipe, compare the result with REF, record the verdict as an in-toto
     /// statement attached to the rebuilt image. Exit codes as for `diff`.
     Rebuild(RebuildArgs),
+}
+
+/// How registries are reached. Shared by every command that may talk to one.
+#[derive(Debug, Args, Clone)]
+pub struct RegistryArgs {
+    /// Require HTTPS with a certificate the system trusts. `--tls-verify=false` accepts any
+    /// certificate and allows plain HTTP (loopback registries may always use plain HTTP).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+    /// Credentials file (containers-auth.json format), consulted before $REGISTRY_AUTH_FILE,
+    /// ${XDG_RUNTIME_DIR}/containers/auth.json and ~/.docker/config.json.
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The image to read, e.g. oci:out/hello:hello or docker://HOST/REPO@sha256:….
+    pub source: String,
+    /// Where to write it, e.g. docker://HOST/REPO:TAG or oci-archive:hello.tar.
+    pub destination: String,
+    /// The platform to pick from a multi-platform index [default: linux/<host arch>].
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// Where inputs come from. Shared by `build`, `lock` and `fetch`.
@@ -78,17 +120,54 @@ pub struct BuildArgs {
     /// An id for this build recorded in the provenance (for example a CI run URL).
     #[arg(long, value_name = "ID")]
     pub invocation_id: Option<String>,
+    /// After writing the output, push the image (with its provenance) to this registry
+    /// reference, e.g. docker://HOST/REPO:TAG.
+    #[arg(long, value_name = "REF")]
+    pub push: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Sign the image and attest its provenance with this private key (cosign or PKCS#8
+    /// PEM; password from KILN_PASSWORD or COSIGN_PASSWORD). Needs --format oci.
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
+    /// The wall-clock limit of each `run` step; a step still running then is killed and the
+    /// build fails.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub step_timeout: u64,
+    /// Rootless only (ignored as root): how kiln maps ids when a recipe has `run` steps.
+    /// `auto` uses the user's range in /etc/subuid and /etc/subgid when there is one (steps
+    /// can then own files as any id up to 65535), else `single` (only uid/gid 0 exist in the
+    /// steps, which are the invoking user).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MAPPING",
+        default_value = "auto",
+        env = "KILN_ID_MAPPING"
+    )]
+    pub id_mapping: IdMappingArg,
+}
+
+/// `--id-mapping` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IdMappingArg {
+    Auto,
+    Single,
+    Subordinate,
 }
 
 #[derive(Debug, Args)]
 pub struct LockArgs {
     /// The recipe file, rewritten in place.
     pub recipe: PathBuf,
-    /// Re-resolve inputs that are already pinned too, and update their hashes.
+    /// Re-resolve inputs that are already pinned too, and update their hashes (and re-resolve
+    /// the base image's tag).
     #[arg(long)]
     pub update: bool,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +176,8 @@ pub struct FetchArgs {
     pub recipe: PathBuf,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +190,93 @@ pub struct InspectArgs {
     /// The platform to pick from a multi-platform index [default: linux/<host arch>].
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
+    /// The cache registry blobs are read into [default: $XDG_CACHE_HOME/kiln].
+    #[arg(long, value_name = "DIR", env = "KILN_CACHE")]
+    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    pub command: KeyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Generate an ECDSA P-256 key pair: PREFIX.key (cosign's encrypted format, password from
+    /// KILN_PASSWORD or COSIGN_PASSWORD, empty allowed) and PREFIX.pub (SPKI PEM).
+    Generate(KeyGenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyGenerateArgs {
+    /// Where to write PREFIX.key and PREFIX.pub (existing files are never overwritten).
+    #[arg(long, value_name = "PREFIX")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The image: oci:PATH[:TAG][@sha256:HEX] or docker://HOST/REPO[:TAG][@sha256:HEX].
+    pub reference: String,
+    /// The private key: cosign's encrypted format (password from KILN_PASSWORD or
+    /// COSIGN_PASSWORD), or an unencrypted PKCS#8 / SEC1 PEM.
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// The `docker-reference` to sign (HOST/REPO:TAG) [default: the reference as given; for a
+    /// layout, the image's name in it].
+    #[arg(long, value_name = "REF")]
+    pub identity: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AttestArgs {
+    /// The image: oci:PATH[:TAG][@sha256:HEX] or docker://HOST/REPO[:TAG][@sha256:HEX].
+    pub reference: String,
+    /// The private key (as for `kiln sign`).
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// The predicate: a JSON file (only the predicate, not a whole statement).
+    #[arg(long, value_name = "FILE")]
+    pub predicate: PathBuf,
+    /// The predicate type: slsaprovenance1, spdxjson, cyclonedx, vuln, or a URI.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub predicate_type: String,
+    /// The statement's subject name [default: HOST/REPO; for a layout, the image's name].
+    #[arg(long, value_name = "NAME")]
+    pub identity: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The image: oci:PATH[:TAG][@sha256:HEX] or docker://HOST/REPO[:TAG][@sha256:HEX].
+    pub reference: String,
+    /// The public key (PEM `PUBLIC KEY`, as `kiln key generate` and cosign write it).
+    #[arg(long, value_name = "PUB")]
+    pub key: PathBuf,
+    /// Also require an attestation of this predicate type (slsaprovenance1, spdxjson,
+    /// cyclonedx, vuln, or a URI). Repeatable.
+    #[arg(long = "attestation", value_name = "TYPE")]
+    pub attestations: Vec<String>,
+    /// Require the provenance to record this recipe's sha256 (implies --attestation
+    /// slsaprovenance1).
+    #[arg(long, value_name = "FILE")]
+    pub recipe: Option<PathBuf>,
+    /// Require the signatures to name this identity: HOST/REPO:TAG exactly, or any tag or
+    /// digest of HOST/REPO when no tag is given [default: any; the digest binds the image].
+    #[arg(long, value_name = "REF")]
+    pub identity: Option<String>,
+    /// Print the verification report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// How strict a comparison is, and which paths it leaves out. Shared by `diff` and `rebuild`.
@@ -134,7 +302,7 @@ pub struct DiffCheckArgs {
 #[derive(Debug, Args)]
 pub struct DiffArgs {
     /// The first image (e.g. the upstream one): oci:PATH[:TAG], oci-archive:FILE,
-    /// docker-archive:FILE.
+    /// docker-archive:FILE, docker://HOST/REPO[:TAG][@sha256:HEX].
     pub a: String,
     /// The second image (e.g. the rebuilt one).
     pub b: String,
@@ -146,13 +314,18 @@ pub struct DiffArgs {
     /// Lines shown per class of difference in the text report (the JSON has them all).
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub max_lines: usize,
+    /// The cache registry blobs are read into [default: $XDG_CACHE_HOME/kiln].
+    #[arg(long, value_name = "DIR", env = "KILN_CACHE")]
+    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct RebuildArgs {
     /// The recipe file.
     pub recipe: PathBuf,
-    /// The image to reproduce (pinned references recommended: oci:PATH@sha256:…).
+    /// The image to reproduce (a pinned reference is best: docker://HOST/REPO@sha256:…).
     #[arg(long, value_name = "REF")]
     pub against: String,
     /// Also write the full diff report here, as JSON.
@@ -165,7 +338,21 @@ pub struct RebuildArgs {
     pub check: DiffCheckArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Compression threads [default: the number of CPUs]. The image is the same for any value.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// The wall-clock limit of each `run` step (as for `build`).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub step_timeout: u64,
+    /// Rootless only: how kiln maps ids when a recipe has `run` steps (as for `build`).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MAPPING",
+        default_value = "auto",
+        env = "KILN_ID_MAPPING"
+    )]
+    pub id_mapping: IdMappingArg,
 }

@@ -5,18 +5,24 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use super::args::{DiffArgs, DiffCheckArgs};
+use super::args::{CacheArgs, DiffArgs, DiffCheckArgs};
 use super::printer::human_size;
 use crate::diff::{
     self, Class, DiffOptions, DiffReport, FieldDiff, FileFacts, Glob, LayerStatus, Verdict,
 };
-use crate::image::{self, ImageRef, OpenedImage};
+use crate::image::{self, ImageRef, OpenedImage, Transports};
 use crate::recipe::Platform;
 
 pub fn run(args: DiffArgs) -> Result<ExitCode> {
     let platform = platform(&args.check);
-    let a = open(&args.a, &platform)?;
-    let b = open(&args.b, &platform)?;
+    let cache = CacheArgs {
+        cache: args.cache.clone(),
+        offline: false,
+        mirror: Vec::new(),
+    };
+    let ctx = super::copy::transports(&cache, &args.registry)?;
+    let a = open(&args.a, &platform, &ctx)?;
+    let b = open(&args.b, &platform, &ctx)?;
     let report = diff::diff_images(&a, &b, &options(&args.check))
         .with_context(|| format!("failed to compare {} with {}", args.a, args.b))?;
     let accept = accept(&args.check);
@@ -28,7 +34,9 @@ pub fn run(args: DiffArgs) -> Result<ExitCode> {
     Ok(exit_code(report.verdict, accept))
 }
 
-/// Writes `text` to stdout; a closed pipe (`kiln diff … | head`) is not an error.
+/// Writes `text` to stdout; a closed pipe (`kiln diff … | head`) is not an error, and, unlike
+/// `outln!` (which exits 0 on a closed pipe), the verdict's exit code still stands: a
+/// `different` verdict must not turn into a pass because a reader stopped early.
 pub fn emit(text: &str) -> Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
@@ -47,9 +55,9 @@ pub fn platform(check: &DiffCheckArgs) -> String {
         .unwrap_or_else(|| Platform::host().to_string())
 }
 
-pub fn open(reference: &str, platform: &str) -> Result<OpenedImage> {
+pub fn open(reference: &str, platform: &str, ctx: &Transports) -> Result<OpenedImage> {
     let r: ImageRef = reference.parse()?;
-    image::open_image(&r, platform).with_context(|| format!("failed to open {reference}"))
+    image::open_image_with(&r, platform, ctx).with_context(|| format!("failed to open {reference}"))
 }
 
 pub fn options(check: &DiffCheckArgs) -> DiffOptions {

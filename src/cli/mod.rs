@@ -4,11 +4,15 @@
 
 mod args;
 mod build;
+mod copy;
 mod diff;
 mod inspect;
+mod key;
 mod lock;
 mod printer;
+mod progress;
 mod rebuild;
+mod sign;
 
 use std::process::ExitCode;
 
@@ -23,6 +27,11 @@ pub fn main() -> ExitCode {
         Command::Lock(args) => lock::run_lock(args),
         Command::Fetch(args) => lock::run_fetch(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Key(args) => key::run(args),
+        Command::Sign(args) => sign::run_sign(args),
+        Command::Attest(args) => sign::run_attest(args),
+        Command::Verify(args) => sign::run_verify(args),
+        Command::Copy(args) => copy::run(args),
         Command::Diff(args) => diff::run(args),
         Command::Rebuild(args) => rebuild::run(args),
     };

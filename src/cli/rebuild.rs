@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use super::args::RebuildArgs;
-use super::build::{store_root, StderrObserver};
+use super::build::{enter_user_namespace, store_root, StderrObserver};
 use super::diff::{accept, emit, exit_code, open, options, platform, render};
 use super::printer::status;
 use crate::build::output::{write_output, OutputFormat};
@@ -20,11 +20,14 @@ use crate::recipe::Recipe;
 use crate::store::Store;
 
 pub fn run(args: RebuildArgs) -> Result<ExitCode> {
-    // Open the image to reproduce first: a typo in --against should not cost a build.
-    let upstream = open(&args.against, &platform(&args.check))?;
-
     let recipe = Recipe::load(&args.recipe)?;
     let recipe_bytes = fs_err::read(&args.recipe)?;
+    // Before any thread exists (rootless `run` steps), as `kiln build` does.
+    enter_user_namespace(&recipe, args.id_mapping)?;
+    // Open the image to reproduce before building: a typo in --against should not cost a
+    // build.
+    let ctx = super::copy::transports(&args.cache, &args.registry)?;
+    let upstream = open(&args.against, &platform(&args.check), &ctx)?;
     let opts = BuildOptions {
         store_root: store_root(&args.cache)?,
         mirrors: args.cache.mirror.clone(),
@@ -34,6 +37,8 @@ pub fn run(args: RebuildArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         recipe_uri: None,
         invocation_id: None,
+        registry: super::copy::registry_options(&args.registry),
+        step_timeout: std::time::Duration::from_secs(args.step_timeout),
     };
     let built = build::build(&recipe, &opts, &StderrObserver)
         .with_context(|| format!("failed to build {}", args.recipe.display()))?;

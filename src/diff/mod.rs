@@ -158,10 +158,10 @@ pub fn diff_images(a: &OpenedImage, b: &OpenedImage, opts: &DiffOptions) -> Resu
         // Same uncompressed layers: the filesystems are equal by construction; only the
         // compressed headers can explain the blobs.
         for (i, l) in report.a.layers.iter_mut().enumerate() {
-            l.compression = Some(scan::read_compression(&a.layout, &layer_digest(a, i)?)?);
+            l.compression = Some(scan::read_compression(a, &layer_digest(a, i)?)?);
         }
         for (i, l) in report.b.layers.iter_mut().enumerate() {
-            l.compression = Some(scan::read_compression(&b.layout, &layer_digest(b, i)?)?);
+            l.compression = Some(scan::read_compression(b, &layer_digest(b, i)?)?);
         }
         None
     } else {
@@ -341,7 +341,7 @@ fn scan_all(
                     break;
                 };
                 let size = img.manifest.layers()[*i].size();
-                let result = scan_layer(&img.layout, digest, size).and_then(|scan| {
+                let result = scan_layer(img, digest, size).and_then(|scan| {
                     let expected = img.diff_ids()[*i].clone();
                     if scan.diff_id.to_string() != expected {
                         return Err(DiffError::DiffIdMismatch {

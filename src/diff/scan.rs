@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::compression::{CompressionFacts, HEADER_PREFIX};
 use super::{DiffError, Result};
 use crate::digest::{Hasher, HashingReader, Sha256Digest};
-use crate::image::Layout;
+use crate::image::OpenedImage;
 use crate::layer::decompress;
 use crate::layer::read::{ReadLimits, TarKind, TarReader};
 use crate::layer::tree;
@@ -140,23 +140,23 @@ impl<R: Read> Read for PrefixTap<R> {
 }
 
 /// Reads only the first bytes of a blob, for its compression facts (layers that need no walk).
-pub fn read_compression(layout: &Layout, digest: &Sha256Digest) -> Result<CompressionFacts> {
-    let path = layout.blob_path(digest);
-    let mut file = fs_err::File::open(&path).map_err(|source| DiffError::Blob {
-        digest: *digest,
-        source: io::Error::other(source),
-    })?;
+pub fn read_compression(img: &OpenedImage, digest: &Sha256Digest) -> Result<CompressionFacts> {
+    let mut reader = img
+        .open_blob(digest, None)
+        .map_err(|source| DiffError::Image {
+            what: format!("layer {digest}"),
+            source,
+        })?;
     let mut prefix = vec![0u8; HEADER_PREFIX];
     let mut len = 0;
-    loop {
-        let n = file
+    while len < prefix.len() {
+        let n = reader
             .read(&mut prefix[len..])
             .map_err(|source| DiffError::Blob {
                 digest: *digest,
                 source,
             })?;
-        if n == 0 || len + n == prefix.len() {
-            len += n;
+        if n == 0 {
             break;
         }
         len += n;
@@ -166,17 +166,27 @@ pub fn read_compression(layout: &Layout, digest: &Sha256Digest) -> Result<Compre
 }
 
 /// Streams the layer blob `digest` (of `size` bytes) once and returns its scan.
-pub fn scan_layer(layout: &Layout, digest: &Sha256Digest, size: u64) -> Result<LayerScan> {
-    let blob_err = |source: io::Error| DiffError::Blob {
-        digest: *digest,
-        source,
-    };
-    let reader = layout
+pub fn scan_layer(img: &OpenedImage, digest: &Sha256Digest, size: u64) -> Result<LayerScan> {
+    let reader = img
         .open_blob(digest, Some(size))
         .map_err(|source| DiffError::Image {
             what: format!("layer {digest}"),
             source,
         })?;
+    scan_reader(reader, digest, size)
+}
+
+/// Scans a layer blob from `reader`, which must verify the blob's digest at its end (as
+/// [`OpenedImage::open_blob`]'s readers do).
+pub fn scan_reader(
+    reader: impl Read + Send,
+    digest: &Sha256Digest,
+    size: u64,
+) -> Result<LayerScan> {
+    let blob_err = |source: io::Error| DiffError::Blob {
+        digest: *digest,
+        source,
+    };
     let mut tap = PrefixTap {
         inner: reader,
         prefix: Vec::new(),
@@ -336,6 +346,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::image::Layout;
     use crate::layer::tree::{Content, Entry, EntryKind, FileTree, Metadata};
 
     fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -382,7 +393,12 @@ mod tests {
         crate::layer::write::write_tar(&tree, 10, &mut tar).unwrap();
         let (_dir, layout, digest, size) = layout_with(&tar);
 
-        let scan = scan_layer(&layout, &digest, size).unwrap();
+        let scan = scan_reader(
+            layout.open_blob(&digest, Some(size)).unwrap(),
+            &digest,
+            size,
+        )
+        .unwrap();
         assert_eq!(scan.diff_id, Sha256Digest::of(&tar));
         assert_eq!(scan.uncompressed_size, tar.len() as u64);
         assert!(matches!(scan.compression, CompressionFacts::Gzip(_)));
@@ -439,7 +455,12 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         fs_err::write(&path, &bytes).unwrap();
-        assert!(scan_layer(&layout, &digest, size).is_err());
+        assert!(scan_reader(
+            layout.open_blob(&digest, Some(size)).unwrap(),
+            &digest,
+            size
+        )
+        .is_err());
 
         // `.wh..` (a whiteout of `.`) is refused, not applied.
         let mut raw = vec![0u8; 512];
@@ -456,7 +477,12 @@ mod tests {
         raw[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
         raw.resize(512 * 3, 0);
         let (_dir, layout, digest, size) = layout_with(&raw);
-        let err = scan_layer(&layout, &digest, size).unwrap_err();
+        let err = scan_reader(
+            layout.open_blob(&digest, Some(size)).unwrap(),
+            &digest,
+            size,
+        )
+        .unwrap_err();
         assert!(matches!(err, DiffError::BadWhiteout { .. }), "{err:?}");
     }
 }

@@ -20,11 +20,14 @@
 //! Whiteouts apply to lower layers only: `.wh.name` removes `name` unless this layer itself
 //! created it, and `.wh..wh..opq` is applied after the whole layer, removing from that
 //! directory everything this layer did not create, whatever the order in the archive. "Created
-//! in this layer" is tracked by lexical path. Directory modes and mtimes are applied at the
-//! end, so a read-only directory does not block later entries. On error the root is left
-//! partly written: callers extract into a fresh directory and discard it on failure.
+//! in this layer" is tracked by inode (device and inode number of every entry written, and of
+//! every directory above one), so it holds whichever symlinks the paths went through.
+//! Directory modes and mtimes are applied at the end, so a read-only directory does not block
+//! later entries (as non-root, read-only lower directories are opened up for the duration and
+//! restored). On error the root is left partly written: callers extract into a fresh directory
+//! and discard it on failure.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -34,11 +37,11 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 
+use super::from_tar::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use super::in_root::{self, list, remove_all, remove_child};
 use super::read::{ReadError, ReadLimits, TarEntry, TarKind, TarReader};
 use super::tree::{self, TreeError, MAX_SYMLINK_HOPS};
 
-const WHITEOUT_PREFIX: &str = ".wh.";
-const OPAQUE_MARKER: &str = ".wh..wh..opq";
 /// Mode bits kept on the host copy: permissions and sticky, never setuid/setgid.
 const HOST_MODE_MASK: u32 = 0o1777;
 
@@ -123,7 +126,10 @@ pub enum ExtractError {
 
 type Result<T, E = ExtractError> = std::result::Result<T, E>;
 
-fn io_err<'a>(path: &'a str, op: &'static str) -> impl FnOnce(Errno) -> ExtractError + 'a {
+pub(crate) fn io_err<'a>(
+    path: &'a str,
+    op: &'static str,
+) -> impl FnOnce(Errno) -> ExtractError + 'a {
     move |e| ExtractError::Io {
         path: path.to_string(),
         op,
@@ -142,6 +148,11 @@ pub fn apply_layer(root: &Path, reader: impl Read, opts: &ExtractOptions) -> Res
         root: root.to_path_buf(),
         source: e.into(),
     })?;
+    let st = rfs::fstat(&root_fd).map_err(|e| ExtractError::OpenRoot {
+        root: root.to_path_buf(),
+        source: e.into(),
+    })?;
+    let root_id = ino(&st);
     let mut ap = Applier {
         root: root_fd,
         chown: opts.preserve_owner && rustix::process::geteuid().is_root(),
@@ -149,6 +160,8 @@ pub fn apply_layer(root: &Path, reader: impl Read, opts: &ExtractOptions) -> Res
         restore: BTreeMap::new(),
         skipped: BTreeSet::new(),
         created: BTreeSet::new(),
+        ancestors: BTreeSet::new(),
+        root_id,
         opaque: BTreeSet::new(),
         dirs: BTreeMap::new(),
         stats: ApplyStats::default(),
@@ -160,6 +173,15 @@ pub fn apply_layer(root: &Path, reader: impl Read, opts: &ExtractOptions) -> Res
     }
     ap.finish()?;
     Ok(ap.stats)
+}
+
+/// A file's identity: (device, inode number).
+type Ino = (u64, u64);
+
+// The field types differ between architectures.
+#[allow(clippy::unnecessary_cast)]
+fn ino(st: &rfs::Stat) -> Ino {
+    (st.st_dev as u64, st.st_ino as u64)
 }
 
 struct DirMeta {
@@ -177,7 +199,10 @@ struct Applier {
     restore: BTreeMap<String, u32>,
     /// Device nodes (and links to them) that were not created.
     skipped: BTreeSet<String>,
-    created: BTreeSet<String>,
+    /// Inodes written by this layer, and the directories above them (up to the root).
+    created: BTreeSet<Ino>,
+    ancestors: BTreeSet<Ino>,
+    root_id: Ino,
     opaque: BTreeSet<String>,
     dirs: BTreeMap<String, DirMeta>,
     stats: ApplyStats,
@@ -227,7 +252,8 @@ impl Applier {
                 self.stats.opaque_dirs += 1;
                 return Ok(());
             }
-            if name.is_empty() || name == "." || name == ".." || name.starts_with(WHITEOUT_PREFIX) {
+            let bad_name = name.is_empty() || name == "." || name == "..";
+            if bad_name || name.starts_with(WHITEOUT_PREFIX) || e.kind != TarKind::File {
                 return Err(invalid());
             }
             return self.whiteout(&tree::join(parent, name));
@@ -241,9 +267,7 @@ impl Applier {
                 gid: e.gid,
             });
         }
-        self.created.insert(rel.clone());
-        let pfd = self
-            .lookup_dir(parent, true, &rel)?
+        let pfd = in_root::lookup_dir(&self.root, parent, true, &rel)?
             .ok_or_else(|| ExtractError::NotADirectory { path: rel.clone() })?;
         self.ensure_writable(&pfd, parent)?;
         let mode = Mode::from_raw_mode(e.mode & HOST_MODE_MASK);
@@ -310,9 +334,39 @@ impl Applier {
                 self.remove_existing(&pfd, base, false, &rel)?;
                 self.skipped.insert(rel.clone());
                 self.stats.skipped_devices += 1;
+                return Ok(());
             }
         }
-        Ok(())
+        self.mark_created(&pfd, base, &rel)
+    }
+
+    /// Records the inode just written at `base` and every directory from its parent up to the
+    /// root (each directory once).
+    fn mark_created(&mut self, pfd: &OwnedFd, base: &str, rel: &str) -> Result<()> {
+        match rfs::statat(pfd, base, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => {
+                self.created.insert(ino(&st));
+            }
+            Err(Errno::NOENT) => return Ok(()), // a link to a skipped device
+            Err(e) => return Err(io_err(rel, "stat")(e)),
+        }
+        let mut owned: Option<OwnedFd> = None;
+        loop {
+            let cur = owned.as_ref().unwrap_or(pfd);
+            let st = rfs::fstat(cur).map_err(io_err(rel, "stat parent of"))?;
+            let id = ino(&st);
+            if id == self.root_id || !self.ancestors.insert(id) {
+                return Ok(());
+            }
+            let up = rfs::openat(
+                cur,
+                "..",
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(io_err(rel, "open parent of"))?;
+            owned = Some(up);
+        }
     }
 
     /// As non-root, a read-only directory from a lower layer would block this layer's writes:
@@ -372,7 +426,7 @@ impl Applier {
             return Ok(());
         }
         let (tparent, tbase) = split(&target);
-        let tfd = match self.lookup_dir(tparent, false, &target) {
+        let tfd = match in_root::lookup_dir(&self.root, tparent, false, &target) {
             Ok(Some(fd)) => fd,
             Ok(None) | Err(ExtractError::NotADirectory { .. }) => {
                 return Err(bad("the target does not exist"))
@@ -404,12 +458,14 @@ impl Applier {
 
     fn whiteout(&mut self, target: &str) -> Result<()> {
         self.stats.whiteouts += 1;
-        if self.created.contains(target) {
-            return Ok(()); // whiteouts hide lower layers only
-        }
         let (parent, base) = split(target);
-        match self.lookup_dir(parent, false, target) {
+        match in_root::lookup_dir(&self.root, parent, false, target) {
             Ok(Some(pfd)) => {
+                if let Ok(st) = rfs::statat(&pfd, base, AtFlags::SYMLINK_NOFOLLOW) {
+                    if self.created.contains(&ino(&st)) {
+                        return Ok(()); // whiteouts hide lower layers only
+                    }
+                }
                 self.ensure_writable(&pfd, parent)?;
                 self.remove_existing(&pfd, base, false, target)?;
                 Ok(())
@@ -443,148 +499,36 @@ impl Applier {
         Ok(Some(ft))
     }
 
-    /// Opens directory `dir` (relative to the root, `""` = root) resolving symlinks inside the
-    /// root. Missing components are created (0755) when `create`; otherwise `None`.
-    fn lookup_dir(&self, dir: &str, create: bool, for_path: &str) -> Result<Option<OwnedFd>> {
-        let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let target = if dir.is_empty() { "." } else { dir };
-        for _ in 0..8 {
-            match rfs::openat2(&self.root, target, flags, Mode::empty(), how) {
-                Ok(fd) => return Ok(Some(fd)),
-                Err(Errno::AGAIN) => continue,
-                Err(Errno::NOENT) if create => return self.walk_create(dir, for_path).map(Some),
-                Err(Errno::NOENT) => return Ok(None),
-                Err(Errno::NOTDIR) => {
-                    return Err(ExtractError::NotADirectory {
-                        path: for_path.to_string(),
-                    })
-                }
-                Err(Errno::LOOP) => {
-                    return Err(ExtractError::SymlinkLoop {
-                        path: for_path.to_string(),
-                    })
-                }
-                Err(e) => return Err(io_err(for_path, "resolve parent of")(e)),
+    /// Removes from `dir` every entry this layer did not create, recursing into the
+    /// directories it created or wrote below.
+    fn clear_lower(&self, fd: &OwnedFd, dir: &str) -> Result<()> {
+        for (child, ft) in list(fd, dir)? {
+            let path = tree::join(dir, &String::from_utf8_lossy(&child));
+            let st = rfs::statat(fd, child.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(io_err(&path, "stat"))?;
+            let id = ino(&st);
+            if !self.created.contains(&id) && !self.ancestors.contains(&id) {
+                remove_child(fd, &child, ft, &path)?;
+            } else if ft == FileType::Directory {
+                let sub = rfs::openat(
+                    fd,
+                    child.as_slice(),
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(io_err(&path, "open directory"))?;
+                self.clear_lower(&sub, &path)?;
             }
         }
-        Err(io_err(for_path, "resolve parent of")(Errno::AGAIN))
-    }
-
-    /// The slow path of `lookup_dir`: one component at a time, following symlinks inside the
-    /// root by hand (absolute targets from the root, `..` clamped), creating what is missing.
-    fn walk_create(&self, dir: &str, for_path: &str) -> Result<OwnedFd> {
-        let mut queue: VecDeque<Vec<u8>> = dir.split('/').map(|c| c.as_bytes().to_vec()).collect();
-        let mut resolved: Vec<Vec<u8>> = Vec::new();
-        let mut cur = self.open_resolved(&resolved, for_path)?;
-        let mut hops = 0u32;
-        while let Some(c) = queue.pop_front() {
-            match c.as_slice() {
-                b"" | b"." => continue,
-                b".." => {
-                    resolved.pop();
-                    cur = self.open_resolved(&resolved, for_path)?;
-                    continue;
-                }
-                _ => {}
-            }
-            let st = match rfs::statat(&cur, c.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
-                Err(Errno::NOENT) => {
-                    match rfs::mkdirat(&cur, c.as_slice(), Mode::from_raw_mode(0o755)) {
-                        // Implicit parents are 0755 whatever the umask.
-                        Ok(()) => rfs::chmodat(
-                            &cur,
-                            c.as_slice(),
-                            Mode::from_raw_mode(0o755),
-                            AtFlags::empty(),
-                        )
-                        .map_err(io_err(for_path, "chmod parent of"))?,
-                        Err(Errno::EXIST) => {}
-                        Err(e) => return Err(io_err(for_path, "create parent of")(e)),
-                    }
-                    rfs::statat(&cur, c.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
-                        .map_err(io_err(for_path, "stat parent of"))?
-                }
-                Err(e) => return Err(io_err(for_path, "stat parent of")(e)),
-                Ok(st) => st,
-            };
-            match FileType::from_raw_mode(st.st_mode) {
-                FileType::Directory => {
-                    let next = rfs::openat(
-                        &cur,
-                        c.as_slice(),
-                        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(io_err(for_path, "open parent of"))?;
-                    resolved.push(c);
-                    cur = next;
-                }
-                FileType::Symlink => {
-                    hops += 1;
-                    if hops > MAX_SYMLINK_HOPS {
-                        return Err(ExtractError::SymlinkLoop {
-                            path: for_path.to_string(),
-                        });
-                    }
-                    let target = rfs::readlinkat(&cur, c.as_slice(), Vec::new())
-                        .map_err(io_err(for_path, "read symlink in parent of"))?
-                        .into_bytes();
-                    if target.starts_with(b"/") {
-                        resolved.clear();
-                        cur = self.open_resolved(&resolved, for_path)?;
-                    }
-                    for t in target.split(|&b| b == b'/').rev() {
-                        queue.push_front(t.to_vec());
-                    }
-                }
-                _ => {
-                    return Err(ExtractError::NotADirectory {
-                        path: for_path.to_string(),
-                    })
-                }
-            }
-        }
-        Ok(cur)
-    }
-
-    /// Opens a path made only of real directories, refusing any symlink on the way.
-    fn open_resolved(&self, resolved: &[Vec<u8>], for_path: &str) -> Result<OwnedFd> {
-        let joined = if resolved.is_empty() {
-            b".".to_vec()
-        } else {
-            resolved.join(&b'/')
-        };
-        let how = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
-        rfs::openat2(
-            &self.root,
-            joined.as_slice(),
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            how,
-        )
-        .map_err(io_err(for_path, "open parent of"))
+        Ok(())
     }
 
     /// Opaque directories, then directory metadata (deferred so read-only directories do not
     /// block the layer's own entries).
     fn finish(&mut self) -> Result<()> {
-        let keep: BTreeSet<String> = self
-            .created
-            .iter()
-            .flat_map(|p| {
-                let mut v = vec![p.clone()];
-                let mut cur = p.as_str();
-                while let Some((parent, _)) = cur.rsplit_once('/') {
-                    v.push(parent.to_string());
-                    cur = parent;
-                }
-                v
-            })
-            .collect();
         for dir in std::mem::take(&mut self.opaque) {
-            if let Ok(Some(fd)) = self.lookup_dir(&dir, false, &dir) {
-                clear_lower(&fd, &dir, &keep)?;
+            if let Ok(Some(fd)) = in_root::lookup_dir(&self.root, &dir, false, &dir) {
+                self.clear_lower(&fd, &dir)?;
             }
         }
         let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
@@ -625,96 +569,6 @@ fn uid(v: u64) -> rustix::process::Uid {
 
 fn gid(v: u64) -> rustix::process::Gid {
     rustix::process::Gid::from_raw(v as u32)
-}
-
-fn list(fd: &OwnedFd, rel: &str) -> Result<Vec<(Vec<u8>, FileType)>> {
-    let dir = rfs::openat(
-        fd,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(io_err(rel, "open directory"))?;
-    let mut out = Vec::new();
-    for ent in rfs::Dir::new(dir).map_err(io_err(rel, "read directory"))? {
-        let ent = ent.map_err(io_err(rel, "read directory"))?;
-        let name = ent.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        let mut ft = ent.file_type();
-        if ft == FileType::Unknown {
-            let st =
-                rfs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(io_err(rel, "stat"))?;
-            ft = FileType::from_raw_mode(st.st_mode);
-        }
-        out.push((name.to_vec(), ft));
-    }
-    Ok(out)
-}
-
-/// Removes directory `name` under `pfd` and everything in it, never following a symlink.
-fn remove_all(pfd: &OwnedFd, name: impl AsRef<[u8]>, rel: &str) -> Result<()> {
-    let name = name.as_ref();
-    let open = || {
-        rfs::openat(
-            pfd,
-            name,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-    };
-    if !rustix::process::geteuid().is_root() {
-        // A read-only directory from a lower layer: make it ours to empty. The caller saw a
-        // directory here (no symlink), and nothing else writes inside the root meanwhile.
-        let _ = rfs::chmodat(pfd, name, Mode::from_raw_mode(0o700), AtFlags::empty());
-    }
-    let fd = open().map_err(io_err(rel, "open directory"))?;
-    for (child, ft) in list(&fd, rel)? {
-        if ft == FileType::Directory {
-            remove_all(&fd, &child, rel)?;
-        } else {
-            rfs::unlinkat(&fd, child.as_slice(), AtFlags::empty())
-                .map_err(io_err(rel, "remove"))?;
-        }
-    }
-    drop(fd);
-    rfs::unlinkat(pfd, name, AtFlags::REMOVEDIR).map_err(io_err(rel, "remove directory"))
-}
-
-/// Removes from `dir` every entry this layer did not create (`keep`), recursing into the
-/// directories it kept.
-fn clear_lower(fd: &OwnedFd, dir: &str, keep: &BTreeSet<String>) -> Result<()> {
-    for (child, ft) in list(fd, dir)? {
-        let Ok(name) = std::str::from_utf8(&child) else {
-            remove_child(fd, &child, ft, dir)?;
-            continue;
-        };
-        let path = tree::join(dir, name);
-        if keep.contains(&path) {
-            if ft == FileType::Directory {
-                let sub = rfs::openat(
-                    fd,
-                    name,
-                    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(io_err(&path, "open directory"))?;
-                clear_lower(&sub, &path, keep)?;
-            }
-        } else {
-            remove_child(fd, &child, ft, &path)?;
-        }
-    }
-    Ok(())
-}
-
-fn remove_child(fd: &OwnedFd, name: &[u8], ft: FileType, rel: &str) -> Result<()> {
-    if ft == FileType::Directory {
-        remove_all(fd, name, rel)
-    } else {
-        rfs::unlinkat(fd, name, AtFlags::empty()).map_err(io_err(rel, "remove"))
-    }
 }
 
 #[cfg(test)]

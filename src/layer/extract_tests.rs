@@ -321,7 +321,7 @@ fn case8_extract_hardlinks_resolve_in_root_or_are_refused() {
 
 #[test]
 fn case9_extract_invalid_whiteouts_delete_nothing() {
-    for name in [".wh..", ".wh...", "dir/.wh..", ".wh..wh.x"] {
+    for name in [".wh..", ".wh...", "dir/.wh..", ".wh..wh.x", ".wh.keep/"] {
         let fx = Fx::new();
         fx.apply(
             &Tar::new()
@@ -332,7 +332,11 @@ fn case9_extract_invalid_whiteouts_delete_nothing() {
         .unwrap();
         let lower = snapshot(&fx.root);
         let mut t = Tar::new();
-        t.file(name, b"");
+        if name.ends_with('/') {
+            t.dir(name, 0o755); // a whiteout must be a regular file
+        } else {
+            t.file(name, b"");
+        }
         let err = fx.apply(&t.finish()).unwrap_err();
         assert!(
             matches!(err, ExtractError::InvalidWhiteout { .. }),
@@ -602,4 +606,87 @@ fn extract_of_gnu_tar_matches_the_source_tree() {
     }
     assert_eq!(got, want);
     fx.assert_no_escape();
+}
+
+#[test]
+fn case9_extract_same_layer_tracking_follows_symlinked_paths() {
+    let fx = Fx::new();
+    let mut lower = Tar::new();
+    lower
+        .file("d/old", b"")
+        .symlink("link", "d")
+        .symlink("abs", "/d");
+    fx.apply(&lower.finish()).unwrap();
+    let mut t = Tar::new();
+    t.file("link/new", b"n")
+        .file("d/.wh..wh..opq", b"")
+        .file("abs/sub/deep", b"s")
+        .file("d/x", b"x")
+        .file("link/.wh.x", b"");
+    fx.apply(&t.finish()).unwrap();
+    let names: Vec<String> = snapshot(&fx.root.join("d")).into_keys().collect();
+    assert_eq!(names, ["", "/new", "/sub", "/sub/deep", "/x"]);
+    fx.assert_no_escape();
+}
+
+/// Random hostile layers (fixed seed): whatever they contain and whether they apply or fail,
+/// nothing outside the root changes.
+#[test]
+fn random_hostile_layers_never_escape() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    for _ in 0..150 {
+        let fx = Fx::new();
+        let abs = fx.canary_abs("");
+        let comps = [
+            "a",
+            "b",
+            "sym",
+            "..",
+            ".",
+            "canary",
+            "etc",
+            ".wh.a",
+            ".wh..wh..opq",
+        ];
+        let targets = [
+            "..".to_string(),
+            "/".into(),
+            "/etc".into(),
+            "../canary".into(),
+            abs.clone(),
+            format!("{abs}/subdir"),
+            format!("{abs}/file1"),
+            "a/b".into(),
+            "../../..".into(),
+            "sym".into(),
+            "/etc/passwd".into(),
+        ];
+        for _layer in 0..3 {
+            let mut t = Tar::new();
+            for _ in 0..20 {
+                let depth = 1 + next(3);
+                let path: Vec<&str> = (0..depth).map(|_| comps[next(comps.len())]).collect();
+                let path = path.join("/");
+                let target = &targets[next(targets.len())];
+                match next(5) {
+                    0 => t.file_mode(&path, b"payload", 0o4777),
+                    1 => t.dir(&path, 0o777),
+                    2 => t.symlink(&path, target),
+                    3 => t.hardlink(&path, target),
+                    _ => t.hardlink(&path, &path),
+                };
+            }
+            let _ = fx.apply(&t.finish());
+            fx.assert_no_escape();
+            for (p, v) in snapshot(&fx.root) {
+                assert_eq!(v.0 & 0o6000, 0, "setuid/setgid on the host copy: {p}");
+            }
+        }
+    }
 }

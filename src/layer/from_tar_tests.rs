@@ -427,3 +427,75 @@ fn large_members_are_spilled_and_mtimes_clamped() {
     assert_eq!(tree.get("big").unwrap().meta.mtime, 2_000);
     assert_eq!(tree.get("small").unwrap().meta.mtime, 1_000);
 }
+
+/// Random hostile archives (fixed seed): every key the tree ends up with is a normalized path
+/// inside the image, whatever the archive did.
+#[test]
+fn random_hostile_archives_keep_tree_paths_normalized() {
+    let ctx = Ctx::new();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let comps = [
+        "a",
+        "b",
+        "sym",
+        "..",
+        ".",
+        "",
+        "etc",
+        ".wh.a",
+        ".wh..wh..opq",
+    ];
+    let targets = [
+        "..",
+        "/",
+        "/etc",
+        "a/b",
+        "../../..",
+        "sym",
+        "/etc/passwd",
+        "a",
+        "b/../a",
+    ];
+    for _ in 0..300 {
+        let mut tree = FileTree::new();
+        for _layer in 0..3 {
+            let mut t = Tar::new();
+            for _ in 0..15 {
+                let depth = 1 + next(3);
+                let path = (0..depth)
+                    .map(|_| comps[next(comps.len())])
+                    .collect::<Vec<_>>()
+                    .join("/");
+                let target = targets[next(targets.len())];
+                match next(4) {
+                    0 => t.file(&path, b"x"),
+                    1 => t.dir(&path, 0o755),
+                    2 => t.symlink(&path, target),
+                    _ => t.hardlink(&path, target),
+                };
+            }
+            let before = tree.clone();
+            if ctx.add(&mut tree, &t.finish(), "/srv").is_err() {
+                assert_eq!(tree, before, "a failed add_tar leaves the tree unchanged");
+            }
+            for (k, e) in tree.iter() {
+                assert_eq!(tree::normalize(k).unwrap(), *k);
+                if let EntryKind::Hardlink(t) = &e.kind {
+                    assert!(
+                        matches!(tree.get(t).map(|e| &e.kind), Some(k) if !matches!(k, EntryKind::Dir | EntryKind::Hardlink(_) | EntryKind::Whiteout)),
+                        "hardlink {k} -> {t} dangles"
+                    );
+                }
+            }
+            for d in tree.opaque_dirs() {
+                assert_eq!(tree::normalize(d).unwrap(), *d);
+            }
+        }
+    }
+}

@@ -16,6 +16,11 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
+use super::tar_header::{
+    field_str, padding_for, parse_number, parse_pax, parse_pax_time, trim_nul, verify_checksum,
+    BLOCK,
+};
+
 /// Largest GNU long name (`L`) or long link (`K`) member accepted, in bytes.
 pub const MAX_GNU_LONG_NAME: u64 = 64 * 1024;
 /// Largest single PAX extended header (`x` or `g`) accepted, in bytes.
@@ -24,10 +29,10 @@ pub const MAX_PAX_HEADER: u64 = 1024 * 1024;
 pub const DEFAULT_MAX_ENTRIES: u64 = 4_000_000;
 /// Default cap on a path or link target length (Linux `PATH_MAX`).
 pub const DEFAULT_MAX_PATH_LEN: usize = 4096;
+/// Size of the buffer `read_data` copies through.
+const COPY_BUF: usize = 64 * 1024;
 /// Extension headers (`L`, `K`, `x`, `g`) allowed in a row before a real entry.
 pub const MAX_EXTENSION_HEADERS: u32 = 32;
-
-const BLOCK: usize = 512;
 
 /// Caps applied while reading; see the constants for the defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +59,8 @@ pub enum ReadError {
         source: io::Error,
     },
     #[error(
-        "failed to read tar archive: truncated at byte {offset} while reading {what} of `{path}`"
+        "failed to read tar archive: truncated at byte {offset} while reading {what}{}",
+        of_entry(path)
     )]
     Truncated {
         path: String,
@@ -119,6 +125,14 @@ pub enum ReadError {
         #[source]
         source: io::Error,
     },
+}
+
+fn of_entry(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!(" of `{path}`")
+    }
 }
 
 /// The header format of one entry, as far as its headers show it.
@@ -198,6 +212,7 @@ pub struct TarReader<R: Read> {
     entries: u64,
     globals: BTreeMap<String, Vec<u8>>,
     done: bool,
+    buf: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -219,7 +234,14 @@ impl<R: Read> TarReader<R> {
             entries: 0,
             globals: BTreeMap::new(),
             done: false,
+            buf: Vec::new(),
         }
+    }
+
+    /// The underlying reader, positioned just after the end-of-archive block (or wherever
+    /// reading stopped), so a caller can drain a compressed stream to verify its trailer.
+    pub fn into_inner(self) -> R {
+        self.inner
     }
 
     /// Bytes consumed from the underlying reader so far.
@@ -229,6 +251,7 @@ impl<R: Read> TarReader<R> {
 
     /// The next entry, or `None` at the end of the archive. Unread data of the previous entry
     /// is skipped (and still checked for truncation).
+    /// After an error the archive is unusable: stop reading it.
     pub fn next_entry(&mut self) -> Result<Option<TarEntry>, ReadError> {
         if self.done {
             return Ok(None);
@@ -261,11 +284,16 @@ impl<R: Read> TarReader<R> {
                 offset: header_offset,
                 field: "size",
             })?;
-            let size = u64::try_from(size).map_err(|_| ReadError::BadNumber {
-                path: shown.clone(),
-                offset: header_offset,
-                field: "size",
-            })?;
+            // Sizes are at most i64::MAX (as in every tar implementation), so offsets never
+            // overflow.
+            let size = u64::try_from(size)
+                .ok()
+                .filter(|&v| i64::try_from(v).is_ok())
+                .ok_or_else(|| ReadError::BadNumber {
+                    path: shown.clone(),
+                    offset: header_offset,
+                    field: "size",
+                })?;
             match typeflag {
                 b'L' | b'K' | b'x' | b'g' | b'X' => {
                     extensions += 1;
@@ -418,6 +446,9 @@ impl<R: Read> TarReader<R> {
             gid = v;
         }
         if let Some(v) = pax_num("size")? {
+            if i64::try_from(v).is_err() {
+                return Err(bad("size"));
+            }
             size = v;
         }
         if let Some(v) = pax.get("mtime") {
@@ -498,7 +529,12 @@ impl<R: Read> TarReader<R> {
 
     /// Copies the rest of the current entry's data into `sink`; returns the bytes copied.
     pub fn read_data(&mut self, sink: &mut impl Write) -> Result<u64, ReadError> {
-        let mut buf = vec![0u8; 64 * 1024];
+        // One copy buffer for the whole archive, grown (up to COPY_BUF) as members need.
+        let mut buf = std::mem::take(&mut self.buf);
+        let want = usize::try_from(self.remaining.min(COPY_BUF as u64)).unwrap_or(COPY_BUF);
+        if buf.len() < want {
+            buf.resize(want, 0);
+        }
         let mut total = 0u64;
         while self.remaining > 0 {
             let want = buf
@@ -513,6 +549,7 @@ impl<R: Read> TarReader<R> {
                     source,
                 })?;
         }
+        self.buf = buf;
         Ok(total)
     }
 
@@ -639,154 +676,6 @@ impl<R: Read> Read for EntryData<'_, R> {
             Err(e) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, e)),
         }
     }
-}
-
-fn padding_for(size: u64) -> u64 {
-    (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
-}
-
-fn trim_nul(mut v: Vec<u8>) -> Vec<u8> {
-    if let Some(pos) = v.iter().position(|&b| b == 0) {
-        v.truncate(pos);
-    }
-    v
-}
-
-/// A NUL-terminated (or full-width) header string field.
-fn field_str(field: &[u8]) -> &[u8] {
-    match field.iter().position(|&b| b == 0) {
-        Some(pos) => &field[..pos],
-        None => field,
-    }
-}
-
-fn verify_checksum(block: &[u8; BLOCK], path: &str, offset: u64) -> Result<(), ReadError> {
-    let stored = parse_number(&block[148..156])
-        .and_then(|v| u64::try_from(v).ok())
-        .ok_or(ReadError::BadNumber {
-            path: path.to_string(),
-            offset,
-            field: "checksum",
-        })?;
-    let mut unsigned = 0u64;
-    let mut signed = 0i64;
-    for (i, &b) in block.iter().enumerate() {
-        let b = if (148..156).contains(&i) { b' ' } else { b };
-        unsigned += u64::from(b);
-        signed += i64::from(b as i8);
-    }
-    if stored == unsigned || i64::try_from(stored).ok() == Some(signed) {
-        Ok(())
-    } else {
-        Err(ReadError::BadChecksum {
-            path: path.to_string(),
-            offset,
-            stored,
-            computed: unsigned,
-        })
-    }
-}
-
-/// Octal (space/NUL padded) or GNU base-256 (high bit set; `0xff` lead means negative).
-fn parse_number(field: &[u8]) -> Option<i128> {
-    if field.first().is_some_and(|&b| b & 0x80 != 0) {
-        let negative = field[0] == 0xff;
-        let mut v: i128 = if negative {
-            -1
-        } else {
-            i128::from(field[0] & 0x7f)
-        };
-        for &b in &field[1..] {
-            v = v.checked_mul(256)?.checked_add(i128::from(b))?;
-            if v.unsigned_abs() > u128::from(u64::MAX) {
-                return None;
-            }
-        }
-        return Some(v);
-    }
-    let s: &[u8] = field_str(field);
-    let s = s
-        .iter()
-        .copied()
-        .skip_while(|&b| b == b' ')
-        .take_while(|&b| b != b' ')
-        .collect::<Vec<_>>();
-    if s.is_empty() {
-        return Some(0);
-    }
-    let mut v: i128 = 0;
-    for b in s {
-        if !(b'0'..=b'7').contains(&b) {
-            return None;
-        }
-        v = v * 8 + i128::from(b - b'0');
-    }
-    Some(v)
-}
-
-/// `seconds[.fraction]`, possibly negative; the fraction is dropped (floor for negatives).
-fn parse_pax_time(v: &[u8]) -> Option<i64> {
-    let s = std::str::from_utf8(v).ok()?;
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let secs: i64 = int.parse().ok()?;
-    if (secs < 0 || int.starts_with('-')) && frac.bytes().any(|b| b != b'0') {
-        return secs.checked_sub(1);
-    }
-    Some(secs)
-}
-
-/// Parses `"%d %s=%s\n"` records into `out` (later records override earlier ones).
-fn parse_pax(
-    data: &[u8],
-    out: &mut BTreeMap<String, Vec<u8>>,
-    path: &str,
-    offset: u64,
-) -> Result<(), ReadError> {
-    let bad = |reason| ReadError::BadPax {
-        path: path.to_string(),
-        offset,
-        reason,
-    };
-    let mut rest = data;
-    while !rest.is_empty() {
-        if rest.iter().all(|&b| b == 0) {
-            break;
-        }
-        let sp = rest
-            .iter()
-            .position(|&b| b == b' ')
-            .ok_or(bad("record without a length"))?;
-        let len: usize = std::str::from_utf8(&rest[..sp])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or(bad("record length is not a number"))?;
-        if len <= sp + 1 || len > rest.len() {
-            return Err(bad("record length exceeds the header"));
-        }
-        let record = &rest[sp + 1..len];
-        let record = record
-            .strip_suffix(b"\n")
-            .ok_or(bad("record does not end with a newline"))?;
-        let eq = record
-            .iter()
-            .position(|&b| b == b'=')
-            .ok_or(bad("record without `=`"))?;
-        let key = std::str::from_utf8(&record[..eq]).map_err(|_| bad("record key is not UTF-8"))?;
-        let value = &record[eq + 1..];
-        if (key == "path" || key == "linkpath") && value.contains(&0) {
-            return Err(bad("path record contains a NUL byte"));
-        }
-        if value.is_empty() {
-            out.remove(key);
-        } else {
-            out.insert(key.to_string(), value.to_vec());
-        }
-        rest = &rest[len..];
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -460,6 +460,68 @@ fn reads_gnu_tar_output_in_every_format() {
 }
 
 #[test]
+fn mutated_headers_never_panic() {
+    let mut t = Tar::new();
+    t.pax(b'x', &[("path", b"pax/name"), ("size", b"3")])
+        .raw(header(b"f", b'0', 3, 0o644, b""), b"abc")
+        .gnu_long(b'L', b"long/name")
+        .symlink("s", "t")
+        .file("g", &[1u8; 600]);
+    let base = t.finish();
+    let headers: Vec<usize> = (0..base.len() / BLOCK)
+        .map(|b| b * BLOCK)
+        .filter(|&o| {
+            base[o..o + BLOCK].iter().any(|&b| b != 0) && base[o + 257..o + 262] == *b"ustar"
+        })
+        .collect();
+    assert_eq!(headers.len(), 5);
+    for &h in &headers {
+        for i in (0..BLOCK).filter(|i| !(148..156).contains(i)) {
+            for v in [0u8, 0xff, 0x80, b'7', b' ', b'/'] {
+                let mut bytes = base.clone();
+                bytes[h + i] = v;
+                let mut block: [u8; BLOCK] = bytes[h..h + BLOCK].try_into().unwrap();
+                set_checksum(&mut block);
+                bytes[h..h + BLOCK].copy_from_slice(&block);
+                let _ = all(&bytes);
+            }
+        }
+    }
+    // Mutated PAX and GNU data blocks.
+    for (i, v) in (BLOCK..2 * BLOCK).flat_map(|i| [(i, b'9'), (i, b'\n'), (i, 0)]) {
+        let mut bytes = base.clone();
+        bytes[i] = v;
+        let _ = all(&bytes);
+    }
+}
+
+#[test]
+fn negative_and_huge_sizes_are_refused() {
+    let mut neg = header(b"neg", b'0', 0, 0o644, b"");
+    neg[124..136].copy_from_slice(&[0xff; 12]);
+    set_checksum(&mut neg);
+    let mut huge = header(b"huge", b'0', 0, 0o644, b"");
+    huge[124..136].copy_from_slice(&[
+        0x80, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    ]);
+    set_checksum(&mut huge);
+    for h in [neg, huge] {
+        let err = all(&Tar::new().raw(h, b"").finish()).unwrap_err();
+        assert!(
+            matches!(err, ReadError::BadNumber { field: "size", .. }),
+            "{err}"
+        );
+    }
+    let mut t = Tar::new();
+    t.pax(b'x', &[("size", b"18446744073709551615")])
+        .file("f", b"");
+    assert!(matches!(
+        all(&t.finish()),
+        Err(ReadError::BadNumber { field: "size", .. })
+    ));
+}
+
+#[test]
 fn reports_header_format_and_owner_names() {
     let mut named = header(b"named", b'0', 0, 0o644, b"");
     named[265..269].copy_from_slice(b"root");

@@ -6,6 +6,13 @@
 //! leading `/`, `.` or `..` component); the root itself is not an entry. A `BTreeMap` keyed by
 //! that string gives bytewise order, which puts every parent before its children: exactly the
 //! order the tar writer needs.
+//!
+//! Edits behave the way the same writes would inside a chroot of the image: parent components
+//! are followed through this tree's symlinks (absolute targets from the image root, `..`
+//! clamped there, at most [`MAX_SYMLINK_HOPS`]), so no entry ever lands outside the image.
+//! Parents are never invented: a layer that writes `tmp/x` must not override the base image's
+//! `/tmp` metadata. A path this layer deletes from lower layers is a `Whiteout` entry; a
+//! directory whose lower contents are hidden is listed in `opaque_dirs()`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -64,6 +64,45 @@ impl Store {
         }
     }
 
+    /// `open_verified` for large, hot entries (layer blobs on a warm rebuild): the hash is
+    /// skipped when the entry's `lstat` data (inode, size, mtime, ctime in nanoseconds) is what
+    /// it was when it last verified. Any write to the entry (a flipped byte, a truncation) moves
+    /// its ctime, which no user can set back, so damage done through the file system is still
+    /// caught on use.
+    pub fn open_verified_cached(&self, digest: &Sha256Digest) -> Result<Option<VerifiedBlob>> {
+        let path = self.path_unverified(digest);
+        let stamp = |md: &std::fs::Metadata| {
+            format!(
+                "{} {} {} {} {}.{}",
+                md.ino(),
+                md.len(),
+                md.mtime(),
+                md.mtime_nsec(),
+                md.ctime(),
+                md.ctime_nsec()
+            )
+        };
+        let record = self.root().join("refs/verified").join(digest.hex());
+        if let Ok(md) = std::fs::symlink_metadata(&path) {
+            if std::fs::read_to_string(&record).ok().as_deref() == Some(stamp(&md).as_str()) {
+                return Ok(Some(VerifiedBlob {
+                    digest: *digest,
+                    path,
+                    size: md.len(),
+                }));
+            }
+        }
+        let verified = self.open_verified(digest)?;
+        if let Some(v) = &verified {
+            if let Ok(md) = std::fs::symlink_metadata(&v.path) {
+                // Only an optimisation: a failure to record it costs a re-hash next time.
+                let _ = std::fs::create_dir_all(record.parent().expect("in refs/verified"))
+                    .and_then(|()| std::fs::write(&record, stamp(&md)));
+            }
+        }
+        Ok(verified)
+    }
+
     fn verify_entry(
         &self,
         digest: &Sha256Digest,
@@ -274,5 +313,36 @@ mod tests {
         assert!(err.to_string().contains(&d.to_string()), "{err}");
         assert!(!store.contains(&d));
         assert!(store.open_verifying(&d).unwrap().is_none());
+    }
+}
+
+#[cfg(test)]
+mod cached_tests {
+    use super::*;
+
+    #[test]
+    fn cached_verification_still_catches_a_flipped_byte() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("s")).unwrap();
+        let data = vec![7u8; 100_000];
+        let (d, _) = store.insert_reader(None, "x", &data[..]).unwrap();
+        assert!(store.open_verified_cached(&d).unwrap().is_some());
+        assert!(
+            store.open_verified_cached(&d).unwrap().is_some(),
+            "from the stamp"
+        );
+
+        // Damage the entry in place (as a user editing the cache would).
+        let path = store.path_unverified(&d);
+        let mut perms = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+        std::fs::set_permissions(&path, perms).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[500] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            store.open_verified_cached(&d),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 }

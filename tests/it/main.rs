@@ -4,5 +4,9 @@
 mod build;
 mod diff;
 mod errors;
+mod registry;
+#[path = "../../src/testing/registry.rs"]
 mod registry_support;
+mod run;
+mod sign;
 mod support;

@@ -13,6 +13,11 @@ Usage:
   verify.py genkey --out PREFIX     # PREFIX.pkcs8.pem, PREFIX.sec1.pem, PREFIX.pub
   verify.py cosign-decrypt --key PREFIX.key --public PREFIX.pub    # password in $COSIGN_PASSWORD
   verify.py cosign-encrypt --out PREFIX [--scrypt-n N]             # PREFIX.key, PREFIX.pub
+  verify.py registry --registry HOST:PORT --repo REPO --digest sha256:HEX --key PUB.pem
+            [--attestation PREDICATE_URI]
+      # fetch the `sha256-HEX.sig` (and `.att`) tags over the distribution API (plain http,
+      # urllib) and check every layer: blob digest, DER signature (cryptography), payload
+      # fields; DSSE envelope (securesystemslib), statement subject and predicate type
 
 Exit status: 0 verified (a JSON summary on stdout), 1 rejected (the reason on stderr),
 2 usage or environment error.
@@ -25,6 +30,8 @@ import hashlib
 import json
 import os
 import sys
+import urllib.error
+import urllib.request
 
 try:
     from cryptography.exceptions import InvalidSignature
@@ -203,6 +210,84 @@ def cmd_cosign_encrypt(args):
     return {"written": [args.out + ".key", args.out + ".pub"]}
 
 
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+DSSE = "application/vnd.dsse.envelope.v1+json"
+SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+
+
+def registry_get(url, accept=None):
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.read()
+    except urllib.error.HTTPError as err:
+        raise Rejected(f"GET {url}: {err.code}") from err
+
+
+def fetch_layers(base, repo, tag, media_type):
+    manifest = json.loads(registry_get(f"{base}/v2/{repo}/manifests/{tag}", OCI_MANIFEST))
+    layers = []
+    for layer in manifest["layers"]:
+        if layer["mediaType"] != media_type:
+            continue
+        blob = registry_get(f"{base}/v2/{repo}/blobs/{layer['digest']}")
+        if "sha256:" + hashlib.sha256(blob).hexdigest() != layer["digest"]:
+            raise Rejected(f"blob {layer['digest']} does not match its digest")
+        layers.append((layer, blob))
+    if not layers:
+        raise Rejected(f"{tag} has no {media_type} layer")
+    return layers
+
+
+def cmd_registry(args):
+    key = load_public_key(args.key)
+    base = f"http://{args.registry}"
+    hex_digest = args.digest.removeprefix("sha256:")
+    result = {"signatures": 0, "attestations": 0}
+    for layer, payload in fetch_layers(base, args.repo, f"sha256-{hex_digest}.sig", SIMPLE_SIGNING):
+        signature = base64.b64decode(layer["annotations"][SIGNATURE_ANNOTATION], validate=True)
+        try:
+            key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            continue  # another key's signature
+        claims = json.loads(payload)
+        critical = claims["critical"]
+        if sorted(claims) != ["critical", "optional"] or sorted(critical) != ["identity", "image", "type"]:
+            raise Rejected(f"unexpected payload fields: {sorted(claims)} / {sorted(critical)}")
+        if critical["type"] != "cosign container image signature":
+            raise Rejected(f"unexpected payload type {critical['type']!r}")
+        if critical["image"]["docker-manifest-digest"] != args.digest:
+            raise Rejected(f"the payload signs {critical['image']['docker-manifest-digest']}, not {args.digest}")
+        result["signatures"] += 1
+        result["identity"] = critical["identity"]["docker-reference"]
+    if result["signatures"] == 0:
+        raise Rejected("no signature verifies with the key")
+    if args.attestation:
+        for layer, blob in fetch_layers(base, args.repo, f"sha256-{hex_digest}.att", DSSE):
+            envelope = Envelope.from_dict(json.loads(blob))
+            keyids = sorted({sig.keyid for sig in envelope.signatures.values()})
+            keys = [SSlibKey.from_crypto(key, keyid=keyid) for keyid in keyids if keyid]
+            try:
+                envelope.verify(keys, 1)
+            except VerificationError:
+                continue
+            statement = json.loads(envelope.payload)
+            if statement["_type"] != "https://in-toto.io/Statement/v1":
+                raise Rejected(f"unexpected statement type {statement['_type']!r}")
+            if hex_digest not in [s["digest"].get("sha256") for s in statement["subject"]]:
+                raise Rejected(f"the statement is about {statement['subject']}, not {args.digest}")
+            if statement["predicateType"] != args.attestation:
+                continue
+            if layer["annotations"].get("predicateType") != args.attestation:
+                raise Rejected("the layer's predicateType annotation disagrees with the statement")
+            result["attestations"] += 1
+            result["predicate"] = statement["predicate"]
+        if result["attestations"] == 0:
+            raise Rejected(f"no {args.attestation} attestation verifies with the key")
+    return result
+
+
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -222,6 +307,12 @@ def main(argv):
     encrypt = sub.add_parser("cosign-encrypt", help="write a cosign encrypted key pair")
     encrypt.add_argument("--out", required=True)
     encrypt.add_argument("--scrypt-n", type=int, default=65536)
+    reg = sub.add_parser("registry", help="verify .sig/.att tags fetched from a registry")
+    reg.add_argument("--registry", required=True)
+    reg.add_argument("--repo", required=True)
+    reg.add_argument("--digest", required=True)
+    reg.add_argument("--key", required=True)
+    reg.add_argument("--attestation")
     args = parser.parse_args(argv)
     command = {
         "sig": cmd_sig,
@@ -229,11 +320,15 @@ def main(argv):
         "genkey": cmd_genkey,
         "cosign-decrypt": cmd_cosign_decrypt,
         "cosign-encrypt": cmd_cosign_encrypt,
+        "registry": cmd_registry,
     }[args.command]
     try:
         result = command(args)
     except Rejected as err:
         print(f"verify.py: rejected: {err}", file=sys.stderr)
+        return 1
+    except (KeyError, ValueError, TypeError) as err:
+        print(f"verify.py: rejected: malformed input: {err!r}", file=sys.stderr)
         return 1
     except OSError as err:
         print(f"verify.py: {err}", file=sys.stderr)

@@ -1,0 +1,314 @@
+//! `kiln sign`, `kiln attest`, `kiln verify`, and the signing step of `kiln build --sign-key`.
+//!
+//! Thin glue: resolve the reference to a digest ([`target`]), build the layer with the format
+//! layer (`attest`), append it to the attachment tag ([`AttachmentStore`]); for verification,
+//! read the tags back and print the [`VerificationReport`]s.
+
+use super::printer::outln;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::args::{AttestArgs, RegistryArgs, SignArgs, VerifyArgs};
+use super::key::{load_signing_key, load_verifying_key};
+use super::printer::status;
+use crate::attest::cosign::AttachmentKind;
+use crate::attest::simple_signing::{parse_payload, repository_of};
+use crate::attest::store::AttachmentStore;
+use crate::attest::target::{self, Target};
+use crate::attest::verify::{verify_attestations, verify_signatures, LayerVerdict};
+use crate::attest::{
+    attestation_layer, keys, signature_layer, AttestationPolicy, IdentityPolicy, PredicateType,
+    SigningKey, VerificationReport,
+};
+use crate::digest::Sha256Digest;
+use crate::image::{ImageRef, Layout};
+use crate::registry::{Client, ClientOptions};
+
+/// The largest predicate file `kiln attest` reads.
+const MAX_PREDICATE_BYTES: u64 = 64 * 1024 * 1024;
+
+fn client(args: &RegistryArgs) -> Result<Client> {
+    Ok(Client::new(ClientOptions {
+        tls_verify: args.tls_verify,
+        auth_files: super::copy::registry_options(args).auth_files(),
+        ..ClientOptions::default()
+    })?)
+}
+
+fn resolve<'a>(reference: &str, client: &'a Client) -> Result<Target<'a>> {
+    let parsed: ImageRef = reference.parse()?;
+    Ok(target::resolve(&parsed, client)?)
+}
+
+pub fn run_sign(args: SignArgs) -> Result<ExitCode> {
+    let key = load_signing_key(&args.key)?;
+    let client = client(&args.registry)?;
+    let target = resolve(&args.reference, &client)?;
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| target.docker_reference.clone());
+    let layer = signature_layer(&key, &identity, &target.digest);
+    let appended = target
+        .store
+        .append(&target.digest, AttachmentKind::Signature, vec![layer])
+        .with_context(|| format!("failed to sign {}", args.reference))?;
+    status(&format!(
+        "signed {} ({}) as {identity} with key {}: {} holds {} signature(s){}",
+        args.reference,
+        target.digest,
+        keys::key_id(key.verifying_key()),
+        appended.tag,
+        appended.total,
+        if appended.added == 0 {
+            ", this one was already there"
+        } else {
+            ""
+        }
+    ));
+    outln!("{}", target.digest);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_attest(args: AttestArgs) -> Result<ExitCode> {
+    let predicate_type: PredicateType = args.predicate_type.parse()?;
+    let predicate = read_predicate(&args.predicate)?;
+    let key = load_signing_key(&args.key)?;
+    let client = client(&args.registry)?;
+    let target = resolve(&args.reference, &client)?;
+    let name = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| target.subject_name.clone());
+    let layer = attestation_layer(&key, &name, &target.digest, &predicate_type, predicate);
+    let appended = target
+        .store
+        .append(&target.digest, AttachmentKind::Attestation, vec![layer])
+        .with_context(|| format!("failed to attest {}", args.reference))?;
+    status(&format!(
+        "attested {} ({}) with a {predicate_type} statement about {name}: {} holds {} \
+         attestation(s)",
+        args.reference, target.digest, appended.tag, appended.total
+    ));
+    outln!("{}", target.digest);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_predicate(path: &Path) -> Result<serde_json::Value> {
+    use std::io::Read as _;
+    let file = fs_err::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PREDICATE_BYTES + 1).read_to_end(&mut bytes)?;
+    anyhow::ensure!(
+        bytes.len() as u64 <= MAX_PREDICATE_BYTES,
+        "the predicate {} is larger than {MAX_PREDICATE_BYTES} bytes",
+        path.display()
+    );
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("failed to parse the predicate {} as JSON", path.display()))
+}
+
+/// `kiln build --sign-key`: signs the image `name`@`digest` in the layout at `dir` and attests
+/// its provenance (`statement`, the in-toto statement the build wrote) there.
+pub fn sign_built_layout(
+    dir: &Path,
+    name: &str,
+    digest: &Sha256Digest,
+    statement: &[u8],
+    key: &SigningKey,
+) -> Result<()> {
+    let statement: serde_json::Value =
+        serde_json::from_slice(statement).context("failed to read the build's provenance")?;
+    let predicate = statement
+        .get("predicate")
+        .cloned()
+        .context("the build's provenance has no predicate")?;
+    let store = AttachmentStore::Layout(Layout::open(dir)?);
+    store.append(
+        digest,
+        AttachmentKind::Signature,
+        vec![signature_layer(key, name, digest)],
+    )?;
+    store.append(
+        digest,
+        AttachmentKind::Attestation,
+        vec![attestation_layer(
+            key,
+            name,
+            digest,
+            &PredicateType::SlsaProvenance1,
+            predicate,
+        )],
+    )?;
+    Ok(())
+}
+
+/// The `--json` report of `kiln verify` (schema version 1).
+#[derive(Serialize)]
+struct VerifyOutput<'a> {
+    #[serde(rename = "schemaVersion")]
+    schema_version: u32,
+    reference: &'a str,
+    digest: Sha256Digest,
+    /// sha256 of the public key's SPKI DER, in hex.
+    #[serde(rename = "keyId")]
+    key_id: String,
+    verified: bool,
+    signatures: VerificationReport,
+    attestations: Vec<VerificationReport>,
+}
+
+fn identity_policy(identity: Option<&str>) -> IdentityPolicy {
+    match identity {
+        None => IdentityPolicy::Any,
+        Some(r) if repository_of(r) == r => IdentityPolicy::Repository(r.to_string()),
+        Some(r) => IdentityPolicy::Exact(r.to_string()),
+    }
+}
+
+pub fn run_verify(args: VerifyArgs) -> Result<ExitCode> {
+    let key = load_verifying_key(&args.key)?;
+    let key_id = keys::key_id(&key);
+    let mut types = args
+        .attestations
+        .iter()
+        .map(|t| t.parse::<PredicateType>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let recipe_sha256 = match &args.recipe {
+        Some(path) => Some(Sha256Digest::of(&fs_err::read(path)?)),
+        None => None,
+    };
+    if recipe_sha256.is_some() && !types.contains(&PredicateType::SlsaProvenance1) {
+        types.push(PredicateType::SlsaProvenance1);
+    }
+    types.sort();
+    types.dedup();
+    let client = client(&args.registry)?;
+    let target = resolve(&args.reference, &client)?;
+    let read = |kind| {
+        target
+            .store
+            .read(&target.digest, kind)
+            .with_context(|| format!("failed to read the attachments of {}", args.reference))
+            .map(|stored| stored.map(|s| s.layers).unwrap_or_default())
+    };
+
+    let signature_layers = read(AttachmentKind::Signature)?;
+    let signatures = verify_signatures(
+        &signature_layers,
+        &key,
+        &target.digest,
+        &identity_policy(args.identity.as_deref()),
+    );
+    let mut attestations = Vec::new();
+    if !types.is_empty() {
+        let layers = read(AttachmentKind::Attestation)?;
+        for predicate_type in types {
+            let policy = AttestationPolicy {
+                recipe_sha256: recipe_sha256
+                    .filter(|_| predicate_type == PredicateType::SlsaProvenance1),
+                predicate_type,
+            };
+            attestations.push(verify_attestations(&layers, &key, &target.digest, &policy));
+        }
+    }
+    let verified = signatures.verified && attestations.iter().all(|a| a.verified);
+    let output = VerifyOutput {
+        schema_version: 1,
+        reference: &args.reference,
+        digest: target.digest,
+        key_id,
+        verified,
+        signatures,
+        attestations,
+    };
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&output)?);
+    } else {
+        print_report(&output, &signature_layers, recipe_sha256);
+    }
+    Ok(if verified {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Human lines: one `✓` per verified layer, one `✗` per rejected one, then the verdict.
+fn print_report(
+    out: &VerifyOutput<'_>,
+    signature_layers: &[(crate::attest::cosign::Descriptor, Vec<u8>)],
+    recipe: Option<Sha256Digest>,
+) {
+    let key = &out.key_id;
+    let reports = std::iter::once(&out.signatures).chain(&out.attestations);
+    for report in reports {
+        let what = match &report.predicate_type {
+            None => "signature".to_string(),
+            Some(t) => format!("attestation {t}"),
+        };
+        for layer in &report.layers {
+            match layer.verdict {
+                LayerVerdict::Verified => {
+                    let mut detail = vec![format!("layer {}", layer.index)];
+                    match &report.predicate_type {
+                        None => detail.extend(
+                            signature_layers
+                                .get(layer.index)
+                                .and_then(|(_, blob)| parse_payload(blob).ok())
+                                .map(|c| format!("identity {}", c.docker_reference)),
+                        ),
+                        Some(_) => detail.extend(
+                            recipe
+                                .filter(|_| layer.checks.iter().any(|c| c.name == "recipe-digest"))
+                                .map(|r| format!("recipe {r}")),
+                        ),
+                    }
+                    outln!(
+                        "✓ {what} {} by key {key} ({})",
+                        report.subject,
+                        detail.join(", ")
+                    );
+                }
+                LayerVerdict::Rejected
+                    if report.verified
+                        && layer.failed_check().map(|c| c.name) == Some("signature") =>
+                {
+                    // Signed by someone else (several parties may sign one image); when
+                    // nothing verifies, the reason is shown below as a failure.
+                    outln!(
+                        "· {what} layer {} ({}): not signed by key {key}",
+                        layer.index,
+                        layer.digest
+                    );
+                }
+                LayerVerdict::Rejected => {
+                    let failed = layer.failed_check();
+                    outln!(
+                        "✗ {what} layer {} ({}): {}: {}",
+                        layer.index,
+                        layer.digest,
+                        failed.map_or("check", |c| c.name),
+                        failed.and_then(|c| c.detail.as_deref()).unwrap_or("failed")
+                    );
+                }
+                LayerVerdict::Skipped => {}
+            }
+        }
+        if !report.verified {
+            for failure in report.failures() {
+                if failure.starts_with("no ") {
+                    outln!("✗ {failure} for {}", report.subject);
+                }
+            }
+        }
+    }
+    if out.verified {
+        outln!("verified {} ({})", out.reference, out.digest);
+    } else {
+        outln!("NOT verified: {} ({})", out.reference, out.digest);
+    }
+}
