@@ -749,3 +749,67 @@ fn rebuild_records_the_verdict_as_a_statement_on_the_rebuilt_image() {
             .args(["-o", "rebuilt3", "--semantic"]),
     );
 }
+
+// --- transports -----------------------------------------------------------------------------------
+
+/// Runs `kiln diff --json` on two references as given.
+fn diff_refs(ctx: &TestContext, a: &str, b: &str) -> (i32, Value) {
+    let out = ctx.kiln().args(["diff", "--json", a, b]).output().unwrap();
+    let code = out.status.code().unwrap();
+    assert!(code == 0 || code == 1, "{}", stderr(&out));
+    (code, serde_json::from_slice(&out.stdout).unwrap())
+}
+
+#[test]
+fn every_transport_can_be_compared() {
+    let ctx = TestContext::new();
+    let text = recipe(EPOCH, &base_layer());
+    let layout = build(&ctx, "layout", &text);
+    let file = ctx.write("r.toml", &text);
+    for (format, name) in [
+        ("oci-archive", "img.oci.tar"),
+        ("docker-archive", "img.docker.tar"),
+    ] {
+        run_ok(
+            ctx.kiln()
+                .arg("build")
+                .arg(&file)
+                .args(["--format", format, "-o", name]),
+        );
+    }
+    // The same image in a tarball of its layout.
+    let (code, report) = diff_refs(&ctx, &oci(&layout), "oci-archive:img.oci.tar");
+    assert_eq!((code, report["verdict"].as_str()), (0, Some("identical")));
+    // docker save stores layers uncompressed under a Docker manifest: the same diff_ids.
+    let (code, report) = diff_refs(&ctx, &oci(&layout), "docker-archive:img.docker.tar");
+    assert_eq!(code, 1);
+    assert_eq!(report["verdict"], "same-layers", "{report:#}");
+    assert_eq!(report["layers"][0]["status"], "compression-only");
+    assert_eq!(report["b"]["layers"][0]["compression"]["format"], "none");
+    assert!(
+        report["layers"][0]["explanation"]
+            .to_string()
+            .contains("compression gzip vs none"),
+        "{report:#}"
+    );
+
+    // A registry: push with kiln copy, compare the pulled image with another build.
+    let Some(registry) = crate::registry_support::LocalRegistry::start(&[]) else {
+        return;
+    };
+    let remote = registry.reference("diff/t:v1");
+    run_ok(ctx.kiln().args(["copy", &oci(&layout), &remote]));
+    let (code, report) = diff_refs(&ctx, &remote, &oci(&layout));
+    assert_eq!((code, report["verdict"].as_str()), (0, Some("identical")));
+    let other = build(
+        &ctx,
+        "other",
+        &recipe(EPOCH, &base_layer().replace("hello", "howdy")),
+    );
+    let (code, report) = diff_refs(&ctx, &remote, &oci(&other));
+    assert_eq!((code, report["verdict"].as_str()), (1, Some("different")));
+    assert_eq!(
+        file_classes(&report),
+        [("/etc/motd".to_string(), vec!["content".to_string()])]
+    );
+}
