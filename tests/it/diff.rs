@@ -813,3 +813,29 @@ fn every_transport_can_be_compared() {
         [("/etc/motd".to_string(), vec!["content".to_string()])]
     );
 }
+
+/// A closed pipe (`kiln diff … | head`) must not panic, nor turn a failing verdict into a pass.
+#[test]
+fn a_closed_pipe_keeps_the_verdicts_exit_code() {
+    let ctx = TestContext::new();
+    let a = build(&ctx, "a", &recipe(EPOCH, &base_layer()));
+    let b = build(
+        &ctx,
+        "b",
+        &recipe(EPOCH, &base_layer().replace("hello", "howdy")),
+    );
+    for format in ["", "--json"] {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "set -o pipefail; \"$KILN\" diff {format} oci:a oci:b | true"
+            ))
+            .env("KILN", env!("CARGO_BIN_EXE_kiln"))
+            .current_dir(ctx.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
