@@ -818,8 +818,8 @@ fn every_transport_can_be_compared() {
 #[test]
 fn a_closed_pipe_keeps_the_verdicts_exit_code() {
     let ctx = TestContext::new();
-    let a = build(&ctx, "a", &recipe(EPOCH, &base_layer()));
-    let b = build(
+    build(&ctx, "a", &recipe(EPOCH, &base_layer()));
+    build(
         &ctx,
         "b",
         &recipe(EPOCH, &base_layer().replace("hello", "howdy")),
