@@ -279,11 +279,9 @@ impl FileTree {
             Some(EntryKind::Whiteout)
         );
         let new_is_dir = matches!(entry.kind, EntryKind::Dir);
-        let old_is_dir = matches!(
-            self.entries.get(&key).map(|e| &e.kind),
-            Some(EntryKind::Dir)
-        );
-        if !(new_is_dir && old_is_dir) {
+        // A directory replaces a directory (explicit, or implied by entries below it) and keeps
+        // its contents; only a non-directory takes its children with it.
+        if !new_is_dir {
             self.drop_subtree(&key);
         }
         if let Some(old) = self.entries.remove(&key) {
