@@ -110,10 +110,7 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value = "oci")]
     pub format: OutputFormat,
     #[command(flatten)]
-    pub cache: CacheArgs,
-    /// Compression threads [default: the number of CPUs]. The image is the same for any value.
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
+    pub run: BuildRunArgs,
     /// How the provenance names the recipe (for example a git URL) [default: its file name].
     #[arg(long, value_name = "URI")]
     pub recipe_uri: Option<String>,
@@ -124,12 +121,22 @@ pub struct BuildArgs {
     /// reference, e.g. docker://HOST/REPO:TAG.
     #[arg(long, value_name = "REF")]
     pub push: Option<String>,
-    #[command(flatten)]
-    pub registry: RegistryArgs,
     /// Sign the image and attest its provenance with this private key (cosign or PKCS#8
     /// PEM; password from KILN_PASSWORD or COSIGN_PASSWORD). Needs --format oci.
     #[arg(long, value_name = "KEY")]
     pub sign_key: Option<PathBuf>,
+}
+
+/// How a build runs: where its inputs come from and how fast; shared by `build` and `rebuild`.
+#[derive(Debug, Args)]
+pub struct BuildRunArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Compression threads [default: the number of CPUs]. The image is the same for any value.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// The wall-clock limit of each `run` step; a step still running then is killed and the
     /// build fails.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
@@ -337,22 +344,5 @@ pub struct RebuildArgs {
     #[command(flatten)]
     pub check: DiffCheckArgs,
     #[command(flatten)]
-    pub cache: CacheArgs,
-    #[command(flatten)]
-    pub registry: RegistryArgs,
-    /// Compression threads [default: the number of CPUs]. The image is the same for any value.
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
-    /// The wall-clock limit of each `run` step (as for `build`).
-    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
-    pub step_timeout: u64,
-    /// Rootless only: how kiln maps ids when a recipe has `run` steps (as for `build`).
-    #[arg(
-        long,
-        value_enum,
-        value_name = "MAPPING",
-        default_value = "auto",
-        env = "KILN_ID_MAPPING"
-    )]
-    pub id_mapping: IdMappingArg,
+    pub run: BuildRunArgs,
 }

@@ -115,19 +115,12 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         Some(path) => Some(super::key::load_signing_key(path)?),
         None => None,
     };
-    enter_user_namespace(&recipe, args.id_mapping)?;
-    let opts = BuildOptions {
-        store_root: store_root(&args.cache)?,
-        mirrors: args.cache.mirror.clone(),
-        offline: args.cache.offline,
-        threads: args
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-        recipe_uri: args.recipe_uri.clone(),
-        invocation_id: args.invocation_id.clone(),
-        registry: super::copy::registry_options(&args.registry),
-        step_timeout: std::time::Duration::from_secs(args.step_timeout),
-    };
+    enter_user_namespace(&recipe, args.run.id_mapping)?;
+    let opts = build_options(
+        &args.run,
+        args.recipe_uri.clone(),
+        args.invocation_id.clone(),
+    )?;
     let image = build::build(&recipe, &opts, &StderrObserver)
         .with_context(|| format!("failed to build {}", args.recipe.display()))?;
     let dest = args
@@ -174,7 +167,7 @@ fn push_output(
     if !matches!(target, ImageRef::Docker { .. }) {
         anyhow::bail!("--push takes a docker://HOST/REPO[:TAG] reference, not `{push}`");
     }
-    let ctx = super::copy::transports(&args.cache, &args.registry)?;
+    let ctx = super::copy::transports(&args.run.cache, &args.run.registry)?;
     let scratch = ctx.scratch()?;
     let layout_dir = match format {
         OutputFormat::Oci => dest.to_path_buf(),
@@ -193,4 +186,24 @@ fn push_output(
     let report = crate::image::copy_image(&opened, &target, &ctx, image.epoch)?;
     super::copy::report(push, &report);
     Ok(())
+}
+
+/// The library's build options from the command line's.
+pub(super) fn build_options(
+    run: &super::args::BuildRunArgs,
+    recipe_uri: Option<String>,
+    invocation_id: Option<String>,
+) -> Result<BuildOptions> {
+    Ok(BuildOptions {
+        store_root: store_root(&run.cache)?,
+        mirrors: run.cache.mirror.clone(),
+        offline: run.cache.offline,
+        threads: run
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        recipe_uri,
+        invocation_id,
+        registry: super::copy::registry_options(&run.registry),
+        step_timeout: std::time::Duration::from_secs(run.step_timeout),
+    })
 }

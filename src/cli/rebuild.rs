@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use super::args::RebuildArgs;
-use super::build::{enter_user_namespace, store_root, StderrObserver};
+use super::build::{enter_user_namespace, StderrObserver};
 use super::diff::{accept, emit, exit_code, open, options, platform, render};
 use super::printer::status;
+use crate::build;
 use crate::build::output::{write_output, OutputFormat};
-use crate::build::{self, BuildOptions};
 use crate::diff::{self, RebuildFacts, REBUILD_PREDICATE_TYPE};
 use crate::digest::Sha256Digest;
 use crate::image::referrer::{attach_statement, Subject};
@@ -23,23 +23,12 @@ pub fn run(args: RebuildArgs) -> Result<ExitCode> {
     let recipe = Recipe::load(&args.recipe)?;
     let recipe_bytes = fs_err::read(&args.recipe)?;
     // Before any thread exists (rootless `run` steps), as `kiln build` does.
-    enter_user_namespace(&recipe, args.id_mapping)?;
+    enter_user_namespace(&recipe, args.run.id_mapping)?;
     // Open the image to reproduce before building: a typo in --against should not cost a
     // build.
-    let ctx = super::copy::transports(&args.cache, &args.registry)?;
+    let ctx = super::copy::transports(&args.run.cache, &args.run.registry)?;
     let upstream = open(&args.against, &platform(&args.check), &ctx)?;
-    let opts = BuildOptions {
-        store_root: store_root(&args.cache)?,
-        mirrors: args.cache.mirror.clone(),
-        offline: args.cache.offline,
-        threads: args
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-        recipe_uri: None,
-        invocation_id: None,
-        registry: super::copy::registry_options(&args.registry),
-        step_timeout: std::time::Duration::from_secs(args.step_timeout),
-    };
+    let opts = super::build::build_options(&args.run, None, None)?;
     let built = build::build(&recipe, &opts, &StderrObserver)
         .with_context(|| format!("failed to build {}", args.recipe.display()))?;
     let dest = args

@@ -7,7 +7,7 @@ use super::write::{
     docker_repo_tag, replace, stage_beside, write_docker_archive_file, write_layout_from,
     write_oci_archive_file,
 };
-use super::{ImageError, ImageRef, Result};
+use super::{ImageRef, Result};
 use crate::digest::Sha256Digest;
 
 /// What a copy wrote.
@@ -35,17 +35,7 @@ pub fn copy_image(
     ctx: &Transports,
     epoch: i64,
 ) -> Result<CopyReport> {
-    if let Some(pinned) = dest.digest() {
-        if *pinned != img.manifest_digest {
-            return Err(ImageError::DestinationDigest(Box::new(
-                super::DestinationDigest {
-                    destination: dest.to_string(),
-                    pinned: *pinned,
-                    actual: img.manifest_digest,
-                },
-            )));
-        }
-    }
+    super::DestinationDigest::check(dest, dest.digest(), &img.manifest_digest)?;
     let done = |push| CopyReport {
         manifest_digest: img.manifest_digest,
         push,

@@ -58,6 +58,26 @@ pub struct DestinationDigest {
     pub actual: Sha256Digest,
 }
 
+impl DestinationDigest {
+    /// Refuses to write an image to a destination pinned (`@sha256:`) to another digest.
+    pub fn check(
+        destination: &dyn std::fmt::Display,
+        pinned: Option<&Sha256Digest>,
+        actual: &Sha256Digest,
+    ) -> Result<()> {
+        match pinned {
+            Some(pinned) if pinned != actual => {
+                Err(ImageError::DestinationDigest(Box::new(Self {
+                    destination: destination.to_string(),
+                    pinned: *pinned,
+                    actual: *actual,
+                })))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 impl From<crate::registry::RegistryError> for ImageError {
     fn from(e: crate::registry::RegistryError) -> Self {
         ImageError::Registry(Box::new(e))

@@ -13,7 +13,7 @@ use oci_spec::image::{Descriptor, ImageManifest};
 
 use super::layout::digest_of;
 use super::source::{parse, OpenedImage};
-use super::{media, ImageError, Result};
+use super::{media, Result};
 use crate::digest::Sha256Digest;
 use crate::registry::{run_parallel, Client, Reference};
 
@@ -95,17 +95,7 @@ pub fn push_image(
     dest: &Reference,
     threads: usize,
 ) -> Result<PushReport> {
-    if let Some(pinned) = dest.digest() {
-        if *pinned != img.manifest_digest {
-            return Err(ImageError::DestinationDigest(Box::new(
-                super::DestinationDigest {
-                    destination: dest.to_string(),
-                    pinned: *pinned,
-                    actual: img.manifest_digest,
-                },
-            )));
-        }
-    }
+    super::DestinationDigest::check(dest, dest.digest(), &img.manifest_digest)?;
     // Config and layers, each once, in manifest order.
     let mut unique = BTreeMap::new();
     let mut jobs = Vec::new();
