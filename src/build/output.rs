@@ -13,6 +13,7 @@ use crate::image::write::{
     docker_repo_tag, replace, stage_beside, write_docker_archive_file, write_oci_archive_file,
 };
 use crate::image::{media, open_image, ImageRef, Layout};
+use crate::store::Store;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -70,13 +71,15 @@ pub fn write_layout(image: &BuiltImage, dir: &Path) -> Result<()> {
 
 /// Writes `image` to `dest` in `format`, replacing what was there only once the new output is
 /// complete. The archive formats are written from the staged layout by [`crate::image::write`],
-/// the same code `kiln copy` uses.
+/// the same code `kiln copy` uses. Layer blobs from `store` are hard-linked where they can be;
+/// their verification stamps are renewed afterwards (a new link moves an entry's ctime).
 pub fn write_output(
     image: &BuiltImage,
     dest: &Path,
     format: OutputFormat,
-    scratch_parent: &Path,
+    store: &Store,
 ) -> Result<()> {
+    let scratch_parent = super::scratch_dir(store)?;
     let (staging, staged) = stage_beside(dest)?;
     match format {
         OutputFormat::Oci => write_layout(image, &staged)?,
@@ -98,7 +101,7 @@ pub fn write_output(
             )?;
             let scratch = tempfile::Builder::new()
                 .prefix("kiln-docker-")
-                .tempdir_in(scratch_parent)?;
+                .tempdir_in(&scratch_parent)?;
             write_docker_archive_file(
                 &opened,
                 &docker_repo_tag(&image.name),
@@ -109,5 +112,10 @@ pub fn write_output(
         }
     }
     replace(&staged, dest)?;
+    for blob in &image.layers {
+        if blob.path.starts_with(store.root()) {
+            store.stamp_verified(&blob.digest);
+        }
+    }
     Ok(())
 }

@@ -128,7 +128,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("out").join(recipe.image.name.as_str()));
     let store = Store::open(&opts.store_root)?;
-    write_output(&image, &dest, args.format, &build::scratch_dir(&store)?)
+    write_output(&image, &dest, args.format, &store)
         .with_context(|| format!("failed to write {}", dest.display()))?;
     if let Some(key) = &sign_key {
         super::sign::sign_built_layout(

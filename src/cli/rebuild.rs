@@ -36,13 +36,8 @@ pub fn run(args: RebuildArgs) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("out").join(recipe.image.name.as_str()));
     let store = Store::open(&opts.store_root)?;
-    write_output(
-        &built,
-        &dest,
-        OutputFormat::Oci,
-        &build::scratch_dir(&store)?,
-    )
-    .with_context(|| format!("failed to write {}", dest.display()))?;
+    write_output(&built, &dest, OutputFormat::Oci, &store)
+        .with_context(|| format!("failed to write {}", dest.display()))?;
     status(&format!(
         "wrote {} ({})",
         dest.display(),
