@@ -39,7 +39,11 @@ impl Sha256Digest {
 
     /// Parses 64 lowercase hex digits (no prefix).
     pub fn from_hex(s: &str) -> Result<Self, DigestError> {
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(DigestError::Invalid(s.to_string()));
         }
         let mut out = [0u8; 32];
@@ -135,7 +139,10 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        Self { inner, hasher: Hasher::new() }
+        Self {
+            inner,
+            hasher: Hasher::new(),
+        }
     }
     /// The digest and length of everything written, and the inner writer.
     pub fn finish(self) -> (Sha256Digest, u64, W) {
@@ -166,7 +173,10 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        Self { inner, hasher: Hasher::new() }
+        Self {
+            inner,
+            hasher: Hasher::new(),
+        }
     }
     /// The digest and length of everything read so far.
     pub fn finish(self) -> (Sha256Digest, u64) {

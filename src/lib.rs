@@ -17,4 +17,7 @@ pub mod recipe;
 pub mod registry;
 pub mod store;
 
+#[cfg(test)]
+pub(crate) mod testing;
+
 pub use digest::Sha256Digest;

@@ -10,10 +10,8 @@
 //! build that last part reports that it did not run. Needs `docker-registry` and `skopeo`: without them the test fails
 //! under `CI=true` and says loudly that it did not run otherwise.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use serde_json::json;
 
@@ -24,6 +22,7 @@ use crate::attest::cosign::{
 use crate::attest::verify::{verify_signatures, IdentityPolicy};
 use crate::attest::{keys, signature_layer};
 use crate::digest::Sha256Digest;
+use crate::testing::registry::LocalRegistry;
 
 fn tool(name: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
@@ -39,59 +38,6 @@ fn tool(name: &str) -> Option<PathBuf> {
         eprintln!("NOT RUN: {message}");
     }
     found
-}
-
-/// A `docker-registry serve` process, killed on drop.
-struct Registry {
-    child: Child,
-    host: String,
-}
-
-impl Registry {
-    fn start(binary: &Path, dir: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let host = format!("127.0.0.1:{port}");
-        let config = dir.join("registry.yml");
-        let storage = dir.join("registry-storage");
-        fs_err::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
-                storage.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(binary)
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let registry = Self { child, host };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let url = format!("http://{}/v2/", registry.host);
-        while ureq::get(&url).call().is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "registry at {} did not start",
-                registry.host
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        registry
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Writes an OCI layout at `dir` holding one manifest tagged `tag`.
@@ -273,11 +219,13 @@ fn unless_sigstore_disabled(result: Result<(), String>, expect_ok: bool) -> bool
 
 #[test]
 fn kiln_signature_images_survive_a_registry_and_skopeo() {
-    let (Some(registry_bin), Some(skopeo_bin)) = (tool("docker-registry"), tool("skopeo")) else {
+    let Some(skopeo_bin) = tool("skopeo") else {
+        return;
+    };
+    let Some(registry) = LocalRegistry::start(&[]) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::start(&registry_bin, dir.path());
     fs_err::create_dir_all(dir.path().join("registries.d")).unwrap();
     fs_err::write(
         dir.path().join("registries.d/kiln-test.yaml"),

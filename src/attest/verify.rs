@@ -283,6 +283,27 @@ fn verify_signature_layer(
     (verdict, c.checks)
 }
 
+/// One report per layer, in manifest order, from `verify` applied to each layer.
+fn layer_reports<F>(layers: &[(Descriptor, Vec<u8>)], verify: F) -> Vec<LayerReport>
+where
+    F: Fn(&Descriptor, &[u8]) -> (LayerVerdict, Vec<Check>),
+{
+    layers
+        .iter()
+        .enumerate()
+        .map(|(index, (descriptor, blob))| {
+            let (verdict, checks) = verify(descriptor, blob);
+            LayerReport {
+                index,
+                digest: descriptor.digest,
+                media_type: descriptor.media_type.clone(),
+                verdict,
+                checks,
+            }
+        })
+        .collect()
+}
+
 /// Verifies the layers of a `.sig` image (descriptor + blob bytes each, in manifest order)
 /// against `key` for the image `subject`; `identity` says which `docker-reference` the payload
 /// must name.
@@ -292,21 +313,9 @@ pub fn verify_signatures(
     subject: &Sha256Digest,
     identity: &IdentityPolicy,
 ) -> VerificationReport {
-    let reports = layers
-        .iter()
-        .enumerate()
-        .map(|(index, (descriptor, blob))| {
-            let (verdict, checks) =
-                verify_signature_layer(descriptor, blob, key, subject, identity);
-            LayerReport {
-                index,
-                digest: descriptor.digest,
-                media_type: descriptor.media_type.clone(),
-                verdict,
-                checks,
-            }
-        })
-        .collect();
+    let reports = layer_reports(layers, |descriptor, blob| {
+        verify_signature_layer(descriptor, blob, key, subject, identity)
+    });
     VerificationReport::new(*subject, ReportKind::Signature, None, reports)
 }
 
@@ -421,21 +430,9 @@ pub fn verify_attestations(
     subject: &Sha256Digest,
     policy: &AttestationPolicy,
 ) -> VerificationReport {
-    let reports = layers
-        .iter()
-        .enumerate()
-        .map(|(index, (descriptor, blob))| {
-            let (verdict, checks) =
-                verify_attestation_layer(descriptor, blob, key, subject, policy);
-            LayerReport {
-                index,
-                digest: descriptor.digest,
-                media_type: descriptor.media_type.clone(),
-                verdict,
-                checks,
-            }
-        })
-        .collect();
+    let reports = layer_reports(layers, |descriptor, blob| {
+        verify_attestation_layer(descriptor, blob, key, subject, policy)
+    });
     VerificationReport::new(
         *subject,
         ReportKind::Attestation,

@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::inputs::{InputBytes, ResolvedInput};
-use super::{Blob, BuildError, Result};
+use super::run::{run_step, RunContext, RunStep};
+use super::{Blob, BuildError, BuildObserver, Result};
 use crate::digest::{HashingWriter, Sha256Digest};
 use crate::image::media;
 use crate::layer::compress::{Compression as Codec, LayerEncoder};
@@ -74,16 +76,26 @@ struct CachedLayer {
     diff_id: Sha256Digest,
 }
 
-pub fn build_layer(
-    recipe: &Recipe,
-    layer: &Layer,
-    inputs: &BTreeMap<String, ResolvedInput>,
-    store: &Store,
-    encoder: &Encoder,
-    scratch: &Path,
-) -> Result<BuiltLayer> {
+/// Everything a layer is built from besides its own steps.
+pub struct LayerContext<'a> {
+    pub recipe: &'a Recipe,
+    pub inputs: &'a BTreeMap<String, ResolvedInput>,
+    pub store: &'a Store,
+    pub encoder: &'a Encoder,
+    pub scratch: &'a Path,
+    /// The layers below this one, bottom first (the rootfs a `run` step sees).
+    pub below: &'a [Blob],
+    /// Their diff_ids, in the same order.
+    pub below_diff_ids: &'a [Sha256Digest],
+    pub base_digest: Option<Sha256Digest>,
+    pub step_timeout: Duration,
+    pub observer: &'a dyn BuildObserver,
+}
+
+pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> {
+    let (recipe, store, encoder) = (ctx.recipe, ctx.store, ctx.encoder);
     let created_by = describe_layer(layer);
-    let key = cache_key(recipe, layer, inputs, encoder);
+    let key = cache_key(layer, ctx);
     let record_path = store.root().join("refs/layers").join(key.hex());
     if let Some(hit) = read_cache(store, &record_path) {
         let path = store.path_unverified(&hit.digest);
@@ -102,15 +114,43 @@ pub fn build_layer(
 
     let epoch = recipe.image.epoch;
     let mut tree = FileTree::default();
+    // The upper directories of `run` steps hold the contents of their entries: they live
+    // until the layer is written, and go with the build's scratch directory on any error.
+    let mut step_outputs = Vec::new();
     for step in &layer.steps {
         let location = format!("{}:{}", recipe.file.display(), step.span);
-        apply_step(&mut tree, &step.kind, inputs, epoch, scratch).map_err(|source| {
-            BuildError::Step {
-                location,
-                step: step.kind.name(),
-                source,
+        let fail = |source| BuildError::Step {
+            location: location.clone(),
+            step: step.kind.name(),
+            source,
+        };
+        match &step.kind {
+            StepKind::Run {
+                argv,
+                env,
+                workdir,
+                user,
+            } => {
+                let run_ctx = RunContext {
+                    below: ctx.below,
+                    epoch,
+                    timeout: ctx.step_timeout,
+                    scratch: ctx.scratch,
+                    observer: ctx.observer,
+                    location: &location,
+                };
+                let step = RunStep {
+                    argv,
+                    env,
+                    workdir: workdir.as_ref(),
+                    user: user.as_deref(),
+                };
+                let outputs =
+                    run_step(&mut tree, &step, &run_ctx).map_err(|e| fail(Box::new(e)))?;
+                step_outputs.push(outputs);
             }
-        })?;
+            kind => apply_step(&mut tree, kind, ctx.inputs, epoch, ctx.scratch).map_err(fail)?,
+        }
     }
 
     let index = layer.span.line;
@@ -125,6 +165,7 @@ pub fn build_layer(
     let (diff_id, _len, enc) = tar_out.finish();
     enc.finish().map_err(|e| wrap(Box::new(e)))?;
     let (digest, size) = blob_writer.commit(None)?;
+    drop(step_outputs);
     let blob = Blob {
         media_type: encoder.media_type().to_string(),
         digest,
@@ -259,12 +300,7 @@ fn apply_step(
         StepKind::Remove { path } => {
             tree.remove(path.as_str())?;
         }
-        StepKind::Run { .. } => {
-            return Err(
-                "`run` steps need the build sandbox, which this version of kiln does not have yet"
-                    .into(),
-            );
-        }
+        StepKind::Run { .. } => unreachable!("build_layer runs `run` steps itself"),
     }
     Ok(())
 }
@@ -288,13 +324,11 @@ fn describe_layer(layer: &Layer) -> String {
 }
 
 /// Everything that determines a layer's bytes: kiln's version, the epoch, the encoder, the
-/// steps (without their recipe positions) and the digests of the inputs they read.
-fn cache_key(
-    recipe: &Recipe,
-    layer: &Layer,
-    inputs: &BTreeMap<String, ResolvedInput>,
-    encoder: &Encoder,
-) -> Sha256Digest {
+/// steps (without their recipe positions) and the digests of the inputs they read. A layer with
+/// `run` steps also depends on the rootfs below it (programs read it): the base manifest digest
+/// and the diff_ids of every layer below are part of its key.
+fn cache_key(layer: &Layer, ctx: &LayerContext<'_>) -> Sha256Digest {
+    let (recipe, inputs, encoder) = (ctx.recipe, ctx.inputs, ctx.encoder);
     let steps: Vec<&StepKind> = layer.steps.iter().map(|s| &s.kind).collect();
     let used: BTreeMap<&str, String> = layer
         .steps
@@ -302,13 +336,25 @@ fn cache_key(
         .filter_map(|s| s.kind.input())
         .filter_map(|n| inputs.get(n).map(|i| (n, i.digest.to_string())))
         .collect();
-    let key = serde_json::json!({
+    let mut key = serde_json::json!({
         "kiln": env!("CARGO_PKG_VERSION"),
         "epoch": recipe.image.epoch,
         "encoder": encoder.describe(),
         "steps": steps,
         "inputs": used,
     });
+    if layer
+        .steps
+        .iter()
+        .any(|s| matches!(s.kind, StepKind::Run { .. }))
+    {
+        key["base"] = serde_json::json!(ctx.base_digest.map(|d| d.to_string()));
+        key["below"] = serde_json::json!(ctx
+            .below_diff_ids
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>());
+    }
     Sha256Digest::of(&crate::image::json::to_canonical_vec(&key).expect("JSON serializes"))
 }
 

@@ -9,9 +9,13 @@ mod dirstat;
 mod error;
 mod inputs;
 mod layers;
+mod lower;
 pub mod output;
+mod run;
+mod user;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -39,13 +43,24 @@ pub struct BuildOptions {
     /// How the provenance names the recipe (default: its file name).
     pub recipe_uri: Option<String>,
     pub invocation_id: Option<String>,
+    /// How `docker://` bases are reached (TLS, credentials).
+    pub registry: image::RegistryOptions,
+    /// The wall-clock limit of each `run` step.
+    pub step_timeout: Duration,
 }
+
+/// The default limit of a `run` step: one hour.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// What a build reports as it goes; the CLI prints these, the library never does.
 pub trait BuildObserver {
     fn event(&self, event: BuildEvent<'_>);
     /// Where download progress goes, if anywhere.
     fn transfer_progress(&self) -> Option<Box<dyn crate::fetch::Progress>> {
+        None
+    }
+    /// Where registry blob transfers (a `docker://` base) report progress.
+    fn registry_progress(&self) -> Option<Box<dyn crate::registry::Progress + Send + Sync>> {
         None
     }
 }
@@ -69,6 +84,23 @@ pub enum BuildEvent<'a> {
         size: u64,
         cached: bool,
     },
+    /// A `run` step starts (`location` is `file:line:column` in the recipe).
+    StepStarted {
+        location: &'a str,
+        argv: &'a [String],
+    },
+    /// One line the running step wrote (without its newline), as it arrives.
+    StepOutput {
+        stream: OutputStream,
+        line: &'a [u8],
+    },
+}
+
+/// Which output stream of a `run` step a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
 }
 
 /// A blob of the built image and where its bytes are.
@@ -120,7 +152,7 @@ pub fn build(
     let resolved = inputs::resolve(recipe, &store, opts, observer)?;
 
     let base = match &recipe.base {
-        Some(base) => Some(open_base(recipe, &base.reference, observer)?),
+        Some(base) => Some(open_base(recipe, &base.reference, &store, opts, observer)?),
         None => None,
     };
     let platform = recipe.image.platform.to_string();
@@ -147,7 +179,7 @@ pub fn build(
                 media_type: oci_layer_type(desc.media_type().as_ref()),
                 digest,
                 size: desc.size(),
-                path: b.layout.blob_path(&digest),
+                path: b.blob_path(&digest, Some(desc.size()))?,
             });
             diff_ids.push(diff_id.parse().map_err(|_| BuildError::BadBaseDiffId {
                 reference: b.reference.clone(),
@@ -168,8 +200,19 @@ pub fn build(
             index,
             total: recipe.layers.len(),
         });
-        let built =
-            layers::build_layer(recipe, layer, &resolved, &store, &encoder, scratch.path())?;
+        let ctx = layers::LayerContext {
+            recipe,
+            inputs: &resolved,
+            store: &store,
+            encoder: &encoder,
+            scratch: scratch.path(),
+            below: &blobs,
+            below_diff_ids: &diff_ids,
+            base_digest: base.as_ref().map(|b| b.manifest_digest),
+            step_timeout: opts.step_timeout,
+            observer,
+        };
+        let built = layers::build_layer(layer, &ctx)?;
         observer.event(BuildEvent::LayerDone {
             index,
             digest: &built.blob.digest,
@@ -281,6 +324,8 @@ fn oci_layer_type(media_type: &str) -> String {
 fn open_base(
     recipe: &Recipe,
     reference: &str,
+    store: &Store,
+    opts: &BuildOptions,
     observer: &dyn BuildObserver,
 ) -> Result<image::OpenedImage> {
     let parsed: ImageRef = reference.parse()?;
@@ -290,7 +335,17 @@ fn open_base(
             reference: reference.to_string(),
         });
     }
-    let opened = image::open_image(&parsed, recipe.image.platform.as_str())?;
+    let mut transports = image::Transports::new(
+        store.clone(),
+        opts.offline,
+        &opts.registry,
+        observer.registry_progress(),
+    )?;
+    transports.with_attached = false;
+    let opened = image::open_image_with(&parsed, recipe.image.platform.as_str(), &transports)?;
+    // A registry base: every layer into the store now (several at once, each checked against
+    // its diff_id), so the build below and the next `--offline` one read only the store.
+    opened.prefetch(transports.threads)?;
     observer.event(BuildEvent::BaseReady {
         reference,
         digest: &opened.resolved_digest,

@@ -3,19 +3,17 @@
 //! `podman load` accept. Everything is written beside the destination first and moved into
 //! place at the end, so a failed build never leaves a half-written result where a good one was.
 
-use std::path::{Path, PathBuf};
-
-use serde_json::json;
+use std::path::Path;
 
 use super::{BuiltImage, Result};
 use crate::digest::Sha256Digest;
-use crate::image::json::to_canonical_vec;
-use crate::image::layout::{descriptor, empty_descriptor};
-use crate::image::{media, Layout};
-use crate::layer::decompress;
-use crate::layer::host::HostOptions;
-use crate::layer::tree::{Content, Entry, EntryKind, FileTree, Metadata};
-use crate::layer::write::write_tar;
+use crate::image::layout::descriptor;
+use crate::image::referrer::{self, Subject};
+use crate::image::write::{
+    docker_repo_tag, replace, stage_beside, write_docker_archive_file, write_oci_archive_file,
+};
+use crate::image::{media, open_image, ImageRef, Layout};
+use crate::store::Store;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -24,28 +22,22 @@ pub enum OutputFormat {
     DockerArchive,
 }
 
+fn subject(image: &BuiltImage) -> Subject<'_> {
+    Subject {
+        media_type: media::OCI_MANIFEST,
+        digest: &image.manifest_digest,
+        size: image.manifest_bytes.len() as u64,
+    }
+}
+
 /// The referrer manifest that attaches the provenance statement to the image.
 pub fn provenance_manifest(image: &BuiltImage, statement_digest: &Sha256Digest) -> Vec<u8> {
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": media::OCI_MANIFEST,
-        "artifactType": media::IN_TOTO,
-        "config": serde_json::to_value(empty_descriptor()).expect("descriptor serializes"),
-        "layers": [{
-            "mediaType": media::IN_TOTO,
-            "digest": statement_digest.to_string(),
-            "size": image.provenance.len(),
-        }],
-        "subject": {
-            "mediaType": media::OCI_MANIFEST,
-            "digest": image.manifest_digest.to_string(),
-            "size": image.manifest_bytes.len(),
-        },
-        "annotations": {
-            media::ANNOTATION_PREDICATE_TYPE: crate::attest::provenance::SLSA_PROVENANCE_V1,
-        },
-    });
-    to_canonical_vec(&manifest).expect("JSON serializes")
+    referrer::statement_manifest(
+        subject(image),
+        statement_digest,
+        image.provenance.len() as u64,
+        crate::attest::provenance::SLSA_PROVENANCE_V1,
+    )
 }
 
 /// Writes the image and its provenance into the layout directory `dir` (created).
@@ -56,10 +48,12 @@ pub fn write_layout(image: &BuiltImage, dir: &Path) -> Result<()> {
     }
     layout.put_blob(&image.config_bytes)?;
     layout.put_blob(&image.manifest_bytes)?;
-    let statement = layout.put_blob(&image.provenance)?;
-    layout.put_blob(media::EMPTY_JSON)?;
-    let prov_manifest = provenance_manifest(image, &statement);
-    let prov_digest = layout.put_blob(&prov_manifest)?;
+    let prov_desc = referrer::put_statement(
+        &layout,
+        subject(image),
+        &image.provenance,
+        crate::attest::provenance::SLSA_PROVENANCE_V1,
+    )?;
 
     let mut image_desc = descriptor(
         media::OCI_MANIFEST,
@@ -71,151 +65,57 @@ pub fn write_layout(image: &BuiltImage, dir: &Path) -> Result<()> {
             .into_iter()
             .collect(),
     ));
-    let mut prov_desc = descriptor(
-        media::OCI_MANIFEST,
-        &prov_digest,
-        prov_manifest.len() as u64,
-    );
-    prov_desc.set_artifact_type(Some(media::IN_TOTO.into()));
     layout.write_index(vec![image_desc, prov_desc])?;
     Ok(())
 }
 
 /// Writes `image` to `dest` in `format`, replacing what was there only once the new output is
-/// complete.
+/// complete. The archive formats are written from the staged layout by [`crate::image::write`],
+/// the same code `kiln copy` uses. Layer blobs from `store` are hard-linked where they can be;
+/// their verification stamps are renewed afterwards (a new link moves an entry's ctime).
 pub fn write_output(
     image: &BuiltImage,
     dest: &Path,
     format: OutputFormat,
-    scratch_parent: &Path,
+    store: &Store,
 ) -> Result<()> {
-    let parent = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs_err::create_dir_all(parent)?;
-    let staging = tempfile::Builder::new()
-        .prefix(".kiln-out-")
-        .tempdir_in(parent)?;
-    let staged = staging.path().join("out");
+    let scratch_parent = super::scratch_dir(store)?;
+    let (staging, staged) = stage_beside(dest)?;
     match format {
         OutputFormat::Oci => write_layout(image, &staged)?,
         OutputFormat::OciArchive => {
             let layout_dir = staging.path().join("layout");
             write_layout(image, &layout_dir)?;
-            let mut tree = FileTree::default();
-            tree.add_host_path(
-                &layout_dir,
-                "/",
-                &HostOptions {
-                    mode: None,
-                    owner: Some((0, 0)),
-                    epoch: image.epoch,
-                },
-            )
-            .map_err(std::io::Error::other)?;
-            write_tar_file(&tree, image.epoch, &staged)?;
+            write_oci_archive_file(&layout_dir, image.epoch, &staged)?;
         }
         OutputFormat::DockerArchive => {
+            let layout_dir = staging.path().join("layout");
+            write_layout(image, &layout_dir)?;
+            let opened = open_image(
+                &ImageRef::Oci {
+                    path: layout_dir,
+                    tag: None,
+                    digest: Some(image.manifest_digest),
+                },
+                "",
+            )?;
             let scratch = tempfile::Builder::new()
                 .prefix("kiln-docker-")
-                .tempdir_in(scratch_parent)?;
-            let tree = docker_archive_tree(image, scratch.path())?;
-            write_tar_file(&tree, image.epoch, &staged)?;
+                .tempdir_in(&scratch_parent)?;
+            write_docker_archive_file(
+                &opened,
+                &docker_repo_tag(&image.name),
+                image.epoch,
+                &staged,
+                scratch.path(),
+            )?;
         }
     }
     replace(&staged, dest)?;
-    Ok(())
-}
-
-fn write_tar_file(tree: &FileTree, epoch: i64, path: &Path) -> Result<()> {
-    let mut file = std::io::BufWriter::new(fs_err::File::create(path)?);
-    write_tar(tree, epoch, &mut file).map_err(std::io::Error::other)?;
-    use std::io::Write;
-    file.flush()?;
-    Ok(())
-}
-
-fn file_entry(content: Content, epoch: i64) -> Entry {
-    Entry {
-        kind: EntryKind::File(content),
-        meta: Metadata::new(0o644, 0, 0, epoch),
-    }
-}
-
-/// The `docker save` layout: `manifest.json`, the config as `<hex>.json`, and each layer
-/// uncompressed as `<diff_id hex>.tar` (what `docker load` expects).
-fn docker_archive_tree(image: &BuiltImage, scratch: &Path) -> Result<FileTree> {
-    let mut tree = FileTree::default();
-    let mut layer_names = Vec::new();
-    for (blob, diff_id) in image.layers.iter().zip(&image.diff_ids) {
-        let name = format!("{}.tar", diff_id.hex());
-        let spilled = scratch.join(&name);
-        if !spilled.exists() {
-            let file = std::io::BufReader::new(fs_err::File::open(&blob.path)?);
-            let mut tar = decompress::open_archive(file, &blob.digest.to_string())
-                .map_err(std::io::Error::other)?;
-            let mut out = fs_err::File::create(&spilled)?;
-            std::io::copy(&mut tar, &mut out)?;
+    for blob in &image.layers {
+        if blob.path.starts_with(store.root()) {
+            store.stamp_verified(&blob.digest);
         }
-        let size = fs_err::metadata(&spilled)?.len();
-        tree.insert(
-            &name,
-            file_entry(
-                Content::File {
-                    path: spilled,
-                    size,
-                },
-                image.epoch,
-            ),
-        )
-        .map_err(std::io::Error::other)?;
-        layer_names.push(name);
-    }
-    let config_name = format!("{}.json", image.config_digest.hex());
-    let manifest = json!([{
-        "Config": config_name,
-        "RepoTags": [format!("{}:latest", image.name)],
-        "Layers": layer_names,
-    }]);
-    let inline = |b: Vec<u8>| Content::Inline(std::sync::Arc::from(b));
-    tree.insert(
-        &config_name,
-        file_entry(inline(image.config_bytes.clone()), image.epoch),
-    )
-    .map_err(std::io::Error::other)?;
-    tree.insert(
-        "manifest.json",
-        file_entry(
-            inline(to_canonical_vec(&manifest).expect("JSON")),
-            image.epoch,
-        ),
-    )
-    .map_err(std::io::Error::other)?;
-    Ok(tree)
-}
-
-/// Moves `staged` to `dest`. An existing `dest` is swapped out atomically where the kernel can
-/// (`renameat2(RENAME_EXCHANGE)`), then removed.
-fn replace(staged: &Path, dest: &Path) -> Result<()> {
-    if fs_err::symlink_metadata(dest).is_err() {
-        fs_err::rename(staged, dest)?;
-        return Ok(());
-    }
-    rustix::fs::renameat_with(
-        rustix::fs::CWD,
-        staged,
-        rustix::fs::CWD,
-        dest,
-        rustix::fs::RenameFlags::EXCHANGE,
-    )
-    .map_err(|e| std::io::Error::other(format!("failed to replace {}: {e}", dest.display())))?;
-    // `staged` now holds the old output.
-    let old: PathBuf = staged.to_path_buf();
-    if old.is_dir() {
-        fs_err::remove_dir_all(&old)?;
-    } else {
-        fs_err::remove_file(&old)?;
     }
     Ok(())
 }

@@ -28,7 +28,8 @@ pub enum Command {
     /// Pin a recipe: download every `url` input without a sha256 and write the hash into the
     /// recipe in place (comments and formatting are kept).
     Lock(LockArgs),
-    /// Fill the cache with a recipe's inputs, so that a later `build --offline` succeeds.
+    /// Fill the cache with a recipe's inputs and its registry base image, so that a later
+    /// `build --offline` succeeds.
     Fetch(FetchArgs),
     /// Show an image: digest, platform, config, layers (sizes, diff_ids) and attached referrers.
     Inspect(InspectArgs),
@@ -42,6 +43,44 @@ pub enum Command {
     /// Verify an image's signatures (and attestations) with a public key. Exit 0 only when
     /// every requested check passes, 1 when one fails, 2 on errors.
     Verify(VerifyArgs),
+    /// Copy an image between any two transports (oci:, oci-archive:, docker-archive:,
+    /// docker://), with its referrers (provenance) and signatures; prints the manifest digest.
+    Copy(CopyArgs),
+    /// Compare two images: digests, config, layers, the applied filesystem and tar headers,
+    /// with a verdict (identical, same-layers, equivalent, different) and a hint for every
+    /// class of difference. Exit 0 when the verdict passes, 1 when it does not, 2 on error.
+    Diff(DiffArgs),
+    /// Build a recipe, compare the result with REF, record the verdict as an in-toto
+    /// statement attached to the rebuilt image. Exit codes as for `diff`.
+    Rebuild(RebuildArgs),
+}
+
+/// How registries are reached. Shared by every command that may talk to one.
+#[derive(Debug, Args, Clone)]
+pub struct RegistryArgs {
+    /// Require HTTPS with a certificate the system trusts. `--tls-verify=false` accepts any
+    /// certificate and allows plain HTTP (loopback registries may always use plain HTTP).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+    /// Credentials file (containers-auth.json format), consulted before $REGISTRY_AUTH_FILE,
+    /// ${XDG_RUNTIME_DIR}/containers/auth.json and ~/.docker/config.json.
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The image to read, e.g. oci:out/hello:hello or docker://HOST/REPO@sha256:….
+    pub source: String,
+    /// Where to write it, e.g. docker://HOST/REPO:TAG or oci-archive:hello.tar.
+    pub destination: String,
+    /// The platform to pick from a multi-platform index [default: linux/<host arch>].
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// Where inputs come from. Shared by `build`, `lock` and `fetch`.
@@ -71,31 +110,71 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value = "oci")]
     pub format: OutputFormat,
     #[command(flatten)]
-    pub cache: CacheArgs,
-    /// Compression threads [default: the number of CPUs]. The image is the same for any value.
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
+    pub run: BuildRunArgs,
     /// How the provenance names the recipe (for example a git URL) [default: its file name].
     #[arg(long, value_name = "URI")]
     pub recipe_uri: Option<String>,
     /// An id for this build recorded in the provenance (for example a CI run URL).
     #[arg(long, value_name = "ID")]
     pub invocation_id: Option<String>,
+    /// After writing the output, push the image (with its provenance) to this registry
+    /// reference, e.g. docker://HOST/REPO:TAG.
+    #[arg(long, value_name = "REF")]
+    pub push: Option<String>,
     /// Sign the image and attest its provenance with this private key (cosign or PKCS#8
     /// PEM; password from KILN_PASSWORD or COSIGN_PASSWORD). Needs --format oci.
     #[arg(long, value_name = "KEY")]
     pub sign_key: Option<PathBuf>,
 }
 
+/// How a build runs: where its inputs come from and how fast; shared by `build` and `rebuild`.
+#[derive(Debug, Args)]
+pub struct BuildRunArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Compression threads [default: the number of CPUs]. The image is the same for any value.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// The wall-clock limit of each `run` step; a step still running then is killed and the
+    /// build fails.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub step_timeout: u64,
+    /// Rootless only (ignored as root): how kiln maps ids when a recipe has `run` steps.
+    /// `auto` uses the user's range in /etc/subuid and /etc/subgid when there is one (steps
+    /// can then own files as any id up to 65535), else `single` (only uid/gid 0 exist in the
+    /// steps, which are the invoking user).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MAPPING",
+        default_value = "auto",
+        env = "KILN_ID_MAPPING"
+    )]
+    pub id_mapping: IdMappingArg,
+}
+
+/// `--id-mapping` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IdMappingArg {
+    Auto,
+    Single,
+    Subordinate,
+}
+
 #[derive(Debug, Args)]
 pub struct LockArgs {
     /// The recipe file, rewritten in place.
     pub recipe: PathBuf,
-    /// Re-resolve inputs that are already pinned too, and update their hashes.
+    /// Re-resolve inputs that are already pinned too, and update their hashes (and re-resolve
+    /// the base image's tag).
     #[arg(long)]
     pub update: bool,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +183,8 @@ pub struct FetchArgs {
     pub recipe: PathBuf,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -116,14 +197,11 @@ pub struct InspectArgs {
     /// The platform to pick from a multi-platform index [default: linux/<host arch>].
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
-}
-
-/// How to talk to registries. Shared by `sign`, `attest` and `verify`.
-#[derive(Debug, Args, Clone)]
-pub struct RegistryArgs {
-    /// Require HTTPS with a verified certificate (loopback registries may always use http).
-    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
-    pub tls_verify: bool,
+    /// The cache registry blobs are read into [default: $XDG_CACHE_HOME/kiln].
+    #[arg(long, value_name = "DIR", env = "KILN_CACHE")]
+    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -206,4 +284,65 @@ pub struct VerifyArgs {
     pub json: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// How strict a comparison is, and which paths it leaves out. Shared by `diff` and `rebuild`.
+#[derive(Debug, Args, Clone)]
+pub struct DiffCheckArgs {
+    /// Pass when the images are `equivalent` (same files, contents, modes, owners and links;
+    /// only timestamps, entry order, tar format, layer boundaries, history or compression
+    /// differ). Same as `--accept equivalent`.
+    #[arg(long, conflicts_with = "accept")]
+    pub semantic: bool,
+    /// The weakest verdict that passes [default: identical].
+    #[arg(long, value_name = "VERDICT", value_parser = ["identical", "same-layers", "equivalent"])]
+    pub accept: Option<String>,
+    /// Leave paths matching GLOB out of the file comparison (`*`, `?`, and `**` for any
+    /// number of directories; `/var/log/**` drops /var/log and everything below). Repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub ignore: Vec<String>,
+    /// The platform to pick from multi-platform indexes [default: linux/<host arch>].
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The first image (e.g. the upstream one): oci:PATH[:TAG], oci-archive:FILE,
+    /// docker-archive:FILE, docker://HOST/REPO[:TAG][@sha256:HEX].
+    pub a: String,
+    /// The second image (e.g. the rebuilt one).
+    pub b: String,
+    /// Print the report as JSON (schema https://kiln.build/diff/v1) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub check: DiffCheckArgs,
+    /// Lines shown per class of difference in the text report (the JSON has them all).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_lines: usize,
+    /// The cache registry blobs are read into [default: $XDG_CACHE_HOME/kiln].
+    #[arg(long, value_name = "DIR", env = "KILN_CACHE")]
+    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// The recipe file.
+    pub recipe: PathBuf,
+    /// The image to reproduce (a pinned reference is best: docker://HOST/REPO@sha256:…).
+    #[arg(long, value_name = "REF")]
+    pub against: String,
+    /// Also write the full diff report here, as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Where to write the rebuilt image (an OCI layout) [default: out/<image name>].
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub check: DiffCheckArgs,
+    #[command(flatten)]
+    pub run: BuildRunArgs,
 }

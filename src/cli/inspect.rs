@@ -1,3 +1,4 @@
+use super::printer::outln;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -14,11 +15,17 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
         .platform
         .clone()
         .unwrap_or_else(|| Platform::host().to_string());
-    let img = image::open_image(&reference, &platform)
+    let cache = super::args::CacheArgs {
+        cache: args.cache.clone(),
+        offline: false,
+        mirror: Vec::new(),
+    };
+    let ctx = super::copy::transports(&cache, &args.registry)?;
+    let img = image::open_image_with(&reference, &platform, &ctx)
         .with_context(|| format!("failed to inspect {}", args.reference))?;
     let report = describe(&img)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_text(&report);
     }
@@ -45,7 +52,7 @@ pub fn describe(img: &image::OpenedImage) -> Result<Value> {
     let mut referrers = Vec::new();
     for r in &img.referrers {
         let d = digest_of(r)?;
-        let manifest: Value = serde_json::from_slice(&img.layout.read_blob(&d)?)?;
+        let manifest: Value = serde_json::from_slice(&img.read_blob(&d)?)?;
         referrers.push(json!({
             "digest": d.to_string(),
             "artifactType": r.artifact_type().as_ref().map(|a| a.to_string()),
@@ -70,13 +77,13 @@ pub fn describe(img: &image::OpenedImage) -> Result<Value> {
 
 fn print_text(r: &Value) {
     let s = |v: &Value| v.as_str().unwrap_or("").to_string();
-    println!("Reference: {}", s(&r["reference"]));
-    println!("Digest:    {}", s(&r["digest"]));
+    outln!("Reference: {}", s(&r["reference"]));
+    outln!("Digest:    {}", s(&r["digest"]));
     if r["resolvedDigest"] != r["digest"] {
-        println!("Index:     {}", s(&r["resolvedDigest"]));
+        outln!("Index:     {}", s(&r["resolvedDigest"]));
     }
-    println!("Platform:  {}", s(&r["platform"]));
-    println!("Created:   {}", s(&r["created"]));
+    outln!("Platform:  {}", s(&r["platform"]));
+    outln!("Created:   {}", s(&r["created"]));
     let cfg = &r["config"];
     for (label, key) in [
         ("Entrypoint", "Entrypoint"),
@@ -88,13 +95,13 @@ fn print_text(r: &Value) {
         ("Labels", "Labels"),
     ] {
         if let Some(v) = cfg.get(key) {
-            println!("{label:<10} {v}");
+            outln!("{label:<10} {v}");
         }
     }
     let layers = r["layers"].as_array().cloned().unwrap_or_default();
-    println!("Layers:    {}", layers.len());
+    outln!("Layers:    {}", layers.len());
     for l in &layers {
-        println!(
+        outln!(
             "  {}  {:>10}  diff_id {}",
             s(&l["digest"]),
             human_size(l["size"].as_u64().unwrap_or(0)),
@@ -102,9 +109,9 @@ fn print_text(r: &Value) {
         );
     }
     let refs = r["referrers"].as_array().cloned().unwrap_or_default();
-    println!("Referrers: {}", refs.len());
+    outln!("Referrers: {}", refs.len());
     for x in &refs {
-        println!(
+        outln!(
             "  {}  {}  {}",
             s(&x["digest"]),
             s(&x["artifactType"]),

@@ -4,6 +4,7 @@
 //! empty), never from a prompt: kiln runs in CI, and cosign users already export
 //! `COSIGN_PASSWORD`.
 
+use super::printer::outln;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -49,7 +50,7 @@ pub fn run(args: KeyArgs) -> Result<ExitCode> {
             })?;
             let prefix = gen.out.display();
             status(&format!("wrote {prefix}.key (private) and {prefix}.pub"));
-            println!("{}", keys::key_id(key.verifying_key()));
+            outln!("{}", keys::key_id(key.verifying_key()));
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -7,6 +7,8 @@ use super::build::store_root;
 use super::printer::status;
 use crate::fetch::Fetcher;
 use crate::image::layout::write_atomic;
+use crate::image::remote::registry_reference;
+use crate::image::{open_image_with, ImageRef};
 use crate::recipe::{self, InputSource, Recipe};
 use crate::store::Store;
 
@@ -33,11 +35,25 @@ pub fn run_lock(args: LockArgs) -> Result<ExitCode> {
             status(&format!("pinned {name}: {digest}"));
         }
     }
+    if let Some(base) = &parsed.base {
+        if base.digest.is_none() || args.update {
+            let platform = parsed.image.platform.to_string();
+            if let Some(pinned) = resolve_base(&base.reference, &parsed.dir, &platform, &args)
+                .with_context(|| format!("failed to lock base image `{}`", base.reference))?
+            {
+                if pinned != base.reference {
+                    new_text = recipe::pin_base_ref(&new_text, &pinned)?;
+                    changed += 1;
+                    status(&format!("pinned base: {pinned}"));
+                }
+            }
+        }
+    }
     if new_text != text {
         write_atomic(&args.recipe, new_text.as_bytes())?;
     }
     status(&format!(
-        "{}: {changed} input(s) pinned",
+        "{}: {changed} pin(s) written",
         args.recipe.display()
     ));
     Ok(ExitCode::SUCCESS)
@@ -59,6 +75,17 @@ pub fn run_fetch(args: FetchArgs) -> Result<ExitCode> {
             status(&format!("fetched {name}: {d}"));
         }
     }
+    if let Some(base) = &recipe.base {
+        let parsed: ImageRef = base.reference.parse()?;
+        if matches!(parsed, ImageRef::Docker { .. }) {
+            let mut ctx = super::copy::transports(&args.cache, &args.registry)?;
+            ctx.with_attached = false;
+            let img = open_image_with(&parsed, recipe.image.platform.as_str(), &ctx)
+                .and_then(|img| img.prefetch(ctx.threads).map(|()| img))
+                .with_context(|| format!("failed to fetch base image `{}`", base.reference))?;
+            status(&format!("fetched base: {}", img.manifest_digest));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -75,4 +102,60 @@ pub fn fetcher(store: Store, cache: &super::args::CacheArgs) -> Fetcher {
     f.offline = cache.offline;
     f.progress = Some(Box::new(super::progress::TransferProgress::new()));
     f
+}
+
+/// The base reference pinned to what its tag names now (`None`: nothing to resolve, e.g. a
+/// digest-only reference). The text before `@` is kept as written; only the digest changes.
+fn resolve_base(
+    reference: &str,
+    recipe_dir: &std::path::Path,
+    platform: &str,
+    args: &LockArgs,
+) -> Result<Option<String>> {
+    let parsed: ImageRef = reference.parse()?;
+    let unpinned = reference
+        .rsplit_once('@')
+        .map_or(reference, |(body, _)| body)
+        .to_string();
+    let digest = match &parsed {
+        ImageRef::Docker { .. } => {
+            let r = registry_reference(&parsed)?;
+            if r.tag().is_none() && r.digest().is_some() {
+                return Ok(None);
+            }
+            if args.cache.offline {
+                anyhow::bail!("resolving a tag needs the network, and --offline was given");
+            }
+            let ctx = super::copy::transports(&args.cache, &args.registry)?;
+            ctx.client.resolve_tag(r.repository(), r.tag_or_latest())?
+        }
+        ImageRef::Oci { path, tag, .. } | ImageRef::OciArchive { path, tag, .. } => {
+            if tag.is_none() && parsed.digest().is_some() {
+                return Ok(None);
+            }
+            let path = if path.is_absolute() {
+                path.clone()
+            } else {
+                recipe_dir.join(path)
+            };
+            let local = match &parsed {
+                ImageRef::Oci { .. } => ImageRef::Oci {
+                    path,
+                    tag: tag.clone(),
+                    digest: None,
+                },
+                _ => ImageRef::OciArchive {
+                    path,
+                    tag: tag.clone(),
+                    digest: None,
+                },
+            };
+            let ctx = super::copy::transports(&args.cache, &args.registry)?;
+            open_image_with(&local, platform, &ctx)?.resolved_digest
+        }
+        ImageRef::DockerArchive { .. } => {
+            anyhow::bail!("a docker-archive base cannot be pinned: it has no manifest digest; use oci-archive: or oci:")
+        }
+    };
+    Ok(Some(format!("{unpinned}@{digest}")))
 }

@@ -4,11 +4,14 @@
 
 mod args;
 mod build;
+mod copy;
+mod diff;
 mod inspect;
 mod key;
 mod lock;
 mod printer;
 mod progress;
+mod rebuild;
 mod sign;
 
 use std::process::ExitCode;
@@ -28,6 +31,9 @@ pub fn main() -> ExitCode {
         Command::Sign(args) => sign::run_sign(args),
         Command::Attest(args) => sign::run_attest(args),
         Command::Verify(args) => sign::run_verify(args),
+        Command::Copy(args) => copy::run(args),
+        Command::Diff(args) => diff::run(args),
+        Command::Rebuild(args) => rebuild::run(args),
     };
     match result {
         Ok(code) => code,

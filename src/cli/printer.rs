@@ -51,3 +51,27 @@ pub fn human_size(n: u64) -> String {
         format!("{v:.1} {}", UNITS[unit])
     }
 }
+
+/// Writes one line of results to stdout. A closed pipe (`kiln inspect … | head`) ends the
+/// program successfully, as it does for every Unix filter, instead of a panic.
+pub fn out(line: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_fmt(line)
+        .and_then(|()| stdout.write_all(b"\n"))
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        let _ = writeln!(std::io::stderr(), "error: failed to write to stdout: {e}");
+        std::process::exit(2);
+    }
+}
+
+/// `println!` for results: see [`out`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::printer::out(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;

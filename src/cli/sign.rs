@@ -4,6 +4,7 @@
 //! layer (`attest`), append it to the attachment tag ([`AttachmentStore`]); for verification,
 //! read the tags back and print the [`VerificationReport`]s.
 
+use super::printer::outln;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -32,6 +33,7 @@ const MAX_PREDICATE_BYTES: u64 = 64 * 1024 * 1024;
 fn client(args: &RegistryArgs) -> Result<Client> {
     Ok(Client::new(ClientOptions {
         tls_verify: args.tls_verify,
+        auth_files: super::copy::registry_options(args).auth_files(),
         ..ClientOptions::default()
     })?)
 }
@@ -67,7 +69,7 @@ pub fn run_sign(args: SignArgs) -> Result<ExitCode> {
             ""
         }
     ));
-    println!("{}", target.digest);
+    outln!("{}", target.digest);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -91,7 +93,7 @@ pub fn run_attest(args: AttestArgs) -> Result<ExitCode> {
          attestation(s)",
         args.reference, target.digest, appended.tag, appended.total
     ));
-    println!("{}", target.digest);
+    outln!("{}", target.digest);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -224,7 +226,7 @@ pub fn run_verify(args: VerifyArgs) -> Result<ExitCode> {
         attestations,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&output)?);
+        outln!("{}", serde_json::to_string_pretty(&output)?);
     } else {
         print_report(&output, &signature_layers, recipe_sha256);
     }
@@ -265,7 +267,7 @@ fn print_report(
                                 .map(|r| format!("recipe {r}")),
                         ),
                     }
-                    println!(
+                    outln!(
                         "✓ {what} {} by key {key} ({})",
                         report.subject,
                         detail.join(", ")
@@ -277,14 +279,15 @@ fn print_report(
                 {
                     // Signed by someone else (several parties may sign one image); when
                     // nothing verifies, the reason is shown below as a failure.
-                    println!(
+                    outln!(
                         "· {what} layer {} ({}): not signed by key {key}",
-                        layer.index, layer.digest
+                        layer.index,
+                        layer.digest
                     );
                 }
                 LayerVerdict::Rejected => {
                     let failed = layer.failed_check();
-                    println!(
+                    outln!(
                         "✗ {what} layer {} ({}): {}: {}",
                         layer.index,
                         layer.digest,
@@ -298,14 +301,14 @@ fn print_report(
         if !report.verified {
             for failure in report.failures() {
                 if failure.starts_with("no ") {
-                    println!("✗ {failure} for {}", report.subject);
+                    outln!("✗ {failure} for {}", report.subject);
                 }
             }
         }
     }
     if out.verified {
-        println!("verified {} ({})", out.reference, out.digest);
+        outln!("verified {} ({})", out.reference, out.digest);
     } else {
-        println!("NOT verified: {} ({})", out.reference, out.digest);
+        outln!("NOT verified: {} ({})", out.reference, out.digest);
     }
 }

@@ -1,10 +1,453 @@
-//! `oci-archive:` and `docker-archive:` transports (reading and writing).
+//! Reading `oci-archive:` (a tar of an OCI layout) and `docker-archive:` (`docker save`:
+//! `manifest.json`, a config and layer tars) images. Writing both is in [`super::write`].
+//!
+//! Why extract at all: a tar cannot be read at random, and the same blob may be needed several
+//! times (build, inspect, copy). The archive is unpacked once into a private scratch directory
+//! that lives as long as the [`OpenedImage`], and from there every blob is verified like any
+//! layout's. An image archive holds only plain files in plain directories, so the extractor
+//! accepts exactly that: regular files and directories with relative names made of normal
+//! components. Anything else (links, devices, `..`, absolute names, duplicates) is refused with
+//! the entry named, before any of it is trusted.
 
-use super::{ImageError, ImageRef, OpenedImage, Result};
+use std::io::{BufReader, Read, Write};
+use std::path::{Component, Path, PathBuf};
 
-pub(crate) fn open_archive(reference: &ImageRef, _platform: &str) -> Result<OpenedImage> {
-    Err(ImageError::UnsupportedTransport {
-        reference: reference.to_string(),
-        transport: reference.transport(),
-    })
+use serde::Deserialize;
+use serde_json::json;
+
+use super::json::to_canonical_vec;
+use super::layout::descriptor;
+use super::remote::uncompressed_digest;
+use super::source::{open_in_layout, OpenedImage};
+use super::{media, ImageError, ImageRef, Layout, Result, MAX_JSON_BLOB};
+use crate::digest::Sha256Digest;
+use crate::layer::decompress::{self, Format};
+use crate::layer::read::{ReadLimits, TarKind, TarReader};
+
+/// Opens an archive reference, extracting it into `scratch` (kept alive by the image).
+pub(crate) fn open_archive(
+    reference: &ImageRef,
+    platform: &str,
+    scratch: tempfile::TempDir,
+) -> Result<OpenedImage> {
+    match reference {
+        ImageRef::OciArchive { path, tag, digest } => {
+            let dir = scratch.path().join("layout");
+            extract_plain(path, &dir)?;
+            let layout = Layout::open(&dir)?;
+            open_in_layout(
+                reference.to_string(),
+                layout,
+                tag.as_deref(),
+                digest.as_ref(),
+                platform,
+                Some(scratch),
+            )
+        }
+        ImageRef::DockerArchive { path } => {
+            let dir = scratch.path().join("archive");
+            extract_plain(path, &dir)?;
+            let layout_dir = scratch.path().join("layout");
+            let (digest, tag) = docker_to_layout(path, &dir, &layout_dir)?;
+            let mut img = open_in_layout(
+                reference.to_string(),
+                Layout::open(&layout_dir)?,
+                None,
+                Some(&digest),
+                platform,
+                Some(scratch),
+            )?;
+            img.tag = tag;
+            Ok(img)
+        }
+        other => Err(ImageError::UnsupportedTransport {
+            reference: other.to_string(),
+            transport: other.transport(),
+        }),
+    }
+}
+
+/// The relative path of an archive member, if it is made of normal components only (a leading
+/// `./` is allowed, as GNU tar writes it).
+fn plain_relative(name: &str) -> Option<PathBuf> {
+    let trimmed = name.trim_end_matches('/');
+    let mut out = PathBuf::new();
+    for (i, c) in Path::new(trimmed).components().enumerate() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir if i == 0 => {}
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Extracts `archive` (a tar, possibly compressed) into the new directory `dest`, accepting
+/// only regular files and directories with plain relative names.
+pub(crate) fn extract_plain(archive: &Path, dest: &Path) -> Result<()> {
+    let unsafe_entry = |entry: &str, reason: &'static str| ImageError::UnsafeArchiveEntry {
+        archive: archive.to_path_buf(),
+        entry: entry.to_string(),
+        reason,
+    };
+    let file = BufReader::new(fs_err::File::open(archive)?);
+    let stream = decompress::open_archive(file, &archive.display().to_string()).map_err(|e| {
+        ImageError::ArchiveDecompress {
+            archive: archive.to_path_buf(),
+            source: Box::new(e),
+        }
+    })?;
+    fs_err::create_dir(dest)?;
+    let mut reader = TarReader::new(stream, ReadLimits::default());
+    let tar_err = |e| ImageError::ArchiveTar {
+        archive: archive.to_path_buf(),
+        source: Box::new(e),
+    };
+    while let Some(entry) = reader.next_entry().map_err(tar_err)? {
+        let Some(rel) = plain_relative(&entry.path) else {
+            return Err(unsafe_entry(
+                &entry.path,
+                "is not a plain relative path (absolute, `..` or empty components)",
+            ));
+        };
+        let target = dest.join(&rel);
+        match entry.kind {
+            TarKind::Dir => {
+                if target.is_file() {
+                    return Err(unsafe_entry(&entry.path, "is both a file and a directory"));
+                }
+                fs_err::create_dir_all(&target)?;
+            }
+            TarKind::File => {
+                if rel.as_os_str().is_empty() {
+                    return Err(unsafe_entry(&entry.path, "is a file without a name"));
+                }
+                if let Some(parent) = target.parent() {
+                    fs_err::create_dir_all(parent)?;
+                }
+                let mut out = match fs_err::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&target)
+                {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        return Err(unsafe_entry(&entry.path, "appears twice"))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                reader.read_data(&mut out).map_err(tar_err)?;
+                out.flush()?;
+            }
+            _ => {
+                return Err(unsafe_entry(
+                    &entry.path,
+                    "is not a regular file or directory (image archives hold no links or devices)",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerManifestEntry {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+/// Turns an extracted `docker save` archive into an OCI layout: layers keep their bytes (so a
+/// compressed layer stays compressed), the config keeps its bytes, and the manifest is
+/// synthesized canonically. Returns the manifest digest and the first RepoTag.
+fn docker_to_layout(
+    archive: &Path,
+    dir: &Path,
+    layout_dir: &Path,
+) -> Result<(Sha256Digest, Option<String>)> {
+    let bad = |reason: String| ImageError::BadDockerArchive {
+        archive: archive.to_path_buf(),
+        reason,
+    };
+    let member = |name: &str| -> Result<PathBuf> {
+        let rel = plain_relative(name)
+            .filter(|r| !r.as_os_str().is_empty())
+            .ok_or_else(|| bad(format!("`{name}` is not a plain relative path")))?;
+        let path = dir.join(rel);
+        if !path.is_file() {
+            return Err(bad(format!(
+                "`{name}` is named in manifest.json but missing"
+            )));
+        }
+        Ok(path)
+    };
+    let manifest_path = member("manifest.json")?;
+    let text = read_small(&manifest_path)?;
+    let entries: Vec<DockerManifestEntry> = serde_json::from_slice(&text)
+        .map_err(|e| bad(format!("manifest.json is not a docker-save manifest: {e}")))?;
+    let entry = match entries.as_slice() {
+        [one] => one,
+        [] => return Err(bad("manifest.json lists no image".into())),
+        _ => {
+            return Err(bad(format!(
+                "manifest.json lists {} images; kiln reads archives with one",
+                entries.len()
+            )))
+        }
+    };
+    let config_bytes = read_small(&member(&entry.config)?)?;
+    let config: serde_json::Value = serde_json::from_slice(&config_bytes)
+        .map_err(|e| bad(format!("config `{}` is not JSON: {e}", entry.config)))?;
+    let diff_ids: Vec<String> = config
+        .pointer("/rootfs/diff_ids")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    if diff_ids.len() != entry.layers.len() {
+        return Err(bad(format!(
+            "the config lists {} diff_ids but manifest.json {} layers",
+            diff_ids.len(),
+            entry.layers.len()
+        )));
+    }
+    let layout = Layout::create(layout_dir)?;
+    let mut layers = Vec::new();
+    for (name, diff_id) in entry.layers.iter().zip(&diff_ids) {
+        let path = member(name)?;
+        let (digest, size) = Sha256Digest::of_reader(BufReader::new(fs_err::File::open(&path)?))?;
+        let mut prefix = [0u8; 8];
+        let n = fs_err::File::open(&path)?.read(&mut prefix)?;
+        let media_type = match Format::detect(&prefix[..n]) {
+            Some(Format::Gzip) => media::OCI_LAYER_GZIP,
+            Some(Format::Zstd) => media::OCI_LAYER_ZSTD,
+            Some(_) => {
+                return Err(bad(format!(
+                    "layer `{name}` uses a compression OCI has no media type for"
+                )))
+            }
+            None => media::OCI_LAYER_TAR,
+        };
+        let actual = if media_type == media::OCI_LAYER_TAR {
+            digest
+        } else {
+            uncompressed_digest(BufReader::new(fs_err::File::open(&path)?), &digest)?
+        };
+        if actual.to_string() != *diff_id {
+            return Err(ImageError::DiffIdMismatch(Box::new(
+                super::DiffIdMismatch {
+                    reference: format!("docker-archive:{}", archive.display()),
+                    digest,
+                    expected: diff_id.clone(),
+                    actual,
+                },
+            )));
+        }
+        if !layout.has_blob(&digest) {
+            fs_err::rename(&path, layout.blob_path(&digest))?;
+        }
+        layers.push(json!({"mediaType": media_type, "digest": digest.to_string(), "size": size}));
+    }
+    let config_digest = layout.put_blob(&config_bytes)?;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "config": {"mediaType": media::OCI_CONFIG, "digest": config_digest.to_string(), "size": config_bytes.len()},
+        "layers": layers,
+    });
+    let manifest_bytes = to_canonical_vec(&manifest).expect("a JSON value serializes");
+    let manifest_digest = layout.put_blob(&manifest_bytes)?;
+    let tag = entry.repo_tags.as_ref().and_then(|t| t.first()).cloned();
+    let mut desc = descriptor(
+        media::OCI_MANIFEST,
+        &manifest_digest,
+        manifest_bytes.len() as u64,
+    );
+    if let Some(t) = &tag {
+        desc.set_annotations(Some(
+            [(media::ANNOTATION_REF_NAME.to_string(), t.clone())]
+                .into_iter()
+                .collect(),
+        ));
+    }
+    layout.write_index(vec![desc])?;
+    Ok((manifest_digest, tag))
+}
+
+fn read_small(path: &Path) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    fs_err::File::open(path)?
+        .take(MAX_JSON_BLOB + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_JSON_BLOB {
+        return Err(ImageError::BadDockerArchive {
+            archive: path.to_path_buf(),
+            reason: format!("larger than the {MAX_JSON_BLOB}-byte limit for JSON"),
+        });
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ustar header + data for one entry (typeflag `0` file, `5` dir, `2` symlink, `1` link).
+    fn entry(name: &str, typeflag: u8, link: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..107].copy_from_slice(b"0000644");
+        h[108..115].copy_from_slice(b"0000000");
+        h[116..123].copy_from_slice(b"0000000");
+        h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+        h[136..147].copy_from_slice(b"00000000000");
+        h[156] = typeflag;
+        h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        let mut out = h.to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
+    }
+
+    fn tar(entries: &[Vec<u8>]) -> Vec<u8> {
+        let mut out: Vec<u8> = entries.concat();
+        out.extend_from_slice(&[0u8; 1024]);
+        out
+    }
+
+    #[test]
+    fn extracts_plain_files_and_refuses_everything_else() {
+        let ok = tar(&[
+            entry("./", b'5', "", b""),
+            entry("./blobs/", b'5', "", b""),
+            entry("./blobs/sha256/ab", b'0', "", b"data"),
+            entry("index.json", b'0', "", b"{}"),
+        ]);
+        let cases: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
+            ("plain", ok, None),
+            (
+                "dotdot",
+                tar(&[entry("../x", b'0', "", b"x")]),
+                Some("`../x`"),
+            ),
+            (
+                "absolute",
+                tar(&[entry("/etc/x", b'0', "", b"x")]),
+                Some("`/etc/x`"),
+            ),
+            (
+                "inner dotdot",
+                tar(&[entry("a/../../x", b'0', "", b"x")]),
+                Some("`a/../../x`"),
+            ),
+            (
+                "symlink",
+                tar(&[entry("blobs", b'2', "/etc", b"")]),
+                Some("not a regular file"),
+            ),
+            (
+                "hardlink",
+                tar(&[entry("x", b'1', "/etc/passwd", b"")]),
+                Some("not a regular file"),
+            ),
+            (
+                "duplicate",
+                tar(&[entry("x", b'0', "", b"1"), entry("x", b'0', "", b"2")]),
+                Some("appears twice"),
+            ),
+            (
+                "fifo",
+                tar(&[entry("p", b'6', "", b"")]),
+                Some("not a regular file"),
+            ),
+        ];
+        for (name, bytes, want_err) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let archive = dir.path().join("a.tar");
+            fs_err::write(&archive, &bytes).unwrap();
+            let dest = dir.path().join("out");
+            let result = extract_plain(&archive, &dest);
+            match want_err {
+                None => {
+                    result.unwrap_or_else(|e| panic!("{name}: {e}"));
+                    assert_eq!(fs_err::read(dest.join("blobs/sha256/ab")).unwrap(), b"data");
+                    assert_eq!(fs_err::read(dest.join("index.json")).unwrap(), b"{}");
+                }
+                Some(want) => {
+                    let err = result.expect_err(name).to_string();
+                    assert!(err.contains(want), "{name}: {err}");
+                    assert!(err.contains("a.tar"), "{name}: names the archive: {err}");
+                    assert!(!dir.path().join("x").exists() && !Path::new("/etc/x").exists());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn docker_archive_with_a_lying_diff_id_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = tar(&[entry("hello", b'0', "", b"hi\n")]);
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["sha256:{}"]}}}}"#,
+            "0".repeat(64)
+        );
+        let manifest = r#"[{"Config":"c.json","RepoTags":["x:latest"],"Layers":["l.tar"]}]"#;
+        let archive = dir.path().join("d.tar");
+        fs_err::write(
+            &archive,
+            tar(&[
+                entry("manifest.json", b'0', "", manifest.as_bytes()),
+                entry("c.json", b'0', "", config.as_bytes()),
+                entry("l.tar", b'0', "", &layer),
+            ]),
+        )
+        .unwrap();
+        let r: ImageRef = format!("docker-archive:{}", archive.display())
+            .parse()
+            .unwrap();
+        let err = open_archive(&r, "linux/amd64", tempfile::tempdir().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("diff_id"), "{err}");
+
+        // With the right diff_id it opens, and the layer keeps its bytes.
+        let good = config.replace(&"0".repeat(64), &Sha256Digest::of(&layer).hex());
+        fs_err::write(
+            &archive,
+            tar(&[
+                entry("manifest.json", b'0', "", manifest.as_bytes()),
+                entry("c.json", b'0', "", good.as_bytes()),
+                entry("l.tar", b'0', "", &layer),
+            ]),
+        )
+        .unwrap();
+        let img = open_archive(&r, "linux/amd64", tempfile::tempdir().unwrap()).unwrap();
+        assert_eq!(img.tag.as_deref(), Some("x:latest"));
+        assert_eq!(
+            img.manifest.layers()[0].digest().to_string(),
+            Sha256Digest::of(&layer).to_string()
+        );
+        assert_eq!(img.config_bytes, good.as_bytes());
+    }
+
+    #[test]
+    fn plain_relative_names() {
+        for (name, want) in [
+            ("index.json", Some("index.json")),
+            ("./blobs/sha256/", Some("blobs/sha256")),
+            ("blobs//sha256/ab", Some("blobs/sha256/ab")),
+            ("./", Some("")),
+            ("../x", None),
+            ("/etc/passwd", None),
+            ("a/../b", None),
+            ("a/./b", Some("a/b")),
+        ] {
+            assert_eq!(plain_relative(name), want.map(PathBuf::from), "{name}");
+        }
+    }
 }

@@ -129,6 +129,36 @@ impl Layout {
         Ok(())
     }
 
+    /// Streams blob `digest` from `reader` into the layout unless it is present; the bytes are
+    /// hashed on the way and nothing is renamed into place unless they match.
+    pub fn put_blob_reader(&self, digest: &Sha256Digest, reader: &mut dyn Read) -> Result<()> {
+        let path = self.blob_path(digest);
+        if path.is_file() {
+            return Ok(());
+        }
+        let tmp = path.with_extension("tmp");
+        let mut out =
+            crate::digest::HashingWriter::new(io::BufWriter::new(fs::File::create(&tmp)?));
+        let result = io::copy(reader, &mut out);
+        let (actual, _, writer) = out.finish();
+        let written = result.and_then(|_| writer.into_inner().map_err(|e| e.into_error()));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e.into());
+        }
+        if actual != *digest {
+            let _ = fs::remove_file(&tmp);
+            return Err(ImageError::DigestMismatch {
+                what: path.display().to_string(),
+                expected: *digest,
+                actual,
+            });
+        }
+        set_mode(&tmp, 0o644)?;
+        fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+
     pub fn read_index(&self) -> Result<ImageIndex> {
         let path = self.root.join("index.json");
         let bytes = fs::read(&path)?;

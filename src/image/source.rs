@@ -1,18 +1,38 @@
-//! Opening an image from a local transport: choose the manifest (by digest, tag, or the only
+//! Opening an image from any transport: choose the manifest (by digest, tag, or the only
 //! image), follow an index to the wanted platform, and read the config — every byte verified.
+//!
+//! An [`OpenedImage`] hides where its blobs live ([`BlobSource`]: a layout directory, possibly
+//! a private extraction of an archive, or a registry backed by the store), so that build,
+//! inspect, diff and copy read every transport the same way through
+//! [`OpenedImage::open_blob`].
+
+use std::io::Read;
+use std::path::PathBuf;
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 
 use super::layout::digest_of;
+use super::remote::{open_registry, RegistryBlobs, Transports};
 use super::{media, ImageError, ImageRef, Layout, Result};
 use crate::digest::Sha256Digest;
+
+/// Where an opened image's blobs are.
+#[derive(Debug)]
+pub enum BlobSource {
+    /// An OCI layout: the reference's own, or a private extraction of an archive.
+    Layout(Layout),
+    /// A registry; blobs are fetched into the store on first use and read from there.
+    Registry(RegistryBlobs),
+}
 
 /// An image opened for reading, with its manifest and config parsed and verified.
 #[derive(Debug)]
 pub struct OpenedImage {
     pub reference: String,
-    /// Where the blobs are: the layout itself, or a private extraction of an archive.
-    pub layout: Layout,
+    pub blobs: BlobSource,
+    /// The tag the image was opened by (the layout's `ref.name`, the registry tag, the
+    /// docker archive's first RepoTag), if any.
+    pub tag: Option<String>,
     /// The digest the reference resolved to (an index digest for multi-platform images).
     pub resolved_digest: Sha256Digest,
     pub manifest_digest: Sha256Digest,
@@ -21,8 +41,12 @@ pub struct OpenedImage {
     pub manifest: ImageManifest,
     pub config_bytes: Vec<u8>,
     pub config: ImageConfiguration,
-    /// Manifests in the layout's index whose `subject` is this image (provenance, SBOMs …).
+    /// Manifests whose `subject` is this image (provenance, SBOMs …): the layout's index
+    /// entries, or the registry's referrers (API or fallback tag).
     pub referrers: Vec<Descriptor>,
+    /// Cosign-style attachments: manifests tagged `sha256-<hex>.sig|.att|.sbom`, each
+    /// descriptor annotated with its tag as `org.opencontainers.image.ref.name`.
+    pub attachments: Vec<Descriptor>,
     /// Keeps an archive's extraction alive as long as the image is open.
     pub(crate) _scratch: Option<tempfile::TempDir>,
 }
@@ -41,9 +65,97 @@ impl OpenedImage {
         }
         p
     }
+
+    /// The layout holding the blobs, when they are in one.
+    pub fn layout(&self) -> Option<&Layout> {
+        match &self.blobs {
+            BlobSource::Layout(l) => Some(l),
+            BlobSource::Registry(_) => None,
+        }
+    }
+
+    /// The registry reference, when the image comes from one.
+    pub fn registry(&self) -> Option<&RegistryBlobs> {
+        match &self.blobs {
+            BlobSource::Layout(_) => None,
+            BlobSource::Registry(r) => Some(r),
+        }
+    }
+
+    /// A stream of blob `digest` that fails at end of file unless the bytes match the digest
+    /// (and `size`, when given). A registry blob is fetched into the store first.
+    pub fn open_blob(
+        &self,
+        digest: &Sha256Digest,
+        size: Option<u64>,
+    ) -> Result<Box<dyn Read + Send>> {
+        match &self.blobs {
+            BlobSource::Layout(l) => Ok(Box::new(l.open_blob(digest, size)?)),
+            BlobSource::Registry(r) => {
+                let path = r.ensure_blob(digest, size, None)?;
+                let file = fs_err::File::open(&path)?;
+                Ok(Box::new(super::layout::VerifyingReader::new(
+                    Box::new(file),
+                    *digest,
+                    size,
+                    path.display().to_string(),
+                )))
+            }
+        }
+    }
+
+    /// A JSON-sized blob (manifest, config), verified.
+    pub fn read_blob(&self, digest: &Sha256Digest) -> Result<Vec<u8>> {
+        match &self.blobs {
+            BlobSource::Layout(l) => l.read_blob(digest),
+            BlobSource::Registry(r) => {
+                if let Ok(m) = r.manifest_by_digest(digest) {
+                    return Ok(m.bytes);
+                }
+                let mut bytes = Vec::new();
+                self.open_blob(digest, None)?
+                    .take(super::MAX_JSON_BLOB + 1)
+                    .read_to_end(&mut bytes)?;
+                if bytes.len() as u64 > super::MAX_JSON_BLOB {
+                    return Err(ImageError::TooLarge {
+                        digest: *digest,
+                        limit: super::MAX_JSON_BLOB,
+                    });
+                }
+                Ok(bytes)
+            }
+        }
+    }
+
+    /// A host file holding blob `digest` (verified when it came into the store or layout).
+    pub fn blob_path(&self, digest: &Sha256Digest, size: Option<u64>) -> Result<PathBuf> {
+        match &self.blobs {
+            BlobSource::Layout(l) => Ok(l.blob_path(digest)),
+            BlobSource::Registry(r) => r.ensure_blob(digest, size, None),
+        }
+    }
+
+    /// Fetches the config and every layer into the store, `threads` at a time, checking each
+    /// downloaded layer against its diff_id. A no-op for layouts.
+    pub fn prefetch(&self, threads: usize) -> Result<()> {
+        let BlobSource::Registry(r) = &self.blobs else {
+            return Ok(());
+        };
+        let diff_ids = self.diff_ids();
+        let mut jobs = Vec::new();
+        for (i, l) in self.manifest.layers().iter().enumerate() {
+            jobs.push((digest_of(l)?, l.size(), diff_ids.get(i).cloned()));
+        }
+        crate::registry::run_parallel(jobs, threads, |(d, size, diff_id)| {
+            r.ensure_blob(&d, Some(size), diff_id.as_deref())
+                .map(|_| ())
+        })?;
+        Ok(())
+    }
 }
 
-/// Opens `reference` for reading. `platform` (`os/arch[/variant]`) picks from an index.
+/// Opens `reference` for reading with the default store and registry settings.
+/// `platform` (`os/arch[/variant]`) picks from an index.
 pub fn open_image(reference: &ImageRef, platform: &str) -> Result<OpenedImage> {
     match reference {
         ImageRef::Oci { path, tag, digest } => {
@@ -58,13 +170,39 @@ pub fn open_image(reference: &ImageRef, platform: &str) -> Result<OpenedImage> {
             )
         }
         ImageRef::OciArchive { .. } | ImageRef::DockerArchive { .. } => {
-            super::archive::open_archive(reference, platform)
+            let scratch = tempfile::Builder::new().prefix("kiln-image-").tempdir()?;
+            super::archive::open_archive(reference, platform, scratch)
         }
-        ImageRef::Docker { .. } => Err(ImageError::UnsupportedTransport {
-            reference: reference.to_string(),
-            transport: "docker",
-        }),
+        ImageRef::Docker { .. } => open_registry(reference, platform, &Transports::from_env()?),
     }
+}
+
+/// Opens `reference` for reading; registry blobs go to `ctx`'s store, archives are extracted
+/// beside it.
+pub fn open_image_with(
+    reference: &ImageRef,
+    platform: &str,
+    ctx: &Transports,
+) -> Result<OpenedImage> {
+    match reference {
+        ImageRef::Oci { .. } => open_image(reference, platform),
+        ImageRef::OciArchive { .. } | ImageRef::DockerArchive { .. } => {
+            super::archive::open_archive(reference, platform, ctx.scratch()?)
+        }
+        ImageRef::Docker { .. } => open_registry(reference, platform, ctx),
+    }
+}
+
+/// Whether `tag` is a cosign-style attachment tag of `subject`: `sha256-<hex>.sig|.att|.sbom`.
+pub(crate) fn is_attachment_tag(tag: &str, subject: &Sha256Digest) -> bool {
+    let prefix = format!("sha256-{}.", subject.hex());
+    tag.strip_prefix(&prefix)
+        .is_some_and(|s| matches!(s, "sig" | "att" | "sbom"))
+}
+
+fn looks_like_attachment(tag: &str) -> bool {
+    tag.starts_with("sha256-")
+        && (tag.ends_with(".sig") || tag.ends_with(".att") || tag.ends_with(".sbom"))
 }
 
 pub(crate) fn open_in_layout(
@@ -100,6 +238,7 @@ pub(crate) fn open_in_layout(
                 .manifests()
                 .iter()
                 .filter(|m| m.artifact_type().is_none())
+                .filter(|m| !ref_name(m).is_some_and(looks_like_attachment))
                 .collect();
             match images.as_slice() {
                 [one] => (digest_of(one)?, one.media_type().to_string()),
@@ -127,9 +266,29 @@ pub(crate) fn open_in_layout(
         .filter(|m| referrer_subject(&layout, m).as_ref() == Some(&manifest_digest))
         .cloned()
         .collect();
+    let attachments = index
+        .manifests()
+        .iter()
+        .filter(|m| {
+            ref_name(m).is_some_and(|t| {
+                is_attachment_tag(t, &manifest_digest) || is_attachment_tag(t, &resolved)
+            })
+        })
+        .cloned()
+        .collect();
+    let tag = match tag {
+        Some(t) => Some(t.to_string()),
+        None => index
+            .manifests()
+            .iter()
+            .find(|m| digest_of(m).ok() == Some(resolved))
+            .and_then(ref_name)
+            .map(str::to_string),
+    };
     Ok(OpenedImage {
         reference,
-        layout,
+        blobs: BlobSource::Layout(layout),
+        tag,
         resolved_digest: resolved,
         manifest_digest,
         manifest_bytes,
@@ -138,6 +297,7 @@ pub(crate) fn open_in_layout(
         config_bytes,
         config,
         referrers,
+        attachments,
         _scratch: scratch,
     })
 }
@@ -253,4 +413,26 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) ->
         what: what.to_string(),
         source: e,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachment_tags() {
+        let d = Sha256Digest::of(b"image");
+        let other = Sha256Digest::of(b"other");
+        for (tag, want) in [
+            (format!("sha256-{}.sig", d.hex()), true),
+            (format!("sha256-{}.att", d.hex()), true),
+            (format!("sha256-{}.sbom", d.hex()), true),
+            (format!("sha256-{}", d.hex()), false),
+            (format!("sha256-{}.sig", other.hex()), false),
+            (format!("sha256-{}.sigx", d.hex()), false),
+            ("latest".to_string(), false),
+        ] {
+            assert_eq!(is_attachment_tag(&tag, &d), want, "{tag}");
+        }
+    }
 }

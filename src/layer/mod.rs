@@ -5,6 +5,7 @@
 //! - [`tree`]: the file-tree model of one layer and its edit operations (symlink-aware, never
 //!   escaping the image root); [`from_tar`] and [`host`] fill it from archives and host paths;
 //! - [`extract`]: applies layer tars onto a real directory, resolving every path inside it.
+//! - [`upper`]: turns the overlay upper directory of a sandboxed `run` step back into entries.
 
 pub mod compress;
 pub mod decompress;
@@ -15,6 +16,7 @@ mod in_root;
 pub mod read;
 mod tar_header;
 pub mod tree;
+pub mod upper;
 pub mod write;
 
 #[cfg(test)]

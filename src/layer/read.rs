@@ -135,6 +135,30 @@ fn of_entry(path: &str) -> String {
     }
 }
 
+/// The header format of one entry, as far as its headers show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TarFormat {
+    /// No magic: the original Unix v7 header.
+    V7,
+    /// POSIX ustar (`ustar\0` magic), no extension headers.
+    Ustar,
+    /// GNU (`ustar  ` magic, or GNU `L`/`K` long-name members).
+    Gnu,
+    /// A PAX extended header (`x`) applied to the entry.
+    Pax,
+}
+
+impl TarFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            TarFormat::V7 => "v7",
+            TarFormat::Ustar => "ustar",
+            TarFormat::Gnu => "gnu",
+            TarFormat::Pax => "pax",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TarKind {
     File,
@@ -167,6 +191,13 @@ pub struct TarEntry {
     pub xattrs: BTreeMap<String, Vec<u8>>,
     /// Byte offset of this entry's (first) header in the archive.
     pub offset: u64,
+    /// The owner and group names of the header (empty when absent), PAX `uname`/`gname`
+    /// applied.
+    pub uname: String,
+    pub gname: String,
+    /// Which header format carried the entry (PAX when a per-entry `x` header applied, GNU
+    /// when a GNU long name/link did or the magic is GNU's).
+    pub format: TarFormat,
 }
 
 /// Streams entries out of a tar archive; see the module docs for what is accepted.
@@ -320,6 +351,25 @@ impl<R: Read> TarReader<R> {
         offset: u64,
     ) -> Result<TarEntry, ReadError> {
         let is_ustar = &block[257..263] == b"ustar\0";
+        let is_gnu = &block[257..265] == b"ustar  \0";
+        let format = if !ov.pax.is_empty() {
+            TarFormat::Pax
+        } else if is_gnu || ov.gnu_name.is_some() || ov.gnu_link.is_some() {
+            TarFormat::Gnu
+        } else if is_ustar {
+            TarFormat::Ustar
+        } else {
+            TarFormat::V7
+        };
+        let header_name = |range: std::ops::Range<usize>| {
+            if is_ustar || is_gnu {
+                String::from_utf8_lossy(field_str(&block[range])).into_owned()
+            } else {
+                String::new()
+            }
+        };
+        let mut uname = header_name(265..297);
+        let mut gname = header_name(297..329);
         let mut name = field_str(&block[0..100]).to_vec();
         if is_ustar {
             let prefix = field_str(&block[345..500]);
@@ -345,6 +395,12 @@ impl<R: Read> TarReader<R> {
         }
         if let Some(l) = pax.get("linkpath") {
             link = l.clone();
+        }
+        if let Some(u) = pax.get("uname") {
+            uname = String::from_utf8_lossy(u).into_owned();
+        }
+        if let Some(g) = pax.get("gname") {
+            gname = String::from_utf8_lossy(g).into_owned();
         }
         let path = self.checked_string(name, offset, "path")?;
         let link_name = self.checked_string(link, offset, "link name")?;
@@ -443,6 +499,9 @@ impl<R: Read> TarReader<R> {
             dev_minor,
             xattrs,
             offset,
+            uname,
+            gname,
+            format,
         })
     }
 

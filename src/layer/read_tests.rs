@@ -520,3 +520,44 @@ fn negative_and_huge_sizes_are_refused() {
         Err(ReadError::BadNumber { field: "size", .. })
     ));
 }
+
+#[test]
+fn reports_header_format_and_owner_names() {
+    let mut named = header(b"named", b'0', 0, 0o644, b"");
+    named[265..269].copy_from_slice(b"root");
+    named[297..302].copy_from_slice(b"wheel");
+    set_checksum(&mut named);
+    let mut gnu = header(b"gnu", b'0', 0, 0o644, b"");
+    gnu[257..265].copy_from_slice(b"ustar  \0");
+    set_checksum(&mut gnu);
+    let mut t = Tar::new();
+    t.raw(named, b"")
+        .raw(gnu, b"")
+        .pax(b'x', &[("uname", b"alice")])
+        .file("paxed", b"")
+        .gnu_long(b'L', b"long-name")
+        .file("ignored", b"")
+        .raw(header(b"plain", b'0', 0, 0o644, b""), b"");
+    let got = all(&t.finish()).unwrap();
+    let facts: Vec<_> = got
+        .iter()
+        .map(|(e, _)| {
+            (
+                e.path.as_str(),
+                e.format,
+                e.uname.as_str(),
+                e.gname.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        facts,
+        [
+            ("named", TarFormat::Ustar, "root", "wheel"),
+            ("gnu", TarFormat::Gnu, "", ""),
+            ("paxed", TarFormat::Pax, "alice", ""),
+            ("long-name", TarFormat::Gnu, "", ""),
+            ("plain", TarFormat::Ustar, "", ""),
+        ]
+    );
+}

@@ -46,8 +46,14 @@ pub enum EntryKind {
     Symlink(String),
     /// A hard link to another entry of the same layer (a normalized tree path).
     Hardlink(String),
-    CharDevice { major: u32, minor: u32 },
-    BlockDevice { major: u32, minor: u32 },
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    BlockDevice {
+        major: u32,
+        minor: u32,
+    },
     Fifo,
     /// Deletes the path from lower layers; written as `.wh.<name>`.
     Whiteout,
@@ -68,7 +74,13 @@ pub struct Metadata {
 
 impl Metadata {
     pub fn new(mode: u32, uid: u64, gid: u64, mtime: i64) -> Self {
-        Self { mode, uid, gid, mtime, xattrs: BTreeMap::new() }
+        Self {
+            mode,
+            uid,
+            gid,
+            mtime,
+            xattrs: BTreeMap::new(),
+        }
     }
 }
 
@@ -267,11 +279,9 @@ impl FileTree {
             Some(EntryKind::Whiteout)
         );
         let new_is_dir = matches!(entry.kind, EntryKind::Dir);
-        let old_is_dir = matches!(
-            self.entries.get(&key).map(|e| &e.kind),
-            Some(EntryKind::Dir)
-        );
-        if !(new_is_dir && old_is_dir) {
+        // A directory replaces a directory (explicit, or implied by entries below it) and keeps
+        // its contents; only a non-directory takes its children with it.
+        if !new_is_dir {
             self.drop_subtree(&key);
         }
         if let Some(old) = self.entries.remove(&key) {

@@ -214,3 +214,21 @@ fn root_is_never_replaced() {
     }
     assert!(t.is_empty());
 }
+
+/// Regression: `write /var/log/app.log` then `mkdir /var/log` lost `app.log`, because a
+/// directory inserted over an implicit directory dropped the entries below it.
+#[test]
+fn mkdir_over_an_implicit_directory_keeps_its_contents() {
+    let mut t = FileTree::default();
+    t.insert("var/log/app.log", file("x")).unwrap();
+    t.insert("var/log", dir(0o750)).unwrap();
+    assert!(
+        t.get("var/log/app.log").is_some(),
+        "the file survives the mkdir"
+    );
+    assert_eq!(t.get("var/log").unwrap().meta.mode, 0o750);
+
+    // A file over the directory still takes its contents with it.
+    t.insert("var/log", file("y")).unwrap();
+    assert!(t.get("var/log/app.log").is_none());
+}

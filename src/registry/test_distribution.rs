@@ -3,121 +3,20 @@
 //! missing is a failure under `CI=true` and a loud skip elsewhere.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use base64::Engine as _;
 use oci_spec::image::{DescriptorBuilder, MediaType};
 
 use super::*;
 use crate::digest::Sha256Digest;
+use crate::testing::registry::LocalRegistry;
 
-const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 const EMPTY_JSON_DIGEST: &str =
     "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 
-pub(crate) struct LocalRegistry {
-    child: Child,
-    pub root: tempfile::TempDir,
-    pub host: String,
-}
-
-impl LocalRegistry {
-    /// Starts `docker-registry serve`; `users` turns on htpasswd (bcrypt) basic auth.
-    /// `None` (after saying why on stderr) when the binary is missing outside CI.
-    pub(crate) fn start(users: &[(&str, &str)]) -> Option<Self> {
-        if !Path::new(REGISTRY_BIN).exists() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{REGISTRY_BIN} is missing: install the Debian package docker-registry"
-            );
-            eprintln!("SKIPPED: {REGISTRY_BIN} is missing (install docker-registry); this fails under CI=true");
-            return None;
-        }
-        let root = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let host = format!("127.0.0.1:{port}");
-        let storage = root.path().join("storage");
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: kiln-test\n",
-            storage.display()
-        );
-        if !users.is_empty() {
-            let htpasswd = root.path().join("htpasswd");
-            let lines: String = users
-                .iter()
-                .map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 5).unwrap()))
-                .collect();
-            fs_err::write(&htpasswd, lines).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
-                htpasswd.display()
-            ));
-        }
-        let config_path = root.path().join("config.yml");
-        fs_err::write(&config_path, config).unwrap();
-        let log = fs_err::File::create(root.path().join("registry.log")).unwrap();
-        let child = Command::new(REGISTRY_BIN)
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.file().try_clone().unwrap())
-            .stderr(log.into_parts().0)
-            .spawn()
-            .unwrap();
-        let mut reg = LocalRegistry { child, root, host };
-        reg.wait_ready();
-        Some(reg)
-    }
-
-    fn wait_ready(&mut self) {
-        let url = format!("http://{}/v2/", self.host);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match ureq::get(&url).call() {
-                Ok(_) | Err(ureq::Error::Status(401, _)) => return,
-                Err(_) if Instant::now() < deadline => {}
-                Err(e) => panic!(
-                    "registry at {} did not start: {e}\n{}",
-                    self.host,
-                    self.log()
-                ),
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("registry exited with {status}:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log(&self) -> String {
-        fs_err::read_to_string(self.root.path().join("registry.log")).unwrap_or_default()
-    }
-
-    pub(crate) fn repo(&self, name: &str) -> Repository {
-        Repository::new(&self.host, name).unwrap()
-    }
-
-    /// Where distribution's filesystem driver keeps a blob's bytes.
-    pub(crate) fn blob_path(&self, d: &Sha256Digest) -> PathBuf {
-        let hex = d.hex();
-        self.root.path().join(format!(
-            "storage/docker/registry/v2/blobs/sha256/{}/{hex}/data",
-            &hex[..2]
-        ))
-    }
-}
-
-impl Drop for LocalRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn repo_of(reg: &LocalRegistry, name: &str) -> Repository {
+    Repository::new(&reg.host, name).unwrap()
 }
 
 fn client(auth_files: AuthFiles, chunk_size: u64) -> Client {
@@ -196,7 +95,7 @@ fn real_registry_push_pull_mount_tags_and_referrers() {
     };
     // 64 KiB chunks: the 300 kB layer goes up in 5 PATCHes, the others in one PUT.
     let c = client(AuthFiles::none(), 64 << 10);
-    let repo = reg.repo("kiln/app");
+    let repo = repo_of(&reg, "kiln/app");
     let img = image(1);
     let digest = push_image(&c, &repo, &img, "v1");
     assert_eq!(digest, Sha256Digest::of(&img.manifest));
@@ -256,7 +155,7 @@ fn real_registry_push_pull_mount_tags_and_referrers() {
     );
 
     // Cross-repository mount within the registry; a blob it does not have is not mounted.
-    let other = reg.repo("kiln/other");
+    let other = repo_of(&reg, "kiln/other");
     let layer = Sha256Digest::of(&img.blobs[2]);
     assert!(!c.blob_exists(&other, &layer).unwrap());
     assert!(c.mount_blob(&repo, &other, &layer).unwrap());
@@ -334,11 +233,11 @@ fn real_registry_blob_altered_in_its_storage_is_refused_on_pull() {
         return;
     };
     let c = client(AuthFiles::none(), 16 << 20);
-    let repo = reg.repo("kiln/tampered");
+    let repo = repo_of(&reg, "kiln/tampered");
     let img = image(7);
     push_image(&c, &repo, &img, "v1");
     let layer = Sha256Digest::of(&img.blobs[1]);
-    let path = reg.blob_path(&layer);
+    let path = reg.blob_path(&layer.hex());
     let mut data = fs_err::read(&path).unwrap();
     assert_eq!(
         data,
@@ -384,7 +283,7 @@ fn real_registry_with_htpasswd_needs_the_auth_file() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let repo = reg.repo("kiln/private");
+    let repo = repo_of(&reg, "kiln/private");
     let img = image(3);
 
     let authed = client(auth_file(dir.path(), &reg.host, "kiln", "s3cret"), 64 << 10);

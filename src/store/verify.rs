@@ -64,6 +64,19 @@ impl Store {
         }
     }
 
+    /// Records that the entry for `digest` is verified as it is now. Only for an entry this
+    /// process has just verified or written: hard-linking a store entry into an output layout
+    /// moves its ctime, and without a fresh stamp the next warm build would re-hash it.
+    pub fn stamp_verified(&self, digest: &Sha256Digest) {
+        let path = self.path_unverified(digest);
+        if let Ok(md) = std::fs::symlink_metadata(&path) {
+            let record = self.root().join("refs/verified").join(digest.hex());
+            // Only an optimisation: a failure costs a re-hash next time.
+            let _ = std::fs::create_dir_all(record.parent().expect("in refs/verified"))
+                .and_then(|()| std::fs::write(&record, verified_stamp(&md)));
+        }
+    }
+
     /// `open_verified` for large, hot entries (layer blobs on a warm rebuild): the hash is
     /// skipped when the entry's `lstat` data (inode, size, mtime, ctime in nanoseconds) is what
     /// it was when it last verified. Any write to the entry (a flipped byte, a truncation) moves
@@ -71,20 +84,11 @@ impl Store {
     /// caught on use.
     pub fn open_verified_cached(&self, digest: &Sha256Digest) -> Result<Option<VerifiedBlob>> {
         let path = self.path_unverified(digest);
-        let stamp = |md: &std::fs::Metadata| {
-            format!(
-                "{} {} {} {} {}.{}",
-                md.ino(),
-                md.len(),
-                md.mtime(),
-                md.mtime_nsec(),
-                md.ctime(),
-                md.ctime_nsec()
-            )
-        };
         let record = self.root().join("refs/verified").join(digest.hex());
         if let Ok(md) = std::fs::symlink_metadata(&path) {
-            if std::fs::read_to_string(&record).ok().as_deref() == Some(stamp(&md).as_str()) {
+            if std::fs::read_to_string(&record).ok().as_deref()
+                == Some(verified_stamp(&md).as_str())
+            {
                 return Ok(Some(VerifiedBlob {
                     digest: *digest,
                     path,
@@ -97,7 +101,7 @@ impl Store {
             if let Ok(md) = std::fs::symlink_metadata(&v.path) {
                 // Only an optimisation: a failure to record it costs a re-hash next time.
                 let _ = std::fs::create_dir_all(record.parent().expect("in refs/verified"))
-                    .and_then(|()| std::fs::write(&record, stamp(&md)));
+                    .and_then(|()| std::fs::write(&record, verified_stamp(&md)));
             }
         }
         Ok(verified)
@@ -174,6 +178,19 @@ impl Store {
             quarantined,
         })
     }
+}
+
+/// What `open_verified_cached` compares: inode, size, mtime and ctime (nanoseconds).
+fn verified_stamp(md: &std::fs::Metadata) -> String {
+    format!(
+        "{} {} {} {} {}.{}",
+        md.ino(),
+        md.len(),
+        md.mtime(),
+        md.mtime_nsec(),
+        md.ctime(),
+        md.ctime_nsec()
+    )
 }
 
 /// See `Store::open_verifying`.

@@ -459,3 +459,93 @@ cmd = ["/bin/busybox", "echo", "hello from a kiln image"]
     let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
     assert_eq!(v["Digest"], digest, "the oci-archive holds the same image");
 }
+
+/// `kiln inspect` reads all three local outputs of one build and tells the same story: digest,
+/// platform, layers (sizes and diff_ids) and the attached provenance.
+#[test]
+fn inspect_reads_layout_oci_archive_and_docker_archive() {
+    let ctx = TestContext::new();
+    let dir = make_recipe_dir(&ctx, "r", false, EPOCH, 0o022);
+    let recipe = dir.join("recipe.toml");
+    let digest = last_line(&run_ok(
+        ctx.kiln().arg("build").arg(&recipe).args(["-o", "img"]),
+    ));
+    run_ok(
+        ctx.kiln()
+            .arg("build")
+            .arg(&recipe)
+            .args(["--format", "oci-archive", "-o", "img.tar"]),
+    );
+    run_ok(ctx.kiln().arg("build").arg(&recipe).args([
+        "--format",
+        "docker-archive",
+        "-o",
+        "img-docker.tar",
+    ]));
+    let inspect = |r: &str| -> serde_json::Value {
+        serde_json::from_str(&run_ok(ctx.kiln().args(["inspect", "--json", r]))).unwrap()
+    };
+    let layout = inspect("oci:img:repro");
+    let archive = inspect("oci-archive:img.tar:repro");
+    let docker = inspect("docker-archive:img-docker.tar");
+
+    assert_eq!(layout["digest"], digest);
+    assert_eq!(
+        archive["digest"], digest,
+        "the oci-archive holds the same image"
+    );
+    assert_eq!(archive["layers"], layout["layers"]);
+    assert_eq!(archive["referrers"], layout["referrers"]);
+    assert_eq!(
+        layout["referrers"][0]["predicateType"],
+        "https://slsa.dev/provenance/v1"
+    );
+    let layers = layout["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2);
+    for l in layers {
+        assert!(l["size"].as_u64().unwrap() > 0);
+        assert!(l["diffId"].as_str().unwrap().starts_with("sha256:"));
+    }
+    // docker-archive stores layers uncompressed: its layer digests are the diff_ids.
+    let docker_layers: Vec<&str> = docker["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap())
+        .collect();
+    let diff_ids: Vec<&str> = layers
+        .iter()
+        .map(|l| l["diffId"].as_str().unwrap())
+        .collect();
+    assert_eq!(docker_layers, diff_ids);
+    assert_eq!(docker["platform"], layout["platform"]);
+    assert_eq!(docker["config"], layout["config"]);
+
+    // Text output names the same digest.
+    let text = run_ok(ctx.kiln().args(["inspect", "oci:img:repro"]));
+    assert!(text.contains(&digest), "{text}");
+}
+
+/// Regression: `kiln inspect … | head` panicked on the closed pipe; it must end quietly
+/// and successfully like any Unix filter.
+#[test]
+fn inspect_into_a_closed_pipe_exits_quietly() {
+    let ctx = TestContext::new();
+    let dir = make_recipe_dir(&ctx, "r", false, EPOCH, 0o022);
+    run_ok(
+        ctx.kiln()
+            .arg("build")
+            .arg(dir.join("recipe.toml"))
+            .args(["-o", "img"]),
+    );
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("set -o pipefail; \"$KILN\" inspect --json oci:img:repro | true")
+        .env("KILN", env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(ctx.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

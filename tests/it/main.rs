@@ -2,7 +2,11 @@
 //! output with real tools kiln did not write.
 
 mod build;
+mod diff;
 mod errors;
+mod registry;
+#[path = "../../src/testing/registry.rs"]
 mod registry_support;
+mod run;
 mod sign;
 mod support;

@@ -146,24 +146,15 @@ fn verify_py(python: &Path, args: &[&str], password: &str) -> (i32, String, Stri
     (code, stdout, stderr)
 }
 
-/// Copies the image `repo@digest` and its `.sig` / `.att` tags to `dest_repo` (both
-/// `docker://HOST/REPO`). Swap in `kiln copy` here once it carries the attachment tags: the
-/// whole body becomes `run_ok(ctx.kiln().args(["copy", &src, &dst]))`.
+/// Copies the image `repo@digest` and its `.sig` / `.att` tags to `dest_repo:copied` (both
+/// `docker://HOST/REPO`) with `kiln copy`, which carries attachment tags along.
 fn copy_with_attachments(ctx: &TestContext, repo: &str, dest_repo: &str, digest: &str) {
-    let skopeo = |src: String, dst: String| {
-        run_ok(
-            tool("skopeo")
-                .env("HOME", ctx.join("home"))
-                .args(["copy", "--all", "--preserve-digests", "--quiet"])
-                .args(["--src-tls-verify=false", "--dest-tls-verify=false"])
-                .args([src, dst]),
-        );
-    };
-    skopeo(format!("{repo}@{digest}"), format!("{dest_repo}:copied"));
-    for suffix in ["sig", "att"] {
-        let tag = format!("sha256-{}.{suffix}", hex(digest));
-        skopeo(format!("{repo}:{tag}"), format!("{dest_repo}:{tag}"));
-    }
+    run_ok(ctx.kiln().args([
+        "copy",
+        "--tls-verify=false",
+        &format!("{repo}@{digest}"),
+        &format!("{dest_repo}:copied"),
+    ]));
 }
 
 /// Pushes the layout image `oci:{layout}:hello` to `dest` (docker://…) with its digest kept.

@@ -4,7 +4,8 @@
 //! killed when dropped. The binary missing fails the test under `CI=true` and is a loud skip
 //! elsewhere (`LocalRegistry::start` returns `None`).
 //!
-//! Declare it in `tests/it/main.rs` with `mod registry_support;`.
+//! One harness for the unit tests (as `crate::testing::registry`) and the integration tests
+//! (`tests/it/main.rs` includes this file by path as `registry_support`).
 
 #![allow(dead_code)]
 

@@ -1,0 +1,311 @@
+//! The applied filesystem: what a container sees once every layer is stacked, with whiteouts
+//! and opaque directories applied. Comparing this, not the layers, is what lets an image of one
+//! layer be compared with the same tree spread over three.
+//!
+//! Per layer, whiteouts and opaque markers act on the lower layers only (wherever they sit in
+//! the archive), then entries are applied in archive order, the last duplicate winning. A
+//! non-directory replacing a directory removes what was below it. Parents that no entry names
+//! are implied as directories (`0755 0:0`, mtime 0) and marked so. Hard links are resolved to
+//! the object they share: they take its content and metadata, and every member of a link
+//! group records the group's first path, so which member a tool chose as the link target does
+//! not matter.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::scan::{Change, LayerScan, Node, NodeKind};
+
+/// One object of the applied filesystem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FsNode {
+    pub node: Node,
+    /// Index of the layer that last set it.
+    pub layer: usize,
+    /// A parent directory that no layer names.
+    pub implicit: bool,
+    /// The first path (bytewise) of this object's hard-link group, when it has one.
+    pub link_group: Option<String>,
+}
+
+/// The applied filesystem, keyed by normalized path (no leading `/`).
+#[derive(Clone, Debug, Default)]
+pub struct AppliedFs {
+    pub nodes: BTreeMap<String, FsNode>,
+}
+
+impl AppliedFs {
+    /// Stacks `layers` bottom to top.
+    pub fn apply<'a>(layers: impl IntoIterator<Item = &'a LayerScan>) -> Self {
+        let mut fs = AppliedFs::default();
+        for (index, layer) in layers.into_iter().enumerate() {
+            fs.apply_layer(index, layer);
+        }
+        fs.resolve_hardlinks();
+        fs
+    }
+
+    fn apply_layer(&mut self, index: usize, layer: &LayerScan) {
+        for (path, change) in &layer.changes {
+            match change {
+                Change::Whiteout => {
+                    self.nodes.remove(path);
+                    self.remove_below(path);
+                }
+                Change::Opaque => self.remove_below(path),
+                Change::Put(_) => {}
+            }
+        }
+        for (path, change) in &layer.changes {
+            let Change::Put(node) = change else { continue };
+            if node.kind != NodeKind::Dir {
+                self.remove_below(path);
+            }
+            self.ensure_parents(path, index);
+            self.nodes.insert(
+                path.clone(),
+                FsNode {
+                    node: node.clone(),
+                    layer: index,
+                    implicit: false,
+                    link_group: None,
+                },
+            );
+        }
+    }
+
+    fn remove_below(&mut self, dir: &str) {
+        let prefix = format!("{dir}/");
+        let doomed: Vec<String> = self
+            .nodes
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            self.nodes.remove(&k);
+        }
+    }
+
+    fn ensure_parents(&mut self, path: &str, layer: usize) {
+        let mut end = 0;
+        while let Some(pos) = path[end..].find('/') {
+            let parent = &path[..end + pos];
+            let is_dir = self
+                .nodes
+                .get(parent)
+                .is_some_and(|n| n.node.kind == NodeKind::Dir);
+            if !is_dir {
+                self.remove_below(parent);
+                self.nodes.insert(
+                    parent.to_string(),
+                    FsNode {
+                        node: Node {
+                            kind: NodeKind::Dir,
+                            mode: 0o755,
+                            uid: 0,
+                            gid: 0,
+                            mtime: 0,
+                            xattrs: BTreeMap::new(),
+                        },
+                        layer,
+                        implicit: true,
+                        link_group: None,
+                    },
+                );
+            }
+            end += pos + 1;
+        }
+    }
+
+    /// Gives hard links their target's content and metadata and records link groups.
+    fn resolve_hardlinks(&mut self) {
+        let links: Vec<(String, String)> = self
+            .nodes
+            .iter()
+            .filter_map(|(p, n)| match &n.node.kind {
+                NodeKind::Hardlink { target } => Some((p.clone(), target.clone())),
+                _ => None,
+            })
+            .collect();
+        if links.is_empty() {
+            return;
+        }
+        // Union-find over paths; the representative is resolved to a real object.
+        let mut parent: HashMap<String, String> = HashMap::new();
+        fn find(parent: &mut HashMap<String, String>, x: &str) -> String {
+            let mut cur = x.to_string();
+            let mut hops = 0;
+            while let Some(p) = parent.get(&cur) {
+                if *p == cur || hops > 64 {
+                    break;
+                }
+                cur = p.clone();
+                hops += 1;
+            }
+            cur
+        }
+        for (path, target) in &links {
+            let a = find(&mut parent, path);
+            let b = find(&mut parent, target);
+            if a != b {
+                parent.insert(a, b);
+            }
+        }
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let members: Vec<String> = parent
+            .keys()
+            .cloned()
+            .chain(parent.values().cloned())
+            .collect();
+        for m in members {
+            let root = find(&mut parent, &m);
+            let g = groups.entry(root).or_default();
+            if !g.contains(&m) {
+                g.push(m);
+            }
+        }
+        for members in groups.values() {
+            // The object the group shares: the one member that is not itself a link.
+            let object = members.iter().find_map(|m| {
+                self.nodes
+                    .get(m)
+                    .filter(|n| !matches!(n.node.kind, NodeKind::Hardlink { .. }))
+                    .map(|n| n.node.clone())
+            });
+            let present: Vec<&String> = members
+                .iter()
+                .filter(|m| self.nodes.contains_key(*m))
+                .collect();
+            let first = present.iter().min().map(|s| s.to_string());
+            for m in members {
+                if let Some(n) = self.nodes.get_mut(m) {
+                    if let Some(obj) = &object {
+                        n.node = obj.clone();
+                    }
+                    if present.len() > 1 {
+                        n.link_group = first.clone();
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::compression::CompressionFacts;
+    use crate::diff::scan::TarFacts;
+    use crate::digest::Sha256Digest;
+
+    fn node(kind: NodeKind) -> Node {
+        Node {
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 1,
+            xattrs: BTreeMap::new(),
+        }
+    }
+
+    fn file(content: &str) -> Change {
+        Change::Put(node(NodeKind::File {
+            size: content.len() as u64,
+            sha256: Sha256Digest::of(content.as_bytes()),
+        }))
+    }
+
+    fn layer(changes: Vec<(&str, Change)>) -> LayerScan {
+        LayerScan {
+            digest: Sha256Digest::of(b""),
+            diff_id: Sha256Digest::of(b""),
+            compressed_size: 0,
+            uncompressed_size: 0,
+            compression: CompressionFacts::Uncompressed,
+            changes: changes
+                .into_iter()
+                .map(|(p, c)| (p.to_string(), c))
+                .collect(),
+            tar: TarFacts::default(),
+        }
+    }
+
+    fn paths(fs: &AppliedFs) -> Vec<String> {
+        fs.nodes
+            .iter()
+            .map(|(p, n)| {
+                format!(
+                    "{p}{}{}",
+                    if n.implicit { " (implicit)" } else { "" },
+                    n.link_group
+                        .as_ref()
+                        .map(|g| format!(" group={g}"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn whiteouts_and_opaque_dirs_act_on_lower_layers_only() {
+        let lower = layer(vec![
+            ("a", Change::Put(node(NodeKind::Dir))),
+            ("a/old", file("1")),
+            ("b", Change::Put(node(NodeKind::Dir))),
+            ("b/gone", file("2")),
+            ("b/kept", file("3")),
+        ]);
+        // The opaque marker comes after a sibling of the same layer: that sibling stays.
+        let upper = layer(vec![
+            ("a/new", file("4")),
+            ("a", Change::Opaque),
+            ("b/gone", Change::Whiteout),
+        ]);
+        let fs = AppliedFs::apply([&lower, &upper]);
+        assert_eq!(paths(&fs), ["a", "a/new", "b", "b/kept"]);
+    }
+
+    #[test]
+    fn type_changes_replace_subtrees_and_parents_are_implied() {
+        let lower = layer(vec![
+            ("d", Change::Put(node(NodeKind::Dir))),
+            ("d/x", file("x")),
+        ]);
+        let upper = layer(vec![
+            (
+                "d",
+                Change::Put(node(NodeKind::Symlink {
+                    target: "/tmp".into(),
+                })),
+            ),
+            ("p/q/r", file("r")),
+        ]);
+        let fs = AppliedFs::apply([&lower, &upper]);
+        assert_eq!(paths(&fs), ["d", "p (implicit)", "p/q (implicit)", "p/q/r"]);
+    }
+
+    #[test]
+    fn hardlink_groups_do_not_depend_on_which_member_is_the_target() {
+        let one = layer(vec![
+            ("a", file("same")),
+            (
+                "b",
+                Change::Put(node(NodeKind::Hardlink { target: "a".into() })),
+            ),
+        ]);
+        let other = layer(vec![
+            ("b", file("same")),
+            (
+                "a",
+                Change::Put(node(NodeKind::Hardlink { target: "b".into() })),
+            ),
+        ]);
+        let (x, y) = (AppliedFs::apply([&one]), AppliedFs::apply([&other]));
+        assert_eq!(x.nodes, y.nodes);
+        assert_eq!(paths(&x), ["a group=a", "b group=a"]);
+        assert!(matches!(
+            x.nodes["b"].node.kind,
+            NodeKind::File { size: 4, .. }
+        ));
+    }
+}

@@ -1,0 +1,488 @@
+//! Reading one layer, once, as a stream: the compressed blob is verified against its digest,
+//! decompressed on the fly, hashed again (its diff_id), and walked entry by entry. Each regular
+//! file's bytes go through sha256 and are dropped, so what stays in memory is the layer's
+//! metadata: paths, modes, owners, link targets and content digests, never contents.
+//!
+//! Alongside, the tar-level facts that the applied filesystem cannot show are recorded: the
+//! header formats, owner names, entry order and duplicate paths.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Read};
+
+use serde::Serialize;
+
+use super::compression::{CompressionFacts, HEADER_PREFIX};
+use super::{DiffError, Result};
+use crate::digest::{Hasher, HashingReader, Sha256Digest};
+use crate::image::OpenedImage;
+use crate::layer::decompress;
+use crate::layer::read::{ReadLimits, TarKind, TarReader};
+use crate::layer::tree;
+
+/// Duplicate paths listed per layer (the count is always complete).
+pub const MAX_LISTED_DUPLICATES: usize = 20;
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+/// What a filesystem object is, with what identifies its content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    Dir,
+    File {
+        size: u64,
+        sha256: Sha256Digest,
+    },
+    Symlink {
+        target: String,
+    },
+    /// A hard link to another path (normalized); resolved when layers are applied.
+    Hardlink {
+        target: String,
+    },
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    BlockDevice {
+        major: u32,
+        minor: u32,
+    },
+    Fifo,
+}
+
+impl NodeKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            NodeKind::Dir => "dir",
+            NodeKind::File { .. } => "file",
+            NodeKind::Symlink { .. } => "symlink",
+            NodeKind::Hardlink { .. } => "hardlink",
+            NodeKind::CharDevice { .. } => "char-device",
+            NodeKind::BlockDevice { .. } => "block-device",
+            NodeKind::Fifo => "fifo",
+        }
+    }
+}
+
+/// One object's metadata and content identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    pub kind: NodeKind,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: i64,
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+/// One change a layer makes, in archive order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    Put(Node),
+    /// `.wh.<name>`: removes the path from lower layers.
+    Whiteout,
+    /// `.wh..wh..opq`: hides the directory's lower-layer contents.
+    Opaque,
+}
+
+/// The tar-level facts of one layer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TarFacts {
+    pub entries: u64,
+    /// Entries per header format (`ustar`, `gnu`, `pax`, `v7`).
+    pub formats: BTreeMap<String, u64>,
+    /// Owner and group names used (empty names are not listed).
+    pub unames: BTreeSet<String>,
+    pub gnames: BTreeSet<String>,
+    /// Whether entries are sorted bytewise by normalized path.
+    pub sorted: bool,
+    /// The first entry that breaks the order, when not sorted.
+    pub first_unsorted: Option<String>,
+    pub duplicate_count: u64,
+    pub duplicates: Vec<String>,
+    /// sha256 of the normalized paths in archive order, one per line.
+    #[serde(skip)]
+    pub order_digest: Option<Sha256Digest>,
+    /// sha256 of the set of normalized paths, sorted: equal sets with different order
+    /// digests are an entry-order difference.
+    #[serde(skip)]
+    pub path_set_digest: Option<Sha256Digest>,
+}
+
+/// Everything kiln diff needs from one layer.
+#[derive(Clone, Debug)]
+pub struct LayerScan {
+    pub digest: Sha256Digest,
+    pub diff_id: Sha256Digest,
+    pub compressed_size: u64,
+    pub uncompressed_size: u64,
+    pub compression: CompressionFacts,
+    /// `(normalized path, change)` in archive order; duplicates kept (the last one wins).
+    pub changes: Vec<(String, Change)>,
+    pub tar: TarFacts,
+}
+
+/// Keeps the first [`HEADER_PREFIX`] bytes that pass through.
+struct PrefixTap<R> {
+    inner: R,
+    prefix: Vec<u8>,
+}
+
+impl<R: Read> Read for PrefixTap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let room = HEADER_PREFIX.saturating_sub(self.prefix.len());
+        self.prefix.extend_from_slice(&buf[..n.min(room)]);
+        Ok(n)
+    }
+}
+
+/// Reads only the first bytes of a blob, for its compression facts (layers that need no walk).
+pub fn read_compression(img: &OpenedImage, digest: &Sha256Digest) -> Result<CompressionFacts> {
+    let mut reader = img
+        .open_blob(digest, None)
+        .map_err(|source| DiffError::Image {
+            what: format!("layer {digest}"),
+            source,
+        })?;
+    let mut prefix = vec![0u8; HEADER_PREFIX];
+    let mut len = 0;
+    while len < prefix.len() {
+        let n = reader
+            .read(&mut prefix[len..])
+            .map_err(|source| DiffError::Blob {
+                digest: *digest,
+                source,
+            })?;
+        if n == 0 {
+            break;
+        }
+        len += n;
+    }
+    prefix.truncate(len);
+    Ok(CompressionFacts::parse(&prefix))
+}
+
+/// Streams the layer blob `digest` (of `size` bytes) once and returns its scan.
+pub fn scan_layer(img: &OpenedImage, digest: &Sha256Digest, size: u64) -> Result<LayerScan> {
+    let reader = img
+        .open_blob(digest, Some(size))
+        .map_err(|source| DiffError::Image {
+            what: format!("layer {digest}"),
+            source,
+        })?;
+    scan_reader(reader, digest, size)
+}
+
+/// Scans a layer blob from `reader`, which must verify the blob's digest at its end (as
+/// [`OpenedImage::open_blob`]'s readers do).
+pub fn scan_reader(
+    reader: impl Read + Send,
+    digest: &Sha256Digest,
+    size: u64,
+) -> Result<LayerScan> {
+    let blob_err = |source: io::Error| DiffError::Blob {
+        digest: *digest,
+        source,
+    };
+    let mut tap = PrefixTap {
+        inner: reader,
+        prefix: Vec::new(),
+    };
+    let name = format!("layer {digest}");
+    let decompressed =
+        decompress::open_archive(&mut tap, &name).map_err(|source| DiffError::Decompress {
+            digest: *digest,
+            source,
+        })?;
+    let mut hashed = HashingReader::new(decompressed);
+    let mut tar = TarReader::new(&mut hashed, ReadLimits::default());
+    let mut changes = Vec::new();
+    let mut facts = TarFacts {
+        sorted: true,
+        ..TarFacts::default()
+    };
+    let mut order = Hasher::new();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut previous: Option<String> = None;
+    while let Some(entry) = tar.next_entry().map_err(|source| DiffError::Tar {
+        digest: *digest,
+        source,
+    })? {
+        facts.entries += 1;
+        *facts
+            .formats
+            .entry(entry.format.name().to_string())
+            .or_default() += 1;
+        if !entry.uname.is_empty() {
+            facts.unames.insert(entry.uname.clone());
+        }
+        if !entry.gname.is_empty() {
+            facts.gnames.insert(entry.gname.clone());
+        }
+        let path = tree::normalize_dir(&entry.path).map_err(|source| DiffError::BadPath {
+            digest: *digest,
+            path: entry.path.clone(),
+            source,
+        })?;
+        order.update(path.as_bytes());
+        order.update(b"\n");
+        if let Some(prev) = &previous {
+            if facts.sorted && path.as_bytes() < prev.as_bytes() {
+                facts.sorted = false;
+                facts.first_unsorted = Some(format!("/{path}"));
+            }
+        }
+        previous = Some(path.clone());
+        if !seen.insert(path.clone()) {
+            facts.duplicate_count += 1;
+            if facts.duplicates.len() < MAX_LISTED_DUPLICATES {
+                facts.duplicates.push(format!("/{path}"));
+            }
+        }
+        if path.is_empty() {
+            // The root directory's own entry (`./`): not a path of the image.
+            continue;
+        }
+        let (parent, base) = match path.rsplit_once('/') {
+            Some((p, b)) => (p.to_string(), b),
+            None => (String::new(), path.as_str()),
+        };
+        if base == OPAQUE_MARKER {
+            if parent.is_empty() {
+                return Err(DiffError::BadWhiteout {
+                    digest: *digest,
+                    path: entry.path.clone(),
+                });
+            }
+            changes.push((parent, Change::Opaque));
+            continue;
+        }
+        if let Some(name) = base.strip_prefix(WHITEOUT_PREFIX) {
+            if name.is_empty() || name == "." || name == ".." || name.starts_with(WHITEOUT_PREFIX) {
+                return Err(DiffError::BadWhiteout {
+                    digest: *digest,
+                    path: entry.path.clone(),
+                });
+            }
+            changes.push((tree::join(&parent, name), Change::Whiteout));
+            continue;
+        }
+        let kind = match entry.kind {
+            TarKind::Dir => NodeKind::Dir,
+            TarKind::File => {
+                let mut h = Hasher::new();
+                let n = tar.read_data(&mut h).map_err(|source| DiffError::Tar {
+                    digest: *digest,
+                    source,
+                })?;
+                NodeKind::File {
+                    size: n,
+                    sha256: h.finish(),
+                }
+            }
+            TarKind::Symlink => NodeKind::Symlink {
+                target: entry.link_name.clone(),
+            },
+            TarKind::Hardlink => NodeKind::Hardlink {
+                target: tree::normalize_dir(&entry.link_name).map_err(|source| {
+                    DiffError::BadPath {
+                        digest: *digest,
+                        path: entry.link_name.clone(),
+                        source,
+                    }
+                })?,
+            },
+            TarKind::CharDevice => NodeKind::CharDevice {
+                major: entry.dev_major,
+                minor: entry.dev_minor,
+            },
+            TarKind::BlockDevice => NodeKind::BlockDevice {
+                major: entry.dev_major,
+                minor: entry.dev_minor,
+            },
+            TarKind::Fifo => NodeKind::Fifo,
+        };
+        changes.push((
+            path,
+            Change::Put(Node {
+                kind,
+                mode: entry.mode,
+                uid: entry.uid,
+                gid: entry.gid,
+                mtime: entry.mtime,
+                xattrs: entry.xattrs,
+            }),
+        ));
+    }
+    drop(tar);
+    // Drain what follows the end-of-archive marker so the decompressor's and the verifying
+    // reader's end-of-stream checks run.
+    io::copy(&mut hashed, &mut io::sink()).map_err(blob_err)?;
+    let (diff_id, uncompressed_size) = hashed.finish();
+    facts.order_digest = Some(order.finish());
+    let mut set = Hasher::new();
+    for p in &seen {
+        set.update(p.as_bytes());
+        set.update(b"\n");
+    }
+    facts.path_set_digest = Some(set.finish());
+    Ok(LayerScan {
+        digest: *digest,
+        diff_id,
+        compressed_size: size,
+        uncompressed_size,
+        compression: CompressionFacts::parse(&tap.prefix),
+        changes,
+        tar: facts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::image::Layout;
+    use crate::layer::tree::{Content, Entry, EntryKind, FileTree, Metadata};
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn layout_with(tar: &[u8]) -> (tempfile::TempDir, Layout, Sha256Digest, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path()).unwrap();
+        let blob = gzip(tar);
+        let digest = layout.put_blob(&blob).unwrap();
+        (dir, layout, digest, blob.len() as u64)
+    }
+
+    #[test]
+    fn a_layer_is_scanned_into_changes_and_facts() {
+        let mut tree = FileTree::default();
+        let file = |data: &[u8]| Entry {
+            kind: EntryKind::File(Content::Inline(Arc::from(data))),
+            meta: Metadata::new(0o644, 0, 0, 5),
+        };
+        tree.insert("etc/motd", file(b"hello")).unwrap();
+        tree.insert(
+            "etc/z-link",
+            Entry {
+                kind: EntryKind::Hardlink("etc/motd".into()),
+                meta: Metadata::new(0o644, 0, 0, 5),
+            },
+        )
+        .unwrap();
+        tree.remove("var/cache").unwrap();
+        tree.insert(
+            "opt",
+            Entry {
+                kind: EntryKind::Dir,
+                meta: Metadata::new(0o755, 0, 0, 5),
+            },
+        )
+        .unwrap();
+        tree.set_opaque("opt").unwrap();
+        let mut tar = Vec::new();
+        crate::layer::write::write_tar(&tree, 10, &mut tar).unwrap();
+        let (_dir, layout, digest, size) = layout_with(&tar);
+
+        let scan = scan_reader(
+            layout.open_blob(&digest, Some(size)).unwrap(),
+            &digest,
+            size,
+        )
+        .unwrap();
+        assert_eq!(scan.diff_id, Sha256Digest::of(&tar));
+        assert_eq!(scan.uncompressed_size, tar.len() as u64);
+        assert!(matches!(scan.compression, CompressionFacts::Gzip(_)));
+        let changes: Vec<(&str, String)> = scan
+            .changes
+            .iter()
+            .map(|(p, c)| {
+                let what = match c {
+                    Change::Put(n) => match &n.kind {
+                        NodeKind::File { size, sha256 } => {
+                            assert_eq!(*sha256, Sha256Digest::of(b"hello"));
+                            format!("file {size}")
+                        }
+                        NodeKind::Hardlink { target } => format!("hardlink {target}"),
+                        other => other.type_name().to_string(),
+                    },
+                    Change::Whiteout => "whiteout".into(),
+                    Change::Opaque => "opaque".into(),
+                };
+                (p.as_str(), what)
+            })
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                ("etc/motd", "file 5".to_string()),
+                ("etc/z-link", "hardlink etc/motd".into()),
+                ("opt", "dir".into()),
+                ("opt", "opaque".into()),
+                ("var/cache", "whiteout".into()),
+            ]
+        );
+        assert_eq!(scan.tar.formats.keys().collect::<Vec<_>>(), ["ustar"]);
+        assert_eq!(scan.tar.duplicate_count, 0);
+    }
+
+    #[test]
+    fn a_corrupt_blob_and_bad_whiteouts_are_errors() {
+        let mut tree = FileTree::default();
+        tree.insert(
+            "a",
+            Entry {
+                kind: EntryKind::File(Content::Inline(Arc::from(&b"x"[..]))),
+                meta: Metadata::new(0o644, 0, 0, 0),
+            },
+        )
+        .unwrap();
+        let mut tar = Vec::new();
+        crate::layer::write::write_tar(&tree, 0, &mut tar).unwrap();
+        let (_dir, layout, digest, size) = layout_with(&tar);
+        // One byte flipped in the blob: the digest check at EOF fails the scan.
+        let path = layout.blob_path(&digest);
+        let mut bytes = fs_err::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        fs_err::write(&path, &bytes).unwrap();
+        assert!(scan_reader(
+            layout.open_blob(&digest, Some(size)).unwrap(),
+            &digest,
+            size
+        )
+        .is_err());
+
+        // `.wh..` (a whiteout of `.`) is refused, not applied.
+        let mut raw = vec![0u8; 512];
+        raw[..5].copy_from_slice(b".wh..");
+        raw[100..107].copy_from_slice(b"0000644");
+        for f in [108..115, 116..123, 124..135, 136..147] {
+            raw[f].fill(b'0');
+        }
+        raw[156] = b'0';
+        raw[257..263].copy_from_slice(b"ustar\0");
+        raw[263..265].copy_from_slice(b"00");
+        raw[148..156].fill(b' ');
+        let sum: u32 = raw.iter().map(|&b| u32::from(b)).sum();
+        raw[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        raw.resize(512 * 3, 0);
+        let (_dir, layout, digest, size) = layout_with(&raw);
+        let err = scan_reader(
+            layout.open_blob(&digest, Some(size)).unwrap(),
+            &digest,
+            size,
+        )
+        .unwrap_err();
+        assert!(matches!(err, DiffError::BadWhiteout { .. }), "{err:?}");
+    }
+}

@@ -1,0 +1,91 @@
+//! Attaching an in-toto statement to an image in a layout as an OCI 1.1 referrer: a manifest
+//! with `artifactType` `application/vnd.in-toto+json`, the statement as its one layer, and
+//! `subject` = the image manifest, listed in `index.json` next to the image. The build's
+//! provenance and `kiln rebuild`'s verdict are attached this way, so `kiln inspect`, oras and
+//! the registry referrers API find them.
+
+use oci_spec::image::Descriptor;
+use serde_json::json;
+
+use super::json::to_canonical_vec;
+use super::layout::{descriptor, empty_descriptor};
+use super::{media, Layout, Result};
+use crate::digest::Sha256Digest;
+
+/// The image a statement is about.
+#[derive(Clone, Copy, Debug)]
+pub struct Subject<'a> {
+    pub media_type: &'a str,
+    pub digest: &'a Sha256Digest,
+    pub size: u64,
+}
+
+/// The referrer manifest for a statement (`statement_digest`, `statement_size`) about
+/// `subject`, annotated with its predicate type. Canonical JSON.
+pub fn statement_manifest(
+    subject: Subject<'_>,
+    statement_digest: &Sha256Digest,
+    statement_size: u64,
+    predicate_type: &str,
+) -> Vec<u8> {
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "artifactType": media::IN_TOTO,
+        "config": serde_json::to_value(empty_descriptor()).expect("descriptor serializes"),
+        "layers": [{
+            "mediaType": media::IN_TOTO,
+            "digest": statement_digest.to_string(),
+            "size": statement_size,
+        }],
+        "subject": {
+            "mediaType": subject.media_type,
+            "digest": subject.digest.to_string(),
+            "size": subject.size,
+        },
+        "annotations": {
+            media::ANNOTATION_PREDICATE_TYPE: predicate_type,
+        },
+    });
+    to_canonical_vec(&manifest).expect("JSON serializes")
+}
+
+/// Writes `statement` and its referrer manifest into `layout` and returns the descriptor to
+/// list in `index.json` (the caller writes the index).
+pub fn put_statement(
+    layout: &Layout,
+    subject: Subject<'_>,
+    statement: &[u8],
+    predicate_type: &str,
+) -> Result<Descriptor> {
+    let statement_digest = layout.put_blob(statement)?;
+    layout.put_blob(media::EMPTY_JSON)?;
+    let manifest = statement_manifest(
+        subject,
+        &statement_digest,
+        statement.len() as u64,
+        predicate_type,
+    );
+    let digest = layout.put_blob(&manifest)?;
+    let mut desc = descriptor(media::OCI_MANIFEST, &digest, manifest.len() as u64);
+    desc.set_artifact_type(Some(media::IN_TOTO.into()));
+    Ok(desc)
+}
+
+/// Attaches `statement` to `subject` in an existing layout: blobs first, then `index.json`
+/// rewritten (atomically) with the referrer appended. Attaching the same statement twice
+/// lists it once.
+pub fn attach_statement(
+    layout: &Layout,
+    subject: Subject<'_>,
+    statement: &[u8],
+    predicate_type: &str,
+) -> Result<Descriptor> {
+    let desc = put_statement(layout, subject, statement, predicate_type)?;
+    let mut manifests = layout.read_index()?.manifests().clone();
+    if !manifests.iter().any(|m| m.digest() == desc.digest()) {
+        manifests.push(desc.clone());
+    }
+    layout.write_index(manifests)?;
+    Ok(desc)
+}

@@ -1,0 +1,442 @@
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use super::*;
+use crate::layer::tree::Metadata;
+
+/// True when `tool` runs; a missing tool fails the test under `CI=true`.
+pub(crate) fn have_tool(tool: &str) -> bool {
+    let found = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "`{tool}` is required under CI=true"
+        );
+        eprintln!("SKIPPED: `{tool}` is not installed");
+    }
+    found
+}
+
+fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> (bool, Vec<u8>, String) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    (
+        out.status.success(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn meta(mode: u32, mtime: i64) -> Metadata {
+    Metadata::new(mode, 0, 0, mtime)
+}
+
+fn put(tree: &mut FileTree, path: &str, kind: EntryKind, meta: Metadata) {
+    tree.entries.insert(path.to_string(), Entry { kind, meta });
+}
+
+fn inline(data: &[u8]) -> EntryKind {
+    EntryKind::File(Content::Inline(Arc::from(data)))
+}
+
+const LONG_DIR: &str =
+    "d123456789/d123456789/d123456789/d123456789/d123456789/d123456789/d123456789/d123456789";
+const CAP: &[u8] =
+    b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+
+/// One entry of every kind, plus every PAX trigger.
+fn sample_tree(host_file: &std::path::Path) -> FileTree {
+    let mut t = FileTree::default();
+    put(&mut t, "bin", EntryKind::Dir, meta(0o755, 5));
+    put(&mut t, "bin/ping", inline(b"ping"), {
+        let mut m = meta(0o4755, 2_000_000_000);
+        m.xattrs.insert(CAPABILITY_XATTR.into(), CAP.to_vec());
+        m.xattrs.insert("user.comment".into(), b"dropped".to_vec());
+        m
+    });
+    put(
+        &mut t,
+        "bin/sh",
+        EntryKind::Symlink("busybox".into()),
+        meta(0o777, -5),
+    );
+    put(&mut t, "dev", EntryKind::Dir, meta(0o755, 0));
+    put(
+        &mut t,
+        "dev/null",
+        EntryKind::CharDevice { major: 1, minor: 3 },
+        meta(0o666, 0),
+    );
+    put(
+        &mut t,
+        "dev/sda",
+        EntryKind::BlockDevice { major: 8, minor: 0 },
+        meta(0o660, 0),
+    );
+    put(&mut t, "dev/fifo", EntryKind::Fifo, meta(0o600, 0));
+    put(&mut t, "etc", EntryKind::Dir, meta(0o755, 0));
+    put(
+        &mut t,
+        "etc/big-ids",
+        inline(b""),
+        Metadata::new(0o644, 4_000_000_000, 70_000, 7),
+    );
+    put(
+        &mut t,
+        "etc/gone",
+        EntryKind::Whiteout,
+        Metadata::new(0o777, 9, 9, 3),
+    );
+    put(
+        &mut t,
+        "etc/hosts",
+        EntryKind::File(Content::File {
+            path: host_file.into(),
+            size: 600,
+        }),
+        meta(0o644, 8),
+    );
+    put(
+        &mut t,
+        "etc/hosts.link",
+        EntryKind::Hardlink("etc/hosts".into()),
+        meta(0o644, 8),
+    );
+    put(&mut t, "opt", EntryKind::Dir, meta(0o700, 0));
+    t.opaque.insert("opt".into());
+    let long = format!("{LONG_DIR}/{LONG_DIR}/f");
+    put(
+        &mut t,
+        &format!("opt/{LONG_DIR}"),
+        EntryKind::Dir,
+        meta(0o755, 0),
+    );
+    put(
+        &mut t,
+        &format!("opt/{LONG_DIR}/file"),
+        inline(b"split"),
+        meta(0o644, 0),
+    );
+    put(
+        &mut t,
+        &format!("opt/{long}"),
+        EntryKind::Symlink(long.clone()),
+        meta(0o777, 0),
+    );
+    put(
+        &mut t,
+        &format!("opt/{}", "n".repeat(120)),
+        inline(b""),
+        meta(0o644, 0),
+    );
+    t
+}
+
+fn sample_tar() -> (Vec<u8>, WriteStats) {
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("hosts");
+    fs_err::write(&host, vec![b'h'; 600]).unwrap();
+    let mut out = Vec::new();
+    let stats = write_tar(&sample_tree(&host), 1_000_000_000, &mut out).unwrap();
+    (out, stats)
+}
+
+#[test]
+fn stream_is_blocks_with_valid_checksums_and_two_zero_blocks_at_the_end() {
+    let (tar, stats) = sample_tar();
+    assert_eq!(stats.bytes, tar.len() as u64);
+    assert_eq!(tar.len() % BLOCK, 0);
+    assert!(tar[tar.len() - 2 * BLOCK..].iter().all(|&b| b == 0));
+    // Walk the headers: every checksum must be the unsigned byte sum with the field as spaces.
+    let mut pos = 0;
+    let mut headers = 0;
+    while tar[pos..pos + BLOCK].iter().any(|&b| b != 0) {
+        let h = &tar[pos..pos + BLOCK];
+        let mut copy = h.to_vec();
+        copy[148..156].fill(b' ');
+        let sum: u64 = copy.iter().map(|&b| u64::from(b)).sum();
+        assert_eq!(&h[148..156], format!("{sum:06o}\0 ").as_bytes());
+        assert_eq!(&h[257..265], b"ustar\x0000");
+        assert!(
+            h[265..329].iter().all(|&b| b == 0),
+            "uname/gname must be empty"
+        );
+        let size = u64::from_str_radix(std::str::from_utf8(&h[124..135]).unwrap(), 8).unwrap();
+        pos += BLOCK + (size as usize).div_ceil(BLOCK) * BLOCK;
+        headers += 1;
+    }
+    assert_eq!(headers as u64, stats.entries + stats.pax_headers);
+    assert_eq!(pos + 2 * BLOCK, tar.len());
+    assert_eq!(stats.xattrs_dropped, 1);
+    assert_eq!(
+        stats.pax_headers, 4,
+        "capability, big uid, long link, long path"
+    );
+}
+
+#[test]
+fn same_tree_gives_the_same_bytes() {
+    assert_eq!(sample_tar().0, sample_tar().0);
+}
+
+#[test]
+fn python_tarfile_reads_back_exactly_what_we_claim() {
+    if !have_tool("python3") {
+        return;
+    }
+    let (tar, _) = sample_tar();
+    let script = r#"
+import sys, tarfile, json
+with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as tf:
+    for m in tf:
+        data = tf.extractfile(m).read().decode("latin1") if m.isreg() else ""
+        print(json.dumps([m.name, m.type.decode(), oct(m.mode), m.uid, m.gid, m.mtime, m.size,
+                          m.linkname, m.devmajor, m.devminor, m.uname, m.gname,
+                          {k: v.encode("utf-8", "surrogateescape").hex() for k, v in sorted(m.pax_headers.items())},
+                          data[:8]]))
+"#;
+    let (ok, stdout, stderr) = run_with_stdin(Command::new("python3").args(["-c", script]), &tar);
+    assert!(ok, "{stderr}");
+    let long = format!("opt/{LONG_DIR}/{LONG_DIR}/f");
+    let unsplittable = "n".repeat(120);
+    let cap_hex = hex::encode(CAP);
+    let expected = [
+            r#"["bin", "5", "0o755", 0, 0, 5, 0, "", 0, 0, "", "", {}, ""]"#.to_string(),
+            format!(
+                r#"["bin/ping", "0", "0o4755", 0, 0, 1000000000, 4, "", 0, 0, "", "", {{"SCHILY.xattr.security.capability": "{cap_hex}"}}, "ping"]"#
+            ),
+            r#"["bin/sh", "2", "0o777", 0, 0, 0, 0, "busybox", 0, 0, "", "", {}, ""]"#.into(),
+            r#"["dev", "5", "0o755", 0, 0, 0, 0, "", 0, 0, "", "", {}, ""]"#.into(),
+            r#"["dev/fifo", "6", "0o600", 0, 0, 0, 0, "", 0, 0, "", "", {}, ""]"#.into(),
+            r#"["dev/null", "3", "0o666", 0, 0, 0, 0, "", 1, 3, "", "", {}, ""]"#.into(),
+            r#"["dev/sda", "4", "0o660", 0, 0, 0, 0, "", 8, 0, "", "", {}, ""]"#.into(),
+            r#"["etc", "5", "0o755", 0, 0, 0, 0, "", 0, 0, "", "", {}, ""]"#.into(),
+            r#"["etc/big-ids", "0", "0o644", 4000000000, 70000, 7, 0, "", 0, 0, "", "", {"uid": "34303030303030303030"}, ""]"#.into(),
+            r#"["etc/.wh.gone", "0", "0o644", 0, 0, 3, 0, "", 0, 0, "", "", {}, ""]"#.into(),
+            r#"["etc/hosts", "0", "0o644", 0, 0, 8, 600, "", 0, 0, "", "", {}, "hhhhhhhh"]"#.into(),
+            r#"["etc/hosts.link", "1", "0o644", 0, 0, 8, 0, "etc/hosts", 0, 0, "", "", {}, ""]"#.into(),
+            r#"["opt", "5", "0o700", 0, 0, 0, 0, "", 0, 0, "", "", {}, ""]"#.into(),
+            r#"["opt/.wh..wh..opq", "0", "0o644", 0, 0, 1000000000, 0, "", 0, 0, "", "", {}, ""]"#.into(),
+            format!(r#"["opt/{LONG_DIR}", "5", "0o755", 0, 0, 0, 0, "", 0, 0, "", "", {{}}, ""]"#),
+            format!(
+                r#"["{long}", "2", "0o777", 0, 0, 0, 0, "{}", 0, 0, "", "", {{"linkpath": "{}"}}, ""]"#,
+                &long[4..],
+                hex::encode(&long[4..]),
+            ),
+            format!(r#"["opt/{LONG_DIR}/file", "0", "0o644", 0, 0, 0, 5, "", 0, 0, "", "", {{}}, "split"]"#),
+            format!(
+                r#"["opt/{unsplittable}", "0", "0o644", 0, 0, 0, 0, "", 0, 0, "", "", {{"path": "{}"}}, ""]"#,
+                hex::encode(format!("opt/{unsplittable}"))
+            ),
+        ];
+    let got: Vec<&str> = std::str::from_utf8(&stdout).unwrap().lines().collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn gnu_tar_lists_the_stream_without_warnings() {
+    if !have_tool("tar") {
+        return;
+    }
+    let (tar, _) = sample_tar();
+    let (ok, stdout, stderr) = run_with_stdin(
+        Command::new("tar").args(["--numeric-owner", "-tvf", "-"]),
+        &tar,
+    );
+    assert!(ok && stderr.is_empty(), "{stderr}");
+    let listing = String::from_utf8(stdout).unwrap();
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), 18, "{listing}");
+    assert!(lines[1].starts_with("-rwsr-xr-x 0/0"), "{}", lines[1]);
+    assert!(
+        lines[5].starts_with("crw-rw-rw- 0/0") && lines[5].contains("1,3"),
+        "{}",
+        lines[5]
+    );
+    assert!(
+        lines[11].contains("etc/hosts.link link to etc/hosts"),
+        "{}",
+        lines[11]
+    );
+    assert!(
+        lines[15].contains(&format!("{LONG_DIR}/f ->")),
+        "{}",
+        lines[15]
+    );
+    assert!(
+        lines[17].ends_with(&format!("opt/{}", "n".repeat(120))),
+        "{}",
+        lines[17]
+    );
+}
+
+#[test]
+fn mtime_is_clamped_to_the_epoch_and_never_negative() {
+    for (mtime, epoch, want) in [(5, 10, 5), (50, 10, 10), (-3, 10, 0), (5, -1, 0), (0, 0, 0)] {
+        let mut t = FileTree::default();
+        put(&mut t, "f", inline(b""), meta(0o644, mtime));
+        let mut out = Vec::new();
+        write_tar(&t, epoch, &mut out).unwrap();
+        let field = std::str::from_utf8(&out[136..147]).unwrap();
+        assert_eq!(
+            u64::from_str_radix(field, 8).unwrap(),
+            want,
+            "mtime {mtime} epoch {epoch}"
+        );
+    }
+}
+
+#[test]
+fn a_file_that_changed_size_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f");
+    fs_err::write(&file, b"12345").unwrap();
+    for recorded in [4, 6] {
+        let mut t = FileTree::default();
+        put(
+            &mut t,
+            "f",
+            EntryKind::File(Content::File {
+                path: file.clone(),
+                size: recorded,
+            }),
+            meta(0o644, 0),
+        );
+        let err = write_tar(&t, 0, &mut Vec::new()).unwrap_err();
+        assert!(
+            matches!(err, WriteError::ContentSizeChanged { .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(&file.display().to_string()),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn inconsistent_trees_are_refused() {
+    let cases: Vec<(&str, FileTree)> = vec![
+        ("hardlink to a later entry", {
+            let mut t = FileTree::default();
+            put(&mut t, "a", EntryKind::Hardlink("b".into()), meta(0o644, 0));
+            put(&mut t, "b", inline(b"x"), meta(0o644, 0));
+            t
+        }),
+        ("hardlink to a directory", {
+            let mut t = FileTree::default();
+            put(&mut t, "a", EntryKind::Dir, meta(0o755, 0));
+            put(&mut t, "b", EntryKind::Hardlink("a".into()), meta(0o644, 0));
+            t
+        }),
+        ("opaque without a directory", {
+            let mut t = FileTree::default();
+            t.opaque.insert("x".into());
+            t
+        }),
+        ("mode with file-type bits", {
+            let mut t = FileTree::default();
+            put(&mut t, "a", inline(b""), meta(0o100644, 0));
+            t
+        }),
+        ("uid above 32 bits", {
+            let mut t = FileTree::default();
+            put(
+                &mut t,
+                "a",
+                inline(b""),
+                Metadata::new(0o644, 1 << 32, 0, 0),
+            );
+            t
+        }),
+        ("dot-dot path", {
+            let mut t = FileTree::default();
+            put(&mut t, "a/../b", inline(b""), meta(0o644, 0));
+            t
+        }),
+        ("absolute path", {
+            let mut t = FileTree::default();
+            put(&mut t, "/etc", EntryKind::Dir, meta(0o755, 0));
+            t
+        }),
+    ];
+    for (what, tree) in cases {
+        assert!(write_tar(&tree, 0, &mut Vec::new()).is_err(), "{what}");
+    }
+}
+
+#[test]
+fn opaque_root_comes_first() {
+    let mut t = FileTree::default();
+    t.opaque.insert(String::new());
+    put(&mut t, "a", inline(b""), meta(0o644, 0));
+    let mut out = Vec::new();
+    write_tar(&t, 0, &mut out).unwrap();
+    assert_eq!(&out[..12], b".wh..wh..opq");
+    assert_eq!(&out[BLOCK..BLOCK + 2], b"a\0");
+}
+
+#[test]
+fn ustar_path_split_table() {
+    let d50 = "d".repeat(50);
+    let f100 = "f".repeat(100);
+    let cases: Vec<(String, Option<(String, String)>)> = vec![
+        ("short".into(), Some((String::new(), "short".into()))),
+        (f100.clone(), Some((String::new(), f100.clone()))),
+        (format!("{d50}/{f100}"), Some((d50.clone(), f100.clone()))),
+        (
+            format!("{d50}/{d50}/x"),
+            Some((d50.clone(), format!("{d50}/x"))),
+        ),
+        (format!("{}/", "f".repeat(101)), None),
+        (format!("{d50}/{}/", "f".repeat(100)), None),
+        (format!("{}/x", "p".repeat(156)), None),
+        (
+            format!("{}/x{}", "p".repeat(155), "y".repeat(99)),
+            Some(("p".repeat(155), format!("x{}", "y".repeat(99)))),
+        ),
+        ("g".repeat(101), None),
+    ];
+    for (path, want) in cases {
+        let got = split_ustar_path(&path).map(|(p, n)| {
+            (
+                String::from_utf8(p.to_vec()).unwrap(),
+                String::from_utf8(n.to_vec()).unwrap(),
+            )
+        });
+        assert_eq!(got, want, "{path}");
+    }
+}
+
+#[test]
+fn pax_record_lengths_count_themselves() {
+    for value_len in [
+        0usize, 1, 2, 3, 4, 5, 6, 85, 86, 87, 88, 89, 90, 95, 96, 97, 98, 993, 994, 995, 996,
+    ] {
+        let mut map = BTreeMap::new();
+        map.insert("path".to_string(), vec![b'a'; value_len]);
+        let rec = pax_records(&map);
+        let (len, _) = std::str::from_utf8(&rec).unwrap().split_once(' ').unwrap();
+        assert_eq!(
+            len.parse::<usize>().unwrap(),
+            rec.len(),
+            "value length {value_len}"
+        );
+    }
+}
