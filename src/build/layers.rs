@@ -447,6 +447,8 @@ mod tests {
                     threads,
                     recipe_uri: None,
                     invocation_id: None,
+                    registry: Default::default(),
+                    step_timeout: crate::build::DEFAULT_STEP_TIMEOUT,
                 };
                 let image = build(&recipe, &opts, &Quiet).unwrap();
                 let layer = fs_err::read(&image.layers[0].path).unwrap();
