@@ -36,7 +36,7 @@ pub struct ProvenanceFacts {
     pub recipe_digest: Sha256Digest,
     pub platform: String,
     pub epoch: i64,
-    /// The layer encoder and its settings, e.g. `kiln-pgzip/1 zlib-rs level=6 block=131072`.
+    /// The layer encoder and its settings, e.g. `kiln-pgzip/2 libdeflate/1.26 level=1 …`.
     pub compressor: String,
     pub dependencies: Vec<Dependency>,
     pub invocation_id: Option<String>,
