@@ -71,8 +71,8 @@ pub fn write_layout(image: &BuiltImage, dir: &Path) -> Result<()> {
 
 /// Writes `image` to `dest` in `format`, replacing what was there only once the new output is
 /// complete. The archive formats are written from the staged layout by [`crate::image::write`],
-/// the same code `kiln copy` uses. Layer blobs from `store` are hard-linked where they can be;
-/// their verification stamps are renewed afterwards (a new link moves an entry's ctime).
+/// the same code `kiln copy` uses. Layer blobs from `store` are hard-linked where they can be
+/// and stamped as verified (this build wrote or verified them), so a warm build skips hashing.
 pub fn write_output(
     image: &BuiltImage,
     dest: &Path,

@@ -64,9 +64,9 @@ impl Store {
         }
     }
 
-    /// Records that the entry for `digest` is verified as it is now. Only for an entry this
-    /// process has just verified or written: hard-linking a store entry into an output layout
-    /// moves its ctime, and without a fresh stamp the next warm build would re-hash it.
+    /// Records that the entry for `digest` is verified as it is now, so the next
+    /// `open_verified_cached` need not hash it. Only for an entry this process has just
+    /// verified or written (a freshly built layer blob).
     pub fn stamp_verified(&self, digest: &Sha256Digest) {
         let path = self.path_unverified(digest);
         if let Ok(md) = std::fs::symlink_metadata(&path) {
@@ -78,10 +78,9 @@ impl Store {
     }
 
     /// `open_verified` for large, hot entries (layer blobs on a warm rebuild): the hash is
-    /// skipped when the entry's `lstat` data (inode, size, mtime, ctime in nanoseconds) is what
-    /// it was when it last verified. Any write to the entry (a flipped byte, a truncation) moves
-    /// its ctime, which no user can set back, so damage done through the file system is still
-    /// caught on use.
+    /// skipped when the entry's `lstat` data (inode, size, mtime in nanoseconds) is what it was
+    /// when it last verified. Any write to the entry (a flipped byte, a truncation) moves its
+    /// mtime, so damage done through the file system is still caught on use.
     pub fn open_verified_cached(&self, digest: &Sha256Digest) -> Result<Option<VerifiedBlob>> {
         let path = self.path_unverified(digest);
         let record = self.root().join("refs/verified").join(digest.hex());
@@ -180,16 +179,17 @@ impl Store {
     }
 }
 
-/// What `open_verified_cached` compares: inode, size, mtime and ctime (nanoseconds).
+/// What `open_verified_cached` compares: inode, size and mtime (nanoseconds). Not ctime: every
+/// hard link into an output layout, and every deletion of one, moves it. Entries are read-only,
+/// so changing one takes a chmod and a write, and a write moves the mtime; whoever sets an
+/// mtime back on purpose can as well rewrite the stamp, which lives in the same cache.
 fn verified_stamp(md: &std::fs::Metadata) -> String {
     format!(
-        "{} {} {} {} {}.{}",
+        "{} {} {}.{}",
         md.ino(),
         md.len(),
         md.mtime(),
-        md.mtime_nsec(),
-        md.ctime(),
-        md.ctime_nsec()
+        md.mtime_nsec()
     )
 }
 
