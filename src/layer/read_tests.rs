@@ -419,9 +419,7 @@ fn reads_gnu_tar_output_in_every_format() {
         };
         let mut args = vec![fmt.as_str(), "--mtime=@1700000000"];
         args.extend_from_slice(owner);
-        let Some(bytes) = crate::layer::testtar::gnu_tar(fx.path(), &args) else {
-            return;
-        };
+        let bytes = crate::layer::testtar::gnu_tar(fx.path(), &args);
         let got = all(&bytes).unwrap_or_else(|e| panic!("{format}: {e}"));
         let by_path: BTreeMap<&str, &(TarEntry, Vec<u8>)> = got
             .iter()
