@@ -385,30 +385,10 @@ fn skopeo_and_umoci_read_the_layout_and_the_tree_matches_the_recipe() {
 fn busybox_image_runs_under_podman() {
     let ctx = TestContext::new();
     // The host's static busybox, as a `path` input beside the recipe.
-    std::fs::create_dir_all(ctx.join("bb")).unwrap();
-    std::fs::copy(require_tool("busybox"), ctx.join("bb/busybox")).unwrap();
-    ctx.write(
-        "bb/recipe.toml",
-        r#"
-[image]
-name = "bb"
-epoch = 1700000000
-[inputs.busybox]
-path = "busybox"
-[[layer]]
-[[layer.step]]
-copy = "busybox"
-dest = "/bin/busybox"
-mode = "0755"
-[[layer.step]]
-symlink = "/bin/sh"
-target = "busybox"
-[[layer.step]]
-mkdir = "/tmp"
-mode = "1777"
-[config]
-cmd = ["/bin/busybox", "echo", "hello from a kiln image"]
-"#,
+    busybox_recipe(
+        &ctx,
+        "bb",
+        "[config]\ncmd = [\"/bin/busybox\", \"echo\", \"hello from a kiln image\"]\n",
     );
     let digest = last_line(&run_ok(ctx.kiln().args([
         "build",

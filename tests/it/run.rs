@@ -43,28 +43,10 @@ fn mapping() -> kiln_sandbox::IdMapping {
 /// Builds a busybox image (`/bin/busybox`, `/bin/sh`, `/tmp`, `/etc/motd`, `/data/old`, a
 /// setgid `/var/mail` owned 0:8, `/home/nr/f` owned 65532) into `bb-oci`; returns its digest.
 fn busybox_base(ctx: &TestContext) -> String {
-    std::fs::create_dir_all(ctx.join("bb")).unwrap();
-    std::fs::copy(require_tool("busybox"), ctx.join("bb/busybox")).unwrap();
-    ctx.write(
-        "bb/recipe.toml",
-        r#"
-[image]
-name = "bb"
-epoch = 1700000000
-[inputs.busybox]
-path = "busybox"
-[[layer]]
-[[layer.step]]
-copy = "busybox"
-dest = "/bin/busybox"
-mode = "0755"
-[[layer.step]]
-symlink = "/bin/sh"
-target = "busybox"
-[[layer.step]]
-mkdir = "/tmp"
-mode = "1777"
-[[layer.step]]
+    busybox_recipe(
+        ctx,
+        "bb",
+        r#"[[layer.step]]
 mkdir = "/etc"
 [[layer.step]]
 write = "/etc/motd"

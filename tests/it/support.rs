@@ -178,3 +178,36 @@ pub fn listing(root: &Path) -> Vec<String> {
     walk(root, root, &mut out);
     out
 }
+
+/// The start of a recipe for a minimal runnable image: the host's static busybox (copied beside
+/// the recipe in `dir` as a `path` input) at `/bin/busybox`, `/bin/sh` linking to it, and
+/// `/tmp`. Callers append their own steps and sections.
+pub const BUSYBOX_RECIPE_HEAD: &str = r#"
+[image]
+name = "bb"
+epoch = 1700000000
+[inputs.busybox]
+path = "busybox"
+[[layer]]
+[[layer.step]]
+copy = "busybox"
+dest = "/bin/busybox"
+mode = "0755"
+[[layer.step]]
+symlink = "/bin/sh"
+target = "busybox"
+[[layer.step]]
+mkdir = "/tmp"
+mode = "1777"
+"#;
+
+/// Writes `dir/recipe.toml` as [`BUSYBOX_RECIPE_HEAD`] followed by `rest`, with the host's
+/// busybox beside it; returns the recipe's path.
+pub fn busybox_recipe(ctx: &TestContext, dir: &str, rest: &str) -> PathBuf {
+    std::fs::create_dir_all(ctx.join(dir)).unwrap();
+    std::fs::copy(require_tool("busybox"), ctx.join(dir).join("busybox")).unwrap();
+    ctx.write(
+        format!("{dir}/recipe.toml"),
+        format!("{BUSYBOX_RECIPE_HEAD}{rest}"),
+    )
+}
