@@ -8,8 +8,8 @@ use std::net::TcpListener;
 use serde_json::Value;
 
 use super::{
-    add_index_entry, build_and_push_a, cache_blobs, json, put_blob, read_blob_json, recipe_b,
-    RECIPE_A,
+    add_index_entry, build_a, build_and_push_a, cache_blobs, json, put_blob, read_blob_json,
+    recipe_b, RECIPE_A,
 };
 use crate::registry_support::LocalRegistry;
 use crate::support::*;
@@ -212,13 +212,7 @@ fn layer_that_contradicts_the_config_diff_ids_is_refused_on_pull() {
         return;
     };
     let ctx = TestContext::new();
-    ctx.write("a/recipe.toml", RECIPE_A);
-    let a = last_line(&run_ok(ctx.kiln().args([
-        "build",
-        "a/recipe.toml",
-        "-o",
-        "a-oci",
-    ])));
+    let a = build_a(&ctx, &[]);
     let layout = ctx.join("a-oci");
     let mut manifest = read_blob_json(&layout, &a);
     let mut config = read_blob_json(&layout, manifest["config"]["digest"].as_str().unwrap());

@@ -50,17 +50,19 @@ pub(super) fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
 }
 
+/// Builds recipe A into `a-oci` with `extra` build arguments; returns its digest.
+pub(super) fn build_a(ctx: &TestContext, extra: &[&str]) -> String {
+    ctx.write("a/recipe.toml", RECIPE_A);
+    last_line(&run_ok(
+        ctx.kiln()
+            .args(["build", "a/recipe.toml", "-o", "a-oci"])
+            .args(extra),
+    ))
+}
+
 /// Builds recipe A and pushes it to `reference`; returns its digest.
 pub(super) fn build_and_push_a(ctx: &TestContext, reference: &str) -> String {
-    ctx.write("a/recipe.toml", RECIPE_A);
-    last_line(&run_ok(ctx.kiln().args([
-        "build",
-        "a/recipe.toml",
-        "-o",
-        "a-oci",
-        "--push",
-        reference,
-    ])))
+    build_a(ctx, &["--push", reference])
 }
 
 pub(super) fn cache_blobs(root: &Path) -> Vec<String> {
@@ -345,13 +347,7 @@ fn cosign_style_signature_tags_are_carried_by_copy() {
         return;
     };
     let ctx = TestContext::new();
-    ctx.write("a/recipe.toml", RECIPE_A);
-    let a = last_line(&run_ok(ctx.kiln().args([
-        "build",
-        "a/recipe.toml",
-        "-o",
-        "a-oci",
-    ])));
+    let a = build_a(&ctx, &[]);
     // Attach a signature the way the signing commands store it in a layout: an index entry
     // tagged `sha256-<hex>.sig`.
     let layout = ctx.join("a-oci");
@@ -411,13 +407,7 @@ fn multi_platform_index_base_is_pinned_as_the_index_and_resolved_to_the_platform
         return;
     };
     let ctx = TestContext::new();
-    ctx.write("a/recipe.toml", RECIPE_A);
-    let a = last_line(&run_ok(ctx.kiln().args([
-        "build",
-        "a/recipe.toml",
-        "-o",
-        "a-oci",
-    ])));
+    let a = build_a(&ctx, &[]);
     let layout = ctx.join("a-oci");
     let platform = json(&run_ok(ctx.kiln().args([
         "inspect",
@@ -501,18 +491,8 @@ fn signed_build_pushed_and_copied_still_verifies() {
     };
     let ctx = TestContext::new();
     run_ok(ctx.kiln().args(["key", "generate", "--out", "k"]));
-    ctx.write("a/recipe.toml", RECIPE_A);
     let signed = reg.reference("kiln/signed:v1");
-    let a = last_line(&run_ok(ctx.kiln().args([
-        "build",
-        "a/recipe.toml",
-        "-o",
-        "a-oci",
-        "--sign-key",
-        "k.key",
-        "--push",
-        &signed,
-    ])));
+    let a = build_a(&ctx, &["--sign-key", "k.key", "--push", &signed]);
     let verify = |reference: &str| {
         let out = run_ok(ctx.kiln().args([
             "verify",
