@@ -28,6 +28,4 @@ if [ -f tests/verifiers/requirements.txt ]; then
   .venv/bin/pip install -q --disable-pip-version-check -r tests/verifiers/requirements.txt
 fi
 
-# An unprivileged user for the rootless half of the sandbox tests.
-id kilntest >/dev/null 2>&1 || useradd --create-home --shell /bin/bash kilntest
 echo "setup: done" >&2

@@ -16,24 +16,12 @@ user=kilntest
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 workspace="$(cd "$here/../.." && pwd)"
 
-if [[ "$(id -u)" != 0 ]]; then
-    echo "run-unprivileged.sh: must run as root (it creates and switches to user $user)" >&2
-    exit 2
-fi
 for tool in useradd usermod setpriv newuidmap newgidmap; do
     command -v "$tool" >/dev/null || { echo "run-unprivileged.sh: $tool is missing" >&2; exit 2; }
 done
-
-if ! id "$user" >/dev/null 2>&1; then
-    useradd --create-home --shell /bin/sh "$user"
-fi
-uid="$(id -u "$user")"
-gid="$(id -g "$user")"
-if ! grep -qE "^($user|$uid):" /etc/subuid 2>/dev/null || ! grep -qE "^($user|$uid):" /etc/subgid 2>/dev/null; then
-    # A range above every existing one.
-    start="$(cat /etc/subuid /etc/subgid 2>/dev/null | awk -F: 'BEGIN{m=100000} {e=$2+$3; if (e>m) m=e} END{print m}')"
-    usermod --add-subuids "$start-$((start + 65535))" --add-subgids "$start-$((start + 65535))" "$user"
-fi
+# shellcheck source=scripts/unprivileged-user.sh
+source "$workspace/scripts/unprivileged-user.sh"
+ensure_unprivileged_user "$user"
 
 cd "$workspace"
 json="$(cargo test -p kiln-sandbox --test it --test rootless --no-run --message-format=json)"
