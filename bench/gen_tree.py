@@ -6,7 +6,12 @@ different machines compress the same input. Content mixes text-like data (compre
 source, configs and docs) with incompressible runs (like binaries and already-compressed
 assets), roughly the mix of a distribution root filesystem.
 
+With --files N it generates a tree of N small files instead (32–512 bytes each, 100 per
+directory under a three-level fan-out): the shape that measures memory per tree entry rather
+than throughput.
+
 usage: gen_tree.py OUT_DIR [--size-mb 1024] [--seed 7]
+       gen_tree.py OUT_DIR --files N [--seed 7]
 """
 
 import argparse
@@ -48,14 +53,36 @@ def content(rng, pool, size):
     return b"".join(parts)[:size]
 
 
+def many_small(out, count, rng, pool):
+    mtime = 1_600_000_000
+    written = 0
+    for j in range(count):
+        d = os.path.join(out, f"d{j // 100000:02d}", f"e{(j // 1000) % 100:02d}", f"f{(j // 100) % 10}")
+        if j % 100 == 0:
+            os.makedirs(d, exist_ok=True)
+        size = rng.randint(32, 512)
+        start = rng.randrange(0, len(pool) - size)
+        with open(os.path.join(d, f"n{j:07d}.txt"), "wb") as f:
+            f.write(pool[start:start + size])
+        written += size
+    for root, dirs, files in os.walk(out, topdown=False):
+        for name in files + dirs:
+            os.utime(os.path.join(root, name), (mtime, mtime))
+    print(f"generated {count} files, {written} bytes in {out}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--files", type=int, default=0)
     args = ap.parse_args()
     rng = random.Random(args.seed)
     pool = text_pool(rng, 4 << 20)
+    if args.files:
+        many_small(args.out, args.files, rng, pool)
+        return
     total = args.size_mb << 20
     large_budget = total * 6 // 10  # 60% in large files, 40% in small ones
     written = 0

@@ -253,6 +253,7 @@ fn apply_step(
                             kind: EntryKind::File(Content::File {
                                 path: p.clone(),
                                 size,
+                                link: None,
                             }),
                             meta: Metadata::new(opts.mode.unwrap_or(0o644), uid, gid, epoch),
                         },

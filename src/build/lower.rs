@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 use crate::layer::from_tar::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::layer::host::HostError;
 use crate::layer::read::{ReadError, ReadLimits, TarKind, TarReader};
 use crate::layer::tree::{self, EntryKind, FileTree, Metadata};
 
@@ -82,26 +83,28 @@ impl LowerIndex {
     }
 
     /// Applies the current layer's tree so far (its entries carry the image's metadata).
-    pub fn add_tree(&mut self, tree: &FileTree) {
+    pub fn add_tree(&mut self, tree: &FileTree) -> Result<(), HostError> {
         for dir in tree.opaque_dirs() {
             self.remove_under(dir);
         }
-        for (path, entry) in tree.iter() {
+        for item in tree.entries() {
+            let (path, entry) = item?;
             match &entry.kind {
                 EntryKind::Whiteout => {
-                    self.remove_under(path);
-                    self.entries.remove(path);
+                    self.remove_under(&path);
+                    self.entries.remove(path.as_ref());
                 }
                 kind => {
                     let dir = matches!(kind, EntryKind::Dir);
                     if !dir {
-                        self.remove_under(path);
+                        self.remove_under(&path);
                     }
                     self.entries
-                        .insert(path.clone(), lower_entry(dir, &entry.meta));
+                        .insert(path.into_owned(), lower_entry(dir, &entry.meta));
                 }
             }
         }
+        Ok(())
     }
 
     fn remove_under(&mut self, dir: &str) {
@@ -205,7 +208,7 @@ mod tests {
         so_far
             .insert("etc", entry(EntryKind::Dir, 0o750, 5))
             .unwrap();
-        idx.add_tree(&so_far);
+        idx.add_tree(&so_far).unwrap();
         assert_eq!(idx.get("bin/su"), None);
         assert_eq!(idx.get("etc").unwrap().gid, 5);
     }

@@ -290,7 +290,11 @@ fn materialize(
             .add_tar(open_layer(blob)?)
             .map_err(|e| failed(e.into()))?;
     }
-    index.add_tree(tree);
+    index.add_tree(tree).map_err(|e| RunError::StreamTree {
+        source: WriteError::Host {
+            source: Box::new(e),
+        },
+    })?;
     if tree.is_empty() && tree.opaque_dirs().next().is_none() {
         return Ok(index);
     }

@@ -189,8 +189,18 @@ pub fn write_docker_archive_file(
         }
         let name = format!("{}.tar", diff_id.hex());
         if tree.get(&name).is_none() {
-            tree.insert(&name, file_entry(Content::File { path: tmp, size }, epoch))
-                .map_err(|e| write_err(dest, e))?;
+            tree.insert(
+                &name,
+                file_entry(
+                    Content::File {
+                        path: tmp,
+                        size,
+                        link: None,
+                    },
+                    epoch,
+                ),
+            )
+            .map_err(|e| write_err(dest, e))?;
         }
         layer_names.push(name);
     }

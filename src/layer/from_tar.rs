@@ -225,7 +225,11 @@ fn entry_kind<R: std::io::Read>(
             let mut w = std::io::BufWriter::new(file);
             let size = reader.read_data(&mut w)?;
             std::io::Write::flush(&mut w).map_err(spill_err)?;
-            EntryKind::File(Content::File { path, size })
+            EntryKind::File(Content::File {
+                path,
+                size,
+                link: None,
+            })
         }
     })
 }

@@ -35,7 +35,7 @@ impl Ctx {
 }
 
 fn keys(t: &FileTree) -> Vec<&str> {
-    t.iter().map(|(k, _)| k.as_str()).collect()
+    t.entries.keys().map(|k| k.as_str()).collect()
 }
 
 fn kind<'a>(t: &'a FileTree, p: &str) -> &'a EntryKind {
@@ -416,7 +416,7 @@ fn large_members_are_spilled_and_mtimes_clamped() {
     t.raw(h, &big).file("small", &[1u8; 4096]);
     let tree = ctx.tree(&t.finish()).unwrap();
     match kind(&tree, "big") {
-        EntryKind::File(Content::File { path, size }) => {
+        EntryKind::File(Content::File { path, size, .. }) => {
             assert_eq!(*size, 10_000);
             assert!(path.starts_with(ctx.spill.path()));
             assert_eq!(fs_err::read(path).unwrap(), big);
@@ -484,7 +484,7 @@ fn random_hostile_archives_keep_tree_paths_normalized() {
             if ctx.add(&mut tree, &t.finish(), "/srv").is_err() {
                 assert_eq!(tree, before, "a failed add_tar leaves the tree unchanged");
             }
-            for (k, e) in tree.iter() {
+            for (k, e) in tree.entries.iter() {
                 assert_eq!(tree::normalize(k).unwrap(), *k);
                 if let EntryKind::Hardlink(t) = &e.kind {
                     assert!(

@@ -3,14 +3,18 @@
 //! The walk never follows symlinks, and the metadata it records is normalized so the layer
 //! does not depend on the machine: not on umask, owner, mtimes or directory order. Files are
 //! `0755` when any execute bit is set on disk and `0644` otherwise, directories `0755`,
-//! symlinks `0777`, owner `0:0`, mtime the epoch. Files with several links inside the walk
-//! become hardlinks to the first path in sort order.
+//! symlinks `0777`, owner `0:0`, mtime the epoch. Files with several links inside one copy
+//! become hardlinks to the first path in sort order (the tar writer decides, see
+//! [`HostLink`]).
+//!
+//! A directory is not walked when it is added: it becomes a [`HostMount`] of the tree, listed
+//! one directory at a time, in sorted order, when the layer is written (see
+//! [`super::tree_walk`]), so memory does not grow with the number of files copied.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::tree::{self, Content, Entry, EntryKind, FileTree, Metadata, TreeError};
+use super::tree::{self, Content, Entry, EntryKind, FileTree, HostLink, Metadata, TreeError};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HostOptions {
@@ -38,15 +42,131 @@ pub enum HostError {
     },
 }
 
-enum Found {
+/// What one host object is, from its `lstat`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Found {
     Dir,
     File {
         size: u64,
         exec: bool,
+        /// `(dev, ino)` when the file has several links.
         id: Option<(u64, u64)>,
     },
     Symlink(String),
     Fifo,
+}
+
+impl Found {
+    pub(crate) fn is_dir(&self) -> bool {
+        matches!(self, Found::Dir)
+    }
+
+    /// `None` for a socket (skipped: it cannot be archived); an error for a device node.
+    fn of(path: &Path, md: &std::fs::Metadata) -> Result<Option<Found>, HostError> {
+        let ft = md.file_type();
+        Ok(Some(if ft.is_dir() {
+            Found::Dir
+        } else if ft.is_file() {
+            Found::File {
+                size: md.len(),
+                exec: md.mode() & 0o111 != 0,
+                id: (md.nlink() > 1).then(|| (md.dev(), md.ino())),
+            }
+        } else if ft.is_symlink() {
+            let target = fs_err::read_link(path)?;
+            let target = target
+                .into_os_string()
+                .into_string()
+                .map_err(|_| HostError::NotUtf8 {
+                    path: path.to_path_buf(),
+                })?;
+            Found::Symlink(target)
+        } else if ft.is_fifo() {
+            Found::Fifo
+        } else if ft.is_socket() {
+            return Ok(None);
+        } else {
+            return Err(HostError::Device {
+                path: path.to_path_buf(),
+            });
+        }))
+    }
+}
+
+/// One object of a listed host directory.
+#[derive(Debug)]
+pub(crate) struct Child {
+    pub name: String,
+    pub host: PathBuf,
+    pub found: Found,
+}
+
+/// The objects of the host directory `dir`, sorted by name (sockets left out).
+pub(crate) fn read_dir_sorted(dir: &Path) -> Result<Vec<Child>, HostError> {
+    let mut children = Vec::new();
+    for item in fs_err::read_dir(dir)? {
+        let item = item?;
+        let host = item.path();
+        let name = item
+            .file_name()
+            .into_string()
+            .map_err(|_| HostError::NotUtf8 { path: host.clone() })?;
+        let md = fs_err::symlink_metadata(&host)?;
+        if let Some(found) = Found::of(&host, &md)? {
+            children.push(Child { name, host, found });
+        }
+    }
+    children.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    Ok(children)
+}
+
+/// A host directory whose contents are a directory of the tree, with the options of the
+/// `copy` that put it there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostMount {
+    pub(crate) host: PathBuf,
+    pub(crate) opts: HostOptions,
+    /// The `copy` this directory came from (scopes hardlinks, see [`HostLink`]).
+    pub(crate) copy: u32,
+}
+
+impl HostMount {
+    /// The mount of the subdirectory `host` of this one.
+    pub(crate) fn below(&self, host: PathBuf) -> HostMount {
+        HostMount { host, ..*self }
+    }
+
+    /// The tree entry of one host object, with normalized metadata.
+    pub(crate) fn entry(&self, child: Child) -> Entry {
+        host_entry(child.found, child.host, &self.opts, self.copy)
+    }
+}
+
+fn host_entry(found: Found, host: PathBuf, opts: &HostOptions, copy: u32) -> Entry {
+    let (uid, gid) = opts.owner.unwrap_or((0, 0));
+    let meta = |mode| Metadata::new(mode, uid, gid, opts.epoch);
+    match found {
+        Found::Dir => Entry {
+            kind: EntryKind::Dir,
+            meta: meta(0o755),
+        },
+        Found::Symlink(t) => Entry {
+            kind: EntryKind::Symlink(t),
+            meta: meta(0o777),
+        },
+        Found::Fifo => Entry {
+            kind: EntryKind::Fifo,
+            meta: meta(opts.mode.unwrap_or(0o644)),
+        },
+        Found::File { size, exec, id } => Entry {
+            kind: EntryKind::File(Content::File {
+                path: host,
+                size,
+                link: id.map(|(dev, ino)| HostLink { copy, dev, ino }),
+            }),
+            meta: meta(opts.mode.unwrap_or(if exec { 0o755 } else { 0o644 })),
+        },
+    }
 }
 
 /// A tree holding only `host` (a directory's contents land at the root).
@@ -58,7 +178,8 @@ pub fn host_tree(host: &Path, opts: &HostOptions) -> Result<FileTree, HostError>
 
 impl FileTree {
     /// Adds `host` (a file, symlink or directory) at `dest`. A directory's own entry is added
-    /// at `dest` unless `dest` is the root; its parents are not.
+    /// at `dest` unless `dest` is the root; its parents are not. A directory's contents are
+    /// read when the layer is written (see the module docs). On error the tree is unchanged.
     pub fn add_host_path(
         &mut self,
         host: &Path,
@@ -71,110 +192,30 @@ impl FileTree {
             source,
         };
         let dest = tree::normalize_dir(dest).map_err(tree_err)?;
-        let mut found: BTreeMap<String, (PathBuf, Found)> = BTreeMap::new();
-        walk(host, &dest, &mut found)?;
-        let (uid, gid) = opts.owner.unwrap_or((0, 0));
-        let meta = |mode| Metadata::new(mode, uid, gid, opts.epoch);
-        let mut first_of: BTreeMap<(u64, u64), String> = BTreeMap::new();
+        let md = fs_err::symlink_metadata(host)?;
+        let Some(found) = Found::of(host, &md)? else {
+            return Ok(()); // a socket
+        };
         let mut work = self.clone();
-        for (path, (hp, f)) in found {
-            if path.is_empty() && matches!(f, Found::Dir) {
-                continue; // the root directory itself; a file there fails in `insert`
-            }
-            let entry = match f {
-                Found::Dir => Entry {
-                    kind: EntryKind::Dir,
-                    meta: meta(0o755),
-                },
-                Found::Symlink(t) => Entry {
-                    kind: EntryKind::Symlink(t),
-                    meta: meta(0o777),
-                },
-                Found::Fifo => Entry {
-                    kind: EntryKind::Fifo,
-                    meta: meta(opts.mode.unwrap_or(0o644)),
-                },
-                Found::File { size, exec, id } => {
-                    let mode = opts.mode.unwrap_or(if exec { 0o755 } else { 0o644 });
-                    match id.and_then(|id| first_of.get(&id).map(|f| (id, f.clone()))) {
-                        Some((_, first)) => Entry {
-                            kind: EntryKind::Hardlink(first),
-                            meta: meta(mode),
-                        },
-                        None => {
-                            if let Some(id) = id {
-                                first_of.insert(id, path.clone());
-                            }
-                            Entry {
-                                kind: EntryKind::File(Content::File {
-                                    path: hp.clone(),
-                                    size,
-                                }),
-                                meta: meta(mode),
-                            }
-                        }
-                    }
-                }
-            };
-            work.insert(&path, entry)
-                .map_err(|source| HostError::Tree {
-                    host: hp.clone(),
-                    dest: path.clone(),
-                    source,
-                })?;
+        work.copies += 1;
+        let mount = HostMount {
+            host: host.to_path_buf(),
+            opts: *opts,
+            copy: work.copies,
+        };
+        let is_dir = found.is_dir();
+        let key = if is_dir && dest.is_empty() {
+            String::new() // the root directory itself is not an entry
+        } else {
+            let entry = host_entry(found, host.to_path_buf(), opts, work.copies);
+            work.insert(&dest, entry).map_err(tree_err)?
+        };
+        if is_dir {
+            work.merge_host_dir(&key, mount)?;
         }
         *self = work;
         Ok(())
     }
-}
-
-fn walk(
-    host: &Path,
-    dest: &str,
-    out: &mut BTreeMap<String, (PathBuf, Found)>,
-) -> Result<(), HostError> {
-    let md = fs_err::symlink_metadata(host)?;
-    let ft = md.file_type();
-    let found = if ft.is_dir() {
-        Found::Dir
-    } else if ft.is_file() {
-        let id = (md.nlink() > 1).then(|| (md.dev(), md.ino()));
-        Found::File {
-            size: md.len(),
-            exec: md.mode() & 0o111 != 0,
-            id,
-        }
-    } else if ft.is_symlink() {
-        let target = fs_err::read_link(host)?;
-        let target = target
-            .into_os_string()
-            .into_string()
-            .map_err(|_| HostError::NotUtf8 {
-                path: host.to_path_buf(),
-            })?;
-        Found::Symlink(target)
-    } else if ft.is_fifo() {
-        Found::Fifo
-    } else if ft.is_socket() {
-        return Ok(());
-    } else {
-        return Err(HostError::Device {
-            path: host.to_path_buf(),
-        });
-    };
-    let is_dir = matches!(found, Found::Dir);
-    out.insert(dest.to_string(), (host.to_path_buf(), found));
-    if is_dir {
-        for child in fs_err::read_dir(host)? {
-            let child = child?;
-            let name = child
-                .file_name()
-                .into_string()
-                .map_err(|_| HostError::NotUtf8 { path: child.path() })?;
-            walk(&child.path(), &tree::join(dest, &name), out)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -207,16 +248,24 @@ mod tests {
     }
 
     fn summary(t: &FileTree) -> Vec<(String, String, u32, u64, u64, i64)> {
-        t.iter()
-            .map(|(k, e)| {
+        t.entries()
+            .map(|item| {
+                let (k, e) = item.unwrap();
                 let kind = match &e.kind {
+                    EntryKind::File(Content::File {
+                        link: Some(_),
+                        size,
+                        ..
+                    }) => {
+                        format!("file {size} (linked)")
+                    }
                     EntryKind::File(c) => format!("file {}", c.size()),
                     EntryKind::Hardlink(t) => format!("hardlink {t}"),
                     EntryKind::Symlink(t) => format!("symlink {t}"),
                     other => format!("{other:?}"),
                 };
                 (
-                    k.clone(),
+                    k.into_owned(),
                     kind,
                     e.meta.mode,
                     e.meta.uid,
@@ -244,14 +293,15 @@ mod tests {
             [
                 s("plain", "file 1", 0o644),
                 s("sub", "Dir", 0o755),
-                s("sub/a-second", "file 6", 0o644),
+                s("sub/a-second", "file 6 (linked)", 0o644),
                 s("sub/deeper", "Dir", 0o755),
                 s("sub/link", "symlink /etc/passwd", 0o777),
-                s("sub/z-first", "hardlink sub/a-second", 0o644),
+                s("sub/z-first", "file 6 (linked)", 0o644),
                 s("tool", "file 9", 0o755),
             ]
         );
-        match &t.get("plain").unwrap().kind {
+        let (_, plain) = t.entries().map(Result::unwrap).next().unwrap();
+        match &plain.kind {
             EntryKind::File(Content::File { path, .. }) => {
                 assert_eq!(path, &tmp.path().join("plain"))
             }
@@ -269,7 +319,15 @@ mod tests {
         };
         let mut t = FileTree::new();
         t.add_host_path(tmp.path(), "/srv/www/", &opts).unwrap();
-        let get = |p: &str| t.get(p).unwrap_or_else(|| panic!("{p}")).meta.clone();
+        let get = |p: &str| {
+            t.entries()
+                .map(Result::unwrap)
+                .find(|(k, _)| k == p)
+                .unwrap_or_else(|| panic!("{p}"))
+                .1
+                .meta
+                .clone()
+        };
         assert!(t.get("srv").is_none(), "no implicit parents");
         assert_eq!(get("srv/www").mode, 0o755);
         assert_eq!(get("srv/www/sub").mode, 0o755);

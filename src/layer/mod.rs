@@ -16,6 +16,7 @@ mod in_root;
 pub mod read;
 mod tar_header;
 pub mod tree;
+pub mod tree_walk;
 pub mod upper;
 pub mod write;
 

@@ -13,10 +13,20 @@
 //! Parents are never invented: a layer that writes `tmp/x` must not override the base image's
 //! `/tmp` metadata. A path this layer deletes from lower layers is a `Whiteout` entry; a
 //! directory whose lower contents are hidden is listed in `opaque_dirs()`.
+//!
+//! A host directory copied into the tree is not listed when it is copied: it becomes a *mount*,
+//! a key whose contents are that directory's, read in sorted order when the layer is written
+//! ([`FileTree::entries`]). So a layer of a million files costs a few directory listings of
+//! memory, not a million entries. An edit that reaches below a mount (resolving a path through
+//! it, inserting or removing under it) first lists the mount's directory one level into plain
+//! entries, whose subdirectories become mounts in turn: only the directories along the edited
+//! path are ever held in memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use super::host::{self, HostError, HostMount};
 
 /// Where a regular file's bytes come from when the layer is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,8 +35,23 @@ pub enum Content {
     Inline(Arc<[u8]>),
     /// A file on the host (a `path` input, a blob in the store, a spilled archive member),
     /// read when the tar is written. `size` is checked then: a file that changed size is an
-    /// error, never a silently different layer.
-    File { path: PathBuf, size: u64 },
+    /// error, never a silently different layer. Host files of one `copy` that share an inode
+    /// carry the same `link`: the tar writer writes the first of them (in path order) with
+    /// its content and the others as hard links to it.
+    File {
+        path: PathBuf,
+        size: u64,
+        link: Option<HostLink>,
+    },
+}
+
+/// One host inode as seen by one `copy` step (`copy` numbers the steps of a tree, so that two
+/// copies of the same directory do not link to each other).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HostLink {
+    pub copy: u32,
+    pub dev: u64,
+    pub ino: u64,
 }
 
 impl Content {
@@ -95,7 +120,13 @@ pub struct Entry {
 pub struct FileTree {
     pub(crate) entries: BTreeMap<String, Entry>,
     /// Directories whose lower-layer contents are hidden (`.wh..wh..opq`).
-    pub(crate) opaque: std::collections::BTreeSet<String>,
+    pub(crate) opaque: BTreeSet<String>,
+    /// Directory keys (`""` for the root) whose contents are a host directory not listed yet.
+    /// No entry of `entries` lies below a mount, and no mount below another; every mount but
+    /// the root's has its own `Dir` entry.
+    pub(crate) mounts: BTreeMap<String, HostMount>,
+    /// `copy` steps of host paths so far (see [`HostLink`]).
+    pub(crate) copies: u32,
 }
 
 /// Symlinks followed while resolving one path before giving up (the kernel's `MAXSYMLINKS`).
@@ -123,6 +154,12 @@ pub enum TreeError {
     },
     #[error("failed to mark `{path}` opaque: it is not a directory in this layer")]
     OpaqueNotDir { path: String },
+    #[error("failed to list host directory copied to `{path}`")]
+    Host {
+        path: String,
+        #[source]
+        source: Box<HostError>,
+    },
 }
 
 /// Lexically normalizes `path` relative to the image root: a leading `/` and `.` components
@@ -171,7 +208,11 @@ pub fn join(dir: &str, rel: &str) -> String {
     }
 }
 
-fn is_under(path: &str, dir: &str) -> bool {
+/// Whether `path` lies strictly below the directory `dir` (everything does below the root).
+pub(crate) fn is_under(path: &str, dir: &str) -> bool {
+    if dir.is_empty() {
+        return !path.is_empty();
+    }
     path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/'
 }
 
@@ -180,21 +221,80 @@ impl FileTree {
         Self::default()
     }
 
+    /// The entry at the tree key `path`, when it is listed: contents of a copied host
+    /// directory are not, until [`FileTree::resolve`] reaches below them (or see
+    /// [`FileTree::entries`]).
     pub fn get(&self, path: &str) -> Option<&Entry> {
         self.entries.get(path)
     }
 
-    /// Entries in bytewise path order (parents before children).
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Entry)> {
-        self.entries.iter()
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
+    /// Whether the layer has no entries at all (copied host directories count as entries).
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.mounts.is_empty()
+    }
+
+    /// Whether nothing of this layer lies below the directory `key` (`""`: the whole tree).
+    fn nothing_below(&self, key: &str) -> bool {
+        if self.mounts.contains_key(key) {
+            return false;
+        }
+        if key.is_empty() {
+            return self.entries.is_empty();
+        }
+        let prefix = format!("{key}/");
+        self.entries
+            .range(prefix.clone()..)
+            .next()
+            .is_none_or(|(k, _)| !k.starts_with(&prefix))
+    }
+
+    /// Puts the contents of the host directory `mount.host` below the directory `key`, which
+    /// is already in the tree (or is the root). Where nothing of this layer lies below `key`
+    /// that is one mount; otherwise every child is inserted (replacing what is there, the way
+    /// `cp -r` onto an existing directory would) and child directories recurse.
+    pub(crate) fn merge_host_dir(&mut self, key: &str, mount: HostMount) -> Result<(), HostError> {
+        if self.nothing_below(key) {
+            self.mounts.insert(key.to_string(), mount);
+            return Ok(());
+        }
+        for child in host::read_dir_sorted(&mount.host)? {
+            let path = join(key, &child.name);
+            let is_dir = child.found.is_dir();
+            let host = child.host.clone();
+            let landed =
+                self.insert(&path, mount.entry(child))
+                    .map_err(|source| HostError::Tree {
+                        host: host.clone(),
+                        dest: path.clone(),
+                        source,
+                    })?;
+            if is_dir {
+                self.merge_host_dir(&landed, mount.below(host))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Lists the mount at `key` (if any) one level: its children become entries, child
+    /// directories mounts of their own. Nothing changes when the listing fails.
+    fn expand(&mut self, key: &str) -> Result<(), TreeError> {
+        let Some(mount) = self.mounts.get(key) else {
+            return Ok(());
+        };
+        let children = host::read_dir_sorted(&mount.host).map_err(|e| TreeError::Host {
+            path: key.to_string(),
+            source: Box::new(e),
+        })?;
+        let mount = self.mounts.remove(key).expect("looked up above");
+        for child in children {
+            let path = join(key, &child.name);
+            if child.found.is_dir() {
+                self.mounts
+                    .insert(path.clone(), mount.below(child.host.clone()));
+            }
+            self.entries.insert(path, mount.entry(child));
+        }
+        Ok(())
     }
 
     /// Directories whose lower-layer contents this layer hides, sorted.
@@ -206,9 +306,11 @@ impl FileTree {
     /// component but the last is followed through symlinks of this tree (absolute targets from
     /// the image root, `..` clamped at the root, at most [`MAX_SYMLINK_HOPS`]). Components not
     /// in this tree are taken as plain directories of a lower layer. The last component is
-    /// never followed: an entry there replaces whatever is there.
-    pub fn resolve(&self, path: &str) -> Result<String, TreeError> {
+    /// never followed: an entry there replaces whatever is there. Copied host directories on
+    /// the way are listed (see the module docs), which is why this takes `&mut self`.
+    pub fn resolve(&mut self, path: &str) -> Result<String, TreeError> {
         let normalized = normalize(path)?;
+        self.expand("")?;
         let mut queue: std::collections::VecDeque<String> =
             normalized.split('/').map(str::to_string).collect();
         let last = queue.pop_back().unwrap_or_default();
@@ -225,6 +327,7 @@ impl FileTree {
             }
             resolved.push(c);
             let here = resolved.join("/");
+            self.expand(&here)?;
             match self.entries.get(&here).map(|e| &e.kind) {
                 None | Some(EntryKind::Dir) => {}
                 Some(EntryKind::Symlink(target)) => {
@@ -324,7 +427,7 @@ impl FileTree {
         Ok(key)
     }
 
-    fn hardlink_target(&self, key: &str, target: &str) -> Result<String, TreeError> {
+    fn hardlink_target(&mut self, key: &str, target: &str) -> Result<String, TreeError> {
         let bad = |reason| TreeError::BadHardlink {
             path: key.to_string(),
             target: target.to_string(),
@@ -343,8 +446,10 @@ impl FileTree {
         }
     }
 
-    /// Drops every entry (and opaque marker) strictly under `dir`.
+    /// Drops every entry (and opaque marker) strictly under `dir`, and the host directory
+    /// mounted at `dir` or below it.
     fn drop_subtree(&mut self, dir: &str) {
+        self.mounts.retain(|k, _| k != dir && !is_under(k, dir));
         let prefix = format!("{dir}/");
         let children: Vec<String> = self
             .entries

@@ -27,7 +27,7 @@ fn link(t: &str) -> Entry {
     }
 }
 fn keys(t: &FileTree) -> Vec<&str> {
-    t.iter().map(|(k, _)| k.as_str()).collect()
+    t.entries.keys().map(|k| k.as_str()).collect()
 }
 
 #[test]
@@ -128,7 +128,7 @@ fn replacing_entries() {
     // duplicates: the last wins
     t.insert("d", file("last")).unwrap();
     assert_eq!(t.get("d"), Some(&file("last")));
-    assert_eq!(t.len(), 1);
+    assert_eq!(t.entries.len(), 1);
 }
 
 #[test]

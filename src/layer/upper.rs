@@ -180,6 +180,7 @@ impl FileTree {
                     _ => EntryKind::File(Content::File {
                         path: f.host.clone(),
                         size: f.meta.len(),
+                        link: None,
                     }),
                 }
             };

@@ -73,7 +73,7 @@ fn files_modes_links_and_mtimes_are_recorded_faithfully() {
     let mut tree = FileTree::new();
     let stats = tree.add_upper_dir(up, &opts()).unwrap();
     assert_eq!(
-        tree.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        tree.entries.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
         ["a", "a/x", "b", "b/y", "fifo", "hello", "shadow"]
     );
     assert_eq!(stats.sockets_skipped, 1);
@@ -86,7 +86,8 @@ fn files_modes_links_and_mtimes_are_recorded_faithfully() {
         hello.kind,
         EntryKind::File(Content::File {
             path: up.join("hello"),
-            size: 3
+            size: 3,
+            link: None,
         })
     );
     assert_eq!(tree.get("b").unwrap().meta.mode, 0o2775, "setgid dir kept");
@@ -133,7 +134,7 @@ fn opaque_directory_hides_earlier_entries() {
     let stats = tree.add_upper_dir(up, &opts()).unwrap();
     assert_eq!(stats.opaque_dirs, 1);
     assert_eq!(
-        tree.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        tree.entries.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
         ["d", "d/new", "keep", "other"],
         "the step hid d/old; entries outside d stay"
     );

@@ -34,7 +34,10 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
-use super::tree::{Content, Entry, EntryKind, FileTree};
+use std::borrow::Cow;
+
+use super::host::HostError;
+use super::tree::{Content, Entry, EntryKind, FileTree, HostLink, Metadata};
 
 const BLOCK: usize = 512;
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -84,6 +87,8 @@ pub enum WriteError {
     InvalidMode { path: String, mode: u32 },
     #[error("hard link `{path}` points at `{target}`, which is not an earlier regular file of the layer")]
     InvalidHardlink { path: String, target: String },
+    #[error("failed to list a host directory copied into the layer")]
+    Host { source: Box<HostError> },
     #[error("opaque directory `{path}` has no directory entry in the layer")]
     OpaqueWithoutDir { path: String },
     #[error("layer entry `{path}` has uid/gid {uid}/{gid}, above the 32-bit ids Linux supports")]
@@ -118,13 +123,57 @@ pub fn write_tar(
         out,
         stats: WriteStats::default(),
         epoch: epoch.max(0) as u64,
+        buf: Vec::new(),
     };
     if tree.opaque.contains("") {
         w.opaque_marker("")?;
     }
-    for (path, entry) in &tree.entries {
+    // Host files sharing an inode: the path written with the content, per inode; and the
+    // paths written as links to it, so that a tree hardlink naming one of them follows.
+    let mut first_of: BTreeMap<HostLink, String> = BTreeMap::new();
+    let mut linked: BTreeMap<String, String> = BTreeMap::new();
+    for item in tree.entries() {
+        let (path, entry) = item.map_err(|source| WriteError::Host {
+            source: Box::new(source),
+        })?;
+        let path: &str = &path;
         validate_path(path)?;
-        w.entry(tree, path, entry)?;
+        let kind = match &entry.kind {
+            EntryKind::File(Content::File {
+                link: Some(link), ..
+            }) => match first_of.get(link) {
+                Some(first) => {
+                    linked.insert(path.to_string(), first.clone());
+                    Cow::Owned(EntryKind::Hardlink(first.clone()))
+                }
+                None => {
+                    first_of.insert(*link, path.to_string());
+                    Cow::Borrowed(&entry.kind)
+                }
+            },
+            EntryKind::Hardlink(target) => {
+                let ok = target.as_str() < path
+                    && matches!(
+                        tree.entries.get(target),
+                        Some(Entry {
+                            kind: EntryKind::File(_),
+                            ..
+                        })
+                    );
+                if !ok {
+                    return Err(WriteError::InvalidHardlink {
+                        path: path.to_string(),
+                        target: target.clone(),
+                    });
+                }
+                match linked.get(target) {
+                    Some(first) => Cow::Owned(EntryKind::Hardlink(first.clone())),
+                    None => Cow::Borrowed(&entry.kind),
+                }
+            }
+            kind => Cow::Borrowed(kind),
+        };
+        w.entry(path, &kind, &entry.meta)?;
         if matches!(entry.kind, EntryKind::Dir) && tree.opaque.contains(path) {
             w.opaque_marker(path)?;
         }
@@ -176,6 +225,8 @@ struct TarWriter<'o, W: Write> {
     out: &'o mut W,
     stats: WriteStats,
     epoch: u64,
+    /// The read buffer for file contents, reused across entries.
+    buf: Vec<u8>,
 }
 
 impl<W: Write> TarWriter<'_, W> {
@@ -215,8 +266,7 @@ impl<W: Write> TarWriter<'_, W> {
         self.header(&header)
     }
 
-    fn entry(&mut self, tree: &FileTree, path: &str, entry: &Entry) -> Result<(), WriteError> {
-        let meta = &entry.meta;
+    fn entry(&mut self, path: &str, kind: &EntryKind, meta: &Metadata) -> Result<(), WriteError> {
         if meta.mode & !0o7777 != 0 {
             return Err(WriteError::InvalidMode {
                 path: path.to_string(),
@@ -250,7 +300,7 @@ impl<W: Write> TarWriter<'_, W> {
             dev: (0, 0),
             capability,
         };
-        match &entry.kind {
+        match kind {
             EntryKind::Dir => {
                 h.typeflag = b'5';
                 h.name.push('/');
@@ -261,20 +311,6 @@ impl<W: Write> TarWriter<'_, W> {
                 h.linkname = target;
             }
             EntryKind::Hardlink(target) => {
-                let ok = target.as_str() < path
-                    && matches!(
-                        tree.entries.get(target),
-                        Some(Entry {
-                            kind: EntryKind::File(_),
-                            ..
-                        })
-                    );
-                if !ok {
-                    return Err(WriteError::InvalidHardlink {
-                        path: path.to_string(),
-                        target: target.clone(),
-                    });
-                }
                 h.typeflag = b'1';
                 h.linkname = target;
             }
@@ -287,7 +323,7 @@ impl<W: Write> TarWriter<'_, W> {
                         minor,
                     });
                 }
-                h.typeflag = if matches!(entry.kind, EntryKind::CharDevice { .. }) {
+                h.typeflag = if matches!(kind, EntryKind::CharDevice { .. }) {
                     b'3'
                 } else {
                     b'4'
@@ -304,7 +340,7 @@ impl<W: Write> TarWriter<'_, W> {
             }
         }
         self.header(&h)?;
-        if let EntryKind::File(content) = &entry.kind {
+        if let EntryKind::File(content) = kind {
             self.content(path, content)?;
         }
         Ok(())
@@ -386,7 +422,7 @@ impl<W: Write> TarWriter<'_, W> {
     fn content(&mut self, entry: &str, content: &Content) -> Result<(), WriteError> {
         match content {
             Content::Inline(bytes) => self.write(bytes, entry)?,
-            Content::File { path, size } => {
+            Content::File { path, size, .. } => {
                 let read_err = |source| WriteError::ReadContent {
                     entry: entry.into(),
                     file: path.clone(),
@@ -403,7 +439,8 @@ impl<W: Write> TarWriter<'_, W> {
                 if on_disk != *size {
                     return Err(changed(on_disk.to_string()));
                 }
-                let mut buf = vec![0u8; 64 * 1024];
+                let mut buf = std::mem::take(&mut self.buf);
+                buf.resize(64 * 1024, 0);
                 let mut left = *size;
                 while left > 0 {
                     let want = left.min(buf.len() as u64) as usize;
@@ -419,6 +456,7 @@ impl<W: Write> TarWriter<'_, W> {
                 if file.read(&mut buf[..1]).map_err(read_err)? != 0 {
                     return Err(changed(format!("more than {size}")));
                 }
+                self.buf = buf;
             }
         }
         self.pad(content.size(), entry)

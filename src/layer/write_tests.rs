@@ -109,6 +109,7 @@ fn sample_tree(host_file: &std::path::Path) -> FileTree {
         EntryKind::File(Content::File {
             path: host_file.into(),
             size: 600,
+            link: None,
         }),
         meta(0o644, 8),
     );
@@ -315,6 +316,7 @@ fn a_file_that_changed_size_is_an_error_naming_it() {
             EntryKind::File(Content::File {
                 path: file.clone(),
                 size: recorded,
+                link: None,
             }),
             meta(0o644, 0),
         );
