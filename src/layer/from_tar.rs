@@ -1,6 +1,8 @@
 //! Reading an archive into the file-tree model (`extract` steps, base layers turned into
-//! entries). Contents of members are spilled to files under a scratch directory so a large
-//! archive never sits in memory; the tar writer reads them back when the layer is written.
+//! entries). Contents of members are spilled, one after the other, to a single file under a
+//! scratch directory, and the tree refers to each by offset ([`Content::Slice`]): a large
+//! archive never sits in memory, and a million small members are not a million files; the tar
+//! writer reads them back when the layer is written.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,8 +10,9 @@ use std::sync::Arc;
 use super::read::{ReadError, TarEntry, TarKind, TarReader};
 use super::tree::{self, Content, Entry, EntryKind, FileTree, Metadata, TreeError};
 
-/// Members up to this size are kept in memory instead of being spilled.
-pub const INLINE_MAX: u64 = 4096;
+/// Members up to this size are kept in memory instead of being spilled (they take no more room
+/// than the slice that would point at them).
+pub const INLINE_MAX: u64 = 32;
 /// The OCI whiteout prefix and opaque marker.
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -20,8 +23,8 @@ pub const KEPT_XATTR: &str = "security.capability";
 pub struct AddTarOptions<'a> {
     /// Archive mtimes later than this are clamped to it.
     pub epoch: i64,
-    /// Scratch directory for member contents larger than [`INLINE_MAX`]; the caller owns it
-    /// and must keep it until the layer is written.
+    /// Scratch directory for the file of member contents larger than [`INLINE_MAX`]; the
+    /// caller owns it and must keep it until the layer is written.
     pub spill_dir: &'a Path,
     /// Interpret `.wh.` names as OCI whiteouts (layers) or refuse them (plain archives).
     pub whiteouts: bool,
@@ -57,6 +60,12 @@ pub enum AddTarError {
         #[source]
         source: std::io::Error,
     },
+    #[error("failed to write archive member contents to `{}`", spill.display())]
+    SpillFlush {
+        spill: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 enum Action {
@@ -82,6 +91,10 @@ impl FileTree {
             source,
         })?;
         let mut work = self.clone();
+        let mut spill = Spill {
+            dir: opts.spill_dir,
+            out: None,
+        };
         while let Some(entry) = reader.next_entry()? {
             let tree_err = |source| AddTarError::Tree {
                 path: entry.path.clone(),
@@ -108,7 +121,7 @@ impl FileTree {
                     }
                 }
                 Action::Add(path) => {
-                    let kind = entry_kind(&entry, &dest, reader, opts)?;
+                    let kind = entry_kind(&entry, &dest, reader, &mut spill)?;
                     let mut meta = Metadata::new(
                         entry.mode,
                         entry.uid,
@@ -122,6 +135,7 @@ impl FileTree {
                 }
             }
         }
+        spill.finish()?;
         *self = work;
         Ok(())
     }
@@ -184,7 +198,7 @@ fn entry_kind<R: std::io::Read>(
     entry: &TarEntry,
     dest: &str,
     reader: &mut TarReader<R>,
-    opts: &AddTarOptions<'_>,
+    spill: &mut Spill<'_>,
 ) -> Result<EntryKind, AddTarError> {
     Ok(match entry.kind {
         TarKind::Dir => EntryKind::Dir,
@@ -211,27 +225,63 @@ fn entry_kind<R: std::io::Read>(
             reader.read_data(&mut buf)?;
             EntryKind::File(Content::Inline(Arc::from(buf)))
         }
-        TarKind::File => {
-            let spill_err = |source| AddTarError::Spill {
-                path: entry.path.clone(),
-                spill: opts.spill_dir.to_path_buf(),
-                source,
-            };
-            let tmp = tempfile::Builder::new()
-                .prefix("member-")
-                .tempfile_in(opts.spill_dir)
-                .map_err(spill_err)?;
-            let (file, path) = tmp.keep().map_err(|e| spill_err(e.error))?;
-            let mut w = std::io::BufWriter::new(file);
-            let size = reader.read_data(&mut w)?;
-            std::io::Write::flush(&mut w).map_err(spill_err)?;
-            EntryKind::File(Content::File {
-                path,
-                size,
-                link: None,
-            })
-        }
+        TarKind::File => EntryKind::File(spill.append(entry, reader)?),
     })
+}
+
+/// The scratch file of one archive's member contents, created on the first member spilled.
+struct Spill<'a> {
+    dir: &'a Path,
+    /// The file, its writer and how many bytes it holds.
+    out: Option<(Arc<PathBuf>, std::io::BufWriter<std::fs::File>, u64)>,
+}
+
+impl Spill<'_> {
+    fn err(&self, path: &str) -> impl FnOnce(std::io::Error) -> AddTarError {
+        let (path, spill) = (path.to_string(), self.dir.to_path_buf());
+        move |source| AddTarError::Spill {
+            path,
+            spill,
+            source,
+        }
+    }
+
+    /// Copies the data of `entry` to the end of the file.
+    fn append<R: std::io::Read>(
+        &mut self,
+        entry: &TarEntry,
+        reader: &mut TarReader<R>,
+    ) -> Result<Content, AddTarError> {
+        if self.out.is_none() {
+            let tmp = tempfile::Builder::new()
+                .prefix("members-")
+                .tempfile_in(self.dir)
+                .map_err(self.err(&entry.path))?;
+            let (file, path) = tmp.keep().map_err(|e| self.err(&entry.path)(e.error))?;
+            let writer = std::io::BufWriter::with_capacity(256 * 1024, file);
+            self.out = Some((Arc::new(path), writer, 0));
+        }
+        let (file, writer, len) = self.out.as_mut().expect("created above");
+        let size = reader.read_data(writer)?;
+        let offset = *len;
+        *len += size;
+        Ok(Content::Slice {
+            file: file.clone(),
+            offset,
+            size,
+        })
+    }
+
+    /// Flushes what was spilled to the file.
+    fn finish(self) -> Result<(), AddTarError> {
+        if let Some((file, mut writer, _)) = self.out {
+            std::io::Write::flush(&mut writer).map_err(|source| AddTarError::SpillFlush {
+                spill: file.to_path_buf(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

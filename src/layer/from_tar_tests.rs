@@ -406,26 +406,54 @@ fn case14_tree_truncated_bad_checksum_short_data_leave_tree_unchanged() {
 }
 
 #[test]
-fn large_members_are_spilled_and_mtimes_clamped() {
+fn members_are_spilled_to_one_file_and_mtimes_clamped() {
     let ctx = Ctx::new();
     let big: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
     let mut h = header(b"big", b'0', big.len() as u64, 0o644, b"");
     h[136..148].copy_from_slice(b"77777777777\0");
     set_checksum(&mut h);
     let mut t = Tar::new();
-    t.raw(h, &big).file("small", &[1u8; 4096]);
+    t.raw(h, &big)
+        .file("small", &[1u8; 4096])
+        .file("tiny", b"12345");
     let tree = ctx.tree(&t.finish()).unwrap();
-    match kind(&tree, "big") {
-        EntryKind::File(Content::File { path, size, .. }) => {
-            assert_eq!(*size, 10_000);
-            assert!(path.starts_with(ctx.spill.path()));
-            assert_eq!(fs_err::read(path).unwrap(), big);
+    let spilled: Vec<_> = fs_err::read_dir(ctx.spill.path()).unwrap().collect();
+    assert_eq!(spilled.len(), 1, "one spill file for the whole archive");
+    for (name, want_offset, want) in [("big", 0, &big[..]), ("small", 10_000, &[1u8; 4096][..])] {
+        match kind(&tree, name) {
+            EntryKind::File(Content::Slice { file, offset, size }) => {
+                assert!(file.starts_with(ctx.spill.path()));
+                assert_eq!((*offset, *size), (want_offset, want.len() as u64));
+                let bytes = fs_err::read(file.as_path()).unwrap();
+                assert_eq!(&bytes[*offset as usize..][..*size as usize], want, "{name}");
+            }
+            other => panic!("{name}: {other:?}"),
         }
-        other => panic!("{other:?}"),
     }
-    assert!(matches!(kind(&tree, "small"), EntryKind::File(Content::Inline(b)) if b.len() == 4096));
+    assert!(
+        matches!(kind(&tree, "tiny"), EntryKind::File(Content::Inline(b)) if &b[..] == b"12345")
+    );
     assert_eq!(tree.get("big").unwrap().meta.mtime, 2_000);
     assert_eq!(tree.get("small").unwrap().meta.mtime, 1_000);
+    // The writer reads the slices back in any order (a later member can replace an earlier
+    // one, so the tree's order is not the file's).
+    let mut out = Vec::new();
+    crate::layer::write::write_tar(&tree, 2_000, &mut out).unwrap();
+    let mut r = crate::layer::read::TarReader::new(&out[..], ReadLimits::default());
+    let mut got = Vec::new();
+    while let Some(e) = r.next_entry().unwrap() {
+        let mut data = Vec::new();
+        r.read_data(&mut data).unwrap();
+        got.push((e.path, data));
+    }
+    assert_eq!(
+        got,
+        [
+            ("big".to_string(), big.clone()),
+            ("small".to_string(), vec![1u8; 4096]),
+            ("tiny".to_string(), b"12345".to_vec())
+        ]
+    );
 }
 
 /// Random hostile archives (fixed seed): every key the tree ends up with is a normalized path

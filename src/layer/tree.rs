@@ -43,6 +43,14 @@ pub enum Content {
         size: u64,
         link: Option<HostLink>,
     },
+    /// `size` bytes at `offset` of a scratch file holding the contents of many archive
+    /// members: an `extract` step writes each member's bytes there once, in archive order, so
+    /// a member costs the tree a few words, not its bytes or a file of its own.
+    Slice {
+        file: Arc<PathBuf>,
+        offset: u64,
+        size: u64,
+    },
 }
 
 /// One host inode as seen by one `copy` step (`copy` numbers the steps of a tree, so that two
@@ -58,7 +66,7 @@ impl Content {
     pub fn size(&self) -> u64 {
         match self {
             Content::Inline(b) => b.len() as u64,
-            Content::File { size, .. } => *size,
+            Content::File { size, .. } | Content::Slice { size, .. } => *size,
         }
     }
 }

@@ -104,7 +104,10 @@ fn a_copied_directory_walks_in_bytewise_path_order() {
     assert_eq!(walked(&root), before);
     let mut tar_after = Vec::new();
     write_tar(&root, 0, &mut tar_after).unwrap();
-    assert!(tar_before == tar_after, "listing directories changes no byte");
+    assert!(
+        tar_before == tar_after,
+        "listing directories changes no byte"
+    );
 }
 
 #[test]

@@ -124,6 +124,7 @@ pub fn write_tar(
         stats: WriteStats::default(),
         epoch: epoch.max(0) as u64,
         buf: Vec::new(),
+        slices: None,
     };
     if tree.opaque.contains("") {
         w.opaque_marker("")?;
@@ -227,6 +228,8 @@ struct TarWriter<'o, W: Write> {
     epoch: u64,
     /// The read buffer for file contents, reused across entries.
     buf: Vec<u8>,
+    /// The spill file of archive members last read from (see [`Content::Slice`]).
+    slices: Option<(std::sync::Arc<PathBuf>, std::fs::File)>,
 }
 
 impl<W: Write> TarWriter<'_, W> {
@@ -420,46 +423,88 @@ impl<W: Write> TarWriter<'_, W> {
     }
 
     fn content(&mut self, entry: &str, content: &Content) -> Result<(), WriteError> {
+        let read_err = |file: &std::path::Path| {
+            let (entry, file) = (entry.to_string(), file.to_path_buf());
+            move |source| WriteError::ReadContent {
+                entry,
+                file,
+                source,
+            }
+        };
+        let changed = |file: &std::path::Path, found: String| WriteError::ContentSizeChanged {
+            entry: entry.into(),
+            file: file.to_path_buf(),
+            expected: content.size(),
+            found,
+        };
         match content {
             Content::Inline(bytes) => self.write(bytes, entry)?,
             Content::File { path, size, .. } => {
-                let read_err = |source| WriteError::ReadContent {
-                    entry: entry.into(),
-                    file: path.clone(),
-                    source,
-                };
-                let changed = |found: String| WriteError::ContentSizeChanged {
-                    entry: entry.into(),
-                    file: path.clone(),
-                    expected: *size,
-                    found,
-                };
-                let mut file = fs_err::File::open(path).map_err(read_err)?;
-                let on_disk = file.metadata().map_err(read_err)?.len();
+                let mut file = fs_err::File::open(path).map_err(read_err(path))?;
+                let on_disk = file.metadata().map_err(read_err(path))?.len();
                 if on_disk != *size {
-                    return Err(changed(on_disk.to_string()));
+                    return Err(changed(path, on_disk.to_string()));
                 }
-                let mut buf = std::mem::take(&mut self.buf);
-                buf.resize(64 * 1024, 0);
-                let mut left = *size;
-                while left > 0 {
-                    let want = left.min(buf.len() as u64) as usize;
-                    let n = match file.read(&mut buf[..want]) {
-                        Ok(0) => return Err(changed((*size - left).to_string())),
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(read_err(e)),
-                    };
-                    self.write(&buf[..n], entry)?;
-                    left -= n as u64;
+                let copied = self.copy(entry, *size, |buf, _| file.read(buf), read_err(path))?;
+                if copied != *size {
+                    return Err(changed(path, copied.to_string()));
                 }
-                if file.read(&mut buf[..1]).map_err(read_err)? != 0 {
-                    return Err(changed(format!("more than {size}")));
+                if file.read(&mut [0u8; 1]).map_err(read_err(path))? != 0 {
+                    return Err(changed(path, format!("more than {size}")));
                 }
-                self.buf = buf;
+            }
+            Content::Slice { file, offset, size } => {
+                let f = match self.slices.take() {
+                    Some((open, f)) if open == *file => f,
+                    _ => std::fs::File::open(file.as_path()).map_err(read_err(file))?,
+                };
+                let copied = self.copy(
+                    entry,
+                    *size,
+                    |buf, done| std::os::unix::fs::FileExt::read_at(&f, buf, offset + done),
+                    read_err(file),
+                );
+                self.slices = Some((file.clone(), f));
+                let copied = copied?;
+                if copied != *size {
+                    return Err(changed(file, copied.to_string()));
+                }
             }
         }
         self.pad(content.size(), entry)
+    }
+
+    /// Copies up to `size` bytes from `read(buf, bytes so far)` to the output; returns how
+    /// many there were (fewer when the source ended early).
+    fn copy(
+        &mut self,
+        entry: &str,
+        size: u64,
+        mut read: impl FnMut(&mut [u8], u64) -> io::Result<usize>,
+        read_err: impl FnOnce(io::Error) -> WriteError,
+    ) -> Result<u64, WriteError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(64 * 1024, 0);
+        let mut done = 0u64;
+        let result = loop {
+            if done == size {
+                break Ok(done);
+            }
+            let want = (size - done).min(buf.len() as u64) as usize;
+            match read(&mut buf[..want], done) {
+                Ok(0) => break Ok(done),
+                Ok(n) => {
+                    if let Err(e) = self.write(&buf[..n], entry) {
+                        break Err(e);
+                    }
+                    done += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(read_err(e)),
+            }
+        };
+        self.buf = buf;
+        result
     }
 }
 

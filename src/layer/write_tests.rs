@@ -308,18 +308,26 @@ fn a_file_that_changed_size_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("f");
     fs_err::write(&file, b"12345").unwrap();
-    for recorded in [4, 6] {
+    let slice = |offset, size| Content::Slice {
+        file: Arc::new(file.clone()),
+        offset,
+        size,
+    };
+    let file_of = |size| Content::File {
+        path: file.clone(),
+        size,
+        link: None,
+    };
+    // A recorded size the file no longer has; a spilled member past the spill file's end.
+    for content in [
+        file_of(4),
+        file_of(6),
+        slice(0, 6),
+        slice(3, 3),
+        slice(9, 1),
+    ] {
         let mut t = FileTree::default();
-        put(
-            &mut t,
-            "f",
-            EntryKind::File(Content::File {
-                path: file.clone(),
-                size: recorded,
-                link: None,
-            }),
-            meta(0o644, 0),
-        );
+        put(&mut t, "f", EntryKind::File(content), meta(0o644, 0));
         let err = write_tar(&t, 0, &mut Vec::new()).unwrap_err();
         assert!(
             matches!(err, WriteError::ContentSizeChanged { .. }),
