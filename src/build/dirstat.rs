@@ -124,15 +124,23 @@ pub fn fingerprint(dir: &Path) -> std::io::Result<Sha256Digest> {
     hasher.update(dir.as_os_str().as_encoded_bytes());
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let mut names: Vec<_> = fs_err::read_dir(&d)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()?;
-        names.sort();
+        // `lstat` of each child relative to the open directory (no walk of the whole path).
+        let mut children = Vec::new();
+        for item in fs_err::read_dir(&d)? {
+            let item = item?;
+            let md = item.metadata().map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("failed to lstat `{}`: {e}", item.path().display()),
+                )
+            })?;
+            children.push((item.file_name(), md));
+        }
+        children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let md = fs_err::symlink_metadata(&d)?;
         line(&mut hasher, &d, &md);
-        for name in names {
+        for (name, md) in children {
             let path = d.join(&name);
-            let md = fs_err::symlink_metadata(&path)?;
             if md.is_dir() {
                 stack.push(path);
             } else {

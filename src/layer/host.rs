@@ -33,6 +33,16 @@ pub enum HostError {
     NotUtf8 { path: PathBuf },
     #[error("failed to add host path `{}`: device nodes are not allowed in inputs", path.display())]
     Device { path: PathBuf },
+    #[error(
+        "file `{}` changed while the layer was written: expected {expected} bytes, found {found}",
+        path.display()
+    )]
+    Changed {
+        path: PathBuf,
+        expected: u64,
+        /// The size read, or "more than {expected}".
+        found: String,
+    },
     #[error("failed to add host path `{}` at `{dest}`", host.display())]
     Tree {
         host: PathBuf,
@@ -111,7 +121,13 @@ pub(crate) fn read_dir_sorted(dir: &Path) -> Result<Vec<Child>, HostError> {
             .file_name()
             .into_string()
             .map_err(|_| HostError::NotUtf8 { path: host.clone() })?;
-        let md = fs_err::symlink_metadata(&host)?;
+        // `lstat` relative to the open directory: no walk of the whole path per child.
+        let md = item.metadata().map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("failed to lstat `{}`: {e}", host.display()),
+            )
+        })?;
         if let Some(found) = Found::of(&host, &md)? {
             children.push(Child { name, host, found });
         }

@@ -12,13 +12,35 @@
 //! descending into a directory's listing when its contents item comes up, yields exactly the
 //! order of a `BTreeMap` of the full paths (every path below `name/` sorts before any sibling
 //! that comes after `name/`).
+//!
+//! The tar writer walks with [`FileTree::entries_read_ahead`]: each host directory is then
+//! listed on a thread of its own, which also reads the contents of small files, a bounded
+//! number of entries ahead of the writer. For trees of many small files the `statx`, `open`
+//! and `read` calls are most of the work, and this takes them off the thread that writes the
+//! tar. The order is the same (one thread walks each directory, in sorted order), so are the
+//! bytes.
 
 use std::borrow::Cow;
 use std::collections::btree_map;
+use std::io::Read;
 use std::iter::Peekable;
+use std::sync::{mpsc, Arc};
 
 use super::host::{self, HostError, HostMount};
-use super::tree::{self, Entry, FileTree};
+use super::tree::{self, Content, Entry, EntryKind, FileTree};
+
+/// A read-ahead thread hands entries over in batches of this many entries or
+/// [`READ_AHEAD_BATCH_BYTES`] of contents (one handover per entry costs more than it saves),
+/// at most [`READ_AHEAD_BATCHES`] batches ahead of the writer: at most 8 MiB of contents wait
+/// in memory per directory being walked.
+const READ_AHEAD_BATCH: usize = 256;
+const READ_AHEAD_BATCH_BYTES: u64 = 2 * 1024 * 1024;
+const READ_AHEAD_BATCHES: usize = 4;
+/// Files up to this size are read by the read-ahead thread; larger ones are streamed by the
+/// writer.
+const READ_AHEAD_MAX: u64 = 64 * 1024;
+
+type Batch = std::vec::IntoIter<Result<(String, Entry), HostError>>;
 
 /// One entry of the walk: borrowed from the tree, or read from a host directory.
 pub type WalkEntry<'t> = (Cow<'t, str>, Cow<'t, Entry>);
@@ -28,11 +50,23 @@ impl FileTree {
     /// directories as it goes; a host directory that cannot be listed ends the walk with its
     /// error. Opaque markers are not entries (see [`FileTree::opaque_dirs`]).
     pub fn entries(&self) -> Entries<'_> {
+        self.walk(false)
+    }
+
+    /// [`FileTree::entries`], with host directories listed on threads of their own that also
+    /// read small files ahead of the caller (their contents come back inline); see the
+    /// module docs.
+    pub fn entries_read_ahead(&self) -> Entries<'_> {
+        self.walk(true)
+    }
+
+    fn walk(&self, read_ahead: bool) -> Entries<'_> {
         let mut walk = Entries {
             tree: self,
             listed: self.entries.iter().peekable(),
             mounts: Vec::new(),
             failed: None,
+            read_ahead,
         };
         if let Some(root) = self.mounts.get("") {
             walk.start_mount("", root);
@@ -41,11 +75,109 @@ impl FileTree {
     }
 }
 
+/// Where a walked host directory's entries come from.
+enum Source {
+    Here(MountWalk),
+    Ahead(mpsc::Receiver<Batch>, Batch),
+}
+
+impl Source {
+    fn next(&mut self) -> Option<Result<(String, Entry), HostError>> {
+        match self {
+            Source::Here(walk) => walk.next(),
+            Source::Ahead(rx, batch) => loop {
+                if let Some(item) = batch.next() {
+                    return Some(item);
+                }
+                *batch = rx.recv().ok()?;
+            },
+        }
+    }
+
+    /// Walks `mount` on a thread of its own (here, when no thread can be started).
+    fn ahead(key: &str, mount: &HostMount) -> Result<Source, HostError> {
+        let (tx, rx) = mpsc::sync_channel::<Batch>(READ_AHEAD_BATCHES);
+        let (k, m) = (key.to_string(), mount.clone());
+        let spawned = std::thread::Builder::new()
+            .name("kiln-walk".into())
+            .spawn(move || {
+                let mut walk = match MountWalk::new(&k, &m) {
+                    Ok(walk) => walk,
+                    Err(e) => {
+                        let _ = tx.send(vec![Err(e)].into_iter());
+                        return;
+                    }
+                };
+                let mut batch = Vec::with_capacity(READ_AHEAD_BATCH);
+                let mut bytes = 0;
+                loop {
+                    let item = walk.next().map(|item| item.and_then(read_small));
+                    let last = !matches!(item, Some(Ok(_)));
+                    if let Some(Ok((
+                        _,
+                        Entry {
+                            kind: EntryKind::File(c),
+                            ..
+                        },
+                    ))) = &item
+                    {
+                        bytes += c.size();
+                    }
+                    batch.extend(item);
+                    if last || batch.len() == READ_AHEAD_BATCH || bytes >= READ_AHEAD_BATCH_BYTES {
+                        let full =
+                            std::mem::replace(&mut batch, Vec::with_capacity(READ_AHEAD_BATCH));
+                        bytes = 0;
+                        // A closed channel: the walk was dropped, nobody wants the rest.
+                        if tx.send(full.into_iter()).is_err() || last {
+                            return;
+                        }
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => Ok(Source::Ahead(rx, Vec::new().into_iter())),
+            Err(_) => Ok(Source::Here(MountWalk::new(key, mount)?)),
+        }
+    }
+}
+
+/// Reads the contents of a small host file into the entry.
+fn read_small((path, mut entry): (String, Entry)) -> Result<(String, Entry), HostError> {
+    if let EntryKind::File(Content::File {
+        path: host,
+        size,
+        link: None,
+    }) = &entry.kind
+    {
+        if *size <= READ_AHEAD_MAX {
+            let mut bytes = Vec::with_capacity(*size as usize);
+            fs_err::File::open(host)?
+                .take(size + 1)
+                .read_to_end(&mut bytes)?;
+            let read = bytes.len() as u64;
+            if read != *size {
+                return Err(HostError::Changed {
+                    path: host.clone(),
+                    expected: *size,
+                    found: if read > *size {
+                        format!("more than {size}")
+                    } else {
+                        read.to_string()
+                    },
+                });
+            }
+            entry.kind = EntryKind::File(Content::Inline(Arc::from(bytes)));
+        }
+    }
+    Ok((path, entry))
+}
+
 /// A host directory being walked and its next entry.
 struct Pending {
     path: String,
     entry: Entry,
-    walk: MountWalk,
+    walk: Source,
 }
 
 /// The iterator of [`FileTree::entries`].
@@ -56,17 +188,24 @@ pub struct Entries<'t> {
     mounts: Vec<Pending>,
     /// An error to report on the next call (then the walk ends).
     failed: Option<HostError>,
+    /// Walk host directories on threads of their own (see the module docs).
+    read_ahead: bool,
 }
 
 impl<'t> Entries<'t> {
     fn start_mount(&mut self, key: &str, mount: &HostMount) {
-        if let Err(e) = MountWalk::new(key, mount).and_then(|walk| self.push(walk)) {
+        let source = if self.read_ahead {
+            Source::ahead(key, mount)
+        } else {
+            MountWalk::new(key, mount).map(Source::Here)
+        };
+        if let Err(e) = source.and_then(|walk| self.push(walk)) {
             self.failed = Some(e);
         }
     }
 
     /// Reads the next entry of `walk` and keeps the walk if it has one.
-    fn push(&mut self, mut walk: MountWalk) -> Result<(), HostError> {
+    fn push(&mut self, mut walk: Source) -> Result<(), HostError> {
         if let Some((path, entry)) = walk.next().transpose()? {
             self.mounts.push(Pending { path, entry, walk });
         }

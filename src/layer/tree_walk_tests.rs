@@ -323,3 +323,64 @@ fn a_device_node_in_a_copied_directory_is_refused_when_the_layer_is_written() {
         "{err}"
     );
 }
+
+#[test]
+fn reading_ahead_gives_the_same_walk_and_the_same_bytes() {
+    let host = tricky_dir();
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    fs_err::write(host.path().join("a/x/big"), &big).unwrap();
+    let mut t = FileTree::new();
+    t.insert("data.b", inline("1")).unwrap();
+    t.add_host_path(host.path(), "data", &HostOptions::default())
+        .unwrap();
+    let ahead: Vec<(String, Entry)> = t
+        .entries_read_ahead()
+        .map(|e| e.map(|(p, e)| (p.into_owned(), e.into_owned())).unwrap())
+        .collect();
+    let here: Vec<(String, Entry)> = t
+        .entries()
+        .map(|e| e.map(|(p, e)| (p.into_owned(), e.into_owned())).unwrap())
+        .collect();
+    assert_eq!(ahead.len(), here.len());
+    for ((pa, ea), (ph, eh)) in ahead.iter().zip(&here) {
+        assert_eq!((pa, &ea.meta), (ph, &eh.meta));
+        match (&ea.kind, &eh.kind) {
+            // Small files come back with their contents, large ones as references.
+            (
+                EntryKind::File(Content::Inline(bytes)),
+                EntryKind::File(Content::File { path, .. }),
+            ) => {
+                assert_eq!(&bytes[..], &fs_err::read(path).unwrap()[..], "{pa}");
+            }
+            (a, h) => {
+                assert_eq!(a, h, "{pa}");
+                if pa == "data/a/x/big" {
+                    assert!(matches!(a, EntryKind::File(Content::File { .. })));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_small_file_that_changed_size_is_an_error_naming_it() {
+    let host = tempfile::tempdir().unwrap();
+    let file = host.path().join("f");
+    fs_err::write(&file, "12345").unwrap();
+    for (recorded, found) in [(3, "more than 3"), (7, "5")] {
+        let entry = Entry {
+            kind: EntryKind::File(Content::File {
+                path: file.clone(),
+                size: recorded,
+                link: None,
+            }),
+            meta: Metadata::new(0o644, 0, 0, 0),
+        };
+        let err = read_small(("f".into(), entry)).unwrap_err();
+        assert!(
+            matches!(&err, HostError::Changed { expected, found: f, .. } if *expected == recorded && f == found),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&file.display().to_string()));
+    }
+}

@@ -450,3 +450,21 @@ fn pax_record_lengths_count_themselves() {
         );
     }
 }
+
+#[test]
+fn octal_fields_match_zero_padded_formatting() {
+    for (width, value) in [
+        (8, 0u64),
+        (8, 0o644),
+        (8, MAX_OCTAL_7),
+        (12, 1),
+        (12, 1_700_000_000),
+        (12, MAX_OCTAL_11),
+        (7, 0o177777),
+    ] {
+        let mut field = vec![0xffu8; width];
+        octal(&mut field, value);
+        let want = format!("{value:0w$o}\0", w = width - 1);
+        assert_eq!(field, want.as_bytes(), "{value:#o} in {width}");
+    }
+}
