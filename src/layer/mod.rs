@@ -3,7 +3,9 @@
 //! - [`read`]: a streaming tar reader with hard caps (hostile archives fail fast, with bounded
 //!   memory);
 //! - [`tree`]: the file-tree model of one layer and its edit operations (symlink-aware, never
-//!   escaping the image root); [`from_tar`] and [`host`] fill it from archives and host paths;
+//!   escaping the image root); [`from_tar`] and [`host`] fill it from archives and host paths
+//!   (a copied directory stays on the host until the layer is written); [`tree_walk`] lists
+//!   every entry in the writer's order, reading copied directories as it goes;
 //! - [`extract`]: applies layer tars onto a real directory, resolving every path inside it.
 //! - [`upper`]: turns the overlay upper directory of a sandboxed `run` step back into entries.
 

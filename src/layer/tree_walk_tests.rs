@@ -301,26 +301,16 @@ fn a_directory_gone_before_it_is_listed_is_an_error_naming_it() {
 
 #[test]
 fn a_device_node_in_a_copied_directory_is_refused_when_the_layer_is_written() {
-    let host = tempfile::tempdir().unwrap();
-    let dev = host.path().join("null");
-    let made = std::process::Command::new("mknod")
-        .args([dev.to_str().unwrap(), "c", "1", "3"])
-        .status()
-        .unwrap();
-    if !made.success() {
-        assert!(
-            !rustix::process::geteuid().is_root(),
-            "mknod fails only for unprivileged users"
-        );
-        return;
-    }
+    // /dev always holds device nodes (null, zero, …), and listing a directory looks at every
+    // child, so this needs no privileges to make one.
     let mut t = FileTree::new();
-    t.add_host_path(host.path(), "d", &HostOptions::default())
+    t.add_host_path(Path::new("/dev"), "d", &HostOptions::default())
         .unwrap();
     let err = write_tar(&t, 0, &mut Vec::new()).unwrap_err();
     assert!(
-        chain(&err).contains("device nodes are not allowed"),
-        "{err}"
+        chain(&err).contains("device nodes are not allowed") && chain(&err).contains("/dev/"),
+        "{}",
+        chain(&err)
     );
 }
 

@@ -3,8 +3,9 @@
 //! A layer's digest is the sha256 of these bytes (after compression), so every choice that a
 //! general-purpose tar writer leaves to the environment is fixed here, once:
 //!
-//! - **Order**: the tree's `BTreeMap` key order (bytewise on the normalized path), which puts
-//!   every parent before its children. Directories are written with a trailing `/`. A whiteout
+//! - **Order**: bytewise on the normalized path ([`FileTree::entries`]: the tree's keys and the
+//!   contents of copied host directories merged), which puts every parent before its
+//!   children. Directories are written with a trailing `/`. A whiteout
 //!   sits at the key of the path it deletes; an opaque marker `dir/.wh..wh..opq` comes right
 //!   after its directory's entry (an opaque root, key `""`, is the very first entry).
 //! - **Format**: POSIX ustar headers. A PAX extended header (`x`, named `././@PaxHeader`, mode
@@ -26,9 +27,14 @@
 //!   space (as GNU tar and Go's archive/tar write it).
 //! - **End**: two zero blocks and nothing else (no padding to a 10 KiB record).
 //!
-//! File contents are streamed (`Content::File` is opened and copied when its entry is written,
-//! never buffered whole); a file whose size differs from the tree's record is an error naming
-//! the path, never a silently different layer.
+//! - **Hardlinks**: host files of one `copy` that share an inode are written once, at the
+//!   first of their paths, and as hard links to it at the others.
+//!
+//! File contents are streamed: a host file is opened and copied when its entry is written
+//! (small ones are read just ahead by the directory's walking thread), a spilled archive
+//! member is read from its offset in the spill file; nothing is buffered whole. A file whose
+//! size differs from the tree's record is an error naming the path, never a silently
+//! different layer.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -87,7 +93,7 @@ pub enum WriteError {
     InvalidMode { path: String, mode: u32 },
     #[error("hard link `{path}` points at `{target}`, which is not an earlier regular file of the layer")]
     InvalidHardlink { path: String, target: String },
-    #[error("failed to list a host directory copied into the layer")]
+    #[error("failed to list a host directory of the layer")]
     Host { source: Box<HostError> },
     #[error("opaque directory `{path}` has no directory entry in the layer")]
     OpaqueWithoutDir { path: String },

@@ -212,3 +212,33 @@ fn corrupt_and_truncated_archives_fail_and_keep_the_previous_output() {
         );
     }
 }
+
+#[test]
+fn a_name_that_is_not_utf8_inside_a_copied_directory_is_named() {
+    use std::os::unix::ffi::OsStrExt;
+    let ctx = TestContext::new();
+    ctx.write("tree/sub/ok", "ok");
+    let bad = ctx
+        .join("tree/sub")
+        .join(std::ffi::OsStr::from_bytes(b"bad\xff"));
+    std::fs::write(&bad, "x").unwrap();
+    ctx.write(
+        "r.toml",
+        format!(
+            "{GOOD}[inputs.tree]\npath = \"tree\"\n\n\
+             [[layer]]\n[[layer.step]]\ncopy = \"tree\"\ndest = \"/data\"\n"
+        ),
+    );
+    let err = stderr(&run_err(ctx.kiln().args(["build", "r.toml", "-o", "img"])));
+    assert!(err.contains("r.toml:7:1"), "names the input: {err}");
+    assert!(
+        err.contains("tree/sub/bad") && err.contains("not valid UTF-8"),
+        "names the path: {err}"
+    );
+    assert!(!ctx.join("img").exists(), "no output");
+    let blobs = cache_blobs(&ctx);
+    assert!(
+        blobs.iter().all(|l| !l.starts_with("sha256/")),
+        "no blob stored: {blobs:?}"
+    );
+}

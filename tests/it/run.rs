@@ -446,3 +446,56 @@ fn step_runs_as_the_named_user() {
     }
     scratch_is_empty(&ctx);
 }
+
+/// A copied directory stays on the host until the layer is written (issue 7); a `run` step in
+/// the same layer sees it, and its changes below it land in the layer.
+#[test]
+fn a_step_edits_a_directory_copied_in_the_same_layer() {
+    let ctx = TestContext::new();
+    let base = busybox_base(&ctx);
+    ctx.write("app/sub/a", "alpha\n");
+    ctx.write("app/sub/b", "beta\n");
+    ctx.write("app/gone", "bye\n");
+    ctx.write("app/h1", "linked\n");
+    std::fs::hard_link(ctx.join("app/h1"), ctx.join("app/h2")).unwrap();
+    recipe_on(
+        &ctx,
+        "copyrun",
+        &base,
+        r#"[inputs.app]
+path = "app"
+
+[[layer]]
+[[layer.step]]
+copy = "app"
+dest = "/app"
+[[layer.step]]
+run = "cat /app/sub/a /app/h2 > /app/seen && echo changed > /app/sub/b && rm /app/gone && ln /app/sub/a /app/sub/a-link"
+"#,
+    );
+    run_ok(kiln(&ctx).args(["build", "copyrun.toml", "-o", "out"]));
+    let layer = last_layer(&ctx.join("out"));
+    let listing = tar_listing(&layer);
+    for want in [
+        "drwxr-xr-x 0/0 app/",
+        "-rw-r--r-- 0/0 app/h1",
+        "hrw-r--r-- 0/0 app/h2 link to app/h1",
+        "-rw-r--r-- 0/0 app/seen",
+        "-rw-r--r-- 0/0 app/sub/a",
+        "hrw-r--r-- 0/0 app/sub/a-link link to app/sub/a",
+        "-rw-r--r-- 0/0 app/sub/b",
+    ] {
+        assert!(
+            listing.iter().any(|l| l == want),
+            "{want:?} in {listing:#?}"
+        );
+    }
+    assert!(
+        !listing.iter().any(|l| l.ends_with(" app/gone")),
+        "{listing:#?}"
+    );
+    assert_eq!(tar_file(&layer, "app/seen"), "alpha\nlinked\n");
+    assert_eq!(tar_file(&layer, "app/sub/b"), "changed\n");
+    assert_eq!(tar_file(&layer, "app/sub/a"), "alpha\n");
+    scratch_is_empty(&ctx);
+}
