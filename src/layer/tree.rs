@@ -33,8 +33,8 @@ use super::host::{self, HostError, HostMount};
 pub enum Content {
     /// Bytes held in memory (inline `write` steps, small files).
     Inline(Arc<[u8]>),
-    /// A file on the host (a `path` input, a blob in the store, a spilled archive member),
-    /// read when the tar is written. `size` is checked then: a file that changed size is an
+    /// A file on the host (a copied host file, a blob in the store, a file a `run` step
+    /// wrote), read when the tar is written. `size` is checked then: a file that changed size is an
     /// error, never a silently different layer. Host files of one `copy` that share an inode
     /// carry the same `link`: the tar writer writes the first of them (in path order) with
     /// its content and the others as hard links to it.
@@ -217,7 +217,7 @@ pub fn join(dir: &str, rel: &str) -> String {
 }
 
 /// Whether `path` lies strictly below the directory `dir` (everything does below the root).
-pub(crate) fn is_under(path: &str, dir: &str) -> bool {
+fn is_under(path: &str, dir: &str) -> bool {
     if dir.is_empty() {
         return !path.is_empty();
     }

@@ -100,44 +100,42 @@ impl Source {
         let (k, m) = (key.to_string(), mount.clone());
         let spawned = std::thread::Builder::new()
             .name("kiln-walk".into())
-            .spawn(move || {
-                let mut walk = match MountWalk::new(&k, &m) {
-                    Ok(walk) => walk,
-                    Err(e) => {
-                        let _ = tx.send(vec![Err(e)].into_iter());
-                        return;
-                    }
-                };
-                let mut batch = Vec::with_capacity(READ_AHEAD_BATCH);
-                let mut bytes = 0;
-                loop {
-                    let item = walk.next().map(|item| item.and_then(read_small));
-                    let last = !matches!(item, Some(Ok(_)));
-                    if let Some(Ok((
-                        _,
-                        Entry {
-                            kind: EntryKind::File(c),
-                            ..
-                        },
-                    ))) = &item
-                    {
-                        bytes += c.size();
-                    }
-                    batch.extend(item);
-                    if last || batch.len() == READ_AHEAD_BATCH || bytes >= READ_AHEAD_BATCH_BYTES {
-                        let full =
-                            std::mem::replace(&mut batch, Vec::with_capacity(READ_AHEAD_BATCH));
-                        bytes = 0;
-                        // A closed channel: the walk was dropped, nobody wants the rest.
-                        if tx.send(full.into_iter()).is_err() || last {
-                            return;
-                        }
-                    }
-                }
-            });
+            .spawn(move || read_ahead(&k, &m, &tx));
         match spawned {
             Ok(_) => Ok(Source::Ahead(rx, Vec::new().into_iter())),
             Err(_) => Ok(Source::Here(MountWalk::new(key, mount)?)),
+        }
+    }
+}
+
+/// The body of a read-ahead thread: the entries of the host directory `mount` (at tree key
+/// `key`), small files read, sent in batches until the walk ends, fails or nobody listens.
+fn read_ahead(key: &str, mount: &HostMount, tx: &mpsc::SyncSender<Batch>) {
+    let mut walk = match MountWalk::new(key, mount) {
+        Ok(walk) => walk,
+        Err(e) => {
+            let _ = tx.send(vec![Err(e)].into_iter());
+            return;
+        }
+    };
+    let mut batch = Vec::with_capacity(READ_AHEAD_BATCH);
+    let mut bytes = 0;
+    loop {
+        let item = walk.next().map(|item| item.and_then(read_small));
+        let last = !matches!(item, Some(Ok(_)));
+        if let Some(Ok((_, entry))) = &item {
+            if let EntryKind::File(content) = &entry.kind {
+                bytes += content.size();
+            }
+        }
+        batch.extend(item);
+        if last || batch.len() == READ_AHEAD_BATCH || bytes >= READ_AHEAD_BATCH_BYTES {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_AHEAD_BATCH));
+            bytes = 0;
+            // A closed channel: the walk was dropped, nobody wants the rest.
+            if tx.send(full.into_iter()).is_err() || last {
+                return;
+            }
         }
     }
 }
