@@ -136,6 +136,16 @@ pub(crate) fn read_dir_sorted(dir: &Path) -> Result<Vec<Child>, HostError> {
     Ok(children)
 }
 
+/// Opens a host file for reading without following a symlink in its last component: a file
+/// swapped for a link after it was listed is an error (`ELOOP`), never the link's target.
+pub(crate) fn open_file(path: &Path) -> std::io::Result<fs_err::File> {
+    use fs_err::os::unix::fs::OpenOptionsExt;
+    fs_err::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
 /// A host directory whose contents are a directory of the tree, with the options of the
 /// `copy` that put it there.
 #[derive(Clone, Debug, PartialEq, Eq)]

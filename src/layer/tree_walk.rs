@@ -150,7 +150,7 @@ fn read_small((path, mut entry): (String, Entry)) -> Result<(String, Entry), Hos
     {
         if *size <= READ_AHEAD_MAX {
             let mut bytes = Vec::with_capacity(*size as usize);
-            fs_err::File::open(host)?
+            host::open_file(host)?
                 .take(size + 1)
                 .read_to_end(&mut bytes)?;
             let read = bytes.len() as u64;

@@ -367,10 +367,28 @@ fn a_small_file_that_changed_size_is_an_error_naming_it() {
             meta: Metadata::new(0o644, 0, 0, 0),
         };
         let err = read_small(("f".into(), entry)).unwrap_err();
+        assert!(err.to_string().contains("changed"), "{err}");
         assert!(
             matches!(&err, HostError::Changed { expected, found: f, .. } if *expected == recorded && f == found),
             "{err}"
         );
         assert!(err.to_string().contains(&file.display().to_string()));
     }
+}
+
+#[test]
+fn a_small_file_swapped_for_a_symlink_is_refused_not_followed() {
+    let host = tempfile::tempdir().unwrap();
+    fs_err::write(host.path().join("secret"), "12345").unwrap();
+    std::os::unix::fs::symlink(host.path().join("secret"), host.path().join("f")).unwrap();
+    let entry = Entry {
+        kind: EntryKind::File(Content::File {
+            path: host.path().join("f"),
+            size: 5,
+            link: None,
+        }),
+        meta: Metadata::new(0o644, 0, 0, 0),
+    };
+    let err = read_small(("f".into(), entry)).unwrap_err();
+    assert!(matches!(err, HostError::Io(_)), "{err}");
 }

@@ -446,7 +446,7 @@ impl<W: Write> TarWriter<'_, W> {
         match content {
             Content::Inline(bytes) => self.write(bytes, entry)?,
             Content::File { path, size, .. } => {
-                let mut file = fs_err::File::open(path).map_err(read_err(path))?;
+                let mut file = super::host::open_file(path).map_err(read_err(path))?;
                 let on_disk = file.metadata().map_err(read_err(path))?.len();
                 if on_disk != *size {
                     return Err(changed(path, on_disk.to_string()));

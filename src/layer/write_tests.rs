@@ -468,3 +468,30 @@ fn octal_fields_match_zero_padded_formatting() {
         assert_eq!(field, want.as_bytes(), "{value:#o} in {width}");
     }
 }
+
+#[test]
+fn a_file_swapped_for_a_symlink_is_refused_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    fs_err::write(&secret, b"12345").unwrap();
+    let listed = dir.path().join("f");
+    std::os::unix::fs::symlink(&secret, &listed).unwrap();
+    let mut t = FileTree::default();
+    put(
+        &mut t,
+        "f",
+        EntryKind::File(Content::File {
+            path: listed.clone(),
+            size: 5,
+            link: None,
+        }),
+        meta(0o644, 0),
+    );
+    let mut out = Vec::new();
+    let err = write_tar(&t, 0, &mut out).unwrap_err();
+    assert!(matches!(err, WriteError::ReadContent { .. }), "{err}");
+    assert!(
+        !out.windows(5).any(|w| w == b"12345"),
+        "the target's bytes never reach the tar"
+    );
+}
