@@ -188,7 +188,7 @@ fn host_entry(found: Found, host: PathBuf, opts: &HostOptions, copy: u32) -> Ent
             kind: EntryKind::File(Content::File {
                 path: host,
                 size,
-                link: id.map(|(dev, ino)| HostLink { copy, dev, ino }),
+                link: id.map(|(dev, ino)| Box::new(HostLink { copy, dev, ino })),
             }),
             meta: meta(opts.mode.unwrap_or(if exec { 0o755 } else { 0o644 })),
         },

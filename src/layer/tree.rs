@@ -41,7 +41,9 @@ pub enum Content {
     File {
         path: PathBuf,
         size: u64,
-        link: Option<HostLink>,
+        /// Boxed: files with several links are rare, and every entry pays for the largest
+        /// variant.
+        link: Option<Box<HostLink>>,
     },
     /// `size` bytes at `offset` of a scratch file holding the contents of many archive
     /// members: an `extract` step writes each member's bytes there once, in archive order, so

@@ -154,7 +154,7 @@ pub fn write_tar(
                     Cow::Owned(EntryKind::Hardlink(first.clone()))
                 }
                 None => {
-                    first_of.insert(*link, path.to_string());
+                    first_of.insert(**link, path.to_string());
                     Cow::Borrowed(&entry.kind)
                 }
             },
