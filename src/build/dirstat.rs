@@ -128,12 +128,7 @@ pub fn fingerprint(dir: &Path) -> std::io::Result<Sha256Digest> {
         let mut children = Vec::new();
         for item in fs_err::read_dir(&d)? {
             let item = item?;
-            let md = item.metadata().map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!("failed to lstat `{}`: {e}", item.path().display()),
-                )
-            })?;
+            let md = item.metadata()?;
             children.push((item.file_name(), md));
         }
         children.sort_unstable_by(|a, b| a.0.cmp(&b.0));

@@ -104,7 +104,7 @@ impl Found {
 }
 
 /// One object of a listed host directory.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Child {
     pub name: String,
     pub host: PathBuf,
@@ -122,12 +122,7 @@ pub(crate) fn read_dir_sorted(dir: &Path) -> Result<Vec<Child>, HostError> {
             .into_string()
             .map_err(|_| HostError::NotUtf8 { path: host.clone() })?;
         // `lstat` relative to the open directory: no walk of the whole path per child.
-        let md = item.metadata().map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("failed to lstat `{}`: {e}", host.display()),
-            )
-        })?;
+        let md = item.metadata()?; // fs_err names the path
         if let Some(found) = Found::of(&host, &md)? {
             children.push(Child { name, host, found });
         }

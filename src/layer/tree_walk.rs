@@ -259,18 +259,17 @@ struct Frame {
     items: std::vec::IntoIter<Item>,
 }
 
-/// A child's own entry (`child` is `Some`), or the contents of a child directory.
+/// A child's own entry, or (`contents`) the entries below a child directory.
 struct Item {
-    name: String,
-    host: std::path::PathBuf,
-    child: Option<host::Child>,
+    child: host::Child,
+    contents: bool,
 }
 
 impl Item {
     /// The bytes this item sorts by: the name, and `/` after it for a directory's contents.
     fn sort_key(&self) -> impl Iterator<Item = &u8> {
-        let slash: &[u8] = if self.child.is_none() { b"/" } else { b"" };
-        self.name.as_bytes().iter().chain(slash)
+        let slash: &[u8] = if self.contents { b"/" } else { b"" };
+        self.child.name.as_bytes().iter().chain(slash)
     }
 }
 
@@ -293,16 +292,16 @@ impl MountWalk {
                 self.frames.pop();
                 continue;
             };
-            let path = tree::join(&frame.dir, &item.name);
-            match item.child {
-                Some(child) => return Some(Ok((path, self.mount.entry(child)))),
-                None => match list(&item.host) {
-                    Ok(items) => self.frames.push(Frame { dir: path, items }),
-                    Err(e) => {
-                        self.frames.clear();
-                        return Some(Err(e));
-                    }
-                },
+            let path = tree::join(&frame.dir, &item.child.name);
+            if !item.contents {
+                return Some(Ok((path, self.mount.entry(item.child))));
+            }
+            match list(&item.child.host) {
+                Ok(items) => self.frames.push(Frame { dir: path, items }),
+                Err(e) => {
+                    self.frames.clear();
+                    return Some(Err(e));
+                }
             }
         }
     }
@@ -314,15 +313,13 @@ fn list(dir: &std::path::Path) -> Result<std::vec::IntoIter<Item>, HostError> {
     for child in host::read_dir_sorted(dir)? {
         if child.found.is_dir() {
             items.push(Item {
-                name: child.name.clone(),
-                host: child.host.clone(),
-                child: None,
+                child: child.clone(),
+                contents: true,
             });
         }
         items.push(Item {
-            name: child.name.clone(),
-            host: child.host.clone(),
-            child: Some(child),
+            child,
+            contents: false,
         });
     }
     items.sort_by(|a, b| a.sort_key().cmp(b.sort_key()));
