@@ -19,7 +19,7 @@ use std::sync::mpsc::{self, SyncSender};
 use crate::digest::{Hasher, Sha256Digest};
 use crate::layer::host::{self, HostOptions};
 use crate::layer::{self, write, HostDigestError};
-use crate::store::Store;
+use crate::store::{RecordKind, Store};
 
 /// Bytes of tar handed to the hashing thread at a time.
 const CHUNK: usize = 1024 * 1024;
@@ -27,16 +27,15 @@ const CHUNK: usize = 1024 * 1024;
 /// The content digest of the directory `dir`, from the fingerprint cache when it is current.
 pub fn dir_digest(store: &Store, dir: &Path) -> Result<Sha256Digest, HostDigestError> {
     let fingerprint = fingerprint(dir).map_err(|e| HostDigestError::Host(e.into()))?;
-    let record = store.root().join("refs/dirs").join(fingerprint.hex());
-    if let Some(d) = std::fs::read_to_string(&record)
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
+    if let Some(d) = store
+        .read_record(RecordKind::Dir, &fingerprint)
+        .and_then(|t| String::from_utf8(t).ok()?.trim().parse().ok())
     {
         return Ok(d);
     }
     let digest = pipelined_digest(dir)?;
-    // Only an optimisation: failing to record it must not fail the build.
-    let _ = write_record(&record, &digest);
+    // Only an optimisation: failing to record it does not fail the build.
+    store.write_record(RecordKind::Dir, &fingerprint, digest.to_string().as_bytes());
     Ok(digest)
 }
 
@@ -107,15 +106,6 @@ impl Write for ChunkSender {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-fn write_record(record: &Path, digest: &Sha256Digest) -> std::io::Result<()> {
-    let dir = record.parent().expect("records live in a directory");
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    writeln!(tmp, "{digest}")?;
-    tmp.persist(record).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// A sha256 over the sorted `lstat` lines of every entry under `dir` (and `dir` itself).

@@ -3,12 +3,9 @@
 //! the store. A layer whose inputs are all unchanged is taken from the layer cache instead.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
 
 use super::inputs::{InputBytes, ResolvedInput};
 use super::run::{run_step, RunContext, RunStep};
@@ -23,7 +20,7 @@ use crate::layer::read::{ReadLimits, TarReader};
 use crate::layer::tree::{Content, Entry, EntryKind, FileTree, Metadata};
 use crate::layer::write::write_tar;
 use crate::recipe::{Compression, Layer, Recipe, StepKind};
-use crate::store::Store;
+use crate::store::{LayerRecord, Store};
 
 /// The layer encoder chosen by the recipe.
 pub struct Encoder {
@@ -67,15 +64,6 @@ pub struct BuiltLayer {
     pub cached: bool,
 }
 
-/// What the layer cache remembers for one key.
-#[derive(Serialize, Deserialize)]
-struct CachedLayer {
-    media_type: String,
-    digest: Sha256Digest,
-    size: u64,
-    diff_id: Sha256Digest,
-}
-
 /// Everything a layer is built from besides its own steps.
 pub struct LayerContext<'a> {
     pub recipe: &'a Recipe,
@@ -96,8 +84,7 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
     let (recipe, store, encoder) = (ctx.recipe, ctx.store, ctx.encoder);
     let created_by = describe_layer(layer);
     let key = cache_key(layer, ctx);
-    let record_path = store.root().join("refs/layers").join(key.hex());
-    if let Some(hit) = read_cache(store, &record_path) {
+    if let Some(hit) = store.layer_record(&key) {
         let path = store.path_unverified(&hit.digest);
         return Ok(BuiltLayer {
             blob: Blob {
@@ -172,15 +159,16 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
         size,
         path: store.path_unverified(&digest),
     };
-    write_cache(
-        &record_path,
-        &CachedLayer {
+    store.record_layer(
+        &key,
+        &LayerRecord {
             media_type: blob.media_type.clone(),
             digest,
             size,
             diff_id,
         },
     );
+    store.record_diff_id(&digest, &diff_id);
     Ok(BuiltLayer {
         blob,
         diff_id,
@@ -357,36 +345,6 @@ fn cache_key(layer: &Layer, ctx: &LayerContext<'_>) -> Sha256Digest {
             .collect::<Vec<_>>());
     }
     Sha256Digest::of(&crate::image::json::to_canonical_vec(&key).expect("JSON serializes"))
-}
-
-fn read_cache(store: &Store, record: &Path) -> Option<CachedLayer> {
-    let bytes = std::fs::read(record).ok()?;
-    let hit: CachedLayer = serde_json::from_slice(&bytes).ok()?;
-    // The record is only a pointer: the blob itself must still be there and intact.
-    store.open_verified_cached(&hit.digest).ok()??;
-    Some(hit)
-}
-
-fn write_cache(record: &Path, entry: &CachedLayer) {
-    // The layer cache is an optimisation: failing to record an entry must not fail the build.
-    let Some(dir) = record.parent() else { return };
-    if std::fs::create_dir_all(dir).is_err() {
-        return;
-    }
-    let tmp = record.with_extension(format!("tmp{}", std::process::id()));
-    let ok = serde_json::to_vec(entry)
-        .ok()
-        .and_then(|b| {
-            std::fs::File::create(&tmp)
-                .and_then(|mut f| f.write_all(&b))
-                .ok()
-        })
-        .is_some();
-    if ok {
-        let _ = std::fs::rename(&tmp, record);
-    } else {
-        let _ = std::fs::remove_file(&tmp);
-    }
 }
 
 #[cfg(test)]

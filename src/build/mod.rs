@@ -1,8 +1,8 @@
 //! Turns a recipe into an image: resolve and verify every input, build each `[[layer]]` as a
 //! file tree, stream it through the deterministic tar writer and the compressor into the store,
 //! then assemble config, manifest and provenance. Output (layout, archives, registries) is
-//! `output`'s job; this module only produces a [`BuiltImage`] whose blobs are in the store or in
-//! the base image's layout.
+//! `output`'s job; this module only produces a [`BuiltImage`] whose blobs are all in the store
+//! (base layers are imported into it, verified, first).
 
 mod config;
 mod dirstat;
@@ -127,8 +127,8 @@ pub struct BuiltImage {
     pub diff_ids: Vec<Sha256Digest>,
     /// The SLSA provenance statement (canonical JSON bytes).
     pub provenance: Vec<u8>,
-    /// Keeps the base image (and its blobs) open until output is written.
-    pub(crate) _base: Option<image::OpenedImage>,
+    /// The store holding every layer blob (base layers included): output copies from it.
+    pub(crate) store: Store,
 }
 
 /// Builds `recipe`. Refuses unpinned inputs; fetches what is missing into the store.
@@ -166,31 +166,25 @@ pub fn build(
         }
     }
 
-    let scratch = tempfile::Builder::new()
-        .prefix("kiln-build-")
-        .tempdir_in(scratch_dir(&store)?)?;
+    let scratch = store.scratch("kiln-build-")?;
     let encoder = layers::Encoder::for_recipe(recipe, opts.threads);
     let mut blobs = Vec::new();
     let mut diff_ids = Vec::new();
     if let Some(b) = &base {
-        for (desc, diff_id) in b.manifest.layers().iter().zip(b.diff_ids()) {
-            let digest = image::layout::digest_of(desc)?;
+        // Every base layer comes from the store, verified against its digest and diff_id on
+        // the way in: never from the base's own files.
+        let paths = b.import_layers(&store, opts.threads.max(2))?;
+        for ((desc, diff_id), path) in b.manifest.layers().iter().zip(b.diff_ids()).zip(paths) {
             blobs.push(Blob {
                 media_type: oci_layer_type(desc.media_type().as_ref()),
-                digest,
+                digest: image::layout::digest_of(desc)?,
                 size: desc.size(),
-                path: b.blob_path(&digest, Some(desc.size()))?,
+                path,
             });
             diff_ids.push(diff_id.parse().map_err(|_| BuildError::BadBaseDiffId {
                 reference: b.reference.clone(),
                 diff_id: diff_id.clone(),
             })?);
-        }
-        if b.manifest.layers().len() != b.diff_ids().len() {
-            return Err(BuildError::BadBase {
-                reference: b.reference.clone(),
-                reason: "the number of layers differs from the number of diff_ids".into(),
-            });
         }
     }
 
@@ -307,7 +301,7 @@ pub fn build(
         layers: blobs,
         diff_ids,
         provenance,
-        _base: base,
+        store,
     })
 }
 
@@ -370,12 +364,4 @@ fn relative_to(r: ImageRef, dir: &Path) -> ImageRef {
         ImageRef::DockerArchive { path } => ImageRef::DockerArchive { path: fix(path) },
         other => other,
     }
-}
-
-/// Where builds spill archive members and stage archives: beside the store (same file system,
-/// private like it), in a directory of its own so the store's temp-file cleanup never meets it.
-pub fn scratch_dir(store: &Store) -> Result<PathBuf> {
-    let dir = store.root().join("scratch");
-    fs_err::create_dir_all(&dir)?;
-    Ok(dir)
 }

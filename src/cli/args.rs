@@ -53,6 +53,48 @@ pub enum Command {
     /// Build a recipe, compare the result with REF, record the verdict as an in-toto
     /// statement attached to the rebuilt image. Exit codes as for `diff`.
     Rebuild(RebuildArgs),
+    /// Check or trim the cache.
+    Cache(CacheCommandArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheCommandArgs {
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Re-hash every cache entry, move bad ones to quarantine/, drop records that are not
+    /// authentic. Exit 0 when everything was good, 1 when anything was bad, 2 on errors.
+    Verify(CacheVerifyArgs),
+    /// Remove entries and records not used for N days (last use: the later of a file's access
+    /// and modification times, which kiln sets on every use). Waits for other kiln processes
+    /// using the cache to finish.
+    Gc(CacheGcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheVerifyArgs {
+    /// The cache [default: $XDG_CACHE_HOME/kiln, else ~/.cache/kiln].
+    #[arg(long, value_name = "DIR", env = "KILN_CACHE")]
+    pub cache: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheGcArgs {
+    /// Keep what was used within this many days; 0 removes everything not in use right now.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub keep_days: u64,
+    /// The cache [default: $XDG_CACHE_HOME/kiln, else ~/.cache/kiln].
+    #[arg(long, value_name = "DIR", env = "KILN_CACHE")]
+    pub cache: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How registries are reached. Shared by every command that may talk to one.

@@ -36,10 +36,20 @@ impl Layout {
         })
     }
 
-    /// Creates the skeleton of a new layout in `root` (which may exist and be empty).
+    /// Creates the skeleton of a new layout in `root` (which may exist and be empty):
+    /// directories 0755 and files 0644, whatever the umask.
     pub fn create(root: &Path) -> Result<Self> {
-        fs::create_dir_all(root.join("blobs/sha256"))?;
-        fs::write(root.join("oci-layout"), OCI_LAYOUT_FILE)?;
+        use std::os::unix::fs::DirBuilderExt;
+        let blobs = root.join("blobs/sha256");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&blobs)
+            .map_err(|e| ImageError::Write {
+                path: blobs.clone(),
+                source: Box::new(e),
+            })?;
+        write_atomic(&root.join("oci-layout"), OCI_LAYOUT_FILE)?;
         Ok(Self {
             root: root.to_path_buf(),
         })
@@ -109,24 +119,6 @@ impl Layout {
             write_atomic(&path, bytes)?;
         }
         Ok(digest)
-    }
-
-    /// Puts a verified file (from the store) into the layout as blob `digest`: a hard link
-    /// when both are on one file system (store entries are read-only, and any write to one moves
-    /// its ctime so the store's verification on use notices), a copy otherwise.
-    pub fn put_blob_file(&self, src: &Path, digest: &Sha256Digest) -> Result<()> {
-        let path = self.blob_path(digest);
-        if path.is_file() {
-            return Ok(());
-        }
-        if fs::hard_link(src, &path).is_ok() {
-            return Ok(());
-        }
-        let tmp = path.with_extension("tmp");
-        fs::copy(src, &tmp)?;
-        set_mode(&tmp, 0o644)?;
-        fs::rename(&tmp, &path)?;
-        Ok(())
     }
 
     /// Streams blob `digest` from `reader` into the layout unless it is present; the bytes are

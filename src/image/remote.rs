@@ -104,11 +104,7 @@ impl Transports {
 
     /// A private directory beside the store for extracting archives and staging output.
     pub fn scratch(&self) -> Result<tempfile::TempDir> {
-        let dir = self.store.root().join("scratch");
-        fs_err::create_dir_all(&dir)?;
-        Ok(tempfile::Builder::new()
-            .prefix("kiln-image-")
-            .tempdir_in(dir)?)
+        Ok(self.store.scratch("kiln-image-")?)
     }
 }
 

@@ -6,15 +6,16 @@
 //! inspect, diff and copy read every transport the same way through
 //! [`OpenedImage::open_blob`].
 
-use std::io::Read;
+use std::io::{BufReader, Read, Write};
 use std::path::PathBuf;
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 
 use super::layout::digest_of;
-use super::remote::{open_registry, RegistryBlobs, Transports};
+use super::remote::{open_registry, uncompressed_digest, RegistryBlobs, Transports};
 use super::{media, ImageError, ImageRef, Layout, Result};
 use crate::digest::Sha256Digest;
+use crate::store::Store;
 
 /// Where an opened image's blobs are.
 #[derive(Debug)]
@@ -133,6 +134,130 @@ impl OpenedImage {
             BlobSource::Layout(l) => Ok(l.blob_path(digest)),
             BlobSource::Registry(r) => r.ensure_blob(digest, size, None),
         }
+    }
+
+    /// Brings every layer into `store`, `threads` at a time, each checked against its digest
+    /// and against the config's diff_id before it is committed there (SECURITY.md 18, 36), and
+    /// returns the store paths, in manifest order. Builds read base layers only through this:
+    /// a layout's (or archive's) own files are never used or linked, so a blob swapped under
+    /// an unchanged manifest is refused and cannot reach the cache or an output. A layer the
+    /// store has already is checked by its stamp and its recorded diff_id (computed once).
+    pub fn import_layers(&self, store: &Store, threads: usize) -> Result<Vec<PathBuf>> {
+        let diff_ids = self.diff_ids();
+        if diff_ids.len() != self.manifest.layers().len() {
+            return Err(ImageError::Select {
+                reference: self.reference.clone(),
+                reason: format!(
+                    "the manifest lists {} layers but the config {} diff_ids",
+                    self.manifest.layers().len(),
+                    diff_ids.len()
+                ),
+            });
+        }
+        let mut jobs = Vec::new();
+        for (l, diff_id) in self.manifest.layers().iter().zip(diff_ids) {
+            let diff_id: Sha256Digest =
+                diff_id.parse().map_err(|_| ImageError::UnsupportedDigest {
+                    digest: diff_id.clone(),
+                })?;
+            jobs.push((digest_of(l)?, l.size(), diff_id));
+        }
+        crate::registry::run_parallel(jobs, threads, |(d, size, diff_id)| {
+            self.import_layer(store, &d, size, &diff_id)
+        })
+    }
+
+    fn import_layer(
+        &self,
+        store: &Store,
+        digest: &Sha256Digest,
+        size: u64,
+        diff_id: &Sha256Digest,
+    ) -> Result<PathBuf> {
+        let in_store = match &self.blobs {
+            BlobSource::Registry(r) => Some(r.ensure_blob(digest, Some(size), None)?),
+            BlobSource::Layout(l) => match store.open_verified_cached(digest) {
+                Ok(Some(b)) => Some(b.path),
+                Ok(None) | Err(crate::store::StoreError::Corrupt { .. }) => {
+                    Some(self.import_from_layout(store, l, digest, diff_id)?)
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let path = in_store.expect("every source yields a store path");
+        if store.diff_id_record(digest).as_ref() != Some(diff_id) {
+            let actual = uncompressed_digest(BufReader::new(fs_err::File::open(&path)?), digest)?;
+            self.check_diff_id(digest, diff_id, actual)?;
+            store.record_diff_id(digest, diff_id);
+        }
+        Ok(path)
+    }
+
+    /// Streams a layout's blob into the store: hashed on the way, its diff_id checked on the
+    /// temp file, committed only if both match (the temp file is removed otherwise).
+    fn import_from_layout(
+        &self,
+        store: &Store,
+        layout: &Layout,
+        digest: &Sha256Digest,
+        diff_id: &Sha256Digest,
+    ) -> Result<PathBuf> {
+        let lock = store.lock(digest)?;
+        if let Some(b) = store.open_verified_locked(&lock)? {
+            return Ok(b.path);
+        }
+        let src = layout.blob_path(digest);
+        let what = format!("{} blob {}", self.reference, src.display());
+        let mut writer = store.writer_for(&what)?;
+        let file = fs_err::File::open(&src).map_err(|e| ImageError::MissingBlob {
+            digest: *digest,
+            location: layout.root().display().to_string(),
+            source: e,
+        })?;
+        std::io::copy(&mut BufReader::new(file), &mut writer)?;
+        writer.flush()?;
+        let actual = writer.digest();
+        if actual != *digest {
+            // Dropping the writer removes its temp file: nothing enters the store.
+            return Err(crate::store::StoreError::DigestMismatch {
+                input: what,
+                expected: *digest,
+                actual,
+            }
+            .into());
+        }
+        let temp = BufReader::new(fs_err::File::open(writer.temp_path())?);
+        self.check_diff_id(digest, diff_id, uncompressed_digest(temp, digest)?)?;
+        let (d, _) = writer.commit(Some(digest))?;
+        store.record_diff_id(&d, diff_id);
+        Ok(store.path_unverified(&d))
+    }
+
+    fn check_diff_id(
+        &self,
+        digest: &Sha256Digest,
+        expected: &Sha256Digest,
+        actual: Sha256Digest,
+    ) -> Result<()> {
+        if actual == *expected {
+            Ok(())
+        } else {
+            Err(self.diff_id_error(digest, expected, actual))
+        }
+    }
+
+    fn diff_id_error(
+        &self,
+        digest: &Sha256Digest,
+        expected: &Sha256Digest,
+        actual: Sha256Digest,
+    ) -> ImageError {
+        ImageError::DiffIdMismatch(Box::new(super::DiffIdMismatch {
+            reference: self.reference.clone(),
+            digest: *digest,
+            expected: expected.to_string(),
+            actual,
+        }))
     }
 
     /// Fetches the config and every layer into the store, `threads` at a time, checking each
