@@ -10,3 +10,4 @@ mod registry_support;
 mod run;
 mod sign;
 mod support;
+mod trust;
