@@ -616,7 +616,7 @@ fn start_slow_build(ctx: &TestContext, base: &str) -> std::process::Child {
              [[layer]]\n[[layer.step]]\nrun = \"sleep 30\"\n"
         ),
     );
-    let child = ctx
+    let mut child = ctx
         .kiln()
         .args(["build", "slow.toml", "-o", "out/slow", "--cache", "cache"])
         .stdout(std::process::Stdio::null())
@@ -638,10 +638,11 @@ fn start_slow_build(ctx: &TestContext, base: &str) -> std::process::Child {
             std::thread::sleep(std::time::Duration::from_millis(500));
             return child;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the step never started"
-        );
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the step never started");
+        }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
