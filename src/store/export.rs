@@ -15,13 +15,14 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::sync::mpsc;
 
 use super::error::{Result, StoreError};
 use super::Store;
 use crate::digest::{Hasher, Sha256Digest};
 
 /// Bytes read and written at a time when copying.
-const CHUNK: usize = 1024 * 1024;
+const CHUNK: usize = 4 * 1024 * 1024;
 
 impl Store {
     /// Writes entry `digest` to `dest` (a new file, mode `mode`, through a temp file beside it
@@ -113,19 +114,90 @@ fn copy_out(
         io::copy(&mut &*src, out).map_err(CopyError::Write)?;
         return Ok(None);
     }
+    copy_hashing(src, out)
+}
+
+/// Copies `src` to `out` and hashes exactly the bytes written, the hashing on a second thread
+/// (SHA-256 is slower than the copy, so the copy costs little on top of the hash). Falls back
+/// to one thread when none can be started.
+fn copy_hashing(
+    src: &File,
+    out: &mut File,
+) -> std::result::Result<Option<Sha256Digest>, CopyError> {
+    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(2);
+    let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(3);
+    for _ in 0..3 {
+        empty_tx
+            .send(vec![0u8; CHUNK])
+            .expect("the channel has room");
+    }
+    std::thread::scope(|scope| {
+        let hashing = std::thread::Builder::new()
+            .name("kiln-export-hash".into())
+            .spawn_scoped(scope, move || {
+                let mut hasher = Hasher::new();
+                for buf in full_rx {
+                    hasher.update(&buf);
+                    // The copier may have stopped: then the buffer is simply dropped.
+                    let _ = empty_tx.send(buf);
+                }
+                hasher.finish()
+            });
+        let Ok(hashing) = hashing else {
+            return copy_hashing_here(src, out);
+        };
+        let copied = (|| {
+            for mut buf in empty_rx.iter() {
+                buf.resize(CHUNK, 0);
+                let n = read_full(src, &mut buf).map_err(CopyError::Read)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.truncate(n);
+                out.write_all(&buf).map_err(CopyError::Write)?;
+                if full_tx.send(buf).is_err() {
+                    break;
+                }
+            }
+            Err(CopyError::Read(io::Error::other(
+                "the hashing thread stopped",
+            )))
+        })();
+        drop(full_tx);
+        let digest = hashing.join().expect("the hashing thread does not panic");
+        copied.map(|()| Some(digest))
+    })
+}
+
+/// [`copy_hashing`] on the calling thread alone.
+fn copy_hashing_here(
+    src: &File,
+    out: &mut File,
+) -> std::result::Result<Option<Sha256Digest>, CopyError> {
     let mut hasher = Hasher::new();
     let mut buf = vec![0u8; CHUNK];
     loop {
-        let n = match (&*src).read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CopyError::Read(e)),
-        };
+        let n = read_full(src, &mut buf).map_err(CopyError::Read)?;
+        if n == 0 {
+            return Ok(Some(hasher.finish()));
+        }
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n]).map_err(CopyError::Write)?;
     }
-    Ok(Some(hasher.finish()))
+}
+
+/// Reads until `buf` is full or the file ends; returns the bytes read.
+fn read_full(mut src: &File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match src.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -138,7 +210,7 @@ mod tests {
     fn export_copies_and_rehashes_what_a_stamp_vouched_for() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("c");
-        let data = vec![5u8; 300_000];
+        let data: Vec<u8> = (0..2 * CHUNK + 17).map(|i| (i % 251) as u8).collect();
         let d = {
             let store = Store::open(&root).unwrap();
             let (d, _) = store.insert_reader(None, "x", &data[..]).unwrap();
