@@ -364,17 +364,17 @@ fn umask_000_leaves_nothing_in_the_cache_or_the_output_writable_by_others() {
             "cache",
         ],
     ));
+    let bad: Vec<String> = writable_by_others(&ctx.join("cache"))
+        .into_iter()
+        .chain(writable_by_others(&ctx.join("out")))
+        .collect();
+    assert!(bad.is_empty(), "writable by others: {bad:#?}");
     for kind in ["layers", "dirs", "verified", "diffids"] {
         assert!(
             record_count(&ctx.join("cache"), kind) > 0,
             "refs/{kind} written"
         );
     }
-    let bad: Vec<String> = writable_by_others(&ctx.join("cache"))
-        .into_iter()
-        .chain(writable_by_others(&ctx.join("out")))
-        .collect();
-    assert!(bad.is_empty(), "writable by others: {bad:#?}");
 }
 
 /// An existing cache root that group or others can write is refused, with a hint.
