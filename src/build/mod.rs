@@ -173,7 +173,7 @@ pub fn build(
     if let Some(b) = &base {
         // Every base layer comes from the store, verified against its digest and diff_id on
         // the way in: never from the base's own files.
-        let paths = b.import_layers(&store, opts.threads.max(2))?;
+        let paths = b.import_layers(&store, crate::registry::DEFAULT_PARALLELISM)?;
         for ((desc, diff_id), path) in b.manifest.layers().iter().zip(b.diff_ids()).zip(paths) {
             blobs.push(Blob {
                 media_type: oci_layer_type(desc.media_type().as_ref()),
@@ -337,9 +337,8 @@ fn open_base(
     )?;
     transports.with_attached = false;
     let opened = image::open_image_with(&parsed, recipe.image.platform.as_str(), &transports)?;
-    // A registry base: every layer into the store now (several at once, each checked against
-    // its diff_id), so the build below and the next `--offline` one read only the store.
-    opened.prefetch(transports.threads)?;
+    // Its layers go into the store (`import_layers`, below), so the build and the next
+    // `--offline` one read only the store.
     observer.event(BuildEvent::BaseReady {
         reference,
         digest: &opened.resolved_digest,

@@ -181,6 +181,9 @@ impl RegistryBlobs {
             }
         }
         writer.commit(Some(digest))?;
+        if let Some(diff_id) = diff_id.and_then(|d| d.parse().ok()) {
+            self.store.record_diff_id(digest, &diff_id);
+        }
         Ok(self.store.path_unverified(digest))
     }
 

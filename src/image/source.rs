@@ -174,17 +174,16 @@ impl OpenedImage {
         size: u64,
         diff_id: &Sha256Digest,
     ) -> Result<PathBuf> {
-        let in_store = match &self.blobs {
-            BlobSource::Registry(r) => Some(r.ensure_blob(digest, Some(size), None)?),
-            BlobSource::Layout(l) => match store.open_verified_cached(digest) {
-                Ok(Some(b)) => Some(b.path),
-                Ok(None) | Err(crate::store::StoreError::Corrupt { .. }) => {
-                    Some(self.import_from_layout(store, l, digest, diff_id)?)
+        let path = match store.open_verified_cached(digest) {
+            Ok(Some(b)) => b.path,
+            Ok(None) | Err(crate::store::StoreError::Corrupt { .. }) => match &self.blobs {
+                BlobSource::Registry(r) => {
+                    r.ensure_blob(digest, Some(size), Some(&diff_id.to_string()))?
                 }
-                Err(e) => return Err(e.into()),
+                BlobSource::Layout(l) => self.import_from_layout(store, l, digest, diff_id)?,
             },
+            Err(e) => return Err(e.into()),
         };
-        let path = in_store.expect("every source yields a store path");
         if store.diff_id_record(digest).as_ref() != Some(diff_id) {
             let actual = uncompressed_digest(BufReader::new(fs_err::File::open(&path)?), digest)?;
             self.check_diff_id(digest, diff_id, actual)?;
