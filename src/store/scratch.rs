@@ -19,7 +19,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use super::error::{Result, StoreError};
@@ -117,11 +117,15 @@ fn make_writable(path: &Path) {
 static WATCHED: Mutex<Vec<(PathBuf, &'static [&'static str])>> = Mutex::new(Vec::new());
 
 /// Registers `dir` as a place where this process makes directories named `<prefix><tag>-…`.
+/// The first registration starts the termination thread (see [`on_termination`]).
 pub fn watch(dir: &Path, prefixes: &'static [&'static str]) {
-    let mut watched = WATCHED.lock().unwrap_or_else(|e| e.into_inner());
-    if !watched.iter().any(|(d, _)| d == dir) {
-        watched.push((dir.to_path_buf(), prefixes));
+    {
+        let mut watched = WATCHED.lock().unwrap_or_else(|e| e.into_inner());
+        if !watched.iter().any(|(d, _)| d == dir) {
+            watched.push((dir.to_path_buf(), prefixes));
+        }
     }
+    start_termination_thread();
 }
 
 /// Removes every directory this process made in the watched places.
@@ -133,10 +137,26 @@ pub fn remove_own_leftovers() -> usize {
         .sum()
 }
 
+/// The write end of the pipe the signal handler writes to (-1: no handler installed).
 static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+/// Whether the thread that reads the pipe runs; until it does, a signal has its default effect.
+static THREAD_STARTED: AtomicBool = AtomicBool::new(false);
+/// The read end of the signal pipe and what to call after cleaning up.
+type Termination = (OwnedFd, fn(i32));
+/// The termination thread's work, until the thread takes it.
+static PENDING: Mutex<Option<Termination>> = Mutex::new(None);
 
 extern "C" fn on_signal(signal: libc::c_int) {
-    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
+    if !THREAD_STARTED.load(Ordering::SeqCst) {
+        // Nothing registered to clean up yet: behave as if there were no handler.
+        // SAFETY: signal(2) and raise(3) are async-signal-safe.
+        unsafe {
+            libc::signal(signal, libc::SIG_DFL);
+            libc::raise(signal);
+        }
+        return;
+    }
+    let fd = SIGNAL_PIPE.load(Ordering::SeqCst);
     let byte = signal as u8;
     // SAFETY: write(2) is async-signal-safe; `byte` outlives the call.
     unsafe {
@@ -145,27 +165,17 @@ extern "C" fn on_signal(signal: libc::c_int) {
 }
 
 /// On SIGINT or SIGTERM: remove this process's scratch and staging directories, then call
-/// `then` with the signal number (the CLI exits there). The signal handler itself only writes
-/// to a pipe; the work happens on a thread of its own.
+/// `then` with the signal number (the CLI exits there; the library never does). The handler
+/// itself only writes to a pipe; a thread does the work. That thread starts only when the
+/// first directory is registered ([`watch`], from `Store::open`), because a rootless build must
+/// still be single-threaded when it enters its user namespace; until then a signal has its
+/// default effect (there is nothing to clean up).
 pub fn on_termination(then: fn(i32)) -> io::Result<()> {
     let (read, write): (OwnedFd, OwnedFd) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    SIGNAL_PIPE.store(write.as_raw_fd(), Ordering::Relaxed);
+    *PENDING.lock().unwrap_or_else(|e| e.into_inner()) = Some((read, then));
+    SIGNAL_PIPE.store(write.as_raw_fd(), Ordering::SeqCst);
     std::mem::forget(write);
-    std::thread::Builder::new()
-        .name("kiln-signals".into())
-        .spawn(move || {
-            let mut byte = [0u8];
-            loop {
-                match rustix::io::read(&read, &mut byte) {
-                    Ok(1) => break,
-                    Err(rustix::io::Errno::INTR) => continue,
-                    _ => return,
-                }
-            }
-            remove_own_leftovers();
-            then(i32::from(byte[0]));
-        })?;
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: a zeroed sigaction with a valid handler and an empty mask is well formed.
         unsafe {
@@ -179,6 +189,32 @@ pub fn on_termination(then: fn(i32)) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Starts the thread that waits for a signal, if `on_termination` was called and it has not
+/// started yet. Best effort: without it, signals keep their default effect and the next kiln
+/// removes what this one leaves.
+fn start_termination_thread() {
+    let Some((read, then)) = PENDING.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("kiln-signals".into())
+        .spawn(move || {
+            let mut byte = [0u8];
+            loop {
+                match rustix::io::read(&read, &mut byte) {
+                    Ok(1) => break,
+                    Err(rustix::io::Errno::INTR) => continue,
+                    _ => return,
+                }
+            }
+            remove_own_leftovers();
+            then(i32::from(byte[0]));
+        });
+    if spawned.is_ok() {
+        THREAD_STARTED.store(true, Ordering::SeqCst);
+    }
 }
 
 /// The prefixes of the directories kiln makes under `scratch/`.
