@@ -137,6 +137,11 @@ pub struct FileTree {
     pub(crate) mounts: BTreeMap<String, HostMount>,
     /// `copy` steps of host paths so far (see [`HostLink`]).
     pub(crate) copies: u32,
+    /// Hard-link groups: the entry holding the content (the first of the group in archive
+    /// order, never a `Hardlink`) and the paths that are `Hardlink`s to it. Kept so that
+    /// replacing an entry costs O(log n), not a scan of the tree, and so the writer can put the
+    /// content at the first path of each group in sort order.
+    pub(crate) links: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Symlinks followed while resolving one path before giving up (the kernel's `MAXSYMLINKS`).
@@ -380,12 +385,30 @@ impl FileTree {
     /// whiteout becomes opaque (the lower contents stay deleted). A hardlink's target must be an
     /// existing non-directory entry of this tree (a symlink is allowed, as tar allows it; the
     /// link then names the symlink itself, as `linkat` without `AT_SYMLINK_FOLLOW` does);
-    /// chains collapse to the first non-link entry.
+    /// chains collapse to the entry holding the content, whichever path sorts first (the
+    /// writer moves the content to the first path). A link shares the content it had when it
+    /// was added: replacing its target later hands the old content on to the links (as a
+    /// link keeps its inode when tar replaces the target's path).
     pub fn insert(&mut self, path: &str, entry: Entry) -> Result<String, TreeError> {
         let key = self.resolve(path)?;
         let mut entry = entry;
+        let mut holder = None;
         if let EntryKind::Hardlink(target) = &entry.kind {
-            entry.kind = EntryKind::Hardlink(self.hardlink_target(&key, target)?);
+            let first = self.hardlink_target(&key, target)?;
+            if is_under(&first, &key) {
+                return Err(TreeError::BadHardlink {
+                    path: key,
+                    target: target.clone(),
+                    reason: "the target is below the link, which replaces it",
+                });
+            }
+            if first == key {
+                // Linked to a member of its own group (`a`, `b` -> `a`, then `a` -> `b`): it
+                // already shares that content, as GNU tar finds when it extracts it.
+                return Ok(key);
+            }
+            entry.kind = EntryKind::Hardlink(first.clone());
+            holder = Some(first);
         }
         let was_whiteout = matches!(
             self.entries.get(&key).map(|e| &e.kind),
@@ -397,11 +420,14 @@ impl FileTree {
         if !new_is_dir {
             self.drop_subtree(&key);
         }
-        if let Some(old) = self.entries.remove(&key) {
+        if let Some(old) = self.take(&key) {
             self.detach(vec![(key.clone(), old)]);
         }
         if new_is_dir && was_whiteout {
             self.opaque.insert(key.clone());
+        }
+        if let Some(first) = holder {
+            self.links.entry(first).or_default().insert(key.clone());
         }
         self.entries.insert(key.clone(), entry);
         Ok(key)
@@ -412,7 +438,7 @@ impl FileTree {
     pub fn remove(&mut self, path: &str) -> Result<String, TreeError> {
         let key = self.resolve(path)?;
         self.drop_subtree(&key);
-        if let Some(old) = self.entries.remove(&key) {
+        if let Some(old) = self.take(&key) {
             self.detach(vec![(key.clone(), old)]);
         }
         self.entries.insert(
@@ -456,56 +482,93 @@ impl FileTree {
         }
     }
 
+    /// Removes the entry at `key`, keeping the hard-link index in step: a link leaves its
+    /// group (a group's content holder is for [`FileTree::detach`] to hand on).
+    fn take(&mut self, key: &str) -> Option<Entry> {
+        let old = self.entries.remove(key)?;
+        if let EntryKind::Hardlink(first) = &old.kind {
+            if let Some(group) = self.links.get_mut(first) {
+                group.remove(key);
+                if group.is_empty() {
+                    self.links.remove(first);
+                }
+            }
+        }
+        Some(old)
+    }
+
     /// Drops every entry (and opaque marker) strictly under `dir`, and the host directory
-    /// mounted at `dir` or below it.
+    /// mounted at `dir` or below it. Costs O(log n) plus what is dropped.
     fn drop_subtree(&mut self, dir: &str) {
-        self.mounts.retain(|k, _| k != dir && !is_under(k, dir));
         let prefix = format!("{dir}/");
+        let below = |k: &String| dir.is_empty() || k.starts_with(&prefix);
+        let mounts: Vec<String> = self
+            .mounts
+            .range(dir.to_string()..)
+            .map(|(k, _)| k)
+            .take_while(|k| *k == dir || below(k))
+            .cloned()
+            .collect();
+        for k in mounts {
+            self.mounts.remove(&k);
+        }
+        let opaque: Vec<String> = self
+            .opaque
+            .range(prefix.clone()..)
+            .take_while(|k| below(k))
+            .cloned()
+            .collect();
+        for k in opaque {
+            self.opaque.remove(&k);
+        }
         let children: Vec<String> = self
             .entries
             .range(prefix.clone()..)
             .map(|(k, _)| k)
-            .take_while(|k| k.starts_with(&prefix))
+            .take_while(|k| below(k))
             .cloned()
             .collect();
         let mut removed = Vec::with_capacity(children.len());
         for k in children {
-            if let Some(e) = self.entries.remove(&k) {
+            if let Some(e) = self.take(&k) {
                 removed.push((k, e));
             }
         }
-        self.opaque.retain(|o| !is_under(o, dir));
         self.detach(removed);
     }
 
     /// Entries that hardlinks of this tree pointed at are going away: the first remaining link
-    /// (in path order) inherits the content, the others point at it.
+    /// (in path order) inherits the content and metadata, the others point at it. Costs
+    /// O(log n) per entry without links, O(k log n) for one with k links.
     fn detach(&mut self, removed: Vec<(String, Entry)>) {
         for (gone, old) in removed {
-            if matches!(
-                old.kind,
-                EntryKind::Dir | EntryKind::Whiteout | EntryKind::Hardlink(_)
-            ) {
-                continue;
-            }
-            let links: Vec<String> = self
-                .entries
-                .iter()
-                .filter(|(_, e)| matches!(&e.kind, EntryKind::Hardlink(t) if *t == gone))
-                .map(|(k, _)| k.clone())
-                .collect();
-            let Some((first, rest)) = links.split_first() else {
+            let Some(mut group) = self.links.remove(&gone) else {
                 continue;
             };
-            if let Some(e) = self.entries.get_mut(first) {
-                e.kind = old.kind.clone();
-                e.meta = old.meta.clone();
+            let Some(first) = group.pop_first() else {
+                continue;
+            };
+            if let Some(e) = self.entries.get_mut(&first) {
+                e.kind = old.kind;
+                e.meta = old.meta;
             }
-            for k in rest {
+            for k in &group {
                 if let Some(e) = self.entries.get_mut(k) {
                     e.kind = EntryKind::Hardlink(first.clone());
                 }
             }
+            if !group.is_empty() {
+                self.links.insert(first, group);
+            }
+        }
+    }
+
+    /// The first path (bytewise) of the hard-link group of `holder`, the entry holding its
+    /// content: where the tar writer puts the content.
+    pub(crate) fn first_of_group<'a>(&'a self, holder: &'a str) -> &'a str {
+        match self.links.get(holder).and_then(|g| g.first()) {
+            Some(link) if link.as_str() < holder => link,
+            _ => holder,
         }
     }
 }
