@@ -142,7 +142,27 @@ pub struct FileTree {
     /// replacing an entry costs O(log n), not a scan of the tree, and so the writer can put the
     /// content at the first path of each group in sort order.
     pub(crate) links: BTreeMap<String, BTreeSet<String>>,
+    /// Links moved to a new content holder so far (see [`MAX_RELINKS`]).
+    relinked: Relinked,
 }
+
+/// Links handed to a new content holder (when a group's holder is replaced or removed) in one
+/// tree, at most. Each handover costs the size of the group, so without a cap an archive that
+/// replaces the holder of a large group again and again would take quadratic time; no real
+/// archive comes near it.
+pub const MAX_RELINKS: u64 = 1 << 22;
+
+/// A work counter that two otherwise equal trees may differ in.
+#[derive(Clone, Copy, Debug, Default)]
+struct Relinked(u64);
+
+impl PartialEq for Relinked {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Relinked {}
 
 /// Symlinks followed while resolving one path before giving up (the kernel's `MAXSYMLINKS`).
 pub const MAX_SYMLINK_HOPS: u32 = 40;
@@ -167,6 +187,8 @@ pub enum TreeError {
         target: String,
         reason: &'static str,
     },
+    #[error("failed to replace `{path}`: hard links were handed to a new target more than {MAX_RELINKS} times in this layer")]
+    TooManyRelinks { path: String },
     #[error("failed to mark `{path}` opaque: it is not a directory in this layer")]
     OpaqueNotDir { path: String },
     #[error("failed to list host directory copied to `{path}`")]
@@ -418,10 +440,10 @@ impl FileTree {
         // A directory replaces a directory (explicit, or implied by entries below it) and keeps
         // its contents; only a non-directory takes its children with it.
         if !new_is_dir {
-            self.drop_subtree(&key);
+            self.drop_subtree(&key)?;
         }
         if let Some(old) = self.take(&key) {
-            self.detach(vec![(key.clone(), old)]);
+            self.detach(vec![(key.clone(), old)])?;
         }
         if new_is_dir && was_whiteout {
             self.opaque.insert(key.clone());
@@ -437,9 +459,9 @@ impl FileTree {
     /// are dropped.
     pub fn remove(&mut self, path: &str) -> Result<String, TreeError> {
         let key = self.resolve(path)?;
-        self.drop_subtree(&key);
+        self.drop_subtree(&key)?;
         if let Some(old) = self.take(&key) {
-            self.detach(vec![(key.clone(), old)]);
+            self.detach(vec![(key.clone(), old)])?;
         }
         self.entries.insert(
             key.clone(),
@@ -499,7 +521,7 @@ impl FileTree {
 
     /// Drops every entry (and opaque marker) strictly under `dir`, and the host directory
     /// mounted at `dir` or below it. Costs O(log n) plus what is dropped.
-    fn drop_subtree(&mut self, dir: &str) {
+    fn drop_subtree(&mut self, dir: &str) -> Result<(), TreeError> {
         let prefix = format!("{dir}/");
         let below = |k: &String| dir.is_empty() || k.starts_with(&prefix);
         let mounts: Vec<String> = self
@@ -534,17 +556,22 @@ impl FileTree {
                 removed.push((k, e));
             }
         }
-        self.detach(removed);
+        self.detach(removed)
     }
 
     /// Entries that hardlinks of this tree pointed at are going away: the first remaining link
     /// (in path order) inherits the content and metadata, the others point at it. Costs
-    /// O(log n) per entry without links, O(k log n) for one with k links.
-    fn detach(&mut self, removed: Vec<(String, Entry)>) {
+    /// O(log n) per entry without links, O(k log n) for one with k links (see
+    /// [`MAX_RELINKS`]).
+    fn detach(&mut self, removed: Vec<(String, Entry)>) -> Result<(), TreeError> {
         for (gone, old) in removed {
             let Some(mut group) = self.links.remove(&gone) else {
                 continue;
             };
+            self.relinked.0 += group.len() as u64;
+            if self.relinked.0 > MAX_RELINKS {
+                return Err(TreeError::TooManyRelinks { path: gone });
+            }
             let Some(first) = group.pop_first() else {
                 continue;
             };
@@ -561,6 +588,7 @@ impl FileTree {
                 self.links.insert(first, group);
             }
         }
+        Ok(())
     }
 
     /// The first path (bytewise) of the hard-link group of `holder`, the entry holding its

@@ -295,3 +295,31 @@ fn hardlink_groups_survive_any_order_of_links_and_replacements() {
     assert!(err.contains("below the link"), "{err}");
     assert_eq!(t.get("dir/f"), Some(&file("f")));
 }
+
+/// Handing a large group's content on again and again is quadratic: capped, with an error
+/// naming the path (no real archive comes near the cap).
+#[test]
+fn replacing_the_holder_of_a_large_group_again_and_again_is_capped() {
+    let n = 3_000;
+    let mut t = FileTree::new();
+    t.insert("a", file("shared")).unwrap();
+    for i in 0..n {
+        t.insert(&format!("g/{i:05}"), link("a")).unwrap();
+    }
+    let start = std::time::Instant::now();
+    let mut err = None;
+    t.insert("a", file("other")).unwrap();
+    for i in 0..n {
+        if let Err(e) = t.insert(&format!("g/{i:05}"), file("x")) {
+            err = Some((i, e));
+            break;
+        }
+    }
+    let (i, err) = err.expect("the cap is reached");
+    assert!(i > 2_000, "{i}");
+    assert!(
+        matches!(&err, TreeError::TooManyRelinks { path } if path == &format!("g/{i:05}")),
+        "{err}"
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+}
