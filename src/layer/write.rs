@@ -27,8 +27,10 @@
 //!   space (as GNU tar and Go's archive/tar write it).
 //! - **End**: two zero blocks and nothing else (no padding to a 10 KiB record).
 //!
-//! - **Hardlinks**: host files of one `copy` that share an inode are written once, at the
-//!   first of their paths, and as hard links to it at the others.
+//! - **Hardlinks**: every hard-link group (links of the tree, host files of one `copy` that
+//!   share an inode) is written once with its content, at the first of its paths in sort
+//!   order, and as hard links to that path at the others, whichever member held the content
+//!   in the archive it came from. The content carries the metadata of the member that held it.
 //!
 //! File contents are streamed: a host file is opened and copied when its entry is written
 //! (small ones are read just ahead by the directory's walking thread), a spilled archive
@@ -145,7 +147,36 @@ pub fn write_tar(
         })?;
         let path: &str = &path;
         validate_path(path)?;
-        let kind = match &entry.kind {
+        // Tree hard-link groups: the content goes to the group's first path in sort order,
+        // whichever member held it in the tree (see `FileTree::insert`).
+        let (kind, meta) = match &entry.kind {
+            EntryKind::Hardlink(holder) => {
+                let content = match tree.entries.get(holder) {
+                    Some(e) if matches!(e.kind, EntryKind::File(_)) => e,
+                    _ => return Err(invalid_link(path, holder)),
+                };
+                let first = tree.first_of_group(holder).min(path);
+                if first == path {
+                    // The content moves here with the metadata of the entry that held it (its
+                    // inode's); the holder is written as a link to this path.
+                    (Cow::Borrowed(&content.kind), &content.meta)
+                } else {
+                    let first = linked.get(first).map_or(first, String::as_str);
+                    (Cow::Owned(EntryKind::Hardlink(first.into())), &entry.meta)
+                }
+            }
+            EntryKind::File(_) if tree.first_of_group(path) != path => {
+                // The content went to the group's first path, a link in the tree: this entry
+                // is written in its place, with that link's metadata.
+                let first = tree.first_of_group(path);
+                let meta = &tree.entries[first].meta;
+                let first = linked.get(first).map_or(first, String::as_str);
+                (Cow::Owned(EntryKind::Hardlink(first.into())), meta)
+            }
+            kind => (Cow::Borrowed(kind), &entry.meta),
+        };
+        // Host files of one `copy` that share an inode.
+        let kind = match kind.as_ref() {
             EntryKind::File(Content::File {
                 link: Some(link), ..
             }) => match first_of.get(link) {
@@ -155,32 +186,12 @@ pub fn write_tar(
                 }
                 None => {
                     first_of.insert(**link, path.to_string());
-                    Cow::Borrowed(&entry.kind)
+                    kind
                 }
             },
-            EntryKind::Hardlink(target) => {
-                let ok = target.as_str() < path
-                    && matches!(
-                        tree.entries.get(target),
-                        Some(Entry {
-                            kind: EntryKind::File(_),
-                            ..
-                        })
-                    );
-                if !ok {
-                    return Err(WriteError::InvalidHardlink {
-                        path: path.to_string(),
-                        target: target.clone(),
-                    });
-                }
-                match linked.get(target) {
-                    Some(first) => Cow::Owned(EntryKind::Hardlink(first.clone())),
-                    None => Cow::Borrowed(&entry.kind),
-                }
-            }
-            kind => Cow::Borrowed(kind),
+            _ => kind,
         };
-        w.entry(path, &kind, &entry.meta)?;
+        w.entry(path, &kind, meta)?;
         if matches!(entry.kind, EntryKind::Dir) && tree.opaque.contains(path) {
             w.opaque_marker(path)?;
         }
@@ -191,6 +202,13 @@ pub fn write_tar(
         source,
     })?;
     Ok(w.stats)
+}
+
+fn invalid_link(path: &str, target: &str) -> WriteError {
+    WriteError::InvalidHardlink {
+        path: path.to_string(),
+        target: target.to_string(),
+    }
 }
 
 fn validate_path(path: &str) -> Result<(), WriteError> {

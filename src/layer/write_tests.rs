@@ -48,6 +48,10 @@ fn meta(mode: u32, mtime: i64) -> Metadata {
 }
 
 fn put(tree: &mut FileTree, path: &str, kind: EntryKind, meta: Metadata) {
+    if let EntryKind::Hardlink(holder) = &kind {
+        let group = tree.links.entry(holder.clone()).or_default();
+        group.insert(path.to_string());
+    }
     tree.entries.insert(path.to_string(), Entry { kind, meta });
 }
 
@@ -343,10 +347,15 @@ fn a_file_that_changed_size_is_an_error_naming_it() {
 #[test]
 fn inconsistent_trees_are_refused() {
     let cases: Vec<(&str, FileTree)> = vec![
-        ("hardlink to a later entry", {
+        ("hardlink to a missing entry", {
             let mut t = FileTree::default();
             put(&mut t, "a", EntryKind::Hardlink("b".into()), meta(0o644, 0));
-            put(&mut t, "b", inline(b"x"), meta(0o644, 0));
+            t
+        }),
+        ("hardlink to a symlink", {
+            let mut t = FileTree::default();
+            put(&mut t, "a", EntryKind::Symlink("x".into()), meta(0o777, 0));
+            put(&mut t, "b", EntryKind::Hardlink("a".into()), meta(0o644, 0));
             t
         }),
         ("hardlink to a directory", {
@@ -493,5 +502,49 @@ fn a_file_swapped_for_a_symlink_is_refused_not_followed() {
     assert!(
         !out.windows(5).any(|w| w == b"12345"),
         "the target's bytes never reach the tar"
+    );
+}
+
+/// Issue 12.1: GNU tar writes a hard-link group's content at whichever member it meets first;
+/// the layer puts it at the first path in sort order, so every archive order gives one layer.
+#[test]
+fn hardlink_content_goes_to_the_first_path_whatever_the_archive_order() {
+    let write = |order: &[(&str, Option<&str>)]| {
+        let mut t = FileTree::default();
+        for (path, target) in order {
+            let kind = match target {
+                Some(t) => EntryKind::Hardlink(t.to_string()),
+                None => inline(b"shared"),
+            };
+            t.insert(
+                path,
+                Entry {
+                    kind,
+                    meta: meta(0o640, 3),
+                },
+            )
+            .unwrap();
+        }
+        let mut out = Vec::new();
+        write_tar(&t, 10, &mut out).unwrap();
+        out
+    };
+    let one = write(&[("z", None), ("a", Some("z")), ("m", Some("a"))]);
+    let two = write(&[("a", None), ("z", Some("a")), ("m", Some("z"))]);
+    let three = write(&[("m", None), ("z", Some("m")), ("a", Some("z"))]);
+    assert_eq!(one, two);
+    assert_eq!(one, three);
+    let mut reader = crate::layer::read::TarReader::new(&one[..], Default::default());
+    let mut seen = Vec::new();
+    while let Some(e) = reader.next_entry().unwrap() {
+        seen.push(format!(
+            "{} {:?} {} {}",
+            e.path, e.kind, e.link_name, e.size
+        ));
+    }
+    assert_eq!(
+        seen,
+        ["a File  6", "m Hardlink a 0", "z Hardlink a 0"],
+        "{seen:?}"
     );
 }

@@ -116,7 +116,7 @@ fn summary_classes(report: &Value) -> Vec<String> {
         .collect()
 }
 
-fn pipe(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
+pub(crate) fn pipe(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
     let mut child = tool(program)
         .args(args)
         .stdin(Stdio::piped())
@@ -148,7 +148,7 @@ fn put_blob(layout: &Path, bytes: &[u8]) -> (String, u64) {
 /// Copies the image of layout `src` into `dst`, with every layer's tar replaced by
 /// `tar(index, old tar)` and compressed by `compress`; config diff_ids, manifest and index
 /// are rewritten to match (referrers are dropped: their subject is gone).
-fn rewrite_layers(
+pub(crate) fn rewrite_layers(
     src: &Path,
     dst: &Path,
     tar: impl Fn(usize, Vec<u8>) -> Vec<u8>,

@@ -4,6 +4,7 @@
 mod build;
 mod diff;
 mod errors;
+mod hostile_tar;
 mod registry;
 #[path = "../../src/testing/registry.rs"]
 mod registry_support;
@@ -11,3 +12,7 @@ mod run;
 mod sign;
 mod support;
 mod trust;
+/// The raw tar builder of the unit tests: hostile bytes no well-behaved writer produces.
+#[allow(dead_code)]
+#[path = "../../src/layer/testtar.rs"]
+mod testtar;
