@@ -21,7 +21,7 @@ use crate::layer::from_tar::AddTarOptions;
 use crate::layer::host::HostOptions;
 use crate::layer::read::{ReadLimits, TarReader};
 use crate::layer::tree::{Content, Entry, EntryKind, FileTree, Metadata};
-use crate::layer::write::write_tar;
+use crate::layer::write::{write_tar, WriteError};
 use crate::recipe::{Compression, Layer, Recipe, StepKind};
 use crate::store::Store;
 
@@ -78,6 +78,8 @@ struct CachedLayer {
 
 /// Everything a layer is built from besides its own steps.
 pub struct LayerContext<'a> {
+    /// The layer's position among the recipe's `[[layer]]` tables, from 0.
+    pub index: usize,
     pub recipe: &'a Recipe,
     pub inputs: &'a BTreeMap<String, ResolvedInput>,
     pub store: &'a Store,
@@ -153,17 +155,23 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
         }
     }
 
-    let index = layer.span.line;
-    let wrap =
-        |e: Box<dyn std::error::Error + Send + Sync>| BuildError::LayerWrite { index, source: e };
+    let wrap = |input: Option<String>, e: Box<dyn std::error::Error + Send + Sync>| {
+        BuildError::LayerWrite {
+            at: recipe.location(layer.span),
+            number: ctx.index + 1,
+            input,
+            source: e,
+        }
+    };
     let mut blob_writer = store.writer()?;
     let mut tar_out = HashingWriter::new(
         LayerEncoder::new(&mut blob_writer, encoder.codec, encoder.threads)
-            .map_err(|e| wrap(Box::new(e)))?,
+            .map_err(|e| wrap(None, Box::new(e)))?,
     );
-    write_tar(&tree, epoch, &mut tar_out).map_err(|e| wrap(Box::new(e)))?;
+    write_tar(&tree, epoch, &mut tar_out)
+        .map_err(|e| wrap(input_of(&e, ctx.inputs), Box::new(e)))?;
     let (diff_id, _len, enc) = tar_out.finish();
-    enc.finish().map_err(|e| wrap(Box::new(e)))?;
+    enc.finish().map_err(|e| wrap(None, Box::new(e)))?;
     let (digest, size) = blob_writer.commit(None)?;
     drop(step_outputs);
     let blob = Blob {
@@ -186,6 +194,22 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
         diff_id,
         created_by,
         cached: false,
+    })
+}
+
+/// The input whose bytes `error` failed to read, found by the file it names: a `copy`ed host
+/// file or directory, or a stored download.
+fn input_of(error: &WriteError, inputs: &BTreeMap<String, ResolvedInput>) -> Option<String> {
+    let file = match error {
+        WriteError::ReadContent { file, .. } | WriteError::ContentSizeChanged { file, .. } => file,
+        _ => return None,
+    };
+    inputs.values().find_map(|input| {
+        let owns = match &input.bytes {
+            InputBytes::Stored(path) | InputBytes::HostFile(path) => file == path,
+            InputBytes::HostDir(dir) => file.starts_with(dir),
+        };
+        owns.then(|| input.name.clone())
     })
 }
 

@@ -137,15 +137,12 @@ pub fn build(
     opts: &BuildOptions,
     observer: &dyn BuildObserver,
 ) -> Result<BuiltImage> {
-    let unpinned: Vec<String> = recipe
-        .unpinned_inputs()
-        .iter()
-        .map(|i| i.name.clone())
-        .collect();
-    if !unpinned.is_empty() {
+    let unpinned = recipe.unpinned_inputs();
+    if let Some(first) = unpinned.first() {
         return Err(BuildError::Unpinned {
+            at: recipe.location(first.span),
             recipe: recipe.file.clone(),
-            inputs: unpinned,
+            inputs: unpinned.iter().map(|i| i.name.clone()).collect(),
         });
     }
     let store = Store::open(&opts.store_root)?;
@@ -201,6 +198,7 @@ pub fn build(
             total: recipe.layers.len(),
         });
         let ctx = layers::LayerContext {
+            index,
             recipe,
             inputs: &resolved,
             store: &store,

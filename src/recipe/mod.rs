@@ -100,6 +100,11 @@ impl Recipe {
         }
     }
 
+    /// `span` of this recipe as `file:line:column`.
+    pub fn location(&self, span: Span) -> Location {
+        Location::new(&self.file, span)
+    }
+
     /// The input called `name`.
     pub fn input(&self, name: &str) -> Option<&Input> {
         self.inputs.get(name)
