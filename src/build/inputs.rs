@@ -40,22 +40,23 @@ pub fn resolve(
     let mut fetcher = Fetcher::new(store.clone());
     fetcher.mirrors = opts.mirrors.clone();
     fetcher.offline = opts.offline;
+    fetcher.max_download_size = opts.max_download_size;
     fetcher.progress = observer.transfer_progress();
     let mut out = BTreeMap::new();
     for (name, input) in &recipe.inputs {
         let at = recipe.location(input.span);
         let resolved = match &input.source {
-            InputSource::Url { url, sha256 } => {
+            InputSource::Url { url, sha256, size } => {
                 let expected = sha256
                     .as_ref()
                     .expect("build refuses unpinned inputs first");
-                let path = fetcher.fetch(url, expected, name).map_err(|source| {
-                    BuildError::InputFetch {
+                let path = fetcher
+                    .fetch_sized(url, expected, *size, name)
+                    .map_err(|source| BuildError::InputFetch {
                         at: at.clone(),
                         input: name.clone(),
                         source: Box::new(source),
-                    }
-                })?;
+                    })?;
                 ResolvedInput {
                     name: name.clone(),
                     uri: url.clone(),

@@ -474,6 +474,7 @@ mod tests {
                     invocation_id: None,
                     registry: Default::default(),
                     step_timeout: crate::build::DEFAULT_STEP_TIMEOUT,
+                    max_download_size: crate::fetch::DEFAULT_MAX_DOWNLOAD_SIZE,
                 };
                 let image = build(&recipe, &opts, &Quiet).unwrap();
                 let layer = fs_err::read(&image.layers[0].path).unwrap();

@@ -47,6 +47,8 @@ pub struct BuildOptions {
     pub registry: image::RegistryOptions,
     /// The wall-clock limit of each `run` step.
     pub step_timeout: Duration,
+    /// The most bytes downloaded for an input without a pinned `size`.
+    pub max_download_size: u64,
 }
 
 /// The default limit of a `run` step: one hour.

@@ -96,6 +96,55 @@ pub struct CacheArgs {
     /// Repeatable.
     #[arg(long, value_name = "DIR")]
     pub mirror: Vec<PathBuf>,
+    /// The most bytes downloaded for an input whose size the recipe does not pin (an unpinned
+    /// input for `kiln lock`, or a recipe locked before sizes were recorded). Pinned inputs
+    /// stop at their `size`. Accepts a K, M, G or T suffix (powers of 1024).
+    #[arg(long, value_name = "BYTES", default_value = "8G", value_parser = parse_size)]
+    pub max_download_size: u64,
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        let cases: &[(&str, Result<u64, &str>)] = &[
+            ("0", Ok(0)),
+            ("1234", Ok(1234)),
+            ("2K", Ok(2048)),
+            ("3MiB", Ok(3 << 20)),
+            ("8G", Ok(crate::fetch::DEFAULT_MAX_DOWNLOAD_SIZE)),
+            ("1T", Ok(1 << 40)),
+            ("1X", Err("suffix")),
+            ("G", Err("not a size")),
+            ("-1", Err("not a size")),
+            ("99999999999T", Err("too large")),
+        ];
+        for (text, want) in cases {
+            match (super::parse_size(text), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, *want, "{text}"),
+                (Err(got), Err(want)) => assert!(got.contains(want), "{text}: {got}"),
+                (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+}
+
+/// `N`, or `N` with a K, M, G or T suffix (powers of 1024; `KiB`, `MiB`, … also accepted).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let shift = match &text[digits.len()..] {
+        "" | "B" => 0,
+        "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        "T" | "TiB" => 40,
+        other => return Err(format!("unknown size suffix `{other}`: use K, M, G or T")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size in bytes"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 #[derive(Debug, Args)]

@@ -205,5 +205,6 @@ pub(super) fn build_options(
         invocation_id,
         registry: super::copy::registry_options(&run.registry),
         step_timeout: std::time::Duration::from_secs(run.step_timeout),
+        max_download_size: run.cache.max_download_size,
     })
 }

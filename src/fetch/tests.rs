@@ -627,3 +627,98 @@ fn transient_failures_are_retried_and_reverified() {
     assert!(f.fetch(&wrong.url("/404"), &other, "in").is_err());
     assert_eq!(wrong.hits(), 2);
 }
+
+#[test]
+fn downloads_stop_at_the_pinned_size_or_the_cap() {
+    // A body that never ends (close-delimited, no Content-Length).
+    let endless = TestServer::start(|_, s| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+        while s.write_all(&[0u8; 4096]).is_ok() {}
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = fetcher(dir.path());
+    f.max_download_size = 100_000;
+    let err = f
+        .fetch_sized(&endless.url("/in"), &digest(), Some(5000), "big")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FetchError::TooLarge {
+                limit: SizeLimit::Pinned(5000),
+                announced: None,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = f.fetch(&endless.url("/in"), &digest(), "big").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FetchError::TooLarge {
+                limit: SizeLimit::Cap(100_000),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = f.resolve(&endless.url("/in"), "big").unwrap_err();
+    assert!(matches!(err, FetchError::TooLarge { .. }), "{err:?}");
+    assert_store_holds(&f, &[]);
+
+    // A Content-Length above the limit is refused before the body.
+    let huge = TestServer::start(|_, s| respond_declaring(s, "200 OK", &[], CONTENT, 1 << 40));
+    let err = f.resolve(&huge.url("/in"), "big").unwrap_err();
+    assert!(
+        matches!(err, FetchError::TooLarge { announced: Some(n), .. } if n == 1 << 40),
+        "{err:?}"
+    );
+    assert_store_holds(&f, &[]);
+
+    // Exactly the pinned size is fine, and resolving reports the size to pin.
+    let server = serve_content();
+    let size = CONTENT.len() as u64;
+    f.fetch_sized(&server.url("/in"), &digest(), Some(size), "in")
+        .unwrap();
+    assert_eq!(
+        f.resolve_sized(&server.url("/in"), "in").unwrap(),
+        (digest(), size)
+    );
+}
+
+#[test]
+fn file_inputs_must_be_regular_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fetcher(dir.path());
+    let fifo = dir.path().join("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    for (url, kind) in [
+        ("file:///dev/zero".to_string(), "character device"),
+        (format!("file://{}", fifo.display()), "fifo"),
+        (format!("file://{}", dir.path().display()), "directory"),
+    ] {
+        let err = f.resolve(&url, "in").unwrap_err();
+        assert!(
+            matches!(&err, FetchError::NotRegularFile { kind: k, .. } if *k == kind),
+            "{url}: {err:?}"
+        );
+    }
+    // A mirror entry that is a FIFO is skipped, not waited on.
+    std::fs::create_dir(dir.path().join("mirror")).unwrap();
+    std::os::unix::fs::symlink(&fifo, dir.path().join("mirror").join(digest().hex())).unwrap();
+    let mut f = fetcher(dir.path());
+    f.mirrors = vec![dir.path().join("mirror")];
+    f.offline = true;
+    let err = f
+        .fetch("https://example.invalid/in", &digest(), "in")
+        .unwrap_err();
+    assert!(matches!(err, FetchError::Offline { .. }), "{err:?}");
+}

@@ -22,7 +22,7 @@ mod tests;
 use std::path::Path;
 
 pub use error::RecipeError;
-pub use lock::{pin_base_ref, pin_input_sha256, LockError};
+pub use lock::{pin_base_ref, pin_input_sha256, pin_input_size, LockError};
 pub use reference::{ReferenceError, TRANSPORTS};
 pub use span::{Location, Span};
 pub use steps::STEP_KINDS;
