@@ -91,6 +91,7 @@ pub struct LayerContext<'a> {
     pub below_diff_ids: &'a [Sha256Digest],
     pub base_digest: Option<Sha256Digest>,
     pub step_timeout: Duration,
+    pub step_limits: kiln_sandbox::Limits,
     pub observer: &'a dyn BuildObserver,
 }
 
@@ -137,6 +138,7 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
                     below: ctx.below,
                     epoch,
                     timeout: ctx.step_timeout,
+                    limits: ctx.step_limits,
                     scratch: ctx.scratch,
                     observer: ctx.observer,
                     location: &location,
@@ -475,6 +477,7 @@ mod tests {
                     registry: Default::default(),
                     step_timeout: crate::build::DEFAULT_STEP_TIMEOUT,
                     max_download_size: crate::fetch::DEFAULT_MAX_DOWNLOAD_SIZE,
+                    step_limits: crate::build::DEFAULT_STEP_LIMITS,
                 };
                 let image = build(&recipe, &opts, &Quiet).unwrap();
                 let layer = fs_err::read(&image.layers[0].path).unwrap();

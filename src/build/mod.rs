@@ -49,7 +49,16 @@ pub struct BuildOptions {
     pub step_timeout: Duration,
     /// The most bytes downloaded for an input without a pinned `size`.
     pub max_download_size: u64,
+    /// Processes, memory and written bytes of each `run` step.
+    pub step_limits: kiln_sandbox::Limits,
 }
+
+/// The default limits of a `run` step: 4096 processes, 8 GiB of memory, 16 GiB written.
+pub const DEFAULT_STEP_LIMITS: kiln_sandbox::Limits = kiln_sandbox::Limits {
+    pids_max: Some(4096),
+    memory_max: Some(8 << 30),
+    write_max: Some(16 << 30),
+};
 
 /// The default limit of a `run` step: one hour.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -210,6 +219,7 @@ pub fn build(
             below_diff_ids: &diff_ids,
             base_digest: base.as_ref().map(|b| b.manifest_digest),
             step_timeout: opts.step_timeout,
+            step_limits: opts.step_limits,
             observer,
         };
         let built = layers::build_layer(layer, &ctx)?;

@@ -190,6 +190,18 @@ pub struct BuildRunArgs {
     /// build fails.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub step_timeout: u64,
+    /// The most processes (and threads) a `run` step may have at once; 0 for no limit.
+    /// Enforced by a cgroup where kiln may make one (as root), else by RLIMIT_NPROC.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub step_pids_max: u64,
+    /// The most memory a `run` step may use (K/M/G/T suffixes); 0 for no limit. Enforced by a
+    /// cgroup for the whole step where kiln may make one, else by RLIMIT_DATA per process.
+    #[arg(long, value_name = "BYTES", default_value = "8G", value_parser = parse_size)]
+    pub step_memory_max: u64,
+    /// The most bytes a `run` step may write (the sum of the files it creates or changes, and
+    /// any one file; K/M/G/T suffixes); 0 for no limit.
+    #[arg(long, value_name = "BYTES", default_value = "16G", value_parser = parse_size)]
+    pub step_write_max: u64,
     /// Rootless only (ignored as root): how kiln maps ids when a recipe has `run` steps.
     /// `auto` uses the user's range in /etc/subuid and /etc/subgid when there is one (steps
     /// can then own files as any id up to 65535), else `single` (only uid/gid 0 exist in the

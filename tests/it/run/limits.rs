@@ -134,3 +134,101 @@ fn layer_write_error_names_the_layer_and_the_input() {
     assert!(err.contains("expected 16 bytes"), "{err}");
     assert!(!ctx.join("out").exists());
 }
+
+/// Builds `name.toml` (one `run` step on the busybox base) with `flags`; returns its stderr
+/// and the step's position.
+fn limited_step(script: &str, name: &str, flags: &[&str]) -> (String, String) {
+    let ctx = TestContext::new();
+    let base = busybox_base(&ctx);
+    let recipe = recipe_on(
+        &ctx,
+        name,
+        &base,
+        &format!("[[layer]]\n[[layer.step]]\nrun = {script:?}\n"),
+    );
+    let text = std::fs::read_to_string(recipe).unwrap();
+    let line = text.lines().position(|l| l == "[[layer.step]]").unwrap() + 1;
+    let out = output_within(
+        kiln(&ctx)
+            .args(["build", &format!("{name}.toml"), "-o", "out"])
+            .args(flags),
+        Duration::from_secs(240),
+    );
+    assert!(!out.status.success());
+    assert!(!ctx.join("out").exists());
+    scratch_is_empty(&ctx);
+    (stderr(&out), format!("{name}.toml:{line}:1"))
+}
+
+/// As root kiln makes a cgroup for the step (this host has cgroup v1 pids and memory
+/// hierarchies) and says the limit was hit; rootless no cgroup is writable and the failure
+/// names the rlimit the step ran under. Both name the option to raise.
+fn assert_limited(err: &str, at: &str, amount: &str, rlimit: &str, flag: &str) {
+    assert!(err.contains(at), "{err}");
+    if is_root() {
+        assert!(
+            err.contains(&format!("was stopped at its limit of {amount} (cgroup v"))
+                && err.contains(&format!("hint: raise {flag}")),
+            "{err}"
+        );
+    } else {
+        assert!(
+            err.contains(&format!("{amount} ({rlimit}) from {flag}")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn fork_bomb_step_is_stopped_at_step_pids_max() {
+    let (err, at) = limited_step(
+        "i=0; while [ $i -lt 10000 ]; do sleep 60 & i=$((i+1)); done; wait",
+        "fork",
+        &["--step-pids-max", "48"],
+    );
+    assert_limited(&err, &at, "48 processes", "RLIMIT_NPROC", "--step-pids-max");
+}
+
+#[test]
+fn memory_hog_step_is_stopped_at_step_memory_max() {
+    let (err, at) = limited_step(
+        "x=$(head -c 300000000 /dev/zero | tr '\\0' a); echo ${#x}",
+        "hog",
+        &["--step-memory-max", "48M"],
+    );
+    assert_limited(
+        &err,
+        &at,
+        "50331648 bytes of memory",
+        "RLIMIT_DATA",
+        "--step-memory-max",
+    );
+}
+
+#[test]
+fn writing_step_is_stopped_at_step_write_max() {
+    // One file: no file grows past the limit (RLIMIT_FSIZE).
+    let (err, at) = limited_step(
+        "head -c 2000000000 /dev/zero > /big",
+        "big",
+        &["--step-write-max", "1M"],
+    );
+    assert!(err.contains(&at), "{err}");
+    assert!(
+        err.contains("was stopped at its limit of 1048576 written bytes (RLIMIT_FSIZE)")
+            && err.contains("hint: raise --step-write-max"),
+        "{err}"
+    );
+    // Many files, each under the limit: their sum is what counts.
+    let (err, _) = limited_step(
+        "i=0; while [ $i -lt 4000 ]; do head -c 500000 /dev/zero > /f$i; i=$((i+1)); done",
+        "many",
+        &["--step-write-max", "1M"],
+    );
+    assert!(
+        err.contains(
+            "was stopped at its limit of 1048576 written bytes (the size of the upper directory)"
+        ),
+        "{err}"
+    );
+}
