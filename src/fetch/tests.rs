@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use super::test_server::{respond, respond_declaring, TestServer};
 use super::*;
-use crate::store::process_tests::{child_command, child_mode, wait_for_file, Tmpfs};
+use crate::store::process_tests::{
+    child_command, child_mode, in_own_mount_namespace, wait_for_file, Tmpfs,
+};
 
 const CONTENT: &[u8] = b"a pinned input, as the upstream server stores it\n";
 
@@ -559,20 +561,21 @@ fn lock_held_by_killed_process_does_not_block_fetch() {
 }
 
 /// SECURITY.md 34 during a download: the cache's disk fills up; the error names the input and
-/// the temp file, nothing is left in tmp/, the existing entry still verifies. Needs root for
-/// the tmpfs (fails under CI=true without it).
+/// the temp file, nothing is left in tmp/, the existing entry still verifies. The tmpfs is
+/// mounted in a child with its own user and mount namespaces, so the test runs as any user.
 #[test]
 fn disk_full_during_download_is_a_clear_error() {
+    let test = "fetch::tests::disk_full_during_download_is_a_clear_error";
+    if !in_own_mount_namespace(test) {
+        return;
+    }
     let big = vec![0x5a_u8; 2 << 20];
     let big_digest = Sha256Digest::of(&big);
     let server = TestServer::start(move |_, s| respond(s, "200 OK", &[], &big));
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let test = "disk_full_during_download_is_a_clear_error";
-    let Some(_tmpfs) = Tmpfs::mount_for(test, &mnt, "1m") else {
-        return;
-    };
+    let _tmpfs = Tmpfs::mount_for(test, &mnt, "1m");
     let f = Fetcher::new(Store::open(&mnt.join("cache")).unwrap());
     let small = f.store.insert_reader(None, "small", CONTENT).unwrap().0;
 
