@@ -40,15 +40,23 @@ pub fn resolve(
     let mut fetcher = Fetcher::new(store.clone());
     fetcher.mirrors = opts.mirrors.clone();
     fetcher.offline = opts.offline;
+    fetcher.max_download_size = opts.max_download_size;
     fetcher.progress = observer.transfer_progress();
     let mut out = BTreeMap::new();
     for (name, input) in &recipe.inputs {
+        let at = recipe.location(input.span);
         let resolved = match &input.source {
-            InputSource::Url { url, sha256 } => {
+            InputSource::Url { url, sha256, size } => {
                 let expected = sha256
                     .as_ref()
                     .expect("build refuses unpinned inputs first");
-                let path = fetcher.fetch(url, expected, name)?;
+                let path = fetcher
+                    .fetch_sized(url, expected, *size, name)
+                    .map_err(|source| BuildError::InputFetch {
+                        at: at.clone(),
+                        input: name.clone(),
+                        source: Box::new(source),
+                    })?;
                 ResolvedInput {
                     name: name.clone(),
                     uri: url.clone(),
@@ -62,6 +70,7 @@ pub fn resolve(
                 sha256,
             } => {
                 let read_err = |e: std::io::Error| BuildError::InputRead {
+                    at: at.clone(),
                     input: name.clone(),
                     path: resolved.clone(),
                     source: e,
@@ -70,7 +79,7 @@ pub fn resolve(
                 let (digest, bytes) = if md.is_dir() {
                     let digest = super::dirstat::dir_digest(store, resolved).map_err(|e| {
                         BuildError::Step {
-                            location: format!("{}:{}", recipe.file.display(), input.span),
+                            location: at.to_string(),
                             step: "path input",
                             source: Box::new(e),
                         }
@@ -84,6 +93,7 @@ pub fn resolve(
                 if let Some(expected) = sha256 {
                     if *expected != digest {
                         return Err(BuildError::InputMismatch {
+                            at: Box::new(at),
                             input: name.clone(),
                             path: resolved.clone(),
                             expected: *expected,

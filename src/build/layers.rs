@@ -18,7 +18,7 @@ use crate::layer::from_tar::AddTarOptions;
 use crate::layer::host::HostOptions;
 use crate::layer::read::{ReadLimits, TarReader};
 use crate::layer::tree::{Content, Entry, EntryKind, FileTree, Metadata};
-use crate::layer::write::write_tar;
+use crate::layer::write::{write_tar, WriteError};
 use crate::recipe::{Compression, Layer, Recipe, StepKind};
 use crate::store::{LayerRecord, Store};
 
@@ -66,6 +66,8 @@ pub struct BuiltLayer {
 
 /// Everything a layer is built from besides its own steps.
 pub struct LayerContext<'a> {
+    /// The layer's position among the recipe's `[[layer]]` tables, from 0.
+    pub index: usize,
     pub recipe: &'a Recipe,
     pub inputs: &'a BTreeMap<String, ResolvedInput>,
     pub store: &'a Store,
@@ -77,6 +79,7 @@ pub struct LayerContext<'a> {
     pub below_diff_ids: &'a [Sha256Digest],
     pub base_digest: Option<Sha256Digest>,
     pub step_timeout: Duration,
+    pub step_limits: kiln_sandbox::Limits,
     pub observer: &'a dyn BuildObserver,
 }
 
@@ -122,6 +125,7 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
                     below: ctx.below,
                     epoch,
                     timeout: ctx.step_timeout,
+                    limits: ctx.step_limits,
                     scratch: ctx.scratch,
                     observer: ctx.observer,
                     location: &location,
@@ -140,17 +144,23 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
         }
     }
 
-    let index = layer.span.line;
-    let wrap =
-        |e: Box<dyn std::error::Error + Send + Sync>| BuildError::LayerWrite { index, source: e };
+    let wrap = |input: Option<String>, e: Box<dyn std::error::Error + Send + Sync>| {
+        BuildError::LayerWrite {
+            at: recipe.location(layer.span),
+            number: ctx.index + 1,
+            input,
+            source: e,
+        }
+    };
     let mut blob_writer = store.writer()?;
     let mut tar_out = HashingWriter::new(
         LayerEncoder::new(&mut blob_writer, encoder.codec, encoder.threads)
-            .map_err(|e| wrap(Box::new(e)))?,
+            .map_err(|e| wrap(None, Box::new(e)))?,
     );
-    write_tar(&tree, epoch, &mut tar_out).map_err(|e| wrap(Box::new(e)))?;
+    write_tar(&tree, epoch, &mut tar_out)
+        .map_err(|e| wrap(input_of(&e, ctx.inputs), Box::new(e)))?;
     let (diff_id, _len, enc) = tar_out.finish();
-    enc.finish().map_err(|e| wrap(Box::new(e)))?;
+    enc.finish().map_err(|e| wrap(None, Box::new(e)))?;
     let (digest, size) = blob_writer.commit(None)?;
     drop(step_outputs);
     let blob = Blob {
@@ -174,6 +184,22 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
         diff_id,
         created_by,
         cached: false,
+    })
+}
+
+/// The input whose bytes `error` failed to read, found by the file it names: a `copy`ed host
+/// file or directory, or a stored download.
+fn input_of(error: &WriteError, inputs: &BTreeMap<String, ResolvedInput>) -> Option<String> {
+    let file = match error {
+        WriteError::ReadContent { file, .. } | WriteError::ContentSizeChanged { file, .. } => file,
+        _ => return None,
+    };
+    inputs.values().find_map(|input| {
+        let owns = match &input.bytes {
+            InputBytes::Stored(path) | InputBytes::HostFile(path) => file == path,
+            InputBytes::HostDir(dir) => file.starts_with(dir),
+        };
+        owns.then(|| input.name.clone())
     })
 }
 
@@ -408,6 +434,8 @@ mod tests {
                     invocation_id: None,
                     registry: Default::default(),
                     step_timeout: crate::build::DEFAULT_STEP_TIMEOUT,
+                    max_download_size: crate::fetch::DEFAULT_MAX_DOWNLOAD_SIZE,
+                    step_limits: crate::build::DEFAULT_STEP_LIMITS,
                 };
                 let image = build(&recipe, &opts, &Quiet).unwrap();
                 let layer = fs_err::read(&image.layers[0].path).unwrap();

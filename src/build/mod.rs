@@ -47,7 +47,18 @@ pub struct BuildOptions {
     pub registry: image::RegistryOptions,
     /// The wall-clock limit of each `run` step.
     pub step_timeout: Duration,
+    /// The most bytes downloaded for an input without a pinned `size`.
+    pub max_download_size: u64,
+    /// Processes, memory and written bytes of each `run` step.
+    pub step_limits: kiln_sandbox::Limits,
 }
+
+/// The default limits of a `run` step: 4096 processes, 8 GiB of memory, 16 GiB written.
+pub const DEFAULT_STEP_LIMITS: kiln_sandbox::Limits = kiln_sandbox::Limits {
+    pids_max: Some(4096),
+    memory_max: Some(8 << 30),
+    write_max: Some(16 << 30),
+};
 
 /// The default limit of a `run` step: one hour.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -137,15 +148,12 @@ pub fn build(
     opts: &BuildOptions,
     observer: &dyn BuildObserver,
 ) -> Result<BuiltImage> {
-    let unpinned: Vec<String> = recipe
-        .unpinned_inputs()
-        .iter()
-        .map(|i| i.name.clone())
-        .collect();
-    if !unpinned.is_empty() {
+    let unpinned = recipe.unpinned_inputs();
+    if let Some(first) = unpinned.first() {
         return Err(BuildError::Unpinned {
+            at: recipe.location(first.span),
             recipe: recipe.file.clone(),
-            inputs: unpinned,
+            inputs: unpinned.iter().map(|i| i.name.clone()).collect(),
         });
     }
     let store = Store::open(&opts.store_root)?;
@@ -195,6 +203,7 @@ pub fn build(
             total: recipe.layers.len(),
         });
         let ctx = layers::LayerContext {
+            index,
             recipe,
             inputs: &resolved,
             store: &store,
@@ -204,6 +213,7 @@ pub fn build(
             below_diff_ids: &diff_ids,
             base_digest: base.as_ref().map(|b| b.manifest_digest),
             step_timeout: opts.step_timeout,
+            step_limits: opts.step_limits,
             observer,
         };
         let built = layers::build_layer(layer, &ctx)?;

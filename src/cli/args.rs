@@ -138,6 +138,55 @@ pub struct CacheArgs {
     /// Repeatable.
     #[arg(long, value_name = "DIR")]
     pub mirror: Vec<PathBuf>,
+    /// The most bytes downloaded for an input whose size the recipe does not pin (an unpinned
+    /// input for `kiln lock`, or a recipe locked before sizes were recorded). Pinned inputs
+    /// stop at their `size`. Accepts a K, M, G or T suffix (powers of 1024).
+    #[arg(long, value_name = "BYTES", default_value = "8G", value_parser = parse_size)]
+    pub max_download_size: u64,
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        let cases: &[(&str, Result<u64, &str>)] = &[
+            ("0", Ok(0)),
+            ("1234", Ok(1234)),
+            ("2K", Ok(2048)),
+            ("3MiB", Ok(3 << 20)),
+            ("8G", Ok(crate::fetch::DEFAULT_MAX_DOWNLOAD_SIZE)),
+            ("1T", Ok(1 << 40)),
+            ("1X", Err("suffix")),
+            ("G", Err("not a size")),
+            ("-1", Err("not a size")),
+            ("99999999999T", Err("too large")),
+        ];
+        for (text, want) in cases {
+            match (super::parse_size(text), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, *want, "{text}"),
+                (Err(got), Err(want)) => assert!(got.contains(want), "{text}: {got}"),
+                (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+}
+
+/// `N`, or `N` with a K, M, G or T suffix (powers of 1024; `KiB`, `MiB`, … also accepted).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let shift = match &text[digits.len()..] {
+        "" | "B" => 0,
+        "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        "T" | "TiB" => 40,
+        other => return Err(format!("unknown size suffix `{other}`: use K, M, G or T")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size in bytes"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +232,18 @@ pub struct BuildRunArgs {
     /// build fails.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub step_timeout: u64,
+    /// The most processes (and threads) a `run` step may have at once; 0 for no limit.
+    /// Enforced by a cgroup where kiln may make one (as root), else by RLIMIT_NPROC.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub step_pids_max: u64,
+    /// The most memory a `run` step may use (K/M/G/T suffixes); 0 for no limit. Enforced by a
+    /// cgroup for the whole step where kiln may make one, else by RLIMIT_DATA per process.
+    #[arg(long, value_name = "BYTES", default_value = "8G", value_parser = parse_size)]
+    pub step_memory_max: u64,
+    /// The most bytes a `run` step may write (the sum of the files it creates or changes, and
+    /// any one file; K/M/G/T suffixes); 0 for no limit.
+    #[arg(long, value_name = "BYTES", default_value = "16G", value_parser = parse_size)]
+    pub step_write_max: u64,
     /// Rootless only (ignored as root): how kiln maps ids when a recipe has `run` steps.
     /// `auto` uses the user's range in /etc/subuid and /etc/subgid when there is one (steps
     /// can then own files as any id up to 65535), else `single` (only uid/gid 0 exist in the

@@ -205,5 +205,11 @@ pub(super) fn build_options(
         invocation_id,
         registry: super::copy::registry_options(&run.registry),
         step_timeout: std::time::Duration::from_secs(run.step_timeout),
+        max_download_size: run.cache.max_download_size,
+        step_limits: kiln_sandbox::Limits {
+            pids_max: Some(run.step_pids_max).filter(|&n| n > 0),
+            memory_max: Some(run.step_memory_max).filter(|&n| n > 0),
+            write_max: Some(run.step_write_max).filter(|&n| n > 0),
+        },
     })
 }

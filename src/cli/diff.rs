@@ -19,6 +19,7 @@ pub fn run(args: DiffArgs) -> Result<ExitCode> {
         cache: args.cache.clone(),
         offline: false,
         mirror: Vec::new(),
+        max_download_size: crate::fetch::DEFAULT_MAX_DOWNLOAD_SIZE,
     };
     let ctx = super::copy::transports(&cache, &args.registry)?;
     let a = open(&args.a, &platform, &ctx)?;

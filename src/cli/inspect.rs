@@ -19,6 +19,7 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
         cache: args.cache.clone(),
         offline: false,
         mirror: Vec::new(),
+        max_download_size: crate::fetch::DEFAULT_MAX_DOWNLOAD_SIZE,
     };
     let ctx = super::copy::transports(&cache, &args.registry)?;
     let img = image::open_image_with(&reference, &platform, &ctx)

@@ -120,6 +120,26 @@ pub enum FetchError {
         location: String,
     },
 
+    #[error(
+        "download of input `{input}` from {url} is larger than {limit}{}; \
+         nothing was stored",
+        announced.map(|n| format!(": the server announced {n} bytes (Content-Length)")).unwrap_or_default()
+    )]
+    TooLarge {
+        input: String,
+        url: String,
+        limit: super::SizeLimit,
+        /// The Content-Length that was refused before the first byte, if that is how.
+        announced: Option<u64>,
+    },
+
+    #[error("input `{input}` at {path} is a {kind}, not a regular file; only regular files can be inputs")]
+    NotRegularFile {
+        input: String,
+        path: PathBuf,
+        kind: &'static str,
+    },
+
     #[error("failed to read input `{input}` from {path}")]
     File {
         input: String,

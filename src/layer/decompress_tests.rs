@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::layer::compress::{compress, Compression};
 use crate::layer::tree::{Content, Entry, EntryKind, FileTree, Metadata};
-use crate::layer::write::tests::have_tool;
+use crate::layer::write::tests::require_tool;
 use crate::layer::write::write_tar;
 
 fn sample_tar() -> Vec<u8> {
@@ -407,9 +407,7 @@ fn hostile_debs_are_clear_errors() {
 
 #[test]
 fn a_real_dpkg_deb_opens() {
-    if !have_tool("dpkg-deb") {
-        return;
-    }
+    require_tool("dpkg-deb");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("pkg");
     fs_err::create_dir_all(root.join("DEBIAN")).unwrap();

@@ -15,6 +15,7 @@ pub mod extract;
 pub mod from_tar;
 pub mod host;
 mod in_root;
+pub use in_root::{read_regular, ReadInRootError};
 pub mod read;
 mod tar_header;
 pub mod tree;

@@ -138,6 +138,12 @@ pub enum RecipeError {
         "{at}: empty [[layer]] (layer {index}); every layer needs at least one [[layer.step]]"
     )]
     EmptyLayer { at: Location, index: usize },
+    #[error("{at}: invalid `size = {value}` for input `{input}`: a `url` input's size is a byte count >= 0 (`kiln lock` writes it); a `path` input has none")]
+    InvalidSize {
+        at: Location,
+        input: String,
+        value: i64,
+    },
     #[error("{at}: `epoch` must be >= 0, found {value}")]
     NegativeEpoch { at: Location, value: i64 },
     #[error("{at}: unknown compression `{value}`; expected one of: gzip, zstd")]
@@ -200,6 +206,7 @@ impl RecipeError {
             | UnpinnedInputs { at, .. }
             | EmptyLayer { at, .. }
             | NegativeEpoch { at, .. }
+            | InvalidSize { at, .. }
             | UnknownCompression { at, .. }
             | CompressionLevel { at, .. }
             | EmptyCommand { at }

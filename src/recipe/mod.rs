@@ -22,7 +22,7 @@ mod tests;
 use std::path::Path;
 
 pub use error::RecipeError;
-pub use lock::{pin_base_ref, pin_input_sha256, LockError};
+pub use lock::{pin_base_ref, pin_input_sha256, pin_input_size, LockError};
 pub use reference::{ReferenceError, TRANSPORTS};
 pub use span::{Location, Span};
 pub use steps::STEP_KINDS;
@@ -98,6 +98,11 @@ impl Recipe {
                 inputs: unpinned.iter().map(|i| i.name.clone()).collect(),
             }),
         }
+    }
+
+    /// `span` of this recipe as `file:line:column`.
+    pub fn location(&self, span: Span) -> Location {
+        Location::new(&self.file, span)
     }
 
     /// The input called `name`.

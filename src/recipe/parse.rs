@@ -27,7 +27,7 @@ const IMAGE_KEYS: &[&str] = &[
     "compression-level",
 ];
 const BASE_KEYS: &[&str] = &["ref"];
-const INPUT_KEYS: &[&str] = &["url", "path", "sha256"];
+const INPUT_KEYS: &[&str] = &["url", "path", "sha256", "size"];
 const CONFIG_KEYS: &[&str] = &[
     "entrypoint",
     "cmd",
@@ -211,6 +211,16 @@ fn parse_input(t: &Tbl<'_>, name: &str, dir: &Path) -> Result<Input, RecipeError
             )
         }
     };
+    let size = match t.integer("size")? {
+        Some(n) if n < 0 || path.is_some() => {
+            return Err(RecipeError::InvalidSize {
+                at: t.at_value("size"),
+                input: name.to_string(),
+                value: n,
+            })
+        }
+        n => n.map(|n| n as u64),
+    };
     let source = match (url, path) {
         (Some(_), Some(_)) => {
             // Point at whichever of the two comes second.
@@ -238,6 +248,7 @@ fn parse_input(t: &Tbl<'_>, name: &str, dir: &Path) -> Result<Input, RecipeError
             InputSource::Url {
                 url: url.to_string(),
                 sha256,
+                size,
             }
         }
         (None, Some(path)) => {

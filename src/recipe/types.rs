@@ -103,6 +103,10 @@ pub enum InputSource {
     Url {
         url: String,
         sha256: Option<Sha256Digest>,
+        /// `size`: the pinned byte count (`kiln lock` writes it beside `sha256`); a download
+        /// stops there. Older recipes have none and stop at `--max-download-size`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
     },
     /// `path`, a file or directory relative to the recipe; `sha256` is checked when present (a
     /// directory's digest is that of its deterministic tar).

@@ -5,6 +5,7 @@ mod build;
 mod diff;
 mod errors;
 mod hostile_tar;
+mod limits;
 mod registry;
 #[path = "../../src/testing/registry.rs"]
 mod registry_support;

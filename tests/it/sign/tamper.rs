@@ -41,9 +41,7 @@ fn assert_rejected(ctx: &TestContext, layout: &str, digest: &str, extra: &[&str]
     };
     expect(format!("oci:out-{layout}:hello"));
 
-    let Some(registry) = LocalRegistry::start(&[]) else {
-        return;
-    };
+    let registry = LocalRegistry::start(&[]);
     let repo = registry.reference("tampered/app");
     push(ctx, &format!("out-{layout}"), &format!("{repo}:hello"));
     for tag in [sig_tag(digest), att_tag(digest)] {
@@ -89,7 +87,7 @@ fn tampered_payload_is_rejected() {
     assert_rejected(&ctx, "a", &digest, &[], "signature");
 
     // Python `cryptography` agrees, on the same bytes.
-    let Some(python) = python() else { return };
+    let python = python();
     let signature = ctx.write(
         "sig.b64",
         sig["layers"][0]["annotations"]["dev.cosignproject.cosign/signature"]
