@@ -16,7 +16,7 @@ pub mod from_tar;
 pub mod host;
 mod in_root;
 pub mod read;
-mod tar_header;
+pub(crate) mod tar_header;
 pub mod tree;
 pub mod tree_walk;
 pub mod upper;

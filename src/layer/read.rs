@@ -10,8 +10,11 @@
 //! `gid`, `mtime` (whole seconds kept) and `SCHILY.xattr.*`. Every header checksum is
 //! verified; an archive that ends inside a header or inside member data is an error; the
 //! end-of-archive marker may be one or two NUL blocks, and anything after the first NUL block
-//! is ignored. An archive that ends cleanly at a header boundary without any NUL block is
-//! reported as truncated, because nothing distinguishes it from a cut-off download.
+//! is ignored. An archive that ends cleanly at a header boundary without any NUL block (umoci
+//! writes its layers so) is accepted, as GNU tar, Go's archive/tar (containerd, podman) and
+//! Python accept it; [`TarReader::end`] tells the two endings apart. A stream cut inside a
+//! header, inside member data or after an extension header is still an error (and a cut-off
+//! download is caught by the blob's digest or the compressed stream's own end).
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -200,6 +203,15 @@ pub struct TarEntry {
     pub format: TarFormat,
 }
 
+/// How an archive ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchiveEnd {
+    /// A NUL block (what follows it is not read).
+    Marker,
+    /// The stream ended at a header boundary with no end-of-archive marker.
+    NoMarker,
+}
+
 /// Streams entries out of a tar archive; see the module docs for what is accepted.
 pub struct TarReader<R: Read> {
     inner: R,
@@ -212,6 +224,10 @@ pub struct TarReader<R: Read> {
     entries: u64,
     globals: BTreeMap<String, Vec<u8>>,
     done: bool,
+    end: Option<ArchiveEnd>,
+    /// The header block and PAX record keys of the entry last returned (for `kiln diff`).
+    header: [u8; BLOCK],
+    pax_keys: Vec<String>,
     buf: Vec<u8>,
 }
 
@@ -234,6 +250,9 @@ impl<R: Read> TarReader<R> {
             entries: 0,
             globals: BTreeMap::new(),
             done: false,
+            end: None,
+            header: [0; BLOCK],
+            pax_keys: Vec::new(),
             buf: Vec::new(),
         }
     }
@@ -242,6 +261,22 @@ impl<R: Read> TarReader<R> {
     /// reading stopped), so a caller can drain a compressed stream to verify its trailer.
     pub fn into_inner(self) -> R {
         self.inner
+    }
+
+    /// How the archive ended, once [`Self::next_entry`] has returned `None`.
+    pub fn end(&self) -> Option<ArchiveEnd> {
+        self.end
+    }
+
+    /// The header block of the entry last returned, as stored (extension headers aside): how a
+    /// writer spells its fields (mode type bits, checksum, device numbers) tells writers apart.
+    pub fn header_block(&self) -> &[u8; BLOCK] {
+        &self.header
+    }
+
+    /// The PAX record keys (per-entry and global) that applied to the entry last returned.
+    pub fn pax_keys(&self) -> &[String] {
+        &self.pax_keys
     }
 
     /// Bytes consumed from the underlying reader so far.
@@ -264,15 +299,21 @@ impl<R: Read> TarReader<R> {
             let header_offset = self.offset;
             let mut block = [0u8; BLOCK];
             if !self.read_block_or_eof(&mut block)? {
-                return Err(ReadError::Truncated {
-                    path: String::new(),
-                    offset: header_offset,
-                    what: "the end-of-archive marker",
-                });
+                if header_offset != first_offset {
+                    return Err(ReadError::Truncated {
+                        path: String::new(),
+                        offset: header_offset,
+                        what: "the entry after an extension header",
+                    });
+                }
+                self.done = true;
+                self.end = Some(ArchiveEnd::NoMarker);
+                return Ok(None);
             }
             if block.iter().all(|&b| b == 0) {
                 // One NUL block is enough; the rest (second NUL block, padding) is ignored.
                 self.done = true;
+                self.end = Some(ArchiveEnd::Marker);
                 return Ok(None);
             }
             let raw_name = field_str(&block[0..100]);
@@ -390,6 +431,8 @@ impl<R: Read> TarReader<R> {
         // PAX: globals first, then the per-entry header overrides them.
         let mut pax = self.globals.clone();
         pax.extend(ov.pax);
+        self.header = *block;
+        self.pax_keys = pax.keys().cloned().collect();
         if let Some(p) = pax.get("path") {
             name = p.clone();
         }

@@ -648,10 +648,8 @@ fn errors_exit_2_and_name_the_image() {
 // --- rebuild --------------------------------------------------------------------------------------
 
 fn referrer_statements(layout: &Path) -> Vec<Value> {
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     let mut out = Vec::new();
-    for m in index["manifests"].as_array().unwrap() {
+    for m in &layout_entries(layout) {
         if m.get("artifactType").is_none() {
             continue;
         }
