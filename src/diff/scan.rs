@@ -131,8 +131,9 @@ pub struct TarFacts {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndOfArchive {
-    /// Whether the end-of-archive marker (NUL blocks) is there; umoci writes none.
-    pub marker: bool,
+    /// `marker` (NUL blocks), `no-marker` (the stream ends at a header boundary), or
+    /// `unpadded` (it ends right after the last member's data: umoci's `insert`).
+    pub ending: &'static str,
     /// Bytes after the last entry: the marker (two 512-byte NUL blocks = 1024) and any padding
     /// to a record size (GNU tar pads to 10240 bytes).
     pub trailing_bytes: u64,
@@ -414,15 +415,19 @@ pub fn scan_reader(
             }),
         ));
     }
-    let marker = tar.end() == Some(ArchiveEnd::Marker);
-    let last_entry_end = tar.offset() - if marker { 512 } else { 0 };
+    let ending = match tar.end() {
+        Some(ArchiveEnd::Marker) => "marker",
+        Some(ArchiveEnd::NoMarker) => "no-marker",
+        _ => "unpadded",
+    };
+    let last_entry_end = tar.offset() - if ending == "marker" { 512 } else { 0 };
     drop(tar);
     // Drain what follows the end-of-archive marker so the decompressor's and the verifying
     // reader's end-of-stream checks run.
     io::copy(&mut hashed, &mut io::sink()).map_err(blob_err)?;
     let (diff_id, uncompressed_size) = hashed.finish();
     facts.end_of_archive.insert(EndOfArchive {
-        marker,
+        ending,
         trailing_bytes: uncompressed_size - last_entry_end,
     });
     for (shape, n) in checksum_shapes {

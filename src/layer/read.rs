@@ -10,11 +10,12 @@
 //! `gid`, `mtime` (whole seconds kept) and `SCHILY.xattr.*`. Every header checksum is
 //! verified; an archive that ends inside a header or inside member data is an error; the
 //! end-of-archive marker may be one or two NUL blocks, and anything after the first NUL block
-//! is ignored. An archive that ends cleanly at a header boundary without any NUL block (umoci
-//! writes its layers so) is accepted, as GNU tar, Go's archive/tar (containerd, podman) and
-//! Python accept it; [`TarReader::end`] tells the two endings apart. A stream cut inside a
-//! header, inside member data or after an extension header is still an error (and a cut-off
-//! download is caught by the blob's digest or the compressed stream's own end).
+//! is ignored. An archive that ends without any NUL block, at a header boundary or right after
+//! the last member's data (umoci's `insert` writes its layers so: no padding, no marker), is
+//! accepted, as the runtimes that unpack layers (podman, containerd: Go) accept it;
+//! [`TarReader::end`] tells these endings apart. A stream cut inside a header, inside member
+//! data or after an extension header is still an error (and a cut-off download is caught by
+//! the blob's digest or the compressed stream's own end).
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -210,6 +211,9 @@ pub enum ArchiveEnd {
     Marker,
     /// The stream ended at a header boundary with no end-of-archive marker.
     NoMarker,
+    /// The stream ended right after the last member's data: no padding to a 512-byte block,
+    /// no marker.
+    Unpadded,
 }
 
 /// Streams entries out of a tar archive; see the module docs for what is accepted.
@@ -292,6 +296,9 @@ impl<R: Read> TarReader<R> {
             return Ok(None);
         }
         self.skip_rest()?;
+        if self.done {
+            return Ok(None);
+        }
         let mut ov = Overrides::default();
         let mut extensions = 0u32;
         let first_offset = self.offset;
@@ -612,7 +619,16 @@ impl<R: Read> TarReader<R> {
             } else {
                 "padding"
             };
-            let n = self.fill(&mut buf[..want], what)?;
+            let n = match self.fill(&mut buf[..want], what) {
+                // The last member's data is complete and the stream ends in its padding: the
+                // archive ends here (umoci's `insert` layers), as Go's archive/tar reads it.
+                Err(ReadError::Truncated { .. }) if left <= self.padding => {
+                    self.done = true;
+                    self.end = Some(ArchiveEnd::Unpadded);
+                    break;
+                }
+                other => other?,
+            };
             left -= n as u64;
         }
         self.remaining = 0;
