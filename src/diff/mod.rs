@@ -433,7 +433,7 @@ fn explain_different_layers(report: &mut DiffReport) {
             why.push("files".into());
         }
         if why.is_empty() && same_count {
-            let size = |s: &ImageSide| {
+            let entries = |s: &ImageSide| {
                 s.layers[layer.index]
                     .tar
                     .as_ref()
@@ -445,8 +445,8 @@ fn explain_different_layers(report: &mut DiffReport) {
                 field: "tar bytes".into(),
                 key: None,
                 layer: Some(layer.index),
-                a: size(&report.a),
-                b: size(&report.b),
+                a: entries(&report.a),
+                b: entries(&report.b),
             });
             why.push(Class::TarBytes.as_str().into());
         }
@@ -534,7 +534,7 @@ fn compare_tar_facts(out: &mut Vec<FieldDiff>, layer: Option<usize>, x: &TarFact
             json!(y.formats),
         );
     }
-    if x.root_entry.is_some() != y.root_entry.is_some() {
+    if x.root_entry != y.root_entry {
         push(
             Class::RootEntry,
             "root entry",
