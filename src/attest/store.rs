@@ -21,15 +21,13 @@
 
 use std::io::Read as _;
 
-use oci_spec::image::Descriptor as OciDescriptor;
-
 use super::cosign::{
     attachment_tag, AttachmentKind, Blob, CosignError, Descriptor, SignatureManifest,
     OCI_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE,
 };
 use super::NewLayer;
 use crate::digest::Sha256Digest;
-use crate::image::layout::{descriptor, digest_of};
+use crate::image::layout::{descriptor, digest_of, ref_name};
 use crate::image::{media, ImageError, Layout};
 use crate::registry::{Client, RegistryError, Repository, OCI_MANIFEST};
 
@@ -362,13 +360,6 @@ impl AttachmentStore<'_> {
             total: manifest.layers.len(),
         })
     }
-}
-
-fn ref_name(desc: &OciDescriptor) -> Option<&str> {
-    desc.annotations()
-        .as_ref()?
-        .get(media::ANNOTATION_REF_NAME)
-        .map(String::as_str)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 
-use super::layout::digest_of;
+use super::layout::{digest_of, is_image_entry, ref_name};
 use super::remote::{open_registry, uncompressed_digest, RegistryBlobs, Transports};
 use super::{media, ImageError, ImageRef, Layout, Result};
 use crate::digest::Sha256Digest;
@@ -324,11 +324,6 @@ pub(crate) fn is_attachment_tag(tag: &str, subject: &Sha256Digest) -> bool {
         .is_some_and(|s| matches!(s, "sig" | "att" | "sbom"))
 }
 
-fn looks_like_attachment(tag: &str) -> bool {
-    tag.starts_with("sha256-")
-        && (tag.ends_with(".sig") || tag.ends_with(".att") || tag.ends_with(".sbom"))
-}
-
 pub(crate) fn open_in_layout(
     reference: String,
     layout: Layout,
@@ -361,8 +356,7 @@ pub(crate) fn open_in_layout(
             let images: Vec<&Descriptor> = index
                 .manifests()
                 .iter()
-                .filter(|m| m.artifact_type().is_none())
-                .filter(|m| !ref_name(m).is_some_and(looks_like_attachment))
+                .filter(|m| is_image_entry(m))
                 .collect();
             match images.as_slice() {
                 [one] => (digest_of(one)?, one.media_type().to_string()),
@@ -424,13 +418,6 @@ pub(crate) fn open_in_layout(
         attachments,
         _scratch: scratch,
     })
-}
-
-fn ref_name(desc: &Descriptor) -> Option<&str> {
-    desc.annotations()
-        .as_ref()?
-        .get(media::ANNOTATION_REF_NAME)
-        .map(String::as_str)
 }
 
 fn tags(index: &ImageIndex) -> String {

@@ -15,7 +15,7 @@ use oci_spec::image::{Descriptor, ImageManifest};
 use serde_json::json;
 
 use super::json::to_canonical_vec;
-use super::layout::{descriptor, digest_of};
+use super::layout::{descriptor, digest_of, ref_name};
 use super::source::{parse, OpenedImage};
 use super::{media, ImageError, Layout, Result};
 use crate::digest::Sha256Digest;
@@ -51,13 +51,6 @@ fn copy_child(img: &OpenedImage, layout: &Layout, desc: &Descriptor) -> Result<(
     }
     layout.put_blob(&bytes)?;
     Ok(())
-}
-
-fn ref_name(desc: &Descriptor) -> Option<&str> {
-    desc.annotations()
-        .as_ref()?
-        .get(media::ANNOTATION_REF_NAME)
-        .map(String::as_str)
 }
 
 /// Writes `img` (its platform manifest, config, layers, referrers and attachments) into the

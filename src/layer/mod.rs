@@ -17,7 +17,7 @@ pub mod host;
 mod in_root;
 pub use in_root::{read_regular, ReadInRootError};
 pub mod read;
-mod tar_header;
+pub(crate) mod tar_header;
 pub mod tree;
 pub mod tree_walk;
 pub mod upper;

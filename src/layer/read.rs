@@ -15,8 +15,12 @@
 //! kilobytes of compressed headers expand to. Every header checksum is
 //! verified; an archive that ends inside a header or inside member data is an error; the
 //! end-of-archive marker may be one or two NUL blocks, and anything after the first NUL block
-//! is ignored. An archive that ends cleanly at a header boundary without any NUL block is
-//! reported as truncated, because nothing distinguishes it from a cut-off download.
+//! is ignored. An archive that ends without any NUL block, at a header boundary or right after
+//! the last member's data (umoci's `insert` writes its layers so: no padding, no marker), is
+//! accepted, as the runtimes that unpack layers (podman, containerd: Go) accept it;
+//! [`TarReader::end`] tells these endings apart. A stream cut inside a header, inside member
+//! data or after an extension header is still an error (and a cut-off download is caught by
+//! the blob's digest or the compressed stream's own end).
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -252,6 +256,18 @@ pub struct TarEntry {
     pub format: TarFormat,
 }
 
+/// How an archive ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchiveEnd {
+    /// A NUL block (what follows it is not read).
+    Marker,
+    /// The stream ended at a header boundary with no end-of-archive marker.
+    NoMarker,
+    /// The stream ended right after the last member's data: no padding to a 512-byte block,
+    /// no marker.
+    Unpadded,
+}
+
 /// Streams entries out of a tar archive; see the module docs for what is accepted.
 pub struct TarReader<R: Read> {
     inner: R,
@@ -266,6 +282,10 @@ pub struct TarReader<R: Read> {
     xattr_bytes: u64,
     globals: BTreeMap<String, Vec<u8>>,
     done: bool,
+    end: Option<ArchiveEnd>,
+    /// The header block and PAX record keys of the entry last returned (for `kiln diff`).
+    header: [u8; BLOCK],
+    pax_keys: Vec<String>,
     buf: Vec<u8>,
 }
 
@@ -289,6 +309,9 @@ impl<R: Read> TarReader<R> {
             xattr_bytes: 0,
             globals: BTreeMap::new(),
             done: false,
+            end: None,
+            header: [0; BLOCK],
+            pax_keys: Vec::new(),
             buf: Vec::new(),
         }
     }
@@ -297,6 +320,22 @@ impl<R: Read> TarReader<R> {
     /// reading stopped), so a caller can drain a compressed stream to verify its trailer.
     pub fn into_inner(self) -> R {
         self.inner
+    }
+
+    /// How the archive ended, once [`Self::next_entry`] has returned `None`.
+    pub fn end(&self) -> Option<ArchiveEnd> {
+        self.end
+    }
+
+    /// The header block of the entry last returned, as stored (extension headers aside): how a
+    /// writer spells its fields (mode type bits, checksum, device numbers) tells writers apart.
+    pub fn header_block(&self) -> &[u8; BLOCK] {
+        &self.header
+    }
+
+    /// The PAX record keys (per-entry and global) that applied to the entry last returned.
+    pub fn pax_keys(&self) -> &[String] {
+        &self.pax_keys
     }
 
     /// Bytes consumed from the underlying reader so far.
@@ -312,6 +351,9 @@ impl<R: Read> TarReader<R> {
             return Ok(None);
         }
         self.skip_rest()?;
+        if self.done {
+            return Ok(None);
+        }
         let mut ov = Overrides::default();
         let mut extensions = 0u32;
         let first_offset = self.offset;
@@ -319,15 +361,21 @@ impl<R: Read> TarReader<R> {
             let header_offset = self.offset;
             let mut block = [0u8; BLOCK];
             if !self.read_block_or_eof(&mut block)? {
-                return Err(ReadError::Truncated {
-                    path: String::new(),
-                    offset: header_offset,
-                    what: "the end-of-archive marker",
-                });
+                if header_offset != first_offset {
+                    return Err(ReadError::Truncated {
+                        path: String::new(),
+                        offset: header_offset,
+                        what: "the entry after an extension header",
+                    });
+                }
+                self.done = true;
+                self.end = Some(ArchiveEnd::NoMarker);
+                return Ok(None);
             }
             if block.iter().all(|&b| b == 0) {
                 // One NUL block is enough; the rest (second NUL block, padding) is ignored.
                 self.done = true;
+                self.end = Some(ArchiveEnd::Marker);
                 return Ok(None);
             }
             let raw_name = field_str(&block[0..100]);
@@ -449,6 +497,14 @@ impl<R: Read> TarReader<R> {
             entry: &ov.pax,
             globals,
         };
+        self.header = *block;
+        self.pax_keys = globals
+            .keys()
+            .chain(ov.pax.keys())
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         if let Some(p) = pax.get("path") {
             name = p.clone();
         }
@@ -663,7 +719,16 @@ impl<R: Read> TarReader<R> {
             } else {
                 "padding"
             };
-            let n = self.fill(&mut buf[..want], what)?;
+            let n = match self.fill(&mut buf[..want], what) {
+                // The last member's data is complete and the stream ends in its padding: the
+                // archive ends here (umoci's `insert` layers), as Go's archive/tar reads it.
+                Err(ReadError::Truncated { .. }) if left <= self.padding => {
+                    self.done = true;
+                    self.end = Some(ArchiveEnd::Unpadded);
+                    break;
+                }
+                other => other?,
+            };
             left -= n as u64;
         }
         self.remaining = 0;

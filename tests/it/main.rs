@@ -6,6 +6,7 @@ mod diff;
 mod errors;
 mod hostile_tar;
 mod limits;
+mod interop;
 mod registry;
 #[path = "../../src/testing/registry.rs"]
 mod registry_support;

@@ -231,14 +231,12 @@ fn copy_carries_the_digest_across_every_transport_and_mounts_within_a_registry()
         step(&reg.reference("kiln/from-archive:v1"), "oci:back:v1"),
         a
     );
-    let layout_index = json(&std::fs::read_to_string(ctx.join("back/index.json")).unwrap());
+    let entries = layout_entries(&ctx.join("back"));
     assert!(
-        layout_index["manifests"]
-            .as_array()
-            .unwrap()
+        entries
             .iter()
             .any(|m| m["artifactType"] == "application/vnd.in-toto+json"),
-        "the provenance came along: {layout_index}"
+        "the provenance came along: {entries:?}"
     );
 
     // An existing layout keeps its other images.
@@ -390,7 +388,7 @@ fn cosign_style_signature_tags_are_carried_by_copy() {
     );
     // And back into a new layout, where the tag is an index entry again.
     run_ok(ctx.kiln().args(["copy", &a_ref, "oci:back"]));
-    let back = std::fs::read_to_string(ctx.join("back/index.json")).unwrap();
+    let back = serde_json::to_string(&layout_entries(&ctx.join("back"))).unwrap();
     assert!(back.contains(&sig_tag), "{back}");
     assert!(back.contains(&manifest_digest), "{back}");
 }
