@@ -5,16 +5,16 @@ mod build;
 mod diff;
 mod errors;
 mod hostile_tar;
-mod limits;
 mod interop;
+mod limits;
 mod registry;
 #[path = "../../src/testing/registry.rs"]
 mod registry_support;
 mod run;
 mod sign;
 mod support;
-mod trust;
 /// The raw tar builder of the unit tests: hostile bytes no well-behaved writer produces.
 #[allow(dead_code)]
 #[path = "../../src/layer/testtar.rs"]
 mod testtar;
+mod trust;
