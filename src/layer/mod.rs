@@ -17,6 +17,7 @@ pub mod host;
 mod in_root;
 pub mod read;
 mod tar_header;
+pub mod tar_style;
 pub mod tree;
 pub mod tree_walk;
 pub mod upper;

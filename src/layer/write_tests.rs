@@ -2,6 +2,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use super::*;
+use crate::layer::tar_header::field_str;
+use crate::layer::tar_style::TarStyle;
 use crate::layer::tree::Metadata;
 
 /// True when `tool` runs; a missing tool fails the test under `CI=true`.
@@ -494,4 +496,52 @@ fn a_file_swapped_for_a_symlink_is_refused_not_followed() {
         !out.windows(5).any(|w| w == b"12345"),
         "the target's bytes never reach the tar"
     );
+}
+
+/// The Go style, header by header, as podman 4.3 (buildah 1.28, Go's `archive/tar`) writes the
+/// same tree: type bits in the mode field, walk order, Go's PAX header and name split. The
+/// integration test `matching::podman_copy_image_rebuilds_to_same_layers` compares whole
+/// layers with podman's.
+#[test]
+fn go_style_headers_match_go_archive_tar() {
+    let mut tree = FileTree::default();
+    let long = format!("srv/{}.txt", "a".repeat(120));
+    put(&mut tree, "lib", EntryKind::Dir, meta(0o755, 0));
+    put(&mut tree, "lib/x", inline(b"x"), meta(0o644, 0));
+    put(&mut tree, "lib.so", inline(b"so"), meta(0o755, 0));
+    put(&mut tree, "srv", EntryKind::Dir, meta(0o755, 0));
+    put(&mut tree, &long, inline(b"long"), meta(0o644, 0));
+    put(
+        &mut tree,
+        "sh",
+        EntryKind::Symlink("busybox".into()),
+        meta(0o777, 0),
+    );
+    let mut tar = Vec::new();
+    write_tar_styled(&tree, 0, TarStyle::Go, &mut tar).unwrap();
+    let mut headers = Vec::new();
+    let mut pos = 0;
+    while tar[pos..pos + BLOCK].iter().any(|&b| b != 0) {
+        let h = &tar[pos..pos + BLOCK];
+        let name = String::from_utf8(field_str(&h[..100]).to_vec()).unwrap();
+        headers.push((name, h[100..108].to_vec(), h[156], h[329..345].to_vec()));
+        let size = u64::from_str_radix(std::str::from_utf8(&h[124..135]).unwrap(), 8).unwrap();
+        pos += BLOCK + (size as usize).div_ceil(BLOCK) * BLOCK;
+    }
+    let dev = b"0000000\x000000000\x00".to_vec();
+    let cut = format!("srv/PaxHeaders.0/{}", "a".repeat(83));
+    let want: Vec<(String, Vec<u8>, u8, Vec<u8>)> = vec![
+        ("lib/".into(), b"0040755\0".to_vec(), b'5', dev.clone()),
+        ("lib/x".into(), b"0100644\0".to_vec(), b'0', dev.clone()),
+        ("lib.so".into(), b"0100755\0".to_vec(), b'0', dev.clone()),
+        ("sh".into(), b"0120777\0".to_vec(), b'2', dev.clone()),
+        ("srv/".into(), b"0040755\0".to_vec(), b'5', dev.clone()),
+        (cut, b"0000000\0".to_vec(), b'x', vec![0; 16]),
+        (long[..100].to_string(), b"0100644\0".to_vec(), b'0', dev),
+    ];
+    assert_eq!(headers, want);
+
+    let mut kiln = Vec::new();
+    write_tar(&tree, 0, &mut kiln).unwrap();
+    assert_ne!(kiln, tar, "the default style is unchanged");
 }

@@ -4,6 +4,7 @@
 mod build;
 mod diff;
 mod errors;
+mod matching;
 mod registry;
 #[path = "../../src/testing/registry.rs"]
 mod registry_support;
