@@ -1,6 +1,6 @@
-//! Rebuilding another builder's image: a `podman build --timestamp 0` image of a `FROM scratch`
-//! + `COPY` Containerfile, reproduced by a kiln recipe that says what podman chose (Go's tar
-//! header style, the history entries, the manifest annotations).
+//! Rebuilding another builder's image: a `podman build --timestamp 0` image of a Containerfile
+//! of `FROM scratch` and `COPY`, reproduced by a kiln recipe that says what podman chose (Go's
+//! tar header style, the history entries, the manifest annotations).
 
 use serde_json::Value;
 
