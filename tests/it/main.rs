@@ -4,6 +4,7 @@
 mod build;
 mod diff;
 mod errors;
+mod examples;
 mod matching;
 mod registry;
 #[path = "../../src/testing/registry.rs"]
