@@ -30,7 +30,7 @@ use crate::registry::{Client, ClientOptions};
 /// The largest predicate file `kiln attest` reads.
 const MAX_PREDICATE_BYTES: u64 = 64 * 1024 * 1024;
 
-fn client(args: &RegistryArgs) -> Result<Client> {
+pub(super) fn client(args: &RegistryArgs) -> Result<Client> {
     Ok(Client::new(ClientOptions {
         tls_verify: args.tls_verify,
         auth_files: super::copy::registry_options(args).auth_files(),
@@ -111,13 +111,50 @@ fn read_predicate(path: &Path) -> Result<serde_json::Value> {
         .with_context(|| format!("failed to parse the predicate {} as JSON", path.display()))
 }
 
-/// `kiln build --sign-key`: signs the image `name`@`digest` in the layout at `dir` and attests
-/// its provenance (`statement`, the in-toto statement the build wrote) there.
+/// The names `build --sign-key` and `rebuild --sign-key` sign under.
+pub struct SigningNames {
+    /// The simple-signing `docker-reference`.
+    pub identity: String,
+    /// The in-toto subject name.
+    pub subject: String,
+}
+
+impl SigningNames {
+    /// `--identity` when given (its repository is the subject); else the `--push`
+    /// destination's names, as `kiln sign docker://…` would write them (`HOST/REPO:TAG`, and
+    /// `HOST/REPO`); else the image's name in the layout.
+    pub fn new(identity: Option<&str>, push: Option<&str>, image_name: &str) -> Result<Self> {
+        if let Some(identity) = identity {
+            return Ok(Self {
+                identity: identity.to_string(),
+                subject: repository_of(identity).to_string(),
+            });
+        }
+        if let Some(push) = push {
+            let parsed: crate::registry::Reference = push.parse().with_context(|| {
+                format!("--push takes a docker://HOST/REPO[:TAG] reference, not `{push}`")
+            })?;
+            return Ok(Self {
+                identity: target::docker_reference(&parsed),
+                subject: parsed.repository().to_string(),
+            });
+        }
+        Ok(Self {
+            identity: image_name.to_string(),
+            subject: image_name.to_string(),
+        })
+    }
+}
+
+/// `kiln build --sign-key`: signs the image `digest` in the layout at `dir` as `names` and
+/// attests its provenance (`statement`, the in-toto statement the build wrote) there, then
+/// each of `more` (predicate type, predicate).
 pub fn sign_built_layout(
     dir: &Path,
-    name: &str,
+    names: &SigningNames,
     digest: &Sha256Digest,
     statement: &[u8],
+    more: Vec<(PredicateType, serde_json::Value)>,
     key: &SigningKey,
 ) -> Result<()> {
     let statement: serde_json::Value =
@@ -130,19 +167,13 @@ pub fn sign_built_layout(
     store.append(
         digest,
         AttachmentKind::Signature,
-        vec![signature_layer(key, name, digest)],
+        vec![signature_layer(key, &names.identity, digest)],
     )?;
-    store.append(
-        digest,
-        AttachmentKind::Attestation,
-        vec![attestation_layer(
-            key,
-            name,
-            digest,
-            &PredicateType::SlsaProvenance1,
-            predicate,
-        )],
-    )?;
+    let attestations = std::iter::once((PredicateType::SlsaProvenance1, predicate))
+        .chain(more)
+        .map(|(t, p)| attestation_layer(key, &names.subject, digest, &t, p))
+        .collect();
+    store.append(digest, AttachmentKind::Attestation, attestations)?;
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
+mod identity;
 mod registry;
 mod tamper;
 
