@@ -219,15 +219,7 @@ mod tests {
                 Some((dir60.clone(), format!("{}/", "q".repeat(60)))),
             ),
         ];
-        for (path, want) in cases {
-            let got = split_ustar_path(&path).map(|(p, n)| {
-                (
-                    String::from_utf8(p.to_vec()).unwrap(),
-                    String::from_utf8(n.to_vec()).unwrap(),
-                )
-            });
-            assert_eq!(got, want, "{path}");
-        }
+        crate::layer::write::tests::check_split(split_ustar_path, cases);
     }
 
     #[test]

@@ -425,8 +425,16 @@ fn ustar_path_split_table() {
         ),
         ("g".repeat(101), None),
     ];
+    check_split(split_ustar_path, cases);
+}
+
+/// A ustar name rule: `(prefix, name)`, or `None` when the path needs PAX.
+pub(crate) type SplitRule = fn(&str) -> Option<(&[u8], &[u8])>;
+
+/// Runs `split` over `(path, expected (prefix, name))` cases.
+pub(crate) fn check_split(split: SplitRule, cases: Vec<(String, Option<(String, String)>)>) {
     for (path, want) in cases {
-        let got = split_ustar_path(&path).map(|(p, n)| {
+        let got = split(&path).map(|(p, n)| {
             (
                 String::from_utf8(p.to_vec()).unwrap(),
                 String::from_utf8(n.to_vec()).unwrap(),

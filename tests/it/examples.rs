@@ -1,21 +1,12 @@
 //! The example recipes in `recipes/` build offline from a copy of the directory (plus the
 //! one documented preparation step each) and run under podman.
 
-use std::path::Path;
-use std::process::Command;
-
 use crate::support::*;
 
 /// A copy of the repository's `recipes/` in `ctx`, with what each recipe's comment says to
 /// prepare: the host's static busybox, and the compiled static program.
 fn prepared_recipes(ctx: &TestContext) {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    run_ok(
-        Command::new("cp")
-            .arg("-r")
-            .arg(repo.join("recipes"))
-            .arg(ctx.path()),
-    );
+    copy_recipes(ctx);
     std::fs::copy(require_tool("busybox"), ctx.join("recipes/busybox/busybox")).unwrap();
     run_ok(
         tool("cc")

@@ -75,6 +75,20 @@ labels = {{ "io.buildah.version" = "1.28.2" }}
     )
 }
 
+/// `kiln rebuild recipe.toml --against UPSTREAM --accept same-layers`: its exit status and
+/// its JSON report.
+fn rebuild(ctx: &TestContext, upstream: &str) -> (std::process::ExitStatus, Value) {
+    let out = ctx
+        .kiln()
+        .args(["rebuild", "recipe.toml", "--against", upstream])
+        .args(["--accept", "same-layers", "--report", "report.json"])
+        .output()
+        .unwrap();
+    let report = std::fs::read(ctx.join("report.json"))
+        .unwrap_or_else(|e| panic!("no report ({e}): {}", stderr(&out)));
+    (out.status, serde_json::from_slice(&report).unwrap())
+}
+
 /// The podman image compares `same-layers` with kiln's rebuild: the same tar bytes (diff_id),
 /// the same runtime config and history; only the gzip stream differs (podman compresses with
 /// klauspost/pgzip, whose bytes kiln does not reproduce). Without `tar = "go"` the layers
@@ -115,20 +129,8 @@ fn podman_copy_image_rebuilds_to_same_layers() {
         "recipe.toml",
         recipe("tar = \"go\"", history, &inspect["annotations"]),
     );
-    let out = ctx
-        .kiln()
-        .args(["rebuild", "recipe.toml", "--against", &upstream])
-        .args(["--accept", "same-layers", "--report", "report.json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        stderr(&out)
-    );
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(ctx.join("report.json")).unwrap()).unwrap();
+    let (status, report) = rebuild(&ctx, &upstream);
+    assert!(status.success(), "{report:#}");
     assert_eq!(report["verdict"], "same-layers", "{report:#}");
     let classes: Vec<&str> = report["summary"]
         .as_array()
@@ -144,14 +146,7 @@ fn podman_copy_image_rebuilds_to_same_layers() {
 
     // kiln's own tar style: the same files, other tar bytes.
     ctx.write("recipe.toml", recipe("", history, &inspect["annotations"]));
-    let out = ctx
-        .kiln()
-        .args(["rebuild", "recipe.toml", "--against", &upstream])
-        .args(["--accept", "same-layers", "--report", "report.json"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(ctx.join("report.json")).unwrap()).unwrap();
+    let (status, report) = rebuild(&ctx, &upstream);
+    assert_eq!(status.code(), Some(1), "{report:#}");
     assert_eq!(report["verdict"], "equivalent", "{report:#}");
 }
