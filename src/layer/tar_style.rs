@@ -5,14 +5,18 @@
 //! layer still get different diff_ids when their tar writers make other choices. Those choices
 //! are not content, and `[[layer]] tar = "go"` makes kiln's writer take Go's:
 //!
-//! - **Order**: a depth-first walk with each directory's names sorted bytewise
+//! - **Order** (`go`): a depth-first walk with each directory's names sorted bytewise
 //!   (`filepath.WalkDir`, what containers/storage's `TarWithOptions` uses): `a/x` before `a.b`,
 //!   where kiln's bytewise order of full paths puts `a.b` first. The layer's entries are held in
 //!   memory to sort them (about 300 bytes per entry; contents still stream). The first path of
-//!   a hard link group in that order carries the content.
+//!   a hard link group in that order carries the content. `go-bytewise` keeps kiln's order,
+//!   which is that of containers/storage's `ExportChanges` (changes sorted by path, each
+//!   whiteout where the deleted path was): what the vfs driver writes for a layer over a base.
 //! - **Mode**: the file-type bits in the mode field, as Go's `tar.FileInfoHeader` sets them
 //!   (`0040755` for a directory, `0100644` for a file, `0120777` for a symlink; hard links
-//!   carry the regular-file bits). Whiteouts and opaque markers keep kiln's form.
+//!   carry the regular-file bits). Whiteouts `.wh.NAME` have mode 0; an opaque marker has its
+//!   directory's permission bits and owner (both without type bits), as podman 4.3 writes
+//!   them with the vfs and overlay drivers.
 //! - **Format**: ustar when every field fits, with Go's name split (the *last* `/` within the
 //!   first 156 bytes, where kiln takes the first that leaves 100 bytes for the name); otherwise
 //!   the whole header is PAX: a `path` record for any name over 100 bytes or not ASCII (even
@@ -42,26 +46,36 @@ pub enum TarStyle {
     /// kiln's deterministic layout (see [`super::write`]).
     #[default]
     Kiln,
-    /// What Go's `archive/tar` writes for containers/storage (buildah, podman).
+    /// What Go's `archive/tar` writes for containers/storage's `TarWithOptions` (buildah and
+    /// podman `COPY`/`ADD` layers, overlay-driver diffs): Go's headers in walk order.
     Go,
+    /// Go's headers in kiln's bytewise order, whiteouts at the path they delete: what
+    /// containers/storage's `ExportChanges` writes (the vfs driver's diffs of a layer over a
+    /// base).
+    #[serde(rename = "go-bytewise")]
+    GoBytewise,
 }
 
 impl TarStyle {
-    pub const NAMES: [&'static str; 2] = ["kiln", "go"];
+    pub const NAMES: [&'static str; 3] = ["kiln", "go", "go-bytewise"];
 
     pub fn name(self) -> &'static str {
         match self {
             TarStyle::Kiln => "kiln",
             TarStyle::Go => "go",
+            TarStyle::GoBytewise => "go-bytewise",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "kiln" => Some(TarStyle::Kiln),
-            "go" => Some(TarStyle::Go),
-            _ => None,
-        }
+        [TarStyle::Kiln, TarStyle::Go, TarStyle::GoBytewise]
+            .into_iter()
+            .find(|s| s.name() == name)
+    }
+
+    /// Whether headers are formatted as Go's `archive/tar` writes them.
+    pub fn go_headers(self) -> bool {
+        matches!(self, TarStyle::Go | TarStyle::GoBytewise)
     }
 }
 

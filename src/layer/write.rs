@@ -146,14 +146,14 @@ pub fn write_tar_styled(
         style,
     };
     if tree.opaque.contains("") {
-        w.opaque_marker("")?;
+        w.opaque_marker("", None)?;
     }
     // Host files sharing an inode: the path written with the content, per inode; and the
     // paths written as links to it, so that a tree hardlink naming one of them follows.
     let mut first_of: BTreeMap<HostLink, String> = BTreeMap::new();
     let mut linked: BTreeMap<String, String> = BTreeMap::new();
     let entries: Box<dyn Iterator<Item = Result<WalkEntry<'_>, HostError>>> = match style {
-        TarStyle::Kiln => Box::new(tree.entries_read_ahead()),
+        TarStyle::Kiln | TarStyle::GoBytewise => Box::new(tree.entries_read_ahead()),
         TarStyle::Go => Box::new(
             tar_style::walk_order(tree)?
                 .into_iter()
@@ -205,7 +205,7 @@ pub fn write_tar_styled(
         };
         w.entry(path, &kind, &entry.meta)?;
         if matches!(entry.kind, EntryKind::Dir) && tree.opaque.contains(path) {
-            w.opaque_marker(path)?;
+            w.opaque_marker(path, Some(&entry.meta))?;
         }
     }
     w.write(&[0u8; 2 * BLOCK], "")?;
@@ -278,17 +278,24 @@ impl<W: Write> TarWriter<'_, W> {
         (mtime.max(0) as u64).min(self.epoch)
     }
 
-    fn opaque_marker(&mut self, dir: &str) -> Result<(), WriteError> {
+    /// The opaque marker of `dir`; `meta` is the directory's own (`None` for the root). The Go
+    /// style gives the marker the directory's permission bits and owner, as containers/storage
+    /// does.
+    fn opaque_marker(&mut self, dir: &str, meta: Option<&Metadata>) -> Result<(), WriteError> {
         let name = if dir.is_empty() {
             OPAQUE_MARKER.to_string()
         } else {
             format!("{dir}/{OPAQUE_MARKER}")
         };
+        let (mode, uid, gid) = match (self.style, meta) {
+            (TarStyle::Go | TarStyle::GoBytewise, Some(m)) => (m.mode & 0o777, m.uid, m.gid),
+            _ => (WHITEOUT_MODE, 0, 0),
+        };
         let header = Header {
             name,
-            mode: WHITEOUT_MODE,
-            uid: 0,
-            gid: 0,
+            mode,
+            uid,
+            gid,
             size: 0,
             mtime: self.epoch,
             typeflag: b'0',
@@ -333,7 +340,7 @@ impl<W: Write> TarWriter<'_, W> {
             dev: (0, 0),
             capability,
         };
-        if self.style == TarStyle::Go {
+        if self.style.go_headers() {
             h.mode |= tar_style::type_bits(kind);
         }
         match kind {
@@ -372,7 +379,12 @@ impl<W: Write> TarWriter<'_, W> {
                     Some((dir, base)) => format!("{dir}/{WHITEOUT_PREFIX}{base}"),
                     None => format!("{WHITEOUT_PREFIX}{path}"),
                 };
-                (h.mode, h.uid, h.gid, h.capability) = (WHITEOUT_MODE, 0, 0, None);
+                // containers/storage writes whiteouts with mode 0.
+                let mode = match self.style {
+                    TarStyle::Kiln => WHITEOUT_MODE,
+                    TarStyle::Go | TarStyle::GoBytewise => 0,
+                };
+                (h.mode, h.uid, h.gid, h.capability) = (mode, 0, 0, None);
             }
         }
         self.header(&h)?;
@@ -384,7 +396,7 @@ impl<W: Write> TarWriter<'_, W> {
 
     /// Writes the PAX header (when one is needed) and the ustar header of one entry.
     fn header(&mut self, h: &Header<'_>) -> Result<(), WriteError> {
-        if self.style == TarStyle::Go {
+        if self.style.go_headers() {
             return self.header_go(h);
         }
         let mut pax = overflow_records(h);

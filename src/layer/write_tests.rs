@@ -553,3 +553,33 @@ fn go_style_headers_match_go_archive_tar() {
     write_tar(&tree, 0, &mut kiln).unwrap();
     assert_ne!(kiln, tar, "the default style is unchanged");
 }
+
+/// Whiteouts and opaque markers as podman 4.3 writes them (measured with the vfs and overlay
+/// drivers): `.wh.NAME` with mode 0; `.wh..wh..opq` with its directory's permission bits and
+/// owner, without type bits, right after the directory.
+#[test]
+fn go_style_whiteouts_and_opaque_markers() {
+    let mut tree = FileTree::default();
+    put(
+        &mut tree,
+        "d",
+        EntryKind::Dir,
+        Metadata::new(0o2750, 5, 6, 0),
+    );
+    put(&mut tree, "d/new", inline(b"n"), meta(0o644, 0));
+    put(&mut tree, "gone", EntryKind::Whiteout, meta(0o644, 0));
+    tree.opaque.insert("d".to_string());
+    for style in [TarStyle::Go, TarStyle::GoBytewise] {
+        let mut tar = Vec::new();
+        write_tar_styled(&tree, 0, style, &mut tar).unwrap();
+        let header = |i: usize| &tar[i * BLOCK..(i + 1) * BLOCK];
+        assert_eq!(field_str(&header(0)[..100]), b"d/");
+        assert_eq!(&header(0)[100..108], b"0042750\0");
+        assert_eq!(field_str(&header(1)[..100]), b"d/.wh..wh..opq");
+        assert_eq!(&header(1)[100..124], b"0000750\x000000005\x000000006\0");
+        assert_eq!(field_str(&header(2)[..100]), b"d/new");
+        // `d/new` has one block of content.
+        assert_eq!(field_str(&header(4)[..100]), b".wh.gone");
+        assert_eq!(&header(4)[100..108], b"0000000\0");
+    }
+}

@@ -148,7 +148,7 @@ pub enum RecipeError {
         compression: Compression,
         level: i64,
     },
-    #[error("{at}: unknown tar style `{value}`; expected one of: kiln, go")]
+    #[error("{at}: unknown tar style `{value}`; expected one of: kiln, go, go-bytewise")]
     UnknownTarStyle { at: Location, value: String },
     #[error("{at}: [image] history has {entries} entries for layers but the recipe has {layers} [[layer]]; give one entry per layer, and `empty-layer = true` to the others")]
     HistoryLayerCount {

@@ -319,7 +319,7 @@ fn refusals_name_the_place_and_the_key() {
          "recipe.toml:9:1: unknown key `digest` in [base]; expected one of: ref"),
         ("[[layer]]\nsteps = []\n", "recipe.toml:8:1: unknown key `steps` in [[layer]]; expected one of: step, tar"),
         ("[[layer]]\ntar = \"gnu\"\n[[layer.step]]\nmkdir = \"/d\"\n",
-         "recipe.toml:8:7: unknown tar style `gnu`; expected one of: kiln, go"),
+         "recipe.toml:8:7: unknown tar style `gnu`; expected one of: kiln, go, go-bytewise"),
         ("[[layer]]\ntar = 1\n[[layer.step]]\nmkdir = \"/d\"\n",
          "recipe.toml:8:7: `tar` in [[layer]] must be a string, found integer"),
         // wrong types
