@@ -145,12 +145,6 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             key,
         )
         .with_context(|| format!("failed to sign the image in {}", dest.display()))?;
-        status(&format!(
-            "signed {} as {} and attested its provenance with key {}",
-            image.manifest_digest,
-            names.identity,
-            crate::attest::keys::key_id(key.verifying_key())
-        ));
     }
     status(&format!("wrote {}", dest.display()));
     if let Some(push) = &args.push {

@@ -114,12 +114,6 @@ pub fn run(args: RebuildArgs) -> Result<ExitCode> {
             key,
         )
         .with_context(|| format!("failed to sign the image in {}", dest.display()))?;
-        status(&format!(
-            "signed {} as {} and attested its provenance and the verdict with key {}",
-            built.manifest_digest,
-            names.identity,
-            crate::attest::keys::key_id(key.verifying_key())
-        ));
     }
     emit(&render(&report, accept, 10))?;
     Ok(exit_code(report.verdict, accept))

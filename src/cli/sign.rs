@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::args::{AttestArgs, RegistryArgs, SignArgs, VerifyArgs};
 use super::key::{load_signing_key, load_verifying_key};
 use super::printer::status;
-use crate::attest::cosign::AttachmentKind;
+use crate::attest::cosign::{AttachmentKind, PREDICATE_TYPE_ANNOTATION};
 use crate::attest::simple_signing::{parse_payload, repository_of};
 use crate::attest::store::AttachmentStore;
 use crate::attest::target::{self, Target};
@@ -172,8 +172,19 @@ pub fn sign_built_layout(
     let attestations = std::iter::once((PredicateType::SlsaProvenance1, predicate))
         .chain(more)
         .map(|(t, p)| attestation_layer(key, &names.subject, digest, &t, p))
+        .collect::<Vec<_>>();
+    let types: Vec<String> = attestations
+        .iter()
+        .filter_map(|l| l.descriptor.annotations.get(PREDICATE_TYPE_ANNOTATION))
+        .cloned()
         .collect();
+    let attested = types.join(", ");
     store.append(digest, AttachmentKind::Attestation, attestations)?;
+    status(&format!(
+        "signed {digest} as {} and attested {attested} with key {}",
+        names.identity,
+        keys::key_id(key.verifying_key())
+    ));
     Ok(())
 }
 
