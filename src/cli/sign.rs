@@ -112,6 +112,7 @@ fn read_predicate(path: &Path) -> Result<serde_json::Value> {
 }
 
 /// The names `build --sign-key` and `rebuild --sign-key` sign under.
+#[derive(Debug)]
 pub struct SigningNames {
     /// The simple-signing `docker-reference`.
     pub identity: String,
@@ -352,5 +353,40 @@ fn print_report(
         outln!("verified {} ({})", out.reference, out.digest);
     } else {
         outln!("NOT verified: {} ({})", out.reference, out.digest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SigningNames;
+
+    /// `build --sign-key` and `rebuild --sign-key`: which names are signed.
+    #[test]
+    fn signing_names_follow_identity_then_push_then_image_name() {
+        let cases = [
+            (
+                Some("registry.example/team/app:1"),
+                Some("docker://127.0.0.1:5000/other:2"),
+                ("registry.example/team/app:1", "registry.example/team/app"),
+            ),
+            (
+                None,
+                Some("docker://127.0.0.1:5000/team/app:v1"),
+                ("127.0.0.1:5000/team/app:v1", "127.0.0.1:5000/team/app"),
+            ),
+            (
+                None,
+                Some("docker://127.0.0.1:5000/team/app"),
+                ("127.0.0.1:5000/team/app:latest", "127.0.0.1:5000/team/app"),
+            ),
+            (None, None, ("hello", "hello")),
+        ];
+        for (identity, push, (want_identity, want_subject)) in cases {
+            let names = SigningNames::new(identity, push, "hello").unwrap();
+            assert_eq!(names.identity, want_identity, "{identity:?} {push:?}");
+            assert_eq!(names.subject, want_subject, "{identity:?} {push:?}");
+        }
+        let err = SigningNames::new(None, Some("oci:out/x"), "hello").unwrap_err();
+        assert!(err.to_string().contains("docker://"), "{err}");
     }
 }
