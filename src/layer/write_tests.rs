@@ -583,3 +583,59 @@ fn go_style_whiteouts_and_opaque_markers() {
         assert_eq!(&header(4)[100..108], b"0000000\0");
     }
 }
+
+/// In walk order the first path of a hard link group can be another than in bytewise order:
+/// the content moves to it and the others link to it.
+#[test]
+fn go_style_moves_hard_link_content_to_the_first_path_in_walk_order() {
+    let mut tree = FileTree::default();
+    put(&mut tree, "a", EntryKind::Dir, meta(0o755, 0));
+    put(&mut tree, "a.b", inline(b"x"), meta(0o644, 0));
+    put(
+        &mut tree,
+        "a/x",
+        EntryKind::Hardlink("a.b".into()),
+        meta(0o644, 0),
+    );
+    put(
+        &mut tree,
+        "a/y",
+        EntryKind::Hardlink("a.b".into()),
+        meta(0o644, 0),
+    );
+    let mut tar = Vec::new();
+    write_tar_styled(&tree, 0, TarStyle::Go, &mut tar).unwrap();
+    let mut got = Vec::new();
+    let mut pos = 0;
+    while tar[pos..pos + BLOCK].iter().any(|&b| b != 0) {
+        let h = &tar[pos..pos + BLOCK];
+        let size = u64::from_str_radix(std::str::from_utf8(&h[124..135]).unwrap(), 8).unwrap();
+        got.push((
+            String::from_utf8(field_str(&h[..100]).to_vec()).unwrap(),
+            h[156],
+            String::from_utf8(field_str(&h[157..257]).to_vec()).unwrap(),
+            size,
+        ));
+        pos += BLOCK + (size as usize).div_ceil(BLOCK) * BLOCK;
+    }
+    let want = [
+        ("a/", b'5', "", 0),
+        ("a/x", b'0', "", 1),
+        ("a/y", b'1', "a/x", 0),
+        ("a.b", b'1', "a/x", 0),
+    ];
+    let want: Vec<(String, u8, String, u64)> = want
+        .iter()
+        .map(|(n, t, l, s)| (n.to_string(), *t, l.to_string(), *s))
+        .collect();
+    assert_eq!(got, want);
+    // A link to a path that is not a file of the layer is refused, as in kiln's style.
+    put(
+        &mut tree,
+        "z",
+        EntryKind::Hardlink("nowhere".into()),
+        meta(0o644, 0),
+    );
+    let err = write_tar_styled(&tree, 0, TarStyle::Go, &mut Vec::new()).unwrap_err();
+    assert!(matches!(err, WriteError::InvalidHardlink { .. }), "{err}");
+}
