@@ -30,6 +30,10 @@
 //! - **Hardlinks**: host files of one `copy` that share an inode are written once, at the
 //!   first of their paths, and as hard links to it at the others.
 //!
+//! All of the above is kiln's own style, the default; [`write_tar_styled`] writes Go's instead
+//! (`[[layer]] tar = "go"`, see [`super::tar_style`]), to rebuild podman's and buildah's
+//! layers byte for byte.
+//!
 //! File contents are streamed: a host file is opened and copied when its entry is written
 //! (small ones are read just ahead by the directory's walking thread), a spilled archive
 //! member is read from its offset in the spill file; nothing is buffered whole. A file whose
