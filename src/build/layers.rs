@@ -18,8 +18,8 @@ use crate::layer::from_tar::AddTarOptions;
 use crate::layer::host::HostOptions;
 use crate::layer::read::{ReadLimits, TarReader};
 use crate::layer::tree::{Content, Entry, EntryKind, FileTree, Metadata};
-use crate::layer::write::{write_tar, WriteError};
-use crate::recipe::{Compression, Layer, Recipe, StepKind};
+use crate::layer::write::{write_tar_styled, WriteError};
+use crate::recipe::{Compression, Layer, Recipe, StepKind, TarStyle};
 use crate::store::{LayerRecord, Store};
 
 /// The layer encoder chosen by the recipe.
@@ -157,7 +157,7 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
         LayerEncoder::new(&mut blob_writer, encoder.codec, encoder.threads)
             .map_err(|e| wrap(None, Box::new(e)))?,
     );
-    write_tar(&tree, epoch, &mut tar_out)
+    write_tar_styled(&tree, epoch, layer.tar, &mut tar_out)
         .map_err(|e| wrap(input_of(&e, ctx.inputs), Box::new(e)))?;
     let (diff_id, _len, enc) = tar_out.finish();
     enc.finish().map_err(|e| wrap(None, Box::new(e)))?;
@@ -338,8 +338,8 @@ fn describe_layer(layer: &Layer) -> String {
     format!("kiln: {}", steps.join("; "))
 }
 
-/// Everything that determines a layer's bytes: kiln's version, the epoch, the encoder, the
-/// steps (without their recipe positions) and the digests of the inputs they read. A layer with
+/// Everything that determines a layer's bytes: kiln's version, the epoch, the encoder, the tar
+/// style (when not the default, so that existing keys stay valid), the steps (without their recipe positions) and the digests of the inputs they read. A layer with
 /// `run` steps also depends on the rootfs below it (programs read it): the base manifest digest
 /// and the diff_ids of every layer below are part of its key.
 fn cache_key(layer: &Layer, ctx: &LayerContext<'_>) -> Sha256Digest {
@@ -358,6 +358,9 @@ fn cache_key(layer: &Layer, ctx: &LayerContext<'_>) -> Sha256Digest {
         "steps": steps,
         "inputs": used,
     });
+    if layer.tar != TarStyle::default() {
+        key["tar"] = serde_json::json!(layer.tar);
+    }
     if layer
         .steps
         .iter()

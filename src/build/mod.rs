@@ -248,6 +248,7 @@ pub fn build(
         recipe.image.epoch,
         &recipe.config,
         &new_layers,
+        recipe.image.history.as_deref(),
     );
     let config_bytes = to_canonical_vec(&config).expect("a JSON value serializes");
     let config_digest = Sha256Digest::of(&config_bytes);
@@ -263,6 +264,16 @@ pub fn build(
             "org.opencontainers.image.base.digest": b.manifest_digest.to_string(),
             "org.opencontainers.image.base.name": recipe.base.as_ref().map(|x| x.reference.clone()).unwrap_or_default(),
         });
+    }
+    if !recipe.image.annotations.is_empty() {
+        let mut annotations = match manifest.get("annotations") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => serde_json::Map::new(),
+        };
+        for (k, v) in &recipe.image.annotations {
+            annotations.insert(k.clone(), json!(v));
+        }
+        manifest["annotations"] = Value::Object(annotations);
     }
     let manifest_bytes = to_canonical_vec(&manifest).expect("a JSON value serializes");
     let manifest_digest = Sha256Digest::of(&manifest_bytes);

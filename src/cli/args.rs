@@ -216,6 +216,10 @@ pub struct BuildArgs {
     /// PEM; password from KILN_PASSWORD or COSIGN_PASSWORD). Needs --format oci.
     #[arg(long, value_name = "KEY")]
     pub sign_key: Option<PathBuf>,
+    /// The identity --sign-key signs (HOST/REPO:TAG) [default: the --push destination, else
+    /// the image's name].
+    #[arg(long, value_name = "REF", requires = "sign_key")]
+    pub identity: Option<String>,
 }
 
 /// How a build runs: where its inputs come from and how fast; shared by `build` and `rebuild`.
@@ -303,6 +307,12 @@ pub struct InspectArgs {
     /// The cache registry blobs are read into [default: $XDG_CACHE_HOME/kiln].
     #[arg(long, value_name = "DIR", env = "KILN_CACHE")]
     pub cache: Option<PathBuf>,
+    /// Print the in-toto statements of this predicate type (slsaprovenance1, spdxjson,
+    /// cyclonedx, vuln, or a URI) attached to the image, from its `.att` tag and its
+    /// referrers, one JSON document each, instead of the summary. Signatures are not checked:
+    /// use `kiln verify` for that.
+    #[arg(long, value_name = "TYPE")]
+    pub attestation: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -448,4 +458,11 @@ pub struct RebuildArgs {
     pub check: DiffCheckArgs,
     #[command(flatten)]
     pub run: BuildRunArgs,
+    /// Sign the rebuilt image and attest its provenance and the verdict
+    /// (https://kiln.build/rebuild/v1) with this private key (as for `build --sign-key`).
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
+    /// The identity --sign-key signs (HOST/REPO:TAG) [default: the image's name].
+    #[arg(long, value_name = "REF", requires = "sign_key")]
+    pub identity: Option<String>,
 }

@@ -115,6 +115,11 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         Some(path) => Some(super::key::load_signing_key(path)?),
         None => None,
     };
+    let names = super::sign::SigningNames::new(
+        args.identity.as_deref(),
+        args.push.as_deref(),
+        recipe.image.name.as_str(),
+    )?;
     enter_user_namespace(&recipe, args.run.id_mapping)?;
     let opts = build_options(
         &args.run,
@@ -133,17 +138,13 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     if let Some(key) = &sign_key {
         super::sign::sign_built_layout(
             &dest,
-            &image.name,
+            &names,
             &image.manifest_digest,
             &image.provenance,
+            Vec::new(),
             key,
         )
         .with_context(|| format!("failed to sign the image in {}", dest.display()))?;
-        status(&format!(
-            "signed {} and attested its provenance with key {}",
-            image.manifest_digest,
-            crate::attest::keys::key_id(key.verifying_key())
-        ));
     }
     status(&format!("wrote {}", dest.display()));
     if let Some(push) = &args.push {

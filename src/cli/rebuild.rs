@@ -10,6 +10,7 @@ use super::args::RebuildArgs;
 use super::build::{enter_user_namespace, StderrObserver};
 use super::diff::{accept, emit, exit_code, open, options, platform, render};
 use super::printer::status;
+use crate::attest::PredicateType;
 use crate::build;
 use crate::build::output::{write_output, OutputFormat};
 use crate::diff::{self, RebuildFacts, REBUILD_PREDICATE_TYPE};
@@ -22,6 +23,13 @@ use crate::store::Store;
 pub fn run(args: RebuildArgs) -> Result<ExitCode> {
     let recipe = Recipe::load(&args.recipe)?;
     let recipe_bytes = fs_err::read(&args.recipe)?;
+    // Load the key first: a wrong password fails before the build.
+    let sign_key = match &args.sign_key {
+        Some(path) => Some(super::key::load_signing_key(path)?),
+        None => None,
+    };
+    let names =
+        super::sign::SigningNames::new(args.identity.as_deref(), None, recipe.image.name.as_str())?;
     // Before any thread exists (rootless `run` steps), as `kiln build` does.
     enter_user_namespace(&recipe, args.run.id_mapping)?;
     // Open the image to reproduce before building: a typo in --against should not cost a
@@ -92,6 +100,21 @@ pub fn run(args: RebuildArgs) -> Result<ExitCode> {
         "attached the verdict ({REBUILD_PREDICATE_TYPE}) as referrer {}",
         desc.digest()
     ));
+    if let Some(key) = &sign_key {
+        let verdict = (
+            PredicateType::from_uri(REBUILD_PREDICATE_TYPE),
+            statement.predicate.clone(),
+        );
+        super::sign::sign_built_layout(
+            &dest,
+            &names,
+            &built.manifest_digest,
+            &built.provenance,
+            vec![verdict],
+            key,
+        )
+        .with_context(|| format!("failed to sign the image in {}", dest.display()))?;
+    }
     emit(&render(&report, accept, 10))?;
     Ok(exit_code(report.verdict, accept))
 }

@@ -18,6 +18,7 @@ mod in_root;
 pub use in_root::{read_regular, ReadInRootError};
 pub mod read;
 pub(crate) mod tar_header;
+pub mod tar_style;
 pub mod tree;
 pub mod tree_walk;
 pub mod upper;

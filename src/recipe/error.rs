@@ -154,6 +154,14 @@ pub enum RecipeError {
         compression: Compression,
         level: i64,
     },
+    #[error("{at}: unknown tar style `{value}`; expected one of: kiln, go, go-bytewise")]
+    UnknownTarStyle { at: Location, value: String },
+    #[error("{at}: [image] history has {entries} entries for layers but the recipe has {layers} [[layer]]; give one entry per layer, and `empty-layer = true` to the others")]
+    HistoryLayerCount {
+        at: Location,
+        entries: usize,
+        layers: usize,
+    },
     #[error("{at}: `run` needs a non-empty command")]
     EmptyCommand { at: Location },
     #[error("{at}: a `{kind}` step cannot apply to `/`")]
@@ -209,6 +217,8 @@ impl RecipeError {
             | InvalidSize { at, .. }
             | UnknownCompression { at, .. }
             | CompressionLevel { at, .. }
+            | UnknownTarStyle { at, .. }
+            | HistoryLayerCount { at, .. }
             | EmptyCommand { at }
             | RootPath { at, .. }
             | Empty { at, .. }

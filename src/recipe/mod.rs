@@ -27,8 +27,8 @@ pub use reference::{ReferenceError, TRANSPORTS};
 pub use span::{Location, Span};
 pub use steps::STEP_KINDS;
 pub use types::{
-    Base, Compression, ConfigSection, ImageSection, Input, InputSource, Layer, Recipe, Step,
-    StepKind,
+    Base, Compression, ConfigSection, HistoryEntry, ImageSection, Input, InputSource, Layer,
+    Recipe, Step, StepKind, TarStyle,
 };
 pub use values::{ImagePath, Mode, Owner, Platform, RefName, ValueError};
 

@@ -13,8 +13,10 @@ use super::error::RecipeError;
 use super::reference::check_reference;
 use super::span::{LineIndex, Span};
 use super::steps::parse_layers;
-use super::table::{Cx, Tbl};
-use super::types::{Base, Compression, ConfigSection, ImageSection, Input, InputSource, Recipe};
+use super::table::{as_table_array, Cx, Tbl};
+use super::types::{
+    Base, Compression, ConfigSection, HistoryEntry, ImageSection, Input, InputSource, Recipe,
+};
 use super::values::{check_input_name, ImagePath, Platform, RefName};
 use crate::digest::Sha256Digest;
 
@@ -25,7 +27,10 @@ const IMAGE_KEYS: &[&str] = &[
     "platform",
     "compression",
     "compression-level",
+    "history",
+    "annotations",
 ];
+const HISTORY_KEYS: &[&str] = &["created-by", "comment", "author", "empty-layer"];
 const BASE_KEYS: &[&str] = &["ref"];
 const INPUT_KEYS: &[&str] = &["url", "path", "sha256", "size"];
 const CONFIG_KEYS: &[&str] = &[
@@ -83,6 +88,17 @@ pub(crate) fn parse(
     };
     let inputs = parse_inputs(&root, dir)?;
     let layers = parse_layers(&root, &inputs)?;
+    if let Some(history) = &image.history {
+        let entries = history.iter().filter(|h| !h.empty_layer).count();
+        if entries != layers.len() {
+            let t = root.table("image", "[image]")?.expect("parsed above");
+            return Err(RecipeError::HistoryLayerCount {
+                at: t.at_value("history"),
+                entries,
+                layers: layers.len(),
+            });
+        }
+    }
     let config = match root.table("config", "[config]")? {
         Some(t) => parse_config(&t)?,
         None => ConfigSection::default(),
@@ -144,12 +160,40 @@ fn parse_image(root: &Tbl<'_>) -> Result<ImageSection, RecipeError> {
             }
         },
     };
+    let history = match t.get("history") {
+        None => None,
+        Some(item) => {
+            let tables = as_table_array(item)
+                .ok_or_else(|| t.wrong_type("history", "an array of tables ([[image.history]])"))?;
+            let entries = tables
+                .into_iter()
+                .map(|(h, range)| {
+                    let h = Tbl {
+                        cx: t.cx,
+                        name: "[[image.history]]",
+                        t: h,
+                        span: t.cx.span(range, t.key_span("history")),
+                    };
+                    h.check_keys(HISTORY_KEYS)?;
+                    Ok(HistoryEntry {
+                        created_by: h.string("created-by")?.map(str::to_string),
+                        comment: h.string("comment")?.map(str::to_string),
+                        author: h.string("author")?.map(str::to_string),
+                        empty_layer: h.boolean("empty-layer")?.unwrap_or(false),
+                    })
+                })
+                .collect::<Result<Vec<_>, RecipeError>>()?;
+            Some(entries)
+        }
+    };
     Ok(ImageSection {
         name,
         epoch,
         platform,
         compression,
         compression_level,
+        history,
+        annotations: t.string_map("annotations", "[image.annotations]", false)?,
     })
 }
 

@@ -128,6 +128,8 @@ fn full_recipe_parses_to_the_expected_structure() {
             platform: p("linux/arm64/v8"),
             compression: Compression::Zstd,
             compression_level: Some(19),
+            history: None,
+            annotations: BTreeMap::new(),
         },
         base: Some(Base {
             reference: format!("docker://registry.example/library/debian@sha256:{HEX}"),
@@ -138,6 +140,7 @@ fn full_recipe_parses_to_the_expected_structure() {
         layers: vec![
             Layer {
                 span: Span::new(18, 1),
+                tar: TarStyle::Kiln,
                 steps: vec![
                     step(
                         19,
@@ -190,6 +193,7 @@ fn full_recipe_parses_to_the_expected_structure() {
             },
             Layer {
                 span: Span::new(39, 1),
+                tar: TarStyle::Kiln,
                 steps: vec![
                     step(
                         40,
@@ -314,7 +318,11 @@ fn refusals_name_the_place_and_the_key() {
          "recipe.toml:9:1: unknown key `sha` in [inputs.x]; expected one of: url, path, sha256, size"),
         ("[base]\nref = \"oci:x@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\ndigest = 1\n",
          "recipe.toml:9:1: unknown key `digest` in [base]; expected one of: ref"),
-        ("[[layer]]\nsteps = []\n", "recipe.toml:8:1: unknown key `steps` in [[layer]]; expected one of: step"),
+        ("[[layer]]\nsteps = []\n", "recipe.toml:8:1: unknown key `steps` in [[layer]]; expected one of: step, tar"),
+        ("[[layer]]\ntar = \"gnu\"\n[[layer.step]]\nmkdir = \"/d\"\n",
+         "recipe.toml:8:7: unknown tar style `gnu`; expected one of: kiln, go, go-bytewise"),
+        ("[[layer]]\ntar = 1\n[[layer.step]]\nmkdir = \"/d\"\n",
+         "recipe.toml:8:7: `tar` in [[layer]] must be a string, found integer"),
         // wrong types
         ("[config]\nentrypoint = \"/bin/sh\"\n",
          "recipe.toml:8:14: `entrypoint` in [config] must be an array of strings, found string"),
@@ -437,12 +445,77 @@ fn image_section_refusals() {
         ("[image]\nname = \"x\"\ncompression = \"zstd\"\ncompression-level = 0\n",
          "r.toml:4:21: compression-level 0 is out of range for zstd: expected 1 to 22"),
         ("image.name = \"x\"\nimage.nmae = \"y\"\n",
-         "r.toml:2:7: unknown key `nmae` in [image]; expected one of: name, epoch, platform, compression, compression-level"),
+         "r.toml:2:7: unknown key `nmae` in [image]; expected one of: name, epoch, platform, compression, compression-level, history, annotations"),
+        ("[image]\nname = \"x\"\nhistory = \"COPY\"\n",
+         "r.toml:3:11: `history` in [image] must be an array of tables ([[image.history]]), found string"),
+        ("[image]\nname = \"x\"\n[[image.history]]\ncreated_by = \"COPY\"\n",
+         "r.toml:4:1: unknown key `created_by` in [[image.history]]; expected one of: created-by, comment, author, empty-layer"),
+        ("[image]\nname = \"x\"\n[[image.history]]\nempty-layer = \"yes\"\n",
+         "r.toml:4:15: `empty-layer` in [[image.history]] must be true or false, found string"),
+        ("[image]\nname = \"x\"\nhistory = [{ created-by = \"a\" }, { created-by = \"b\" }]\n[[layer]]\n[[layer.step]]\nmkdir = \"/d\"\n",
+         "r.toml:3:11: [image] history has 2 entries for layers but the recipe has 1 [[layer]]; give one entry per layer, and `empty-layer = true` to the others"),
+        ("[image]\nname = \"x\"\nannotations = { a = 1 }\n",
+         "r.toml:3:21: `a` in [image.annotations] must be a string, found integer"),
     ];
     for (text, want) in cases {
         let err = Recipe::parse(text, "r.toml", ".").unwrap_err();
         assert_eq!(err.to_string(), *want, "{text}");
     }
+}
+
+/// What a rebuild of another builder's image needs: its history entries, its manifest
+/// annotations and its tar style.
+#[test]
+fn history_annotations_and_tar_style_parse() {
+    let text = r#"[image]
+name = "x"
+annotations = { "org.opencontainers.image.base.name" = "" }
+[[image.history]]
+created-by = "/bin/sh -c #(nop) COPY dir:abc in / "
+[[image.history]]
+created-by = "/bin/sh -c #(nop) CMD [\"sh\"]"
+comment = "FROM e8952cbeabbc"
+author = "me"
+empty-layer = true
+[[layer]]
+tar = "go"
+[[layer.step]]
+mkdir = "/d"
+[[layer]]
+[[layer.step]]
+mkdir = "/e"
+tar = "kiln"
+"#;
+    let err = Recipe::parse(text, "r.toml", ".").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "r.toml:18:1: unknown key `tar` in [[layer.step]]; expected one of: extract, copy, write, mkdir, symlink, remove, run, dest, mode, owner, content, target, env, workdir, user",
+        "`tar` belongs to the layer, not a step"
+    );
+    let text = text.replace("mkdir = \"/e\"\ntar = \"kiln\"\n", "mkdir = \"/e\"\n");
+    let text = text.replace("[[layer]]\n[[layer.step]]\nmkdir = \"/e\"\n", "");
+    let r = Recipe::parse(&text, "r.toml", ".").unwrap();
+    assert_eq!(r.layers.len(), 1);
+    assert_eq!(r.layers[0].tar, TarStyle::Go);
+    assert_eq!(
+        r.image.annotations,
+        map(&[("org.opencontainers.image.base.name", "")])
+    );
+    assert_eq!(
+        r.image.history,
+        Some(vec![
+            HistoryEntry {
+                created_by: Some("/bin/sh -c #(nop) COPY dir:abc in / ".into()),
+                ..Default::default()
+            },
+            HistoryEntry {
+                created_by: Some("/bin/sh -c #(nop) CMD [\"sh\"]".into()),
+                comment: Some("FROM e8952cbeabbc".into()),
+                author: Some("me".into()),
+                empty_layer: true,
+            },
+        ])
+    );
 }
 
 #[test]

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::span::Span;
 use super::values::{ImagePath, Mode, Owner, Platform, RefName};
 use crate::digest::Sha256Digest;
+pub use crate::layer::tar_style::TarStyle;
 
 /// A parsed and validated recipe file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +46,21 @@ pub struct ImageSection {
     /// `compression-level`; `None` leaves the level to the layer writer's fixed default.
     /// Checked against the algorithm: gzip 0–9, zstd 1–22.
     pub compression_level: Option<i32>,
+    /// `history`: the config history entries this recipe's layers add, replacing kiln's own
+    /// (one per `[[layer]]`, plus any `empty-layer` ones), to match another builder's config.
+    pub history: Option<Vec<HistoryEntry>>,
+    /// `annotations`: written into the image manifest (after the base annotations kiln adds).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// One `[image] history` entry; its `created` is always the epoch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub created_by: Option<String>,
+    pub comment: Option<String>,
+    pub author: Option<String>,
+    /// Describes no layer (a Dockerfile `CMD`, `ENV`, …).
+    pub empty_layer: bool,
 }
 
 /// `[image] compression`.
@@ -131,6 +147,8 @@ impl Input {
 pub struct Layer {
     /// Never empty.
     pub steps: Vec<Step>,
+    /// `tar`: the header style the layer is written in; default kiln's own.
+    pub tar: TarStyle,
     pub span: Span,
 }
 

@@ -4,9 +4,11 @@
 mod build;
 mod diff;
 mod errors;
+mod examples;
 mod hostile_tar;
 mod interop;
 mod limits;
+mod matching;
 mod registry;
 #[path = "../../src/testing/registry.rs"]
 mod registry_support;

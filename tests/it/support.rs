@@ -143,6 +143,17 @@ pub fn podman(ctx: &TestContext) -> Command {
     cmd
 }
 
+/// A copy of the repository's `recipes/` directory in `ctx` (`ctx/recipes/…`).
+pub fn copy_recipes(ctx: &TestContext) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    run_ok(
+        Command::new("cp")
+            .arg("-r")
+            .arg(repo.join("recipes"))
+            .arg(ctx.path()),
+    );
+}
+
 /// Lists a directory tree as `path mode uid gid kind extra` lines, sorted, for comparisons.
 pub fn listing(root: &Path) -> Vec<String> {
     use std::os::unix::fs::MetadataExt;

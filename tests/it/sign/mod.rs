@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
+mod identity;
 mod registry;
 mod tamper;
 
