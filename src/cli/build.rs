@@ -1,5 +1,5 @@
 use super::printer::outln;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -59,8 +59,13 @@ impl BuildObserver for StderrObserver {
 }
 
 pub fn store_root(cache: &CacheArgs) -> Result<PathBuf> {
-    match &cache.cache {
-        Some(dir) => Ok(dir.clone()),
+    cache_root(cache.cache.as_deref())
+}
+
+/// The cache directory: `--cache DIR`, else the default.
+pub fn cache_root(cache: Option<&Path>) -> Result<PathBuf> {
+    match cache {
+        Some(dir) => Ok(dir.to_path_buf()),
         None => Store::default_root()
             .context("no cache directory: set XDG_CACHE_HOME or HOME, or pass --cache"),
     }

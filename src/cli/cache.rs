@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
-use super::args::{CacheArgs, CacheCommand, CacheCommandArgs};
+use super::args::{CacheCommand, CacheCommandArgs};
 use super::printer::{human_size, outln};
 use crate::store::Store;
 
@@ -63,10 +63,6 @@ pub fn run(args: CacheCommandArgs) -> Result<ExitCode> {
 }
 
 fn open(cache: Option<PathBuf>) -> Result<Store> {
-    let root = super::build::store_root(&CacheArgs {
-        cache,
-        offline: false,
-        mirror: Vec::new(),
-    })?;
+    let root = super::build::cache_root(cache.as_deref())?;
     Ok(Store::open(&root)?)
 }
