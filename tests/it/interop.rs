@@ -276,7 +276,7 @@ fn hint<'a>(report: &'a Value, class: &str) -> &'a str {
 
 /// Regression (issue 12.3): `umoci insert` writes a layer that ends right after the last
 /// file's data (no padding, no end-of-archive marker); `kiln diff` stopped with "truncated".
-/// It reads it as podman does, and names the difference with a class and a hint.
+/// It reads it as podman does, names the difference with a class and a hint, and builds on it.
 #[test]
 fn umoci_insert_layers_without_an_end_marker_are_diffed_with_a_class() {
     let ctx = TestContext::new();
@@ -329,6 +329,29 @@ fn umoci_insert_layers_without_an_end_marker_are_diffed_with_a_class() {
     assert!(hint(&report, "root-entry").contains("entry for the root directory itself"));
     let explanation = report["layers"][0]["explanation"].as_array().unwrap();
     assert!(explanation.len() >= 2, "{explanation:?}");
+
+    // A build on it reads the layer through the safe extractor for its `run` step.
+    let digest = manifest["digest"].as_str().unwrap();
+    let recipe = ctx.write(
+        "on-umoci.toml",
+        format!(
+            "[image]\nname = \"on-umoci\"\n[base]\nref = \"oci:umoci-image:t@{digest}\"\n\
+             [[layer]]\n[[layer.step]]\nrun = [\"/bin/busybox\", \"cp\", \"/etc/hello.txt\", \"/etc/copied\"]\n"
+        ),
+    );
+    run_ok(
+        ctx.kiln()
+            .arg("build")
+            .arg(&recipe)
+            .args(["-o", "on-umoci"]),
+    );
+    let out = run_ok(
+        podman(&ctx)
+            .args(["run", "--rm", "--network=none"])
+            .arg(format!("oci:{}", ctx.join("on-umoci").display()))
+            .args(["/bin/busybox", "cat", "/etc/copied"]),
+    );
+    assert_eq!(out, "hello\n");
 }
 
 /// Regression (issue 12.5): a `podman build --timestamp 0` image of the tree a kiln recipe
