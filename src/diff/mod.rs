@@ -424,8 +424,8 @@ fn layer_diffs(a: &ImageSide, b: &ImageSide) -> Vec<LayerDiff> {
         .collect()
 }
 
-/// Says why each `different` layer pair differs: its tar-level classes, and `files` when the
-/// applied filesystems differ. A pair that differs for neither reason gets a `tar-bytes`
+/// Says why each `different` layer pair differs: its tar-level classes (with those compared
+/// over all layers), and `files` when the applied filesystems differ. A pair that differs for neither reason gets a `tar-bytes`
 /// difference, so no layer is ever "different" without a class.
 fn explain_different_layers(report: &mut DiffReport) {
     let files_differ = !report.files.is_empty();
@@ -435,11 +435,12 @@ fn explain_different_layers(report: &mut DiffReport) {
             continue;
         }
         let mut why: Vec<String> = Vec::new();
-        // This pair's tar-level classes, and those found over the applied filesystems.
+        // This pair's tar-level classes, and those found over all layers (the applied
+        // filesystems; every layer when the counts differ).
         for d in report
             .tar
             .iter()
-            .filter(|d| d.layer == Some(layer.index) || d.class == Class::ParentEntries)
+            .filter(|d| d.layer.is_none_or(|l| l == layer.index))
         {
             let class = d.class.as_str().to_string();
             if !why.contains(&class) {
