@@ -188,6 +188,18 @@ pub fn diff_images(a: &OpenedImage, b: &OpenedImage, opts: &DiffOptions) -> Resu
         report.files = files::compare(&fs_a, &fs_b, &opts.ignore);
         report.files_compared = true;
         report.tar = tar_diffs(&report.a, &report.b, &stack(a)?, &stack(b)?);
+        let (only_a, only_b) = files::parent_entries(&fs_a, &fs_b, &opts.ignore);
+        if !only_a.is_empty() || !only_b.is_empty() {
+            let listed = |paths: Vec<String>| json!({"count": paths.len(), "paths": paths.into_iter().take(scan::MAX_LISTED_DUPLICATES).collect::<Vec<_>>()});
+            report.tar.push(FieldDiff {
+                class: Class::ParentEntries,
+                field: "parent directory entries".into(),
+                key: None,
+                layer: None,
+                a: listed(only_a),
+                b: listed(only_b),
+            });
+        }
         explain_different_layers(&mut report);
         if report.a.layers.len() != report.b.layers.len() {
             report.manifest.push(FieldDiff {
@@ -412,8 +424,8 @@ fn layer_diffs(a: &ImageSide, b: &ImageSide) -> Vec<LayerDiff> {
         .collect()
 }
 
-/// Says why each `different` layer pair differs: its tar-level classes, and `files` when the
-/// applied filesystems differ. A pair that differs for neither reason gets a `tar-bytes`
+/// Says why each `different` layer pair differs: its tar-level classes (with those compared
+/// over all layers), and `files` when the applied filesystems differ. A pair that differs for neither reason gets a `tar-bytes`
 /// difference, so no layer is ever "different" without a class.
 fn explain_different_layers(report: &mut DiffReport) {
     let files_differ = !report.files.is_empty();
@@ -423,7 +435,13 @@ fn explain_different_layers(report: &mut DiffReport) {
             continue;
         }
         let mut why: Vec<String> = Vec::new();
-        for d in report.tar.iter().filter(|d| d.layer == Some(layer.index)) {
+        // This pair's tar-level classes, and those found over all layers (the applied
+        // filesystems; every layer when the counts differ).
+        for d in report
+            .tar
+            .iter()
+            .filter(|d| d.layer.is_none_or(|l| l == layer.index))
+        {
             let class = d.class.as_str().to_string();
             if !why.contains(&class) {
                 why.push(class);

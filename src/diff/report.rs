@@ -76,6 +76,8 @@ pub enum Class {
     PaxRecords,
     /// A different end: a missing end-of-archive marker, or other padding after it.
     EndOfArchive,
+    /// Directories that are tar entries in one image and only implied in the other.
+    ParentEntries,
     /// The tars differ in bytes no other class names.
     TarBytes,
     OwnerNames,
@@ -112,6 +114,7 @@ impl Class {
             Class::ChecksumStyle => "checksum-style",
             Class::PaxRecords => "pax-records",
             Class::EndOfArchive => "end-of-archive",
+            Class::ParentEntries => "parent-entries",
             Class::TarBytes => "tar-bytes",
             Class::OwnerNames => "owner-names",
             Class::DuplicateEntries => "duplicate-entries",
@@ -150,6 +153,7 @@ impl Class {
             Class::ChecksumStyle => "header checksums are spelled differently (6 digits, NUL, space: POSIX, GNU tar, Go, kiln; other writers use 7 digits and a NUL, or leading spaces); the sums agree: use the same tar writer",
             Class::PaxRecords => "PAX extended headers carry different records (GNU tar's `--format=posix` adds `atime`, `ctime` and sub-second `mtime`; long names add `path`): write PAX records only where a value does not fit (`--pax-option=delete=atime,delete=ctime`, `--mtime` in whole seconds)",
             Class::EndOfArchive => "the bytes after the last tar entry differ: a missing end-of-archive marker (umoci's `insert` writes neither padding nor marker: Go's archive/tar, podman and kiln read it, GNU tar and Python stop with an unexpected EOF), or padding after the two 512-byte NUL blocks (GNU tar pads to 10240-byte records): end with exactly two NUL blocks (`tar -b 1`, kiln)",
+            Class::ParentEntries => "directories are tar entries in one image (`bin/`: podman, buildah, GNU tar) and only implied by the paths below them in the other (kiln writes no entry for a directory no step names); implied directories read as 0755 root-owned: add `mkdir` steps (with the mode, owner and epoch the other image has) to list them",
             Class::TarBytes => "the layers hold the same entries, but their tar bytes differ where no other class looks (header field spelling, padding inside headers): compare the two layers with `diffoscope`",
             Class::OwnerNames => "tar uname/gname differ: write numeric owners with empty names (`tar --numeric-owner`)",
             Class::DuplicateEntries => "a layer holds the same path more than once: write each path once per layer",

@@ -3,6 +3,14 @@
 //! Reading verifies every blob against its digest before its bytes are trusted. Writing puts
 //! each blob in place once (content addressing makes a second write a no-op), and writes
 //! `index.json` last, canonically, so a layout is complete once it has an index.
+//!
+//! `index.json` lists images only. skopeo 1.9 and podman 4.3 open a layout without a tag only
+//! when `index.json` has exactly one entry, and umoci refuses a tag behind which it finds two
+//! image manifests (so a nested index holding the image and its referrers does not work
+//! either). Referrers and cosign `.sig`/`.att`/`.sbom` tags therefore go to a side index: a
+//! blob in the format of the OCI 1.1 referrers fallback tag, named by the
+//! [`media::ANNOTATION_REFERRERS`] annotation of the first image entry. [`Layout::read_index`]
+//! and [`Layout::write_index`] hide the split: the rest of kiln sees one list of entries.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};

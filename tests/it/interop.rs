@@ -276,7 +276,7 @@ fn hint<'a>(report: &'a Value, class: &str) -> &'a str {
 
 /// Regression (issue 12.3): `umoci insert` writes a layer that ends right after the last
 /// file's data (no padding, no end-of-archive marker); `kiln diff` stopped with "truncated".
-/// It reads it as podman does, and names the difference with a class and a hint.
+/// It reads it as podman does, names the difference with a class and a hint, and builds on it.
 #[test]
 fn umoci_insert_layers_without_an_end_marker_are_diffed_with_a_class() {
     let ctx = TestContext::new();
@@ -329,13 +329,36 @@ fn umoci_insert_layers_without_an_end_marker_are_diffed_with_a_class() {
     assert!(hint(&report, "root-entry").contains("entry for the root directory itself"));
     let explanation = report["layers"][0]["explanation"].as_array().unwrap();
     assert!(explanation.len() >= 2, "{explanation:?}");
+
+    // A build on it reads the layer through the safe extractor for its `run` step.
+    let digest = manifest["digest"].as_str().unwrap();
+    let recipe = ctx.write(
+        "on-umoci.toml",
+        format!(
+            "[image]\nname = \"on-umoci\"\n[base]\nref = \"oci:umoci-image:t@{digest}\"\n\
+             [[layer]]\n[[layer.step]]\nrun = [\"/bin/busybox\", \"cp\", \"/etc/hello.txt\", \"/etc/copied\"]\n"
+        ),
+    );
+    run_ok(
+        ctx.kiln()
+            .arg("build")
+            .arg(&recipe)
+            .args(["-o", "on-umoci"]),
+    );
+    let out = run_ok(
+        podman(&ctx)
+            .args(["run", "--rm", "--network=none"])
+            .arg(format!("oci:{}", ctx.join("on-umoci").display()))
+            .args(["/bin/busybox", "cat", "/etc/copied"]),
+    );
+    assert_eq!(out, "hello\n");
 }
 
 /// Regression (issue 12.5): a `podman build --timestamp 0` image of the tree a kiln recipe
-/// builds compared `equivalent` with "layer 0: different tar" and no reason. The reason is
-/// named: Go's archive/tar writes file-type bits into the mode field.
+/// builds compared `equivalent` with "layer 0: different tar" and no reason. The reasons are
+/// named: Go's archive/tar writes file-type bits into the mode field, and podman lists `bin/`.
 #[test]
-fn podman_and_kiln_builds_of_one_tree_differ_only_by_mode_type_bits() {
+fn podman_and_kiln_builds_of_one_tree_differ_by_named_tar_classes_only() {
     let ctx = TestContext::new();
     std::fs::create_dir_all(ctx.join("pctx")).unwrap();
     std::fs::copy(require_tool("busybox"), ctx.join("pctx/busybox")).unwrap();
@@ -375,44 +398,57 @@ fn podman_and_kiln_builds_of_one_tree_differ_only_by_mode_type_bits() {
     let path = path.strip_prefix("PATH=").unwrap();
     std::fs::create_dir_all(ctx.join("r")).unwrap();
     std::fs::copy(ctx.join("pctx/busybox"), ctx.join("r/busybox")).unwrap();
-    let recipe = ctx.write(
-        "r/recipe.toml",
-        format!(
-            "[image]\nname = \"same\"\nepoch = 0\n[inputs.busybox]\npath = \"busybox\"\n\
-             [[layer]]\n[[layer.step]]\ncopy = \"busybox\"\ndest = \"/bin/busybox\"\nmode = \"0755\"\n\
-             [config]\nenv = {{ PATH = \"{path}\" }}\nlabels = {{ \"io.buildah.version\" = \"{version}\" }}\n"
-        ),
-    );
-    run_ok(
-        ctx.kiln()
-            .arg("build")
-            .arg(&recipe)
-            .args(["-o", "kiln-image"]),
-    );
+    // Built twice: as written first, then with the `mkdir` the parent-entries hint asks for.
+    let build = |name: &str, mkdir: &str| {
+        let recipe = ctx.write(
+            format!("r/{name}.toml"),
+            format!(
+                "[image]\nname = \"same\"\nepoch = 0\n[inputs.busybox]\npath = \"busybox\"\n\
+                 [[layer]]\n{mkdir}[[layer.step]]\ncopy = \"busybox\"\ndest = \"/bin/busybox\"\n\
+                 mode = \"0755\"\n[config]\nenv = {{ PATH = \"{path}\" }}\n\
+                 labels = {{ \"io.buildah.version\" = \"{version}\" }}\n"
+            ),
+        );
+        run_ok(
+            ctx.kiln()
+                .arg("build")
+                .arg(&recipe)
+                .arg("-o")
+                .arg(ctx.join(name)),
+        );
+        let (_, report) =
+            crate::diff::diff_json(&ctx, &ctx.join("podman-image"), &ctx.join(name), &[]);
+        assert_eq!(report["verdict"], "equivalent", "{report:#}");
+        assert_eq!(report["layers"][0]["status"], "different");
+        let classes: Vec<String> = report["tar"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["class"].as_str().unwrap().to_string())
+            .collect();
+        (report, classes)
+    };
 
-    let (_, report) = crate::diff::diff_json(
-        &ctx,
-        &ctx.join("podman-image"),
-        &ctx.join("kiln-image"),
-        &[],
-    );
-    assert_eq!(report["verdict"], "equivalent", "{report:#}");
-    let classes: Vec<&str> = report["tar"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["class"].as_str().unwrap())
-        .collect();
-    assert_eq!(classes, ["mode-type-bits"], "{report:#}");
-    assert_eq!(report["layers"][0]["status"], "different");
+    let (report, classes) = build("kiln-image", "");
+    assert_eq!(classes, ["mode-type-bits", "parent-entries"], "{report:#}");
     assert_eq!(
         report["layers"][0]["explanation"],
-        serde_json::json!(["mode-type-bits"])
+        serde_json::json!(["mode-type-bits", "parent-entries"])
     );
+    let parents = &report["tar"][1];
+    assert_eq!(
+        parents["a"],
+        serde_json::json!({"count": 1, "paths": ["/bin"]})
+    );
+    assert_eq!(parents["b"], serde_json::json!({"count": 0, "paths": []}));
     assert!(
         hint(&report, "mode-type-bits").starts_with(
             "the tar mode field carries file-type bits in one image (`0040755`, `0100644`: Go's archive/tar"
         ),
+        "{report:#}"
+    );
+    assert!(
+        hint(&report, "parent-entries").contains("add `mkdir` steps"),
         "{report:#}"
     );
     let text =
@@ -421,8 +457,19 @@ fn podman_and_kiln_builds_of_one_tree_differ_only_by_mode_type_bits() {
                 .args(["diff", "--semantic", "oci:podman-image", "oci:kiln-image"]),
         );
     assert!(
-        text.contains("layer 0: different tar: mode-type-bits"),
+        text.contains("layer 0: different tar: mode-type-bits, parent-entries"),
         "{text}"
+    );
+
+    // Following the hint leaves the mode field as the only difference.
+    let (report, classes) = build(
+        "kiln-mkdir",
+        "[[layer.step]]\nmkdir = \"/bin\"\nmode = \"0755\"\n",
+    );
+    assert_eq!(classes, ["mode-type-bits"], "{report:#}");
+    assert_eq!(
+        report["layers"][0]["explanation"],
+        serde_json::json!(["mode-type-bits"])
     );
 }
 
