@@ -492,10 +492,9 @@ impl<R: Read> TarReader<R> {
         }
         // PAX: the per-entry header overrides the globals (which are not copied: they may be
         // large, and apply to every entry).
-        let globals = &self.globals;
         let pax = Pax {
             entry: &ov.pax,
-            globals,
+            globals: &self.globals,
         };
         self.header = *block;
         self.pax_keys = globals

@@ -13,9 +13,9 @@ use crate::testtar::{header, Tar};
 
 /// Peak RSS allowed for any of these cases.
 const MAX_RSS_KB: u64 = 256 * 1024;
-/// CPU time allowed (user + system, debug build): seconds, not minutes. CPU time, not wall
-/// time, so a loaded machine does not fail the test.
-const MAX_CPU_SECS: f64 = 30.0;
+/// CPU time allowed (user + system, debug build, where decompressing and hashing are slow):
+/// seconds, not minutes. CPU time, not wall time, so a loaded machine does not fail the test.
+const MAX_CPU_SECS: f64 = 60.0;
 /// Wall time after which kiln is killed (a quadratic kiln takes many minutes).
 const KILL_AFTER_SECS: u64 = 300;
 
@@ -86,14 +86,21 @@ fn measured(ctx: &TestContext, cmd: &Command) -> Measured {
     m
 }
 
-/// A recipe with one layer extracting `archive` (beside the recipe) at `/`.
-fn extract_recipe(ctx: &TestContext, name: &str, archive: &[u8]) -> PathBuf {
-    ctx.write(format!("{name}/in.tar.gz"), archive);
+/// A recipe with one layer extracting `archive` (written beside the recipe as `file`) at `/`.
+fn extract_recipe_of(ctx: &TestContext, name: &str, file: &str, archive: &[u8]) -> PathBuf {
+    ctx.write(format!("{name}/{file}"), archive);
     ctx.write(
         format!("{name}/recipe.toml"),
-        "[image]\nname = \"t\"\nepoch = 1700000000\n[inputs.a]\npath = \"in.tar.gz\"\n\
-         [[layer]]\n[[layer.step]]\nextract = \"a\"\ndest = \"/\"\n",
+        format!(
+            "[image]\nname = \"t\"\nepoch = 1700000000\n[inputs.a]\npath = \"{file}\"\n\
+             [[layer]]\n[[layer.step]]\nextract = \"a\"\ndest = \"/\"\n"
+        ),
     )
+}
+
+/// [`extract_recipe_of`] a compressed archive, `in.tar.gz`.
+fn extract_recipe(ctx: &TestContext, name: &str, archive: &[u8]) -> PathBuf {
+    extract_recipe_of(ctx, name, "in.tar.gz", archive)
 }
 
 fn build_cmd(ctx: &TestContext, recipe: &Path, out: &Path) -> Command {
@@ -253,7 +260,7 @@ fn duplicate_names_are_replaced_in_linear_time() {
     let ctx = TestContext::new();
     let n = 40_000;
     let tar = duplicates_archive(n);
-    let recipe = extract_recipe(&ctx, "dups", &gzip(&tar));
+    let recipe = extract_recipe_of(&ctx, "dups", "in.tar", &tar);
     let out = ctx.join("dups/out");
     let m = measured(&ctx, &build_cmd(&ctx, &recipe, &out));
     assert!(m.out.status.success(), "{}", stderr(&m.out));
