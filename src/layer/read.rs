@@ -497,7 +497,8 @@ impl<R: Read> TarReader<R> {
             globals: &self.globals,
         };
         self.header = *block;
-        self.pax_keys = self.globals
+        self.pax_keys = self
+            .globals
             .keys()
             .chain(ov.pax.keys())
             .cloned()
