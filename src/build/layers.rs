@@ -102,6 +102,17 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
         });
     }
 
+    if layer
+        .steps
+        .iter()
+        .any(|s| matches!(s.kind, StepKind::Run { .. }))
+    {
+        // A step reads the layers below, and what it writes is cached under a key made of their
+        // digests: they must be the bytes those digests name, not just match a stamp.
+        for blob in ctx.below {
+            store.ensure_verified(&blob.digest)?;
+        }
+    }
     let epoch = recipe.image.epoch;
     let mut tree = FileTree::default();
     // The upper directories of `run` steps hold the contents of their entries: they live

@@ -114,7 +114,69 @@ fn copy_out(
         io::copy(&mut &*src, out).map_err(CopyError::Write)?;
         return Ok(None);
     }
-    copy_hashing(src, out)
+    match kernel_copy_hashing(src, out)? {
+        Some(digest) => Ok(Some(digest)),
+        None => copy_hashing(src, out),
+    }
+}
+
+/// The kernel copies `src` to `out` (`copy_file_range`, no pass through user space) a chunk at
+/// a time, while a second thread hashes each chunk of `out` as soon as it is written: exactly
+/// the bytes written are hashed, and the copy and the hash overlap. `Ok(None)`, with nothing
+/// written, when the kernel cannot copy between these files (then the caller copies itself).
+fn kernel_copy_hashing(
+    src: &File,
+    out: &File,
+) -> std::result::Result<Option<Sha256Digest>, CopyError> {
+    use std::os::unix::fs::FileExt;
+    let (tx, rx) = mpsc::sync_channel::<usize>(4);
+    std::thread::scope(|scope| {
+        let hashing = std::thread::Builder::new()
+            .name("kiln-export-hash".into())
+            .spawn_scoped(scope, move || -> io::Result<Sha256Digest> {
+                let mut hasher = Hasher::new();
+                let mut buf = vec![0u8; CHUNK];
+                let mut offset = 0u64;
+                for n in rx {
+                    out.read_exact_at(&mut buf[..n], offset)?;
+                    hasher.update(&buf[..n]);
+                    offset += n as u64;
+                }
+                Ok(hasher.finish())
+            });
+        let Ok(hashing) = hashing else {
+            return Ok(None);
+        };
+        let mut copied = 0u64;
+        let result = loop {
+            match rustix::fs::copy_file_range(src, None, out, None, CHUNK) {
+                Ok(0) => break Ok(true),
+                Ok(n) => {
+                    copied += n as u64;
+                    if tx.send(n).is_err() {
+                        break Ok(true);
+                    }
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(
+                    rustix::io::Errno::XDEV
+                    | rustix::io::Errno::NOSYS
+                    | rustix::io::Errno::INVAL
+                    | rustix::io::Errno::OPNOTSUPP,
+                ) if copied == 0 => break Ok(false),
+                Err(e) => break Err(CopyError::Write(e.into())),
+            }
+        };
+        drop(tx);
+        let digest = hashing
+            .join()
+            .expect("the hashing thread does not panic")
+            .map_err(CopyError::Read)?;
+        match result? {
+            true => Ok(Some(digest)),
+            false => Ok(None),
+        }
+    })
 }
 
 /// Copies `src` to `out` and hashes exactly the bytes written, the hashing on a second thread

@@ -101,6 +101,22 @@ impl Store {
         Ok(verified)
     }
 
+    /// Hashes entry `digest` unless this handle already did (or wrote it): for bytes that are
+    /// about to be read as what the digest names. A missing entry is an error here.
+    pub fn ensure_verified(&self, digest: &Sha256Digest) -> Result<()> {
+        if self.verified_in_session(digest) {
+            return Ok(());
+        }
+        match self.open_verified(digest)? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::ReadEntry {
+                digest: *digest,
+                path: self.path_unverified(digest),
+                source: io::ErrorKind::NotFound.into(),
+            }),
+        }
+    }
+
     fn verify_entry(
         &self,
         digest: &Sha256Digest,

@@ -701,3 +701,44 @@ fn signals_and_kill_9_leave_no_scratch_or_staging_directory() {
     assert_eq!(scratch_entries(&ctx.join("cache")), Vec::<PathBuf>::new());
     assert_eq!(staging_entries(&ctx.join("out")), Vec::<PathBuf>::new());
 }
+
+/// A base layer in the cache that rotted with its mtime kept is hashed before a `run` step reads
+/// it: the step never runs on it, no layer built from it is cached, and the next build (which
+/// imports the base again) gives the genuine result.
+#[test]
+fn bit_rot_in_a_cached_base_layer_never_feeds_a_run_step() {
+    let ctx = TestContext::new();
+    let base = busybox_image(&ctx, "bb", "genuine", "base-oci");
+    let base_ref = format!("oci:base-oci@{base}");
+    ctx.write(
+        "first.toml",
+        format!(
+            "[image]\nname = \"first\"\nepoch = 1700000000\n[base]\nref = \"{base_ref}\"\n\
+             [[layer]]\n[[layer.step]]\nrun = \"echo a > /a\"\n"
+        ),
+    );
+    run_ok(
+        ctx.kiln()
+            .args(["build", "first.toml", "-o", "out1", "--cache", "cache"]),
+    );
+    let base_layer = layer_blobs(&ctx.join("base-oci")).remove(0);
+    let cached = ctx
+        .join("cache/blobs/sha256")
+        .join(base_layer.file_name().unwrap());
+    rot(&cached);
+    let records = record_count(&ctx.join("cache"), "layers");
+
+    recipe_reading_motd(&ctx, "second", &base_ref);
+    let out = run_err(
+        ctx.kiln()
+            .args(["build", "second.toml", "-o", "out2", "--cache", "cache"]),
+    );
+    let err = stderr(&out);
+    assert!(err.contains("corrupt"), "{err}");
+    assert_eq!(record_count(&ctx.join("cache"), "layers"), records);
+    run_ok(
+        ctx.kiln()
+            .args(["build", "second.toml", "-o", "out2", "--cache", "cache"]),
+    );
+    assert_eq!(seen(&ctx.join("out2")), "genuine");
+}
