@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{BuildError, BuildEvent, BuildObserver, BuildOptions, Result};
+use super::{BuildError, BuildEvent, BuildObserver, BuildOptions, Result, Work};
 use crate::digest::Sha256Digest;
 use crate::fetch::Fetcher;
 use crate::recipe::{InputSource, Recipe};
@@ -43,18 +43,21 @@ pub fn resolve(
     fetcher.progress = observer.transfer_progress();
     let mut out = BTreeMap::new();
     for (name, input) in &recipe.inputs {
-        let resolved = match &input.source {
+        let (resolved, size, cached) = match &input.source {
             InputSource::Url { url, sha256 } => {
                 let expected = sha256
                     .as_ref()
                     .expect("build refuses unpinned inputs first");
+                let cached = store.contains(expected);
                 let path = fetcher.fetch(url, expected, name)?;
-                ResolvedInput {
+                let size = fs_err::metadata(&path).ok().map(|m| m.len());
+                let resolved = ResolvedInput {
                     name: name.clone(),
                     uri: url.clone(),
                     digest: *expected,
                     bytes: InputBytes::Stored(path),
-                }
+                };
+                (resolved, size, cached)
             }
             InputSource::Path {
                 path,
@@ -67,19 +70,25 @@ pub fn resolve(
                     source: e,
                 };
                 let md = fs_err::symlink_metadata(resolved).map_err(&read_err)?;
-                let (digest, bytes) = if md.is_dir() {
-                    let digest = super::dirstat::dir_digest(store, resolved).map_err(|e| {
-                        BuildError::Step {
+                let (digest, bytes, size, cached) = if md.is_dir() {
+                    let progress = |n| observer.progress(Work::Input(name), n);
+                    let (digest, size) = super::dirstat::dir_digest(store, resolved, &progress)
+                        .map_err(|e| BuildError::Step {
                             location: format!("{}:{}", recipe.file.display(), input.span),
                             step: "path input",
                             source: Box::new(e),
-                        }
-                    })?;
-                    (digest, InputBytes::HostDir(resolved.clone()))
+                        })?;
+                    let dir = InputBytes::HostDir(resolved.clone());
+                    (digest, dir, size, size.is_none())
                 } else {
                     let file = fs_err::File::open(resolved).map_err(&read_err)?;
-                    let (digest, _) = Sha256Digest::of_reader(file).map_err(read_err)?;
-                    (digest, InputBytes::HostFile(resolved.clone()))
+                    let (digest, size) = Sha256Digest::of_reader(file).map_err(read_err)?;
+                    (
+                        digest,
+                        InputBytes::HostFile(resolved.clone()),
+                        Some(size),
+                        false,
+                    )
                 };
                 if let Some(expected) = sha256 {
                     if *expected != digest {
@@ -91,17 +100,20 @@ pub fn resolve(
                         });
                     }
                 }
-                ResolvedInput {
+                let resolved = ResolvedInput {
                     name: name.clone(),
                     uri: format!("file:{}", path.display()),
                     digest,
                     bytes,
-                }
+                };
+                (resolved, size, cached)
             }
         };
         observer.event(BuildEvent::InputReady {
             name,
             digest: &resolved.digest,
+            size,
+            cached,
         });
         out.insert(name.clone(), resolved);
     }

@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::inputs::{InputBytes, ResolvedInput};
+use super::lower::LowerIndex;
+use super::observer::{BuildEvent, BuildWarning, Metered, Work};
 use super::run::{run_step, RunContext, RunStep};
 use super::{Blob, BuildError, BuildObserver, Result};
 use crate::digest::{HashingWriter, Sha256Digest};
@@ -65,6 +67,8 @@ pub struct BuiltLayer {
     pub diff_id: Sha256Digest,
     pub created_by: String,
     pub cached: bool,
+    /// Tar entries written; `None` for a layer taken from the cache.
+    pub entries: Option<u64>,
 }
 
 /// What the layer cache remembers for one key.
@@ -90,6 +94,10 @@ pub struct LayerContext<'a> {
     pub base_digest: Option<Sha256Digest>,
     pub step_timeout: Duration,
     pub observer: &'a dyn BuildObserver,
+    /// This layer's position among the recipe's layers (0-based).
+    pub index: usize,
+    /// Whether the layer cache may be used (read and written).
+    pub reuse: bool,
 }
 
 pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> {
@@ -97,7 +105,7 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
     let created_by = describe_layer(layer);
     let key = cache_key(layer, ctx);
     let record_path = store.root().join("refs/layers").join(key.hex());
-    if let Some(hit) = read_cache(store, &record_path) {
+    if let Some(hit) = ctx.reuse.then(|| read_cache(store, &record_path)).flatten() {
         let path = store.path_unverified(&hit.digest);
         return Ok(BuiltLayer {
             blob: Blob {
@@ -109,14 +117,20 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
             diff_id: hit.diff_id,
             created_by,
             cached: true,
+            entries: None,
         });
     }
+    ctx.observer.event(BuildEvent::LayerStarted {
+        index: ctx.index,
+        total: recipe.layers.len(),
+    });
 
     let epoch = recipe.image.epoch;
     let mut tree = FileTree::default();
     // The upper directories of `run` steps hold the contents of their entries: they live
     // until the layer is written, and go with the build's scratch directory on any error.
     let mut step_outputs = Vec::new();
+    let mut lower: Option<Option<LowerIndex>> = None;
     for step in &layer.steps {
         let location = format!("{}:{}", recipe.file.display(), step.span);
         let fail = |source| BuildError::Step {
@@ -149,6 +163,21 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
                     run_step(&mut tree, &step, &run_ctx).map_err(|e| fail(Box::new(e)))?;
                 step_outputs.push(outputs);
             }
+            StepKind::Remove { path } => {
+                let key = tree.resolve(path.as_str()).map_err(|e| fail(Box::new(e)))?;
+                let here = tree
+                    .get(&key)
+                    .is_some_and(|e| !matches!(e.kind, EntryKind::Whiteout));
+                if !here && removes_nothing(&key, lower.get_or_insert_with(|| lower_index(ctx))) {
+                    ctx.observer
+                        .event(BuildEvent::Warning(&BuildWarning::RemoveOfMissing {
+                            location: location.clone(),
+                            path: path.to_string(),
+                            key,
+                        }));
+                }
+                tree.remove(path.as_str()).map_err(|e| fail(Box::new(e)))?;
+            }
             kind => apply_step(&mut tree, kind, ctx.inputs, epoch, ctx.scratch).map_err(fail)?,
         }
     }
@@ -157,12 +186,16 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
     let wrap =
         |e: Box<dyn std::error::Error + Send + Sync>| BuildError::LayerWrite { index, source: e };
     let mut blob_writer = store.writer()?;
-    let mut tar_out = HashingWriter::new(
-        LayerEncoder::new(&mut blob_writer, encoder.codec, encoder.threads)
-            .map_err(|e| wrap(Box::new(e)))?,
+    let mut tar_out = Metered::new(
+        HashingWriter::new(
+            LayerEncoder::new(&mut blob_writer, encoder.codec, encoder.threads)
+                .map_err(|e| wrap(Box::new(e)))?,
+        ),
+        ctx.observer,
+        Work::Layer(ctx.index),
     );
-    write_tar(&tree, epoch, &mut tar_out).map_err(|e| wrap(Box::new(e)))?;
-    let (diff_id, _len, enc) = tar_out.finish();
+    let stats = write_tar(&tree, epoch, &mut tar_out).map_err(|e| wrap(Box::new(e)))?;
+    let (diff_id, _len, enc) = tar_out.into_inner().finish();
     enc.finish().map_err(|e| wrap(Box::new(e)))?;
     let (digest, size) = blob_writer.commit(None)?;
     drop(step_outputs);
@@ -172,21 +205,52 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
         size,
         path: store.path_unverified(&digest),
     };
-    write_cache(
-        &record_path,
-        &CachedLayer {
-            media_type: blob.media_type.clone(),
-            digest,
-            size,
-            diff_id,
-        },
-    );
+    if ctx.reuse {
+        write_cache(
+            &record_path,
+            &CachedLayer {
+                media_type: blob.media_type.clone(),
+                digest,
+                size,
+                diff_id,
+            },
+        );
+    }
     Ok(BuiltLayer {
         blob,
         diff_id,
         created_by,
         cached: false,
+        entries: Some(stats.entries),
     })
+}
+
+/// The paths the layers below this one leave in the rootfs; `None` when a layer cannot be
+/// read (the check it serves is advisory, and the build reads those layers again anyway).
+fn lower_index(ctx: &LayerContext<'_>) -> Option<LowerIndex> {
+    let mut index = LowerIndex::default();
+    for blob in ctx.below {
+        index.add_tar(super::run::open_layer(blob).ok()?).ok()?;
+    }
+    Some(index)
+}
+
+/// Whether a whiteout at `key` hides nothing of the layers below. Unknown (`false`) when a
+/// parent below is not a directory: a symlink there (`/bin` → `usr/bin`) moves the path
+/// somewhere this index does not follow.
+fn removes_nothing(key: &str, lower: &Option<LowerIndex>) -> bool {
+    let Some(lower) = lower else { return false };
+    if lower.get(key).is_some() {
+        return false;
+    }
+    let mut parent = key;
+    while let Some((p, _)) = parent.rsplit_once('/') {
+        if lower.get(p).is_some_and(|e| !e.dir) {
+            return false;
+        }
+        parent = p;
+    }
+    true
 }
 
 type StepResult = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -298,10 +362,9 @@ fn apply_step(
                 },
             )?;
         }
-        StepKind::Remove { path } => {
-            tree.remove(path.as_str())?;
+        StepKind::Run { .. } | StepKind::Remove { .. } => {
+            unreachable!("build_layer runs `run` and `remove` steps itself")
         }
-        StepKind::Run { .. } => unreachable!("build_layer runs `run` steps itself"),
     }
     Ok(())
 }
@@ -450,6 +513,7 @@ mod tests {
                     invocation_id: None,
                     registry: Default::default(),
                     step_timeout: crate::build::DEFAULT_STEP_TIMEOUT,
+                    reuse_layers: true,
                 };
                 let image = build(&recipe, &opts, &Quiet).unwrap();
                 let layer = fs_err::read(&image.layers[0].path).unwrap();

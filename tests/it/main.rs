@@ -2,11 +2,15 @@
 //! output with real tools kiln did not write.
 
 mod build;
+mod check;
+mod corpus;
 mod diff;
 mod errors;
 mod registry;
 #[path = "../../src/testing/registry.rs"]
 mod registry_support;
+mod report;
 mod run;
 mod sign;
 mod support;
+mod validate;
