@@ -212,3 +212,76 @@ fn check_entrypoint(recipe: &Recipe, inputs: &BTreeMap<String, ResolvedInput>) -
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Sha256Digest;
+    use crate::layer::testtar::Tar;
+
+    fn blob(dir: &std::path::Path, tar: &Tar) -> Blob {
+        let bytes = tar.finish();
+        let digest = Sha256Digest::of(&bytes);
+        let path = dir.join(digest.hex());
+        fs_err::write(&path, &bytes).unwrap();
+        Blob {
+            media_type: crate::image::media::OCI_LAYER_TAR.into(),
+            digest,
+            size: bytes.len() as u64,
+            path,
+        }
+    }
+
+    #[test]
+    fn the_topmost_layer_that_has_or_hides_the_file_decides() {
+        let tmp = tempfile::tempdir().unwrap();
+        let b = |t: &mut Tar| blob(tmp.path(), t);
+        let base = b(Tar::new()
+            .dir("etc", 0o755)
+            .file("etc/passwd", b"root:x:0:0::/:/bin/sh\n"));
+        let other = b(Tar::new().file("etc/motd", b"hi\n"));
+        let replaced = b(Tar::new().file("./etc/passwd", b"app:x:1:1::/:/bin/sh\n"));
+        let whiteout = b(Tar::new().file("etc/.wh.passwd", b""));
+        let opaque = b(Tar::new().file("etc/.wh..wh..opq", b""));
+        let gone_dir = b(Tar::new().file(".wh.etc", b""));
+        let symlink = b(Tar::new().symlink("etc/passwd", "/etc/shadow"));
+        let fifo = b(Tar::new().raw(
+            crate::layer::testtar::header(b"etc/passwd", b'6', 0, 0o644, b""),
+            b"",
+        ));
+        let etc_link = b(Tar::new().symlink("etc", "/private"));
+        let big = b(Tar::new().file("etc/passwd", &vec![b'x'; MAX_DB as usize + 1]));
+        let regular = |s: &str| FinalFile::Regular(s.as_bytes().to_vec());
+        let unknown = |s: &str| FinalFile::Unknown(s.to_string());
+        let cases: Vec<(Vec<&Blob>, FinalFile)> = vec![
+            (vec![], FinalFile::Absent),
+            (vec![&other], FinalFile::Absent),
+            (vec![&base, &other], regular("root:x:0:0::/:/bin/sh\n")),
+            (
+                vec![&base, &replaced, &other],
+                regular("app:x:1:1::/:/bin/sh\n"),
+            ),
+            (vec![&base, &whiteout], FinalFile::Absent),
+            (
+                vec![&base, &whiteout, &replaced],
+                regular("app:x:1:1::/:/bin/sh\n"),
+            ),
+            (vec![&base, &opaque], FinalFile::Absent),
+            (vec![&base, &gone_dir], FinalFile::Absent),
+            (
+                vec![&base, &symlink],
+                unknown("is not a regular file (Symlink)"),
+            ),
+            (vec![&base, &fifo], unknown("is not a regular file (Fifo)")),
+            (
+                vec![&base, &etc_link],
+                unknown("is below `/etc`, a Symlink"),
+            ),
+            (vec![&big], unknown("is larger than 1048576 bytes")),
+        ];
+        for (i, (layers, want)) in cases.into_iter().enumerate() {
+            let layers: Vec<Blob> = layers.into_iter().cloned().collect();
+            assert_eq!(final_file(&layers, "etc/passwd"), want, "case {i}");
+        }
+    }
+}
