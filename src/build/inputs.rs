@@ -6,8 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::observer::Metered;
 use super::{BuildError, BuildEvent, BuildObserver, BuildOptions, Result, Work};
-use crate::digest::Sha256Digest;
+use crate::digest::{Hasher, Sha256Digest};
 use crate::fetch::Fetcher;
 use crate::recipe::{InputSource, Recipe};
 use crate::store::Store;
@@ -81,8 +82,10 @@ pub fn resolve(
                     let dir = InputBytes::HostDir(resolved.clone());
                     (digest, dir, size, size.is_none())
                 } else {
-                    let file = fs_err::File::open(resolved).map_err(&read_err)?;
-                    let (digest, size) = Sha256Digest::of_reader(file).map_err(read_err)?;
+                    let mut file = fs_err::File::open(resolved).map_err(&read_err)?;
+                    let mut hasher = Metered::new(Hasher::new(), observer, Work::Input(name));
+                    let size = std::io::copy(&mut file, &mut hasher).map_err(read_err)?;
+                    let digest = hasher.into_inner().finish();
                     (
                         digest,
                         InputBytes::HostFile(resolved.clone()),

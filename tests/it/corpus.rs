@@ -212,10 +212,26 @@ fn kiln_extracts_real_debs_crates_and_sdists_exactly_as_gnu_tar_does() {
         sources.len()
     );
     let ctx = TestContext::new();
+    let all: Vec<&PathBuf> = debs.iter().chain(&sources).collect();
+    // Two workers: kiln, umoci and tar each use about one core.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(archive) = all.get(i) else { break };
+                let result = compare_one(&ctx, &ctx.join(format!("a{i}")), archive);
+                results.lock().unwrap().push((i, result));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|(i, _)| *i);
     let mut total = Counts::default();
     let mut failures = Vec::new();
-    for (i, archive) in debs.iter().chain(&sources).enumerate() {
-        match compare_one(&ctx, &ctx.join(format!("a{i}")), archive) {
+    for (i, result) in results {
+        match result {
             Ok(n) => {
                 total.entries += n.entries;
                 total.symlinks += n.symlinks;
@@ -224,7 +240,7 @@ fn kiln_extracts_real_debs_crates_and_sdists_exactly_as_gnu_tar_does() {
             }
             Err(why) => failures.push(format!(
                 "{}: {why}",
-                archive.file_name().unwrap().to_string_lossy()
+                all[i].file_name().unwrap().to_string_lossy()
             )),
         }
     }
