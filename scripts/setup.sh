@@ -36,7 +36,8 @@ corpus=tests/corpus
 debs=(base-files bash busybox-static bzip2 ca-certificates coreutils curl dash dpkg e2fsprogs
       findutils gawk git grep gzip iproute2 iputils-ping less libc-bin libc6 libperl5.36 login
       mount ncurses-base ncurses-term openssh-client openssl passwd perl-base perl-modules-5.36
-      procps python3-pip python3.11-minimal sed sudo tar tzdata util-linux xz-utils zstd)
+      perl procps python3-pip python3.11-minimal sed sudo tar tzdata unzip util-linux xz-utils
+      zstd)
 crates=(clap_builder flate2 indicatif libc regex-syntax rustix serde syn toml_edit zstd-sys)
 sdists=(six==1.16.0 requests==2.31.0 certifi==2023.7.22 urllib3==1.26.18 click==8.1.7
         MarkupSafe==2.1.3)
