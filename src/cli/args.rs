@@ -126,8 +126,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "KEY")]
     pub sign_key: Option<PathBuf>,
     /// Report for machines: one JSON object per line on stdout (`input`, `base`, `layer`,
-    /// `warning` events, then `image` with the manifest digest); download progress and `run`
-    /// steps' output stay on stderr.
+    /// `warning` events, then `image` with the manifest digest, or `error`); download
+    /// progress and `run` steps' output stay on stderr.
     #[arg(long)]
     pub json: bool,
     /// Build twice from scratch without the layer cache (inputs may come from the cache) and

@@ -45,6 +45,20 @@ pub(super) fn enter_user_namespace(recipe: &Recipe, mapping: IdMappingArg) -> Re
 }
 
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
+    let json = args.json;
+    let result = run_build(args);
+    if let (true, Err(e)) = (json, &result) {
+        // Machines reading stdout learn that the build failed, and why, from the last event.
+        let causes: Vec<String> = e.chain().map(ToString::to_string).collect();
+        outln!(
+            "{}",
+            serde_json::json!({"event": "error", "message": causes.join(": ")})
+        );
+    }
+    result
+}
+
+fn run_build(args: BuildArgs) -> Result<ExitCode> {
     let recipe = Recipe::load(&args.recipe)?;
     // Load the key first: a wrong password fails before minutes of building.
     let sign_key = match &args.sign_key {

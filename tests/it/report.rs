@@ -144,3 +144,68 @@ fn plain_lines_say_building_then_cached_and_the_digest_stays_last_on_stdout() {
         "stdout holds only the digest"
     );
 }
+
+#[test]
+fn a_failed_json_build_ends_with_an_error_event() {
+    let ctx = TestContext::new();
+    let recipe = busybox_recipe(&ctx, "r", "[config]\nuser = \"ghost\"\n");
+    let out = run_err(
+        ctx.kiln()
+            .args(["build", "--json"])
+            .arg(&recipe)
+            .arg("-o")
+            .arg(ctx.join("img")),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "error");
+    let message = last["message"].as_str().unwrap();
+    assert!(message.starts_with("failed to build "), "{message}");
+    assert!(message.contains("`[config] user = \"ghost\"`"), "{message}");
+    assert!(
+        stderr(&out).contains("error: failed to build"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn on_a_terminal_the_build_draws_bars_and_still_ends_with_the_digest() {
+    let ctx = TestContext::new();
+    let recipe = recipe(&ctx);
+    // `script` gives kiln a pseudo-terminal for stdout and stderr alike.
+    let command = format!(
+        "{} build {} -o {}",
+        env!("CARGO_BIN_EXE_kiln"),
+        recipe.display(),
+        ctx.join("img").display()
+    );
+    let out = run_ok(
+        tool("script")
+            .args(["-qec", &command, "/dev/null"])
+            .current_dir(ctx.path())
+            .env("XDG_CACHE_HOME", ctx.join("xdg-cache"))
+            .env("HOME", ctx.join("home")),
+    );
+    let text = out.replace('\r', "\n");
+    assert!(text.contains("input site: sha256:"), "{text}");
+    assert!(text.contains("layer 1/2: sha256:"), "{text}");
+    assert!(text.contains("warning: "), "{text}");
+    let digest = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(digest.starts_with("sha256:"), "{text}");
+    let plain = last_line(&run_ok(
+        ctx.kiln()
+            .arg("build")
+            .arg(&recipe)
+            .arg("-o")
+            .arg(ctx.join("img2")),
+    ));
+    assert_eq!(digest, plain);
+}
