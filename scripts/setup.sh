@@ -46,7 +46,9 @@ if [ "$(cat "$corpus/.stamp" 2>/dev/null)" != "$stamp" ]; then
   echo "setup: downloading the archive corpus into $corpus" >&2
   rm -rf "$corpus"
   mkdir -p "$corpus/debs" "$corpus/src"
-  (cd "$corpus/debs" && apt-get download -qq "${debs[@]}" 2>/dev/null)
+  # apt-get download needs the package lists; a fresh machine may not have them yet.
+  (cd "$corpus/debs" && apt-get download -qq "${debs[@]}" 2>/dev/null) ||
+    { apt-get update -q && (cd "$corpus/debs" && apt-get download -qq "${debs[@]}"); }
   # cargo's cache holds the .crate files (gzip tarballs) of Cargo.lock's versions.
   cargo fetch --locked -q
   for c in "${crates[@]}"; do
