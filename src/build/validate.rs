@@ -148,13 +148,14 @@ fn in_layer(
     Ok(found.or(hidden.then_some(FinalFile::Absent)))
 }
 
-/// The entrypoint (or, without one, the command) when the last recipe step that places it is
-/// a `copy` or `write` giving it no execute bit.
+/// The entrypoint (or, without one and without a base image whose entrypoint the command
+/// would be arguments to, the command) when the last recipe step that places it is a `copy`
+/// or `write` giving it no execute bit.
 fn check_entrypoint(recipe: &Recipe, inputs: &BTreeMap<String, ResolvedInput>) -> Result<()> {
     let config = &recipe.config;
     let (key, program) = match (&config.entrypoint, &config.cmd) {
         (Some(e), _) if !e.is_empty() => ("entrypoint", &e[0]),
-        (None, Some(c)) if !c.is_empty() => ("cmd", &c[0]),
+        (None, Some(c)) if !c.is_empty() && recipe.base.is_none() => ("cmd", &c[0]),
         _ => return Ok(()),
     };
     if !program.starts_with('/') {
