@@ -78,6 +78,10 @@ struct CachedLayer {
     digest: Sha256Digest,
     size: u64,
     diff_id: Sha256Digest,
+    /// The `remove` steps (index in the layer, tree key) that removed nothing, so that a
+    /// build taking the layer from the cache warns as the one that built it did.
+    #[serde(default)]
+    removed_nothing: Vec<(usize, String)>,
 }
 
 /// Everything a layer is built from besides its own steps.
@@ -106,6 +110,11 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
     let key = cache_key(layer, ctx);
     let record_path = store.root().join("refs/layers").join(key.hex());
     if let Some(hit) = ctx.reuse.then(|| read_cache(store, &record_path)).flatten() {
+        for (i, key) in &hit.removed_nothing {
+            if let Some(step) = layer.steps.get(*i) {
+                warn_removed_nothing(ctx, step, key);
+            }
+        }
         let path = store.path_unverified(&hit.digest);
         return Ok(BuiltLayer {
             blob: Blob {
@@ -131,7 +140,8 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
     // until the layer is written, and go with the build's scratch directory on any error.
     let mut step_outputs = Vec::new();
     let mut lower: Option<Option<LowerIndex>> = None;
-    for step in &layer.steps {
+    let mut removed_nothing = Vec::new();
+    for (step_index, step) in layer.steps.iter().enumerate() {
         let location = format!("{}:{}", recipe.file.display(), step.span);
         let fail = |source| BuildError::Step {
             location: location.clone(),
@@ -169,12 +179,8 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
                     .get(&key)
                     .is_some_and(|e| !matches!(e.kind, EntryKind::Whiteout));
                 if !here && removes_nothing(&key, lower.get_or_insert_with(|| lower_index(ctx))) {
-                    ctx.observer
-                        .event(BuildEvent::Warning(&BuildWarning::RemoveOfMissing {
-                            location: location.clone(),
-                            path: path.to_string(),
-                            key,
-                        }));
+                    warn_removed_nothing(ctx, step, &key);
+                    removed_nothing.push((step_index, key));
                 }
                 tree.remove(path.as_str()).map_err(|e| fail(Box::new(e)))?;
             }
@@ -213,6 +219,7 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
                 digest,
                 size,
                 diff_id,
+                removed_nothing,
             },
         );
     }
@@ -223,6 +230,17 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
         cached: false,
         entries: Some(stats.entries),
     })
+}
+
+fn warn_removed_nothing(ctx: &LayerContext<'_>, step: &crate::recipe::Step, key: &str) {
+    if let StepKind::Remove { path } = &step.kind {
+        let warning = BuildWarning::RemoveOfMissing {
+            location: format!("{}:{}", ctx.recipe.file.display(), step.span),
+            path: path.to_string(),
+            key: key.to_string(),
+        };
+        ctx.observer.event(BuildEvent::Warning(&warning));
+    }
 }
 
 /// The paths the layers below this one leave in the rootfs; `None` when a layer cannot be

@@ -113,6 +113,8 @@ fn json_events_name_inputs_layers_and_the_image_and_say_cached_on_a_warm_build()
         assert_eq!(warm["digest"], cold["digest"]);
     }
     assert_eq!(warm[1]["cached"], true, "the directory's digest is reused");
+    let warnings: Vec<_> = warm.iter().filter(|e| e["event"] == "warning").collect();
+    assert_eq!(warnings, [&cold[3]], "a cached layer repeats its warning");
     assert_eq!(warm.last().unwrap()["digest"], image["digest"]);
 }
 
