@@ -9,8 +9,8 @@ use crate::digest::Sha256Digest;
 /// Receives a build's events; the CLI implements it, the library calls it.
 pub trait BuildObserver {
     fn event(&self, event: BuildEvent<'_>);
-    /// `bytes` more bytes of `work` were processed (tar bytes hashed for an input's digest or
-    /// written into a layer). Called every [`METER_STEP`] bytes or so: keep it cheap.
+    /// `bytes` more bytes of `work` were processed (bytes of a `path` input hashed for its
+    /// digest, or tar bytes written into a layer). Called every [`METER_STEP`] bytes or so: keep it cheap.
     fn progress(&self, _work: Work<'_>, _bytes: u64) {}
     /// Where download progress goes, if anywhere.
     fn transfer_progress(&self) -> Option<Box<dyn crate::fetch::Progress>> {
@@ -25,7 +25,7 @@ pub trait BuildObserver {
 /// The long pieces of work a build reports progress for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Work<'a> {
-    /// Hashing a directory input (its digest is that of its deterministic tar).
+    /// Hashing an input given by `path`: a file, or a directory's deterministic tar.
     Input(&'a str),
     /// Writing layer `index` (0-based, among the recipe's layers).
     Layer(usize),
