@@ -53,6 +53,20 @@ pub enum BuildError {
     },
     #[error("{location}: {message}")]
     StepInvalid { location: String, message: String },
+    #[error("{location}: `[config] user = {user:?}`: {reason}, so no runtime can start the image as that user\nhint: use a numeric uid[:gid] (always accepted), or add the user to the image's /etc/passwd (and the group to /etc/group)")]
+    UnknownUser {
+        location: String,
+        user: String,
+        reason: String,
+    },
+    #[error("{location}: this `{step}` step makes `{program}` (the [config] {key}) mode {mode}, which no runtime can execute\nhint: add mode = \"0755\" to the step")]
+    NotExecutable {
+        location: String,
+        step: &'static str,
+        key: &'static str,
+        program: String,
+        mode: String,
+    },
     /// `number` counts the recipe's `[[layer]]` tables from 1; `input` is the input whose
     /// bytes were being written, when the failure is about one.
     #[error(

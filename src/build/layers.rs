@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::inputs::{InputBytes, ResolvedInput};
+use super::lower::LowerIndex;
+use super::observer::{BuildEvent, BuildWarning, Metered, Work};
 use super::run::{run_step, RunContext, RunStep};
 use super::{Blob, BuildError, BuildObserver, Result};
 use crate::digest::{HashingWriter, Sha256Digest};
@@ -62,6 +64,8 @@ pub struct BuiltLayer {
     pub diff_id: Sha256Digest,
     pub created_by: String,
     pub cached: bool,
+    /// Tar entries written; `None` for a layer taken from the cache.
+    pub entries: Option<u64>,
 }
 
 /// Everything a layer is built from besides its own steps.
@@ -81,13 +85,20 @@ pub struct LayerContext<'a> {
     pub step_timeout: Duration,
     pub step_limits: kiln_sandbox::Limits,
     pub observer: &'a dyn BuildObserver,
+    /// Whether the layer cache may be used (read and written).
+    pub reuse: bool,
 }
 
 pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> {
     let (recipe, store, encoder) = (ctx.recipe, ctx.store, ctx.encoder);
     let created_by = describe_layer(layer);
     let key = cache_key(layer, ctx);
-    if let Some(hit) = store.layer_record(&key) {
+    if let Some(hit) = ctx.reuse.then(|| store.layer_record(&key)).flatten() {
+        for (i, key) in &hit.removed_nothing {
+            if let Some(step) = layer.steps.get(*i) {
+                warn_removed_nothing(ctx, step, key);
+            }
+        }
         let path = store.path_unverified(&hit.digest);
         return Ok(BuiltLayer {
             blob: Blob {
@@ -99,8 +110,13 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
             diff_id: hit.diff_id,
             created_by,
             cached: true,
+            entries: None,
         });
     }
+    ctx.observer.event(BuildEvent::LayerStarted {
+        index: ctx.index,
+        total: recipe.layers.len(),
+    });
 
     if layer
         .steps
@@ -118,7 +134,9 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
     // The upper directories of `run` steps hold the contents of their entries: they live
     // until the layer is written, and go with the build's scratch directory on any error.
     let mut step_outputs = Vec::new();
-    for step in &layer.steps {
+    let mut lower: Option<Option<LowerIndex>> = None;
+    let mut removed_nothing = Vec::new();
+    for (step_index, step) in layer.steps.iter().enumerate() {
         let location = format!("{}:{}", recipe.file.display(), step.span);
         let fail = |source| BuildError::Step {
             location: location.clone(),
@@ -151,6 +169,17 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
                     run_step(&mut tree, &step, &run_ctx).map_err(|e| fail(Box::new(e)))?;
                 step_outputs.push(outputs);
             }
+            StepKind::Remove { path } => {
+                let key = tree.resolve(path.as_str()).map_err(|e| fail(Box::new(e)))?;
+                let here = tree
+                    .get(&key)
+                    .is_some_and(|e| !matches!(e.kind, EntryKind::Whiteout));
+                if !here && removes_nothing(&key, lower.get_or_insert_with(|| lower_index(ctx))) {
+                    warn_removed_nothing(ctx, step, &key);
+                    removed_nothing.push((step_index, key));
+                }
+                tree.remove(path.as_str()).map_err(|e| fail(Box::new(e)))?;
+            }
             kind => apply_step(&mut tree, kind, ctx.inputs, epoch, ctx.scratch).map_err(fail)?,
         }
     }
@@ -164,13 +193,17 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
         }
     };
     let mut blob_writer = store.writer()?;
-    let mut tar_out = HashingWriter::new(
-        LayerEncoder::new(&mut blob_writer, encoder.codec, encoder.threads)
-            .map_err(|e| wrap(None, Box::new(e)))?,
+    let mut tar_out = Metered::new(
+        HashingWriter::new(
+            LayerEncoder::new(&mut blob_writer, encoder.codec, encoder.threads)
+                .map_err(|e| wrap(None, Box::new(e)))?,
+        ),
+        ctx.observer,
+        Work::Layer(ctx.index),
     );
-    write_tar_styled(&tree, epoch, layer.tar, &mut tar_out)
+    let stats = write_tar_styled(&tree, epoch, layer.tar, &mut tar_out)
         .map_err(|e| wrap(input_of(&e, ctx.inputs), Box::new(e)))?;
-    let (diff_id, _len, enc) = tar_out.finish();
+    let (diff_id, _len, enc) = tar_out.into_inner().finish();
     enc.finish().map_err(|e| wrap(None, Box::new(e)))?;
     let (digest, size) = blob_writer.commit(None)?;
     drop(step_outputs);
@@ -180,21 +213,25 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
         size,
         path: store.path_unverified(&digest),
     };
-    store.record_layer(
-        &key,
-        &LayerRecord {
-            media_type: blob.media_type.clone(),
-            digest,
-            size,
-            diff_id,
-        },
-    );
+    if ctx.reuse {
+        store.record_layer(
+            &key,
+            &LayerRecord {
+                media_type: blob.media_type.clone(),
+                digest,
+                size,
+                diff_id,
+                removed_nothing,
+            },
+        );
+    }
     store.record_diff_id(&digest, &diff_id);
     Ok(BuiltLayer {
         blob,
         diff_id,
         created_by,
         cached: false,
+        entries: Some(stats.entries),
     })
 }
 
@@ -212,6 +249,45 @@ fn input_of(error: &WriteError, inputs: &BTreeMap<String, ResolvedInput>) -> Opt
         };
         owns.then(|| input.name.clone())
     })
+}
+
+fn warn_removed_nothing(ctx: &LayerContext<'_>, step: &crate::recipe::Step, key: &str) {
+    if let StepKind::Remove { path } = &step.kind {
+        let warning = BuildWarning::RemoveOfMissing {
+            location: format!("{}:{}", ctx.recipe.file.display(), step.span),
+            path: path.to_string(),
+            key: key.to_string(),
+        };
+        ctx.observer.event(BuildEvent::Warning(&warning));
+    }
+}
+
+/// The paths the layers below this one leave in the rootfs; `None` when a layer cannot be
+/// read (the check it serves is advisory, and the build reads those layers again anyway).
+fn lower_index(ctx: &LayerContext<'_>) -> Option<LowerIndex> {
+    let mut index = LowerIndex::default();
+    for blob in ctx.below {
+        index.add_tar(super::run::open_layer(blob).ok()?).ok()?;
+    }
+    Some(index)
+}
+
+/// Whether a whiteout at `key` hides nothing of the layers below. Unknown (`false`) when a
+/// parent below is not a directory: a symlink there (`/bin` → `usr/bin`) moves the path
+/// somewhere this index does not follow.
+fn removes_nothing(key: &str, lower: &Option<LowerIndex>) -> bool {
+    let Some(lower) = lower else { return false };
+    if lower.get(key).is_some() {
+        return false;
+    }
+    let mut parent = key;
+    while let Some((p, _)) = parent.rsplit_once('/') {
+        if lower.get(p).is_some_and(|e| !e.dir) {
+            return false;
+        }
+        parent = p;
+    }
+    true
 }
 
 type StepResult = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -323,10 +399,9 @@ fn apply_step(
                 },
             )?;
         }
-        StepKind::Remove { path } => {
-            tree.remove(path.as_str())?;
+        StepKind::Run { .. } | StepKind::Remove { .. } => {
+            unreachable!("build_layer runs `run` and `remove` steps itself")
         }
-        StepKind::Run { .. } => unreachable!("build_layer runs `run` steps itself"),
     }
     Ok(())
 }
@@ -450,6 +525,7 @@ mod tests {
                     step_timeout: crate::build::DEFAULT_STEP_TIMEOUT,
                     max_download_size: crate::fetch::DEFAULT_MAX_DOWNLOAD_SIZE,
                     step_limits: crate::build::DEFAULT_STEP_LIMITS,
+                    reuse_layers: true,
                 };
                 let image = build(&recipe, &opts, &Quiet).unwrap();
                 let layer = fs_err::read(&image.layers[0].path).unwrap();

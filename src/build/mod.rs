@@ -10,9 +10,11 @@ mod error;
 mod inputs;
 mod layers;
 mod lower;
+mod observer;
 pub mod output;
 mod run;
 mod user;
+mod validate;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,6 +23,7 @@ use serde_json::{json, Value};
 
 pub use config::rfc3339;
 pub use error::BuildError;
+pub use observer::{BuildEvent, BuildObserver, BuildWarning, OutputStream, Work};
 
 use crate::attest::provenance::{self, Dependency, ProvenanceFacts};
 use crate::digest::Sha256Digest;
@@ -51,6 +54,9 @@ pub struct BuildOptions {
     pub max_download_size: u64,
     /// Processes, memory and written bytes of each `run` step.
     pub step_limits: kiln_sandbox::Limits,
+    /// Take unchanged layers from the layer cache (and record new ones there). `build
+    /// --check` turns it off, so that every step really runs.
+    pub reuse_layers: bool,
 }
 
 /// The default limits of a `run` step: 4096 processes, 8 GiB of memory, 16 GiB written.
@@ -62,57 +68,6 @@ pub const DEFAULT_STEP_LIMITS: kiln_sandbox::Limits = kiln_sandbox::Limits {
 
 /// The default limit of a `run` step: one hour.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(3600);
-
-/// What a build reports as it goes; the CLI prints these, the library never does.
-pub trait BuildObserver {
-    fn event(&self, event: BuildEvent<'_>);
-    /// Where download progress goes, if anywhere.
-    fn transfer_progress(&self) -> Option<Box<dyn crate::fetch::Progress>> {
-        None
-    }
-    /// Where registry blob transfers (a `docker://` base) report progress.
-    fn registry_progress(&self) -> Option<Box<dyn crate::registry::Progress + Send + Sync>> {
-        None
-    }
-}
-
-pub enum BuildEvent<'a> {
-    InputReady {
-        name: &'a str,
-        digest: &'a Sha256Digest,
-    },
-    BaseReady {
-        reference: &'a str,
-        digest: &'a Sha256Digest,
-    },
-    LayerStarted {
-        index: usize,
-        total: usize,
-    },
-    LayerDone {
-        index: usize,
-        digest: &'a Sha256Digest,
-        size: u64,
-        cached: bool,
-    },
-    /// A `run` step starts (`location` is `file:line:column` in the recipe).
-    StepStarted {
-        location: &'a str,
-        argv: &'a [String],
-    },
-    /// One line the running step wrote (without its newline), as it arrives.
-    StepOutput {
-        stream: OutputStream,
-        line: &'a [u8],
-    },
-}
-
-/// Which output stream of a `run` step a line came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutputStream {
-    Stdout,
-    Stderr,
-}
 
 /// A blob of the built image and where its bytes are.
 #[derive(Clone, Debug)]
@@ -198,10 +153,6 @@ pub fn build(
 
     let mut new_layers = Vec::new();
     for (index, layer) in recipe.layers.iter().enumerate() {
-        observer.event(BuildEvent::LayerStarted {
-            index,
-            total: recipe.layers.len(),
-        });
         let ctx = layers::LayerContext {
             index,
             recipe,
@@ -215,12 +166,16 @@ pub fn build(
             step_timeout: opts.step_timeout,
             step_limits: opts.step_limits,
             observer,
+            reuse: opts.reuse_layers,
         };
         let built = layers::build_layer(layer, &ctx)?;
         observer.event(BuildEvent::LayerDone {
             index,
+            total: recipe.layers.len(),
             digest: &built.blob.digest,
+            diff_id: &built.diff_id,
             size: built.blob.size,
+            entries: built.entries,
             cached: built.cached,
         });
         new_layers.push(config::NewLayer {
@@ -230,6 +185,8 @@ pub fn build(
         diff_ids.push(built.diff_id);
         blobs.push(built.blob);
     }
+
+    validate::check_config(recipe, &resolved, &blobs, observer)?;
 
     let base_config: Option<Value> = match &base {
         Some(b) => {

@@ -375,7 +375,7 @@ fn materialize(
 }
 
 /// The tar stream of a layer blob.
-fn open_layer(blob: &Blob) -> Result<decompress::ArchiveReader<'static>, RunError> {
+pub(super) fn open_layer(blob: &Blob) -> Result<decompress::ArchiveReader<'static>, RunError> {
     let file = fs_err::File::open(&blob.path).map_err(|source| RunError::OpenLayer {
         path: blob.path.clone(),
         source,

@@ -78,7 +78,7 @@ pub fn resolve_user(user: Option<&str>, rootfs: &Path) -> Result<(u32, u32), Use
 }
 
 /// The first line of a colon-separated database (at least 4 fields) that `matches`.
-fn parse_db(db: &str, matches: impl Fn(&[&str]) -> bool) -> Option<Vec<&str>> {
+pub(super) fn parse_db(db: &str, matches: impl Fn(&[&str]) -> bool) -> Option<Vec<&str>> {
     db.lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.len() >= 4 && matches(f))

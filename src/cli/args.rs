@@ -220,6 +220,16 @@ pub struct BuildArgs {
     /// the image's name].
     #[arg(long, value_name = "REF", requires = "sign_key")]
     pub identity: Option<String>,
+    /// Report for machines: one JSON object per line on stdout (`input`, `base`, `layer`,
+    /// `warning` events, then `image` with the manifest digest, or `error`); download
+    /// progress and `run` steps' output stay on stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// Build twice from scratch without the layer cache (inputs may come from the cache) and
+    /// compare the two images: exit 1 with kiln's diff report when they differ; otherwise
+    /// write the image as usual.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// How a build runs: where its inputs come from and how fast; shared by `build` and `rebuild`.

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use super::args::RebuildArgs;
-use super::build::{enter_user_namespace, StderrObserver};
+use super::build::enter_user_namespace;
 use super::diff::{accept, emit, exit_code, open, options, platform, render};
 use super::printer::status;
+use super::progress::BuildReporter;
 use crate::attest::PredicateType;
 use crate::build;
 use crate::build::output::{write_output, OutputFormat};
@@ -37,7 +38,7 @@ pub fn run(args: RebuildArgs) -> Result<ExitCode> {
     let ctx = super::copy::transports(&args.run.cache, &args.run.registry)?;
     let upstream = open(&args.against, &platform(&args.check), &ctx)?;
     let opts = super::build::build_options(&args.run, None, None)?;
-    let built = build::build(&recipe, &opts, &StderrObserver)
+    let built = build::build(&recipe, &opts, &BuildReporter::new(false))
         .with_context(|| format!("failed to build {}", args.recipe.display()))?;
     let dest = args
         .output

@@ -25,7 +25,7 @@ pub mod upper;
 pub mod write;
 
 #[cfg(test)]
-mod testtar;
+pub(crate) mod testtar;
 
 /// The digest of a host file or directory as a `path` input: the sha256 of the deterministic
 /// tar of its normalized tree (root-owned, mtime 0), so it depends only on what git would

@@ -11,6 +11,7 @@ use toml_edit::ImDocument;
 
 use super::error::RecipeError;
 use super::reference::check_reference;
+use super::span::ValueSpans;
 use super::span::{LineIndex, Span};
 use super::steps::parse_layers;
 use super::table::{as_table_array, Cx, Tbl};
@@ -352,6 +353,13 @@ fn parse_config(t: &Tbl<'_>) -> Result<ConfigSection, RecipeError> {
         exposed_ports,
         labels: t.string_map("labels", "[config.labels]", false)?,
         stop_signal: t.text("stop-signal")?,
+        at: ValueSpans(
+            ["user", "entrypoint", "cmd"]
+                .into_iter()
+                .filter(|k| t.get(k).is_some())
+                .map(|k| (k.to_string(), t.value_span(k)))
+                .collect(),
+        ),
     })
 }
 

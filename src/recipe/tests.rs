@@ -241,6 +241,7 @@ fn full_recipe_parses_to_the_expected_structure() {
                 "https://example.org/repo",
             )]),
             stop_signal: Some("SIGTERM".into()),
+            at: Default::default(),
         },
     };
     assert_eq!(recipe, expected);

@@ -240,4 +240,7 @@ pub struct ConfigSection {
     pub labels: BTreeMap<String, String>,
     /// `stop-signal`, e.g. `SIGTERM`.
     pub stop_signal: Option<String>,
+    /// Where `user`, `entrypoint` and `cmd` are written.
+    #[serde(skip)]
+    pub at: super::span::ValueSpans,
 }

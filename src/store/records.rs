@@ -236,6 +236,10 @@ pub struct LayerRecord {
     pub digest: Sha256Digest,
     pub size: u64,
     pub diff_id: Sha256Digest,
+    /// The `remove` steps (index in the layer, tree key) that removed nothing, so that a
+    /// build taking the layer from the cache warns as the one that built it did.
+    #[serde(default)]
+    pub removed_nothing: Vec<(usize, String)>,
 }
 
 impl Store {

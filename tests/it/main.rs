@@ -2,6 +2,8 @@
 //! output with real tools kiln did not write.
 
 mod build;
+mod check;
+mod corpus;
 mod diff;
 mod errors;
 mod examples;
@@ -12,6 +14,7 @@ mod matching;
 mod registry;
 #[path = "../../src/testing/registry.rs"]
 mod registry_support;
+mod report;
 mod run;
 mod sign;
 mod support;
@@ -20,3 +23,4 @@ mod support;
 #[path = "../../src/layer/testtar.rs"]
 mod testtar;
 mod trust;
+mod validate;
