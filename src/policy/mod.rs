@@ -54,7 +54,7 @@ pub enum PolicyError {
         column: usize,
         key: PathBuf,
         #[source]
-        source: KeyError,
+        source: Box<KeyError>,
     },
 }
 
@@ -252,14 +252,14 @@ impl Policy {
             }
             let mut keys: Vec<PolicyKey> = Vec::new();
             for entry in list.get_ref() {
-                let key_err = |source| {
+                let key_err = |source: KeyError| {
                     let (line, column) = line_column(&text, entry.span().start);
                     PolicyError::Key {
                         path: path.to_path_buf(),
                         line,
                         column,
                         key: entry.get_ref().clone(),
-                        source,
+                        source: Box::new(source),
                     }
                 };
                 let pem = read_key(entry.get_ref()).map_err(|e| key_err(KeyError::Io(e)))?;
