@@ -317,3 +317,18 @@ fn each_missing_or_wrong_piece_fails_its_rule() {
         assert!(failed[0].1.contains(why), "{rule}: {failed:?}");
     }
 }
+
+#[test]
+fn the_example_policy_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policy.toml");
+    let bytes = fs_err::read(&path).unwrap();
+    let policy = Policy::parse(&path, &bytes, |p| {
+        assert!(p.starts_with("keys"), "{}", p.display());
+        Ok(keys::write_public_pem(keys::generate().verifying_key()))
+    })
+    .unwrap();
+    assert_eq!(policy.signers.len(), 1);
+    assert!(policy.provenance.is_some() && policy.rebuild.is_some() && policy.scan.is_some());
+    assert!(policy.sbom);
+    assert_eq!(policy.approvals.unwrap().count, 2);
+}
