@@ -64,6 +64,9 @@ pub enum Command {
     /// verified images and attest the promotion (https://kiln.build/promotion/v1). Exit 0
     /// promoted, 1 refused (nothing written), 2 on errors.
     Promote(PromoteArgs),
+    /// List the tags of a registry repository with their digests and promotion status
+    /// (promotion statements signed by a --promoted-by key: which key, which policy, when).
+    List(ListArgs),
 }
 
 #[derive(Debug, Args)]
@@ -417,6 +420,20 @@ pub struct PromoteArgs {
     pub json: bool,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The repository: docker://HOST/REPO.
+    pub repository: String,
+    /// A promoter's public key; only promotion statements it signed count. Repeatable.
+    #[arg(long, value_name = "PUB", required = true)]
+    pub promoted_by: Vec<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }

@@ -46,6 +46,7 @@ pub fn main() -> ExitCode {
         Command::Cache(args) => cache::run(args),
         Command::Approve(args) => promote::run_approve(args),
         Command::Promote(args) => promote::run_promote(args),
+        Command::List(args) => promote::run_list(args),
     };
     match result {
         Ok(code) => code,

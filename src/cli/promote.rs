@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::json;
 
-use super::args::{ApproveArgs, PromoteArgs, VerifyArgs};
+use super::args::{ApproveArgs, ListArgs, PromoteArgs, VerifyArgs};
 use super::key::{load_signing_key, load_verifying_key};
 use super::printer::{outln, status};
 use super::sign::{client, resolve};
@@ -21,11 +21,11 @@ use crate::attest::{attestation_layer, keys, PredicateType};
 use crate::digest::Sha256Digest;
 use crate::image::{self, ImageRef};
 use crate::policy::{
-    approval_predicate, evaluate, Evaluation, Evidence, Policy, PolicyKey, RuleResult,
-    APPROVAL_PREDICATE_TYPE, PROMOTION_PREDICATE_TYPE,
+    approval_predicate, evaluate, promotions, Evaluation, Evidence, Policy, PolicyKey, Promotion,
+    RuleResult, APPROVAL_PREDICATE_TYPE, PROMOTION_PREDICATE_TYPE,
 };
 use crate::recipe::Platform;
-use crate::registry::Reference;
+use crate::registry::{Reference, ALL_MANIFEST_TYPES};
 
 /// Unix seconds now: approvals and promotions are attestations, dated by the wall clock.
 fn now() -> i64 {
@@ -280,17 +280,11 @@ pub fn run_promote(args: PromoteArgs) -> Result<ExitCode> {
 pub fn run_verify_policy(args: &VerifyArgs) -> Result<ExitCode> {
     let path = args.policy.as_ref().expect("called with --policy");
     let policy = Policy::load(path)?;
-    let promoter = match &args.promoted_by {
-        Some(p) => {
-            let key = load_verifying_key(p)?;
-            Some(PolicyKey {
-                path: p.clone(),
-                id: keys::key_id(&key),
-                key,
-            })
-        }
-        None => None,
-    };
+    let promoter = args
+        .promoted_by
+        .as_deref()
+        .map(load_policy_key)
+        .transpose()?;
     let client = client(&args.registry)?;
     let target = resolve(&args.reference, &client)?;
     let evaluation = evaluate_target(&policy, &target, promoter.as_ref())?;
@@ -311,4 +305,89 @@ pub fn run_verify_policy(args: &VerifyArgs) -> Result<ExitCode> {
         }
         Ok(ExitCode::from(1))
     }
+}
+
+fn load_policy_key(path: &std::path::Path) -> Result<PolicyKey> {
+    let key = load_verifying_key(path)?;
+    Ok(PolicyKey {
+        path: path.to_path_buf(),
+        id: keys::key_id(&key),
+        key,
+    })
+}
+
+/// One row of `kiln list`.
+#[derive(Serialize)]
+struct ListedTag {
+    tag: String,
+    digest: Sha256Digest,
+    promotions: Vec<Promotion>,
+}
+
+/// Whether `tag` is one of cosign's attachment tags (`sha256-HEX.sig`, `.att`, …).
+fn is_attachment_tag(tag: &str) -> bool {
+    tag.starts_with("sha256-") && tag.contains('.')
+}
+
+pub fn run_list(args: ListArgs) -> Result<ExitCode> {
+    let reference: Reference = args
+        .repository
+        .parse()
+        .with_context(|| format!("list takes docker://HOST/REPO, not `{}`", args.repository))?;
+    let promoters = args
+        .promoted_by
+        .iter()
+        .map(|p| load_policy_key(p))
+        .collect::<Result<Vec<_>>>()?;
+    let client = client(&args.registry)?;
+    let repository = reference.repository().clone();
+    let tags = client
+        .list_tags(&repository)
+        .with_context(|| format!("failed to list the tags of {repository}"))?;
+    let store = AttachmentStore::Registry {
+        client: &client,
+        repository: repository.clone(),
+    };
+    let mut rows = Vec::new();
+    for tag in tags.into_iter().filter(|t| !is_attachment_tag(t)) {
+        let digest = client
+            .get_manifest(&repository, &tag, ALL_MANIFEST_TYPES)
+            .with_context(|| format!("failed to read {repository}:{tag}"))?
+            .digest;
+        let attestations = store
+            .read(&digest, AttachmentKind::Attestation)
+            .with_context(|| format!("failed to read the attestations of {repository}:{tag}"))?
+            .map(|s| s.layers)
+            .unwrap_or_default();
+        rows.push(ListedTag {
+            promotions: promotions(&attestations, &digest, &promoters),
+            tag,
+            digest,
+        });
+    }
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for row in &rows {
+        let status = if row.promotions.is_empty() {
+            "not promoted".to_string()
+        } else {
+            let each: Vec<String> = row
+                .promotions
+                .iter()
+                .map(|p| {
+                    format!(
+                        "promoted by key {} under policy sha256:{} at {}",
+                        &p.key_id[..12],
+                        p.policy_sha256.as_deref().unwrap_or("?"),
+                        p.time.as_deref().unwrap_or("?")
+                    )
+                })
+                .collect();
+            each.join("; ")
+        };
+        outln!("{}\t{}\t{status}", row.tag, row.digest);
+    }
+    Ok(ExitCode::SUCCESS)
 }

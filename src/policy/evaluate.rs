@@ -584,3 +584,46 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     let days = era * 146_097 + doe - 719_468;
     Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
 }
+
+/// A promotion statement about an image, signed by a known key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Promotion {
+    /// The attestation layer holding it.
+    pub layer: Sha256Digest,
+    #[serde(rename = "keyId")]
+    pub key_id: String,
+    /// The policy's sha256 (hex), as recorded.
+    #[serde(rename = "policySha256")]
+    pub policy_sha256: Option<String>,
+    pub destination: Option<String>,
+    pub time: Option<String>,
+}
+
+/// The promotion statements about `subject` in `attestations` signed by one of `keys`.
+pub fn promotions(
+    attestations: &[(Descriptor, Vec<u8>)],
+    subject: &Sha256Digest,
+    keys: &[PolicyKey],
+) -> Vec<Promotion> {
+    let keys: Vec<&PolicyKey> = keys.iter().collect();
+    let text = |s: &Signed, pointer: &str| {
+        s.statement
+            .predicate
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    authenticated(attestations, &keys)
+        .iter()
+        .filter(|s| {
+            s.statement.predicate_type == PROMOTION_PREDICATE_TYPE && s.statement.is_about(subject)
+        })
+        .map(|s| Promotion {
+            layer: s.layer,
+            key_id: s.key_id.clone(),
+            policy_sha256: text(s, "/policy/sha256"),
+            destination: text(s, "/image/destination"),
+            time: text(s, "/time"),
+        })
+        .collect()
+}

@@ -23,8 +23,8 @@ use crate::attest::keys::{self, KeyError, VerifyingKey};
 use crate::digest::Sha256Digest;
 
 pub use evaluate::{
-    approval_predicate, evaluate, parse_rfc3339, Evaluation, Evidence, RuleResult,
-    APPROVAL_PREDICATE_TYPE, PROMOTION_PREDICATE_TYPE,
+    approval_predicate, evaluate, parse_rfc3339, promotions, Evaluation, Evidence, Promotion,
+    RuleResult, APPROVAL_PREDICATE_TYPE, PROMOTION_PREDICATE_TYPE,
 };
 
 /// The largest policy file read.

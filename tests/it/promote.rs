@@ -483,6 +483,44 @@ fn promote_refuses_each_missing_piece_and_promotes_a_complete_image() {
     assert!(rules
         .iter()
         .all(|r| r["passed"] == true && !r["evidence"].as_array().unwrap().is_empty()));
+    // `kiln list`: the promoted tag with its promoter, policy and time; an image pushed there
+    // without promotion is listed as not promoted, and the attachment tags are not listed.
+    push(&ctx, "out-unsigned", &format!("{dest}:raw"));
+    let stdout = run_ok(ctx.kiln().args([
+        "list",
+        "--tls-verify=false",
+        &dest,
+        "--promoted-by",
+        "promoter.pub",
+    ]));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    let policy_hex = kiln::Sha256Digest::of(policy.as_bytes()).hex();
+    assert!(lines[0].starts_with("raw\tsha256:"), "{stdout}");
+    assert!(lines[0].ends_with("\tnot promoted"), "{stdout}");
+    assert!(
+        lines[1].starts_with(&format!("v1\t{digest}\tpromoted by key ")),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].contains(&format!("under policy sha256:{policy_hex} at 20")),
+        "{stdout}"
+    );
+    let json_out = run_ok(ctx.kiln().args([
+        "list",
+        "--tls-verify=false",
+        &dest,
+        "--promoted-by",
+        "mallory.pub",
+        "--json",
+    ]));
+    let rows: Value = serde_json::from_str(&json_out).unwrap();
+    assert_eq!(rows[1]["tag"], "v1");
+    assert_eq!(
+        rows[1]["promotions"],
+        json!([]),
+        "another key's view: {json_out}"
+    );
     let approval = python_dsse(
         &ctx,
         &envelope(&registry, "team/good", &digest, APPROVAL),
