@@ -257,6 +257,38 @@ fn each_missing_or_wrong_piece_fails_its_rule() {
             }),
         ),
         (
+            "scan",
+            "no summary",
+            Box::new(|f, _, a| {
+                let p = json!({"metadata": {"scanFinishedOn": "2027-01-15T00:00:00Z"}});
+                a[2] = att(&f.signer, &f.subject, PredicateType::Vuln.uri(), p);
+            }),
+        ),
+        (
+            "scan",
+            "not RFC 3339",
+            Box::new(|f, _, a| {
+                let p = json!({"scanner": {"result": {"summary": {}}}, "metadata": {"scanFinishedOn": "yesterday"}});
+                a[2] = att(&f.signer, &f.subject, PredicateType::Vuln.uri(), p);
+            }),
+        ),
+        (
+            "scan",
+            "cannot rank",
+            Box::new(|f, _, a| {
+                let p = json!({"scanner": {"result": {"summary": {"unevaluated": 1}}}, "metadata": {"scanFinishedOn": "2027-01-15T00:00:00Z"}});
+                a[2] = att(&f.signer, &f.subject, PredicateType::Vuln.uri(), p);
+            }),
+        ),
+        (
+            "provenance",
+            "no https://slsa.dev/provenance/v1 attestation signed by a listed key (1 signed by other keys",
+            Box::new(|f, _, a| {
+                let p = json!({"buildDefinition": {}});
+                a[0] = att(&keys::generate(), &f.subject, PredicateType::SlsaProvenance1.uri(), p);
+            }),
+        ),
+        (
             "sbom",
             "no https://spdx.dev",
             Box::new(|_, _, a| {
