@@ -13,6 +13,7 @@ pub mod digest;
 pub mod fetch;
 pub mod image;
 pub mod layer;
+pub mod policy;
 pub mod recipe;
 pub mod registry;
 pub mod store;

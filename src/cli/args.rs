@@ -55,6 +55,18 @@ pub enum Command {
     Rebuild(RebuildArgs),
     /// Check or trim the cache.
     Cache(CacheCommandArgs),
+    /// Approve an image as a reviewer: append a signed in-toto statement
+    /// (https://kiln.build/approval/v1: reviewer key id, comment, image digest, time) to its
+    /// `sha256-<hex>.att` tag.
+    Approve(ApproveArgs),
+    /// Evaluate a policy against what is attached to an image and, only when every rule
+    /// passes, copy it by digest with its signatures and attestations to a repository of
+    /// verified images and attest the promotion (https://kiln.build/promotion/v1). Exit 0
+    /// promoted, 1 refused (nothing written), 2 on errors.
+    Promote(PromoteArgs),
+    /// List the tags of a registry repository with their digests and promotion status
+    /// (promotion statements signed by a --promoted-by key: which key, which policy, when).
+    List(ListArgs),
 }
 
 #[derive(Debug, Args)]
@@ -384,12 +396,73 @@ pub struct AttestArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The image: oci:PATH[:TAG][@sha256:HEX] or docker://HOST/REPO[:TAG][@sha256:HEX].
+    pub reference: String,
+    /// The reviewer's private key (as for `kiln sign`).
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// Why the image is approved (recorded in the statement).
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The image: docker://HOST/REPO[:TAG][@sha256:HEX] or oci:PATH[:TAG][@sha256:HEX].
+    pub reference: String,
+    /// The policy (TOML; see examples/policy.toml).
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+    /// The repository of verified images: docker://HOST/REPO[:TAG].
+    #[arg(long, value_name = "REF")]
+    pub to: String,
+    /// The private key that signs the promotion statement (as for `kiln sign`).
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<PathBuf>,
+    /// Evaluate and print the table only; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the evaluation as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The repository: docker://HOST/REPO.
+    pub repository: String,
+    /// A promoter's public key; only promotion statements it signed count. Repeatable.
+    #[arg(long, value_name = "PUB", required = true)]
+    pub promoted_by: Vec<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The image: oci:PATH[:TAG][@sha256:HEX] or docker://HOST/REPO[:TAG][@sha256:HEX].
     pub reference: String,
     /// The public key (PEM `PUBLIC KEY`, as `kiln key generate` and cosign write it).
-    #[arg(long, value_name = "PUB")]
-    pub key: PathBuf,
+    #[arg(long, value_name = "PUB", required_unless_present = "policy")]
+    pub key: Option<PathBuf>,
+    /// Evaluate this promotion policy (TOML) instead of one key's signatures: every rule must
+    /// pass, as for `kiln promote`.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["key", "attestations", "recipe", "identity"])]
+    pub policy: Option<PathBuf>,
+    /// With --policy: also require a promotion statement signed by this public key under
+    /// this policy.
+    #[arg(long, value_name = "PUB", requires = "policy")]
+    pub promoted_by: Option<PathBuf>,
     /// Also require an attestation of this predicate type (slsaprovenance1, spdxjson,
     /// cyclonedx, vuln, or a URI). Repeatable.
     #[arg(long = "attestation", value_name = "TYPE")]

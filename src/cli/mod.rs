@@ -12,6 +12,7 @@ mod key;
 mod lock;
 mod printer;
 mod progress;
+mod promote;
 mod rebuild;
 mod sign;
 
@@ -43,6 +44,9 @@ pub fn main() -> ExitCode {
         Command::Diff(args) => diff::run(args),
         Command::Rebuild(args) => rebuild::run(args),
         Command::Cache(args) => cache::run(args),
+        Command::Approve(args) => promote::run_approve(args),
+        Command::Promote(args) => promote::run_promote(args),
+        Command::List(args) => promote::run_list(args),
     };
     match result {
         Ok(code) => code,

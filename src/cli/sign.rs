@@ -38,7 +38,7 @@ pub(super) fn client(args: &RegistryArgs) -> Result<Client> {
     })?)
 }
 
-fn resolve<'a>(reference: &str, client: &'a Client) -> Result<Target<'a>> {
+pub(super) fn resolve<'a>(reference: &str, client: &'a Client) -> Result<Target<'a>> {
     let parsed: ImageRef = reference.parse()?;
     Ok(target::resolve(&parsed, client)?)
 }
@@ -213,7 +213,10 @@ fn identity_policy(identity: Option<&str>) -> IdentityPolicy {
 }
 
 pub fn run_verify(args: VerifyArgs) -> Result<ExitCode> {
-    let key = load_verifying_key(&args.key)?;
+    if args.policy.is_some() {
+        return super::promote::run_verify_policy(&args);
+    }
+    let key = load_verifying_key(args.key.as_ref().context("--key is required")?)?;
     let key_id = keys::key_id(&key);
     let mut types = args
         .attestations

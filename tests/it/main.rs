@@ -11,6 +11,7 @@ mod hostile_tar;
 mod interop;
 mod limits;
 mod matching;
+mod promote;
 mod registry;
 #[path = "../../src/testing/registry.rs"]
 mod registry_support;

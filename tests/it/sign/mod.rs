@@ -25,7 +25,7 @@ fn recipe_text(content: &str) -> String {
 }
 
 /// Builds a one-file image into the layout `out-{name}`; returns its manifest digest.
-fn build(ctx: &TestContext, name: &str, content: &str, extra: &[&str]) -> String {
+pub(crate) fn build(ctx: &TestContext, name: &str, content: &str, extra: &[&str]) -> String {
     let recipe = format!("{name}.toml");
     ctx.write(&recipe, recipe_text(content));
     let out = format!("out-{name}");
@@ -34,7 +34,7 @@ fn build(ctx: &TestContext, name: &str, content: &str, extra: &[&str]) -> String
 }
 
 /// `kiln key generate --out PREFIX` with an empty password.
-fn keygen(ctx: &TestContext, prefix: &str) {
+pub(crate) fn keygen(ctx: &TestContext, prefix: &str) {
     run_ok(ctx.kiln().args(["key", "generate", "--out", prefix]));
 }
 
@@ -107,7 +107,7 @@ fn set_tag(layout: &Path, tag: &str, manifest: &Value, blobs_from: &Path) {
 // --- independent verifiers ---------------------------------------------------------------
 
 /// The Python with tests/verifiers/requirements.txt; its absence fails the test.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let path = std::env::var_os("KILN_TEST_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
@@ -123,7 +123,7 @@ fn python() -> PathBuf {
 }
 
 /// Runs tests/verifiers/verify.py; returns (exit code, stdout, stderr).
-fn verify_py(python: &Path, args: &[&str], password: &str) -> (i32, String, String) {
+pub(crate) fn verify_py(python: &Path, args: &[&str], password: &str) -> (i32, String, String) {
     let out = Command::new(python)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/verifiers/verify.py"))
         .args(args)
@@ -154,7 +154,7 @@ fn copy_with_attachments(ctx: &TestContext, repo: &str, dest_repo: &str, digest:
 }
 
 /// Pushes the layout image `oci:{layout}:hello` to `dest` (docker://…) with its digest kept.
-fn push(ctx: &TestContext, layout: &str, dest: &str) {
+pub(crate) fn push(ctx: &TestContext, layout: &str, dest: &str) {
     run_ok(
         tool("skopeo")
             .current_dir(ctx.path())
