@@ -65,6 +65,13 @@ pub enum FetchError {
         source: Box<ureq::Transport>,
     },
 
+    #[error("download of `{input}` from {url} is larger than the {limit}-byte limit")]
+    TooLarge {
+        input: String,
+        url: String,
+        limit: u64,
+    },
+
     #[error("failed to read the download of input `{input}` from {url}")]
     Body {
         input: String,

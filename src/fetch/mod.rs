@@ -145,6 +145,35 @@ impl Fetcher {
         })
     }
 
+    /// Downloads an unpinned `url` into memory, refusing more than `limit` bytes; nothing is
+    /// stored. For small documents that are verified by other means before use (a Debian
+    /// `InRelease`, checked against a keyring).
+    pub fn read_unpinned(&self, url: &str, what: &str, limit: u64) -> Result<Vec<u8>> {
+        let parsed = parse_url(url, what)?;
+        if self.offline && parsed.scheme() != "file" {
+            return Err(FetchError::ResolveOffline {
+                input: what.to_string(),
+                url: url.to_string(),
+            });
+        }
+        self.with_retries(|| {
+            let source = self.open_source(&parsed, url, what)?;
+            let mut bytes = Vec::new();
+            self.pump(source, what, url, &mut |chunk| {
+                if bytes.len() as u64 + chunk.len() as u64 > limit {
+                    return Err(FetchError::TooLarge {
+                        input: what.to_string(),
+                        url: url.to_string(),
+                        limit,
+                    });
+                }
+                bytes.extend_from_slice(chunk);
+                Ok(())
+            })?;
+            Ok(bytes)
+        })
+    }
+
     /// Runs `attempt` up to `1 + self.retries` times while it fails with a transient error,
     /// waiting a little longer before each new try.
     fn with_retries<T>(&self, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
