@@ -3,5 +3,7 @@
 
 pub mod control;
 pub mod packages;
+pub mod relation;
 pub mod release;
+pub mod resolve;
 pub mod version;

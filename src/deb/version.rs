@@ -235,4 +235,74 @@ mod tests {
             assert!(Version::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
+
+    /// The same order as the real `dpkg --compare-versions`, on every pair of a varied set.
+    #[test]
+    fn agrees_with_dpkg_compare_versions() {
+        let versions = [
+            "0",
+            "1",
+            "1.0",
+            "1.0-1",
+            "1.0-1+b1",
+            "1.0-1~bpo12+1",
+            "1.0~rc1",
+            "1.0~rc1-1",
+            "1.0~",
+            "1.0~~",
+            "1.0a",
+            "1.0+",
+            "1.0+dfsg",
+            "1.0.1",
+            "1.00",
+            "1.001",
+            "1.10",
+            "1.9",
+            "2:0.1",
+            "1:1.0",
+            "0:1.0",
+            "1.0-0",
+            "2.36-9+deb12u4",
+            "2.36-9+deb12u10",
+            "3.0.11-1~deb12u2",
+            "3.0.15-1~deb12u1",
+            "1.35.0-4+b3",
+            "2024a-0+deb12u1",
+            "20230311",
+            "1.2.3-4-5",
+            "a1",
+            "9.9z",
+            "1.0-a",
+            "1.0-A",
+            "1.0-+",
+            "1.0-.",
+            "10",
+            "9",
+            "1~",
+            "1~a",
+        ];
+        let mut mismatches = Vec::new();
+        for a in versions {
+            for b in versions {
+                let dpkg = |op: &str| {
+                    std::process::Command::new("dpkg")
+                        .args(["--compare-versions", a, op, b])
+                        .status()
+                        .expect("dpkg must be installed")
+                        .success()
+                };
+                let want = if dpkg("lt") {
+                    Ordering::Less
+                } else if dpkg("eq") {
+                    Ordering::Equal
+                } else {
+                    Ordering::Greater
+                };
+                if v(a).cmp(&v(b)) != want {
+                    mismatches.push(format!("{a} vs {b}: dpkg says {want:?}"));
+                }
+            }
+        }
+        assert!(mismatches.is_empty(), "{mismatches:#?}");
+    }
 }
