@@ -63,4 +63,6 @@ pub enum BuildError {
     Fetch(#[from] crate::fetch::FetchError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Lockfile(#[from] crate::deb::lockfile::LockfileError),
 }

@@ -80,6 +80,8 @@ struct CachedLayer {
 pub struct LayerContext<'a> {
     pub recipe: &'a Recipe,
     pub inputs: &'a BTreeMap<String, ResolvedInput>,
+    /// The verified `.deb`s of `packages` steps.
+    pub debs: &'a super::packages::Debs,
     pub store: &'a Store,
     pub encoder: &'a Encoder,
     pub scratch: &'a Path,
@@ -149,6 +151,10 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
                     run_step(&mut tree, &step, &run_ctx).map_err(|e| fail(Box::new(e)))?;
                 step_outputs.push(outputs);
             }
+            StepKind::Packages { .. } => ctx
+                .debs
+                .install(&mut tree, step.span.line, epoch, ctx.scratch)
+                .map_err(|e| fail(Box::new(e)))?,
             kind => apply_step(&mut tree, kind, ctx.inputs, epoch, ctx.scratch).map_err(fail)?,
         }
     }
@@ -301,7 +307,9 @@ fn apply_step(
         StepKind::Remove { path } => {
             tree.remove(path.as_str())?;
         }
-        StepKind::Run { .. } => unreachable!("build_layer runs `run` steps itself"),
+        StepKind::Run { .. } | StepKind::Packages { .. } => {
+            unreachable!("build_layer runs `run` and `packages` steps itself")
+        }
     }
     Ok(())
 }
@@ -319,6 +327,7 @@ fn describe_layer(layer: &Layer) -> String {
             StepKind::Symlink { path, target, .. } => format!("symlink {path} -> {target}"),
             StepKind::Remove { path } => format!("remove {path}"),
             StepKind::Run { argv, .. } => format!("run {}", argv.join(" ")),
+            StepKind::Packages { names, from } => format!("packages {from}: {}", names.join(" ")),
         })
         .collect();
     format!("kiln: {}", steps.join("; "))
@@ -344,6 +353,14 @@ fn cache_key(layer: &Layer, ctx: &LayerContext<'_>) -> Sha256Digest {
         "steps": steps,
         "inputs": used,
     });
+    let debs: Vec<String> = layer
+        .steps
+        .iter()
+        .flat_map(|s| ctx.debs.digests(s.span.line))
+        .collect();
+    if !debs.is_empty() {
+        key["debs"] = serde_json::json!(debs);
+    }
     if layer
         .steps
         .iter()

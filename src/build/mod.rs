@@ -11,6 +11,7 @@ mod inputs;
 mod layers;
 mod lower;
 pub mod output;
+mod packages;
 mod run;
 mod user;
 
@@ -150,6 +151,7 @@ pub fn build(
     }
     let store = Store::open(&opts.store_root)?;
     let resolved = inputs::resolve(recipe, &store, opts, observer)?;
+    let debs = packages::fetch(recipe, &store, opts, observer)?;
 
     let base = match &recipe.base {
         Some(base) => Some(open_base(recipe, &base.reference, &store, opts, observer)?),
@@ -203,6 +205,7 @@ pub fn build(
         let ctx = layers::LayerContext {
             recipe,
             inputs: &resolved,
+            debs: &debs,
             store: &store,
             encoder: &encoder,
             scratch: scratch.path(),
@@ -271,6 +274,7 @@ pub fn build(
             digest: r.digest,
         })
         .collect();
+    dependencies.extend(debs.dependencies.iter().cloned());
     if let (Some(b), Some(rb)) = (&base, &recipe.base) {
         dependencies.push(Dependency {
             name: "base".into(),

@@ -5,6 +5,7 @@
 mod args;
 mod build;
 mod copy;
+mod deb_lock;
 mod diff;
 mod inspect;
 mod key;

@@ -3,8 +3,8 @@
 //! Deterministic and greedy, roughly as apt decides without user preferences: requests are
 //! taken in sorted order; each `Pre-Depends` and `Depends` group is satisfied by what is
 //! already chosen if it can be, otherwise by its first satisfiable alternative in written
-//! order (a real package at its newest allowed version, else a package providing the name,
-//! the alphabetically first provider at its newest version). A package is chosen once, so
+//! order (a real package at its newest allowed version, else a package providing the name:
+//! the provider of highest `Priority`, then the alphabetically first, at its newest version). A package is chosen once, so
 //! dependency loops end. Dependencies on `Essential: yes` packages are not followed (dpkg
 //! treats essential packages as always present; distroless images leave them out): list one in
 //! `packages` to get it.
@@ -63,6 +63,20 @@ struct Provider {
     package: String,
     version: Version,
     provided: Option<Version>,
+    /// [`priority_rank`] of the providing package.
+    rank: u8,
+}
+
+/// `Priority` as apt weighs it when it must pick among providers: required first.
+fn priority_rank(priority: &str) -> u8 {
+    match priority {
+        "required" => 0,
+        "important" => 1,
+        "standard" => 2,
+        "optional" => 3,
+        "extra" => 4,
+        _ => 5,
+    }
 }
 
 /// Resolves `requested` against `index` for `arch` (packages of `arch` and `all`). The result
@@ -89,6 +103,7 @@ pub fn resolve(
                     package: p.name.clone(),
                     version: p.version.clone(),
                     provided: rel.constraint.map(|(_, v)| v),
+                    rank: priority_rank(&p.priority),
                 });
             }
         }
@@ -160,8 +175,8 @@ pub fn resolve(
                     })
                     .collect();
                 candidates.sort_by(|a, b| {
-                    a.package
-                        .cmp(&b.package)
+                    (a.rank, &a.package)
+                        .cmp(&(b.rank, &b.package))
                         .then_with(|| b.version.cmp(&a.version))
                 });
                 if let Some(pr) = candidates.first() {
@@ -296,14 +311,21 @@ mod tests {
              libbar 1 amd64
              common 1 all
              init-helper 1 amd64
-             postfix 1 amd64 Provides: mta
-             exim 1 amd64 Provides: mta
+             postfix 1 amd64 Provides: mta;Priority: standard
+             exim 1 amd64 Provides: mta;Priority: optional
+             aaa-mta 1 amd64 Provides: mta
              other 1 i386",
         );
         let got = resolve(&idx, "amd64", &req(&["app"])).unwrap();
         assert_eq!(
             names(&got),
-            ["app=1", "common=1", "exim=1", "init-helper=1", "libfoo=3"]
+            [
+                "app=1",
+                "common=1",
+                "init-helper=1",
+                "libfoo=3",
+                "postfix=1"
+            ]
         );
     }
 

@@ -18,7 +18,7 @@ use super::types::{Base, Compression, ConfigSection, ImageSection, Input, InputS
 use super::values::{check_input_name, ImagePath, Platform, RefName};
 use crate::digest::Sha256Digest;
 
-const ROOT_KEYS: &[&str] = &["image", "base", "inputs", "layer", "config"];
+const ROOT_KEYS: &[&str] = &["image", "base", "inputs", "repositories", "layer", "config"];
 const IMAGE_KEYS: &[&str] = &[
     "name",
     "epoch",
@@ -82,7 +82,8 @@ pub(crate) fn parse(
         None => None,
     };
     let inputs = parse_inputs(&root, dir)?;
-    let layers = parse_layers(&root, &inputs)?;
+    let repositories = super::repositories::parse_repositories(&root, dir)?;
+    let layers = parse_layers(&root, &inputs, &repositories)?;
     let config = match root.table("config", "[config]")? {
         Some(t) => parse_config(&t)?,
         None => ConfigSection::default(),
@@ -94,6 +95,7 @@ pub(crate) fn parse(
         image,
         base,
         inputs,
+        repositories,
         layers,
         config,
     })

@@ -118,6 +118,7 @@ fn full_recipe_parses_to_the_expected_structure() {
         },
     ];
     let expected = Recipe {
+        repositories: BTreeMap::new(),
         file: "recipes/hello/recipe.toml".into(),
         dir: "recipes/hello".into(),
         sha256: Sha256Digest::of(FULL.as_bytes()),
@@ -305,10 +306,10 @@ fn refusals_name_the_place_and_the_key() {
     let cases: &[(&str, &str)] = &[
         // unknown keys, everywhere
         ("[[layer]]\n[[layer.step]]\nextrct = \"busybox\"\n",
-         "recipe.toml:9:1: unknown key `extrct` in [[layer.step]]; expected one of: extract, copy, write, mkdir, symlink, remove, run, dest, mode, owner, content, target, env, workdir, user"),
+         "recipe.toml:9:1: unknown key `extrct` in [[layer.step]]; expected one of: extract, copy, write, mkdir, symlink, remove, run, dest, mode, owner, content, target, env, workdir, user, packages, from"),
         ("[config]\n  entry-point = []\n",
          "recipe.toml:8:3: unknown key `entry-point` in [config]; expected one of: entrypoint, cmd, env, workdir, user, exposed-ports, labels, stop-signal"),
-        ("[layers]\n", "recipe.toml:7:2: unknown key `layers` in the top level; expected one of: image, base, inputs, layer, config"),
+        ("[layers]\n", "recipe.toml:7:2: unknown key `layers` in the top level; expected one of: image, base, inputs, repositories, layer, config"),
         ("[inputs.x]\nurl = \"https://e/x\"\nsha = \"abc\"\n",
          "recipe.toml:9:1: unknown key `sha` in [inputs.x]; expected one of: url, path, sha256"),
         ("[base]\nref = \"oci:x@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\ndigest = 1\n",
@@ -327,7 +328,7 @@ fn refusals_name_the_place_and_the_key() {
         ("[[layer]]\n[[layer.step]]\nrun = 3\n", "recipe.toml:9:7: `run` in [[layer.step]] must be a string or an array of strings, found integer"),
         // step kinds
         ("[[layer]]\n[[layer.step]]\ndest = \"/\"\n",
-         "recipe.toml:8:1: [[layer.step]] has no kind; expected exactly one of: extract, copy, write, mkdir, symlink, remove, run"),
+         "recipe.toml:8:1: [[layer.step]] has no kind; expected exactly one of: extract, copy, write, mkdir, symlink, remove, run, packages"),
         ("[[layer]]\n[[layer.step]]\ncopy = \"site\"\nwrite = \"/x\"\ndest = \"/\"\n",
          "recipe.toml:10:1: [[layer.step]] has both `copy` and `write`; a step does exactly one thing, split it into two steps"),
         ("[[layer]]\n[[layer.step]]\ncopy = \"site\"\ndest = \"/\"\ntarget = \"x\"\n",

@@ -26,6 +26,8 @@ pub struct Recipe {
     /// `None` means `FROM scratch`.
     pub base: Option<Base>,
     pub inputs: BTreeMap<String, Input>,
+    /// `[repositories.NAME]`.
+    pub repositories: BTreeMap<String, super::repositories::Repository>,
     /// In recipe order; each is exactly one image layer.
     pub layers: Vec<Layer>,
     pub config: ConfigSection,
@@ -171,6 +173,9 @@ pub enum StepKind {
     },
     /// Deletes base content; becomes a whiteout.
     Remove { path: ImagePath },
+    /// Installs Debian packages (their closure, as pinned in `RECIPE.lock`) from repository
+    /// `from`: each `.deb`'s data unpacked, no maintainer scripts, a dpkg record per package.
+    Packages { names: Vec<String>, from: String },
     /// Runs in the sandbox over the rootfs so far. A string `run` becomes
     /// `["/bin/sh", "-c", string]`.
     Run {
@@ -192,6 +197,7 @@ impl StepKind {
             StepKind::Symlink { .. } => "symlink",
             StepKind::Remove { .. } => "remove",
             StepKind::Run { .. } => "run",
+            StepKind::Packages { .. } => "packages",
         }
     }
 
