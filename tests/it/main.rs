@@ -2,6 +2,7 @@
 //! output with real tools kiln did not write.
 
 mod build;
+mod deb;
 mod diff;
 mod errors;
 mod registry;
