@@ -700,3 +700,57 @@ fn deb_mirror_lock_build_syft_podman_and_a_second_cache() {
     );
     assert_eq!(ran.trim_end().lines().last(), Some("ok"), "{ran}");
 }
+
+#[test]
+fn deb_lock_keeps_pins_until_update_then_prints_old_to_new() {
+    let ctx = TestContext::new();
+    let home = new_key(&ctx, "good", "never", None);
+    let repo = make_repo(&ctx, &home, |r| r);
+    let r = recipe(&ctx, &repo.url, "\"libbar\"");
+    run_ok(
+        ctx.kiln()
+            .arg("lock")
+            .arg(&r)
+            .arg("--cache")
+            .arg(ctx.join("cache")),
+    );
+    assert_eq!(locked(&ctx), ["libbar=1.0-1"]);
+    // The repository moves on: libbar 2.0-1 appears.
+    build_deb(
+        &ctx,
+        &repo.root.join("pool/main"),
+        &Pkg("libbar", "2.0-1", "amd64", ""),
+    );
+    index_and_sign(&repo.root, &home, |r| r, None);
+    run_ok(
+        ctx.kiln()
+            .arg("lock")
+            .arg(&r)
+            .arg("--cache")
+            .arg(ctx.join("cache")),
+    );
+    assert_eq!(
+        locked(&ctx),
+        ["libbar=1.0-1"],
+        "an unchanged request keeps its pins"
+    );
+    let table = run_ok(
+        ctx.kiln()
+            .arg("lock")
+            .arg(&r)
+            .arg("--update")
+            .arg("--cache")
+            .arg(ctx.join("cache")),
+    );
+    assert_eq!(locked(&ctx), ["libbar=2.0-1"]);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("libbar:amd64"))
+        .unwrap_or_else(|| panic!("{table}"));
+    let words: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        words,
+        ["libbar:amd64", "1.0-1", "→", "2.0-1", "libbar"],
+        "{table}"
+    );
+}
