@@ -121,6 +121,9 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         args.recipe_uri.clone(),
         args.invocation_id.clone(),
     )?;
+    if recipe.image.platforms.len() > 1 {
+        return build_platforms(&recipe, &args, &opts, sign_key.is_some());
+    }
     let image = build::build(&recipe, &opts, &StderrObserver)
         .with_context(|| format!("failed to build {}", args.recipe.display()))?;
     let dest = args
@@ -151,6 +154,63 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             .with_context(|| format!("failed to push {push}"))?;
     }
     outln!("{}", image.manifest_digest);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `[image] platforms`: one image per platform, then an OCI image index over them; prints the
+/// index digest.
+fn build_platforms(
+    recipe: &Recipe,
+    args: &BuildArgs,
+    opts: &BuildOptions,
+    signing: bool,
+) -> Result<ExitCode> {
+    if args.format != OutputFormat::Oci || signing || args.push.is_some() {
+        anyhow::bail!(
+            "a recipe with several `platforms` writes an image index: use --format oci, without \
+             --sign-key or --push (sign and copy the index afterwards)"
+        );
+    }
+    let per_platform: Vec<Recipe> = recipe
+        .image
+        .platforms
+        .iter()
+        .map(|platform| {
+            let mut one = recipe.clone();
+            one.image.platform = platform.clone();
+            one.image.platforms = vec![platform.clone()];
+            one
+        })
+        .collect();
+    // Refuse before building anything.
+    for one in &per_platform {
+        build::check_emulator(one)?;
+    }
+    let mut images = Vec::new();
+    for one in &per_platform {
+        let platform = &one.image.platform;
+        status(&format!("building for {platform}"));
+        let image = build::build(one, opts, &StderrObserver)
+            .with_context(|| format!("failed to build {} for {platform}", args.recipe.display()))?;
+        status(&format!("{platform}: {}", image.manifest_digest));
+        images.push(image);
+    }
+    let dest = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out").join(recipe.image.name.as_str()));
+    let store = Store::open(&opts.store_root)?;
+    let (_staging, staged) = crate::image::write::stage_beside(&dest)?;
+    let digest = build::output::write_index_layout(&images, recipe.image.name.as_str(), &staged)
+        .with_context(|| format!("failed to write {}", dest.display()))?;
+    crate::image::write::replace(&staged, &dest)?;
+    for blob in images.iter().flat_map(|i| &i.layers) {
+        if blob.path.starts_with(store.root()) {
+            store.stamp_verified(&blob.digest);
+        }
+    }
+    status(&format!("wrote {}", dest.display()));
+    outln!("{digest}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -19,10 +19,13 @@ use crate::recipe::Recipe;
 
 /// The architectures the recipe builds, as Debian names them.
 fn arches(recipe: &Recipe) -> Result<Vec<String>> {
-    let platform = &recipe.image.platform;
-    let arch = debian_arch(platform)
-        .with_context(|| format!("platform {platform} has no Debian architecture"))?;
-    Ok(vec![arch.to_string()])
+    let mut out = Vec::new();
+    for platform in &recipe.image.platforms {
+        let arch = debian_arch(platform)
+            .with_context(|| format!("platform {platform} has no Debian architecture"))?;
+        out.push(arch.to_string());
+    }
+    Ok(out)
 }
 
 /// Writes `RECIPE.lock` for the recipe's `packages` steps. Sets whose request and repository

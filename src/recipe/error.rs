@@ -113,6 +113,11 @@ pub enum RecipeError {
         name: String,
         known: Vec<String>,
     },
+    #[error(
+        "{at}: `platforms` must list distinct platforms such as [\"linux/amd64\", \"linux/arm64\"], \
+         and replaces `platform` (give one of the two)"
+    )]
+    Platforms { at: Location },
     #[error("{at}: `{name}` is not a Debian package name (lowercase letters, digits, `+-.`)")]
     InvalidPackageName { at: Location, name: String },
     #[error("{at}: invalid `{key}` in {table}: {reason}")]
@@ -232,7 +237,8 @@ impl RecipeError {
             | InvalidPort { at, .. }
             | InvalidRepository { at, .. }
             | UnknownRepository { at, .. }
-            | InvalidPackageName { at, .. } => Some(at),
+            | InvalidPackageName { at, .. }
+            | Platforms { at } => Some(at),
         }
     }
 }

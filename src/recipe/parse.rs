@@ -23,6 +23,7 @@ const IMAGE_KEYS: &[&str] = &[
     "name",
     "epoch",
     "platform",
+    "platforms",
     "compression",
     "compression-level",
 ];
@@ -121,7 +122,30 @@ fn parse_image(root: &Tbl<'_>) -> Result<ImageSection, RecipeError> {
             value: epoch,
         });
     }
-    let platform: Platform = t.parsed("platform")?.unwrap_or_else(Platform::host);
+    let mut platform: Platform = t.parsed("platform")?.unwrap_or_else(Platform::host);
+    let mut platforms = vec![platform.clone()];
+    if let Some(list) = t.strings("platforms")? {
+        let parsed = list
+            .iter()
+            .map(|p| p.parse::<Platform>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| RecipeError::InvalidValue {
+                at: t.at_value("platforms"),
+                key: "platforms".to_string(),
+                table: "[image]".to_string(),
+                reason,
+            })?;
+        let mut unique = parsed.clone();
+        unique.sort();
+        unique.dedup();
+        if parsed.is_empty() || unique.len() != parsed.len() || t.get("platform").is_some() {
+            return Err(RecipeError::Platforms {
+                at: t.at_value("platforms"),
+            });
+        }
+        platform = parsed[0].clone();
+        platforms = parsed;
+    }
     let compression = match t.string("compression")? {
         None | Some("gzip") => Compression::Gzip,
         Some("zstd") => Compression::Zstd,
@@ -150,6 +174,7 @@ fn parse_image(root: &Tbl<'_>) -> Result<ImageSection, RecipeError> {
         name,
         epoch,
         platform,
+        platforms,
         compression,
         compression_level,
     })

@@ -126,6 +126,7 @@ fn full_recipe_parses_to_the_expected_structure() {
             name: p("hello"),
             epoch: 1_700_000_000,
             platform: p("linux/arm64/v8"),
+            platforms: vec![p("linux/arm64/v8")],
             compression: Compression::Zstd,
             compression_level: Some(19),
         },

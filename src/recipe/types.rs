@@ -40,8 +40,11 @@ pub struct ImageSection {
     pub name: RefName,
     /// SOURCE_DATE_EPOCH for every timestamp kiln writes; default 0, never negative.
     pub epoch: i64,
-    /// Default: `linux/<host arch>` ([`Platform::host`]).
+    /// Default: `linux/<host arch>` ([`Platform::host`]); with `platforms`, the first of them.
     pub platform: Platform,
+    /// `platforms`: one image per platform, written as an OCI image index. Never empty;
+    /// `[platform]` when the recipe does not say `platforms`.
+    pub platforms: Vec<Platform>,
     /// Layer compression; default gzip.
     pub compression: Compression,
     /// `compression-level`; `None` leaves the level to the layer writer's fixed default.

@@ -84,6 +84,7 @@ const PACKAGES: &[Pkg] = &[
     Pkg("loopa", "1-1", "amd64", "Depends: loopb\n"),
     Pkg("loopb", "1-1", "amd64", "Depends: loopa (>= 1)\n"),
     Pkg("other-arch", "1-1", "arm64", ""),
+    Pkg("libbar", "1.0-1", "arm64", ""),
 ];
 
 /// A signed repository under `ctx/repo` plus its keyring at `ctx/keyring.gpg`.
@@ -187,6 +188,14 @@ fn index_and_sign(
     packages_override: Option<String>,
 ) {
     let dists = root.join("dists/test");
+    let arm = dists.join("main/binary-arm64");
+    std::fs::create_dir_all(&arm).unwrap();
+    let arm_packages = run_ok(
+        Command::new(require_tool("apt-ftparchive"))
+            .current_dir(root)
+            .args(["--arch", "arm64", "packages", "pool"]),
+    );
+    std::fs::write(arm.join("Packages"), arm_packages).unwrap();
     let bin = dists.join("main/binary-amd64");
     std::fs::create_dir_all(&bin).unwrap();
     let packages = match packages_override {
@@ -194,7 +203,7 @@ fn index_and_sign(
         None => run_ok(
             Command::new(require_tool("apt-ftparchive"))
                 .current_dir(root)
-                .args(["packages", "pool"]),
+                .args(["--arch", "amd64", "packages", "pool"]),
         ),
     };
     std::fs::write(bin.join("Packages"), &packages).unwrap();
@@ -209,7 +218,7 @@ fn index_and_sign(
                 "-o",
                 "APT::FTPArchive::Release::Codename=test",
                 "-o",
-                "APT::FTPArchive::Release::Architectures=amd64",
+                "APT::FTPArchive::Release::Architectures=amd64 arm64",
                 "-o",
                 "APT::FTPArchive::Release::Components=main",
                 "release",
@@ -699,6 +708,45 @@ fn deb_mirror_lock_build_syft_podman_and_a_second_cache() {
             .args(["busybox", "sh", "-c", "echo ok"]),
     );
     assert_eq!(ran.trim_end().lines().last(), Some("ok"), "{ran}");
+
+    // linux/amd64 + linux/arm64 from the same mirror: one lock, an image index.
+    let multi = ctx.write(
+        "multi.toml",
+        format!(
+            "[image]\nname = \"multi\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\n\
+             [repositories.debian]\nurl = \"{url}\"\nsuite = \"{suite}\"\nkeyring = \"{keyring}\"\n\n\
+             [[layer]]\n[[layer.step]]\npackages = [\"busybox-static\"]\n"
+        ),
+    );
+    run_ok(
+        ctx.kiln()
+            .arg("lock")
+            .arg(&multi)
+            .arg("--cache")
+            .arg(ctx.join("c1")),
+    );
+    run_ok(
+        ctx.kiln()
+            .arg("build")
+            .arg(&multi)
+            .arg("-o")
+            .arg(ctx.join("multi"))
+            .arg("--cache")
+            .arg(ctx.join("c1")),
+    );
+    let raw = run_ok(
+        tool("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci:{}:multi", ctx.join("multi").display())),
+    );
+    let index: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let arches: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(arches, ["amd64", "arm64"], "{raw}");
 }
 
 #[test]
@@ -753,4 +801,107 @@ fn deb_lock_keeps_pins_until_update_then_prints_old_to_new() {
         ["libbar:amd64", "1.0-1", "→", "2.0-1", "libbar"],
         "{table}"
     );
+}
+
+#[test]
+fn deb_platforms_lock_one_closure_per_architecture_and_build_an_index() {
+    let ctx = TestContext::new();
+    let home = new_key(&ctx, "good", "never", None);
+    let repo = make_repo(&ctx, &home, |r| r);
+    let head = format!(
+        "[image]\nname = \"multi\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\n\
+         [repositories.test]\nurl = \"{}\"\nsuite = \"test\"\nkeyring = \"keyring.gpg\"\n\n\
+         [[layer]]\n[[layer.step]]\npackages = [\"common\", \"libbar\"]\n",
+        repo.url
+    );
+    let r = ctx.write("r.toml", &head);
+    run_ok(
+        ctx.kiln()
+            .arg("lock")
+            .arg(&r)
+            .arg("--cache")
+            .arg(ctx.join("cache")),
+    );
+    let lock: toml::Value =
+        toml::from_str(&std::fs::read_to_string(ctx.join("r.lock")).unwrap()).unwrap();
+    let sets: Vec<String> = lock["set"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let arches: Vec<&str> = s["package"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["architecture"].as_str().unwrap())
+                .collect();
+            format!(
+                "{}: {}",
+                s["architecture"].as_str().unwrap(),
+                arches.join(" ")
+            )
+        })
+        .collect();
+    assert_eq!(sets, ["amd64: all amd64", "arm64: all arm64"]);
+
+    let out = run_ok(
+        ctx.kiln()
+            .arg("build")
+            .arg(&r)
+            .arg("-o")
+            .arg(ctx.join("out"))
+            .arg("--cache")
+            .arg(ctx.join("cache")),
+    );
+    let digest = last_line(&out);
+    let raw = run_ok(
+        tool("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci:{}:multi", ctx.join("out").display())),
+    );
+    assert_eq!(
+        sha256(raw.as_bytes()),
+        digest,
+        "kiln prints the index digest"
+    );
+    let index: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap(),
+                m["platform"]["architecture"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+
+    // A `run` step for a platform this machine cannot execute needs a registered emulator.
+    let with_run = ctx.write(
+        "run.toml",
+        format!("{head}[[layer.step]]\nrun = [\"/bin/true\"]\n"),
+    );
+    std::fs::copy(ctx.join("r.lock"), ctx.join("run.lock")).unwrap();
+    let emulated = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+        .is_ok_and(|t| t.starts_with("enabled"));
+    if !emulated {
+        let err = stderr(&run_err(
+            ctx.kiln()
+                .arg("build")
+                .arg(&with_run)
+                .arg("--cache")
+                .arg(ctx.join("cache")),
+        ));
+        assert!(
+            err.contains("builds linux/arm64") && err.contains("no binfmt_misc emulator"),
+            "{err}"
+        );
+    }
 }
