@@ -215,7 +215,9 @@ pub fn fetch_packages(recipe: &Recipe, fetcher: &Fetcher) -> Result<()> {
     lock.check(recipe, &arches, &BTreeMap::new(), &path)?;
     let mut all: BTreeMap<String, (String, &LockedPackage)> = BTreeMap::new();
     for set in &lock.sets {
-        let repo = &lock.repositories[&set.repository];
+        let Some(repo) = lock.repositories.get(&set.repository) else {
+            continue;
+        };
         for p in &set.packages {
             all.insert(p.sha256.to_string(), (p.url(&repo.url), p));
         }

@@ -33,6 +33,8 @@ pub enum LockfileError {
         #[source]
         source: Box<toml::de::Error>,
     },
+    #[error("{path} is not a valid lock file: {reason}")]
+    Invalid { path: PathBuf, reason: String },
     #[error("{path} has lock format version {found}; this kiln reads version {LOCK_VERSION}")]
     Version { path: PathBuf, found: u32 },
     #[error(
@@ -139,6 +141,24 @@ impl Lock {
                 found: lock.version,
             });
         }
+        for set in &lock.sets {
+            if !lock.repositories.contains_key(&set.repository) {
+                return Err(LockfileError::Invalid {
+                    path: path.to_path_buf(),
+                    reason: format!("set from unknown repository `{}`", set.repository),
+                });
+            }
+            if let Some(p) = set
+                .packages
+                .iter()
+                .find(|p| !super::packages::is_safe_filename(&p.filename))
+            {
+                return Err(LockfileError::Invalid {
+                    path: path.to_path_buf(),
+                    reason: format!("package {} has an unsafe filename `{}`", p.name, p.filename),
+                });
+            }
+        }
         Ok(Some(lock))
     }
 
@@ -228,4 +248,64 @@ pub fn same_repository(
         && repo.suite == locked.suite
         && repo.components == locked.components
         && keyring.is_none_or(|k| *k == locked.keyring_sha256)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn package(name: &str, filename: &str) -> LockedPackage {
+        LockedPackage {
+            name: name.to_string(),
+            version: "1.0-1".to_string(),
+            architecture: "amd64".to_string(),
+            source: name.to_string(),
+            source_version: "1.0-1".to_string(),
+            filename: filename.to_string(),
+            size: 1,
+            sha256: Sha256Digest::of(name.as_bytes()),
+        }
+    }
+
+    fn lock(filename: &str) -> Lock {
+        Lock {
+            version: LOCK_VERSION,
+            repositories: [(
+                "debian".to_string(),
+                LockedRepository {
+                    url: "http://example.invalid/debian".to_string(),
+                    suite: "bookworm".to_string(),
+                    components: vec!["main".to_string()],
+                    keyring_sha256: Sha256Digest::of(b"k"),
+                    release: BTreeMap::new(),
+                },
+            )]
+            .into(),
+            sets: vec![PackageSet {
+                repository: "debian".to_string(),
+                architecture: "amd64".to_string(),
+                requested: vec!["b".to_string()],
+                packages: vec![package("b", filename), package("a", "pool/a.deb")],
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trips_sorted_and_refuses_unsafe_filenames() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.lock");
+        fs_err::write(&path, lock("pool/b.deb").to_text()).unwrap();
+        let back = Lock::read(&path).unwrap().unwrap();
+        let names: Vec<&str> = back.sets[0]
+            .packages
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, ["a", "b"], "packages sorted by name");
+        assert_eq!(back.to_text(), lock("pool/b.deb").to_text());
+
+        fs_err::write(&path, lock("../../etc/passwd").to_text()).unwrap();
+        let err = Lock::read(&path).unwrap_err();
+        assert!(err.to_string().contains("unsafe filename"), "{err}");
+    }
 }
