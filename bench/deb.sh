@@ -3,13 +3,15 @@
 # `mmdebstrap --variant=extract` on the same packages, in one run, from the Debian mirror apt
 # uses on this machine (read from apt's sources; never a hard-coded host).
 #
+#   kiln-lock   kiln lock with an empty cache (InRelease verified, Packages.xz, resolution):
+#               reported, not part of the comparison
 #   kiln-cold   kiln build with an empty cache: every .deb downloaded (verified), unpacked,
 #               the layer written and compressed
 #   kiln-warm   kiln build again on the same cache (.debs and the layer cache hit)
 #   kiln-debs   kiln build on the same cache with the layer cache removed (.debs cached,
 #               the layer rebuilt)
 #   mmdebstrap  mmdebstrap --variant=extract --include=<the locked closure> into a tarball,
-#               with a fresh apt cache (downloads every .deb)
+#               with a fresh apt cache (downloads the Packages indexes and every .deb)
 # Each line: wall seconds, and the bytes written (kiln: the output layout; mmdebstrap: its tar).
 #
 # usage: bench/deb.sh [-w WORKDIR] [-k KILN]
@@ -66,7 +68,9 @@ keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
 [[layer.step]]
 packages = [$PACKAGES]
 TOML
+t0=$(python3 -c 'import time; print(time.time())')
 "$KILN" lock r.toml --cache "$WORK/lock-cache" 2>/dev/null
+lock=$(python3 -c 'import sys,time; print(f"{time.time()-float(sys.argv[1]):.2f}")' "$t0")
 CLOSURE=$(python3 -c 'import tomllib;print(",".join(p["name"] for p in tomllib.load(open("r.lock","rb"))["set"][0]["package"]))')
 echo "mirror $MIRROR $CODENAME; closure: $CLOSURE"
 
@@ -83,6 +87,7 @@ mmdebstrap --quiet --variant=extract --include="$CLOSURE" --architectures=amd64 
   --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
   "$CODENAME" "$WORK/mmdebstrap.tar" "deb $MIRROR $CODENAME main" >/dev/null 2>&1
 mm=$(secs "$t")
+printf '%-11s %8s s %12s bytes\n' kiln-lock "$lock" "$(bytes r.lock)"
 printf '%-11s %8s s %12s bytes\n' kiln-cold "$cold" "$(bytes out-cold)"
 printf '%-11s %8s s %12s bytes\n' kiln-warm "$warm" "$(bytes out-warm)"
 printf '%-11s %8s s %12s bytes\n' kiln-debs "$debs" "$(bytes out-debs)"

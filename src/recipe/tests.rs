@@ -434,7 +434,11 @@ fn image_section_refusals() {
         ("[image]\nname = \"x\"\ncompression = \"zstd\"\ncompression-level = 0\n",
          "r.toml:4:21: compression-level 0 is out of range for zstd: expected 1 to 22"),
         ("image.name = \"x\"\nimage.nmae = \"y\"\n",
-         "r.toml:2:7: unknown key `nmae` in [image]; expected one of: name, epoch, platform, compression, compression-level"),
+         "r.toml:2:7: unknown key `nmae` in [image]; expected one of: name, epoch, platform, platforms, compression, compression-level"),
+        ("[image]\nname = \"x\"\nplatforms = [\"linux/amd64\", \"linux/amd64\"]\n",
+         "r.toml:3:13: `platforms` must list distinct platforms such as [\"linux/amd64\", \"linux/arm64\"], and replaces `platform` (give one of the two)"),
+        ("[image]\nname = \"x\"\nplatforms = [\"linux\"]\n",
+         "r.toml:3:13: invalid `platforms` in [image]: `linux` is not a platform: expected os/arch[/variant] in lowercase, such as \"linux/amd64\" or \"linux/arm/v7\""),
     ];
     for (text, want) in cases {
         let err = Recipe::parse(text, "r.toml", ".").unwrap_err();
