@@ -65,6 +65,7 @@ pub(crate) enum Stage {
     Chdir,
     CwdOutsideRoot,
     Wait,
+    Rlimits,
 }
 
 impl Stage {
@@ -87,6 +88,7 @@ impl Stage {
             Chdir,
             CwdOutsideRoot,
             Wait,
+            Rlimits,
         ]
         .into_iter()
         .find(|s| *s as u32 == n)
@@ -110,6 +112,7 @@ impl Stage {
             Stage::Chdir => "change to the working directory",
             Stage::CwdOutsideRoot => "check that the working directory is inside the root",
             Stage::Wait => "wait for the step",
+            Stage::Rlimits => "set the step's resource limits",
         }
     }
 }
@@ -163,6 +166,8 @@ pub(crate) struct StepProcess {
     pub uid: u32,
     pub gid: u32,
     pub setgroups: bool,
+    /// `setrlimit` calls made just before exec: (resource, soft = hard value).
+    pub rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
     pub cwd: CString,
     /// Candidate paths for argv[0], tried in order (PATH search done in advance).
     pub programs: Vec<CString>,
@@ -204,6 +209,7 @@ impl StepProcess {
             uid,
             gid,
             setgroups,
+            rlimits: Vec::new(),
             cwd,
             programs,
             argv_ptrs: ptrs(&argv),
@@ -334,6 +340,11 @@ fn step_main<S: Syscall + ?Sized>(sys: &S, step: &StepProcess) -> ! {
     }
     stage(sys, status, Stage::Caps, sys.set_caps(keep));
     stage(sys, status, Stage::Ids, sys.set_ids(step.uid, step.gid));
+    // Last, so that nothing of the setup counts against them (RLIMIT_NPROC is checked at
+    // fork, per user of the step's user namespace).
+    for &(resource, value) in &step.rlimits {
+        stage(sys, status, Stage::Rlimits, sys.set_rlimit(resource, value));
+    }
     stage(sys, status, Stage::Chdir, sys.chdir(&step.cwd));
     match sys.cwd_reachable() {
         Ok(true) => {}
@@ -505,6 +516,40 @@ mod tests {
         .to_bytes();
         assert_eq!(calls[calls.len() - 2], format!("write 3 {record:?}"));
         assert_eq!(calls.last().unwrap(), "exit 127");
+    }
+
+    #[test]
+    fn rlimits_are_set_after_the_ids_and_a_failure_stops_the_step() {
+        let rec = Recording {
+            fork_as_child: true,
+            ..Recording::default()
+        };
+        let mut s = step(true);
+        s.rlimits = vec![(libc::RLIMIT_NPROC, 64), (libc::RLIMIT_FSIZE, 4096)];
+        let calls = until_exit(&rec, || init_main(&rec, &plan(), &s));
+        let ids = index(&calls, "set-ids 65532:65532");
+        assert_eq!(
+            calls[ids + 1..ids + 3],
+            [
+                format!("rlimit {} 64", libc::RLIMIT_NPROC),
+                format!("rlimit {} 4096", libc::RLIMIT_FSIZE)
+            ]
+        );
+        assert!(ids + 3 == index(&calls, "chdir /src"));
+
+        let rec = Recording {
+            fork_as_child: true,
+            ..Recording::failing("rlimit", libc::EPERM)
+        };
+        let calls = until_exit(&rec, || init_main(&rec, &plan(), &s));
+        let record = Record {
+            kind: Record::STAGE,
+            index: Stage::Rlimits as u32,
+            value: libc::EPERM,
+        }
+        .to_bytes();
+        assert_eq!(calls[calls.len() - 2], format!("write 3 {record:?}"));
+        assert!(!calls.iter().any(|c| c.starts_with("execve")));
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::idmap::{IdMapError, IdMapping};
+use crate::limits::Enforced;
 use crate::spec::SpecError;
 use crate::ExitStatus;
 
@@ -55,14 +56,23 @@ pub enum SandboxError {
     },
     #[error("the sandbox's init process ended without a result ({status})")]
     InitDied { status: ExitStatus },
-    #[error("step {argv:?} failed with {status}{}", single_id_hint(*id_mapping))]
+    #[error("step {argv:?} failed with {status}{}{}", single_id_hint(*id_mapping), rlimit_note(rlimits))]
     StepFailed {
         argv: Vec<String>,
         status: ExitStatus,
         /// The mapping the step ran with: under a single-id mapping, a chown to any other
         /// owner fails (EINVAL) rather than silently keeping the file owned by root.
         id_mapping: IdMapping,
+        /// The limits an rlimit enforced: one may be why the step failed, which leaves no
+        /// trace to check.
+        rlimits: Vec<Enforced>,
         /// The last bytes the step wrote to stderr (when stderr was piped).
+        stderr_tail: Vec<u8>,
+    },
+    #[error("step {argv:?} was stopped at its limit of {limit}")]
+    LimitExceeded {
+        argv: Vec<String>,
+        limit: Enforced,
         stderr_tail: Vec<u8>,
     },
     #[error("step {argv:?} was killed after exceeding its time limit of {}s", timeout.as_secs_f64())]
@@ -71,6 +81,18 @@ pub enum SandboxError {
         timeout: Duration,
         stderr_tail: Vec<u8>,
     },
+}
+
+fn rlimit_note(rlimits: &[Enforced]) -> String {
+    if rlimits.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = rlimits.iter().map(|e| e.to_string()).collect();
+    format!(
+        " (it ran limited to {}; a process past an rlimit gets an error or a signal, which \
+         may be why it failed)",
+        list.join(", ")
+    )
 }
 
 fn single_id_hint(mapping: IdMapping) -> &'static str {
@@ -87,6 +109,7 @@ impl SandboxError {
     pub fn stderr_tail(&self) -> Option<&[u8]> {
         match self {
             SandboxError::StepFailed { stderr_tail, .. }
+            | SandboxError::LimitExceeded { stderr_tail, .. }
             | SandboxError::TimedOut { stderr_tail, .. } => Some(stderr_tail),
             _ => None,
         }

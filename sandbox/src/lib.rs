@@ -40,6 +40,7 @@ mod child;
 mod error;
 mod fds;
 mod idmap;
+mod limits;
 mod plan;
 mod rootless;
 mod run;
@@ -48,6 +49,7 @@ mod syscall;
 
 pub use error::{Result, SandboxError};
 pub use idmap::{IdMap, IdMapError, IdMapping, IdRange, FULL_RANGE};
+pub use limits::{Enforced, Limits, Mechanism, Resource};
 pub use rootless::enter_user_namespace;
 pub use run::{run, run_with_output, ExitStatus, Outcome, Stream};
 pub use spec::{Mount, SandboxSpec, SpecError, Stdio, DEFAULT_PATH};

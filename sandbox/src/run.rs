@@ -21,6 +21,9 @@ use crate::fds::{
     write_byte, Tail,
 };
 use crate::idmap::IdMap;
+use crate::limits::cgroup::{self, StepCgroups};
+use crate::limits::upper::{written_bytes, ScanClock};
+use crate::limits::{CgroupSupport, LimitPlan, Mechanism};
 use crate::plan::{OpKind, Plan, PlanFds};
 use crate::spec::{Mount, SandboxSpec, SpecError, Stdio, DEFAULT_PATH};
 use crate::syscall::linux::Linux;
@@ -127,6 +130,18 @@ pub fn run_with_output(
     let devpts_gid = id_map.gid_to_host(5).map(|_| 5);
     let plan = Plan::build(spec, &fds, devpts_gid)?;
 
+    // Cgroups where kiln may make them, rlimits for the rest.
+    let mut support = if spec.limits.pids_max.is_some() || spec.limits.memory_max.is_some() {
+        cgroup::probe()
+    } else {
+        CgroupSupport::default()
+    };
+    let cgroups = StepCgroups::create(&mut support);
+    let limits = LimitPlan::new(&spec.limits, &support);
+    cgroups
+        .configure(&limits)
+        .map_err(|e| host("configure the step's cgroup", e))?;
+
     let (sync_r, sync_w) = pipe()?;
     let (status_r, status_w) = pipe()?;
     let stdout_pipe = stream_pipe(spec.stdout)?;
@@ -136,7 +151,7 @@ pub fn run_with_output(
         (Stdio::Null, _) => Some(dev_null.as_raw_fd()),
         _ => None,
     };
-    let step = StepProcess::new(
+    let mut step = StepProcess::new(
         sync_r.as_raw_fd(),
         status_w.as_raw_fd(),
         dev_null.as_raw_fd(),
@@ -156,6 +171,7 @@ pub fn run_with_output(
             .map(|(k, v)| cstring(&format!("{k}={v}"), "env"))
             .collect::<Result<_>>()?,
     );
+    step.rlimits = limits.rlimits.clone();
 
     let start = Instant::now();
     let (pid, pidfd) = clone_init(&plan, &step)?;
@@ -165,6 +181,9 @@ pub fn run_with_output(
     let stderr_r = stderr_pipe.map(|(r, _)| r);
 
     id_map.apply_to(&pid.to_string())?;
+    cgroups
+        .attach(pid)
+        .map_err(|e| host("move the sandbox into its cgroup", e))?;
     write_byte(&sync_w)?;
     drop(sync_w);
     // The child holds its own references now.
@@ -180,8 +199,10 @@ pub fn run_with_output(
         tails: [Tail::new(spec.tail_limit), Tail::new(spec.tail_limit)],
         on_output,
     };
-    let timed_out = supervise(&pidfd, start + spec.timeout, &mut output)?;
-    if timed_out {
+    let upper_max = limits.upper_max.map(|max| (spec.upper_dir.as_path(), max));
+    let ended = supervise(&pidfd, start + spec.timeout, upper_max, &mut output)?;
+    let timed_out = ended == Ended::TimedOut;
+    if ended != Ended::Exited {
         // Killing the init kills the whole pid namespace.
         // SAFETY: pid is our unreaped child.
         unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -198,7 +219,42 @@ pub fn run_with_output(
             stderr_tail,
         });
     }
-    match step_result(spec, &plan, &records)? {
+    let stopped = |limit| SandboxError::LimitExceeded {
+        argv: spec.argv.clone(),
+        limit,
+        stderr_tail: stderr_tail.clone(),
+    };
+    let by = |mechanism| {
+        limits
+            .enforced
+            .iter()
+            .find(|e| e.mechanism == mechanism)
+            .copied()
+    };
+    // Once more now that nothing writes: a step may have ended between two scans.
+    let usage = limits
+        .upper_max
+        .map(|max| (max, written_bytes(&spec.upper_dir, max)));
+    if ended == Ended::WriteLimit || usage.is_some_and(|(max, u)| u.total > max) {
+        return Err(stopped(
+            by(Mechanism::UpperScan).expect("a write limit was planned"),
+        ));
+    }
+    let result = step_result(spec, &plan, &records)?;
+    if result.is_some_and(|s| !s.success()) {
+        // RLIMIT_FSIZE stops a file at exactly the limit (its writer gets SIGXFSZ or EFBIG).
+        let hit = match cgroups.hit() {
+            Some(resource) => limits.enforced(resource),
+            None if usage.is_some_and(|(max, u)| u.largest >= max) => {
+                by(Mechanism::Rlimit("RLIMIT_FSIZE"))
+            }
+            None => None,
+        };
+        if let Some(limit) = hit {
+            return Err(stopped(limit));
+        }
+    }
+    match result {
         Some(status) if status.success() => Ok(Outcome {
             stdout_tail,
             stderr_tail,
@@ -209,6 +265,7 @@ pub fn run_with_output(
             argv: spec.argv.clone(),
             status,
             id_mapping: id_map.mapping(),
+            rlimits: limits.by_rlimit(),
             stderr_tail,
         }),
         None => Err(SandboxError::InitDied {
@@ -238,19 +295,46 @@ impl Output<'_> {
     }
 }
 
-/// Forwards output until the init exits (`false`) or the deadline passes (`true`).
-fn supervise(pidfd: &OwnedFd, deadline: Instant, output: &mut Output<'_>) -> Result<bool> {
+/// How supervision ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Exited,
+    TimedOut,
+    /// The upper directory grew past the write limit.
+    WriteLimit,
+}
+
+/// Forwards output until the init exits, the deadline passes, or the upper directory (when
+/// `upper_max` is given) holds more than its limit.
+fn supervise(
+    pidfd: &OwnedFd,
+    deadline: Instant,
+    upper_max: Option<(&Path, u64)>,
+    output: &mut Output<'_>,
+) -> Result<Ended> {
+    let mut clock = ScanClock::new(Instant::now());
     loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        let remaining = deadline.saturating_duration_since(now);
         if remaining.is_zero() {
-            return Ok(true);
+            return Ok(Ended::TimedOut);
+        }
+        let mut wake = remaining;
+        if let Some((upper, max)) = upper_max {
+            if now >= clock.next {
+                if written_bytes(upper, max).total > max {
+                    return Ok(Ended::WriteLimit);
+                }
+                clock.scanned(now, Instant::now());
+            }
+            wake = wake.min(clock.next.saturating_duration_since(Instant::now()));
         }
         let mut pfds = [
             pollfd(pidfd.as_raw_fd()),
             pollfd(output.raw(0)),
             pollfd(output.raw(1)),
         ];
-        let ms = remaining.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+        let ms = wake.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
         // SAFETY: pfds is a valid array of 3 pollfd.
         let rc = unsafe { libc::poll(pfds.as_mut_ptr(), 3, ms) };
         if rc < 0 {
@@ -262,7 +346,7 @@ fn supervise(pidfd: &OwnedFd, deadline: Instant, output: &mut Output<'_>) -> Res
         }
         output.drain([pfds[1].revents, pfds[2].revents])?;
         if pfds[0].revents != 0 {
-            return Ok(false);
+            return Ok(Ended::Exited);
         }
     }
 }

@@ -75,6 +75,8 @@ pub struct SandboxSpec {
     pub stderr: Stdio,
     /// How many trailing bytes of each piped stream the outcome keeps.
     pub tail_limit: usize,
+    /// Processes, memory and written bytes; none by default.
+    pub limits: crate::Limits,
 }
 
 /// Default `PATH` used to find `argv[0]` when `env` has none (the same as Docker's).
@@ -105,6 +107,7 @@ impl SandboxSpec {
             stdout: Stdio::Pipe,
             stderr: Stdio::Pipe,
             tail_limit: 16 * 1024,
+            limits: crate::Limits::default(),
         }
     }
 
@@ -126,6 +129,16 @@ impl SandboxSpec {
         validate_hostname(&self.hostname)?;
         if self.timeout.is_zero() {
             return Err(SpecError::ZeroTimeout);
+        }
+        let l = &self.limits;
+        for (name, value) in [
+            ("pids", l.pids_max),
+            ("memory", l.memory_max),
+            ("write", l.write_max),
+        ] {
+            if value == Some(0) {
+                return Err(SpecError::ZeroLimit { name });
+            }
         }
         if self.lower_dirs.len() > MAX_LOWER_DIRS {
             return Err(SpecError::TooManyLowerDirs {
@@ -196,6 +209,8 @@ pub enum SpecError {
     BadHostname { hostname: String },
     #[error("the time limit must be longer than zero")]
     ZeroTimeout,
+    #[error("the {name} limit must be above zero")]
+    ZeroLimit { name: &'static str },
     #[error("{count} lower directories given, at most {max} are supported")]
     TooManyLowerDirs { count: usize, max: usize },
     #[error("failed to use {path}")]

@@ -5,13 +5,15 @@
 //! and for anything that copies images (`kiln copy`, `skopeo copy` of the tags): the tag name
 //! alone says which image the attachments are about (see [`attachment_tag`]).
 //!
-//! - In a layout the tag is an `index.json` entry whose `org.opencontainers.image.ref.name` is
-//!   the tag name. Updating replaces that entry in place. Blobs are written first and the index
-//!   last (atomically, through a rename), so a reader sees the old attachments or the new ones,
-//!   never a manifest with missing blobs. An `flock` on the layout directory serializes
-//!   concurrent `kiln sign` runs on one layout, so no signature is lost to a race.
+//! - In a layout the tag is an entry of the layout's index whose
+//!   `org.opencontainers.image.ref.name` is the tag name; it lives in the side index, not in
+//!   `index.json` (see [`crate::image::layout`]), so the layout still opens in skopeo and
+//!   podman without a tag. Updating replaces that entry. Blobs are written first and
+//!   `index.json` last (atomically, through a rename), so a reader sees the old attachments
+//!   or the new ones, never a manifest with missing blobs. An `flock` on the layout directory
+//!   serializes concurrent `kiln sign` runs on one layout, so no signature is lost to a race.
 //!   The entry also carries `artifactType` (the config media type, as OCI 1.1 defines it for
-//!   image manifests), so tools that list the layout's *images* do not count it as one.
+//!   image manifests), so kiln does not count it as an image.
 //! - In a registry the tag is a manifest tag in the image's repository. Layer and config blobs
 //!   are pushed before the manifest. Two writers appending at the same moment can lose one
 //!   signature (the registry has no compare-and-swap on tags); cosign has the same caveat.
@@ -21,15 +23,13 @@
 
 use std::io::Read as _;
 
-use oci_spec::image::Descriptor as OciDescriptor;
-
 use super::cosign::{
     attachment_tag, AttachmentKind, Blob, CosignError, Descriptor, SignatureManifest,
     OCI_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE,
 };
 use super::NewLayer;
 use crate::digest::Sha256Digest;
-use crate::image::layout::{descriptor, digest_of};
+use crate::image::layout::{descriptor, digest_of, ref_name};
 use crate::image::{media, ImageError, Layout};
 use crate::registry::{Client, RegistryError, Repository, OCI_MANIFEST};
 
@@ -362,13 +362,6 @@ impl AttachmentStore<'_> {
             total: manifest.layers.len(),
         })
     }
-}
-
-fn ref_name(desc: &OciDescriptor) -> Option<&str> {
-    desc.annotations()
-        .as_ref()?
-        .get(media::ANNOTATION_REF_NAME)
-        .map(String::as_str)
 }
 
 #[cfg(test)]

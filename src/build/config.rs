@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::recipe::{ConfigSection, Platform};
+use crate::recipe::{ConfigSection, HistoryEntry, Platform};
 
 /// RFC 3339 UTC text for `epoch` seconds (no sub-seconds), as OCI's `created` fields use.
 pub fn rfc3339(epoch: i64) -> String {
@@ -34,12 +34,15 @@ pub struct NewLayer {
 }
 
 /// Builds the config JSON from the base's config (if any), the recipe and the new layers.
+/// `history`, when the recipe gives it, replaces the entries kiln would write for the new
+/// layers (the recipe parser checked that it has one non-empty entry per layer).
 pub fn image_config(
     base: Option<&Value>,
     platform: &Platform,
     epoch: i64,
     recipe: &ConfigSection,
     new_layers: &[NewLayer],
+    history_override: Option<&[HistoryEntry]>,
 ) -> Value {
     let mut cfg = match base {
         Some(Value::Object(m)) => m.clone(),
@@ -149,7 +152,26 @@ pub fn image_config(
         .unwrap_or_default();
     for layer in new_layers {
         diff_ids.push(json!(layer.diff_id));
-        history.push(json!({"created": created, "created_by": layer.created_by}));
+        if history_override.is_none() {
+            history.push(json!({"created": created, "created_by": layer.created_by}));
+        }
+    }
+    for entry in history_override.unwrap_or_default() {
+        let mut h = Map::new();
+        h.insert("created".into(), json!(created));
+        for (key, value) in [
+            ("created_by", &entry.created_by),
+            ("author", &entry.author),
+            ("comment", &entry.comment),
+        ] {
+            if let Some(v) = value {
+                h.insert(key.into(), json!(v));
+            }
+        }
+        if entry.empty_layer {
+            h.insert("empty_layer".into(), json!(true));
+        }
+        history.push(Value::Object(h));
     }
     rootfs.insert("diff_ids".into(), Value::Array(diff_ids));
     cfg.insert("rootfs".into(), Value::Object(rootfs));
@@ -202,6 +224,7 @@ mod tests {
                 diff_id: "sha256:bb".into(),
                 created_by: "kiln".into(),
             }],
+            None,
         );
         assert_eq!(cfg["created"], "1970-01-01T00:00:10Z");
         assert_eq!(cfg["config"]["Env"], json!(["PATH=/bin", "A=2", "B=3"]));
@@ -214,5 +237,45 @@ mod tests {
         assert_eq!(cfg["history"].as_array().unwrap().len(), 2);
         assert!(cfg.get("container_config").is_none());
         assert_eq!(cfg["moby.extra"], true);
+    }
+
+    #[test]
+    fn recipe_history_replaces_the_new_layers_entries() {
+        let base =
+            json!({"history": [{"created_by": "base"}], "rootfs": {"diff_ids": ["sha256:aa"]}});
+        let p: Platform = "linux/amd64".parse().unwrap();
+        let history = [
+            HistoryEntry {
+                created_by: Some("COPY dir:x in / ".into()),
+                ..Default::default()
+            },
+            HistoryEntry {
+                created_by: Some("CMD [\"sh\"]".into()),
+                comment: Some("FROM e8952cbeabbc".into()),
+                author: None,
+                empty_layer: true,
+            },
+        ];
+        let layer = NewLayer {
+            diff_id: "sha256:bb".into(),
+            created_by: "kiln: copy".into(),
+        };
+        let cfg = image_config(
+            Some(&base),
+            &p,
+            0,
+            &ConfigSection::default(),
+            &[layer],
+            Some(&history),
+        );
+        assert_eq!(
+            cfg["history"],
+            json!([
+                {"created_by": "base"},
+                {"created": "1970-01-01T00:00:00Z", "created_by": "COPY dir:x in / "},
+                {"created": "1970-01-01T00:00:00Z", "created_by": "CMD [\"sh\"]", "comment": "FROM e8952cbeabbc", "empty_layer": true},
+            ])
+        );
+        assert_eq!(cfg["rootfs"]["diff_ids"], json!(["sha256:aa", "sha256:bb"]));
     }
 }

@@ -19,30 +19,39 @@ use std::sync::mpsc::{self, SyncSender};
 use crate::digest::{Hasher, Sha256Digest};
 use crate::layer::host::{self, HostOptions};
 use crate::layer::{self, write, HostDigestError};
-use crate::store::Store;
+use crate::store::{RecordKind, Store};
 
 /// Bytes of tar handed to the hashing thread at a time.
 const CHUNK: usize = 1024 * 1024;
 
-/// The content digest of the directory `dir`, from the fingerprint cache when it is current.
-pub fn dir_digest(store: &Store, dir: &Path) -> Result<Sha256Digest, HostDigestError> {
+/// The content digest of the directory `dir`, from the fingerprint cache when it is current,
+/// and the size of the tar hashed for it (`None` when the cache had it, or the hashing thread
+/// could not start). `progress` hears of
+/// every piece of tar hashed.
+pub fn dir_digest(
+    store: &Store,
+    dir: &Path,
+    progress: &dyn Fn(u64),
+) -> Result<(Sha256Digest, Option<u64>), HostDigestError> {
     let fingerprint = fingerprint(dir).map_err(|e| HostDigestError::Host(e.into()))?;
-    let record = store.root().join("refs/dirs").join(fingerprint.hex());
-    if let Some(d) = std::fs::read_to_string(&record)
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
+    if let Some(d) = store
+        .read_record(RecordKind::Dir, &fingerprint)
+        .and_then(|t| String::from_utf8(t).ok()?.trim().parse().ok())
     {
-        return Ok(d);
+        return Ok((d, None));
     }
-    let digest = pipelined_digest(dir)?;
-    // Only an optimisation: failing to record it must not fail the build.
-    let _ = write_record(&record, &digest);
-    Ok(digest)
+    let (digest, size) = pipelined_digest(dir, progress)?;
+    // Only an optimisation: failing to record it does not fail the build.
+    store.write_record(RecordKind::Dir, &fingerprint, digest.to_string().as_bytes());
+    Ok((digest, size))
 }
 
 /// [`layer::host_path_digest`], with the hashing on a second thread (the same digest; falls
-/// back to one thread when no thread can be started).
-fn pipelined_digest(dir: &Path) -> Result<Sha256Digest, HostDigestError> {
+/// back to one thread when no thread can be started), and the tar's size (unknown then).
+fn pipelined_digest(
+    dir: &Path,
+    progress: &dyn Fn(u64),
+) -> Result<(Sha256Digest, Option<u64>), HostDigestError> {
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
     let spawned = std::thread::Builder::new()
         .name("kiln-dir-digest".into())
@@ -54,7 +63,7 @@ fn pipelined_digest(dir: &Path) -> Result<Sha256Digest, HostDigestError> {
             hasher.finish()
         });
     let Ok(hashing) = spawned else {
-        return layer::host_path_digest(dir);
+        return layer::host_path_digest(dir).map(|d| (d, None));
     };
     let opts = HostOptions {
         mode: None,
@@ -67,35 +76,38 @@ fn pipelined_digest(dir: &Path) -> Result<Sha256Digest, HostDigestError> {
             let mut out = ChunkSender {
                 tx,
                 buf: Vec::with_capacity(CHUNK),
+                progress,
             };
-            write::write_tar(&tree, 0, &mut out)?;
+            let stats = write::write_tar(&tree, 0, &mut out)?;
             out.send().map_err(|source| write::WriteError::Output {
                 path: dir.display().to_string(),
                 source,
             })?;
-            Ok(())
+            Ok(stats.bytes)
         });
     // The sender is gone either way, so the hashing thread ends.
     let digest = hashing.join().expect("the hashing thread does not panic");
-    written.map(|()| digest)
+    written.map(|size| (digest, Some(size)))
 }
 
 /// A `Write` that hands the bytes to the hashing thread in [`CHUNK`]-sized pieces.
-struct ChunkSender {
+struct ChunkSender<'a> {
     tx: SyncSender<Vec<u8>>,
     buf: Vec<u8>,
+    progress: &'a dyn Fn(u64),
 }
 
-impl ChunkSender {
+impl ChunkSender<'_> {
     fn send(&mut self) -> std::io::Result<()> {
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        (self.progress)(chunk.len() as u64);
         self.tx
             .send(chunk)
             .map_err(|_| std::io::Error::other("the hashing thread stopped"))
     }
 }
 
-impl Write for ChunkSender {
+impl Write for ChunkSender<'_> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         self.buf.extend_from_slice(data);
         if self.buf.len() >= CHUNK {
@@ -107,15 +119,6 @@ impl Write for ChunkSender {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-fn write_record(record: &Path, digest: &Sha256Digest) -> std::io::Result<()> {
-    let dir = record.parent().expect("records live in a directory");
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    writeln!(tmp, "{digest}")?;
-    tmp.persist(record).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// A sha256 over the sorted `lstat` lines of every entry under `dir` (and `dir` itself).
@@ -177,9 +180,14 @@ mod tests {
         std::fs::write(dir.join("sub/a"), "one").unwrap();
         let store = Store::open(&tmp.path().join("store")).unwrap();
 
-        let first = dir_digest(&store, &dir).unwrap();
+        let seen = std::cell::Cell::new(0);
+        let count = |n| seen.set(seen.get() + n);
+        let (first, size) = dir_digest(&store, &dir, &count).unwrap();
         assert_eq!(first, layer::host_path_digest(&dir).unwrap());
-        assert_eq!(dir_digest(&store, &dir).unwrap(), first, "cached");
+        assert_eq!(size, Some(seen.get()), "progress adds up to the tar's size");
+        assert!(seen.get() >= 3 * 512);
+        let again = dir_digest(&store, &dir, &count).unwrap();
+        assert_eq!(again, (first, None), "cached");
 
         // Same size, same mtime, new content: the ctime moves, so the digest is recomputed.
         let mtime = filetime::FileTime::from_last_modification_time(
@@ -188,7 +196,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(dir.join("sub/a"), "two").unwrap();
         filetime::set_file_mtime(dir.join("sub/a"), mtime).unwrap();
-        let second = dir_digest(&store, &dir).unwrap();
+        let (second, _) = dir_digest(&store, &dir, &|_| {}).unwrap();
         assert_ne!(second, first);
         assert_eq!(second, layer::host_path_digest(&dir).unwrap());
     }
@@ -207,9 +215,9 @@ mod tests {
         }
         std::os::unix::fs::symlink("b/f2", dir.join("a/link")).unwrap();
         assert_eq!(
-            pipelined_digest(&dir).unwrap(),
+            pipelined_digest(&dir, &|_| {}).unwrap().0,
             layer::host_path_digest(&dir).unwrap()
         );
-        assert!(pipelined_digest(&tmp.path().join("missing")).is_err());
+        assert!(pipelined_digest(&tmp.path().join("missing"), &|_| {}).is_err());
     }
 }

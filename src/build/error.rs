@@ -1,14 +1,17 @@
 use std::path::PathBuf;
 
 use crate::digest::Sha256Digest;
+use crate::recipe::Location;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// `at` is the first unpinned input's table.
     #[error(
-        "{}: inputs without sha256: {}\nhint: run `kiln lock {}` to pin them",
-        recipe.display(), inputs.join(", "), recipe.display()
+        "{at}: inputs without sha256: {}\nhint: run `kiln lock {}` to pin them",
+        inputs.join(", "), recipe.display()
     )]
     Unpinned {
+        at: Location,
         recipe: PathBuf,
         inputs: Vec<String>,
     },
@@ -24,15 +27,18 @@ pub enum BuildError {
     BadBase { reference: String, reason: String },
     #[error("base image `{reference}` has an invalid diff_id `{diff_id}`")]
     BadBaseDiffId { reference: String, diff_id: String },
-    #[error("input `{input}` ({}): digest mismatch: expected {expected}, got {actual}", path.display())]
+    #[error("{at}: input `{input}` ({}): digest mismatch: expected {expected}, got {actual}", path.display())]
     InputMismatch {
+        /// Boxed to keep `BuildError` small.
+        at: Box<Location>,
         input: String,
         path: PathBuf,
         expected: Sha256Digest,
         actual: Sha256Digest,
     },
-    #[error("input `{input}`: failed to read {}", path.display())]
+    #[error("{at}: input `{input}`: failed to read {}", path.display())]
     InputRead {
+        at: Location,
         input: String,
         path: PathBuf,
         #[source]
@@ -47,9 +53,30 @@ pub enum BuildError {
     },
     #[error("{location}: {message}")]
     StepInvalid { location: String, message: String },
-    #[error("failed to write layer {index}")]
+    #[error("{location}: `[config] user = {user:?}`: {reason}, so no runtime can start the image as that user\nhint: use a numeric uid[:gid] (always accepted), or add the user to the image's /etc/passwd (and the group to /etc/group)")]
+    UnknownUser {
+        location: String,
+        user: String,
+        reason: String,
+    },
+    #[error("{location}: this `{step}` step makes `{program}` (the [config] {key}) mode {mode}, which no runtime can execute\nhint: add mode = \"0755\" to the step")]
+    NotExecutable {
+        location: String,
+        step: &'static str,
+        key: &'static str,
+        program: String,
+        mode: String,
+    },
+    /// `number` counts the recipe's `[[layer]]` tables from 1; `input` is the input whose
+    /// bytes were being written, when the failure is about one.
+    #[error(
+        "{at}: failed to write layer {number} of the recipe{}",
+        input.as_ref().map(|i| format!(" (input `{i}`)")).unwrap_or_default()
+    )]
     LayerWrite {
-        index: usize,
+        at: Location,
+        number: usize,
+        input: Option<String>,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -59,8 +86,13 @@ pub enum BuildError {
     Ref(#[from] crate::image::RefError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    #[error(transparent)]
-    Fetch(#[from] crate::fetch::FetchError),
+    #[error("{at}: failed to fetch input `{input}`")]
+    InputFetch {
+        at: Location,
+        input: String,
+        #[source]
+        source: Box<crate::fetch::FetchError>,
+    },
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(

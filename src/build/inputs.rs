@@ -6,8 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{BuildError, BuildEvent, BuildObserver, BuildOptions, Result};
-use crate::digest::Sha256Digest;
+use super::observer::Metered;
+use super::{BuildError, BuildEvent, BuildObserver, BuildOptions, Result, Work};
+use crate::digest::{Hasher, Sha256Digest};
 use crate::fetch::Fetcher;
 use crate::recipe::{InputSource, Recipe};
 use crate::store::Store;
@@ -40,21 +41,32 @@ pub fn resolve(
     let mut fetcher = Fetcher::new(store.clone());
     fetcher.mirrors = opts.mirrors.clone();
     fetcher.offline = opts.offline;
+    fetcher.max_download_size = opts.max_download_size;
     fetcher.progress = observer.transfer_progress();
     let mut out = BTreeMap::new();
     for (name, input) in &recipe.inputs {
-        let resolved = match &input.source {
-            InputSource::Url { url, sha256 } => {
+        let at = recipe.location(input.span);
+        let (resolved, size, cached) = match &input.source {
+            InputSource::Url { url, sha256, size } => {
                 let expected = sha256
                     .as_ref()
                     .expect("build refuses unpinned inputs first");
-                let path = fetcher.fetch(url, expected, name)?;
-                ResolvedInput {
+                let cached = store.contains(expected);
+                let path = fetcher
+                    .fetch_sized(url, expected, *size, name)
+                    .map_err(|source| BuildError::InputFetch {
+                        at: at.clone(),
+                        input: name.clone(),
+                        source: Box::new(source),
+                    })?;
+                let size = fs_err::metadata(&path).ok().map(|m| m.len());
+                let resolved = ResolvedInput {
                     name: name.clone(),
                     uri: url.clone(),
                     digest: *expected,
                     bytes: InputBytes::Stored(path),
-                }
+                };
+                (resolved, size, cached)
             }
             InputSource::Path {
                 path,
@@ -62,28 +74,38 @@ pub fn resolve(
                 sha256,
             } => {
                 let read_err = |e: std::io::Error| BuildError::InputRead {
+                    at: at.clone(),
                     input: name.clone(),
                     path: resolved.clone(),
                     source: e,
                 };
                 let md = fs_err::symlink_metadata(resolved).map_err(&read_err)?;
-                let (digest, bytes) = if md.is_dir() {
-                    let digest = super::dirstat::dir_digest(store, resolved).map_err(|e| {
-                        BuildError::Step {
-                            location: format!("{}:{}", recipe.file.display(), input.span),
+                let (digest, bytes, size, cached) = if md.is_dir() {
+                    let progress = |n| observer.progress(Work::Input(name), n);
+                    let (digest, size) = super::dirstat::dir_digest(store, resolved, &progress)
+                        .map_err(|e| BuildError::Step {
+                            location: at.to_string(),
                             step: "path input",
                             source: Box::new(e),
-                        }
-                    })?;
-                    (digest, InputBytes::HostDir(resolved.clone()))
+                        })?;
+                    let dir = InputBytes::HostDir(resolved.clone());
+                    (digest, dir, size, size.is_none())
                 } else {
-                    let file = fs_err::File::open(resolved).map_err(&read_err)?;
-                    let (digest, _) = Sha256Digest::of_reader(file).map_err(read_err)?;
-                    (digest, InputBytes::HostFile(resolved.clone()))
+                    let mut file = fs_err::File::open(resolved).map_err(&read_err)?;
+                    let mut hasher = Metered::new(Hasher::new(), observer, Work::Input(name));
+                    let size = std::io::copy(&mut file, &mut hasher).map_err(read_err)?;
+                    let digest = hasher.into_inner().finish();
+                    (
+                        digest,
+                        InputBytes::HostFile(resolved.clone()),
+                        Some(size),
+                        false,
+                    )
                 };
                 if let Some(expected) = sha256 {
                     if *expected != digest {
                         return Err(BuildError::InputMismatch {
+                            at: Box::new(at),
                             input: name.clone(),
                             path: resolved.clone(),
                             expected: *expected,
@@ -91,17 +113,20 @@ pub fn resolve(
                         });
                     }
                 }
-                ResolvedInput {
+                let resolved = ResolvedInput {
                     name: name.clone(),
                     uri: format!("file:{}", path.display()),
                     digest,
                     bytes,
-                }
+                };
+                (resolved, size, cached)
             }
         };
         observer.event(BuildEvent::InputReady {
             name,
             digest: &resolved.digest,
+            size,
+            cached,
         });
         out.insert(name.clone(), resolved);
     }

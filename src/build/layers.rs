@@ -3,14 +3,13 @@
 //! the store. A layer whose inputs are all unchanged is taken from the layer cache instead.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use super::inputs::{InputBytes, ResolvedInput};
+use super::lower::LowerIndex;
+use super::observer::{BuildEvent, BuildWarning, Metered, Work};
 use super::run::{run_step, RunContext, RunStep};
 use super::{Blob, BuildError, BuildObserver, Result};
 use crate::digest::{HashingWriter, Sha256Digest};
@@ -21,9 +20,9 @@ use crate::layer::from_tar::AddTarOptions;
 use crate::layer::host::HostOptions;
 use crate::layer::read::{ReadLimits, TarReader};
 use crate::layer::tree::{Content, Entry, EntryKind, FileTree, Metadata};
-use crate::layer::write::write_tar;
-use crate::recipe::{Compression, Layer, Recipe, StepKind};
-use crate::store::Store;
+use crate::layer::write::{write_tar_styled, WriteError};
+use crate::recipe::{Compression, Layer, Recipe, StepKind, TarStyle};
+use crate::store::{LayerRecord, Store};
 
 /// The layer encoder chosen by the recipe.
 pub struct Encoder {
@@ -65,19 +64,14 @@ pub struct BuiltLayer {
     pub diff_id: Sha256Digest,
     pub created_by: String,
     pub cached: bool,
-}
-
-/// What the layer cache remembers for one key.
-#[derive(Serialize, Deserialize)]
-struct CachedLayer {
-    media_type: String,
-    digest: Sha256Digest,
-    size: u64,
-    diff_id: Sha256Digest,
+    /// Tar entries written; `None` for a layer taken from the cache.
+    pub entries: Option<u64>,
 }
 
 /// Everything a layer is built from besides its own steps.
 pub struct LayerContext<'a> {
+    /// The layer's position among the recipe's `[[layer]]` tables, from 0.
+    pub index: usize,
     pub recipe: &'a Recipe,
     pub inputs: &'a BTreeMap<String, ResolvedInput>,
     /// The verified `.deb`s of `packages` steps.
@@ -91,15 +85,22 @@ pub struct LayerContext<'a> {
     pub below_diff_ids: &'a [Sha256Digest],
     pub base_digest: Option<Sha256Digest>,
     pub step_timeout: Duration,
+    pub step_limits: kiln_sandbox::Limits,
     pub observer: &'a dyn BuildObserver,
+    /// Whether the layer cache may be used (read and written).
+    pub reuse: bool,
 }
 
 pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> {
     let (recipe, store, encoder) = (ctx.recipe, ctx.store, ctx.encoder);
     let created_by = describe_layer(layer);
     let key = cache_key(layer, ctx);
-    let record_path = store.root().join("refs/layers").join(key.hex());
-    if let Some(hit) = read_cache(store, &record_path) {
+    if let Some(hit) = ctx.reuse.then(|| store.layer_record(&key)).flatten() {
+        for (i, key) in &hit.removed_nothing {
+            if let Some(step) = layer.steps.get(*i) {
+                warn_removed_nothing(ctx, step, key);
+            }
+        }
         let path = store.path_unverified(&hit.digest);
         return Ok(BuiltLayer {
             blob: Blob {
@@ -111,15 +112,33 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
             diff_id: hit.diff_id,
             created_by,
             cached: true,
+            entries: None,
         });
     }
+    ctx.observer.event(BuildEvent::LayerStarted {
+        index: ctx.index,
+        total: recipe.layers.len(),
+    });
 
+    if layer
+        .steps
+        .iter()
+        .any(|s| matches!(s.kind, StepKind::Run { .. }))
+    {
+        // A step reads the layers below, and what it writes is cached under a key made of their
+        // digests: they must be the bytes those digests name, not just match a stamp.
+        for blob in ctx.below {
+            store.ensure_verified(&blob.digest)?;
+        }
+    }
     let epoch = recipe.image.epoch;
     let mut tree = FileTree::default();
     // The upper directories of `run` steps hold the contents of their entries: they live
     // until the layer is written, and go with the build's scratch directory on any error.
     let mut step_outputs = Vec::new();
-    for step in &layer.steps {
+    let mut lower: Option<Option<LowerIndex>> = None;
+    let mut removed_nothing = Vec::new();
+    for (step_index, step) in layer.steps.iter().enumerate() {
         let location = format!("{}:{}", recipe.file.display(), step.span);
         let fail = |source| BuildError::Step {
             location: location.clone(),
@@ -137,6 +156,7 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
                     below: ctx.below,
                     epoch,
                     timeout: ctx.step_timeout,
+                    limits: ctx.step_limits,
                     scratch: ctx.scratch,
                     observer: ctx.observer,
                     location: &location,
@@ -155,21 +175,42 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
                 .debs
                 .install(&mut tree, step.span.line, epoch, ctx.scratch)
                 .map_err(|e| fail(Box::new(e)))?,
+            StepKind::Remove { path } => {
+                let key = tree.resolve(path.as_str()).map_err(|e| fail(Box::new(e)))?;
+                let here = tree
+                    .get(&key)
+                    .is_some_and(|e| !matches!(e.kind, EntryKind::Whiteout));
+                if !here && removes_nothing(&key, lower.get_or_insert_with(|| lower_index(ctx))) {
+                    warn_removed_nothing(ctx, step, &key);
+                    removed_nothing.push((step_index, key));
+                }
+                tree.remove(path.as_str()).map_err(|e| fail(Box::new(e)))?;
+            }
             kind => apply_step(&mut tree, kind, ctx.inputs, epoch, ctx.scratch).map_err(fail)?,
         }
     }
 
-    let index = layer.span.line;
-    let wrap =
-        |e: Box<dyn std::error::Error + Send + Sync>| BuildError::LayerWrite { index, source: e };
+    let wrap = |input: Option<String>, e: Box<dyn std::error::Error + Send + Sync>| {
+        BuildError::LayerWrite {
+            at: recipe.location(layer.span),
+            number: ctx.index + 1,
+            input,
+            source: e,
+        }
+    };
     let mut blob_writer = store.writer()?;
-    let mut tar_out = HashingWriter::new(
-        LayerEncoder::new(&mut blob_writer, encoder.codec, encoder.threads)
-            .map_err(|e| wrap(Box::new(e)))?,
+    let mut tar_out = Metered::new(
+        HashingWriter::new(
+            LayerEncoder::new(&mut blob_writer, encoder.codec, encoder.threads)
+                .map_err(|e| wrap(None, Box::new(e)))?,
+        ),
+        ctx.observer,
+        Work::Layer(ctx.index),
     );
-    write_tar(&tree, epoch, &mut tar_out).map_err(|e| wrap(Box::new(e)))?;
-    let (diff_id, _len, enc) = tar_out.finish();
-    enc.finish().map_err(|e| wrap(Box::new(e)))?;
+    let stats = write_tar_styled(&tree, epoch, layer.tar, &mut tar_out)
+        .map_err(|e| wrap(input_of(&e, ctx.inputs), Box::new(e)))?;
+    let (diff_id, _len, enc) = tar_out.into_inner().finish();
+    enc.finish().map_err(|e| wrap(None, Box::new(e)))?;
     let (digest, size) = blob_writer.commit(None)?;
     drop(step_outputs);
     let blob = Blob {
@@ -178,21 +219,81 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
         size,
         path: store.path_unverified(&digest),
     };
-    write_cache(
-        &record_path,
-        &CachedLayer {
-            media_type: blob.media_type.clone(),
-            digest,
-            size,
-            diff_id,
-        },
-    );
+    if ctx.reuse {
+        store.record_layer(
+            &key,
+            &LayerRecord {
+                media_type: blob.media_type.clone(),
+                digest,
+                size,
+                diff_id,
+                removed_nothing,
+            },
+        );
+    }
+    store.record_diff_id(&digest, &diff_id);
     Ok(BuiltLayer {
         blob,
         diff_id,
         created_by,
         cached: false,
+        entries: Some(stats.entries),
     })
+}
+
+/// The input whose bytes `error` failed to read, found by the file it names: a `copy`ed host
+/// file or directory, or a stored download.
+fn input_of(error: &WriteError, inputs: &BTreeMap<String, ResolvedInput>) -> Option<String> {
+    let file = match error {
+        WriteError::ReadContent { file, .. } | WriteError::ContentSizeChanged { file, .. } => file,
+        _ => return None,
+    };
+    inputs.values().find_map(|input| {
+        let owns = match &input.bytes {
+            InputBytes::Stored(path) | InputBytes::HostFile(path) => file == path,
+            InputBytes::HostDir(dir) => file.starts_with(dir),
+        };
+        owns.then(|| input.name.clone())
+    })
+}
+
+fn warn_removed_nothing(ctx: &LayerContext<'_>, step: &crate::recipe::Step, key: &str) {
+    if let StepKind::Remove { path } = &step.kind {
+        let warning = BuildWarning::RemoveOfMissing {
+            location: format!("{}:{}", ctx.recipe.file.display(), step.span),
+            path: path.to_string(),
+            key: key.to_string(),
+        };
+        ctx.observer.event(BuildEvent::Warning(&warning));
+    }
+}
+
+/// The paths the layers below this one leave in the rootfs; `None` when a layer cannot be
+/// read (the check it serves is advisory, and the build reads those layers again anyway).
+fn lower_index(ctx: &LayerContext<'_>) -> Option<LowerIndex> {
+    let mut index = LowerIndex::default();
+    for blob in ctx.below {
+        index.add_tar(super::run::open_layer(blob).ok()?).ok()?;
+    }
+    Some(index)
+}
+
+/// Whether a whiteout at `key` hides nothing of the layers below. Unknown (`false`) when a
+/// parent below is not a directory: a symlink there (`/bin` → `usr/bin`) moves the path
+/// somewhere this index does not follow.
+fn removes_nothing(key: &str, lower: &Option<LowerIndex>) -> bool {
+    let Some(lower) = lower else { return false };
+    if lower.get(key).is_some() {
+        return false;
+    }
+    let mut parent = key;
+    while let Some((p, _)) = parent.rsplit_once('/') {
+        if lower.get(p).is_some_and(|e| !e.dir) {
+            return false;
+        }
+        parent = p;
+    }
+    true
 }
 
 type StepResult = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -304,11 +405,8 @@ fn apply_step(
                 },
             )?;
         }
-        StepKind::Remove { path } => {
-            tree.remove(path.as_str())?;
-        }
-        StepKind::Run { .. } | StepKind::Packages { .. } => {
-            unreachable!("build_layer runs `run` and `packages` steps itself")
+        StepKind::Run { .. } | StepKind::Remove { .. } | StepKind::Packages { .. } => {
+            unreachable!("build_layer runs `run`, `remove` and `packages` steps itself")
         }
     }
     Ok(())
@@ -333,8 +431,8 @@ fn describe_layer(layer: &Layer) -> String {
     format!("kiln: {}", steps.join("; "))
 }
 
-/// Everything that determines a layer's bytes: kiln's version, the epoch, the encoder, the
-/// steps (without their recipe positions) and the digests of the inputs they read. A layer with
+/// Everything that determines a layer's bytes: kiln's version, the epoch, the encoder, the tar
+/// style (when not the default, so that existing keys stay valid), the steps (without their recipe positions) and the digests of the inputs they read. A layer with
 /// `run` steps also depends on the rootfs below it (programs read it): the base manifest digest
 /// and the diff_ids of every layer below are part of its key.
 fn cache_key(layer: &Layer, ctx: &LayerContext<'_>) -> Sha256Digest {
@@ -361,6 +459,9 @@ fn cache_key(layer: &Layer, ctx: &LayerContext<'_>) -> Sha256Digest {
     if !debs.is_empty() {
         key["debs"] = serde_json::json!(debs);
     }
+    if layer.tar != TarStyle::default() {
+        key["tar"] = serde_json::json!(layer.tar);
+    }
     if layer
         .steps
         .iter()
@@ -374,36 +475,6 @@ fn cache_key(layer: &Layer, ctx: &LayerContext<'_>) -> Sha256Digest {
             .collect::<Vec<_>>());
     }
     Sha256Digest::of(&crate::image::json::to_canonical_vec(&key).expect("JSON serializes"))
-}
-
-fn read_cache(store: &Store, record: &Path) -> Option<CachedLayer> {
-    let bytes = std::fs::read(record).ok()?;
-    let hit: CachedLayer = serde_json::from_slice(&bytes).ok()?;
-    // The record is only a pointer: the blob itself must still be there and intact.
-    store.open_verified_cached(&hit.digest).ok()??;
-    Some(hit)
-}
-
-fn write_cache(record: &Path, entry: &CachedLayer) {
-    // The layer cache is an optimisation: failing to record an entry must not fail the build.
-    let Some(dir) = record.parent() else { return };
-    if std::fs::create_dir_all(dir).is_err() {
-        return;
-    }
-    let tmp = record.with_extension(format!("tmp{}", std::process::id()));
-    let ok = serde_json::to_vec(entry)
-        .ok()
-        .and_then(|b| {
-            std::fs::File::create(&tmp)
-                .and_then(|mut f| f.write_all(&b))
-                .ok()
-        })
-        .is_some();
-    if ok {
-        let _ = std::fs::rename(&tmp, record);
-    } else {
-        let _ = std::fs::remove_file(&tmp);
-    }
 }
 
 #[cfg(test)]
@@ -467,6 +538,9 @@ mod tests {
                     invocation_id: None,
                     registry: Default::default(),
                     step_timeout: crate::build::DEFAULT_STEP_TIMEOUT,
+                    max_download_size: crate::fetch::DEFAULT_MAX_DOWNLOAD_SIZE,
+                    step_limits: crate::build::DEFAULT_STEP_LIMITS,
+                    reuse_layers: true,
                 };
                 let image = build(&recipe, &opts, &Quiet).unwrap();
                 let layer = fs_err::read(&image.layers[0].path).unwrap();

@@ -66,6 +66,7 @@ impl LowerIndex {
                 found.push((path, entry));
             }
         }
+        tar.drain()?;
         for path in hide {
             self.remove_under(&path);
             self.entries.remove(&path);

@@ -1,8 +1,8 @@
 //! Turns a recipe into an image: resolve and verify every input, build each `[[layer]]` as a
 //! file tree, stream it through the deterministic tar writer and the compressor into the store,
 //! then assemble config, manifest and provenance. Output (layout, archives, registries) is
-//! `output`'s job; this module only produces a [`BuiltImage`] whose blobs are in the store or in
-//! the base image's layout.
+//! `output`'s job; this module only produces a [`BuiltImage`] whose blobs are all in the store
+//! (base layers are imported into it, verified, first).
 
 mod config;
 mod dirstat;
@@ -10,10 +10,12 @@ mod error;
 mod inputs;
 mod layers;
 mod lower;
+mod observer;
 pub mod output;
 mod packages;
 mod run;
 mod user;
+mod validate;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,6 +24,7 @@ use serde_json::{json, Value};
 
 pub use config::rfc3339;
 pub use error::BuildError;
+pub use observer::{BuildEvent, BuildObserver, BuildWarning, OutputStream, Work};
 
 use crate::attest::provenance::{self, Dependency, ProvenanceFacts};
 use crate::digest::Sha256Digest;
@@ -48,61 +51,24 @@ pub struct BuildOptions {
     pub registry: image::RegistryOptions,
     /// The wall-clock limit of each `run` step.
     pub step_timeout: Duration,
+    /// The most bytes downloaded for an input without a pinned `size`.
+    pub max_download_size: u64,
+    /// Processes, memory and written bytes of each `run` step.
+    pub step_limits: kiln_sandbox::Limits,
+    /// Take unchanged layers from the layer cache (and record new ones there). `build
+    /// --check` turns it off, so that every step really runs.
+    pub reuse_layers: bool,
 }
+
+/// The default limits of a `run` step: 4096 processes, 8 GiB of memory, 16 GiB written.
+pub const DEFAULT_STEP_LIMITS: kiln_sandbox::Limits = kiln_sandbox::Limits {
+    pids_max: Some(4096),
+    memory_max: Some(8 << 30),
+    write_max: Some(16 << 30),
+};
 
 /// The default limit of a `run` step: one hour.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(3600);
-
-/// What a build reports as it goes; the CLI prints these, the library never does.
-pub trait BuildObserver {
-    fn event(&self, event: BuildEvent<'_>);
-    /// Where download progress goes, if anywhere.
-    fn transfer_progress(&self) -> Option<Box<dyn crate::fetch::Progress>> {
-        None
-    }
-    /// Where registry blob transfers (a `docker://` base) report progress.
-    fn registry_progress(&self) -> Option<Box<dyn crate::registry::Progress + Send + Sync>> {
-        None
-    }
-}
-
-pub enum BuildEvent<'a> {
-    InputReady {
-        name: &'a str,
-        digest: &'a Sha256Digest,
-    },
-    BaseReady {
-        reference: &'a str,
-        digest: &'a Sha256Digest,
-    },
-    LayerStarted {
-        index: usize,
-        total: usize,
-    },
-    LayerDone {
-        index: usize,
-        digest: &'a Sha256Digest,
-        size: u64,
-        cached: bool,
-    },
-    /// A `run` step starts (`location` is `file:line:column` in the recipe).
-    StepStarted {
-        location: &'a str,
-        argv: &'a [String],
-    },
-    /// One line the running step wrote (without its newline), as it arrives.
-    StepOutput {
-        stream: OutputStream,
-        line: &'a [u8],
-    },
-}
-
-/// Which output stream of a `run` step a line came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutputStream {
-    Stdout,
-    Stderr,
-}
 
 /// A blob of the built image and where its bytes are.
 #[derive(Clone, Debug)]
@@ -128,8 +94,8 @@ pub struct BuiltImage {
     pub diff_ids: Vec<Sha256Digest>,
     /// The SLSA provenance statement (canonical JSON bytes).
     pub provenance: Vec<u8>,
-    /// Keeps the base image (and its blobs) open until output is written.
-    pub(crate) _base: Option<image::OpenedImage>,
+    /// The store holding every layer blob (base layers included): output copies from it.
+    pub(crate) store: Store,
 }
 
 /// Builds `recipe`. Refuses unpinned inputs; fetches what is missing into the store.
@@ -138,15 +104,12 @@ pub fn build(
     opts: &BuildOptions,
     observer: &dyn BuildObserver,
 ) -> Result<BuiltImage> {
-    let unpinned: Vec<String> = recipe
-        .unpinned_inputs()
-        .iter()
-        .map(|i| i.name.clone())
-        .collect();
-    if !unpinned.is_empty() {
+    let unpinned = recipe.unpinned_inputs();
+    if let Some(first) = unpinned.first() {
         return Err(BuildError::Unpinned {
+            at: recipe.location(first.span),
             recipe: recipe.file.clone(),
-            inputs: unpinned,
+            inputs: unpinned.iter().map(|i| i.name.clone()).collect(),
         });
     }
     check_emulator(recipe)?;
@@ -169,41 +132,32 @@ pub fn build(
         }
     }
 
-    let scratch = tempfile::Builder::new()
-        .prefix("kiln-build-")
-        .tempdir_in(scratch_dir(&store)?)?;
+    let scratch = store.scratch("kiln-build-")?;
     let encoder = layers::Encoder::for_recipe(recipe, opts.threads);
     let mut blobs = Vec::new();
     let mut diff_ids = Vec::new();
     if let Some(b) = &base {
-        for (desc, diff_id) in b.manifest.layers().iter().zip(b.diff_ids()) {
-            let digest = image::layout::digest_of(desc)?;
+        // Every base layer comes from the store, verified against its digest and diff_id on
+        // the way in: never from the base's own files.
+        let paths = b.import_layers(&store, crate::registry::DEFAULT_PARALLELISM)?;
+        for ((desc, diff_id), path) in b.manifest.layers().iter().zip(b.diff_ids()).zip(paths) {
             blobs.push(Blob {
                 media_type: oci_layer_type(desc.media_type().as_ref()),
-                digest,
+                digest: image::layout::digest_of(desc)?,
                 size: desc.size(),
-                path: b.blob_path(&digest, Some(desc.size()))?,
+                path,
             });
             diff_ids.push(diff_id.parse().map_err(|_| BuildError::BadBaseDiffId {
                 reference: b.reference.clone(),
                 diff_id: diff_id.clone(),
             })?);
         }
-        if b.manifest.layers().len() != b.diff_ids().len() {
-            return Err(BuildError::BadBase {
-                reference: b.reference.clone(),
-                reason: "the number of layers differs from the number of diff_ids".into(),
-            });
-        }
     }
 
     let mut new_layers = Vec::new();
     for (index, layer) in recipe.layers.iter().enumerate() {
-        observer.event(BuildEvent::LayerStarted {
-            index,
-            total: recipe.layers.len(),
-        });
         let ctx = layers::LayerContext {
+            index,
             recipe,
             inputs: &resolved,
             debs: &debs,
@@ -214,13 +168,18 @@ pub fn build(
             below_diff_ids: &diff_ids,
             base_digest: base.as_ref().map(|b| b.manifest_digest),
             step_timeout: opts.step_timeout,
+            step_limits: opts.step_limits,
             observer,
+            reuse: opts.reuse_layers,
         };
         let built = layers::build_layer(layer, &ctx)?;
         observer.event(BuildEvent::LayerDone {
             index,
+            total: recipe.layers.len(),
             digest: &built.blob.digest,
+            diff_id: &built.diff_id,
             size: built.blob.size,
+            entries: built.entries,
             cached: built.cached,
         });
         new_layers.push(config::NewLayer {
@@ -230,6 +189,8 @@ pub fn build(
         diff_ids.push(built.diff_id);
         blobs.push(built.blob);
     }
+
+    validate::check_config(recipe, &resolved, &blobs, observer)?;
 
     let base_config: Option<Value> = match &base {
         Some(b) => {
@@ -248,6 +209,7 @@ pub fn build(
         recipe.image.epoch,
         &recipe.config,
         &new_layers,
+        recipe.image.history.as_deref(),
     );
     let config_bytes = to_canonical_vec(&config).expect("a JSON value serializes");
     let config_digest = Sha256Digest::of(&config_bytes);
@@ -263,6 +225,16 @@ pub fn build(
             "org.opencontainers.image.base.digest": b.manifest_digest.to_string(),
             "org.opencontainers.image.base.name": recipe.base.as_ref().map(|x| x.reference.clone()).unwrap_or_default(),
         });
+    }
+    if !recipe.image.annotations.is_empty() {
+        let mut annotations = match manifest.get("annotations") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => serde_json::Map::new(),
+        };
+        for (k, v) in &recipe.image.annotations {
+            annotations.insert(k.clone(), json!(v));
+        }
+        manifest["annotations"] = Value::Object(annotations);
     }
     let manifest_bytes = to_canonical_vec(&manifest).expect("a JSON value serializes");
     let manifest_digest = Sha256Digest::of(&manifest_bytes);
@@ -312,7 +284,7 @@ pub fn build(
         layers: blobs,
         diff_ids,
         provenance,
-        _base: base,
+        store,
     })
 }
 
@@ -379,9 +351,8 @@ fn open_base(
     )?;
     transports.with_attached = false;
     let opened = image::open_image_with(&parsed, recipe.image.platform.as_str(), &transports)?;
-    // A registry base: every layer into the store now (several at once, each checked against
-    // its diff_id), so the build below and the next `--offline` one read only the store.
-    opened.prefetch(transports.threads)?;
+    // Its layers go into the store (`import_layers`, below), so the build and the next
+    // `--offline` one read only the store.
     observer.event(BuildEvent::BaseReady {
         reference,
         digest: &opened.resolved_digest,
@@ -406,12 +377,4 @@ fn relative_to(r: ImageRef, dir: &Path) -> ImageRef {
         ImageRef::DockerArchive { path } => ImageRef::DockerArchive { path: fix(path) },
         other => other,
     }
-}
-
-/// Where builds spill archive members and stage archives: beside the store (same file system,
-/// private like it), in a directory of its own so the store's temp-file cleanup never meets it.
-pub fn scratch_dir(store: &Store) -> Result<PathBuf> {
-    let dir = store.root().join("scratch");
-    fs_err::create_dir_all(&dir)?;
-    Ok(dir)
 }

@@ -15,6 +15,9 @@ use crate::image::write::{
 use crate::image::{media, open_image, ImageRef, Layout};
 use crate::store::Store;
 
+/// The mode of blobs in an output layout, whatever the umask.
+const BLOB_MODE: u32 = 0o644;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
     Oci,
@@ -40,12 +43,12 @@ pub fn provenance_manifest(image: &BuiltImage, statement_digest: &Sha256Digest) 
     )
 }
 
-/// Writes the image and its provenance into the layout directory `dir` (created).
+/// Writes the image and its provenance into the layout directory `dir` (created). Layer blobs
+/// are copied (or cloned) out of the store, never linked, and re-hashed on the way unless this
+/// build wrote or hashed them itself (see `Store::export`).
 pub fn write_layout(image: &BuiltImage, dir: &Path) -> Result<()> {
     let layout = Layout::create(dir)?;
-    for blob in &image.layers {
-        layout.put_blob_file(&blob.path, &blob.digest)?;
-    }
+    export_layers(image, &layout)?;
     layout.put_blob(&image.config_bytes)?;
     layout.put_blob(&image.manifest_bytes)?;
     let prov_desc = referrer::put_statement(
@@ -69,6 +72,22 @@ pub fn write_layout(image: &BuiltImage, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Copies the layer blobs of `image` out of the store into `layout` (see `Store::export`).
+fn export_layers(image: &BuiltImage, layout: &Layout) -> Result<()> {
+    for blob in &image.layers {
+        let dest = layout.blob_path(&blob.digest);
+        if !dest.is_file() && !image.store.export(&blob.digest, &dest, BLOB_MODE)? {
+            return Err(crate::store::StoreError::ReadEntry {
+                digest: blob.digest,
+                path: blob.path.clone(),
+                source: std::io::ErrorKind::NotFound.into(),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// Writes the images of a several-platform build into the layout directory `dir`: an OCI image
 /// index (one manifest per platform, in recipe order) named `name`, each image's provenance as a
 /// referrer of that image.
@@ -77,9 +96,7 @@ pub fn write_index_layout(images: &[BuiltImage], name: &str, dir: &Path) -> Resu
     let mut entries = Vec::new();
     let mut referrers = Vec::new();
     for image in images {
-        for blob in &image.layers {
-            layout.put_blob_file(&blob.path, &blob.digest)?;
-        }
+        export_layers(image, &layout)?;
         layout.put_blob(&image.config_bytes)?;
         layout.put_blob(&image.manifest_bytes)?;
         referrers.push(referrer::put_statement(
@@ -125,15 +142,14 @@ pub fn write_index_layout(images: &[BuiltImage], name: &str, dir: &Path) -> Resu
 
 /// Writes `image` to `dest` in `format`, replacing what was there only once the new output is
 /// complete. The archive formats are written from the staged layout by [`crate::image::write`],
-/// the same code `kiln copy` uses. Layer blobs from `store` are hard-linked where they can be
-/// and stamped as verified (this build wrote or verified them), so a warm build skips hashing.
+/// the same code `kiln copy` uses. Layer blobs are then stamped as verified (this build wrote
+/// them or hashed them on their way out), so the next warm build finds them without hashing.
 pub fn write_output(
     image: &BuiltImage,
     dest: &Path,
     format: OutputFormat,
     store: &Store,
 ) -> Result<()> {
-    let scratch_parent = super::scratch_dir(store)?;
     let (staging, staged) = stage_beside(dest)?;
     match format {
         OutputFormat::Oci => write_layout(image, &staged)?,
@@ -153,9 +169,7 @@ pub fn write_output(
                 },
                 "",
             )?;
-            let scratch = tempfile::Builder::new()
-                .prefix("kiln-docker-")
-                .tempdir_in(&scratch_parent)?;
+            let scratch = store.scratch("kiln-docker-")?;
             write_docker_archive_file(
                 &opened,
                 &docker_repo_tag(&image.name),
@@ -167,9 +181,7 @@ pub fn write_output(
     }
     replace(&staged, dest)?;
     for blob in &image.layers {
-        if blob.path.starts_with(store.root()) {
-            store.stamp_verified(&blob.digest);
-        }
+        image.store.stamp_verified(&blob.digest);
     }
     Ok(())
 }

@@ -72,6 +72,7 @@ pub fn fetch(
     let mut fetcher = Fetcher::new(store.clone());
     fetcher.mirrors = opts.mirrors.clone();
     fetcher.offline = opts.offline;
+    fetcher.max_download_size = opts.max_download_size;
     fetcher.progress = observer.transfer_progress();
     let mut deps = BTreeMap::new();
     for step in recipe.layers.iter().flat_map(|l| &l.steps) {
@@ -91,7 +92,14 @@ pub fn fetch(
         for p in &set.packages {
             let url = p.url(&repo.url);
             let label = format!("{}_{}_{}.deb", p.name, p.version, p.architecture);
-            let stored = fetcher.fetch(&url, &p.sha256, &label)?;
+            // The lock's size bounds the transfer, as a pinned `size` does for an input.
+            let stored = fetcher
+                .fetch_sized(&url, &p.sha256, Some(p.size), &label)
+                .map_err(|source| BuildError::InputFetch {
+                    at: recipe.location(step.span),
+                    input: label.clone(),
+                    source: Box::new(source),
+                })?;
             deps.insert(format!("{from}:{label}"), (url, p.sha256));
             fetched.push((p.clone(), stored));
         }

@@ -21,7 +21,9 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kiln_sandbox::{ExitStatus, IdMapping, SandboxError, SandboxSpec, Stdio, Stream};
+use kiln_sandbox::{
+    Enforced, ExitStatus, IdMapping, Limits, Resource, SandboxError, SandboxSpec, Stdio, Stream,
+};
 
 use super::lower::{restore, LowerIndex};
 use super::user::{resolve_user, UserError};
@@ -48,6 +50,8 @@ pub struct RunContext<'a> {
     pub below: &'a [Blob],
     pub epoch: i64,
     pub timeout: Duration,
+    /// Processes, memory and written bytes of the step.
+    pub limits: Limits,
     /// Where the step's directories go (the build's scratch directory).
     pub scratch: &'a Path,
     pub observer: &'a dyn BuildObserver,
@@ -103,9 +107,10 @@ pub enum RunError {
         source: SandboxError,
     },
     #[error(
-        "{argv:?} failed with {status}{}{}",
+        "{argv:?} failed with {status}{}{}{}",
         stderr_section(stderr_tail),
-        single_id_hint(*single_id)
+        single_id_hint(*single_id),
+        rlimit_hint(rlimits)
     )]
     Failed {
         argv: Vec<String>,
@@ -113,6 +118,18 @@ pub enum RunError {
         stderr_tail: String,
         /// kiln runs rootless with a single-id mapping: a `chown` cannot be honoured.
         single_id: bool,
+        /// The step's limits that an rlimit enforced (no cgroup): one may be why it failed.
+        rlimits: Vec<Enforced>,
+    },
+    #[error(
+        "{argv:?} was stopped at its limit of {limit}{}\nhint: raise {} if the step needs more",
+        stderr_section(stderr_tail),
+        limit_flag(limit.resource)
+    )]
+    LimitExceeded {
+        argv: Vec<String>,
+        limit: Enforced,
+        stderr_tail: String,
     },
     #[error("{argv:?} was killed after exceeding its time limit of {}s{}", timeout.as_secs(), stderr_section(stderr_tail))]
     TimedOut {
@@ -134,6 +151,30 @@ fn stderr_section(tail: &str) -> String {
         out.push_str(line);
     }
     out
+}
+
+/// The `kiln build` option that sets the limit of `resource`.
+fn limit_flag(resource: Resource) -> &'static str {
+    match resource {
+        Resource::Pids => "--step-pids-max",
+        Resource::Memory => "--step-memory-max",
+        Resource::Write => "--step-write-max",
+    }
+}
+
+fn rlimit_hint(rlimits: &[Enforced]) -> String {
+    let limits: Vec<String> = rlimits
+        .iter()
+        .map(|e| format!("{e} from {}", limit_flag(e.resource)))
+        .collect();
+    if limits.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\nnote: no cgroup was available, so the step ran under rlimits, which leave no trace \
+         when they stop a program: {}",
+        limits.join(", ")
+    )
 }
 
 fn single_id_hint(single_id: bool) -> &'static str {
@@ -185,6 +226,7 @@ pub fn run_step(
     spec.uid = uid;
     spec.gid = gid;
     spec.timeout = ctx.timeout;
+    spec.limits = ctx.limits;
     spec.id_mapping = IdMapping::Auto;
     spec.stdout = Stdio::Pipe;
     spec.stderr = Stdio::Pipe;
@@ -228,12 +270,21 @@ fn step_error(argv: &[String], e: SandboxError) -> RunError {
             status,
             id_mapping,
             stderr_tail,
+            rlimits,
             ..
         } => RunError::Failed {
             argv,
             status,
             stderr_tail: String::from_utf8_lossy(&stderr_tail).into_owned(),
             single_id: id_mapping == IdMapping::Single || namespace_id_count() == 1,
+            rlimits,
+        },
+        SandboxError::LimitExceeded {
+            limit, stderr_tail, ..
+        } => RunError::LimitExceeded {
+            argv,
+            limit,
+            stderr_tail: String::from_utf8_lossy(&stderr_tail).into_owned(),
         },
         SandboxError::TimedOut {
             timeout,
@@ -324,7 +375,7 @@ fn materialize(
 }
 
 /// The tar stream of a layer blob.
-fn open_layer(blob: &Blob) -> Result<decompress::ArchiveReader<'static>, RunError> {
+pub(super) fn open_layer(blob: &Blob) -> Result<decompress::ArchiveReader<'static>, RunError> {
     let file = fs_err::File::open(&blob.path).map_err(|source| RunError::OpenLayer {
         path: blob.path.clone(),
         source,

@@ -3,10 +3,11 @@
 //! path component resolved inside it (`openat2` with `RESOLVE_IN_ROOT`), so an image whose
 //! /etc/passwd is a symlink to `/etc/shadow` reads its own file, never the host's.
 
-use std::io::Read;
 use std::path::Path;
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags};
+
+use crate::layer::{read_regular, ReadInRootError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
@@ -17,7 +18,7 @@ pub enum UserError {
         user: String,
         path: &'static str,
         #[source]
-        source: std::io::Error,
+        source: ReadInRootError,
     },
 }
 
@@ -77,44 +78,40 @@ pub fn resolve_user(user: Option<&str>, rootfs: &Path) -> Result<(u32, u32), Use
 }
 
 /// The first line of a colon-separated database (at least 4 fields) that `matches`.
-fn parse_db(db: &str, matches: impl Fn(&[&str]) -> bool) -> Option<Vec<&str>> {
+pub(super) fn parse_db(db: &str, matches: impl Fn(&[&str]) -> bool) -> Option<Vec<&str>> {
     db.lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.len() >= 4 && matches(f))
 }
 
+/// The most of /etc/passwd or /etc/group read to resolve a name.
+const MAX_USER_DB: u64 = 16 << 20;
+
 /// Reads `rel` inside `rootfs`, resolving symlinks inside it (an image's /etc/passwd that is a
-/// symlink to `/etc/shadow` reads the image's file, never the host's).
+/// symlink to `/etc/shadow` reads the image's file, never the host's). Only a regular file of
+/// at most [`MAX_USER_DB`] bytes is read: a FIFO there must not block the build forever.
 fn read_in_root(rootfs: &Path, rel: &'static str, user: &str) -> Result<String, UserError> {
-    let err = |source: std::io::Error| UserError::ReadUserDb {
-        user: user.to_string(),
-        path: if rel == "etc/passwd" {
-            "/etc/passwd"
-        } else {
-            "/etc/group"
-        },
-        source,
+    let path = if rel == "etc/passwd" {
+        "/etc/passwd"
+    } else {
+        "/etc/group"
     };
     let root = rustix::fs::open(
         rootfs,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| err(e.into()))?;
-    let fd = rustix::fs::openat2(
-        &root,
-        rel,
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(|e| err(e.into()))?;
-    let mut text = String::new();
-    std::fs::File::from(fd)
-        .take(16 << 20)
-        .read_to_string(&mut text)
-        .map_err(err)?;
-    Ok(text)
+    .map_err(|e| UserError::ReadUserDb {
+        user: user.to_string(),
+        path,
+        source: ReadInRootError::Open(e.into()),
+    })?;
+    let bytes = read_regular(&root, rel, MAX_USER_DB).map_err(|source| UserError::ReadUserDb {
+        user: user.to_string(),
+        path,
+        source,
+    })?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[cfg(test)]
@@ -166,5 +163,33 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", root.join("etc/passwd")).unwrap();
         let err = resolve_user(Some("root"), root).unwrap_err();
         assert!(matches!(err, UserError::ReadUserDb { .. }), "{err}");
+    }
+
+    #[test]
+    fn passwd_that_is_not_a_regular_file_is_refused_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fs_err::create_dir(root.join("etc")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("etc/passwd"),
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        fs_err::create_dir(root.join("etc/group")).unwrap();
+        let err = resolve_user(Some("nobody"), root).unwrap_err();
+        let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(
+            chain.contains("/etc/passwd") && chain.contains("fifo"),
+            "{chain}"
+        );
+        let err = resolve_user(Some("0:staff"), root).unwrap_err();
+        let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(
+            chain.contains("/etc/group") && chain.contains("directory"),
+            "{chain}"
+        );
     }
 }

@@ -53,6 +53,48 @@ pub enum Command {
     /// Build a recipe, compare the result with REF, record the verdict as an in-toto
     /// statement attached to the rebuilt image. Exit codes as for `diff`.
     Rebuild(RebuildArgs),
+    /// Check or trim the cache.
+    Cache(CacheCommandArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheCommandArgs {
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Re-hash every cache entry, move bad ones to quarantine/, drop records that are not
+    /// authentic. Exit 0 when everything was good, 1 when anything was bad, 2 on errors.
+    Verify(CacheVerifyArgs),
+    /// Remove entries and records not used for N days (last use: the later of a file's access
+    /// and modification times, which kiln sets on every use). Waits for other kiln processes
+    /// using the cache to finish.
+    Gc(CacheGcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheVerifyArgs {
+    /// The cache [default: $XDG_CACHE_HOME/kiln, else ~/.cache/kiln].
+    #[arg(long, value_name = "DIR", env = "KILN_CACHE")]
+    pub cache: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheGcArgs {
+    /// Keep what was used within this many days; 0 removes everything not in use right now.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub keep_days: u64,
+    /// The cache [default: $XDG_CACHE_HOME/kiln, else ~/.cache/kiln].
+    #[arg(long, value_name = "DIR", env = "KILN_CACHE")]
+    pub cache: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How registries are reached. Shared by every command that may talk to one.
@@ -96,6 +138,55 @@ pub struct CacheArgs {
     /// Repeatable.
     #[arg(long, value_name = "DIR")]
     pub mirror: Vec<PathBuf>,
+    /// The most bytes downloaded for an input whose size the recipe does not pin (an unpinned
+    /// input for `kiln lock`, or a recipe locked before sizes were recorded). Pinned inputs
+    /// stop at their `size`. Accepts a K, M, G or T suffix (powers of 1024).
+    #[arg(long, value_name = "BYTES", default_value = "8G", value_parser = parse_size)]
+    pub max_download_size: u64,
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        let cases: &[(&str, Result<u64, &str>)] = &[
+            ("0", Ok(0)),
+            ("1234", Ok(1234)),
+            ("2K", Ok(2048)),
+            ("3MiB", Ok(3 << 20)),
+            ("8G", Ok(crate::fetch::DEFAULT_MAX_DOWNLOAD_SIZE)),
+            ("1T", Ok(1 << 40)),
+            ("1X", Err("suffix")),
+            ("G", Err("not a size")),
+            ("-1", Err("not a size")),
+            ("99999999999T", Err("too large")),
+        ];
+        for (text, want) in cases {
+            match (super::parse_size(text), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, *want, "{text}"),
+                (Err(got), Err(want)) => assert!(got.contains(want), "{text}: {got}"),
+                (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+}
+
+/// `N`, or `N` with a K, M, G or T suffix (powers of 1024; `KiB`, `MiB`, … also accepted).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let shift = match &text[digits.len()..] {
+        "" | "B" => 0,
+        "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        "T" | "TiB" => 40,
+        other => return Err(format!("unknown size suffix `{other}`: use K, M, G or T")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size in bytes"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +216,20 @@ pub struct BuildArgs {
     /// PEM; password from KILN_PASSWORD or COSIGN_PASSWORD). Needs --format oci.
     #[arg(long, value_name = "KEY")]
     pub sign_key: Option<PathBuf>,
+    /// The identity --sign-key signs (HOST/REPO:TAG) [default: the --push destination, else
+    /// the image's name].
+    #[arg(long, value_name = "REF", requires = "sign_key")]
+    pub identity: Option<String>,
+    /// Report for machines: one JSON object per line on stdout (`input`, `base`, `layer`,
+    /// `warning` events, then `image` with the manifest digest, or `error`); download
+    /// progress and `run` steps' output stay on stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// Build twice from scratch without the layer cache (inputs may come from the cache) and
+    /// compare the two images: exit 1 with kiln's diff report when they differ; otherwise
+    /// write the image as usual.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// How a build runs: where its inputs come from and how fast; shared by `build` and `rebuild`.
@@ -141,6 +246,18 @@ pub struct BuildRunArgs {
     /// build fails.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub step_timeout: u64,
+    /// The most processes (and threads) a `run` step may have at once; 0 for no limit.
+    /// Enforced by a cgroup where kiln may make one (as root), else by RLIMIT_NPROC.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub step_pids_max: u64,
+    /// The most memory a `run` step may use (K/M/G/T suffixes); 0 for no limit. Enforced by a
+    /// cgroup for the whole step where kiln may make one, else by RLIMIT_DATA per process.
+    #[arg(long, value_name = "BYTES", default_value = "8G", value_parser = parse_size)]
+    pub step_memory_max: u64,
+    /// The most bytes a `run` step may write (the sum of the files it creates or changes, and
+    /// any one file; K/M/G/T suffixes); 0 for no limit.
+    #[arg(long, value_name = "BYTES", default_value = "16G", value_parser = parse_size)]
+    pub step_write_max: u64,
     /// Rootless only (ignored as root): how kiln maps ids when a recipe has `run` steps.
     /// `auto` uses the user's range in /etc/subuid and /etc/subgid when there is one (steps
     /// can then own files as any id up to 65535), else `single` (only uid/gid 0 exist in the
@@ -200,6 +317,12 @@ pub struct InspectArgs {
     /// The cache registry blobs are read into [default: $XDG_CACHE_HOME/kiln].
     #[arg(long, value_name = "DIR", env = "KILN_CACHE")]
     pub cache: Option<PathBuf>,
+    /// Print the in-toto statements of this predicate type (slsaprovenance1, spdxjson,
+    /// cyclonedx, vuln, or a URI) attached to the image, from its `.att` tag and its
+    /// referrers, one JSON document each, instead of the summary. Signatures are not checked:
+    /// use `kiln verify` for that.
+    #[arg(long, value_name = "TYPE")]
+    pub attestation: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -345,4 +468,11 @@ pub struct RebuildArgs {
     pub check: DiffCheckArgs,
     #[command(flatten)]
     pub run: BuildRunArgs,
+    /// Sign the rebuilt image and attest its provenance and the verdict
+    /// (https://kiln.build/rebuild/v1) with this private key (as for `build --sign-key`).
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
+    /// The identity --sign-key signs (HOST/REPO:TAG) [default: the image's name].
+    #[arg(long, value_name = "REF", requires = "sign_key")]
+    pub identity: Option<String>,
 }

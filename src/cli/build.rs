@@ -1,86 +1,30 @@
 use super::printer::outln;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
 use super::args::{BuildArgs, CacheArgs, IdMappingArg};
-use super::printer::{human_size, status};
+use super::printer::status;
+use super::progress::BuildReporter;
 use crate::build::output::{write_layout, write_output, OutputFormat};
-use crate::build::{self, BuildEvent, BuildObserver, BuildOptions, OutputStream};
+use crate::build::{self, BuildOptions, BuiltImage};
+use crate::diff::{self, DiffOptions, Verdict};
 use crate::image::ImageRef;
 use crate::recipe::{Recipe, StepKind};
 use crate::store::Store;
 
-/// Prints build events as plain lines on stderr.
-pub struct StderrObserver;
-
-impl BuildObserver for StderrObserver {
-    fn event(&self, event: BuildEvent<'_>) {
-        match event {
-            BuildEvent::InputReady { name, digest } => status(&format!("input {name}: {digest}")),
-            BuildEvent::BaseReady { reference, digest } => {
-                status(&format!("base {reference}: {digest}"))
-            }
-            BuildEvent::LayerStarted { index, total } => {
-                status(&format!("layer {}/{total}: building", index + 1))
-            }
-            BuildEvent::LayerDone {
-                index,
-                digest,
-                size,
-                cached,
-            } => status(&format!(
-                "layer {}: {digest} ({}{})",
-                index + 1,
-                human_size(size),
-                if cached { ", cached" } else { "" }
-            )),
-            BuildEvent::StepStarted { location, argv } => {
-                status(&format!("run {location}: {}", shell_words(argv)))
-            }
-            BuildEvent::StepOutput { stream, line } => {
-                let prefix = match stream {
-                    OutputStream::Stdout => "  | ",
-                    OutputStream::Stderr => "  ! ",
-                };
-                status(&format!("{prefix}{}", String::from_utf8_lossy(line)))
-            }
-        }
-    }
-
-    fn transfer_progress(&self) -> Option<Box<dyn crate::fetch::Progress>> {
-        Some(Box::new(super::progress::TransferProgress::new()))
-    }
-
-    fn registry_progress(&self) -> Option<Box<dyn crate::registry::Progress + Send + Sync>> {
-        Some(Box::new(super::copy::StderrProgress::default()))
-    }
+pub fn store_root(cache: &CacheArgs) -> Result<PathBuf> {
+    cache_root(cache.cache.as_deref())
 }
 
-pub fn store_root(cache: &CacheArgs) -> Result<PathBuf> {
-    match &cache.cache {
-        Some(dir) => Ok(dir.clone()),
+/// The cache directory: `--cache DIR`, else the default.
+pub fn cache_root(cache: Option<&Path>) -> Result<PathBuf> {
+    match cache {
+        Some(dir) => Ok(dir.to_path_buf()),
         None => Store::default_root()
             .context("no cache directory: set XDG_CACHE_HOME or HOME, or pass --cache"),
     }
-}
-
-/// argv as one readable line (arguments with spaces or quotes are shown quoted).
-fn shell_words(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Rootless `run` steps: kiln moves itself into a user namespace where it is root, before any
@@ -106,6 +50,20 @@ pub(super) fn enter_user_namespace(recipe: &Recipe, mapping: IdMappingArg) -> Re
 }
 
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
+    let json = args.json;
+    let result = run_build(args);
+    if let (true, Err(e)) = (json, &result) {
+        // Machines reading stdout learn that the build failed, and why, from the last event.
+        let causes: Vec<String> = e.chain().map(ToString::to_string).collect();
+        outln!(
+            "{}",
+            serde_json::json!({"event": "error", "message": causes.join(": ")})
+        );
+    }
+    result
+}
+
+fn run_build(args: BuildArgs) -> Result<ExitCode> {
     let recipe = Recipe::load(&args.recipe)?;
     // Load the key first: a wrong password fails before minutes of building.
     let sign_key = match &args.sign_key {
@@ -115,17 +73,35 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         Some(path) => Some(super::key::load_signing_key(path)?),
         None => None,
     };
+    let names = super::sign::SigningNames::new(
+        args.identity.as_deref(),
+        args.push.as_deref(),
+        recipe.image.name.as_str(),
+    )?;
     enter_user_namespace(&recipe, args.run.id_mapping)?;
     let opts = build_options(
         &args.run,
         args.recipe_uri.clone(),
         args.invocation_id.clone(),
     )?;
+    let reporter = BuildReporter::new(args.json);
     if recipe.image.platforms.len() > 1 {
-        return build_platforms(&recipe, &args, &opts, sign_key.is_some());
+        if args.check {
+            anyhow::bail!("--check does not support a recipe with several `platforms` yet");
+        }
+        return build_platforms(&recipe, &args, &opts, sign_key.is_some(), &reporter);
     }
-    let image = build::build(&recipe, &opts, &StderrObserver)
-        .with_context(|| format!("failed to build {}", args.recipe.display()))?;
+    let image = if args.check {
+        match check(&recipe, &opts, &reporter)
+            .with_context(|| format!("failed to check {}", args.recipe.display()))?
+        {
+            Ok(image) => image,
+            Err(code) => return Ok(code),
+        }
+    } else {
+        build::build(&recipe, &opts, &reporter)
+            .with_context(|| format!("failed to build {}", args.recipe.display()))?
+    };
     let dest = args
         .output
         .clone()
@@ -136,24 +112,32 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     if let Some(key) = &sign_key {
         super::sign::sign_built_layout(
             &dest,
-            &image.name,
+            &names,
             &image.manifest_digest,
             &image.provenance,
+            Vec::new(),
             key,
         )
         .with_context(|| format!("failed to sign the image in {}", dest.display()))?;
-        status(&format!(
-            "signed {} and attested its provenance with key {}",
-            image.manifest_digest,
-            crate::attest::keys::key_id(key.verifying_key())
-        ));
     }
     status(&format!("wrote {}", dest.display()));
     if let Some(push) = &args.push {
         push_output(&image, &dest, args.format, push, &args)
             .with_context(|| format!("failed to push {push}"))?;
     }
-    outln!("{}", image.manifest_digest);
+    reporter.json(serde_json::json!({
+        "event": "image",
+        "digest": image.manifest_digest.to_string(),
+        "output": dest.display().to_string(),
+        "format": match args.format {
+            OutputFormat::Oci => "oci",
+            OutputFormat::OciArchive => "oci-archive",
+            OutputFormat::DockerArchive => "docker-archive",
+        },
+    }));
+    if !args.json {
+        outln!("{}", image.manifest_digest);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -164,6 +148,7 @@ fn build_platforms(
     args: &BuildArgs,
     opts: &BuildOptions,
     signing: bool,
+    reporter: &BuildReporter,
 ) -> Result<ExitCode> {
     if args.format != OutputFormat::Oci || signing || args.push.is_some() {
         anyhow::bail!(
@@ -190,7 +175,7 @@ fn build_platforms(
     for one in &per_platform {
         let platform = &one.image.platform;
         status(&format!("building for {platform}"));
-        let image = build::build(one, opts, &StderrObserver)
+        let image = build::build(one, opts, reporter)
             .with_context(|| format!("failed to build {} for {platform}", args.recipe.display()))?;
         status(&format!("{platform}: {}", image.manifest_digest));
         images.push(image);
@@ -199,19 +184,87 @@ fn build_platforms(
         .output
         .clone()
         .unwrap_or_else(|| PathBuf::from("out").join(recipe.image.name.as_str()));
-    let store = Store::open(&opts.store_root)?;
     let (_staging, staged) = crate::image::write::stage_beside(&dest)?;
     let digest = build::output::write_index_layout(&images, recipe.image.name.as_str(), &staged)
         .with_context(|| format!("failed to write {}", dest.display()))?;
     crate::image::write::replace(&staged, &dest)?;
-    for blob in images.iter().flat_map(|i| &i.layers) {
-        if blob.path.starts_with(store.root()) {
-            store.stamp_verified(&blob.digest);
+    for image in &images {
+        for blob in &image.layers {
+            image.store.stamp_verified(&blob.digest);
         }
     }
     status(&format!("wrote {}", dest.display()));
     outln!("{digest}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--check`: two builds from scratch, without the layer cache, compared. The first image when
+/// they are identical; exit status 1 (after printing the diff report) when they are not.
+fn check(
+    recipe: &Recipe,
+    opts: &BuildOptions,
+    reporter: &BuildReporter,
+) -> Result<std::result::Result<BuiltImage, ExitCode>> {
+    let opts = BuildOptions {
+        reuse_layers: false,
+        ..opts.clone()
+    };
+    reporter.line("check: first build, without the layer cache");
+    let first = build::build(recipe, &opts, reporter).context("the first build failed")?;
+    reporter.line("check: second build, without the layer cache");
+    let second = build::build(recipe, &opts, reporter).context("the second build failed")?;
+    let digests = [first.manifest_digest, second.manifest_digest];
+    if digests[0] == digests[1] {
+        reporter.json(serde_json::json!({
+            "event": "check", "reproducible": true, "digest": digests[0].to_string(),
+        }));
+        status(&format!(
+            "reproducible: two builds from scratch gave {}",
+            digests[0]
+        ));
+        return Ok(Ok(first));
+    }
+    // Different bytes: kiln's diff engine says where, from two layouts in the scratch space.
+    let store = crate::store::Store::open(&opts.store_root)?;
+    let scratch = store.scratch("kiln-build-")?;
+    let mut opened = Vec::new();
+    for (name, image) in [("first", &first), ("second", &second)] {
+        let dir = scratch.path().join(name);
+        write_layout(image, &dir)?;
+        let reference = ImageRef::Oci {
+            path: dir,
+            tag: None,
+            digest: Some(image.manifest_digest),
+        };
+        opened.push(crate::image::open_image(
+            &reference,
+            recipe.image.platform.as_str(),
+        )?);
+    }
+    let diff_opts = DiffOptions {
+        threads: opts.threads.clamp(1, 4),
+        ..DiffOptions::default()
+    };
+    let mut report = diff::diff_images(&opened[0], &opened[1], &diff_opts)
+        .context("failed to compare the two builds")?;
+    // The layouts are scratch, gone when this returns: name the builds instead.
+    report.a.reference = "first build".into();
+    report.b.reference = "second build".into();
+    if reporter.output() == super::progress::BuildOutput::Json {
+        reporter.json(serde_json::json!({
+            "event": "check", "reproducible": false,
+            "digests": [digests[0].to_string(), digests[1].to_string()],
+            "report": report,
+        }));
+    } else {
+        super::diff::emit(&format!(
+            "not reproducible: two builds from scratch gave {} and {}\n{}",
+            digests[0],
+            digests[1],
+            super::diff::render(&report, Verdict::Identical, 20)
+        ))?;
+    }
+    Ok(Err(ExitCode::from(1)))
 }
 
 /// Pushes what `build` wrote: the layout itself, or (for archive formats, which cannot carry
@@ -265,5 +318,12 @@ pub(super) fn build_options(
         invocation_id,
         registry: super::copy::registry_options(&run.registry),
         step_timeout: std::time::Duration::from_secs(run.step_timeout),
+        max_download_size: run.cache.max_download_size,
+        step_limits: kiln_sandbox::Limits {
+            pids_max: Some(run.step_pids_max).filter(|&n| n > 0),
+            memory_max: Some(run.step_memory_max).filter(|&n| n > 0),
+            write_max: Some(run.step_write_max).filter(|&n| n > 0),
+        },
+        reuse_layers: true,
     })
 }

@@ -19,6 +19,7 @@ pub fn run(args: DiffArgs) -> Result<ExitCode> {
         cache: args.cache.clone(),
         offline: false,
         mirror: Vec::new(),
+        max_download_size: crate::fetch::DEFAULT_MAX_DOWNLOAD_SIZE,
     };
     let ctx = super::copy::transports(&cache, &args.registry)?;
     let a = open(&args.a, &platform, &ctx)?;
@@ -197,7 +198,8 @@ pub fn render(r: &DiffReport, accept: Verdict, max_lines: usize) -> String {
                 LayerStatus::CompressionOnly => {
                     format!("compression only: {}", l.explanation.join("; "))
                 }
-                LayerStatus::Different => "different tar".into(),
+                LayerStatus::Different if l.explanation.is_empty() => "different tar".into(),
+                LayerStatus::Different => format!("different tar: {}", l.explanation.join(", ")),
                 LayerStatus::OnlyInA => "only in a".into(),
                 LayerStatus::OnlyInB => "only in b".into(),
                 LayerStatus::Same => unreachable!("filtered"),

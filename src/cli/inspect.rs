@@ -6,8 +6,13 @@ use serde_json::{json, Value};
 
 use super::args::InspectArgs;
 use super::printer::human_size;
-use crate::image::{self, layout::digest_of, ImageRef};
+use crate::attest::cosign::{AttachmentKind, PREDICATE_TYPE_ANNOTATION};
+use crate::attest::simple_signing::parse_payload;
+use crate::attest::store::{AttachmentStore, StoredAttachment};
+use crate::attest::{dsse, PredicateType};
+use crate::image::{self, layout::digest_of, ImageRef, Layout};
 use crate::recipe::Platform;
+use crate::registry::{Client, Reference};
 
 pub fn run(args: InspectArgs) -> Result<ExitCode> {
     let reference: ImageRef = args.reference.parse()?;
@@ -19,11 +24,30 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
         cache: args.cache.clone(),
         offline: false,
         mirror: Vec::new(),
+        max_download_size: crate::fetch::DEFAULT_MAX_DOWNLOAD_SIZE,
     };
     let ctx = super::copy::transports(&cache, &args.registry)?;
     let img = image::open_image_with(&reference, &platform, &ctx)
         .with_context(|| format!("failed to inspect {}", args.reference))?;
-    let report = describe(&img)?;
+    let client = super::sign::client(&args.registry)?;
+    let attachments = read_attachments(&reference, &img, &client)
+        .with_context(|| format!("failed to read the attachments of {}", args.reference))?;
+    if let Some(wanted) = &args.attestation {
+        let wanted: PredicateType = wanted.parse()?;
+        let statements = statements(&img, &attachments, &wanted)?;
+        if statements.is_empty() {
+            anyhow::bail!(
+                "{} has no attestation of type {wanted} (neither in its `.att` tag nor among its referrers)",
+                args.reference
+            );
+        }
+        for statement in statements {
+            outln!("{}", serde_json::to_string_pretty(&statement)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut report = describe(&img)?;
+    report["attachments"] = Value::Array(attachments.iter().map(attachment_json).collect());
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -75,6 +99,116 @@ pub fn describe(img: &image::OpenedImage) -> Result<Value> {
     }))
 }
 
+/// The cosign-style `.sig` and `.att` tags of the image (in a layout or a registry; archives
+/// have none), those that exist.
+fn read_attachments(
+    reference: &ImageRef,
+    img: &image::OpenedImage,
+    client: &Client,
+) -> Result<Vec<(AttachmentKind, StoredAttachment)>> {
+    let store = match reference {
+        ImageRef::Oci { path, .. } => AttachmentStore::Layout(Layout::open(path)?),
+        ImageRef::Docker { .. } => {
+            let parsed: Reference = reference.to_string().parse()?;
+            AttachmentStore::Registry {
+                client,
+                repository: parsed.repository().clone(),
+            }
+        }
+        ImageRef::OciArchive { .. } | ImageRef::DockerArchive { .. } => return Ok(Vec::new()),
+    };
+    let mut out = Vec::new();
+    for kind in [AttachmentKind::Signature, AttachmentKind::Attestation] {
+        if let Some(stored) = store.read(&img.resolved_digest, kind)? {
+            out.push((kind, stored));
+        }
+    }
+    Ok(out)
+}
+
+/// One attachment tag for the report: each layer with the identity it signs or the predicate
+/// type it attests.
+fn attachment_json((kind, stored): &(AttachmentKind, StoredAttachment)) -> Value {
+    let layers: Vec<Value> = stored
+        .layers
+        .iter()
+        .map(|(desc, blob)| match kind {
+            AttachmentKind::Signature => json!({
+                "digest": desc.digest.to_string(),
+                "identity": parse_payload(blob).ok().map(|p| p.docker_reference),
+            }),
+            _ => json!({
+                "digest": desc.digest.to_string(),
+                "predicateType": desc.annotations.get(PREDICATE_TYPE_ANNOTATION),
+            }),
+        })
+        .collect();
+    let kind = match kind {
+        AttachmentKind::Signature => "signatures",
+        AttachmentKind::Attestation => "attestations",
+        _ => "other",
+    };
+    json!({"kind": kind, "tag": stored.tag, "layers": layers})
+}
+
+/// The statements of type `wanted` attached to the image: the payloads of its `.att` layers
+/// (not verified), then its referrers' statements; each distinct statement once.
+fn statements(
+    img: &image::OpenedImage,
+    attachments: &[(AttachmentKind, StoredAttachment)],
+    wanted: &PredicateType,
+) -> Result<Vec<Value>> {
+    let mut out: Vec<Value> = Vec::new();
+    let layers = attachments
+        .iter()
+        .filter(|(kind, _)| *kind == AttachmentKind::Attestation)
+        .flat_map(|(_, stored)| &stored.layers);
+    for (desc, blob) in layers {
+        if desc
+            .annotations
+            .get(PREDICATE_TYPE_ANNOTATION)
+            .map(String::as_str)
+            != Some(wanted.uri())
+        {
+            continue;
+        }
+        let payload = dsse::Envelope::from_json(blob)
+            .and_then(|e| e.payload_bytes())
+            .with_context(|| format!("attestation layer {} is not a DSSE envelope", desc.digest))?;
+        out.push(serde_json::from_slice(&payload).with_context(|| {
+            format!(
+                "attestation layer {} does not hold a JSON statement",
+                desc.digest
+            )
+        })?);
+    }
+    for r in &img.referrers {
+        let d = digest_of(r)?;
+        let manifest: Value = serde_json::from_slice(&img.read_blob(&d)?)?;
+        let predicate_type = manifest.pointer("/annotations/in-toto.io~1predicate-type");
+        if predicate_type.and_then(Value::as_str) != Some(wanted.uri()) {
+            continue;
+        }
+        let layer = manifest
+            .pointer("/layers/0/digest")
+            .and_then(Value::as_str)
+            .and_then(|d| d.parse().ok())
+            .with_context(|| format!("referrer {d} has no statement layer"))?;
+        let bytes = img.read_blob(&layer)?;
+        out.push(
+            serde_json::from_slice(&bytes)
+                .with_context(|| format!("referrer {d}'s statement is not JSON"))?,
+        );
+    }
+    let mut distinct: Vec<Value> = Vec::new();
+    for s in out {
+        if !distinct.contains(&s) {
+            distinct.push(s);
+        }
+    }
+    Ok(distinct)
+}
+
 fn print_text(r: &Value) {
     let s = |v: &Value| v.as_str().unwrap_or("").to_string();
     outln!("Reference: {}", s(&r["reference"]));
@@ -117,5 +251,22 @@ fn print_text(r: &Value) {
             s(&x["artifactType"]),
             s(&x["predicateType"])
         );
+    }
+    for a in r["attachments"].as_array().cloned().unwrap_or_default() {
+        let layers = a["layers"].as_array().cloned().unwrap_or_default();
+        let label = if a["kind"] == "signatures" {
+            "Signatures:"
+        } else {
+            "Attestations:"
+        };
+        outln!("{label} {}  {} layer(s)", s(&a["tag"]), layers.len());
+        for l in &layers {
+            let what = if a["kind"] == "signatures" {
+                format!("identity {}", s(&l["identity"]))
+            } else {
+                s(&l["predicateType"])
+            };
+            outln!("  {}  {what}", s(&l["digest"]));
+        }
     }
 }

@@ -20,19 +20,31 @@ pub fn run_lock(args: LockArgs) -> Result<ExitCode> {
     let mut new_text = text.clone();
     let mut changed = 0;
     for (name, input) in &parsed.inputs {
-        let InputSource::Url { url, sha256 } = &input.source else {
+        let InputSource::Url { url, sha256, size } = &input.source else {
             continue;
         };
-        if sha256.is_some() && !args.update {
-            continue;
-        }
-        let digest = fetcher
-            .resolve(url, name)
-            .with_context(|| format!("failed to lock input `{name}` ({url})"))?;
+        let (digest, new_size) = match sha256 {
+            Some(_) if size.is_some() && !args.update => continue,
+            // Pinned before sizes were recorded: the size of the verified bytes.
+            Some(pinned) if !args.update => {
+                let path = fetcher
+                    .fetch(url, pinned, name)
+                    .with_context(|| format!("failed to lock input `{name}` ({url})"))?;
+                (*pinned, fs_err::metadata(path)?.len())
+            }
+            _ => fetcher
+                .resolve_sized(url, name)
+                .with_context(|| format!("failed to lock input `{name}` ({url})"))?,
+        };
         if sha256.as_ref() != Some(&digest) {
             new_text = recipe::pin_input_sha256(&new_text, name, &digest)?;
             changed += 1;
             status(&format!("pinned {name}: {digest}"));
+        }
+        if *size != Some(new_size) {
+            new_text = recipe::pin_input_size(&new_text, name, new_size)?;
+            changed += 1;
+            status(&format!("pinned {name}: {new_size} bytes"));
         }
     }
     if let Some(base) = &parsed.base {
@@ -68,10 +80,11 @@ pub fn run_fetch(args: FetchArgs) -> Result<ExitCode> {
         if let InputSource::Url {
             url,
             sha256: Some(d),
+            size,
         } = &input.source
         {
             fetcher
-                .fetch(url, d, name)
+                .fetch_sized(url, d, *size, name)
                 .with_context(|| format!("failed to fetch input `{name}`"))?;
             status(&format!("fetched {name}: {d}"));
         }
@@ -102,6 +115,7 @@ pub fn fetcher(store: Store, cache: &super::args::CacheArgs) -> Fetcher {
     let mut f = Fetcher::new(store);
     f.mirrors = cache.mirror.clone();
     f.offline = cache.offline;
+    f.max_download_size = cache.max_download_size;
     f.progress = Some(Box::new(super::progress::TransferProgress::new()));
     f
 }

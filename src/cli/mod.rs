@@ -4,6 +4,7 @@
 
 mod args;
 mod build;
+mod cache;
 mod copy;
 mod deb_lock;
 mod diff;
@@ -23,6 +24,13 @@ pub use args::{Cli, Command};
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Ctrl-C and SIGTERM: remove this process's scratch and staging directories, then exit
+    // as a shell expects (128 + the signal number).
+    if let Err(e) = crate::store::scratch::on_termination(|signal| std::process::exit(128 + signal))
+    {
+        printer::error(&anyhow::Error::new(e).context("failed to install signal handlers"));
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Build(args) => build::run(args),
         Command::Lock(args) => lock::run_lock(args),
@@ -35,6 +43,7 @@ pub fn main() -> ExitCode {
         Command::Copy(args) => copy::run(args),
         Command::Diff(args) => diff::run(args),
         Command::Rebuild(args) => rebuild::run(args),
+        Command::Cache(args) => cache::run(args),
     };
     match result {
         Ok(code) => code,

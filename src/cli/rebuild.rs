@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use super::args::RebuildArgs;
-use super::build::{enter_user_namespace, StderrObserver};
+use super::build::enter_user_namespace;
 use super::diff::{accept, emit, exit_code, open, options, platform, render};
 use super::printer::status;
+use super::progress::BuildReporter;
+use crate::attest::PredicateType;
 use crate::build;
 use crate::build::output::{write_output, OutputFormat};
 use crate::diff::{self, RebuildFacts, REBUILD_PREDICATE_TYPE};
@@ -22,6 +24,13 @@ use crate::store::Store;
 pub fn run(args: RebuildArgs) -> Result<ExitCode> {
     let recipe = Recipe::load(&args.recipe)?;
     let recipe_bytes = fs_err::read(&args.recipe)?;
+    // Load the key first: a wrong password fails before the build.
+    let sign_key = match &args.sign_key {
+        Some(path) => Some(super::key::load_signing_key(path)?),
+        None => None,
+    };
+    let names =
+        super::sign::SigningNames::new(args.identity.as_deref(), None, recipe.image.name.as_str())?;
     // Before any thread exists (rootless `run` steps), as `kiln build` does.
     enter_user_namespace(&recipe, args.run.id_mapping)?;
     // Open the image to reproduce before building: a typo in --against should not cost a
@@ -29,7 +38,7 @@ pub fn run(args: RebuildArgs) -> Result<ExitCode> {
     let ctx = super::copy::transports(&args.run.cache, &args.run.registry)?;
     let upstream = open(&args.against, &platform(&args.check), &ctx)?;
     let opts = super::build::build_options(&args.run, None, None)?;
-    let built = build::build(&recipe, &opts, &StderrObserver)
+    let built = build::build(&recipe, &opts, &BuildReporter::new(false))
         .with_context(|| format!("failed to build {}", args.recipe.display()))?;
     let dest = args
         .output
@@ -92,6 +101,21 @@ pub fn run(args: RebuildArgs) -> Result<ExitCode> {
         "attached the verdict ({REBUILD_PREDICATE_TYPE}) as referrer {}",
         desc.digest()
     ));
+    if let Some(key) = &sign_key {
+        let verdict = (
+            PredicateType::from_uri(REBUILD_PREDICATE_TYPE),
+            statement.predicate.clone(),
+        );
+        super::sign::sign_built_layout(
+            &dest,
+            &names,
+            &built.manifest_digest,
+            &built.provenance,
+            vec![verdict],
+            key,
+        )
+        .with_context(|| format!("failed to sign the image in {}", dest.display()))?;
+    }
     emit(&render(&report, accept, 10))?;
     Ok(exit_code(report.verdict, accept))
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::args::{AttestArgs, RegistryArgs, SignArgs, VerifyArgs};
 use super::key::{load_signing_key, load_verifying_key};
 use super::printer::status;
-use crate::attest::cosign::AttachmentKind;
+use crate::attest::cosign::{AttachmentKind, PREDICATE_TYPE_ANNOTATION};
 use crate::attest::simple_signing::{parse_payload, repository_of};
 use crate::attest::store::AttachmentStore;
 use crate::attest::target::{self, Target};
@@ -30,7 +30,7 @@ use crate::registry::{Client, ClientOptions};
 /// The largest predicate file `kiln attest` reads.
 const MAX_PREDICATE_BYTES: u64 = 64 * 1024 * 1024;
 
-fn client(args: &RegistryArgs) -> Result<Client> {
+pub(super) fn client(args: &RegistryArgs) -> Result<Client> {
     Ok(Client::new(ClientOptions {
         tls_verify: args.tls_verify,
         auth_files: super::copy::registry_options(args).auth_files(),
@@ -111,13 +111,51 @@ fn read_predicate(path: &Path) -> Result<serde_json::Value> {
         .with_context(|| format!("failed to parse the predicate {} as JSON", path.display()))
 }
 
-/// `kiln build --sign-key`: signs the image `name`@`digest` in the layout at `dir` and attests
-/// its provenance (`statement`, the in-toto statement the build wrote) there.
+/// The names `build --sign-key` and `rebuild --sign-key` sign under.
+#[derive(Debug)]
+pub struct SigningNames {
+    /// The simple-signing `docker-reference`.
+    pub identity: String,
+    /// The in-toto subject name.
+    pub subject: String,
+}
+
+impl SigningNames {
+    /// `--identity` when given (its repository is the subject); else the `--push`
+    /// destination's names, as `kiln sign docker://…` would write them (`HOST/REPO:TAG`, and
+    /// `HOST/REPO`); else the image's name in the layout.
+    pub fn new(identity: Option<&str>, push: Option<&str>, image_name: &str) -> Result<Self> {
+        if let Some(identity) = identity {
+            return Ok(Self {
+                identity: identity.to_string(),
+                subject: repository_of(identity).to_string(),
+            });
+        }
+        if let Some(push) = push {
+            let parsed: crate::registry::Reference = push.parse().with_context(|| {
+                format!("--push takes a docker://HOST/REPO[:TAG] reference, not `{push}`")
+            })?;
+            return Ok(Self {
+                identity: target::docker_reference(&parsed),
+                subject: parsed.repository().to_string(),
+            });
+        }
+        Ok(Self {
+            identity: image_name.to_string(),
+            subject: image_name.to_string(),
+        })
+    }
+}
+
+/// `kiln build --sign-key`: signs the image `digest` in the layout at `dir` as `names` and
+/// attests its provenance (`statement`, the in-toto statement the build wrote) there, then
+/// each of `more` (predicate type, predicate).
 pub fn sign_built_layout(
     dir: &Path,
-    name: &str,
+    names: &SigningNames,
     digest: &Sha256Digest,
     statement: &[u8],
+    more: Vec<(PredicateType, serde_json::Value)>,
     key: &SigningKey,
 ) -> Result<()> {
     let statement: serde_json::Value =
@@ -130,19 +168,24 @@ pub fn sign_built_layout(
     store.append(
         digest,
         AttachmentKind::Signature,
-        vec![signature_layer(key, name, digest)],
+        vec![signature_layer(key, &names.identity, digest)],
     )?;
-    store.append(
-        digest,
-        AttachmentKind::Attestation,
-        vec![attestation_layer(
-            key,
-            name,
-            digest,
-            &PredicateType::SlsaProvenance1,
-            predicate,
-        )],
-    )?;
+    let attestations = std::iter::once((PredicateType::SlsaProvenance1, predicate))
+        .chain(more)
+        .map(|(t, p)| attestation_layer(key, &names.subject, digest, &t, p))
+        .collect::<Vec<_>>();
+    let types: Vec<String> = attestations
+        .iter()
+        .filter_map(|l| l.descriptor.annotations.get(PREDICATE_TYPE_ANNOTATION))
+        .cloned()
+        .collect();
+    let attested = types.join(", ");
+    store.append(digest, AttachmentKind::Attestation, attestations)?;
+    status(&format!(
+        "signed {digest} as {} and attested {attested} with key {}",
+        names.identity,
+        keys::key_id(key.verifying_key())
+    ));
     Ok(())
 }
 
@@ -310,5 +353,40 @@ fn print_report(
         outln!("verified {} ({})", out.reference, out.digest);
     } else {
         outln!("NOT verified: {} ({})", out.reference, out.digest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SigningNames;
+
+    /// `build --sign-key` and `rebuild --sign-key`: which names are signed.
+    #[test]
+    fn signing_names_follow_identity_then_push_then_image_name() {
+        let cases = [
+            (
+                Some("registry.example/team/app:1"),
+                Some("docker://127.0.0.1:5000/other:2"),
+                ("registry.example/team/app:1", "registry.example/team/app"),
+            ),
+            (
+                None,
+                Some("docker://127.0.0.1:5000/team/app:v1"),
+                ("127.0.0.1:5000/team/app:v1", "127.0.0.1:5000/team/app"),
+            ),
+            (
+                None,
+                Some("docker://127.0.0.1:5000/team/app"),
+                ("127.0.0.1:5000/team/app:latest", "127.0.0.1:5000/team/app"),
+            ),
+            (None, None, ("hello", "hello")),
+        ];
+        for (identity, push, (want_identity, want_subject)) in cases {
+            let names = SigningNames::new(identity, push, "hello").unwrap();
+            assert_eq!(names.identity, want_identity, "{identity:?} {push:?}");
+            assert_eq!(names.subject, want_subject, "{identity:?} {push:?}");
+        }
+        let err = SigningNames::new(None, Some("oci:out/x"), "hello").unwrap_err();
+        assert!(err.to_string().contains("docker://"), "{err}");
     }
 }

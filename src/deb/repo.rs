@@ -119,9 +119,10 @@ pub fn load(
         };
         let url = format!("{dists}/{path}");
         let label = format!("{name} {path}");
-        // Pinned to the signed digest: a mismatching index is refused before it is stored.
+        // Pinned to the signed digest and size: a mismatching or larger index is refused before
+        // it is stored.
         let stored = fetcher
-            .fetch(&url, &file.sha256, &label)
+            .fetch_sized(&url, &file.sha256, Some(file.size), &label)
             .map_err(|source| RepoError::Fetch {
                 repository: name.clone(),
                 source: Box::new(source),

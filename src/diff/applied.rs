@@ -10,7 +10,7 @@
 //! group records the group's first path, so which member a tool chose as the link target does
 //! not matter.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::scan::{Change, LayerScan, Node, NodeKind};
 
@@ -129,17 +129,22 @@ impl AppliedFs {
         if links.is_empty() {
             return;
         }
-        // Union-find over paths; the representative is resolved to a real object.
+        // Union-find over paths (with path halving, so a hostile chain of links costs
+        // O(n log n), not O(n²)); the representative is resolved to a real object.
         let mut parent: HashMap<String, String> = HashMap::new();
         fn find(parent: &mut HashMap<String, String>, x: &str) -> String {
             let mut cur = x.to_string();
-            let mut hops = 0;
-            while let Some(p) = parent.get(&cur) {
-                if *p == cur || hops > 64 {
+            while let Some(p) = parent.get(&cur).cloned() {
+                if p == cur {
                     break;
                 }
-                cur = p.clone();
-                hops += 1;
+                match parent.get(&p).cloned() {
+                    Some(grand) if grand != p => {
+                        parent.insert(cur, grand.clone());
+                        cur = grand;
+                    }
+                    _ => return p,
+                }
             }
             cur
         }
@@ -150,7 +155,7 @@ impl AppliedFs {
                 parent.insert(a, b);
             }
         }
-        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let members: Vec<String> = parent
             .keys()
             .cloned()
@@ -158,10 +163,7 @@ impl AppliedFs {
             .collect();
         for m in members {
             let root = find(&mut parent, &m);
-            let g = groups.entry(root).or_default();
-            if !g.contains(&m) {
-                g.push(m);
-            }
+            groups.entry(root).or_default().insert(m);
         }
         for members in groups.values() {
             // The object the group shares: the one member that is not itself a link.

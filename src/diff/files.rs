@@ -36,6 +36,32 @@ pub fn compare(a: &AppliedFs, b: &AppliedFs, ignore: &[Glob]) -> Vec<FileDiff> {
     out
 }
 
+/// Directories that are a tar entry on one side and only implied by deeper paths on the other
+/// (no layer names them): `(explicit in a, explicit in b)`, sorted, minus ignored paths.
+pub fn parent_entries(a: &AppliedFs, b: &AppliedFs, ignore: &[Glob]) -> (Vec<String>, Vec<String>) {
+    let mut out = (Vec::new(), Vec::new());
+    let mut ia = a.nodes.iter().peekable();
+    let mut ib = b.nodes.iter().peekable();
+    while let Some((path, na, nb)) = next_pair(&mut ia, &mut ib) {
+        let (Some(x), Some(y)) = (na, nb) else {
+            continue;
+        };
+        if x.implicit == y.implicit {
+            continue;
+        }
+        let shown = format!("/{path}");
+        if ignore.iter().any(|g| g.matches(&shown)) {
+            continue;
+        }
+        if y.implicit {
+            out.0.push(shown);
+        } else {
+            out.1.push(shown);
+        }
+    }
+    out
+}
+
 type It<'a> = Peekable<std::collections::btree_map::Iter<'a, String, FsNode>>;
 
 /// Merges two sorted iterators by key.

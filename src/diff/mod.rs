@@ -188,6 +188,19 @@ pub fn diff_images(a: &OpenedImage, b: &OpenedImage, opts: &DiffOptions) -> Resu
         report.files = files::compare(&fs_a, &fs_b, &opts.ignore);
         report.files_compared = true;
         report.tar = tar_diffs(&report.a, &report.b, &stack(a)?, &stack(b)?);
+        let (only_a, only_b) = files::parent_entries(&fs_a, &fs_b, &opts.ignore);
+        if !only_a.is_empty() || !only_b.is_empty() {
+            let listed = |paths: Vec<String>| json!({"count": paths.len(), "paths": paths.into_iter().take(scan::MAX_LISTED_DUPLICATES).collect::<Vec<_>>()});
+            report.tar.push(FieldDiff {
+                class: Class::ParentEntries,
+                field: "parent directory entries".into(),
+                key: None,
+                layer: None,
+                a: listed(only_a),
+                b: listed(only_b),
+            });
+        }
+        explain_different_layers(&mut report);
         if report.a.layers.len() != report.b.layers.len() {
             report.manifest.push(FieldDiff {
                 class: Class::LayerBoundaries,
@@ -411,6 +424,54 @@ fn layer_diffs(a: &ImageSide, b: &ImageSide) -> Vec<LayerDiff> {
         .collect()
 }
 
+/// Says why each `different` layer pair differs: its tar-level classes (with those compared
+/// over all layers), and `files` when the applied filesystems differ. A pair that differs for neither reason gets a `tar-bytes`
+/// difference, so no layer is ever "different" without a class.
+fn explain_different_layers(report: &mut DiffReport) {
+    let files_differ = !report.files.is_empty();
+    let same_count = report.a.layers.len() == report.b.layers.len();
+    for layer in &mut report.layers {
+        if layer.status != LayerStatus::Different {
+            continue;
+        }
+        let mut why: Vec<String> = Vec::new();
+        // This pair's tar-level classes, and those found over all layers (the applied
+        // filesystems; every layer when the counts differ).
+        for d in report
+            .tar
+            .iter()
+            .filter(|d| d.layer.is_none_or(|l| l == layer.index))
+        {
+            let class = d.class.as_str().to_string();
+            if !why.contains(&class) {
+                why.push(class);
+            }
+        }
+        if files_differ {
+            why.push("files".into());
+        }
+        if why.is_empty() && same_count {
+            let entries = |s: &ImageSide| {
+                s.layers[layer.index]
+                    .tar
+                    .as_ref()
+                    .map(|t| json!({"entries": t.entries}))
+                    .unwrap_or(Value::Null)
+            };
+            report.tar.push(FieldDiff {
+                class: Class::TarBytes,
+                field: "tar bytes".into(),
+                key: None,
+                layer: Some(layer.index),
+                a: entries(&report.a),
+                b: entries(&report.b),
+            });
+            why.push(Class::TarBytes.as_str().into());
+        }
+        layer.explanation = why;
+    }
+}
+
 /// Tar-level differences: per layer pair when both images have as many layers, else over
 /// all layers together.
 fn tar_diffs(a: &ImageSide, b: &ImageSide, sa: &[&LayerScan], sb: &[&LayerScan]) -> Vec<FieldDiff> {
@@ -443,6 +504,22 @@ fn aggregate(scans: &[&LayerScan]) -> TarFacts {
             facts.sorted = false;
             facts.first_unsorted = s.tar.first_unsorted.clone();
         }
+        if facts.root_entry.is_none() {
+            facts.root_entry = s.tar.root_entry.clone();
+        }
+        facts.mode_type_bits += s.tar.mode_type_bits;
+        for (total, part) in [
+            (&mut facts.device_fields, &s.tar.device_fields),
+            (&mut facts.checksums, &s.tar.checksums),
+            (&mut facts.pax_records, &s.tar.pax_records),
+        ] {
+            for (k, v) in part {
+                *total.entry(k.clone()).or_default() += v;
+            }
+        }
+        facts
+            .end_of_archive
+            .extend(s.tar.end_of_archive.iter().copied());
         facts.duplicate_count += s.tar.duplicate_count;
         facts.duplicates.extend(s.tar.duplicates.iter().cloned());
     }
@@ -473,6 +550,50 @@ fn compare_tar_facts(out: &mut Vec<FieldDiff>, layer: Option<usize>, x: &TarFact
             "tar format",
             json!(x.formats),
             json!(y.formats),
+        );
+    }
+    if x.root_entry != y.root_entry {
+        push(
+            Class::RootEntry,
+            "root entry",
+            json!(x.root_entry),
+            json!(y.root_entry),
+        );
+    }
+    if (x.mode_type_bits > 0) != (y.mode_type_bits > 0) {
+        push(
+            Class::ModeTypeBits,
+            "mode type bits",
+            json!(x.mode_type_bits),
+            json!(y.mode_type_bits),
+        );
+    }
+    for (class, field, mx, my) in [
+        (
+            Class::DeviceFields,
+            "devmajor/devminor",
+            &x.device_fields,
+            &y.device_fields,
+        ),
+        (Class::ChecksumStyle, "checksum", &x.checksums, &y.checksums),
+        (
+            Class::PaxRecords,
+            "pax records",
+            &x.pax_records,
+            &y.pax_records,
+        ),
+    ] {
+        // The spellings used, not how many entries each: counts differ with the file sets.
+        if mx.keys().ne(my.keys()) {
+            push(class, field, json!(mx), json!(my));
+        }
+    }
+    if x.end_of_archive != y.end_of_archive {
+        push(
+            Class::EndOfArchive,
+            "end of archive",
+            json!(x.end_of_archive),
+            json!(y.end_of_archive),
         );
     }
     if x.unames != y.unames {

@@ -64,6 +64,22 @@ pub enum Class {
     Compression,
     EntryOrder,
     TarFormat,
+    /// The mode field carries file-type bits in one layer and not in the other.
+    ModeTypeBits,
+    /// One layer has an entry for the root directory (`./`), the other none.
+    RootEntry,
+    /// devmajor/devminor of non-device entries written differently (octal zeros or NULs).
+    DeviceFields,
+    /// Header checksums spelled differently.
+    ChecksumStyle,
+    /// PAX extended headers with different records.
+    PaxRecords,
+    /// A different end: a missing end-of-archive marker, or other padding after it.
+    EndOfArchive,
+    /// Directories that are tar entries in one image and only implied in the other.
+    ParentEntries,
+    /// The tars differ in bytes no other class names.
+    TarBytes,
     OwnerNames,
     DuplicateEntries,
     History,
@@ -92,6 +108,14 @@ impl Class {
             Class::Compression => "compression",
             Class::EntryOrder => "entry-order",
             Class::TarFormat => "tar-format",
+            Class::ModeTypeBits => "mode-type-bits",
+            Class::RootEntry => "root-entry",
+            Class::DeviceFields => "device-fields",
+            Class::ChecksumStyle => "checksum-style",
+            Class::PaxRecords => "pax-records",
+            Class::EndOfArchive => "end-of-archive",
+            Class::ParentEntries => "parent-entries",
+            Class::TarBytes => "tar-bytes",
             Class::OwnerNames => "owner-names",
             Class::DuplicateEntries => "duplicate-entries",
             Class::History => "history",
@@ -122,7 +146,15 @@ impl Class {
             Class::LayerBoundaries => "the same files are split into different layers: use the same layer boundaries (one [[layer]] per upstream layer) to get the same diff_ids",
             Class::Compression => "identical tars compress to different blobs: use a fixed gzip header (mtime 0, no file name, `gzip -n`) and the same compressor and level",
             Class::EntryOrder => "tar entries are in a different order: sort entries bytewise by path (`tar --sort=name`)",
-            Class::TarFormat => "tar header formats differ: write one format (ustar, with PAX records only when a value does not fit)",
+            Class::TarFormat => "tar header formats differ (ustar, gnu, pax, v7): write one format (`tar --format=ustar`; kiln writes ustar, with PAX records only when a value does not fit)",
+            Class::ModeTypeBits => "the tar mode field carries file-type bits in one image (`0040755`, `0100644`: Go's archive/tar as in podman, buildah and umoci) and not in the other (`0000755`: GNU tar, kiln); permissions are the same: write the mode field one way",
+            Class::RootEntry => "one layer has an entry for the root directory itself (`./`: `tar -C dir .`, umoci) and the other none: archive the directory's members (`tar -C dir -cf x.tar bin etc …`) or keep the root entry in both",
+            Class::DeviceFields => "devmajor/devminor of entries that are not devices are written differently (octal zeros: POSIX ustar, Go, kiln; NULs: GNU format, Python): write one tar format (`tar --format=ustar`)",
+            Class::ChecksumStyle => "header checksums are spelled differently (6 digits, NUL, space: POSIX, GNU tar, Go, kiln; other writers use 7 digits and a NUL, or leading spaces); the sums agree: use the same tar writer",
+            Class::PaxRecords => "PAX extended headers carry different records (GNU tar's `--format=posix` adds `atime`, `ctime` and sub-second `mtime`; long names add `path`): write PAX records only where a value does not fit (`--pax-option=delete=atime,delete=ctime`, `--mtime` in whole seconds)",
+            Class::EndOfArchive => "the bytes after the last tar entry differ: a missing end-of-archive marker (umoci's `insert` writes neither padding nor marker: Go's archive/tar, podman and kiln read it, GNU tar and Python stop with an unexpected EOF), or padding after the two 512-byte NUL blocks (GNU tar pads to 10240-byte records): end with exactly two NUL blocks (`tar -b 1`, kiln)",
+            Class::ParentEntries => "directories are tar entries in one image (`bin/`: podman, buildah, GNU tar) and only implied by the paths below them in the other (kiln writes no entry for a directory no step names); implied directories read as 0755 root-owned: add `mkdir` steps (with the mode, owner and epoch the other image has) to list them",
+            Class::TarBytes => "the layers hold the same entries, but their tar bytes differ where no other class looks (header field spelling, padding inside headers): compare the two layers with `diffoscope`",
             Class::OwnerNames => "tar uname/gname differ: write numeric owners with empty names (`tar --numeric-owner`)",
             Class::DuplicateEntries => "a layer holds the same path more than once: write each path once per layer",
             Class::History => "config history differs: write the same history entries, with `created` at SOURCE_DATE_EPOCH",
@@ -166,7 +198,8 @@ pub struct LayerDiff {
     pub index: usize,
     pub status: LayerStatus,
     /// For `compression-only`: the header facts that differ (empty when only the deflate
-    /// streams differ).
+    /// streams differ). For `different`: the tar-level classes of this layer pair, and
+    /// `files` when the applied filesystems differ.
     pub explanation: Vec<String>,
 }
 
@@ -308,6 +341,7 @@ impl DiffReport {
             let facts: Vec<&String> = self
                 .layers
                 .iter()
+                .filter(|l| l.status == LayerStatus::CompressionOnly)
                 .flat_map(|l| l.explanation.iter())
                 .collect();
             if facts.iter().all(|f| f.is_empty()) || facts.is_empty() {

@@ -16,7 +16,8 @@ use super::{DiffError, Result};
 use crate::digest::{Hasher, HashingReader, Sha256Digest};
 use crate::image::OpenedImage;
 use crate::layer::decompress;
-use crate::layer::read::{ReadLimits, TarKind, TarReader};
+use crate::layer::read::{ArchiveEnd, ReadLimits, TarKind, TarReader};
+use crate::layer::tar_header::parse_number;
 use crate::layer::tree;
 
 /// Duplicate paths listed per layer (the count is always complete).
@@ -102,6 +103,21 @@ pub struct TarFacts {
     pub first_unsorted: Option<String>,
     pub duplicate_count: u64,
     pub duplicates: Vec<String>,
+    /// The root directory's own entry as named in the archive (`./`), when the layer has one.
+    pub root_entry: Option<String>,
+    /// Entries whose mode field carries file-type bits (`0040755`, as Go's archive/tar writes
+    /// it; GNU tar and kiln write `0000755`).
+    pub mode_type_bits: u64,
+    /// How the devmajor/devminor fields of entries that are not devices are written, with the
+    /// entries written so: `octal` (`0000000\0`: POSIX ustar, Go, kiln), `nul` (GNU format,
+    /// Python), `other`.
+    pub device_fields: BTreeMap<String, u64>,
+    /// How the header checksums are written (`6 digits, NUL, space` …), with entry counts.
+    pub checksums: BTreeMap<String, u64>,
+    /// PAX record keys (per-entry and global headers), with the entries each applied to.
+    pub pax_records: BTreeMap<String, u64>,
+    /// How the archive ends (one element per layer read; several when layers are aggregated).
+    pub end_of_archive: BTreeSet<EndOfArchive>,
     /// sha256 of the normalized paths in archive order, one per line.
     #[serde(skip)]
     pub order_digest: Option<Sha256Digest>,
@@ -109,6 +125,60 @@ pub struct TarFacts {
     /// digests are an entry-order difference.
     #[serde(skip)]
     pub path_set_digest: Option<Sha256Digest>,
+}
+
+/// What follows the last entry of a layer's tar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndOfArchive {
+    /// `marker` (NUL blocks), `no-marker` (the stream ends at a header boundary), or
+    /// `unpadded` (it ends right after the last member's data: umoci's `insert`).
+    pub ending: &'static str,
+    /// Bytes after the last entry: the marker (two 512-byte NUL blocks = 1024) and any padding
+    /// to a record size (GNU tar pads to 10240 bytes).
+    pub trailing_bytes: u64,
+}
+
+/// How the devmajor/devminor fields (bytes 329..345) of a ustar or GNU header that is not a
+/// device are written; `None` for a v7 header, which has no such fields.
+fn device_fields_style(block: &[u8; 512]) -> Option<&'static str> {
+    if &block[257..262] != b"ustar" {
+        return None;
+    }
+    let fields = &block[329..345];
+    Some(if fields.iter().all(|&b| b == 0) {
+        "nul"
+    } else if fields
+        .iter()
+        .all(|&b| b.is_ascii_digit() || b == 0 || b == b' ')
+    {
+        "octal"
+    } else {
+        "other"
+    })
+}
+
+/// The spelling of a header checksum field (bytes 148..156): its leading spaces, octal digits
+/// and what ends it, e.g. `6 digits, NUL, space` (POSIX, GNU tar, Go, kiln).
+fn checksum_style(field: &[u8]) -> String {
+    let spaces = field.iter().take_while(|&&b| b == b' ').count();
+    let digits = field[spaces..]
+        .iter()
+        .take_while(|b| (b'0'..=b'7').contains(b))
+        .count();
+    let mut parts = Vec::new();
+    if spaces > 0 {
+        parts.push(format!("{spaces} spaces"));
+    }
+    parts.push(format!("{digits} digits"));
+    for &b in &field[spaces + digits..] {
+        parts.push(match b {
+            0 => "NUL".to_string(),
+            b' ' => "space".to_string(),
+            other => format!("{other:#04x}"),
+        });
+    }
+    parts.join(", ")
 }
 
 /// Everything kiln diff needs from one layer.
@@ -207,6 +277,9 @@ pub fn scan_reader(
     let mut order = Hasher::new();
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut previous: Option<String> = None;
+    // Checksum fields with every digit written as `0` (digits ≥ `8` as `8`), so that each
+    // spelling is described once, not per entry.
+    let mut checksum_shapes: BTreeMap<[u8; 8], u64> = BTreeMap::new();
     while let Some(entry) = tar.next_entry().map_err(|source| DiffError::Tar {
         digest: *digest,
         source,
@@ -221,6 +294,30 @@ pub fn scan_reader(
         }
         if !entry.gname.is_empty() {
             facts.gnames.insert(entry.gname.clone());
+        }
+        let header = tar.header_block();
+        if parse_number(&header[100..108]).is_some_and(|m| m > 0o7777) {
+            facts.mode_type_bits += 1;
+        }
+        if !matches!(entry.kind, TarKind::CharDevice | TarKind::BlockDevice) {
+            if let Some(style) = device_fields_style(header) {
+                *facts.device_fields.entry(style.to_string()).or_default() += 1;
+            }
+        }
+        let checksum: [u8; 8] = header[148..156].try_into().expect("8 bytes");
+        let shape = checksum.map(|b| match b {
+            b'0'..=b'7' => b'0',
+            b'8' | b'9' => b'8',
+            other => other,
+        });
+        *checksum_shapes.entry(shape).or_default() += 1;
+        for key in tar.pax_keys() {
+            match facts.pax_records.get_mut(key) {
+                Some(n) => *n += 1,
+                None => {
+                    facts.pax_records.insert(key.clone(), 1);
+                }
+            }
         }
         let path = tree::normalize_dir(&entry.path).map_err(|source| DiffError::BadPath {
             digest: *digest,
@@ -244,6 +341,7 @@ pub fn scan_reader(
         }
         if path.is_empty() {
             // The root directory's own entry (`./`): not a path of the image.
+            facts.root_entry.get_or_insert_with(|| entry.path.clone());
             continue;
         }
         let (parent, base) = match path.rsplit_once('/') {
@@ -317,11 +415,24 @@ pub fn scan_reader(
             }),
         ));
     }
+    let ending = match tar.end() {
+        Some(ArchiveEnd::Marker) => "marker",
+        Some(ArchiveEnd::NoMarker) => "no-marker",
+        _ => "unpadded",
+    };
+    let last_entry_end = tar.offset() - if ending == "marker" { 512 } else { 0 };
     drop(tar);
     // Drain what follows the end-of-archive marker so the decompressor's and the verifying
     // reader's end-of-stream checks run.
     io::copy(&mut hashed, &mut io::sink()).map_err(blob_err)?;
     let (diff_id, uncompressed_size) = hashed.finish();
+    facts.end_of_archive.insert(EndOfArchive {
+        ending,
+        trailing_bytes: uncompressed_size - last_entry_end,
+    });
+    for (shape, n) in checksum_shapes {
+        *facts.checksums.entry(checksum_style(&shape)).or_default() += n;
+    }
     facts.order_digest = Some(order.finish());
     let mut set = Hasher::new();
     for p in &seen {

@@ -65,13 +65,6 @@ pub enum FetchError {
         source: Box<ureq::Transport>,
     },
 
-    #[error("download of `{input}` from {url} is larger than the {limit}-byte limit")]
-    TooLarge {
-        input: String,
-        url: String,
-        limit: u64,
-    },
-
     #[error("failed to read the download of input `{input}` from {url}")]
     Body {
         input: String,
@@ -125,6 +118,26 @@ pub enum FetchError {
         input: String,
         url: String,
         location: String,
+    },
+
+    #[error(
+        "download of input `{input}` from {url} is larger than {limit}{}; \
+         nothing was stored",
+        announced.map(|n| format!(": the server announced {n} bytes (Content-Length)")).unwrap_or_default()
+    )]
+    TooLarge {
+        input: String,
+        url: String,
+        limit: super::SizeLimit,
+        /// The Content-Length that was refused before the first byte, if that is how.
+        announced: Option<u64>,
+    },
+
+    #[error("input `{input}` at {path} is a {kind}, not a regular file; only regular files can be inputs")]
+    NotRegularFile {
+        input: String,
+        path: PathBuf,
+        kind: &'static str,
     },
 
     #[error("failed to read input `{input}` from {path}")]

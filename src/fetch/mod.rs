@@ -48,10 +48,48 @@ pub struct Fetcher {
     /// How many times a failed download is tried again (connection errors, bodies cut short,
     /// HTTP 429 and 5xx), from scratch and re-verified. Never for a digest mismatch.
     pub retries: u32,
+    /// The most bytes read for an input without a pinned `size` (unpinned ones for `kiln
+    /// lock`, and recipes pinned before sizes were recorded). A pinned size is its own limit.
+    pub max_download_size: u64,
 }
 
 /// Default for `Fetcher::retries`.
 pub const DEFAULT_RETRIES: u32 = 2;
+
+/// Default for `Fetcher::max_download_size`: 8 GiB, above any sane single input (distribution
+/// images and toolchains are well under it) yet a bound on a server that never stops.
+pub const DEFAULT_MAX_DOWNLOAD_SIZE: u64 = 8 << 30;
+
+/// How many bytes a transfer may bring, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeLimit {
+    /// The `size` pinned in the recipe.
+    Pinned(u64),
+    /// `--max-download-size`.
+    Cap(u64),
+    /// The bound kiln sets for a document it reads into memory (a Debian `InRelease`).
+    Document(u64),
+}
+
+impl SizeLimit {
+    pub fn bytes(self) -> u64 {
+        match self {
+            SizeLimit::Pinned(n) | SizeLimit::Cap(n) | SizeLimit::Document(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for SizeLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SizeLimit::Pinned(n) => {
+                write!(f, "its pinned size of {n} bytes (`size` in the recipe)")
+            }
+            SizeLimit::Cap(n) => write!(f, "--max-download-size ({n} bytes)"),
+            SizeLimit::Document(n) => write!(f, "the {n}-byte limit for this document"),
+        }
+    }
+}
 
 impl Fetcher {
     pub fn new(store: Store) -> Self {
@@ -61,12 +99,26 @@ impl Fetcher {
             offline: false,
             progress: None,
             retries: DEFAULT_RETRIES,
+            max_download_size: DEFAULT_MAX_DOWNLOAD_SIZE,
         }
     }
 
     /// Makes the input `what` (pinned to `expected`, downloadable from `url`) available in the
-    /// store and returns the path of its verified entry.
+    /// store and returns the path of its verified entry. Reads at most `max_download_size`.
     pub fn fetch(&self, url: &str, expected: &Sha256Digest, what: &str) -> Result<PathBuf> {
+        self.fetch_sized(url, expected, None, what)
+    }
+
+    /// [`Fetcher::fetch`] for an input whose size is pinned too: a transfer that announces or
+    /// brings more than `size` bytes is stopped there (without one, at `max_download_size`).
+    pub fn fetch_sized(
+        &self,
+        url: &str,
+        expected: &Sha256Digest,
+        size: Option<u64>,
+        what: &str,
+    ) -> Result<PathBuf> {
+        let limit = self.limit(size);
         if let Some(path) = self.cached(expected, None, what)? {
             return Ok(path);
         }
@@ -77,7 +129,7 @@ impl Fetcher {
         }
         let mut mirror_error = None;
         for path in mirror::candidates(&self.mirrors, expected) {
-            match self.copy_mirror_file(&path, expected, what) {
+            match self.copy_mirror_file(&path, expected, limit, what) {
                 Ok(()) => return Ok(self.store.path_unverified(expected)),
                 Err(e) => {
                     mirror_error.get_or_insert(e);
@@ -94,7 +146,7 @@ impl Fetcher {
         }
         self.with_retries(|| {
             let source = self.open_source(&parsed, url, what)?;
-            self.to_store(source, Some(expected), what, url)
+            self.to_store(source, Some(expected), limit, what, url)
         })?;
         drop(lock);
         Ok(self.store.path_unverified(expected))
@@ -106,6 +158,12 @@ impl Fetcher {
     /// first time only hashed, and must hash the same both times: ureq 2 ends a chunked body
     /// cut off mid-chunk without an error, and a pin must not be taken from a truncated file.
     pub fn resolve(&self, url: &str, what: &str) -> Result<Sha256Digest> {
+        self.resolve_sized(url, what).map(|(digest, _)| digest)
+    }
+
+    /// [`Fetcher::resolve`], also returning the size to pin (at most `max_download_size`).
+    pub fn resolve_sized(&self, url: &str, what: &str) -> Result<(Sha256Digest, u64)> {
+        let limit = self.limit(None);
         let parsed = parse_url(url, what)?;
         if self.offline && parsed.scheme() != "file" {
             return Err(FetchError::ResolveOffline {
@@ -116,9 +174,10 @@ impl Fetcher {
         let first = self.with_retries(|| {
             let source = self.open_source(&parsed, url, what)?;
             if source.declared.is_some() {
-                self.to_store(source, None, what, url).map(|d| (d, true))
+                self.to_store(source, None, limit, what, url)
+                    .map(|d| (d, true))
             } else {
-                self.to_hasher(source, what, url).map(|d| (d, false))
+                self.to_hasher(source, limit, what, url).map(|d| (d, false))
             }
         })?;
         let (first, stored) = first;
@@ -127,7 +186,7 @@ impl Fetcher {
         }
         self.with_retries(|| {
             let again = self.open_source(&parsed, url, what)?;
-            self.to_store(again, Some(&first), what, url)
+            self.to_store(again, Some(&first.0), limit, what, url)
         })
         .map_err(|e| match e {
             FetchError::DigestMismatch {
@@ -159,19 +218,22 @@ impl Fetcher {
         self.with_retries(|| {
             let source = self.open_source(&parsed, url, what)?;
             let mut bytes = Vec::new();
-            self.pump(source, what, url, &mut |chunk| {
-                if bytes.len() as u64 + chunk.len() as u64 > limit {
-                    return Err(FetchError::TooLarge {
-                        input: what.to_string(),
-                        url: url.to_string(),
-                        limit,
-                    });
-                }
-                bytes.extend_from_slice(chunk);
-                Ok(())
-            })?;
+            self.pump(
+                source,
+                SizeLimit::Document(limit),
+                what,
+                url,
+                &mut |chunk| {
+                    bytes.extend_from_slice(chunk);
+                    Ok(())
+                },
+            )?;
             Ok(bytes)
         })
+    }
+
+    fn limit(&self, pinned: Option<u64>) -> SizeLimit {
+        pinned.map_or(SizeLimit::Cap(self.max_download_size), SizeLimit::Pinned)
     }
 
     /// Runs `attempt` up to `1 + self.retries` times while it fails with a transient error,
@@ -212,20 +274,12 @@ impl Fetcher {
         &self,
         path: &std::path::Path,
         expected: &Sha256Digest,
+        limit: SizeLimit,
         what: &str,
     ) -> Result<()> {
-        let file = std::fs::File::open(path).map_err(|source| FetchError::File {
-            input: what.to_string(),
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let declared = file.metadata().ok().map(|m| m.len());
-        let source = Source {
-            body: Box::new(file),
-            declared,
-        };
+        let source = open_regular_file(path, what)?;
         let source_name = path.display().to_string();
-        self.to_store(source, Some(expected), what, &source_name)
+        self.to_store(source, Some(expected), limit, what, &source_name)
             .map_err(|e| match e {
                 FetchError::DigestMismatch {
                     input,
@@ -252,16 +306,7 @@ impl Fetcher {
                         input: what.to_string(),
                         url: url.to_string(),
                     })?;
-                let file = std::fs::File::open(&path).map_err(|source| FetchError::File {
-                    input: what.to_string(),
-                    path: path.clone(),
-                    source,
-                })?;
-                let declared = file.metadata().ok().map(|m| m.len());
-                Ok(Source {
-                    body: Box::new(file),
-                    declared,
-                })
+                open_regular_file(&path, what)
             }
             "http" | "https" => {
                 let download = http::get(parsed, what)?;
@@ -282,18 +327,19 @@ impl Fetcher {
         &self,
         source: Source,
         expected: Option<&Sha256Digest>,
+        limit: SizeLimit,
         what: &str,
         url: &str,
-    ) -> Result<Sha256Digest> {
+    ) -> Result<(Sha256Digest, u64)> {
         let mut writer = self
             .store
             .writer_for(what)
             .map_err(|e| store_err(what, e))?;
-        self.pump(source, what, url, &mut |chunk| {
+        self.pump(source, limit, what, url, &mut |chunk| {
             writer.write_chunk(chunk).map_err(|e| store_err(what, e))
         })?;
         match writer.commit(expected) {
-            Ok((digest, _)) => Ok(digest),
+            Ok(pinned) => Ok(pinned),
             Err(StoreError::DigestMismatch {
                 expected, actual, ..
             }) => Err(FetchError::DigestMismatch {
@@ -306,24 +352,42 @@ impl Fetcher {
         }
     }
 
-    /// The digest of `source`, storing nothing.
-    fn to_hasher(&self, source: Source, what: &str, url: &str) -> Result<Sha256Digest> {
+    /// The digest and size of `source`, storing nothing.
+    fn to_hasher(
+        &self,
+        source: Source,
+        limit: SizeLimit,
+        what: &str,
+        url: &str,
+    ) -> Result<(Sha256Digest, u64)> {
         let mut hasher = Hasher::new();
-        self.pump(source, what, url, &mut |chunk| {
+        let size = self.pump(source, limit, what, url, &mut |chunk| {
             hasher.update(chunk);
             Ok(())
         })?;
-        Ok(hasher.finish())
+        Ok((hasher.finish(), size))
     }
 
-    /// Copies `source` into `sink`, reporting progress, and checks the announced length.
+    /// Copies `source` into `sink`, reporting progress, and checks the announced length. A
+    /// source announcing more than `limit` is refused before its first byte; one that brings
+    /// more is stopped at the first chunk past it.
     fn pump(
         &self,
         mut source: Source,
+        limit: SizeLimit,
         what: &str,
         url: &str,
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<u64> {
+        let too_large = |announced| FetchError::TooLarge {
+            input: what.to_string(),
+            url: url.to_string(),
+            limit,
+            announced,
+        };
+        if let Some(declared) = source.declared.filter(|&d| d > limit.bytes()) {
+            return Err(too_large(Some(declared)));
+        }
         let progress = self.progress.as_deref();
         if let Some(p) = progress {
             p.started(what, source.declared);
@@ -354,10 +418,13 @@ impl Fetcher {
                     })
                 }
             };
+            received += n as u64;
+            if received > limit.bytes() {
+                break Err(too_large(None));
+            }
             if let Err(e) = sink(&buf[..n]) {
                 break Err(e);
             }
-            received += n as u64;
             if let Some(p) = progress {
                 p.advanced(n as u64);
             }
@@ -376,6 +443,52 @@ impl Fetcher {
 struct Source {
     body: Box<dyn Read + Send>,
     declared: Option<u64>,
+}
+
+/// Opens `path` for a transfer, refusing anything but a regular file (following symlinks):
+/// `/dev/zero` would stream forever and a FIFO would block. Opened `O_NONBLOCK` and checked
+/// again on the open file, so a FIFO swapped in meanwhile cannot block either.
+fn open_regular_file(path: &std::path::Path, what: &str) -> Result<Source> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let io_err = |source| FetchError::File {
+        input: what.to_string(),
+        path: path.to_path_buf(),
+        source,
+    };
+    let not_regular = |kind: std::fs::FileType| FetchError::NotRegularFile {
+        input: what.to_string(),
+        path: path.to_path_buf(),
+        kind: if kind.is_dir() {
+            "directory"
+        } else if kind.is_fifo() {
+            "fifo"
+        } else if kind.is_char_device() {
+            "character device"
+        } else if kind.is_block_device() {
+            "block device"
+        } else if kind.is_socket() {
+            "socket"
+        } else {
+            "special file"
+        },
+    };
+    let before = std::fs::metadata(path).map_err(io_err)?;
+    if !before.is_file() {
+        return Err(not_regular(before.file_type()));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(io_err)?;
+    let opened = file.metadata().map_err(io_err)?;
+    if !opened.is_file() {
+        return Err(not_regular(opened.file_type()));
+    }
+    Ok(Source {
+        body: Box::new(file),
+        declared: Some(opened.len()),
+    })
 }
 
 fn parse_url(url: &str, what: &str) -> Result<Url> {

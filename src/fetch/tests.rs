@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use super::test_server::{respond, respond_declaring, TestServer};
 use super::*;
-use crate::store::process_tests::{child_command, child_mode, wait_for_file, Tmpfs};
+use crate::store::process_tests::{
+    child_command, child_mode, in_own_mount_namespace, wait_for_file, Tmpfs,
+};
 
 const CONTENT: &[u8] = b"a pinned input, as the upstream server stores it\n";
 
@@ -559,20 +561,21 @@ fn lock_held_by_killed_process_does_not_block_fetch() {
 }
 
 /// SECURITY.md 34 during a download: the cache's disk fills up; the error names the input and
-/// the temp file, nothing is left in tmp/, the existing entry still verifies. Needs root for
-/// the tmpfs (fails under CI=true without it).
+/// the temp file, nothing is left in tmp/, the existing entry still verifies. The tmpfs is
+/// mounted in a child with its own user and mount namespaces, so the test runs as any user.
 #[test]
 fn disk_full_during_download_is_a_clear_error() {
+    let test = "fetch::tests::disk_full_during_download_is_a_clear_error";
+    if !in_own_mount_namespace(test) {
+        return;
+    }
     let big = vec![0x5a_u8; 2 << 20];
     let big_digest = Sha256Digest::of(&big);
     let server = TestServer::start(move |_, s| respond(s, "200 OK", &[], &big));
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let test = "disk_full_during_download_is_a_clear_error";
-    let Some(_tmpfs) = Tmpfs::mount_for(test, &mnt, "1m") else {
-        return;
-    };
+    let _tmpfs = Tmpfs::mount_for(test, &mnt, "1m");
     let f = Fetcher::new(Store::open(&mnt.join("cache")).unwrap());
     let small = f.store.insert_reader(None, "small", CONTENT).unwrap().0;
 
@@ -626,4 +629,99 @@ fn transient_failures_are_retried_and_reverified() {
     assert!(f.fetch(&wrong.url("/x"), &other, "in").is_err());
     assert!(f.fetch(&wrong.url("/404"), &other, "in").is_err());
     assert_eq!(wrong.hits(), 2);
+}
+
+#[test]
+fn downloads_stop_at_the_pinned_size_or_the_cap() {
+    // A body that never ends (close-delimited, no Content-Length).
+    let endless = TestServer::start(|_, s| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+        while s.write_all(&[0u8; 4096]).is_ok() {}
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = fetcher(dir.path());
+    f.max_download_size = 100_000;
+    let err = f
+        .fetch_sized(&endless.url("/in"), &digest(), Some(5000), "big")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FetchError::TooLarge {
+                limit: SizeLimit::Pinned(5000),
+                announced: None,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = f.fetch(&endless.url("/in"), &digest(), "big").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FetchError::TooLarge {
+                limit: SizeLimit::Cap(100_000),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = f.resolve(&endless.url("/in"), "big").unwrap_err();
+    assert!(matches!(err, FetchError::TooLarge { .. }), "{err:?}");
+    assert_store_holds(&f, &[]);
+
+    // A Content-Length above the limit is refused before the body.
+    let huge = TestServer::start(|_, s| respond_declaring(s, "200 OK", &[], CONTENT, 1 << 40));
+    let err = f.resolve(&huge.url("/in"), "big").unwrap_err();
+    assert!(
+        matches!(err, FetchError::TooLarge { announced: Some(n), .. } if n == 1 << 40),
+        "{err:?}"
+    );
+    assert_store_holds(&f, &[]);
+
+    // Exactly the pinned size is fine, and resolving reports the size to pin.
+    let server = serve_content();
+    let size = CONTENT.len() as u64;
+    f.fetch_sized(&server.url("/in"), &digest(), Some(size), "in")
+        .unwrap();
+    assert_eq!(
+        f.resolve_sized(&server.url("/in"), "in").unwrap(),
+        (digest(), size)
+    );
+}
+
+#[test]
+fn file_inputs_must_be_regular_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fetcher(dir.path());
+    let fifo = dir.path().join("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    for (url, kind) in [
+        ("file:///dev/zero".to_string(), "character device"),
+        (format!("file://{}", fifo.display()), "fifo"),
+        (format!("file://{}", dir.path().display()), "directory"),
+    ] {
+        let err = f.resolve(&url, "in").unwrap_err();
+        assert!(
+            matches!(&err, FetchError::NotRegularFile { kind: k, .. } if *k == kind),
+            "{url}: {err:?}"
+        );
+    }
+    // A mirror entry that is a FIFO is skipped, not waited on.
+    std::fs::create_dir(dir.path().join("mirror")).unwrap();
+    std::os::unix::fs::symlink(&fifo, dir.path().join("mirror").join(digest().hex())).unwrap();
+    let mut f = fetcher(dir.path());
+    f.mirrors = vec![dir.path().join("mirror")];
+    f.offline = true;
+    let err = f
+        .fetch("https://example.invalid/in", &digest(), "in")
+        .unwrap_err();
+    assert!(matches!(err, FetchError::Offline { .. }), "{err:?}");
 }

@@ -4,11 +4,16 @@
 //! Why extract at all: a tar cannot be read at random, and the same blob may be needed several
 //! times (build, inspect, copy). The archive is unpacked once into a private scratch directory
 //! that lives as long as the [`OpenedImage`], and from there every blob is verified like any
-//! layout's. An image archive holds only plain files in plain directories, so the extractor
-//! accepts exactly that: regular files and directories with relative names made of normal
-//! components. Anything else (links, devices, `..`, absolute names, duplicates) is refused with
-//! the entry named, before any of it is trusted.
+//! layout's. An image archive holds plain files in plain directories, so the extractor accepts
+//! regular files and directories with relative names made of normal components, plus links
+//! between its own members: podman's `docker-archive` stores each `<id>/layer.tar` as a symlink
+//! to `../<diff_id>.tar`. A link is followed inside the archive's own namespace only (never on
+//! the host: nothing but files and directories is ever created) and must end at a regular file
+//! of the archive; a link that leaves it (`../x` above the top, `/etc/passwd`), dangles or loops
+//! is refused. Anything else (devices, `..` in names, absolute names, duplicates) is refused
+//! with the entry named, before any of it is trusted.
 
+use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
@@ -82,8 +87,40 @@ fn plain_relative(name: &str) -> Option<PathBuf> {
     Some(out)
 }
 
+/// The most links followed from one archive member to the file it names (Linux's limit).
+const MAX_LINK_HOPS: usize = 40;
+
+/// A link member of an archive, resolved once every member is out.
+struct ArchiveLink {
+    entry: String,
+    /// The link's target as an archive path: a symlink's target joined to its directory, a
+    /// hard link's target as it is (tar names it from the archive's top).
+    target: Option<PathBuf>,
+    raw_target: String,
+}
+
+/// `target` (a symlink's text) seen from the archive directory `dir`, lexically; `None` when it
+/// is absolute or climbs above the archive's top.
+fn join_inside(dir: &Path, target: &str) -> Option<PathBuf> {
+    let mut out = dir.to_path_buf();
+    for c in Path::new(target).components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
 /// Extracts `archive` (a tar, possibly compressed) into the new directory `dest`, accepting
-/// only regular files and directories with plain relative names.
+/// regular files and directories with plain relative names, and links to regular files of the
+/// archive (each materialized as a hard link to that file inside `dest`).
 pub(crate) fn extract_plain(archive: &Path, dest: &Path) -> Result<()> {
     let unsafe_entry = |entry: &str, reason: &'static str| ImageError::UnsafeArchiveEntry {
         archive: archive.to_path_buf(),
@@ -99,6 +136,7 @@ pub(crate) fn extract_plain(archive: &Path, dest: &Path) -> Result<()> {
     })?;
     fs_err::create_dir(dest)?;
     let mut reader = TarReader::new(stream, ReadLimits::default());
+    let mut links: BTreeMap<PathBuf, ArchiveLink> = BTreeMap::new();
     let tar_err = |e| ImageError::ArchiveTar {
         archive: archive.to_path_buf(),
         source: Box::new(e),
@@ -113,7 +151,7 @@ pub(crate) fn extract_plain(archive: &Path, dest: &Path) -> Result<()> {
         let target = dest.join(&rel);
         match entry.kind {
             TarKind::Dir => {
-                if target.is_file() {
+                if target.is_file() || links.contains_key(&rel) {
                     return Err(unsafe_entry(&entry.path, "is both a file and a directory"));
                 }
                 fs_err::create_dir_all(&target)?;
@@ -121,6 +159,9 @@ pub(crate) fn extract_plain(archive: &Path, dest: &Path) -> Result<()> {
             TarKind::File => {
                 if rel.as_os_str().is_empty() {
                     return Err(unsafe_entry(&entry.path, "is a file without a name"));
+                }
+                if links.contains_key(&rel) {
+                    return Err(unsafe_entry(&entry.path, "appears twice"));
                 }
                 if let Some(parent) = target.parent() {
                     fs_err::create_dir_all(parent)?;
@@ -139,15 +180,81 @@ pub(crate) fn extract_plain(archive: &Path, dest: &Path) -> Result<()> {
                 reader.read_data(&mut out).map_err(tar_err)?;
                 out.flush()?;
             }
+            TarKind::Symlink | TarKind::Hardlink => {
+                if rel.as_os_str().is_empty() {
+                    return Err(unsafe_entry(&entry.path, "is a link without a name"));
+                }
+                if fs_err::symlink_metadata(&target).is_ok() || links.contains_key(&rel) {
+                    return Err(unsafe_entry(&entry.path, "appears twice"));
+                }
+                let resolved = if entry.kind == TarKind::Symlink {
+                    join_inside(rel.parent().unwrap_or(Path::new("")), &entry.link_name)
+                } else {
+                    plain_relative(&entry.link_name)
+                };
+                links.insert(
+                    rel,
+                    ArchiveLink {
+                        entry: entry.path.clone(),
+                        target: resolved,
+                        raw_target: entry.link_name.clone(),
+                    },
+                );
+            }
             _ => {
                 return Err(unsafe_entry(
                     &entry.path,
-                    "is not a regular file or directory (image archives hold no links or devices)",
+                    "is not a regular file, directory or link (image archives hold no devices)",
                 ))
             }
         }
     }
+    for (rel, link) in &links {
+        let file = resolve_link(archive, dest, &links, link)?;
+        let at = dest.join(rel);
+        if let Some(parent) = at.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
+        fs_err::hard_link(dest.join(file), at)?;
+    }
     Ok(())
+}
+
+/// The regular file of the archive that `link` ends at, following links of the archive (never
+/// of the host) at most [`MAX_LINK_HOPS`] times.
+fn resolve_link<'a>(
+    archive: &Path,
+    dest: &Path,
+    links: &'a BTreeMap<PathBuf, ArchiveLink>,
+    link: &'a ArchiveLink,
+) -> Result<&'a Path> {
+    let refuse = |reason: &'static str| ImageError::ArchiveLink {
+        archive: archive.to_path_buf(),
+        entry: link.entry.clone(),
+        target: link.raw_target.clone(),
+        reason,
+    };
+    let mut current = link;
+    for _ in 0..MAX_LINK_HOPS {
+        let target = current
+            .target
+            .as_deref()
+            .ok_or_else(|| refuse("leaves the archive (absolute, or `..` above its top)"))?;
+        match links.get(target) {
+            Some(next) => current = next,
+            None => {
+                // Only files and directories were created under `dest`, so this looks at
+                // nothing outside it.
+                let md = fs_err::symlink_metadata(dest.join(target))
+                    .map_err(|_| refuse("names nothing the archive holds"))?;
+                if !md.is_file() {
+                    return Err(refuse("does not end at a regular file of the archive"));
+                }
+                return Ok(target);
+            }
+        }
+    }
+    Err(refuse("is a loop (more than 40 links)"))
 }
 
 #[derive(Deserialize)]
@@ -346,14 +453,43 @@ mod tests {
                 Some("`a/../../x`"),
             ),
             (
-                "symlink",
+                "absolute symlink",
                 tar(&[entry("blobs", b'2', "/etc", b"")]),
-                Some("not a regular file"),
+                Some("link `blobs` -> `/etc` leaves the archive"),
             ),
             (
-                "hardlink",
+                "symlink above the top",
+                tar(&[entry("a/x", b'2', "../../x", b"")]),
+                Some("link `a/x` -> `../../x` leaves the archive"),
+            ),
+            (
+                "hardlink outside",
                 tar(&[entry("x", b'1', "/etc/passwd", b"")]),
-                Some("not a regular file"),
+                Some("link `x` -> `/etc/passwd` leaves the archive"),
+            ),
+            (
+                "symlink loop",
+                tar(&[entry("a", b'2', "b", b""), entry("b", b'2', "a", b"")]),
+                Some("is a loop"),
+            ),
+            (
+                "dangling symlink",
+                tar(&[entry("a", b'2', "nothing", b"")]),
+                Some("names nothing the archive holds"),
+            ),
+            (
+                "symlink to a directory",
+                tar(&[entry("d/", b'5', "", b""), entry("a", b'2', "d", b"")]),
+                Some("does not end at a regular file"),
+            ),
+            (
+                "symlink then file of the same name",
+                tar(&[
+                    entry("f", b'0', "", b"1"),
+                    entry("a", b'2', "f", b""),
+                    entry("a", b'0', "", b"2"),
+                ]),
+                Some("appears twice"),
             ),
             (
                 "duplicate",
@@ -363,7 +499,7 @@ mod tests {
             (
                 "fifo",
                 tar(&[entry("p", b'6', "", b"")]),
-                Some("not a regular file"),
+                Some("not a regular file, directory or link"),
             ),
         ];
         for (name, bytes, want_err) in cases {
@@ -433,6 +569,32 @@ mod tests {
             Sha256Digest::of(&layer).to_string()
         );
         assert_eq!(img.config_bytes, good.as_bytes());
+    }
+
+    /// podman's docker-archive: each layer is `<diff_id>.tar` at the top, and the legacy
+    /// `<id>/layer.tar` is a symlink to it; links to links are followed too.
+    #[test]
+    fn links_inside_the_archive_are_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("a.tar");
+        fs_err::write(
+            &archive,
+            tar(&[
+                entry("abc.tar", b'0', "", b"layer bytes"),
+                entry("1234/", b'5', "", b""),
+                entry("1234/layer.tar", b'2', "../abc.tar", b""),
+                entry("5678/layer.tar", b'2', "./../1234/layer.tar", b""),
+                entry("hard", b'1', "./abc.tar", b""),
+            ]),
+        )
+        .unwrap();
+        let dest = dir.path().join("out");
+        extract_plain(&archive, &dest).unwrap();
+        for p in ["abc.tar", "1234/layer.tar", "5678/layer.tar", "hard"] {
+            let md = fs_err::symlink_metadata(dest.join(p)).unwrap();
+            assert!(md.is_file(), "{p} is a plain file, not a host symlink");
+            assert_eq!(fs_err::read(dest.join(p)).unwrap(), b"layer bytes", "{p}");
+        }
     }
 
     #[test]

@@ -3,6 +3,14 @@
 //! Reading verifies every blob against its digest before its bytes are trusted. Writing puts
 //! each blob in place once (content addressing makes a second write a no-op), and writes
 //! `index.json` last, canonically, so a layout is complete once it has an index.
+//!
+//! `index.json` lists images only. skopeo 1.9 and podman 4.3 open a layout without a tag only
+//! when `index.json` has exactly one entry, and umoci refuses a tag behind which it finds two
+//! image manifests (so a nested index holding the image and its referrers does not work
+//! either). Referrers and cosign `.sig`/`.att`/`.sbom` tags therefore go to a side index: a
+//! blob in the format of the OCI 1.1 referrers fallback tag, named by the
+//! [`media::ANNOTATION_REFERRERS`] annotation of the first image entry. [`Layout::read_index`]
+//! and [`Layout::write_index`] hide the split: the rest of kiln sees one list of entries.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -36,10 +44,20 @@ impl Layout {
         })
     }
 
-    /// Creates the skeleton of a new layout in `root` (which may exist and be empty).
+    /// Creates the skeleton of a new layout in `root` (which may exist and be empty):
+    /// directories 0755 and files 0644, whatever the umask.
     pub fn create(root: &Path) -> Result<Self> {
-        fs::create_dir_all(root.join("blobs/sha256"))?;
-        fs::write(root.join("oci-layout"), OCI_LAYOUT_FILE)?;
+        use std::os::unix::fs::DirBuilderExt;
+        let blobs = root.join("blobs/sha256");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&blobs)
+            .map_err(|e| ImageError::Write {
+                path: blobs.clone(),
+                source: Box::new(e),
+            })?;
+        write_atomic(&root.join("oci-layout"), OCI_LAYOUT_FILE)?;
         Ok(Self {
             root: root.to_path_buf(),
         })
@@ -111,24 +129,6 @@ impl Layout {
         Ok(digest)
     }
 
-    /// Puts a verified file (from the store) into the layout as blob `digest`: a hard link
-    /// when both are on one file system (store entries are read-only, and any write to one moves
-    /// its ctime so the store's verification on use notices), a copy otherwise.
-    pub fn put_blob_file(&self, src: &Path, digest: &Sha256Digest) -> Result<()> {
-        let path = self.blob_path(digest);
-        if path.is_file() {
-            return Ok(());
-        }
-        if fs::hard_link(src, &path).is_ok() {
-            return Ok(());
-        }
-        let tmp = path.with_extension("tmp");
-        fs::copy(src, &tmp)?;
-        set_mode(&tmp, 0o644)?;
-        fs::rename(&tmp, &path)?;
-        Ok(())
-    }
-
     /// Streams blob `digest` from `reader` into the layout unless it is present; the bytes are
     /// hashed on the way and nothing is renamed into place unless they match.
     pub fn put_blob_reader(&self, digest: &Sha256Digest, reader: &mut dyn Read) -> Result<()> {
@@ -159,26 +159,103 @@ impl Layout {
         Ok(())
     }
 
+    /// The layout's index as kiln sees it: the entries of `index.json`, then the entries of
+    /// the side index an image entry names in [`media::ANNOTATION_REFERRERS`] (that
+    /// annotation removed). An `index.json` entry wins over a side entry with the same tag (or,
+    /// untagged, the same digest), so layouts written by other tools or older kiln versions,
+    /// which list referrers and `.sig` tags in `index.json`, read the same way.
     pub fn read_index(&self) -> Result<ImageIndex> {
         let path = self.root.join("index.json");
         let bytes = fs::read(&path)?;
-        serde_json::from_slice(&bytes).map_err(|e| ImageError::BadJson {
-            what: path.display().to_string(),
-            source: e,
-        })
+        let mut index: ImageIndex =
+            serde_json::from_slice(&bytes).map_err(|e| ImageError::BadJson {
+                what: path.display().to_string(),
+                source: e,
+            })?;
+        let mut entries = index.manifests().clone();
+        let mut side = Vec::new();
+        for entry in &mut entries {
+            let Some(mut annotations) = entry.annotations().clone() else {
+                continue;
+            };
+            let Some(digest) = annotations.remove(media::ANNOTATION_REFERRERS) else {
+                continue;
+            };
+            entry.set_annotations((!annotations.is_empty()).then_some(annotations));
+            let digest: Sha256Digest = digest
+                .parse()
+                .map_err(|_| ImageError::UnsupportedDigest { digest })?;
+            let side_index: ImageIndex = super::source::parse(
+                &self.read_blob(&digest)?,
+                &format!("side index {digest} of {}", path.display()),
+            )?;
+            side.extend(side_index.manifests().iter().cloned());
+        }
+        for desc in side {
+            let shadowed = entries.iter().any(|e| match ref_name(&desc) {
+                Some(name) => ref_name(e) == Some(name),
+                None => e.digest() == desc.digest(),
+            });
+            if !shadowed {
+                entries.push(desc);
+            }
+        }
+        index.set_manifests(entries);
+        Ok(index)
     }
 
-    /// Writes `index.json` listing `manifests`, canonically.
+    /// Writes `index.json` for the entries `manifests` (in kiln's view, as [`Self::read_index`]
+    /// returns them), canonically. Images stay in `index.json`; referrers and attachment tags
+    /// go to a side index blob named by an annotation on the first image entry, so that a
+    /// layout with one image has exactly one `index.json` entry. With no image to hang it on,
+    /// every entry stays in `index.json`.
     pub fn write_index(&self, manifests: Vec<Descriptor>) -> Result<()> {
-        let mut index = ImageIndex::default();
-        index.set_media_type(Some(oci_spec::image::MediaType::ImageIndex));
-        index.set_manifests(manifests);
-        let bytes = to_canonical_vec(&index).map_err(|e| ImageError::BadJson {
-            what: "index.json".into(),
-            source: e,
-        })?;
-        write_atomic(&self.root.join("index.json"), &bytes)
+        let (mut images, side): (Vec<Descriptor>, Vec<Descriptor>) =
+            manifests.into_iter().partition(is_image_entry);
+        let manifests = match images.first_mut() {
+            Some(first) if !side.is_empty() => {
+                let side_bytes = canonical_index(side)?;
+                let digest = self.put_blob(&side_bytes)?;
+                let mut annotations = first.annotations().clone().unwrap_or_default();
+                annotations.insert(media::ANNOTATION_REFERRERS.to_string(), digest.to_string());
+                first.set_annotations(Some(annotations));
+                images
+            }
+            _ => images.into_iter().chain(side).collect(),
+        };
+        write_atomic(&self.root.join("index.json"), &canonical_index(manifests)?)
     }
+}
+
+/// An OCI image index listing `manifests`, as canonical JSON.
+fn canonical_index(manifests: Vec<Descriptor>) -> Result<Vec<u8>> {
+    let mut index = ImageIndex::default();
+    index.set_media_type(Some(oci_spec::image::MediaType::ImageIndex));
+    index.set_manifests(manifests);
+    to_canonical_vec(&index).map_err(|e| ImageError::BadJson {
+        what: "index.json".into(),
+        source: e,
+    })
+}
+
+/// The tag of a layout entry (`org.opencontainers.image.ref.name`).
+pub fn ref_name(desc: &Descriptor) -> Option<&str> {
+    desc.annotations()
+        .as_ref()?
+        .get(media::ANNOTATION_REF_NAME)
+        .map(String::as_str)
+}
+
+/// Whether a layout entry is an image (or an image index) rather than a referrer (it has an
+/// `artifactType`) or a cosign attachment tag (`sha256-<hex>.sig|.att|.sbom`).
+pub fn is_image_entry(desc: &Descriptor) -> bool {
+    desc.artifact_type().is_none() && !ref_name(desc).is_some_and(looks_like_attachment)
+}
+
+/// Whether `tag` has the form of a cosign attachment tag, whatever image it names.
+pub fn looks_like_attachment(tag: &str) -> bool {
+    tag.starts_with("sha256-")
+        && (tag.ends_with(".sig") || tag.ends_with(".att") || tag.ends_with(".sbom"))
 }
 
 fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
@@ -266,4 +343,70 @@ pub fn digest_of(desc: &Descriptor) -> Result<Sha256Digest> {
     let text = desc.digest().to_string();
     text.parse()
         .map_err(|_| ImageError::UnsupportedDigest { digest: text })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(bytes: &[u8], tag: Option<&str>, artifact: Option<&str>) -> Descriptor {
+        let mut d = descriptor(media::OCI_MANIFEST, &Sha256Digest::of(bytes), 1);
+        if let Some(t) = tag {
+            d.set_annotations(Some(
+                [(media::ANNOTATION_REF_NAME.to_string(), t.to_string())]
+                    .into_iter()
+                    .collect(),
+            ));
+        }
+        d.set_artifact_type(artifact.map(Into::into));
+        d
+    }
+
+    fn raw_index(layout: &Layout) -> ImageIndex {
+        serde_json::from_slice(&fs::read(layout.root().join("index.json")).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn referrers_and_attachment_tags_go_to_a_side_index_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path()).unwrap();
+        let image = entry(b"image", Some("hello"), None);
+        let referrer = entry(b"provenance", None, Some(media::IN_TOTO));
+        let sig_tag = format!("sha256-{}.sig", Sha256Digest::of(b"image").hex());
+        let sig = entry(b"sig", Some(&sig_tag), Some(media::OCI_CONFIG));
+        let all = vec![image.clone(), referrer.clone(), sig.clone()];
+        layout.write_index(all.clone()).unwrap();
+
+        // index.json: the image alone, naming the side index.
+        let raw = raw_index(&layout);
+        assert_eq!(raw.manifests().len(), 1);
+        let side = raw.manifests()[0].annotations().as_ref().unwrap()[media::ANNOTATION_REFERRERS]
+            .parse::<Sha256Digest>()
+            .unwrap();
+        let side: ImageIndex = serde_json::from_slice(&layout.read_blob(&side).unwrap()).unwrap();
+        assert_eq!(side.manifests(), &[referrer.clone(), sig.clone()]);
+        // kiln's view is what was written.
+        assert_eq!(layout.read_index().unwrap().manifests(), &all);
+
+        // An older layout (everything in index.json) reads the same, and an index.json entry
+        // wins over a side entry with the same tag.
+        let other_sig = entry(b"other sig", Some(&sig_tag), Some(media::OCI_CONFIG));
+        let mut older = raw.clone();
+        let mut listed = raw.manifests().clone();
+        listed.push(other_sig.clone());
+        older.set_manifests(listed);
+        write_atomic(
+            &layout.root().join("index.json"),
+            &to_canonical_vec(&older).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            layout.read_index().unwrap().manifests(),
+            &[image.clone(), other_sig, referrer.clone()]
+        );
+
+        // Only referrers, no image: nothing to hang a side index on, all stay in index.json.
+        layout.write_index(vec![referrer.clone()]).unwrap();
+        assert_eq!(raw_index(&layout).manifests(), &[referrer]);
+    }
 }

@@ -19,6 +19,12 @@ pub const EMPTY_JSON: &[u8] = b"{}";
 
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const ANNOTATION_PREDICATE_TYPE: &str = "in-toto.io/predicate-type";
+/// On an image's `index.json` entry: the digest of the layout's side index, an OCI image index
+/// (in the format of the OCI 1.1 referrers fallback tag) that lists the manifests about the
+/// layout's images: referrers and cosign `.sig`/`.att`/`.sbom` tags. They are kept out of
+/// `index.json` so that the image is its only entry: skopeo and podman open a layout without
+/// a tag only when `index.json` lists exactly one manifest.
+pub const ANNOTATION_REFERRERS: &str = "build.kiln.referrers";
 
 /// How a layer blob is compressed, from its media type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -166,6 +166,13 @@ pub enum ImageError {
         entry: String,
         reason: &'static str,
     },
+    #[error("failed to read archive {}: link `{entry}` -> `{target}` {reason}", archive.display())]
+    ArchiveLink {
+        archive: PathBuf,
+        entry: String,
+        target: String,
+        reason: &'static str,
+    },
     #[error("failed to read archive {}", archive.display())]
     ArchiveTar {
         archive: PathBuf,

@@ -1,6 +1,7 @@
 //! Attaching an in-toto statement to an image in a layout as an OCI 1.1 referrer: a manifest
 //! with `artifactType` `application/vnd.in-toto+json`, the statement as its one layer, and
-//! `subject` = the image manifest, listed in `index.json` next to the image. The build's
+//! `subject` = the image manifest, listed with the layout's entries (in its side index, see
+//! [`super::layout`]). The build's
 //! provenance and `kiln rebuild`'s verdict are attached this way, so `kiln inspect`, oras and
 //! the registry referrers API find them.
 
@@ -72,7 +73,7 @@ pub fn put_statement(
     Ok(desc)
 }
 
-/// Attaches `statement` to `subject` in an existing layout: blobs first, then `index.json`
+/// Attaches `statement` to `subject` in an existing layout: blobs first, then the index
 /// rewritten (atomically) with the referrer appended. Attaching the same statement twice
 /// lists it once.
 pub fn attach_statement(

@@ -104,11 +104,7 @@ impl Transports {
 
     /// A private directory beside the store for extracting archives and staging output.
     pub fn scratch(&self) -> Result<tempfile::TempDir> {
-        let dir = self.store.root().join("scratch");
-        fs_err::create_dir_all(&dir)?;
-        Ok(tempfile::Builder::new()
-            .prefix("kiln-image-")
-            .tempdir_in(dir)?)
+        Ok(self.store.scratch("kiln-image-")?)
     }
 }
 
@@ -185,6 +181,9 @@ impl RegistryBlobs {
             }
         }
         writer.commit(Some(digest))?;
+        if let Some(diff_id) = diff_id.and_then(|d| d.parse().ok()) {
+            self.store.record_diff_id(digest, &diff_id);
+        }
         Ok(self.store.path_unverified(digest))
     }
 

@@ -6,15 +6,16 @@
 //! inspect, diff and copy read every transport the same way through
 //! [`OpenedImage::open_blob`].
 
-use std::io::Read;
+use std::io::{BufReader, Read, Write};
 use std::path::PathBuf;
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 
-use super::layout::digest_of;
-use super::remote::{open_registry, RegistryBlobs, Transports};
+use super::layout::{digest_of, is_image_entry, ref_name};
+use super::remote::{open_registry, uncompressed_digest, RegistryBlobs, Transports};
 use super::{media, ImageError, ImageRef, Layout, Result};
 use crate::digest::Sha256Digest;
+use crate::store::Store;
 
 /// Where an opened image's blobs are.
 #[derive(Debug)]
@@ -135,6 +136,129 @@ impl OpenedImage {
         }
     }
 
+    /// Brings every layer into `store`, `threads` at a time, each checked against its digest
+    /// and against the config's diff_id before it is committed there (SECURITY.md 18, 36), and
+    /// returns the store paths, in manifest order. Builds read base layers only through this:
+    /// a layout's (or archive's) own files are never used or linked, so a blob swapped under
+    /// an unchanged manifest is refused and cannot reach the cache or an output. A layer the
+    /// store has already is checked by its stamp and its recorded diff_id (computed once).
+    pub fn import_layers(&self, store: &Store, threads: usize) -> Result<Vec<PathBuf>> {
+        let diff_ids = self.diff_ids();
+        if diff_ids.len() != self.manifest.layers().len() {
+            return Err(ImageError::Select {
+                reference: self.reference.clone(),
+                reason: format!(
+                    "the manifest lists {} layers but the config {} diff_ids",
+                    self.manifest.layers().len(),
+                    diff_ids.len()
+                ),
+            });
+        }
+        let mut jobs = Vec::new();
+        for (l, diff_id) in self.manifest.layers().iter().zip(diff_ids) {
+            let diff_id: Sha256Digest =
+                diff_id.parse().map_err(|_| ImageError::UnsupportedDigest {
+                    digest: diff_id.clone(),
+                })?;
+            jobs.push((digest_of(l)?, l.size(), diff_id));
+        }
+        crate::registry::run_parallel(jobs, threads, |(d, size, diff_id)| {
+            self.import_layer(store, &d, size, &diff_id)
+        })
+    }
+
+    fn import_layer(
+        &self,
+        store: &Store,
+        digest: &Sha256Digest,
+        size: u64,
+        diff_id: &Sha256Digest,
+    ) -> Result<PathBuf> {
+        let path = match store.open_verified_cached(digest) {
+            Ok(Some(b)) => b.path,
+            Ok(None) | Err(crate::store::StoreError::Corrupt { .. }) => match &self.blobs {
+                BlobSource::Registry(r) => {
+                    r.ensure_blob(digest, Some(size), Some(&diff_id.to_string()))?
+                }
+                BlobSource::Layout(l) => self.import_from_layout(store, l, digest, diff_id)?,
+            },
+            Err(e) => return Err(e.into()),
+        };
+        if store.diff_id_record(digest).as_ref() != Some(diff_id) {
+            let actual = uncompressed_digest(BufReader::new(fs_err::File::open(&path)?), digest)?;
+            self.check_diff_id(digest, diff_id, actual)?;
+            store.record_diff_id(digest, diff_id);
+        }
+        Ok(path)
+    }
+
+    /// Streams a layout's blob into the store: hashed on the way, its diff_id checked on the
+    /// temp file, committed only if both match (the temp file is removed otherwise).
+    fn import_from_layout(
+        &self,
+        store: &Store,
+        layout: &Layout,
+        digest: &Sha256Digest,
+        diff_id: &Sha256Digest,
+    ) -> Result<PathBuf> {
+        let lock = store.lock(digest)?;
+        if let Some(b) = store.open_verified_locked(&lock)? {
+            return Ok(b.path);
+        }
+        let src = layout.blob_path(digest);
+        let what = format!("{} blob {}", self.reference, src.display());
+        let mut writer = store.writer_for(&what)?;
+        let file = fs_err::File::open(&src).map_err(|e| ImageError::MissingBlob {
+            digest: *digest,
+            location: layout.root().display().to_string(),
+            source: e,
+        })?;
+        std::io::copy(&mut BufReader::new(file), &mut writer)?;
+        writer.flush()?;
+        let actual = writer.digest();
+        if actual != *digest {
+            // Dropping the writer removes its temp file: nothing enters the store.
+            return Err(crate::store::StoreError::DigestMismatch {
+                input: what,
+                expected: *digest,
+                actual,
+            }
+            .into());
+        }
+        let temp = BufReader::new(fs_err::File::open(writer.temp_path())?);
+        self.check_diff_id(digest, diff_id, uncompressed_digest(temp, digest)?)?;
+        let (d, _) = writer.commit(Some(digest))?;
+        store.record_diff_id(&d, diff_id);
+        Ok(store.path_unverified(&d))
+    }
+
+    fn check_diff_id(
+        &self,
+        digest: &Sha256Digest,
+        expected: &Sha256Digest,
+        actual: Sha256Digest,
+    ) -> Result<()> {
+        if actual == *expected {
+            Ok(())
+        } else {
+            Err(self.diff_id_error(digest, expected, actual))
+        }
+    }
+
+    fn diff_id_error(
+        &self,
+        digest: &Sha256Digest,
+        expected: &Sha256Digest,
+        actual: Sha256Digest,
+    ) -> ImageError {
+        ImageError::DiffIdMismatch(Box::new(super::DiffIdMismatch {
+            reference: self.reference.clone(),
+            digest: *digest,
+            expected: expected.to_string(),
+            actual,
+        }))
+    }
+
     /// Fetches the config and every layer into the store, `threads` at a time, checking each
     /// downloaded layer against its diff_id. A no-op for layouts.
     pub fn prefetch(&self, threads: usize) -> Result<()> {
@@ -200,11 +324,6 @@ pub(crate) fn is_attachment_tag(tag: &str, subject: &Sha256Digest) -> bool {
         .is_some_and(|s| matches!(s, "sig" | "att" | "sbom"))
 }
 
-fn looks_like_attachment(tag: &str) -> bool {
-    tag.starts_with("sha256-")
-        && (tag.ends_with(".sig") || tag.ends_with(".att") || tag.ends_with(".sbom"))
-}
-
 pub(crate) fn open_in_layout(
     reference: String,
     layout: Layout,
@@ -237,8 +356,7 @@ pub(crate) fn open_in_layout(
             let images: Vec<&Descriptor> = index
                 .manifests()
                 .iter()
-                .filter(|m| m.artifact_type().is_none())
-                .filter(|m| !ref_name(m).is_some_and(looks_like_attachment))
+                .filter(|m| is_image_entry(m))
                 .collect();
             match images.as_slice() {
                 [one] => (digest_of(one)?, one.media_type().to_string()),
@@ -300,13 +418,6 @@ pub(crate) fn open_in_layout(
         attachments,
         _scratch: scratch,
     })
-}
-
-fn ref_name(desc: &Descriptor) -> Option<&str> {
-    desc.annotations()
-        .as_ref()?
-        .get(media::ANNOTATION_REF_NAME)
-        .map(String::as_str)
 }
 
 fn tags(index: &ImageIndex) -> String {

@@ -15,7 +15,7 @@ use oci_spec::image::{Descriptor, ImageManifest};
 use serde_json::json;
 
 use super::json::to_canonical_vec;
-use super::layout::{descriptor, digest_of};
+use super::layout::{descriptor, digest_of, ref_name};
 use super::source::{parse, OpenedImage};
 use super::{media, ImageError, Layout, Result};
 use crate::digest::Sha256Digest;
@@ -23,6 +23,7 @@ use crate::layer::decompress;
 use crate::layer::host::HostOptions;
 use crate::layer::tree::{Content, Entry, EntryKind, FileTree, Metadata};
 use crate::layer::write::write_tar;
+use crate::store::scratch;
 
 fn write_err(path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> ImageError {
     ImageError::Write {
@@ -50,13 +51,6 @@ fn copy_child(img: &OpenedImage, layout: &Layout, desc: &Descriptor) -> Result<(
     }
     layout.put_blob(&bytes)?;
     Ok(())
-}
-
-fn ref_name(desc: &Descriptor) -> Option<&str> {
-    desc.annotations()
-        .as_ref()?
-        .get(media::ANNOTATION_REF_NAME)
-        .map(String::as_str)
 }
 
 /// Writes `img` (its platform manifest, config, layers, referrers and attachments) into the
@@ -121,15 +115,25 @@ pub fn write_layout_from(img: &OpenedImage, dir: &Path, tag: Option<&str>) -> Re
 }
 
 /// A private staging directory beside `dest` (same file system, so the final move is a
-/// rename) and the path to stage the output at.
+/// rename) and the path to stage the output at. Its name carries this process's tag, so that
+/// SIGINT/SIGTERM, or the next kiln staging there once this process is gone, removes it
+/// (see [`crate::store::scratch`]).
 pub fn stage_beside(dest: &Path) -> Result<(tempfile::TempDir, PathBuf)> {
+    use std::os::unix::fs::DirBuilderExt;
+    const STAGING: &[&str] = &[".kiln-out-"];
     let parent = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    fs_err::create_dir_all(parent)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(parent)
+        .map_err(|e| write_err(parent, e))?;
+    scratch::remove_tagged(parent, STAGING, false);
+    scratch::watch(parent, STAGING);
     let staging = tempfile::Builder::new()
-        .prefix(".kiln-out-")
+        .prefix(&scratch::tagged_prefix(STAGING[0]))
         .tempdir_in(parent)?;
     let staged = staging.path().join("out");
     Ok((staging, staged))
@@ -235,7 +239,17 @@ pub fn docker_repo_tag(name: &str) -> String {
 }
 
 fn write_tar_file(tree: &FileTree, epoch: i64, path: &Path) -> Result<()> {
-    let mut file = std::io::BufWriter::new(fs_err::File::create(path)?);
+    use fs_err::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::PermissionsExt;
+    let file = fs_err::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(path)?;
+    // 0644 whatever the umask (which can only have taken bits away at create).
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    let mut file = std::io::BufWriter::new(file);
     write_tar(tree, epoch, &mut file).map_err(|e| write_err(path, e))?;
     file.flush()?;
     Ok(())

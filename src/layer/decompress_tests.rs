@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::layer::compress::{compress, Compression};
 use crate::layer::tree::{Content, Entry, EntryKind, FileTree, Metadata};
-use crate::layer::write::tests::have_tool;
+use crate::layer::write::tests::require_tool;
 use crate::layer::write::write_tar;
 
 fn sample_tar() -> Vec<u8> {
@@ -138,6 +138,14 @@ fn every_format_decodes_to_the_same_tar() {
     }
 }
 
+/// Flips a byte `back` bytes before the end (gzip: 8 is the CRC's first byte, 1 the length's
+/// last).
+fn flip_at(mut v: Vec<u8>, back: usize) -> Vec<u8> {
+    let at = v.len() - back;
+    v[at] ^= 0x55;
+    v
+}
+
 #[test]
 fn broken_streams_are_errors_not_short_reads() {
     let tar = sample_tar();
@@ -174,6 +182,25 @@ fn broken_streams_are_errors_not_short_reads() {
             [zst(&tar), b"garbage".to_vec()].concat(),
         ),
         ("bzip2 cut short", cut(bz(&tar), 10)),
+        // Issue 11.9: every end-of-stream check, on every member.
+        ("gzip with a bad CRC", flip_at(gz(&tar), 8)),
+        ("gzip with a bad length", flip_at(gz(&tar), 1)),
+        (
+            "gzip whose second member has a bad CRC",
+            [gz(&tar[..512]), flip_at(gz(&tar[512..]), 8)].concat(),
+        ),
+        (
+            "xz with trailing garbage",
+            [xz(&tar), b"garbage".to_vec()].concat(),
+        ),
+        (
+            "bzip2 with trailing garbage",
+            [bz(&tar), b"garbage".to_vec()].concat(),
+        ),
+        (
+            "zstd with trailing zeros",
+            [zst(&tar), vec![0u8; 64]].concat(),
+        ),
     ];
     for (what, data) in cases {
         let err = open(data).expect_err(what);
@@ -380,9 +407,7 @@ fn hostile_debs_are_clear_errors() {
 
 #[test]
 fn a_real_dpkg_deb_opens() {
-    if !have_tool("dpkg-deb") {
-        return;
-    }
+    require_tool("dpkg-deb");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("pkg");
     fs_err::create_dir_all(root.join("DEBIAN")).unwrap();

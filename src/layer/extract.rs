@@ -171,6 +171,7 @@ pub fn apply_layer(root: &Path, reader: impl Read, opts: &ExtractOptions) -> Res
         ap.stats.entries += 1;
         ap.apply(&entry, &mut tar)?;
     }
+    tar.drain()?;
     ap.finish()?;
     Ok(ap.stats)
 }

@@ -135,6 +135,9 @@ impl FileTree {
                 }
             }
         }
+        // The whole input, not just the tar: a gzip member with a bad CRC, a missing trailer or
+        // trailing garbage is refused, as `gzip -t` refuses it.
+        reader.drain()?;
         spill.finish()?;
         *self = work;
         Ok(())

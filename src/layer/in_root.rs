@@ -4,6 +4,7 @@
 //! `..` at the root), and removals walk directory handles opened with `O_NOFOLLOW`.
 
 use std::collections::VecDeque;
+use std::io::Read;
 use std::os::fd::OwnedFd;
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags};
@@ -164,6 +165,63 @@ pub(crate) fn list(fd: &OwnedFd, rel: &str) -> Result<Vec<(Vec<u8>, FileType)>> 
             ft = FileType::from_raw_mode(st.st_mode);
         }
         out.push((name.to_vec(), ft));
+    }
+    Ok(out)
+}
+
+/// Why [`read_regular`] refused a file inside a root.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadInRootError {
+    #[error("failed to open it")]
+    Open(#[source] std::io::Error),
+    #[error("it is a {kind}, not a regular file")]
+    NotRegular { kind: &'static str },
+    #[error("it holds more than {max} bytes")]
+    TooLarge { max: u64 },
+    #[error("failed to read it")]
+    Read(#[source] std::io::Error),
+}
+
+/// Reads the regular file `rel` inside the root directory `root`, at most `max` bytes.
+///
+/// The path resolves inside the root (`RESOLVE_IN_ROOT`: a symlink to `/etc/shadow` names the
+/// image's own file) and is first opened `O_PATH`, which has no side effects on any file type;
+/// only a regular file is then opened for reading, `O_NONBLOCK` and checked again with
+/// `fstat`, so a FIFO or device put in its place meanwhile is refused instead of blocking the
+/// build forever (a FIFO opened for reading waits for a writer that never comes).
+pub fn read_regular(root: &OwnedFd, rel: &str, max: u64) -> Result<Vec<u8>, ReadInRootError> {
+    let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    let open = |flags: OFlags| {
+        rfs::openat2(root, rel, flags | OFlags::CLOEXEC, Mode::empty(), how)
+            .map_err(|e| ReadInRootError::Open(e.into()))
+    };
+    let check = |fd: &OwnedFd| -> Result<u64, ReadInRootError> {
+        let st = rfs::fstat(fd).map_err(|e| ReadInRootError::Open(e.into()))?;
+        let kind = match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile if st.st_size as u64 > max => {
+                return Err(ReadInRootError::TooLarge { max })
+            }
+            FileType::RegularFile => return Ok(st.st_size as u64),
+            FileType::Directory => "directory",
+            FileType::Symlink => "symlink",
+            FileType::Fifo => "fifo",
+            FileType::Socket => "socket",
+            FileType::CharacterDevice => "character device",
+            FileType::BlockDevice => "block device",
+            FileType::Unknown => "special file",
+        };
+        Err(ReadInRootError::NotRegular { kind })
+    };
+    check(&open(OFlags::PATH)?)?;
+    let fd = open(OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY)?;
+    let size = check(&fd)?;
+    let mut out = Vec::with_capacity(size as usize);
+    std::fs::File::from(fd)
+        .take(max + 1)
+        .read_to_end(&mut out)
+        .map_err(ReadInRootError::Read)?;
+    if out.len() as u64 > max {
+        return Err(ReadInRootError::TooLarge { max });
     }
     Ok(out)
 }

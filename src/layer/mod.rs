@@ -15,15 +15,17 @@ pub mod extract;
 pub mod from_tar;
 pub mod host;
 mod in_root;
+pub use in_root::{read_regular, ReadInRootError};
 pub mod read;
-mod tar_header;
+pub(crate) mod tar_header;
+pub mod tar_style;
 pub mod tree;
 pub mod tree_walk;
 pub mod upper;
 pub mod write;
 
 #[cfg(test)]
-mod testtar;
+pub(crate) mod testtar;
 
 /// The digest of a host file or directory as a `path` input: the sha256 of the deterministic
 /// tar of its normalized tree (root-owned, mtime 0), so it depends only on what git would

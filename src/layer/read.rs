@@ -7,11 +7,20 @@
 //!
 //! Understood: ustar (with `prefix`), GNU long names/links (`L`, `K`) and base-256 numbers,
 //! PAX extended headers (`x` per entry, `g` global) with `path`, `linkpath`, `size`, `uid`,
-//! `gid`, `mtime` (whole seconds kept) and `SCHILY.xattr.*`. Every header checksum is
+//! `gid`, `mtime` (whole seconds kept) and `SCHILY.xattr.*`. Global records apply to every
+//! later entry (as GNU tar applies them), so they are capped: [`MAX_PAX_GLOBALS`] bytes in
+//! force at once, no global `path` or `linkpath`; xattr values are capped at
+//! [`MAX_XATTR_VALUE`], an entry's xattrs at [`MAX_ENTRY_XATTRS`] and an archive's at
+//! [`ReadLimits::max_archive_xattrs`], so what a reader holds stays bounded whatever a few
+//! kilobytes of compressed headers expand to. Every header checksum is
 //! verified; an archive that ends inside a header or inside member data is an error; the
 //! end-of-archive marker may be one or two NUL blocks, and anything after the first NUL block
-//! is ignored. An archive that ends cleanly at a header boundary without any NUL block is
-//! reported as truncated, because nothing distinguishes it from a cut-off download.
+//! is ignored. An archive that ends without any NUL block, at a header boundary or right after
+//! the last member's data (umoci's `insert` writes its layers so: no padding, no marker), is
+//! accepted, as the runtimes that unpack layers (podman, containerd: Go) accept it;
+//! [`TarReader::end`] tells these endings apart. A stream cut inside a header, inside member
+//! data or after an extension header is still an error (and a cut-off download is caught by
+//! the blob's digest or the compressed stream's own end).
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -33,12 +42,25 @@ pub const DEFAULT_MAX_PATH_LEN: usize = 4096;
 const COPY_BUF: usize = 64 * 1024;
 /// Extension headers (`L`, `K`, `x`, `g`) allowed in a row before a real entry.
 pub const MAX_EXTENSION_HEADERS: u32 = 32;
+/// Largest xattr value accepted (Linux's `XATTR_SIZE_MAX`: nothing larger can be set).
+pub const MAX_XATTR_VALUE: usize = 64 * 1024;
+/// Largest total of xattr names and values on one entry.
+pub const MAX_ENTRY_XATTRS: usize = 128 * 1024;
+/// Largest total of keys and values of the global (`g`) PAX records in force at once: they
+/// are held for the rest of the archive and apply to every later entry.
+pub const MAX_PAX_GLOBALS: usize = 64 * 1024;
+/// Default cap on the xattr names and values of all entries of one archive together. Global
+/// records repeat theirs on every entry, so without it a few kilobytes of archive could make
+/// every reader hold gigabytes.
+pub const DEFAULT_MAX_ARCHIVE_XATTRS: u64 = 32 << 20;
 
 /// Caps applied while reading; see the constants for the defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReadLimits {
     pub max_entries: u64,
     pub max_path_len: usize,
+    /// Xattr names and values of all entries together, in bytes.
+    pub max_archive_xattrs: u64,
 }
 
 impl Default for ReadLimits {
@@ -46,6 +68,7 @@ impl Default for ReadLimits {
         Self {
             max_entries: DEFAULT_MAX_ENTRIES,
             max_path_len: DEFAULT_MAX_PATH_LEN,
+            max_archive_xattrs: DEFAULT_MAX_ARCHIVE_XATTRS,
         }
     }
 }
@@ -99,6 +122,39 @@ pub enum ReadError {
     },
     #[error("failed to read tar archive at byte {offset}: more than {limit} entries")]
     TooManyEntries { offset: u64, limit: u64 },
+    #[error("failed to read pax header at byte {offset} for `{path}`: xattr `{name}` of {size} bytes exceeds the cap of {limit} bytes")]
+    XattrTooLarge {
+        path: String,
+        offset: u64,
+        name: String,
+        size: usize,
+        limit: usize,
+    },
+    #[error("failed to read tar header at byte {offset} (`{path}`): its xattrs take {size} bytes, above the cap of {limit} bytes per entry")]
+    EntryXattrsTooLarge {
+        path: String,
+        offset: u64,
+        size: usize,
+        limit: usize,
+    },
+    #[error("failed to read tar header at byte {offset} (`{path}`): the xattrs of the archive's entries exceed the cap of {limit} bytes in total")]
+    ArchiveXattrsTooLarge {
+        path: String,
+        offset: u64,
+        limit: u64,
+    },
+    #[error("failed to read global pax header at byte {offset}: its records take {size} bytes, above the cap of {limit} bytes (they apply to every later entry)")]
+    GlobalPaxTooLarge {
+        offset: u64,
+        size: usize,
+        limit: usize,
+    },
+    #[error("failed to read global pax header at byte {offset}: a `{key}` record would give every later entry the same {what}")]
+    GlobalPaxPath {
+        offset: u64,
+        key: String,
+        what: &'static str,
+    },
     #[error("failed to read tar header at byte {offset}: {field} of {len} bytes exceeds the cap of {limit} bytes (starts `{prefix}`)")]
     PathTooLong {
         offset: u64,
@@ -200,6 +256,18 @@ pub struct TarEntry {
     pub format: TarFormat,
 }
 
+/// How an archive ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchiveEnd {
+    /// A NUL block (what follows it is not read).
+    Marker,
+    /// The stream ended at a header boundary with no end-of-archive marker.
+    NoMarker,
+    /// The stream ended right after the last member's data: no padding to a 512-byte block,
+    /// no marker.
+    Unpadded,
+}
+
 /// Streams entries out of a tar archive; see the module docs for what is accepted.
 pub struct TarReader<R: Read> {
     inner: R,
@@ -210,8 +278,14 @@ pub struct TarReader<R: Read> {
     padding: u64,
     current_path: String,
     entries: u64,
+    /// Xattr bytes of the entries returned so far (see [`ReadLimits::max_archive_xattrs`]).
+    xattr_bytes: u64,
     globals: BTreeMap<String, Vec<u8>>,
     done: bool,
+    end: Option<ArchiveEnd>,
+    /// The header block and PAX record keys of the entry last returned (for `kiln diff`).
+    header: [u8; BLOCK],
+    pax_keys: Vec<String>,
     buf: Vec<u8>,
 }
 
@@ -232,8 +306,12 @@ impl<R: Read> TarReader<R> {
             padding: 0,
             current_path: String::new(),
             entries: 0,
+            xattr_bytes: 0,
             globals: BTreeMap::new(),
             done: false,
+            end: None,
+            header: [0; BLOCK],
+            pax_keys: Vec::new(),
             buf: Vec::new(),
         }
     }
@@ -242,6 +320,22 @@ impl<R: Read> TarReader<R> {
     /// reading stopped), so a caller can drain a compressed stream to verify its trailer.
     pub fn into_inner(self) -> R {
         self.inner
+    }
+
+    /// How the archive ended, once [`Self::next_entry`] has returned `None`.
+    pub fn end(&self) -> Option<ArchiveEnd> {
+        self.end
+    }
+
+    /// The header block of the entry last returned, as stored (extension headers aside): how a
+    /// writer spells its fields (mode type bits, checksum, device numbers) tells writers apart.
+    pub fn header_block(&self) -> &[u8; BLOCK] {
+        &self.header
+    }
+
+    /// The PAX record keys (per-entry and global) that applied to the entry last returned.
+    pub fn pax_keys(&self) -> &[String] {
+        &self.pax_keys
     }
 
     /// Bytes consumed from the underlying reader so far.
@@ -257,6 +351,9 @@ impl<R: Read> TarReader<R> {
             return Ok(None);
         }
         self.skip_rest()?;
+        if self.done {
+            return Ok(None);
+        }
         let mut ov = Overrides::default();
         let mut extensions = 0u32;
         let first_offset = self.offset;
@@ -264,15 +361,21 @@ impl<R: Read> TarReader<R> {
             let header_offset = self.offset;
             let mut block = [0u8; BLOCK];
             if !self.read_block_or_eof(&mut block)? {
-                return Err(ReadError::Truncated {
-                    path: String::new(),
-                    offset: header_offset,
-                    what: "the end-of-archive marker",
-                });
+                if header_offset != first_offset {
+                    return Err(ReadError::Truncated {
+                        path: String::new(),
+                        offset: header_offset,
+                        what: "the entry after an extension header",
+                    });
+                }
+                self.done = true;
+                self.end = Some(ArchiveEnd::NoMarker);
+                return Ok(None);
             }
             if block.iter().all(|&b| b == 0) {
                 // One NUL block is enough; the rest (second NUL block, padding) is ignored.
                 self.done = true;
+                self.end = Some(ArchiveEnd::Marker);
                 return Ok(None);
             }
             let raw_name = field_str(&block[0..100]);
@@ -320,7 +423,7 @@ impl<R: Read> TarReader<R> {
                     match typeflag {
                         b'L' => ov.gnu_name = Some(trim_nul(data)),
                         b'K' => ov.gnu_link = Some(trim_nul(data)),
-                        b'g' => parse_pax(&data, &mut self.globals, &shown, header_offset)?,
+                        b'g' => self.add_globals(&data, &shown, header_offset)?,
                         _ => parse_pax(&data, &mut ov.pax, &shown, header_offset)?,
                     }
                     continue;
@@ -387,9 +490,21 @@ impl<R: Read> TarReader<R> {
         if let Some(l) = ov.gnu_link {
             link = l;
         }
-        // PAX: globals first, then the per-entry header overrides them.
-        let mut pax = self.globals.clone();
-        pax.extend(ov.pax);
+        // PAX: the per-entry header overrides the globals (which are not copied: they may be
+        // large, and apply to every entry).
+        let pax = Pax {
+            entry: &ov.pax,
+            globals: &self.globals,
+        };
+        self.header = *block;
+        self.pax_keys = self
+            .globals
+            .keys()
+            .chain(ov.pax.keys())
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         if let Some(p) = pax.get("path") {
             name = p.clone();
         }
@@ -458,15 +573,33 @@ impl<R: Read> TarReader<R> {
                 reason: "bad mtime record",
             })?;
         }
-        let mut xattrs = BTreeMap::new();
-        for (k, v) in &pax {
-            if let Some(name) = k.strip_prefix("SCHILY.xattr.") {
-                xattrs.insert(name.to_string(), v.clone());
-            }
+        let xattrs = pax.xattrs(&path, offset)?;
+        let held: usize = xattrs.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if held > MAX_ENTRY_XATTRS {
+            return Err(ReadError::EntryXattrsTooLarge {
+                path,
+                offset,
+                size: held,
+                limit: MAX_ENTRY_XATTRS,
+            });
+        }
+        self.xattr_bytes += held as u64;
+        if self.xattr_bytes > self.limits.max_archive_xattrs {
+            return Err(ReadError::ArchiveXattrsTooLarge {
+                path,
+                offset,
+                limit: self.limits.max_archive_xattrs,
+            });
         }
         let typeflag = block[156];
         let kind = match typeflag {
-            b'0' | 0 | b'7' if path.ends_with('/') => TarKind::Dir,
+            // A directory in old (pre-POSIX) archives; Go's archive/tar and Python's tarfile
+            // read it so, and skip no data for it.
+            0 if path.ends_with('/') => TarKind::Dir,
+            // Always a regular file with data, whatever its name: Go's archive/tar (which
+            // container runtimes unpack layers with), Python and busybox read it so, and
+            // skip its data by its size. GNU tar extracts `0` named `d/` as a directory and
+            // then parses its data as headers: never followed here.
             b'0' | 0 | b'7' => TarKind::File,
             b'1' => TarKind::Hardlink,
             b'2' => TarKind::Symlink,
@@ -527,6 +660,23 @@ impl<R: Read> TarReader<R> {
         })
     }
 
+    /// Reads the underlying stream to its end once the end-of-archive marker was read, so the
+    /// end-of-stream checks of a decompressor below (gzip CRC and length of every member,
+    /// xz/zstd/bzip2 stream ends, trailing data) run: an archive is accepted only when all of
+    /// it is. Does nothing before the end of the archive (after an error, say).
+    pub fn drain(&mut self) -> Result<(), ReadError> {
+        if !self.done {
+            return Ok(());
+        }
+        let mut tail = CountingSink(0);
+        let copied = io::copy(&mut self.inner, &mut tail);
+        self.offset += tail.0;
+        copied.map(drop).map_err(|source| ReadError::Io {
+            offset: self.offset,
+            source,
+        })
+    }
+
     /// Copies the rest of the current entry's data into `sink`; returns the bytes copied.
     pub fn read_data(&mut self, sink: &mut impl Write) -> Result<u64, ReadError> {
         // One copy buffer for the whole archive, grown (up to COPY_BUF) as members need.
@@ -569,7 +719,16 @@ impl<R: Read> TarReader<R> {
             } else {
                 "padding"
             };
-            let n = self.fill(&mut buf[..want], what)?;
+            let n = match self.fill(&mut buf[..want], what) {
+                // The last member's data is complete and the stream ends in its padding: the
+                // archive ends here (umoci's `insert` layers), as Go's archive/tar reads it.
+                Err(ReadError::Truncated { .. }) if left <= self.padding => {
+                    self.done = true;
+                    self.end = Some(ArchiveEnd::Unpadded);
+                    break;
+                }
+                other => other?,
+            };
             left -= n as u64;
         }
         self.remaining = 0;
@@ -632,6 +791,31 @@ impl<R: Read> TarReader<R> {
         Ok(true)
     }
 
+    /// Applies a global (`g`) PAX header: its records stay in force for the rest of the
+    /// archive, so they are capped ([`MAX_PAX_GLOBALS`]), and may not name a path or link
+    /// target (every later entry would get the same one).
+    fn add_globals(&mut self, data: &[u8], shown: &str, offset: u64) -> Result<(), ReadError> {
+        parse_pax(data, &mut self.globals, shown, offset)?;
+        for (key, what) in [("path", "path"), ("linkpath", "link target")] {
+            if self.globals.contains_key(key) {
+                return Err(ReadError::GlobalPaxPath {
+                    offset,
+                    key: key.to_string(),
+                    what,
+                });
+            }
+        }
+        let size: usize = self.globals.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > MAX_PAX_GLOBALS {
+            return Err(ReadError::GlobalPaxTooLarge {
+                offset,
+                size,
+                limit: MAX_PAX_GLOBALS,
+            });
+        }
+        Ok(())
+    }
+
     /// Reads an extension member (already checked against its cap) and its padding.
     fn read_small(
         &mut self,
@@ -650,6 +834,57 @@ impl<R: Read> TarReader<R> {
         self.remaining = 0;
         self.skip_rest()?;
         Ok(data)
+    }
+}
+
+/// Counts what is written to it and drops it.
+struct CountingSink(u64);
+
+impl Write for CountingSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The PAX records that apply to one entry: its own, over the globals in force.
+struct Pax<'a> {
+    entry: &'a BTreeMap<String, Vec<u8>>,
+    globals: &'a BTreeMap<String, Vec<u8>>,
+}
+
+const XATTR_PREFIX: &str = "SCHILY.xattr.";
+
+impl Pax<'_> {
+    fn get(&self, key: &str) -> Option<&Vec<u8>> {
+        self.entry.get(key).or_else(|| self.globals.get(key))
+    }
+
+    /// `SCHILY.xattr.*` records keyed without the prefix, each value within
+    /// [`MAX_XATTR_VALUE`].
+    fn xattrs(&self, path: &str, offset: u64) -> Result<BTreeMap<String, Vec<u8>>, ReadError> {
+        let mut out = BTreeMap::new();
+        for records in [self.globals, self.entry] {
+            let range = records.range(XATTR_PREFIX.to_string()..);
+            for (k, v) in range.take_while(|(k, _)| k.starts_with(XATTR_PREFIX)) {
+                let name = &k[XATTR_PREFIX.len()..];
+                if v.len() > MAX_XATTR_VALUE {
+                    return Err(ReadError::XattrTooLarge {
+                        path: path.to_string(),
+                        offset,
+                        name: name.to_string(),
+                        size: v.len(),
+                        limit: MAX_XATTR_VALUE,
+                    });
+                }
+                out.insert(name.to_string(), v.clone());
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -28,7 +28,7 @@ fn reads_every_entry_kind() {
         .device("c", b'3', 1, 3)
         .device("b", b'4', 8, 1)
         .raw(header(b"p", b'6', 0, 0o600, b""), b"")
-        .raw(header(b"v7dir/", b'0', 0, 0o755, b""), b"");
+        .raw(header(b"v7dir/", 0, 0, 0o755, b""), b"");
     let got = all(&t.finish()).unwrap();
     let kinds: Vec<_> = got.iter().map(|(e, _)| (e.path.as_str(), e.kind)).collect();
     assert_eq!(
@@ -182,13 +182,55 @@ fn case14_trailing_nuls_are_accepted() {
     assert!(all(&[0u8; 1024]).unwrap().is_empty());
 }
 
+/// Regression (issue 12.3): umoci writes layers without the two NUL blocks; GNU tar, Go and
+/// Python read them, so kiln does, and says the marker was missing.
 #[test]
-fn case14_missing_end_marker_is_truncation() {
+fn case14_missing_end_marker_is_accepted_at_a_header_boundary() {
     let mut t = Tar::new();
-    t.file("a", b"x");
-    let err = all(&t.out).unwrap_err();
+    t.file("a", b"x").file("b", b"yy");
+    let mut r = TarReader::new(&t.out[..], ReadLimits::default());
+    let mut names = Vec::new();
+    while let Some(e) = r.next_entry().unwrap() {
+        names.push(e.path);
+    }
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(r.end(), Some(ArchiveEnd::NoMarker));
     assert!(
-        matches!(err, ReadError::Truncated { offset: 1024, .. }),
+        all(&[]).unwrap().is_empty(),
+        "an empty stream is an empty archive"
+    );
+    // Cut right after the last member's data, inside its padding (umoci's `insert`).
+    let unpadded = &t.out[..t.out.len() - (BLOCK - 2)];
+    let mut r = TarReader::new(unpadded, ReadLimits::default());
+    let mut data = Vec::new();
+    while r.next_entry().unwrap().is_some() {
+        r.read_data(&mut data).unwrap();
+    }
+    assert_eq!(data, b"xyy");
+    assert_eq!(r.end(), Some(ArchiveEnd::Unpadded));
+    // One byte of data missing: truncated.
+    let err = all(&t.out[..t.out.len() - (BLOCK - 1)]).unwrap_err();
+    assert!(
+        matches!(err, ReadError::Truncated { what: "data", .. }),
+        "{err}"
+    );
+    let ended = t.finish();
+    let mut r = TarReader::new(&ended[..], ReadLimits::default());
+    while r.next_entry().unwrap().is_some() {}
+    assert_eq!(r.end(), Some(ArchiveEnd::Marker));
+
+    // Cut after an extension header, before the entry it belongs to: truncated.
+    let mut pax = Tar::new();
+    pax.pax(b'x', &[("path", b"long/name".as_slice())]);
+    let err = all(&pax.out).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ReadError::Truncated {
+                what: "the entry after an extension header",
+                ..
+            }
+        ),
         "{err}"
     );
 }
@@ -228,13 +270,12 @@ fn case14_short_data() {
     let mut r = TarReader::new(bytes, ReadLimits::default());
     r.next_entry().unwrap();
     assert!(matches!(r.next_entry(), Err(ReadError::Truncated { .. })));
-    // Data present but its padding cut: still truncation.
+    // Data present but its padding cut: the archive ends there (issue 12.3, umoci's insert).
     let mut t = Tar::new();
     t.file("p", b"abc");
-    assert!(matches!(
-        all(&t.out[..512 + 3]),
-        Err(ReadError::Truncated { .. })
-    ));
+    let read = all(&t.out[..512 + 3]).unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].1, b"abc");
 }
 
 #[test]
@@ -558,4 +599,149 @@ fn reports_header_format_and_owner_names() {
             ("plain", TarFormat::Ustar, "", ""),
         ]
     );
+}
+
+/// Issue 11.4: one global header's xattr repeated on every later entry made readers hold
+/// gigabytes. Values, entries, globals and the archive's total are capped, with errors that
+/// name the entry.
+#[test]
+fn pax_metadata_is_capped() {
+    let big = vec![b'v'; MAX_XATTR_VALUE + 1];
+    let mut t = Tar::new();
+    t.pax(b'x', &[("SCHILY.xattr.user.big", &big)])
+        .file("f", b"");
+    let err = all(&t.finish()).unwrap_err();
+    assert!(
+        matches!(&err, ReadError::XattrTooLarge { path, name, .. } if path == "f" && name == "user.big"),
+        "{err}"
+    );
+
+    // Within the value cap, but too many on one entry.
+    let v = vec![b'v'; MAX_XATTR_VALUE];
+    let mut t = Tar::new();
+    t.pax(
+        b'x',
+        &[
+            ("SCHILY.xattr.user.a", &v),
+            ("SCHILY.xattr.user.b", &v),
+            ("SCHILY.xattr.user.c", &v),
+        ],
+    )
+    .file("g", b"");
+    let err = all(&t.finish()).unwrap_err();
+    assert!(
+        matches!(&err, ReadError::EntryXattrsTooLarge { path, .. } if path == "g"),
+        "{err}"
+    );
+
+    // Global records held at once.
+    let half = vec![b'v'; MAX_PAX_GLOBALS / 2 + 1];
+    let mut t = Tar::new();
+    t.pax(b'g', &[("comment", &half)])
+        .file("a", b"")
+        .pax(
+            b'g',
+            &[("SCHILY.xattr.user.x", &half[..100]), ("other", &half)],
+        )
+        .file("b", b"");
+    let err = all(&t.finish()).unwrap_err();
+    assert!(matches!(err, ReadError::GlobalPaxTooLarge { .. }), "{err}");
+
+    // A global path would name every later entry the same.
+    let mut t = Tar::new();
+    t.pax(b'g', &[("path", b"same")]).file("a", b"");
+    let err = all(&t.finish()).unwrap_err();
+    assert!(err.to_string().contains("`path` record"), "{err}");
+
+    // A global xattr is applied to every later entry, and counted on each one.
+    let v = vec![b'c'; 40_000];
+    let mut t = Tar::new();
+    t.pax(b'g', &[("SCHILY.xattr.security.capability", &v)]);
+    for i in 0..10 {
+        t.file(&format!("f{i}"), b"");
+    }
+    let bytes = t.finish();
+    let entries = all(&bytes).unwrap();
+    assert!(entries
+        .iter()
+        .all(|(e, _)| e.xattrs.get("security.capability") == Some(&v)));
+    let limits = ReadLimits {
+        max_archive_xattrs: 200_000,
+        ..ReadLimits::default()
+    };
+    let err = all_with(&bytes, limits).unwrap_err();
+    assert!(
+        matches!(&err, ReadError::ArchiveXattrsTooLarge { path, .. } if path == "f4"),
+        "{err}"
+    );
+    // A per-entry header overrides a global record of the same name.
+    let mut t = Tar::new();
+    t.pax(b'g', &[("SCHILY.xattr.user.k", b"global"), ("uname", b"g")])
+        .pax(b'x', &[("SCHILY.xattr.user.k", b"own")])
+        .file("a", b"")
+        .file("b", b"");
+    let entries = all(&t.finish()).unwrap();
+    assert_eq!(entries[0].0.xattrs["user.k"], b"own");
+    assert_eq!(entries[1].0.xattrs["user.k"], b"global");
+    assert_eq!(entries[1].0.uname, "g");
+}
+
+/// Issue 11.9: a `0` member named `d/` with data is a regular file whose data is skipped, as
+/// Go's archive/tar, Python and busybox read it; its data is never parsed as headers. An old
+/// `\0` member named `d/` is a directory without data (Go, Python).
+#[test]
+fn regular_member_with_a_trailing_slash_keeps_the_stream_in_sync() {
+    let mut inner = Tar::new();
+    inner.file("evil", b"EVIL!");
+    let data = inner.out.clone();
+    assert_eq!(data.len(), 1024);
+    for typeflag in [b'0', b'7'] {
+        let mut t = Tar::new();
+        t.raw(header(b"d/", typeflag, 1024, 0o755, b""), &data)
+            .file("after", b"abc");
+        let entries = all(&t.finish()).unwrap();
+        let seen: Vec<(&str, TarKind, usize)> = entries
+            .iter()
+            .map(|(e, d)| (e.path.as_str(), e.kind, d.len()))
+            .collect();
+        assert_eq!(
+            seen,
+            [("d/", TarKind::File, 1024), ("after", TarKind::File, 3)],
+            "typeflag {}",
+            typeflag as char
+        );
+    }
+    let mut t = Tar::new();
+    t.raw(header(b"d/", 0, 0, 0o755, b""), b"")
+        .file("after", b"abc");
+    let entries = all(&t.finish()).unwrap();
+    assert_eq!(entries[0].0.kind, TarKind::Dir);
+    assert_eq!(entries[1].0.path, "after");
+}
+
+/// Issue 11.9: what follows the end-of-archive marker is read to the end by `drain`, so a
+/// decompressor's end-of-stream checks run.
+#[test]
+fn drain_reads_to_the_end_and_reports_its_errors() {
+    struct FailAtEnd<'a>(&'a [u8]);
+    impl Read for FailAtEnd<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "bad crc"));
+            }
+            let n = self.0.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let mut t = Tar::new();
+    t.file("a", b"x");
+    let mut bytes = t.finish();
+    bytes.extend_from_slice(&[0u8; 4096]);
+    let mut r = TarReader::new(FailAtEnd(&bytes), ReadLimits::default());
+    while r.next_entry().unwrap().is_some() {}
+    let err = r.drain().unwrap_err();
+    assert!(matches!(err, ReadError::Io { .. }), "{err}");
+    assert_eq!(r.offset(), bytes.len() as u64);
 }

@@ -154,7 +154,7 @@ impl Read for Lazy {
 }
 
 /// Runs the system's GNU tar over `dir` (sorted names, numeric owner) and returns the archive.
-/// `None` when tar is missing outside CI; with `CI=true` a missing tar fails the test.
+/// A missing tar fails the test.
 pub fn gnu_tar(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
     let out = std::process::Command::new("tar")
         .args(["--sort=name", "--numeric-owner", "-C"])

@@ -137,7 +137,32 @@ pub struct FileTree {
     pub(crate) mounts: BTreeMap<String, HostMount>,
     /// `copy` steps of host paths so far (see [`HostLink`]).
     pub(crate) copies: u32,
+    /// Hard-link groups: the entry holding the content (the first of the group in archive
+    /// order, never a `Hardlink`) and the paths that are `Hardlink`s to it. Kept so that
+    /// replacing an entry costs O(log n), not a scan of the tree, and so the writer can put the
+    /// content at the first path of each group in sort order.
+    pub(crate) links: BTreeMap<String, BTreeSet<String>>,
+    /// Links moved to a new content holder so far (see [`MAX_RELINKS`]).
+    relinked: Relinked,
 }
+
+/// Links handed to a new content holder (when a group's holder is replaced or removed) in one
+/// tree, at most. Each handover costs the size of the group, so without a cap an archive that
+/// replaces the holder of a large group again and again would take quadratic time; no real
+/// archive comes near it.
+pub const MAX_RELINKS: u64 = 1 << 22;
+
+/// A work counter that two otherwise equal trees may differ in.
+#[derive(Clone, Copy, Debug, Default)]
+struct Relinked(u64);
+
+impl PartialEq for Relinked {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Relinked {}
 
 /// Symlinks followed while resolving one path before giving up (the kernel's `MAXSYMLINKS`).
 pub const MAX_SYMLINK_HOPS: u32 = 40;
@@ -162,6 +187,8 @@ pub enum TreeError {
         target: String,
         reason: &'static str,
     },
+    #[error("failed to replace `{path}`: hard links were handed to a new target more than {MAX_RELINKS} times in this layer")]
+    TooManyRelinks { path: String },
     #[error("failed to mark `{path}` opaque: it is not a directory in this layer")]
     OpaqueNotDir { path: String },
     #[error("failed to list host directory copied to `{path}`")]
@@ -380,12 +407,30 @@ impl FileTree {
     /// whiteout becomes opaque (the lower contents stay deleted). A hardlink's target must be an
     /// existing non-directory entry of this tree (a symlink is allowed, as tar allows it; the
     /// link then names the symlink itself, as `linkat` without `AT_SYMLINK_FOLLOW` does);
-    /// chains collapse to the first non-link entry.
+    /// chains collapse to the entry holding the content, whichever path sorts first (the
+    /// writer moves the content to the first path). A link shares the content it had when it
+    /// was added: replacing its target later hands the old content on to the links (as a
+    /// link keeps its inode when tar replaces the target's path).
     pub fn insert(&mut self, path: &str, entry: Entry) -> Result<String, TreeError> {
         let key = self.resolve(path)?;
         let mut entry = entry;
+        let mut holder = None;
         if let EntryKind::Hardlink(target) = &entry.kind {
-            entry.kind = EntryKind::Hardlink(self.hardlink_target(&key, target)?);
+            let first = self.hardlink_target(&key, target)?;
+            if is_under(&first, &key) {
+                return Err(TreeError::BadHardlink {
+                    path: key,
+                    target: target.clone(),
+                    reason: "the target is below the link, which replaces it",
+                });
+            }
+            if first == key {
+                // Linked to a member of its own group (`a`, `b` -> `a`, then `a` -> `b`): it
+                // already shares that content, as GNU tar finds when it extracts it.
+                return Ok(key);
+            }
+            entry.kind = EntryKind::Hardlink(first.clone());
+            holder = Some(first);
         }
         let was_whiteout = matches!(
             self.entries.get(&key).map(|e| &e.kind),
@@ -395,13 +440,16 @@ impl FileTree {
         // A directory replaces a directory (explicit, or implied by entries below it) and keeps
         // its contents; only a non-directory takes its children with it.
         if !new_is_dir {
-            self.drop_subtree(&key);
+            self.drop_subtree(&key)?;
         }
-        if let Some(old) = self.entries.remove(&key) {
-            self.detach(vec![(key.clone(), old)]);
+        if let Some(old) = self.take(&key) {
+            self.detach(vec![(key.clone(), old)])?;
         }
         if new_is_dir && was_whiteout {
             self.opaque.insert(key.clone());
+        }
+        if let Some(first) = holder {
+            self.links.entry(first).or_default().insert(key.clone());
         }
         self.entries.insert(key.clone(), entry);
         Ok(key)
@@ -411,9 +459,9 @@ impl FileTree {
     /// are dropped.
     pub fn remove(&mut self, path: &str) -> Result<String, TreeError> {
         let key = self.resolve(path)?;
-        self.drop_subtree(&key);
-        if let Some(old) = self.entries.remove(&key) {
-            self.detach(vec![(key.clone(), old)]);
+        self.drop_subtree(&key)?;
+        if let Some(old) = self.take(&key) {
+            self.detach(vec![(key.clone(), old)])?;
         }
         self.entries.insert(
             key.clone(),
@@ -456,56 +504,99 @@ impl FileTree {
         }
     }
 
+    /// Removes the entry at `key`, keeping the hard-link index in step: a link leaves its
+    /// group (a group's content holder is for [`FileTree::detach`] to hand on).
+    fn take(&mut self, key: &str) -> Option<Entry> {
+        let old = self.entries.remove(key)?;
+        if let EntryKind::Hardlink(first) = &old.kind {
+            if let Some(group) = self.links.get_mut(first) {
+                group.remove(key);
+                if group.is_empty() {
+                    self.links.remove(first);
+                }
+            }
+        }
+        Some(old)
+    }
+
     /// Drops every entry (and opaque marker) strictly under `dir`, and the host directory
-    /// mounted at `dir` or below it.
-    fn drop_subtree(&mut self, dir: &str) {
-        self.mounts.retain(|k, _| k != dir && !is_under(k, dir));
+    /// mounted at `dir` or below it. Costs O(log n) plus what is dropped.
+    fn drop_subtree(&mut self, dir: &str) -> Result<(), TreeError> {
         let prefix = format!("{dir}/");
+        let below = |k: &String| dir.is_empty() || k.starts_with(&prefix);
+        let mounts: Vec<String> = self
+            .mounts
+            .range(dir.to_string()..)
+            .map(|(k, _)| k)
+            .take_while(|k| *k == dir || below(k))
+            .cloned()
+            .collect();
+        for k in mounts {
+            self.mounts.remove(&k);
+        }
+        let opaque: Vec<String> = self
+            .opaque
+            .range(prefix.clone()..)
+            .take_while(|k| below(k))
+            .cloned()
+            .collect();
+        for k in opaque {
+            self.opaque.remove(&k);
+        }
         let children: Vec<String> = self
             .entries
             .range(prefix.clone()..)
             .map(|(k, _)| k)
-            .take_while(|k| k.starts_with(&prefix))
+            .take_while(|k| below(k))
             .cloned()
             .collect();
         let mut removed = Vec::with_capacity(children.len());
         for k in children {
-            if let Some(e) = self.entries.remove(&k) {
+            if let Some(e) = self.take(&k) {
                 removed.push((k, e));
             }
         }
-        self.opaque.retain(|o| !is_under(o, dir));
-        self.detach(removed);
+        self.detach(removed)
     }
 
     /// Entries that hardlinks of this tree pointed at are going away: the first remaining link
-    /// (in path order) inherits the content, the others point at it.
-    fn detach(&mut self, removed: Vec<(String, Entry)>) {
+    /// (in path order) inherits the content and metadata, the others point at it. Costs
+    /// O(log n) per entry without links, O(k log n) for one with k links (see
+    /// [`MAX_RELINKS`]).
+    fn detach(&mut self, removed: Vec<(String, Entry)>) -> Result<(), TreeError> {
         for (gone, old) in removed {
-            if matches!(
-                old.kind,
-                EntryKind::Dir | EntryKind::Whiteout | EntryKind::Hardlink(_)
-            ) {
-                continue;
-            }
-            let links: Vec<String> = self
-                .entries
-                .iter()
-                .filter(|(_, e)| matches!(&e.kind, EntryKind::Hardlink(t) if *t == gone))
-                .map(|(k, _)| k.clone())
-                .collect();
-            let Some((first, rest)) = links.split_first() else {
+            let Some(mut group) = self.links.remove(&gone) else {
                 continue;
             };
-            if let Some(e) = self.entries.get_mut(first) {
-                e.kind = old.kind.clone();
-                e.meta = old.meta.clone();
+            self.relinked.0 += group.len() as u64;
+            if self.relinked.0 > MAX_RELINKS {
+                return Err(TreeError::TooManyRelinks { path: gone });
             }
-            for k in rest {
+            let Some(first) = group.pop_first() else {
+                continue;
+            };
+            if let Some(e) = self.entries.get_mut(&first) {
+                e.kind = old.kind;
+                e.meta = old.meta;
+            }
+            for k in &group {
                 if let Some(e) = self.entries.get_mut(k) {
                     e.kind = EntryKind::Hardlink(first.clone());
                 }
             }
+            if !group.is_empty() {
+                self.links.insert(first, group);
+            }
+        }
+        Ok(())
+    }
+
+    /// The first path (bytewise) of the hard-link group of `holder`, the entry holding its
+    /// content: where the tar writer puts the content.
+    pub(crate) fn first_of_group<'a>(&'a self, holder: &'a str) -> &'a str {
+        match self.links.get(holder).and_then(|g| g.first()) {
+            Some(link) if link.as_str() < holder => link,
+            _ => holder,
         }
     }
 }

@@ -232,3 +232,94 @@ fn mkdir_over_an_implicit_directory_keeps_its_contents() {
     t.insert("var/log", file("y")).unwrap();
     assert!(t.get("var/log/app.log").is_none());
 }
+
+/// Regression (issue 11.5): `N` files followed by the same `N` names took quadratic time,
+/// because every replacement scanned the whole tree for hard links to the replaced entry.
+#[test]
+fn replacing_many_entries_is_not_quadratic() {
+    let n = 40_000;
+    let mut t = FileTree::new();
+    let start = std::time::Instant::now();
+    for round in 0..2 {
+        for i in 0..n {
+            t.insert(
+                &format!("d/f{i:06}"),
+                file(if round == 0 { "a" } else { "b" }),
+            )
+            .unwrap();
+        }
+    }
+    // A group with many links whose members are replaced one after the other.
+    t.insert("g/0", file("shared")).unwrap();
+    for i in 1..2_000 {
+        t.insert(&format!("g/{i}"), link("g/0")).unwrap();
+    }
+    assert_eq!(t.entries.len(), n + 2_000);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(t.get("d/f000007"), Some(&file("b")));
+}
+
+#[test]
+fn hardlink_groups_survive_any_order_of_links_and_replacements() {
+    let mut t = FileTree::new();
+    // The content is held by the first member in archive order, even when a later link sorts
+    // first: the writer moves it (see write_tests).
+    t.insert("z", file("z")).unwrap();
+    t.insert("a", link("z")).unwrap();
+    assert_eq!(t.first_of_group("z"), "a");
+    // A link to a link joins the same group.
+    t.insert("m", link("a")).unwrap();
+    assert_eq!(t.get("m").unwrap().kind, EntryKind::Hardlink("z".into()));
+    // Linking a member to its own group again changes nothing.
+    t.insert("z", link("m")).unwrap();
+    assert_eq!(t.get("z"), Some(&file("z")));
+    // The holder replaced: the first remaining link (`a`) keeps the old content, `m` follows.
+    t.insert("z", file("new")).unwrap();
+    assert_eq!(t.get("a"), Some(&file("z")));
+    assert_eq!(t.get("m").unwrap().kind, EntryKind::Hardlink("a".into()));
+    assert_eq!(t.first_of_group("a"), "a");
+    assert_eq!(t.links.get("z"), None);
+    // A link replaced by a file leaves the group.
+    t.insert("m", file("m")).unwrap();
+    assert_eq!(t.links.get("a"), None);
+    // A link to a later member (not yet in the tree) is refused, as GNU tar fails to link it.
+    let err = t.insert("early", link("later")).unwrap_err().to_string();
+    assert!(err.contains("not an entry of this layer"), "{err}");
+    // A link that would replace the directory holding its own target.
+    t.insert("dir/f", file("f")).unwrap();
+    let err = t.insert("dir", link("dir/f")).unwrap_err().to_string();
+    assert!(err.contains("below the link"), "{err}");
+    assert_eq!(t.get("dir/f"), Some(&file("f")));
+}
+
+/// Handing a large group's content on again and again is quadratic: capped, with an error
+/// naming the path (no real archive comes near the cap).
+#[test]
+fn replacing_the_holder_of_a_large_group_again_and_again_is_capped() {
+    let n = 3_000;
+    let mut t = FileTree::new();
+    t.insert("a", file("shared")).unwrap();
+    for i in 0..n {
+        t.insert(&format!("g/{i:05}"), link("a")).unwrap();
+    }
+    let start = std::time::Instant::now();
+    let mut err = None;
+    t.insert("a", file("other")).unwrap();
+    for i in 0..n {
+        if let Err(e) = t.insert(&format!("g/{i:05}"), file("x")) {
+            err = Some((i, e));
+            break;
+        }
+    }
+    let (i, err) = err.expect("the cap is reached");
+    assert!(i > 2_000, "{i}");
+    assert!(
+        matches!(&err, TreeError::TooManyRelinks { path } if path == &format!("g/{i:05}")),
+        "{err}"
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+}

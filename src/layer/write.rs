@@ -27,8 +27,14 @@
 //!   space (as GNU tar and Go's archive/tar write it).
 //! - **End**: two zero blocks and nothing else (no padding to a 10 KiB record).
 //!
-//! - **Hardlinks**: host files of one `copy` that share an inode are written once, at the
-//!   first of their paths, and as hard links to it at the others.
+//! - **Hardlinks**: every hard-link group (links of the tree, host files of one `copy` that
+//!   share an inode) is written once with its content, at the first of its paths in sort
+//!   order, and as hard links to that path at the others, whichever member held the content
+//!   in the archive it came from. The content carries the metadata of the member that held it.
+//!
+//! All of the above is kiln's own style, the default; [`write_tar_styled`] writes Go's instead
+//! (`[[layer]] tar = "go"`, see [`super::tar_style`]), to rebuild podman's and buildah's
+//! layers byte for byte.
 //!
 //! File contents are streamed: a host file is opened and copied when its entry is written
 //! (small ones are read just ahead by the directory's walking thread), a spilled archive
@@ -43,7 +49,9 @@ use std::path::PathBuf;
 use std::borrow::Cow;
 
 use super::host::HostError;
+use super::tar_style::{self, TarStyle};
 use super::tree::{Content, Entry, EntryKind, FileTree, HostLink, Metadata};
+use super::tree_walk::WalkEntry;
 
 const BLOCK: usize = 512;
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -113,6 +121,16 @@ pub fn write_tar(
     epoch: i64,
     out: &mut impl Write,
 ) -> Result<WriteStats, WriteError> {
+    write_tar_styled(tree, epoch, TarStyle::Kiln, out)
+}
+
+/// [`write_tar`] in another header style (see [`super::tar_style`]).
+pub fn write_tar_styled(
+    tree: &FileTree,
+    epoch: i64,
+    style: TarStyle,
+    out: &mut impl Write,
+) -> Result<WriteStats, WriteError> {
     for path in &tree.opaque {
         let is_dir = matches!(
             tree.entries.get(path),
@@ -131,21 +149,64 @@ pub fn write_tar(
         epoch: epoch.max(0) as u64,
         buf: Vec::new(),
         slices: None,
+        style,
     };
     if tree.opaque.contains("") {
-        w.opaque_marker("")?;
+        w.opaque_marker("", None)?;
     }
     // Host files sharing an inode: the path written with the content, per inode; and the
     // paths written as links to it, so that a tree hardlink naming one of them follows.
     let mut first_of: BTreeMap<HostLink, String> = BTreeMap::new();
     let mut linked: BTreeMap<String, String> = BTreeMap::new();
-    for item in tree.entries_read_ahead() {
+    let entries: Box<dyn Iterator<Item = Result<WalkEntry<'_>, HostError>>> = match style {
+        TarStyle::Kiln | TarStyle::GoBytewise => Box::new(tree.entries_read_ahead()),
+        TarStyle::Go => Box::new(
+            tar_style::walk_order(tree)?
+                .into_iter()
+                .map(|(p, e)| Ok((Cow::Owned(p), Cow::Owned(e)))),
+        ),
+    };
+    for item in entries {
         let (path, entry) = item.map_err(|source| WriteError::Host {
             source: Box::new(source),
         })?;
         let path: &str = &path;
         validate_path(path)?;
-        let kind = match &entry.kind {
+        // Tree hard-link groups: the content goes to the group's first path in sort order,
+        // whichever member held it in the tree (see `FileTree::insert`). The Go style's walk
+        // order has already regrouped its links at the first path of its own walk.
+        let (kind, meta) = match &entry.kind {
+            EntryKind::Hardlink(target) if style == TarStyle::Go => {
+                let first = linked.get(target).unwrap_or(target);
+                (Cow::Owned(EntryKind::Hardlink(first.clone())), &entry.meta)
+            }
+            EntryKind::Hardlink(holder) => {
+                let content = match tree.entries.get(holder) {
+                    Some(e) if matches!(e.kind, EntryKind::File(_)) => e,
+                    _ => return Err(invalid_link(path, holder)),
+                };
+                let first = tree.first_of_group(holder).min(path);
+                if first == path {
+                    // The content moves here with the metadata of the entry that held it (its
+                    // inode's); the holder is written as a link to this path.
+                    (Cow::Borrowed(&content.kind), &content.meta)
+                } else {
+                    let first = linked.get(first).map_or(first, String::as_str);
+                    (Cow::Owned(EntryKind::Hardlink(first.into())), &entry.meta)
+                }
+            }
+            EntryKind::File(_) if style != TarStyle::Go && tree.first_of_group(path) != path => {
+                // The content went to the group's first path, a link in the tree: this entry
+                // is written in its place, with that link's metadata.
+                let first = tree.first_of_group(path);
+                let meta = &tree.entries[first].meta;
+                let first = linked.get(first).map_or(first, String::as_str);
+                (Cow::Owned(EntryKind::Hardlink(first.into())), meta)
+            }
+            kind => (Cow::Borrowed(kind), &entry.meta),
+        };
+        // Host files of one `copy` that share an inode.
+        let kind = match kind.as_ref() {
             EntryKind::File(Content::File {
                 link: Some(link), ..
             }) => match first_of.get(link) {
@@ -155,34 +216,14 @@ pub fn write_tar(
                 }
                 None => {
                     first_of.insert(**link, path.to_string());
-                    Cow::Borrowed(&entry.kind)
+                    kind
                 }
             },
-            EntryKind::Hardlink(target) => {
-                let ok = target.as_str() < path
-                    && matches!(
-                        tree.entries.get(target),
-                        Some(Entry {
-                            kind: EntryKind::File(_),
-                            ..
-                        })
-                    );
-                if !ok {
-                    return Err(WriteError::InvalidHardlink {
-                        path: path.to_string(),
-                        target: target.clone(),
-                    });
-                }
-                match linked.get(target) {
-                    Some(first) => Cow::Owned(EntryKind::Hardlink(first.clone())),
-                    None => Cow::Borrowed(&entry.kind),
-                }
-            }
-            kind => Cow::Borrowed(kind),
+            _ => kind,
         };
-        w.entry(path, &kind, &entry.meta)?;
+        w.entry(path, &kind, meta)?;
         if matches!(entry.kind, EntryKind::Dir) && tree.opaque.contains(path) {
-            w.opaque_marker(path)?;
+            w.opaque_marker(path, Some(&entry.meta))?;
         }
     }
     w.write(&[0u8; 2 * BLOCK], "")?;
@@ -191,6 +232,13 @@ pub fn write_tar(
         source,
     })?;
     Ok(w.stats)
+}
+
+fn invalid_link(path: &str, target: &str) -> WriteError {
+    WriteError::InvalidHardlink {
+        path: path.to_string(),
+        target: target.to_string(),
+    }
 }
 
 fn validate_path(path: &str) -> Result<(), WriteError> {
@@ -236,6 +284,7 @@ struct TarWriter<'o, W: Write> {
     buf: Vec<u8>,
     /// The spill file of archive members last read from (see [`Content::Slice`]).
     slices: Option<(std::sync::Arc<PathBuf>, std::fs::File)>,
+    style: TarStyle,
 }
 
 impl<W: Write> TarWriter<'_, W> {
@@ -254,17 +303,24 @@ impl<W: Write> TarWriter<'_, W> {
         (mtime.max(0) as u64).min(self.epoch)
     }
 
-    fn opaque_marker(&mut self, dir: &str) -> Result<(), WriteError> {
+    /// The opaque marker of `dir`; `meta` is the directory's own (`None` for the root). The Go
+    /// style gives the marker the directory's permission bits and owner, as containers/storage
+    /// does.
+    fn opaque_marker(&mut self, dir: &str, meta: Option<&Metadata>) -> Result<(), WriteError> {
         let name = if dir.is_empty() {
             OPAQUE_MARKER.to_string()
         } else {
             format!("{dir}/{OPAQUE_MARKER}")
         };
+        let (mode, uid, gid) = match (self.style, meta) {
+            (TarStyle::Go | TarStyle::GoBytewise, Some(m)) => (m.mode & 0o777, m.uid, m.gid),
+            _ => (WHITEOUT_MODE, 0, 0),
+        };
         let header = Header {
             name,
-            mode: WHITEOUT_MODE,
-            uid: 0,
-            gid: 0,
+            mode,
+            uid,
+            gid,
             size: 0,
             mtime: self.epoch,
             typeflag: b'0',
@@ -309,6 +365,9 @@ impl<W: Write> TarWriter<'_, W> {
             dev: (0, 0),
             capability,
         };
+        if self.style.go_headers() {
+            h.mode |= tar_style::type_bits(kind);
+        }
         match kind {
             EntryKind::Dir => {
                 h.typeflag = b'5';
@@ -345,7 +404,12 @@ impl<W: Write> TarWriter<'_, W> {
                     Some((dir, base)) => format!("{dir}/{WHITEOUT_PREFIX}{base}"),
                     None => format!("{WHITEOUT_PREFIX}{path}"),
                 };
-                (h.mode, h.uid, h.gid, h.capability) = (WHITEOUT_MODE, 0, 0, None);
+                // containers/storage writes whiteouts with mode 0.
+                let mode = match self.style {
+                    TarStyle::Kiln => WHITEOUT_MODE,
+                    TarStyle::Go | TarStyle::GoBytewise => 0,
+                };
+                (h.mode, h.uid, h.gid, h.capability) = (mode, 0, 0, None);
             }
         }
         self.header(&h)?;
@@ -357,7 +421,10 @@ impl<W: Write> TarWriter<'_, W> {
 
     /// Writes the PAX header (when one is needed) and the ustar header of one entry.
     fn header(&mut self, h: &Header<'_>) -> Result<(), WriteError> {
-        let mut pax: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        if self.style.go_headers() {
+            return self.header_go(h);
+        }
+        let mut pax = overflow_records(h);
         let split = split_ustar_path(&h.name);
         if split.is_none() {
             pax.insert("path".into(), h.name.as_bytes().to_vec());
@@ -365,42 +432,83 @@ impl<W: Write> TarWriter<'_, W> {
         if h.linkname.len() > 100 {
             pax.insert("linkpath".into(), h.linkname.as_bytes().to_vec());
         }
-        if h.size > MAX_OCTAL_11 {
-            pax.insert("size".into(), h.size.to_string().into_bytes());
-        }
-        if h.mtime > MAX_OCTAL_11 {
-            pax.insert("mtime".into(), h.mtime.to_string().into_bytes());
-        }
-        if h.uid > MAX_OCTAL_7 {
-            pax.insert("uid".into(), h.uid.to_string().into_bytes());
-        }
-        if h.gid > MAX_OCTAL_7 {
-            pax.insert("gid".into(), h.gid.to_string().into_bytes());
-        }
-        if let Some(cap) = h.capability {
-            pax.insert(format!("SCHILY.xattr.{CAPABILITY_XATTR}"), cap.to_vec());
-        }
         if !pax.is_empty() {
-            let records = pax_records(&pax);
-            let mut block = [0u8; BLOCK];
-            encode_header(
-                &mut block,
-                (b"", PAX_HEADER_NAME.as_bytes()),
-                0o644,
-                0,
-                0,
-                records.len() as u64,
-                0,
-                b'x',
-                b"",
-                (0, 0),
-            );
-            self.write(&block, &h.name)?;
-            self.write(&records, &h.name)?;
-            self.pad(records.len() as u64, &h.name)?;
-            self.stats.pax_headers += 1;
+            let pax_header = PaxHeader {
+                name: PAX_HEADER_NAME.as_bytes(),
+                mode: 0o644,
+                dev: Some((0, 0)),
+            };
+            self.pax_header(&pax_header, &pax, &h.name)?;
         }
         let (prefix, name) = split.unwrap_or((b"", truncate(h.name.as_bytes(), 100)));
+        self.ustar_header(h, (prefix, name), truncate(h.linkname.as_bytes(), 100))
+    }
+
+    /// [`Self::header`] as Go's `archive/tar` decides it (see [`super::tar_style`]).
+    fn header_go(&mut self, h: &Header<'_>) -> Result<(), WriteError> {
+        let mut pax = overflow_records(h);
+        let split = tar_style::split_ustar_path(&h.name);
+        let mut ustar = pax.is_empty() && split.is_some();
+        if !h.name.is_ascii() || h.name.len() > 100 {
+            pax.insert("path".into(), h.name.as_bytes().to_vec());
+        }
+        if !h.linkname.is_ascii() || h.linkname.len() > 100 {
+            pax.insert("linkpath".into(), h.linkname.as_bytes().to_vec());
+            ustar = false;
+        }
+        if let (true, Some(split)) = (ustar, split) {
+            return self.ustar_header(h, split, h.linkname.as_bytes());
+        }
+        let pax_name = tar_style::pax_header_name(&h.name);
+        let pax_header = PaxHeader {
+            name: &pax_name,
+            mode: 0,
+            dev: None,
+        };
+        self.pax_header(&pax_header, &pax, &h.name)?;
+        let (name, linkname) = (
+            tar_style::to_ascii(&h.name),
+            tar_style::to_ascii(h.linkname),
+        );
+        self.ustar_header(h, (b"", truncate(&name, 100)), truncate(&linkname, 100))
+    }
+
+    /// An extended header (`x`) holding `records`, for the entry at `path`.
+    fn pax_header(
+        &mut self,
+        header: &PaxHeader<'_>,
+        records: &BTreeMap<String, Vec<u8>>,
+        path: &str,
+    ) -> Result<(), WriteError> {
+        let records = pax_records(records);
+        let mut block = [0u8; BLOCK];
+        encode_header(
+            &mut block,
+            (b"", header.name),
+            header.mode,
+            0,
+            0,
+            records.len() as u64,
+            0,
+            b'x',
+            b"",
+            header.dev,
+        );
+        self.write(&block, path)?;
+        self.write(&records, path)?;
+        self.pad(records.len() as u64, path)?;
+        self.stats.pax_headers += 1;
+        Ok(())
+    }
+
+    /// The ustar header of one entry; a number that does not fit is written as zero (a PAX
+    /// record holds it).
+    fn ustar_header(
+        &mut self,
+        h: &Header<'_>,
+        (prefix, name): (&[u8], &[u8]),
+        linkname: &[u8],
+    ) -> Result<(), WriteError> {
         let fit = |v: u64, max: u64| if v > max { 0 } else { v };
         let mut block = [0u8; BLOCK];
         encode_header(
@@ -412,8 +520,8 @@ impl<W: Write> TarWriter<'_, W> {
             fit(h.size, MAX_OCTAL_11),
             fit(h.mtime, MAX_OCTAL_11),
             h.typeflag,
-            truncate(h.linkname.as_bytes(), 100),
-            h.dev,
+            linkname,
+            Some(h.dev),
         );
         self.write(&block, &h.name)?;
         self.stats.entries += 1;
@@ -514,6 +622,35 @@ impl<W: Write> TarWriter<'_, W> {
     }
 }
 
+/// How an extended header's own ustar block is filled.
+struct PaxHeader<'a> {
+    name: &'a [u8],
+    mode: u32,
+    /// `None` leaves devmajor/devminor as NUL bytes (Go does).
+    dev: Option<(u32, u32)>,
+}
+
+/// The PAX records for values that do not fit their ustar fields, and the capability xattr.
+fn overflow_records(h: &Header<'_>) -> BTreeMap<String, Vec<u8>> {
+    let mut pax: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    if h.size > MAX_OCTAL_11 {
+        pax.insert("size".into(), h.size.to_string().into_bytes());
+    }
+    if h.mtime > MAX_OCTAL_11 {
+        pax.insert("mtime".into(), h.mtime.to_string().into_bytes());
+    }
+    if h.uid > MAX_OCTAL_7 {
+        pax.insert("uid".into(), h.uid.to_string().into_bytes());
+    }
+    if h.gid > MAX_OCTAL_7 {
+        pax.insert("gid".into(), h.gid.to_string().into_bytes());
+    }
+    if let Some(cap) = h.capability {
+        pax.insert(format!("SCHILY.xattr.{CAPABILITY_XATTR}"), cap.to_vec());
+    }
+    pax
+}
+
 fn truncate(bytes: &[u8], max: usize) -> &[u8] {
     &bytes[..bytes.len().min(max)]
 }
@@ -562,7 +699,7 @@ fn encode_header(
     mtime: u64,
     typeflag: u8,
     linkname: &[u8],
-    (major, minor): (u32, u32),
+    dev: Option<(u32, u32)>,
 ) {
     block[..name.len()].copy_from_slice(name);
     octal(&mut block[100..108], u64::from(mode));
@@ -574,8 +711,10 @@ fn encode_header(
     block[157..157 + linkname.len()].copy_from_slice(linkname);
     block[257..263].copy_from_slice(b"ustar\0");
     block[263..265].copy_from_slice(b"00");
-    octal(&mut block[329..337], u64::from(major));
-    octal(&mut block[337..345], u64::from(minor));
+    if let Some((major, minor)) = dev {
+        octal(&mut block[329..337], u64::from(major));
+        octal(&mut block[337..345], u64::from(minor));
+    }
     block[345..345 + prefix.len()].copy_from_slice(prefix);
     block[148..156].fill(b' ');
     let sum: u64 = block.iter().map(|&b| u64::from(b)).sum();

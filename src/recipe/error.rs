@@ -165,6 +165,12 @@ pub enum RecipeError {
         "{at}: empty [[layer]] (layer {index}); every layer needs at least one [[layer.step]]"
     )]
     EmptyLayer { at: Location, index: usize },
+    #[error("{at}: invalid `size = {value}` for input `{input}`: a `url` input's size is a byte count >= 0 (`kiln lock` writes it); a `path` input has none")]
+    InvalidSize {
+        at: Location,
+        input: String,
+        value: i64,
+    },
     #[error("{at}: `epoch` must be >= 0, found {value}")]
     NegativeEpoch { at: Location, value: i64 },
     #[error("{at}: unknown compression `{value}`; expected one of: gzip, zstd")]
@@ -174,6 +180,14 @@ pub enum RecipeError {
         at: Location,
         compression: Compression,
         level: i64,
+    },
+    #[error("{at}: unknown tar style `{value}`; expected one of: kiln, go, go-bytewise")]
+    UnknownTarStyle { at: Location, value: String },
+    #[error("{at}: [image] history has {entries} entries for layers but the recipe has {layers} [[layer]]; give one entry per layer, and `empty-layer = true` to the others")]
+    HistoryLayerCount {
+        at: Location,
+        entries: usize,
+        layers: usize,
     },
     #[error("{at}: `run` needs a non-empty command")]
     EmptyCommand { at: Location },
@@ -227,8 +241,11 @@ impl RecipeError {
             | UnpinnedInputs { at, .. }
             | EmptyLayer { at, .. }
             | NegativeEpoch { at, .. }
+            | InvalidSize { at, .. }
             | UnknownCompression { at, .. }
             | CompressionLevel { at, .. }
+            | UnknownTarStyle { at, .. }
+            | HistoryLayerCount { at, .. }
             | EmptyCommand { at }
             | RootPath { at, .. }
             | Empty { at, .. }

@@ -66,6 +66,38 @@ fn splice(text: &str, range: Range<usize>, with: &str) -> String {
 /// otherwise inserts a line right after `url` (or `path`) with the same indentation and
 /// line ending (inside an inline table: `, sha256 = "…"` right after the value).
 pub fn pin_input_sha256(text: &str, input: &str, sha: &Sha256Digest) -> Result<String, LockError> {
+    let hex = sha.hex();
+    pin_input_key(text, input, "sha256", &quote(&hex), &["url", "path"], |v| {
+        v.as_str() == Some(hex.as_str())
+    })
+}
+
+/// Sets `size` of `[inputs.<input>]` to `size` (replacing it, or inserting it after the
+/// input's `sha256`, else its `url`), keeping every other byte of `text`.
+pub fn pin_input_size(text: &str, input: &str, size: u64) -> Result<String, LockError> {
+    let value = i64::try_from(size).map_err(|_| LockError::Misplaced {
+        key: format!("inputs.{input}.size"),
+    })?;
+    pin_input_key(
+        text,
+        input,
+        "size",
+        &size.to_string(),
+        &["sha256", "url", "path"],
+        |v| v.as_integer() == Some(value),
+    )
+}
+
+/// Sets `key` of `[inputs.<input>]` to the TOML `value`, inserted after the first of
+/// `anchors` the table has when the key is missing; `placed` checks the result.
+fn pin_input_key(
+    text: &str,
+    input: &str,
+    key: &str,
+    value: &str,
+    anchors: &[&str],
+    placed: impl Fn(&Item) -> bool,
+) -> Result<String, LockError> {
     let doc = parse(text)?;
     let inputs = doc.get("inputs").and_then(Item::as_table_like);
     let Some(item) = inputs.and_then(|t| t.get(input)) else {
@@ -77,16 +109,14 @@ pub fn pin_input_sha256(text: &str, input: &str, sha: &Sha256Digest) -> Result<S
             known,
         });
     };
-    let value = quote(&sha.hex());
-
-    let out = insert_or_replace(text, inputs, input, item, &value)?;
+    let out = insert_or_replace(text, inputs, input, item, key, value, anchors)?;
     // Guard against a layout the splice misread: the pin must land in this input's table.
-    let placed = parse(&out)?;
-    match placed["inputs"][input]["sha256"].as_str() {
-        Some(hex) if hex == sha.hex() => Ok(out),
-        _ => Err(LockError::Misplaced {
-            key: format!("inputs.{input}.sha256"),
-        }),
+    if placed(&parse(&out)?["inputs"][input][key]) {
+        Ok(out)
+    } else {
+        Err(LockError::Misplaced {
+            key: format!("inputs.{input}.{key}"),
+        })
     }
 }
 
@@ -95,15 +125,17 @@ fn insert_or_replace(
     inputs: Option<&dyn TableLike>,
     input: &str,
     item: &Item,
+    key: &str,
     value: &str,
+    anchors: &[&str],
 ) -> Result<String, LockError> {
     let table = item.as_table_like().ok_or_else(|| LockError::NoSource {
         input: input.to_string(),
     })?;
-    if let Some(range) = table.get("sha256").and_then(Item::span) {
+    if let Some(range) = table.get(key).and_then(Item::span) {
         return Ok(splice(text, range, value));
     }
-    let anchor = ["url", "path"].into_iter().find(|k| table.contains_key(k));
+    let anchor = anchors.iter().find(|k| table.contains_key(k));
     let anchor = anchor.ok_or_else(|| LockError::NoSource {
         input: input.to_string(),
     })?;
@@ -121,13 +153,13 @@ fn insert_or_replace(
             _ => "",
         };
         let at = value_range.end;
-        return Ok(splice(text, at..at, &format!(", {prefix}sha256 = {value}")));
+        return Ok(splice(text, at..at, &format!(", {prefix}{key} = {value}")));
     }
     // Same indentation and dotted prefix as the anchor key: `  url` → `  sha256`,
     // `busybox.url` → `busybox.sha256`.
     let line_start = text[..key_range.start].rfind('\n').map_or(0, |i| i + 1);
     let prefix = &text[line_start..key_range.start];
-    let line = format!("{prefix}sha256 = {value}");
+    let line = format!("{prefix}{key} = {value}");
     Ok(match text[value_range.end..].find('\n') {
         Some(i) => {
             let newline_at = value_range.end + i;
@@ -230,6 +262,29 @@ extract = "busybox"
         let recipe = Recipe::parse(&out, "r.toml", ".").unwrap();
         assert_eq!(recipe.inputs["busybox"].sha256(), Some(&sha()));
         assert!(recipe.unpinned_inputs().is_empty());
+    }
+
+    #[test]
+    fn size_goes_after_the_sha256_and_is_replaced_in_place() {
+        let pinned = pin_input_sha256(COMMENTED, "busybox", &sha()).unwrap();
+        let sized = pin_input_size(&pinned, "busybox", 1234).unwrap();
+        assert_eq!(sized, with_line(&pinned, 9, "    size = 1234"));
+        let recipe = Recipe::parse(&sized, "r.toml", ".").unwrap();
+        assert!(matches!(
+            recipe.inputs["busybox"].source,
+            crate::recipe::InputSource::Url {
+                size: Some(1234),
+                ..
+            }
+        ));
+        let resized = pin_input_size(&sized, "busybox", 99).unwrap();
+        assert_eq!(resized, sized.replace("size = 1234", "size = 99"));
+        // Inline tables take it too.
+        let inline = "[inputs]\na = { url = \"https://e/a\", sha256 = \"00\" }\n";
+        assert_eq!(
+            pin_input_size(inline, "a", 7).unwrap(),
+            "[inputs]\na = { url = \"https://e/a\", sha256 = \"00\", size = 7 }\n"
+        );
     }
 
     #[test]

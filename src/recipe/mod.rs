@@ -23,14 +23,14 @@ mod tests;
 use std::path::Path;
 
 pub use error::RecipeError;
-pub use lock::{pin_base_ref, pin_input_sha256, LockError};
+pub use lock::{pin_base_ref, pin_input_sha256, pin_input_size, LockError};
 pub use reference::{ReferenceError, TRANSPORTS};
 pub use repositories::Repository;
-pub use span::{Location, Span};
+pub use span::{Location, Span, ValueSpans};
 pub use steps::STEP_KINDS;
 pub use types::{
-    Base, Compression, ConfigSection, ImageSection, Input, InputSource, Layer, Recipe, Step,
-    StepKind,
+    Base, Compression, ConfigSection, HistoryEntry, ImageSection, Input, InputSource, Layer,
+    Recipe, Step, StepKind, TarStyle,
 };
 pub use values::{ImagePath, Mode, Owner, Platform, RefName, ValueError};
 
@@ -100,6 +100,11 @@ impl Recipe {
                 inputs: unpinned.iter().map(|i| i.name.clone()).collect(),
             }),
         }
+    }
+
+    /// `span` of this recipe as `file:line:column`.
+    pub fn location(&self, span: Span) -> Location {
+        Location::new(&self.file, span)
     }
 
     /// The input called `name`.

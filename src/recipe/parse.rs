@@ -11,10 +11,13 @@ use toml_edit::ImDocument;
 
 use super::error::RecipeError;
 use super::reference::check_reference;
+use super::span::ValueSpans;
 use super::span::{LineIndex, Span};
 use super::steps::parse_layers;
-use super::table::{Cx, Tbl};
-use super::types::{Base, Compression, ConfigSection, ImageSection, Input, InputSource, Recipe};
+use super::table::{as_table_array, Cx, Tbl};
+use super::types::{
+    Base, Compression, ConfigSection, HistoryEntry, ImageSection, Input, InputSource, Recipe,
+};
 use super::values::{check_input_name, ImagePath, Platform, RefName};
 use crate::digest::Sha256Digest;
 
@@ -26,9 +29,12 @@ const IMAGE_KEYS: &[&str] = &[
     "platforms",
     "compression",
     "compression-level",
+    "history",
+    "annotations",
 ];
+const HISTORY_KEYS: &[&str] = &["created-by", "comment", "author", "empty-layer"];
 const BASE_KEYS: &[&str] = &["ref"];
-const INPUT_KEYS: &[&str] = &["url", "path", "sha256"];
+const INPUT_KEYS: &[&str] = &["url", "path", "sha256", "size"];
 const CONFIG_KEYS: &[&str] = &[
     "entrypoint",
     "cmd",
@@ -85,6 +91,17 @@ pub(crate) fn parse(
     let inputs = parse_inputs(&root, dir)?;
     let repositories = super::repositories::parse_repositories(&root, dir)?;
     let layers = parse_layers(&root, &inputs, &repositories)?;
+    if let Some(history) = &image.history {
+        let entries = history.iter().filter(|h| !h.empty_layer).count();
+        if entries != layers.len() {
+            let t = root.table("image", "[image]")?.expect("parsed above");
+            return Err(RecipeError::HistoryLayerCount {
+                at: t.at_value("history"),
+                entries,
+                layers: layers.len(),
+            });
+        }
+    }
     let config = match root.table("config", "[config]")? {
         Some(t) => parse_config(&t)?,
         None => ConfigSection::default(),
@@ -170,6 +187,32 @@ fn parse_image(root: &Tbl<'_>) -> Result<ImageSection, RecipeError> {
             }
         },
     };
+    let history = match t.get("history") {
+        None => None,
+        Some(item) => {
+            let tables = as_table_array(item)
+                .ok_or_else(|| t.wrong_type("history", "an array of tables ([[image.history]])"))?;
+            let entries = tables
+                .into_iter()
+                .map(|(h, range)| {
+                    let h = Tbl {
+                        cx: t.cx,
+                        name: "[[image.history]]",
+                        t: h,
+                        span: t.cx.span(range, t.key_span("history")),
+                    };
+                    h.check_keys(HISTORY_KEYS)?;
+                    Ok(HistoryEntry {
+                        created_by: h.string("created-by")?.map(str::to_string),
+                        comment: h.string("comment")?.map(str::to_string),
+                        author: h.string("author")?.map(str::to_string),
+                        empty_layer: h.boolean("empty-layer")?.unwrap_or(false),
+                    })
+                })
+                .collect::<Result<Vec<_>, RecipeError>>()?;
+            Some(entries)
+        }
+    };
     Ok(ImageSection {
         name,
         epoch,
@@ -177,6 +220,8 @@ fn parse_image(root: &Tbl<'_>) -> Result<ImageSection, RecipeError> {
         platforms,
         compression,
         compression_level,
+        history,
+        annotations: t.string_map("annotations", "[image.annotations]", false)?,
     })
 }
 
@@ -238,6 +283,16 @@ fn parse_input(t: &Tbl<'_>, name: &str, dir: &Path) -> Result<Input, RecipeError
             )
         }
     };
+    let size = match t.integer("size")? {
+        Some(n) if n < 0 || path.is_some() => {
+            return Err(RecipeError::InvalidSize {
+                at: t.at_value("size"),
+                input: name.to_string(),
+                value: n,
+            })
+        }
+        n => n.map(|n| n as u64),
+    };
     let source = match (url, path) {
         (Some(_), Some(_)) => {
             // Point at whichever of the two comes second.
@@ -265,6 +320,7 @@ fn parse_input(t: &Tbl<'_>, name: &str, dir: &Path) -> Result<Input, RecipeError
             InputSource::Url {
                 url: url.to_string(),
                 sha256,
+                size,
             }
         }
         (None, Some(path)) => {
@@ -324,6 +380,13 @@ fn parse_config(t: &Tbl<'_>) -> Result<ConfigSection, RecipeError> {
         exposed_ports,
         labels: t.string_map("labels", "[config.labels]", false)?,
         stop_signal: t.text("stop-signal")?,
+        at: ValueSpans(
+            ["user", "entrypoint", "cmd"]
+                .into_iter()
+                .filter(|k| t.get(k).is_some())
+                .map(|k| (k.to_string(), t.value_span(k)))
+                .collect(),
+        ),
     })
 }
 

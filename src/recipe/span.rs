@@ -123,3 +123,23 @@ mod tests {
         assert_eq!(loc.to_string(), "recipe.toml:12:3");
     }
 }
+
+/// Where the values of a table's keys are written, for messages about a value that only a
+/// later stage can judge (the build checks `[config] user` against the image). Not part of
+/// what a recipe means: any two compare equal, and they are never serialized.
+#[derive(Debug, Clone, Default)]
+pub struct ValueSpans(pub std::collections::BTreeMap<String, Span>);
+
+impl ValueSpans {
+    pub fn get(&self, key: &str) -> Option<Span> {
+        self.0.get(key).copied()
+    }
+}
+
+impl PartialEq for ValueSpans {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ValueSpans {}

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::error::RecipeError;
 use super::repositories::{is_package_name, Repository};
 use super::table::{as_table_array, Tbl};
-use super::types::{Input, Layer, Step, StepKind};
+use super::types::{Input, Layer, Step, StepKind, TarStyle};
 use super::values::{ImagePath, Mode, Owner};
 
 /// Every step kind, in the order messages list them.
@@ -54,7 +54,16 @@ pub(crate) fn parse_layers(
             t,
             span: root.cx.span(range, root.key_span("layer")),
         };
-        layer.check_keys(&["step"])?;
+        layer.check_keys(&["step", "tar"])?;
+        let tar = match layer.string("tar")? {
+            None => TarStyle::default(),
+            Some(name) => {
+                TarStyle::from_name(name).ok_or_else(|| RecipeError::UnknownTarStyle {
+                    at: layer.at_value("tar"),
+                    value: name.to_string(),
+                })?
+            }
+        };
         let steps = match layer.get("step") {
             None => Vec::new(),
             Some(item) => as_table_array(item)
@@ -83,6 +92,7 @@ pub(crate) fn parse_layers(
         }
         layers.push(Layer {
             steps,
+            tar,
             span: layer.span,
         });
     }

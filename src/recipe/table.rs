@@ -170,6 +170,16 @@ impl<'a> Tbl<'a> {
         }
     }
 
+    pub(crate) fn boolean(&self, key: &str) -> Result<Option<bool>, RecipeError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(item) => item
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| self.wrong_type(key, "true or false")),
+        }
+    }
+
     /// A string parsed into a newtype; a refusal points at the value.
     pub(crate) fn parsed<T: FromStr<Err = ValueError>>(
         &self,

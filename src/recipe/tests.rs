@@ -104,6 +104,7 @@ fn full_recipe_parses_to_the_expected_structure() {
             source: InputSource::Url {
                 url: "https://example.org/busybox-1.36.tar.gz".into(),
                 sha256: Some(Sha256Digest::from_hex(HEX2).unwrap()),
+                size: None,
             },
             span: Span::new(12, 1),
         },
@@ -129,6 +130,8 @@ fn full_recipe_parses_to_the_expected_structure() {
             platforms: vec![p("linux/arm64/v8")],
             compression: Compression::Zstd,
             compression_level: Some(19),
+            history: None,
+            annotations: BTreeMap::new(),
         },
         base: Some(Base {
             reference: format!("docker://registry.example/library/debian@sha256:{HEX}"),
@@ -139,6 +142,7 @@ fn full_recipe_parses_to_the_expected_structure() {
         layers: vec![
             Layer {
                 span: Span::new(18, 1),
+                tar: TarStyle::Kiln,
                 steps: vec![
                     step(
                         19,
@@ -191,6 +195,7 @@ fn full_recipe_parses_to_the_expected_structure() {
             },
             Layer {
                 span: Span::new(39, 1),
+                tar: TarStyle::Kiln,
                 steps: vec![
                     step(
                         40,
@@ -238,6 +243,7 @@ fn full_recipe_parses_to_the_expected_structure() {
                 "https://example.org/repo",
             )]),
             stop_signal: Some("SIGTERM".into()),
+            at: Default::default(),
         },
     };
     assert_eq!(recipe, expected);
@@ -312,10 +318,14 @@ fn refusals_name_the_place_and_the_key() {
          "recipe.toml:8:3: unknown key `entry-point` in [config]; expected one of: entrypoint, cmd, env, workdir, user, exposed-ports, labels, stop-signal"),
         ("[layers]\n", "recipe.toml:7:2: unknown key `layers` in the top level; expected one of: image, base, inputs, repositories, layer, config"),
         ("[inputs.x]\nurl = \"https://e/x\"\nsha = \"abc\"\n",
-         "recipe.toml:9:1: unknown key `sha` in [inputs.x]; expected one of: url, path, sha256"),
+         "recipe.toml:9:1: unknown key `sha` in [inputs.x]; expected one of: url, path, sha256, size"),
         ("[base]\nref = \"oci:x@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\ndigest = 1\n",
          "recipe.toml:9:1: unknown key `digest` in [base]; expected one of: ref"),
-        ("[[layer]]\nsteps = []\n", "recipe.toml:8:1: unknown key `steps` in [[layer]]; expected one of: step"),
+        ("[[layer]]\nsteps = []\n", "recipe.toml:8:1: unknown key `steps` in [[layer]]; expected one of: step, tar"),
+        ("[[layer]]\ntar = \"gnu\"\n[[layer.step]]\nmkdir = \"/d\"\n",
+         "recipe.toml:8:7: unknown tar style `gnu`; expected one of: kiln, go, go-bytewise"),
+        ("[[layer]]\ntar = 1\n[[layer.step]]\nmkdir = \"/d\"\n",
+         "recipe.toml:8:7: `tar` in [[layer]] must be a string, found integer"),
         // wrong types
         ("[config]\nentrypoint = \"/bin/sh\"\n",
          "recipe.toml:8:14: `entrypoint` in [config] must be an array of strings, found string"),
@@ -345,6 +355,10 @@ fn refusals_name_the_place_and_the_key() {
          "recipe.toml:7:1: [inputs.x] has neither `url` nor `path`; give exactly one"),
         ("[inputs.x]\nurl = \"https://e/x\"\nsha256 = \"E3B0\"\n",
          "recipe.toml:9:10: invalid sha256 `E3B0` for input `x`: expected 64 lowercase hex digits"),
+        ("[inputs.x]\nurl = \"https://e/x\"\nsize = -1\n",
+         "recipe.toml:9:8: invalid `size = -1` for input `x`: a `url` input's size is a byte count >= 0 (`kiln lock` writes it); a `path` input has none"),
+        ("[inputs.x]\npath = \"x\"\nsize = 3\n",
+         "recipe.toml:9:8: invalid `size = 3` for input `x`: a `url` input's size is a byte count >= 0 (`kiln lock` writes it); a `path` input has none"),
         ("[inputs.x]\nurl = \"ftp://e/x\"\n",
          "recipe.toml:8:7: invalid url `ftp://e/x` for input `x`: expected http://, https:// or file:// without spaces"),
         ("[inputs.x]\npath = \"/etc/passwd\"\n",
@@ -434,7 +448,17 @@ fn image_section_refusals() {
         ("[image]\nname = \"x\"\ncompression = \"zstd\"\ncompression-level = 0\n",
          "r.toml:4:21: compression-level 0 is out of range for zstd: expected 1 to 22"),
         ("image.name = \"x\"\nimage.nmae = \"y\"\n",
-         "r.toml:2:7: unknown key `nmae` in [image]; expected one of: name, epoch, platform, platforms, compression, compression-level"),
+         "r.toml:2:7: unknown key `nmae` in [image]; expected one of: name, epoch, platform, platforms, compression, compression-level, history, annotations"),
+        ("[image]\nname = \"x\"\nhistory = \"COPY\"\n",
+         "r.toml:3:11: `history` in [image] must be an array of tables ([[image.history]]), found string"),
+        ("[image]\nname = \"x\"\n[[image.history]]\ncreated_by = \"COPY\"\n",
+         "r.toml:4:1: unknown key `created_by` in [[image.history]]; expected one of: created-by, comment, author, empty-layer"),
+        ("[image]\nname = \"x\"\n[[image.history]]\nempty-layer = \"yes\"\n",
+         "r.toml:4:15: `empty-layer` in [[image.history]] must be true or false, found string"),
+        ("[image]\nname = \"x\"\nhistory = [{ created-by = \"a\" }, { created-by = \"b\" }]\n[[layer]]\n[[layer.step]]\nmkdir = \"/d\"\n",
+         "r.toml:3:11: [image] history has 2 entries for layers but the recipe has 1 [[layer]]; give one entry per layer, and `empty-layer = true` to the others"),
+        ("[image]\nname = \"x\"\nannotations = { a = 1 }\n",
+         "r.toml:3:21: `a` in [image.annotations] must be a string, found integer"),
         ("[image]\nname = \"x\"\nplatforms = [\"linux/amd64\", \"linux/amd64\"]\n",
          "r.toml:3:13: `platforms` must list distinct platforms such as [\"linux/amd64\", \"linux/arm64\"], and replaces `platform` (give one of the two)"),
         ("[image]\nname = \"x\"\nplatforms = [\"linux\"]\n",
@@ -444,6 +468,61 @@ fn image_section_refusals() {
         let err = Recipe::parse(text, "r.toml", ".").unwrap_err();
         assert_eq!(err.to_string(), *want, "{text}");
     }
+}
+
+/// What a rebuild of another builder's image needs: its history entries, its manifest
+/// annotations and its tar style.
+#[test]
+fn history_annotations_and_tar_style_parse() {
+    let text = r#"[image]
+name = "x"
+annotations = { "org.opencontainers.image.base.name" = "" }
+[[image.history]]
+created-by = "/bin/sh -c #(nop) COPY dir:abc in / "
+[[image.history]]
+created-by = "/bin/sh -c #(nop) CMD [\"sh\"]"
+comment = "FROM e8952cbeabbc"
+author = "me"
+empty-layer = true
+[[layer]]
+tar = "go"
+[[layer.step]]
+mkdir = "/d"
+[[layer]]
+[[layer.step]]
+mkdir = "/e"
+tar = "kiln"
+"#;
+    let err = Recipe::parse(text, "r.toml", ".").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "r.toml:18:1: unknown key `tar` in [[layer.step]]; expected one of: extract, copy, write, mkdir, symlink, remove, run, dest, mode, owner, content, target, env, workdir, user",
+        "`tar` belongs to the layer, not a step"
+    );
+    let text = text.replace("mkdir = \"/e\"\ntar = \"kiln\"\n", "mkdir = \"/e\"\n");
+    let text = text.replace("[[layer]]\n[[layer.step]]\nmkdir = \"/e\"\n", "");
+    let r = Recipe::parse(&text, "r.toml", ".").unwrap();
+    assert_eq!(r.layers.len(), 1);
+    assert_eq!(r.layers[0].tar, TarStyle::Go);
+    assert_eq!(
+        r.image.annotations,
+        map(&[("org.opencontainers.image.base.name", "")])
+    );
+    assert_eq!(
+        r.image.history,
+        Some(vec![
+            HistoryEntry {
+                created_by: Some("/bin/sh -c #(nop) COPY dir:abc in / ".into()),
+                ..Default::default()
+            },
+            HistoryEntry {
+                created_by: Some("/bin/sh -c #(nop) CMD [\"sh\"]".into()),
+                comment: Some("FROM e8952cbeabbc".into()),
+                author: Some("me".into()),
+                empty_layer: true,
+            },
+        ])
+    );
 }
 
 #[test]

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::span::Span;
 use super::values::{ImagePath, Mode, Owner, Platform, RefName};
 use crate::digest::Sha256Digest;
+pub use crate::layer::tar_style::TarStyle;
 
 /// A parsed and validated recipe file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +51,21 @@ pub struct ImageSection {
     /// `compression-level`; `None` leaves the level to the layer writer's fixed default.
     /// Checked against the algorithm: gzip 0–9, zstd 1–22.
     pub compression_level: Option<i32>,
+    /// `history`: the config history entries this recipe's layers add, replacing kiln's own
+    /// (one per `[[layer]]`, plus any `empty-layer` ones), to match another builder's config.
+    pub history: Option<Vec<HistoryEntry>>,
+    /// `annotations`: written into the image manifest (after the base annotations kiln adds).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// One `[image] history` entry; its `created` is always the epoch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub created_by: Option<String>,
+    pub comment: Option<String>,
+    pub author: Option<String>,
+    /// Describes no layer (a Dockerfile `CMD`, `ENV`, …).
+    pub empty_layer: bool,
 }
 
 /// `[image] compression`.
@@ -108,6 +124,10 @@ pub enum InputSource {
     Url {
         url: String,
         sha256: Option<Sha256Digest>,
+        /// `size`: the pinned byte count (`kiln lock` writes it beside `sha256`); a download
+        /// stops there. Older recipes have none and stop at `--max-download-size`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
     },
     /// `path`, a file or directory relative to the recipe; `sha256` is checked when present (a
     /// directory's digest is that of its deterministic tar).
@@ -132,6 +152,8 @@ impl Input {
 pub struct Layer {
     /// Never empty.
     pub steps: Vec<Step>,
+    /// `tar`: the header style the layer is written in; default kiln's own.
+    pub tar: TarStyle,
     pub span: Span,
 }
 
@@ -227,4 +249,7 @@ pub struct ConfigSection {
     pub labels: BTreeMap<String, String>,
     /// `stop-signal`, e.g. `SIGTERM`.
     pub stop_signal: Option<String>,
+    /// Where `user`, `entrypoint` and `cmd` are written.
+    #[serde(skip)]
+    pub at: super::span::ValueSpans,
 }

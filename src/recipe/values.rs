@@ -21,6 +21,10 @@ pub enum ValueError {
     Owner(String),
     #[error("`{0}` is not a platform: expected os/arch[/variant] in lowercase, such as \"linux/amd64\" or \"linux/arm/v7\"")]
     Platform(String),
+    #[error("`{0}` names an unknown operating system `{os}`\nhint: OCI platforms use Go's GOOS names: {known}", os = platform_part(.0, 0), known = KNOWN_OS.join(", "))]
+    UnknownOs(String),
+    #[error("`{0}` names an unknown architecture `{arch}`\nhint: OCI platforms use Go's GOARCH names: {known}", arch = platform_part(.0, 1), known = KNOWN_ARCH.join(", "))]
+    UnknownArch(String),
     #[error("`{0}` is not an absolute path")]
     RelativePath(String),
     #[error("`{0}` contains `..`; paths inside the image must not climb")]
@@ -146,6 +150,37 @@ impl Platform {
     }
 }
 
+/// The operating systems an OCI platform may name: Go's `GOOS` values (`go tool dist list`),
+/// which the image spec adopts.
+pub const KNOWN_OS: &[&str] = &[
+    "aix",
+    "android",
+    "darwin",
+    "dragonfly",
+    "freebsd",
+    "illumos",
+    "ios",
+    "js",
+    "linux",
+    "netbsd",
+    "openbsd",
+    "plan9",
+    "solaris",
+    "wasip1",
+    "windows",
+];
+
+/// The architectures an OCI platform may name: Go's `GOARCH` values.
+pub const KNOWN_ARCH: &[&str] = &[
+    "386", "amd64", "arm", "arm64", "loong64", "mips", "mips64", "mips64le", "mipsle", "ppc64",
+    "ppc64le", "riscv64", "s390x", "wasm",
+];
+
+/// Component `n` of an `os/arch[/variant]` string (for messages).
+fn platform_part(platform: &str, n: usize) -> &str {
+    platform.split('/').nth(n).unwrap_or_default()
+}
+
 /// Maps Rust's `target_arch` to the GOARCH names OCI platforms use.
 fn host_goarch() -> &'static str {
     match std::env::consts::ARCH {
@@ -169,6 +204,12 @@ impl FromStr for Platform {
         };
         if !(2..=3).contains(&parts.len()) || !parts.iter().all(part_ok) {
             return Err(ValueError::Platform(s.to_string()));
+        }
+        if !KNOWN_OS.contains(&parts[0]) {
+            return Err(ValueError::UnknownOs(s.to_string()));
+        }
+        if !KNOWN_ARCH.contains(&parts[1]) {
+            return Err(ValueError::UnknownArch(s.to_string()));
         }
         Ok(Self(s.to_string()))
     }
@@ -392,6 +433,18 @@ mod tests {
         ] {
             assert!(bad.parse::<Platform>().is_err(), "{bad:?}");
         }
+        let err = "linux/amd46".parse::<Platform>().unwrap_err().to_string();
+        assert!(
+            err.starts_with("`linux/amd46` names an unknown architecture `amd46`\nhint: OCI platforms use Go's GOARCH names: 386, amd64, arm, arm64,"),
+            "{err}"
+        );
+        let err = "lunix/amd64".parse::<Platform>().unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "unknown operating system `lunix`\nhint: OCI platforms use Go's GOOS names: aix,"
+            ) && err.contains(" linux,"),
+            "{err}"
+        );
         let p: Platform = "linux/arm/v7".parse().unwrap();
         assert_eq!(
             (p.os(), p.architecture(), p.variant()),

@@ -1,6 +1,6 @@
 //! Integration tests against a real CNCF distribution registry (Debian's `docker-registry`),
 //! started per test on 127.0.0.1 and a free port with its own storage directory. The binary
-//! missing is a failure under `CI=true` and a loud skip elsewhere.
+//! missing fails the test.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -90,9 +90,7 @@ fn push_image(c: &Client, repo: &Repository, img: &Image, tag: &str) -> Sha256Di
 
 #[test]
 fn real_registry_push_pull_mount_tags_and_referrers() {
-    let Some(reg) = LocalRegistry::start(&[]) else {
-        return;
-    };
+    let reg = LocalRegistry::start(&[]);
     // 64 KiB chunks: the 300 kB layer goes up in 5 PATCHes, the others in one PUT.
     let c = client(AuthFiles::none(), 64 << 10);
     let repo = repo_of(&reg, "kiln/app");
@@ -229,9 +227,7 @@ fn real_registry_push_pull_mount_tags_and_referrers() {
 
 #[test]
 fn real_registry_blob_altered_in_its_storage_is_refused_on_pull() {
-    let Some(reg) = LocalRegistry::start(&[]) else {
-        return;
-    };
+    let reg = LocalRegistry::start(&[]);
     let c = client(AuthFiles::none(), 16 << 20);
     let repo = repo_of(&reg, "kiln/tampered");
     let img = image(7);
@@ -279,9 +275,7 @@ fn auth_file(dir: &Path, host: &str, user: &str, pass: &str) -> AuthFiles {
 
 #[test]
 fn real_registry_with_htpasswd_needs_the_auth_file() {
-    let Some(reg) = LocalRegistry::start(&[("kiln", "s3cret")]) else {
-        return;
-    };
+    let reg = LocalRegistry::start(&[("kiln", "s3cret")]);
     let dir = tempfile::tempdir().unwrap();
     let repo = repo_of(&reg, "kiln/private");
     let img = image(3);

@@ -18,10 +18,38 @@ pub enum StoreError {
     },
 
     #[error(
-        "cache directory {path} has mode {mode:04o}, writable by other users; \
-         run `chmod 700 {path}` or choose another cache directory"
+        "cache directory {path} has mode {mode:04o}, writable by other users, who could \
+         change what later builds produce\nhint: check its contents, then run \
+         `chmod 700 {path}`, or choose another cache directory with --cache"
     )]
     InsecureRoot { path: PathBuf, mode: u32 },
+
+    #[error(
+        "cache directory {path} belongs to uid {owner}, not to you, so its owner could change \
+         what your builds produce\nhint: choose a cache directory of your own with --cache"
+    )]
+    ForeignRoot { path: PathBuf, owner: u32 },
+
+    #[error("failed to read or create the cache's record key {path}")]
+    Key {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("failed to list {path}")]
+    ReadDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("failed to remove unused cache file {path}")]
+    Gc {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 
     #[error("failed to create temporary cache file {path}")]
     CreateTemp {

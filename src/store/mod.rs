@@ -1,40 +1,58 @@
 //! The content-addressed cache: atomic writes, a lock per digest, verification on use.
 //!
-//! Layout under the root (mode 0700, whatever the umask, because cached inputs may be private):
+//! Layout under the root (mode 0700, whatever the umask, because cached inputs may be private;
+//! a root that group or others can write is refused):
 //!
 //! ```text
 //! blobs/sha256/<hex>   committed entries, mode 0444, named by the sha256 of their bytes
 //! tmp/<pid>-<n>.part   entries being written, 0600, each flock'ed by its writer
 //! locks/<hex>.lock     one flock per digest: whoever holds it is the only writer of <hex>
 //! locks/tmp.lock       orders temp-file creation against `clean_tmp`
+//! locks/gc.lock        shared by every open store, exclusive during `gc`
 //! quarantine/<hex>     entries that failed verification, kept for inspection
+//! key                  the secret that authenticates records (0600)
+//! refs/<kind>/<hex>    records: layer cache, directory digests, verification stamps, diff_ids
+//! scratch/kiln-*       per-process scratch directories (see `scratch`)
 //! ```
+//!
+//! Every path under the root is made and read through this module; directories are 0700 and
+//! files 0600 (entries 0444) whatever the umask.
 //!
 //! Why this shape: builds on one machine share the cache concurrently and can be killed at any
 //! moment. Writes go through a temp file and an atomic rename, so an entry is either absent or
 //! whole; the digest is checked before the rename, so nothing unverified is ever visible under
 //! `blobs/`; locks are `flock`s, which the kernel drops when their owner dies; and every use
-//! re-hashes the entry, so on-disk damage is caught and the entry fetched again.
+//! re-hashes the entry (or, for hot layer blobs, checks a stamp, and re-hashes when the blob
+//! leaves kiln: see `export`), so on-disk damage is caught and the entry fetched again.
 
 mod error;
+mod export;
 mod lock;
+mod records;
+pub mod scratch;
+mod usage;
 mod verify;
 mod writer;
 
 #[cfg(test)]
 pub(crate) mod process_tests;
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::fs::Permissions;
+use std::fs::{File, Permissions};
 use std::io::{self, Read};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use rustix::fs::FlockOperation;
 
 pub use self::error::{Result, StoreError};
 pub use self::lock::DigestLock;
 use self::lock::{lock_file, try_flock};
+use self::records::RecordKey;
+pub use self::records::{LayerRecord, RecordKind};
+pub use self::usage::{GcReport, VerifyReport};
 pub use self::verify::{VerifiedBlob, VerifyingReader};
 pub use self::writer::BlobWriter;
 use crate::digest::Sha256Digest;
@@ -46,36 +64,32 @@ const ROOT_MODE: u32 = 0o700;
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    key: RecordKey,
+    /// Entries this handle (and its clones) hashed or wrote: `export` need not hash them again.
+    session: Arc<Mutex<BTreeSet<Sha256Digest>>>,
+    /// A shared flock on `locks/gc.lock` for as long as the store is open.
+    gc_lock: Arc<File>,
 }
 
 impl Store {
     /// Opens the cache at `root`, creating it (mode 0700) and its subdirectories as needed, and
     /// removes temp files abandoned by killed writers.
     pub fn open(root: &Path) -> Result<Store> {
-        let store = Store {
-            root: root.to_path_buf(),
+        let create_err = |source| StoreError::CreateDir {
+            path: root.to_path_buf(),
+            source,
         };
         if !root.exists() {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(ROOT_MODE)
                 .create(root)
-                .map_err(|source| StoreError::CreateDir {
-                    path: root.to_path_buf(),
-                    source,
-                })?;
+                .map_err(create_err)?;
             // The umask may have taken bits away from (or, at 000, left) the mode: set it exactly.
-            std::fs::set_permissions(root, Permissions::from_mode(ROOT_MODE)).map_err(
-                |source| StoreError::CreateDir {
-                    path: root.to_path_buf(),
-                    source,
-                },
-            )?;
+            std::fs::set_permissions(root, Permissions::from_mode(ROOT_MODE))
+                .map_err(create_err)?;
         }
-        let meta = fs_err::metadata(root).map_err(|source| StoreError::CreateDir {
-            path: root.to_path_buf(),
-            source,
-        })?;
+        let meta = fs_err::metadata(root).map_err(create_err)?;
         let mode = meta.permissions().mode() & 0o7777;
         if mode & 0o022 != 0 {
             return Err(StoreError::InsecureRoot {
@@ -83,10 +97,31 @@ impl Store {
                 mode,
             });
         }
-        for dir in [store.blobs_dir(), store.tmp_dir(), store.locks_dir()] {
-            store.create_private_dir(&dir)?;
+        if meta.uid() != rustix::process::geteuid().as_raw() {
+            return Err(StoreError::ForeignRoot {
+                path: root.to_path_buf(),
+                owner: meta.uid(),
+            });
         }
+        let locks = root.join("locks");
+        for dir in [
+            root.join("blobs").join("sha256"),
+            root.join("tmp"),
+            locks.clone(),
+        ] {
+            create_private_dir(&dir)?;
+        }
+        let gc_lock = lock_file(&locks.join("gc.lock"), FlockOperation::LockShared)?
+            .expect("a blocking lock either succeeds or fails");
+        let store = Store {
+            root: root.to_path_buf(),
+            key: RecordKey::load_or_create(&root.join("key"))?,
+            session: Arc::default(),
+            gc_lock: Arc::new(gc_lock),
+        };
         store.clean_tmp()?;
+        store.remove_stale_scratch()?;
+        scratch::watch(&store.scratch_dir()?, scratch::SCRATCH_PREFIXES);
         Ok(store)
     }
 
@@ -218,16 +253,25 @@ impl Store {
         Ok(removed)
     }
 
-    /// Creates `dir` and missing parents with mode 0700 (less if the umask says so).
+    /// Creates `dir` and missing parents under the root, private (0700) whatever the umask.
     pub(crate) fn create_private_dir(&self, dir: &Path) -> Result<()> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(ROOT_MODE)
-            .create(dir)
-            .map_err(|source| StoreError::CreateDir {
-                path: dir.to_path_buf(),
-                source,
-            })
+        create_private_dir(dir)
+    }
+
+    /// Whether this handle hashed or wrote entry `digest` itself.
+    pub(crate) fn verified_in_session(&self, digest: &Sha256Digest) -> bool {
+        self.session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(digest)
+    }
+
+    /// Notes that this handle just hashed or wrote entry `digest`.
+    pub(crate) fn mark_verified(&self, digest: &Sha256Digest) {
+        self.session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(*digest);
     }
 
     pub(crate) fn blobs_dir(&self) -> PathBuf {
@@ -249,6 +293,22 @@ impl Store {
     pub(crate) fn tmp_lock_path(&self) -> PathBuf {
         self.locks_dir().join("tmp.lock")
     }
+
+    pub(crate) fn gc_lock_path(&self) -> PathBuf {
+        self.locks_dir().join("gc.lock")
+    }
+}
+
+/// `mkdir -p` with mode 0700 (the umask can only take bits away from 0700, never add any).
+fn create_private_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(ROOT_MODE)
+        .create(dir)
+        .map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })
 }
 
 fn default_root_from(xdg: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {

@@ -31,6 +31,28 @@ pub(crate) fn child_mode() -> Option<String> {
     std::env::var(CHILD_ENV).ok()
 }
 
+/// Runs the test `test` (its full path) again in a child process that is root of its own user
+/// and mount namespaces (`unshare --user --map-root-user --mount`), where mounting a tmpfs
+/// needs no privilege and the mount vanishes with the child. Returns `true` in that child (go
+/// on with the test) and `false` in the caller, once the child passed.
+pub(crate) fn in_own_mount_namespace(test: &str) -> bool {
+    if child_mode().as_deref() == Some("mount-namespace") {
+        return true;
+    }
+    let status = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "mount-namespace")
+        .status()
+        .unwrap_or_else(|e| panic!("{test} needs `unshare` (util-linux): {e}"));
+    assert!(
+        status.success(),
+        "{test} failed in its own mount namespace: {status}"
+    );
+    false
+}
+
 /// Waits until `path` exists (the child's "I am in position" signal) or the child died.
 pub(crate) fn wait_for_file(path: &Path, child: &mut Child) {
     let start = Instant::now();
@@ -283,17 +305,10 @@ fn failing_write_cleans_temp_and_keeps_existing_entries() {
 pub(crate) struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    /// Mounts a tmpfs of `size` at `at`. `None` (after saying so on stderr) when that is not
-    /// possible (not root); under CI=true that is a test failure instead.
-    pub(crate) fn mount_for(test: &str, at: &Path, size: &str) -> Option<Tmpfs> {
-        match Tmpfs::mount(at, size) {
-            Ok(t) => Some(t),
-            Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-                eprintln!("NOT RUN {test}: cannot mount a tmpfs (needs root): {e}");
-                None
-            }
-            Err(e) => panic!("{test}: cannot mount a tmpfs (needs root under CI=true): {e}"),
-        }
+    /// Mounts a tmpfs of `size` at `at`, or fails the test. Call it in the child of
+    /// [`in_own_mount_namespace`], where mounting needs no privilege.
+    pub(crate) fn mount_for(test: &str, at: &Path, size: &str) -> Tmpfs {
+        Tmpfs::mount(at, size).unwrap_or_else(|e| panic!("{test}: cannot mount a tmpfs: {e}"))
     }
 
     fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
@@ -321,16 +336,18 @@ impl Drop for Tmpfs {
     }
 }
 
-/// SECURITY.md 34 for real: a 1 MiB tmpfs fills up during a write. Needs root to mount; fails
-/// (does not skip) under CI=true when it cannot mount.
+/// SECURITY.md 34 for real: a 1 MiB tmpfs fills up during a write. The tmpfs is mounted in a
+/// child with its own user and mount namespaces, so the test runs as any user.
 #[test]
 fn disk_full_on_tmpfs_is_a_clear_error() {
+    let test = "store::process_tests::disk_full_on_tmpfs_is_a_clear_error";
+    if !in_own_mount_namespace(test) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let Some(_tmpfs) = Tmpfs::mount_for("disk_full_on_tmpfs_is_a_clear_error", &mnt, "1m") else {
-        return;
-    };
+    let _tmpfs = Tmpfs::mount_for(test, &mnt, "1m");
     let store = Store::open(&mnt.join("cache")).unwrap();
     let (old, _) = store
         .insert_reader(None, "old", &vec![3u8; 100 * 1024][..])

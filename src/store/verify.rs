@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::{Result, StoreError};
 use super::lock::DigestLock;
+use super::records::RecordKind;
 use super::Store;
 use crate::digest::{Hasher, Sha256Digest};
 
@@ -68,26 +69,24 @@ impl Store {
     /// `open_verified_cached` need not hash it. Only for an entry this process has just
     /// verified or written (a freshly built layer blob).
     pub fn stamp_verified(&self, digest: &Sha256Digest) {
-        let path = self.path_unverified(digest);
-        if let Ok(md) = std::fs::symlink_metadata(&path) {
-            let record = self.root().join("refs/verified").join(digest.hex());
-            // Only an optimisation: a failure costs a re-hash next time.
-            let _ = std::fs::create_dir_all(record.parent().expect("in refs/verified"))
-                .and_then(|()| std::fs::write(&record, verified_stamp(&md)));
+        if let Ok(md) = std::fs::symlink_metadata(self.path_unverified(digest)) {
+            self.write_record(RecordKind::Verified, digest, verified_stamp(&md).as_bytes());
         }
     }
 
     /// `open_verified` for large, hot entries (layer blobs on a warm rebuild): the hash is
     /// skipped when the entry's `lstat` data (inode, size, mtime in nanoseconds) is what it was
     /// when it last verified. Any write to the entry (a flipped byte, a truncation) moves its
-    /// mtime, so damage done through the file system is still caught on use.
+    /// mtime, so damage done through the file system is still caught on use; damage that keeps
+    /// the mtime (bit rot, or an mtime set back) is caught when the blob leaves kiln, because
+    /// `export` re-hashes every entry this handle did not hash itself.
     pub fn open_verified_cached(&self, digest: &Sha256Digest) -> Result<Option<VerifiedBlob>> {
         let path = self.path_unverified(digest);
-        let record = self.root().join("refs/verified").join(digest.hex());
         if let Ok(md) = std::fs::symlink_metadata(&path) {
-            if std::fs::read_to_string(&record).ok().as_deref()
-                == Some(verified_stamp(&md).as_str())
+            if self.read_record(RecordKind::Verified, digest).as_deref()
+                == Some(verified_stamp(&md).as_bytes())
             {
+                super::usage::touch(&path);
                 return Ok(Some(VerifiedBlob {
                     digest: *digest,
                     path,
@@ -96,14 +95,26 @@ impl Store {
             }
         }
         let verified = self.open_verified(digest)?;
-        if let Some(v) = &verified {
-            if let Ok(md) = std::fs::symlink_metadata(&v.path) {
-                // Only an optimisation: a failure to record it costs a re-hash next time.
-                let _ = std::fs::create_dir_all(record.parent().expect("in refs/verified"))
-                    .and_then(|()| std::fs::write(&record, verified_stamp(&md)));
-            }
+        if verified.is_some() {
+            self.stamp_verified(digest);
         }
         Ok(verified)
+    }
+
+    /// Hashes entry `digest` unless this handle already did (or wrote it): for bytes that are
+    /// about to be read as what the digest names. A missing entry is an error here.
+    pub fn ensure_verified(&self, digest: &Sha256Digest) -> Result<()> {
+        if self.verified_in_session(digest) {
+            return Ok(());
+        }
+        match self.open_verified(digest)? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::ReadEntry {
+                digest: *digest,
+                path: self.path_unverified(digest),
+                source: io::ErrorKind::NotFound.into(),
+            }),
+        }
     }
 
     fn verify_entry(
@@ -130,6 +141,8 @@ impl Store {
         };
         let (actual, size) = Sha256Digest::of_reader(&file).map_err(read_err)?;
         if actual == *digest {
+            self.mark_verified(digest);
+            super::usage::touch(&path);
             return Ok(Some(VerifiedBlob {
                 digest: *digest,
                 path,
@@ -140,7 +153,7 @@ impl Store {
     }
 
     /// Moves the entry away if it is still the file `hashed`; returns the error to report.
-    fn quarantine(
+    pub(crate) fn quarantine(
         &self,
         digest: &Sha256Digest,
         hashed: &File,
@@ -179,10 +192,10 @@ impl Store {
     }
 }
 
-/// What `open_verified_cached` compares: inode, size and mtime (nanoseconds). Not ctime: every
-/// hard link into an output layout, and every deletion of one, moves it. Entries are read-only,
-/// so changing one takes a chmod and a write, and a write moves the mtime; whoever sets an
-/// mtime back on purpose can as well rewrite the stamp, which lives in the same cache.
+/// What `open_verified_cached` compares: inode, size and mtime (nanoseconds). Not ctime: kiln
+/// itself moves it when it records a use (the access time). Entries are read-only, so changing
+/// one takes a chmod and a write, and a write moves the mtime; an mtime set back (or bit rot,
+/// which never touches it) is caught by the re-hash in `export` before the blob leaves kiln.
 fn verified_stamp(md: &std::fs::Metadata) -> String {
     format!(
         "{} {} {}.{}",
@@ -231,6 +244,8 @@ impl Read for VerifyingReader {
         let actual = std::mem::take(&mut self.hasher).finish();
         if actual == self.digest {
             self.done = true;
+            self.store.mark_verified(&self.digest);
+            super::usage::touch(&self.path);
             return Ok(0);
         }
         let err = match self

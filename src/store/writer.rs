@@ -104,6 +104,11 @@ impl BlobWriter {
         self.hasher.is_empty()
     }
 
+    /// The digest of the bytes written so far.
+    pub fn digest(&self) -> Sha256Digest {
+        self.hasher.clone().finish()
+    }
+
     /// Writes all of `buf`, with an error that names the temp file (and says when the disk is
     /// full). After an error the temp file is removed and further writes fail.
     pub fn write_chunk(&mut self, buf: &[u8]) -> Result<()> {
@@ -162,6 +167,7 @@ impl BlobWriter {
             Ok(()) => {
                 // The temp name is gone, so there is nothing left for Drop to remove.
                 self.temp_exists = false;
+                self.store.mark_verified(&actual);
                 Ok((actual, len))
             }
             Err(e) => {

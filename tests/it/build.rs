@@ -272,13 +272,7 @@ fn output_blobs_are_readable_by_all_and_writable_by_their_owner_only() {
 #[test]
 fn example_recipe_builds_offline() {
     let ctx = TestContext::new();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    run_ok(
-        Command::new("cp")
-            .arg("-r")
-            .arg(repo.join("recipes"))
-            .arg(ctx.path()),
-    );
+    copy_recipes(&ctx);
     let out = run_ok(
         ctx.kiln()
             .args(["build", "recipes/hello/recipe.toml", "--offline"]),

@@ -2,12 +2,26 @@
 //! output with real tools kiln did not write.
 
 mod build;
+mod check;
+mod corpus;
 mod deb;
 mod diff;
 mod errors;
+mod examples;
+mod hostile_tar;
+mod interop;
+mod limits;
+mod matching;
 mod registry;
 #[path = "../../src/testing/registry.rs"]
 mod registry_support;
+mod report;
 mod run;
 mod sign;
 mod support;
+/// The raw tar builder of the unit tests: hostile bytes no well-behaved writer produces.
+#[allow(dead_code)]
+#[path = "../../src/layer/testtar.rs"]
+mod testtar;
+mod trust;
+mod validate;

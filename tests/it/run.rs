@@ -499,3 +499,5 @@ run = "cat /app/sub/a /app/h2 > /app/seen && echo changed > /app/sub/b && rm /ap
     assert_eq!(tar_file(&layer, "app/sub/a"), "alpha\n");
     scratch_is_empty(&ctx);
 }
+
+mod limits;

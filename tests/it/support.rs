@@ -143,6 +143,17 @@ pub fn podman(ctx: &TestContext) -> Command {
     cmd
 }
 
+/// A copy of the repository's `recipes/` directory in `ctx` (`ctx/recipes/…`).
+pub fn copy_recipes(ctx: &TestContext) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    run_ok(
+        Command::new("cp")
+            .arg("-r")
+            .arg(repo.join("recipes"))
+            .arg(ctx.path()),
+    );
+}
+
 /// Lists a directory tree as `path mode uid gid kind extra` lines, sorted, for comparisons.
 pub fn listing(root: &Path) -> Vec<String> {
     use std::os::unix::fs::MetadataExt;
@@ -210,4 +221,41 @@ pub fn busybox_recipe(ctx: &TestContext, dir: &str, rest: &str) -> PathBuf {
         format!("{dir}/recipe.toml"),
         format!("{BUSYBOX_RECIPE_HEAD}{rest}"),
     )
+}
+
+/// The entries of the OCI layout at `layout` as kiln lists them (README "Output layout"):
+/// `index.json`'s, then those of the side index that an entry names in its
+/// `build.kiln.referrers` annotation (referrers and `.sig`/`.att` tags), except those an
+/// `index.json` entry of the same tag (untagged: digest) overrides.
+pub fn layout_entries(layout: &Path) -> Vec<serde_json::Value> {
+    let read = |p: PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+    };
+    let index = read(layout.join("index.json"));
+    let mut entries: Vec<serde_json::Value> = index["manifests"].as_array().unwrap().clone();
+    let side: Vec<serde_json::Value> = entries
+        .iter()
+        .filter_map(|e| e["annotations"]["build.kiln.referrers"].as_str())
+        .flat_map(|d| {
+            let hex = d.trim_start_matches("sha256:");
+            read(layout.join("blobs/sha256").join(hex))["manifests"]
+                .as_array()
+                .unwrap()
+                .clone()
+        })
+        .collect();
+    let key = |e: &serde_json::Value| {
+        let name = &e["annotations"]["org.opencontainers.image.ref.name"];
+        if name.is_string() {
+            name.clone()
+        } else {
+            e["digest"].clone()
+        }
+    };
+    for e in side {
+        if !entries.iter().any(|x| key(x) == key(&e)) {
+            entries.push(e);
+        }
+    }
+    entries
 }

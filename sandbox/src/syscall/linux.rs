@@ -279,6 +279,23 @@ impl Syscall for Linux {
         check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, dumpable as libc::c_ulong) }.into())
     }
 
+    fn set_rlimit(&self, resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> {
+        let limit = libc::rlimit64 {
+            rlim_cur: value,
+            rlim_max: value,
+        };
+        // SAFETY: the raw syscall (no glibc wrapper state); `limit` outlives the call.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_prlimit64,
+                0,
+                resource as libc::c_int,
+                &limit as *const libc::rlimit64,
+                std::ptr::null_mut::<libc::rlimit64>(),
+            )
+        })
+    }
+
     fn setsid(&self) -> io::Result<()> {
         // SAFETY: no arguments.
         check(unsafe { libc::setsid() }.into())

@@ -59,6 +59,8 @@ pub(crate) trait Syscall {
     fn set_caps(&self, keep: u64) -> io::Result<()>;
     fn clear_groups(&self) -> io::Result<()>;
     fn set_ids(&self, uid: u32, gid: u32) -> io::Result<()>;
+    /// Sets the soft and hard limit of `resource` to `value` (prlimit64 on this process).
+    fn set_rlimit(&self, resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()>;
     fn chdir(&self, path: &CStr) -> io::Result<()>;
     /// Whether the working directory is inside the current root (getcwd(2) does not report it
     /// as unreachable).

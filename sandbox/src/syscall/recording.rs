@@ -151,6 +151,9 @@ impl Syscall for Recording {
     fn set_ids(&self, uid: u32, gid: u32) -> io::Result<()> {
         self.record(format!("set-ids {uid}:{gid}"))
     }
+    fn set_rlimit(&self, resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> {
+        self.record(format!("rlimit {resource} {value}"))
+    }
     fn chdir(&self, path: &CStr) -> io::Result<()> {
         self.record(format!("chdir {}", s(path)))
     }

@@ -6,4 +6,5 @@
 mod common;
 mod isolation;
 mod lifecycle;
+mod limits;
 mod rootfs;

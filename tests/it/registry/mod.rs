@@ -98,9 +98,7 @@ pub(super) fn read_blob_json(layout: &Path, digest: &str) -> Value {
 
 #[test]
 fn push_build_on_registry_base_push_pull_same_digest() {
-    let Some(reg) = LocalRegistry::start(&[]) else {
-        return;
-    };
+    let reg = LocalRegistry::start(&[]);
     let ctx = TestContext::new();
     let a_ref = reg.reference("kiln/a:v1");
     let a = build_and_push_a(&ctx, &a_ref);
@@ -216,9 +214,7 @@ fn push_build_on_registry_base_push_pull_same_digest() {
 
 #[test]
 fn copy_carries_the_digest_across_every_transport_and_mounts_within_a_registry() {
-    let Some(reg) = LocalRegistry::start(&[]) else {
-        return;
-    };
+    let reg = LocalRegistry::start(&[]);
     let ctx = TestContext::new();
     let a = build_and_push_a(&ctx, &reg.reference("kiln/a:v1"));
 
@@ -235,14 +231,12 @@ fn copy_carries_the_digest_across_every_transport_and_mounts_within_a_registry()
         step(&reg.reference("kiln/from-archive:v1"), "oci:back:v1"),
         a
     );
-    let layout_index = json(&std::fs::read_to_string(ctx.join("back/index.json")).unwrap());
+    let entries = layout_entries(&ctx.join("back"));
     assert!(
-        layout_index["manifests"]
-            .as_array()
-            .unwrap()
+        entries
             .iter()
             .any(|m| m["artifactType"] == "application/vnd.in-toto+json"),
-        "the provenance came along: {layout_index}"
+        "the provenance came along: {entries:?}"
     );
 
     // An existing layout keeps its other images.
@@ -343,9 +337,7 @@ fn copy_carries_the_digest_across_every_transport_and_mounts_within_a_registry()
 
 #[test]
 fn cosign_style_signature_tags_are_carried_by_copy() {
-    let Some(reg) = LocalRegistry::start(&[]) else {
-        return;
-    };
+    let reg = LocalRegistry::start(&[]);
     let ctx = TestContext::new();
     let a = build_a(&ctx, &[]);
     // Attach a signature the way the signing commands store it in a layout: an index entry
@@ -396,16 +388,14 @@ fn cosign_style_signature_tags_are_carried_by_copy() {
     );
     // And back into a new layout, where the tag is an index entry again.
     run_ok(ctx.kiln().args(["copy", &a_ref, "oci:back"]));
-    let back = std::fs::read_to_string(ctx.join("back/index.json")).unwrap();
+    let back = serde_json::to_string(&layout_entries(&ctx.join("back"))).unwrap();
     assert!(back.contains(&sig_tag), "{back}");
     assert!(back.contains(&manifest_digest), "{back}");
 }
 
 #[test]
 fn multi_platform_index_base_is_pinned_as_the_index_and_resolved_to_the_platform() {
-    let Some(reg) = LocalRegistry::start(&[]) else {
-        return;
-    };
+    let reg = LocalRegistry::start(&[]);
     let ctx = TestContext::new();
     let a = build_a(&ctx, &[]);
     let layout = ctx.join("a-oci");
@@ -486,9 +476,7 @@ fn multi_platform_index_base_is_pinned_as_the_index_and_resolved_to_the_platform
 
 #[test]
 fn signed_build_pushed_and_copied_still_verifies() {
-    let Some(reg) = LocalRegistry::start(&[]) else {
-        return;
-    };
+    let reg = LocalRegistry::start(&[]);
     let ctx = TestContext::new();
     run_ok(ctx.kiln().args(["key", "generate", "--out", "k"]));
     let signed = reg.reference("kiln/signed:v1");
