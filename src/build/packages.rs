@@ -10,7 +10,7 @@ use crate::attest::provenance::Dependency;
 use crate::deb::lockfile::{lock_path, requests, Lock, LockedPackage, LockfileError};
 use crate::deb::{debian_arch, install};
 use crate::digest::Sha256Digest;
-use crate::fetch::Fetcher;
+use crate::fetch::{Fetcher, SizeLimit};
 use crate::layer::tree::FileTree;
 use crate::recipe::{Recipe, StepKind};
 use crate::store::Store;
@@ -92,9 +92,9 @@ pub fn fetch(
         for p in &set.packages {
             let url = p.url(&repo.url);
             let label = format!("{}_{}_{}.deb", p.name, p.version, p.architecture);
-            // The lock's size bounds the transfer, as a pinned `size` does for an input.
+            // The lock's size (from the signed index) bounds the transfer.
             let stored = fetcher
-                .fetch_sized(&url, &p.sha256, Some(p.size), &label)
+                .fetch_limited(&url, &p.sha256, SizeLimit::Listed(p.size), &label)
                 .map_err(|source| BuildError::InputFetch {
                     at: recipe.location(step.span),
                     input: label.clone(),

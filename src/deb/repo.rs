@@ -9,7 +9,7 @@ use super::packages::{read_packages, PackageIndex, PackagesError};
 use super::release::{verify_inrelease, Keyring, Release, ReleaseError, MAX_INRELEASE};
 use super::resolve::{resolve, ResolveError};
 use crate::digest::Sha256Digest;
-use crate::fetch::{FetchError, Fetcher};
+use crate::fetch::{FetchError, Fetcher, SizeLimit};
 use crate::layer::decompress::{open_archive, DecompressError};
 use crate::recipe::Repository;
 
@@ -122,7 +122,7 @@ pub fn load(
         // Pinned to the signed digest and size: a mismatching or larger index is refused before
         // it is stored.
         let stored = fetcher
-            .fetch_sized(&url, &file.sha256, Some(file.size), &label)
+            .fetch_limited(&url, &file.sha256, SizeLimit::Listed(file.size), &label)
             .map_err(|source| RepoError::Fetch {
                 repository: name.clone(),
                 source: Box::new(source),

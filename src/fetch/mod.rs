@@ -67,6 +67,8 @@ pub enum SizeLimit {
     Pinned(u64),
     /// `--max-download-size`.
     Cap(u64),
+    /// The size signed repository metadata lists (a Debian lock or `Release`).
+    Listed(u64),
     /// The bound kiln sets for a document it reads into memory (a Debian `InRelease`).
     Document(u64),
 }
@@ -74,7 +76,10 @@ pub enum SizeLimit {
 impl SizeLimit {
     pub fn bytes(self) -> u64 {
         match self {
-            SizeLimit::Pinned(n) | SizeLimit::Cap(n) | SizeLimit::Document(n) => n,
+            SizeLimit::Pinned(n)
+            | SizeLimit::Cap(n)
+            | SizeLimit::Listed(n)
+            | SizeLimit::Document(n) => n,
         }
     }
 }
@@ -86,6 +91,12 @@ impl std::fmt::Display for SizeLimit {
                 write!(f, "its pinned size of {n} bytes (`size` in the recipe)")
             }
             SizeLimit::Cap(n) => write!(f, "--max-download-size ({n} bytes)"),
+            SizeLimit::Listed(n) => {
+                write!(
+                    f,
+                    "the size of {n} bytes the signed repository metadata lists"
+                )
+            }
             SizeLimit::Document(n) => write!(f, "the {n}-byte limit for this document"),
         }
     }
@@ -118,7 +129,18 @@ impl Fetcher {
         size: Option<u64>,
         what: &str,
     ) -> Result<PathBuf> {
-        let limit = self.limit(size);
+        self.fetch_limited(url, expected, self.limit(size), what)
+    }
+
+    /// [`Fetcher::fetch`] stopped at `limit`: for a size that comes from elsewhere than the
+    /// recipe ([`SizeLimit::Listed`]).
+    pub fn fetch_limited(
+        &self,
+        url: &str,
+        expected: &Sha256Digest,
+        limit: SizeLimit,
+        what: &str,
+    ) -> Result<PathBuf> {
         if let Some(path) = self.cached(expected, None, what)? {
             return Ok(path);
         }
