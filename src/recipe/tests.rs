@@ -496,7 +496,7 @@ tar = "kiln"
     let err = Recipe::parse(text, "r.toml", ".").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "r.toml:18:1: unknown key `tar` in [[layer.step]]; expected one of: extract, copy, write, mkdir, symlink, remove, run, dest, mode, owner, content, target, env, workdir, user",
+        "r.toml:18:1: unknown key `tar` in [[layer.step]]; expected one of: extract, copy, write, mkdir, symlink, remove, run, dest, mode, owner, content, target, env, workdir, user, packages, from",
         "`tar` belongs to the layer, not a step"
     );
     let text = text.replace("mkdir = \"/e\"\ntar = \"kiln\"\n", "mkdir = \"/e\"\n");
