@@ -154,7 +154,7 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
             StepKind::Packages { .. } => ctx
                 .debs
                 .install(&mut tree, step.span.line, epoch, ctx.scratch)
-                .map_err(|e| fail(Box::new(e)))?,
+                .map_err(fail)?,
             kind => apply_step(&mut tree, kind, ctx.inputs, epoch, ctx.scratch).map_err(fail)?,
         }
     }
