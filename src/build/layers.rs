@@ -174,7 +174,7 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
             StepKind::Packages { .. } => ctx
                 .debs
                 .install(&mut tree, step.span.line, epoch, ctx.scratch)
-                .map_err(|e| fail(Box::new(e)))?,
+                .map_err(fail)?,
             StepKind::Remove { path } => {
                 let key = tree.resolve(path.as_str()).map_err(|e| fail(Box::new(e)))?;
                 let here = tree

@@ -1,9 +1,8 @@
 //! `packages` steps at build time: the lock only. Each locked `.deb` is fetched into the store
-//! pinned to its sha256 (cache, mirror or network, as every input), and the provenance lists
-//! each `.deb` and the InRelease it was resolved from.
+//! pinned to its sha256 (cache, mirror or network, as every input) when its layer is built, and
+//! the provenance lists each `.deb` and the InRelease it was resolved from.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use super::{BuildError, BuildObserver, BuildOptions, Result};
 use crate::attest::provenance::Dependency;
@@ -15,11 +14,14 @@ use crate::layer::tree::FileTree;
 use crate::recipe::{Recipe, StepKind};
 use crate::store::Store;
 
-/// The verified `.deb`s of each `packages` step, by the step's recipe line.
+/// The locked `.deb`s of each `packages` step, by the step's recipe line. They are fetched
+/// (and verified) only when a layer is actually built: a layer taken from the layer cache
+/// needs their digests (in its key), not their bytes.
 #[derive(Default)]
 pub struct Debs {
-    pub by_line: BTreeMap<usize, Vec<(LockedPackage, PathBuf)>>,
+    pub by_line: BTreeMap<usize, Vec<(LockedPackage, String)>>,
     pub dependencies: Vec<Dependency>,
+    fetcher: Option<Fetcher>,
 }
 
 impl Debs {
@@ -29,9 +31,23 @@ impl Debs {
         line: usize,
         epoch: i64,
         scratch: &std::path::Path,
-    ) -> std::result::Result<(), install::InstallError> {
-        let debs = self.by_line.get(&line).map(Vec::as_slice).unwrap_or(&[]);
-        install::install(tree, debs, epoch, scratch)
+    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let mut fetched = Vec::new();
+        for (p, url) in self.by_line.get(&line).into_iter().flatten() {
+            let fetcher = self
+                .fetcher
+                .as_ref()
+                .expect("set whenever there are packages");
+            let label = format!("{}_{}_{}.deb", p.name, p.version, p.architecture);
+            // The lock's size (from the signed index) bounds the transfer.
+            let limit = SizeLimit::Listed(p.size);
+            fetched.push((
+                p.clone(),
+                fetcher.fetch_limited(url, &p.sha256, limit, &label)?,
+            ));
+        }
+        install::install(tree, &fetched, epoch, scratch)?;
+        Ok(())
     }
 
     /// The digests a layer's packages steps install, for the layer cache key.
@@ -88,23 +104,16 @@ pub fn fetch(
                 (uri, release.inrelease_sha256),
             );
         }
-        let mut fetched = Vec::new();
+        let mut locked = Vec::new();
         for p in &set.packages {
             let url = p.url(&repo.url);
             let label = format!("{}_{}_{}.deb", p.name, p.version, p.architecture);
-            // The lock's size (from the signed index) bounds the transfer.
-            let stored = fetcher
-                .fetch_limited(&url, &p.sha256, SizeLimit::Listed(p.size), &label)
-                .map_err(|source| BuildError::InputFetch {
-                    at: recipe.location(step.span),
-                    input: label.clone(),
-                    source: Box::new(source),
-                })?;
-            deps.insert(format!("{from}:{label}"), (url, p.sha256));
-            fetched.push((p.clone(), stored));
+            deps.insert(format!("{from}:{label}"), (url.clone(), p.sha256));
+            locked.push((p.clone(), url));
         }
-        debs.by_line.insert(step.span.line, fetched);
+        debs.by_line.insert(step.span.line, locked);
     }
+    debs.fetcher = Some(fetcher);
     debs.dependencies = deps
         .into_iter()
         .map(|(name, (uri, digest))| Dependency { name, uri, digest })
