@@ -8,6 +8,7 @@
 pub mod attest;
 pub mod build;
 pub mod cli;
+pub mod deb;
 pub mod diff;
 pub mod digest;
 pub mod fetch;

@@ -95,4 +95,12 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(
+        "the recipe has `run` steps and builds {platform}, which this {host} machine cannot \
+         run: no binfmt_misc emulator is registered for it\nhint: register one (e.g. the \
+         qemu-user-static package) or drop the `run` steps"
+    )]
+    NoEmulator { platform: String, host: String },
+    #[error(transparent)]
+    Lockfile(#[from] crate::deb::lockfile::LockfileError),
 }

@@ -74,6 +74,8 @@ pub struct LayerContext<'a> {
     pub index: usize,
     pub recipe: &'a Recipe,
     pub inputs: &'a BTreeMap<String, ResolvedInput>,
+    /// The verified `.deb`s of `packages` steps.
+    pub debs: &'a super::packages::Debs,
     pub store: &'a Store,
     pub encoder: &'a Encoder,
     pub scratch: &'a Path,
@@ -169,6 +171,10 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
                     run_step(&mut tree, &step, &run_ctx).map_err(|e| fail(Box::new(e)))?;
                 step_outputs.push(outputs);
             }
+            StepKind::Packages { .. } => ctx
+                .debs
+                .install(&mut tree, step.span.line, epoch, ctx.scratch)
+                .map_err(fail)?,
             StepKind::Remove { path } => {
                 let key = tree.resolve(path.as_str()).map_err(|e| fail(Box::new(e)))?;
                 let here = tree
@@ -399,8 +405,8 @@ fn apply_step(
                 },
             )?;
         }
-        StepKind::Run { .. } | StepKind::Remove { .. } => {
-            unreachable!("build_layer runs `run` and `remove` steps itself")
+        StepKind::Run { .. } | StepKind::Remove { .. } | StepKind::Packages { .. } => {
+            unreachable!("build_layer runs `run`, `remove` and `packages` steps itself")
         }
     }
     Ok(())
@@ -419,6 +425,7 @@ fn describe_layer(layer: &Layer) -> String {
             StepKind::Symlink { path, target, .. } => format!("symlink {path} -> {target}"),
             StepKind::Remove { path } => format!("remove {path}"),
             StepKind::Run { argv, .. } => format!("run {}", argv.join(" ")),
+            StepKind::Packages { names, from } => format!("packages {from}: {}", names.join(" ")),
         })
         .collect();
     format!("kiln: {}", steps.join("; "))
@@ -444,6 +451,14 @@ fn cache_key(layer: &Layer, ctx: &LayerContext<'_>) -> Sha256Digest {
         "steps": steps,
         "inputs": used,
     });
+    let debs: Vec<String> = layer
+        .steps
+        .iter()
+        .flat_map(|s| ctx.debs.digests(s.span.line))
+        .collect();
+    if !debs.is_empty() {
+        key["debs"] = serde_json::json!(debs);
+    }
     if layer.tar != TarStyle::default() {
         key["tar"] = serde_json::json!(layer.tar);
     }

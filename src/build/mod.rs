@@ -12,6 +12,7 @@ mod layers;
 mod lower;
 mod observer;
 pub mod output;
+mod packages;
 mod run;
 mod user;
 mod validate;
@@ -111,8 +112,10 @@ pub fn build(
             inputs: unpinned.iter().map(|i| i.name.clone()).collect(),
         });
     }
+    check_emulator(recipe)?;
     let store = Store::open(&opts.store_root)?;
     let resolved = inputs::resolve(recipe, &store, opts, observer)?;
+    let debs = packages::fetch(recipe, &store, opts, observer)?;
 
     let base = match &recipe.base {
         Some(base) => Some(open_base(recipe, &base.reference, &store, opts, observer)?),
@@ -157,6 +160,7 @@ pub fn build(
             index,
             recipe,
             inputs: &resolved,
+            debs: &debs,
             store: &store,
             encoder: &encoder,
             scratch: scratch.path(),
@@ -243,6 +247,7 @@ pub fn build(
             digest: r.digest,
         })
         .collect();
+    dependencies.extend(debs.dependencies.iter().cloned());
     if let (Some(b), Some(rb)) = (&base, &recipe.base) {
         dependencies.push(Dependency {
             name: "base".into(),
@@ -285,6 +290,37 @@ pub fn build(
 
 /// Base layers keep their bytes; Docker media types are renamed to their OCI equivalents, as
 /// an OCI manifest requires (the digest, and so the blob, is unchanged).
+/// A `run` step for another architecture needs an emulator registered with binfmt_misc
+/// (`/proc/sys/fs/binfmt_misc/qemu-ARCH`, enabled), or its programs cannot start.
+pub fn check_emulator(recipe: &Recipe) -> Result<()> {
+    let host = crate::recipe::Platform::host();
+    let platform = &recipe.image.platform;
+    let has_run = recipe
+        .layers
+        .iter()
+        .flat_map(|l| &l.steps)
+        .any(|s| matches!(s.kind, crate::recipe::StepKind::Run { .. }));
+    if !has_run || platform.architecture() == host.architecture() {
+        return Ok(());
+    }
+    let qemu = match platform.architecture() {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        "386" => "i386",
+        "loong64" => "loongarch64",
+        other => other,
+    };
+    let entry = Path::new("/proc/sys/fs/binfmt_misc").join(format!("qemu-{qemu}"));
+    let enabled = std::fs::read_to_string(entry).is_ok_and(|t| t.lines().next() == Some("enabled"));
+    if enabled {
+        return Ok(());
+    }
+    Err(BuildError::NoEmulator {
+        platform: platform.to_string(),
+        host: host.to_string(),
+    })
+}
+
 fn oci_layer_type(media_type: &str) -> String {
     match media_type {
         media::DOCKER_LAYER_GZIP => media::OCI_LAYER_GZIP.into(),

@@ -48,17 +48,7 @@ pub fn provenance_manifest(image: &BuiltImage, statement_digest: &Sha256Digest) 
 /// build wrote or hashed them itself (see `Store::export`).
 pub fn write_layout(image: &BuiltImage, dir: &Path) -> Result<()> {
     let layout = Layout::create(dir)?;
-    for blob in &image.layers {
-        let dest = layout.blob_path(&blob.digest);
-        if !dest.is_file() && !image.store.export(&blob.digest, &dest, BLOB_MODE)? {
-            return Err(crate::store::StoreError::ReadEntry {
-                digest: blob.digest,
-                path: blob.path.clone(),
-                source: std::io::ErrorKind::NotFound.into(),
-            }
-            .into());
-        }
-    }
+    export_layers(image, &layout)?;
     layout.put_blob(&image.config_bytes)?;
     layout.put_blob(&image.manifest_bytes)?;
     let prov_desc = referrer::put_statement(
@@ -80,6 +70,74 @@ pub fn write_layout(image: &BuiltImage, dir: &Path) -> Result<()> {
     ));
     layout.write_index(vec![image_desc, prov_desc])?;
     Ok(())
+}
+
+/// Copies the layer blobs of `image` out of the store into `layout` (see `Store::export`).
+fn export_layers(image: &BuiltImage, layout: &Layout) -> Result<()> {
+    for blob in &image.layers {
+        let dest = layout.blob_path(&blob.digest);
+        if !dest.is_file() && !image.store.export(&blob.digest, &dest, BLOB_MODE)? {
+            return Err(crate::store::StoreError::ReadEntry {
+                digest: blob.digest,
+                path: blob.path.clone(),
+                source: std::io::ErrorKind::NotFound.into(),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Writes the images of a several-platform build into the layout directory `dir`: an OCI image
+/// index (one manifest per platform, in recipe order) named `name`, each image's provenance as a
+/// referrer of that image.
+pub fn write_index_layout(images: &[BuiltImage], name: &str, dir: &Path) -> Result<Sha256Digest> {
+    let layout = Layout::create(dir)?;
+    let mut entries = Vec::new();
+    let mut referrers = Vec::new();
+    for image in images {
+        export_layers(image, &layout)?;
+        layout.put_blob(&image.config_bytes)?;
+        layout.put_blob(&image.manifest_bytes)?;
+        referrers.push(referrer::put_statement(
+            &layout,
+            subject(image),
+            &image.provenance,
+            crate::attest::provenance::SLSA_PROVENANCE_V1,
+        )?);
+        let config: serde_json::Value =
+            serde_json::from_slice(&image.config_bytes).expect("kiln wrote the config");
+        let mut platform = serde_json::json!({
+            "architecture": config["architecture"],
+            "os": config["os"],
+        });
+        if let Some(v) = config.get("variant") {
+            platform["variant"] = v.clone();
+        }
+        entries.push(serde_json::json!({
+            "mediaType": media::OCI_MANIFEST,
+            "digest": image.manifest_digest.to_string(),
+            "size": image.manifest_bytes.len(),
+            "platform": platform,
+        }));
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_INDEX,
+        "manifests": entries,
+    });
+    let bytes = crate::image::json::to_canonical_vec(&index).expect("JSON serializes");
+    let digest = layout.put_blob(&bytes)?;
+    let mut index_desc = descriptor(media::OCI_INDEX, &digest, bytes.len() as u64);
+    index_desc.set_annotations(Some(
+        [(media::ANNOTATION_REF_NAME.to_string(), name.to_string())]
+            .into_iter()
+            .collect(),
+    ));
+    let mut all = vec![index_desc];
+    all.extend(referrers);
+    layout.write_index(all)?;
+    Ok(digest)
 }
 
 /// Writes `image` to `dest` in `format`, replacing what was there only once the new output is

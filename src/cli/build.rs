@@ -85,6 +85,12 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
         args.invocation_id.clone(),
     )?;
     let reporter = BuildReporter::new(args.json);
+    if recipe.image.platforms.len() > 1 {
+        if args.check {
+            anyhow::bail!("--check does not support a recipe with several `platforms` yet");
+        }
+        return build_platforms(&recipe, &args, &opts, sign_key.is_some(), &reporter);
+    }
     let image = if args.check {
         match check(&recipe, &opts, &reporter)
             .with_context(|| format!("failed to check {}", args.recipe.display()))?
@@ -132,6 +138,63 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
     if !args.json {
         outln!("{}", image.manifest_digest);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `[image] platforms`: one image per platform, then an OCI image index over them; prints the
+/// index digest.
+fn build_platforms(
+    recipe: &Recipe,
+    args: &BuildArgs,
+    opts: &BuildOptions,
+    signing: bool,
+    reporter: &BuildReporter,
+) -> Result<ExitCode> {
+    if args.format != OutputFormat::Oci || signing || args.push.is_some() {
+        anyhow::bail!(
+            "a recipe with several `platforms` writes an image index: use --format oci, without \
+             --sign-key or --push (sign and copy the index afterwards)"
+        );
+    }
+    let per_platform: Vec<Recipe> = recipe
+        .image
+        .platforms
+        .iter()
+        .map(|platform| {
+            let mut one = recipe.clone();
+            one.image.platform = platform.clone();
+            one.image.platforms = vec![platform.clone()];
+            one
+        })
+        .collect();
+    // Refuse before building anything.
+    for one in &per_platform {
+        build::check_emulator(one)?;
+    }
+    let mut images = Vec::new();
+    for one in &per_platform {
+        let platform = &one.image.platform;
+        status(&format!("building for {platform}"));
+        let image = build::build(one, opts, reporter)
+            .with_context(|| format!("failed to build {} for {platform}", args.recipe.display()))?;
+        status(&format!("{platform}: {}", image.manifest_digest));
+        images.push(image);
+    }
+    let dest = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out").join(recipe.image.name.as_str()));
+    let (_staging, staged) = crate::image::write::stage_beside(&dest)?;
+    let digest = build::output::write_index_layout(&images, recipe.image.name.as_str(), &staged)
+        .with_context(|| format!("failed to write {}", dest.display()))?;
+    crate::image::write::replace(&staged, &dest)?;
+    for image in &images {
+        for blob in &image.layers {
+            image.store.stamp_verified(&blob.digest);
+        }
+    }
+    status(&format!("wrote {}", dest.display()));
+    outln!("{digest}");
     Ok(ExitCode::SUCCESS)
 }
 

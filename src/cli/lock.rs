@@ -64,6 +64,7 @@ pub fn run_lock(args: LockArgs) -> Result<ExitCode> {
     if new_text != text {
         write_atomic(&args.recipe, new_text.as_bytes())?;
     }
+    super::deb_lock::lock_packages(&parsed, &fetcher, args.update)?;
     status(&format!(
         "{}: {changed} pin(s) written",
         args.recipe.display()
@@ -88,6 +89,7 @@ pub fn run_fetch(args: FetchArgs) -> Result<ExitCode> {
             status(&format!("fetched {name}: {d}"));
         }
     }
+    super::deb_lock::fetch_packages(&recipe, &fetcher)?;
     if let Some(base) = &recipe.base {
         let parsed: ImageRef = base.reference.parse()?;
         if matches!(parsed, ImageRef::Docker { .. }) {

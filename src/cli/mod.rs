@@ -6,6 +6,7 @@ mod args;
 mod build;
 mod cache;
 mod copy;
+mod deb_lock;
 mod diff;
 mod inspect;
 mod key;

@@ -67,12 +67,19 @@ pub enum SizeLimit {
     Pinned(u64),
     /// `--max-download-size`.
     Cap(u64),
+    /// The size signed repository metadata lists (a Debian lock or `Release`).
+    Listed(u64),
+    /// The bound kiln sets for a document it reads into memory (a Debian `InRelease`).
+    Document(u64),
 }
 
 impl SizeLimit {
     pub fn bytes(self) -> u64 {
         match self {
-            SizeLimit::Pinned(n) | SizeLimit::Cap(n) => n,
+            SizeLimit::Pinned(n)
+            | SizeLimit::Cap(n)
+            | SizeLimit::Listed(n)
+            | SizeLimit::Document(n) => n,
         }
     }
 }
@@ -84,6 +91,13 @@ impl std::fmt::Display for SizeLimit {
                 write!(f, "its pinned size of {n} bytes (`size` in the recipe)")
             }
             SizeLimit::Cap(n) => write!(f, "--max-download-size ({n} bytes)"),
+            SizeLimit::Listed(n) => {
+                write!(
+                    f,
+                    "the size of {n} bytes the signed repository metadata lists"
+                )
+            }
+            SizeLimit::Document(n) => write!(f, "the {n}-byte limit for this document"),
         }
     }
 }
@@ -115,7 +129,18 @@ impl Fetcher {
         size: Option<u64>,
         what: &str,
     ) -> Result<PathBuf> {
-        let limit = self.limit(size);
+        self.fetch_limited(url, expected, self.limit(size), what)
+    }
+
+    /// [`Fetcher::fetch`] stopped at `limit`: for a size that comes from elsewhere than the
+    /// recipe ([`SizeLimit::Listed`]).
+    pub fn fetch_limited(
+        &self,
+        url: &str,
+        expected: &Sha256Digest,
+        limit: SizeLimit,
+        what: &str,
+    ) -> Result<PathBuf> {
         if let Some(path) = self.cached(expected, None, what)? {
             return Ok(path);
         }
@@ -198,6 +223,34 @@ impl Fetcher {
                 second: actual,
             },
             other => other,
+        })
+    }
+
+    /// Downloads an unpinned `url` into memory, refusing more than `limit` bytes; nothing is
+    /// stored. For small documents that are verified by other means before use (a Debian
+    /// `InRelease`, checked against a keyring).
+    pub fn read_unpinned(&self, url: &str, what: &str, limit: u64) -> Result<Vec<u8>> {
+        let parsed = parse_url(url, what)?;
+        if self.offline && parsed.scheme() != "file" {
+            return Err(FetchError::ResolveOffline {
+                input: what.to_string(),
+                url: url.to_string(),
+            });
+        }
+        self.with_retries(|| {
+            let source = self.open_source(&parsed, url, what)?;
+            let mut bytes = Vec::new();
+            self.pump(
+                source,
+                SizeLimit::Document(limit),
+                what,
+                url,
+                &mut |chunk| {
+                    bytes.extend_from_slice(chunk);
+                    Ok(())
+                },
+            )?;
+            Ok(bytes)
         })
     }
 

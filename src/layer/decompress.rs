@@ -156,6 +156,8 @@ pub enum DecompressError {
     },
     #[error("`{name}` has no data.tar member")]
     DebNoData { name: String },
+    #[error("{name} is a .deb without a control.tar member before its data")]
+    DebNoControl { name: String },
     #[error("`{name}` has two data members, `{first}` and `{second}`")]
     DebTwoData {
         name: String,
@@ -212,6 +214,25 @@ pub fn open_archive_with_limits<'a>(
         }
         Some(format) => Ok(decode(format, reader, &name, limits, &prefix)),
         None if prefix.is_empty() => Err(DecompressError::Empty { name }),
+        None => Err(DecompressError::UnknownFormat {
+            name,
+            magic: hex::encode(&prefix[..prefix.len().min(8)]),
+        }),
+    }
+}
+
+/// Opens the `control.tar[.gz|.xz|.zst]` member of a `.deb` and returns a stream of its tar
+/// (what dpkg keeps of a package: `control`, `md5sums`, maintainer scripts).
+pub fn open_deb_control<'a>(
+    reader: impl Read + Send + 'a,
+    hint_name: &str,
+) -> Result<ArchiveReader<'a>, DecompressError> {
+    let name = hint_name.to_string();
+    let control = deb::open_control_member(reader, &name)?;
+    let (prefix, control) = peek(control, &name)?;
+    match Format::detect(&prefix) {
+        Some(Format::Deb) => Err(DecompressError::DebNested { name }),
+        Some(format) => Ok(decode(format, control, &name, &Limits::default(), &prefix)),
         None => Err(DecompressError::UnknownFormat {
             name,
             magic: hex::encode(&prefix[..prefix.len().min(8)]),
@@ -537,6 +558,35 @@ mod deb {
             }
             skip(&mut reader, &member, archive)?;
         }
+    }
+
+    /// The `control.tar*` member, which dpkg writes before the data member.
+    pub(super) fn open_control_member<'a>(
+        mut reader: impl Read + Send + 'a,
+        archive: &str,
+    ) -> Result<impl Read + Send + 'a, DecompressError> {
+        let mut magic = [0u8; 8];
+        let got = read_full(&mut reader, &mut magic, archive)?;
+        if got < 8 || &magic != b"!<arch>\n" {
+            let (name, reason) = (archive.to_string(), "missing `!<arch>` magic");
+            return Err(DecompressError::DebBadMember {
+                name,
+                member: None,
+                reason,
+            });
+        }
+        while let Some(member) = next_member(&mut reader, archive)? {
+            if member.name.starts_with("control.tar") {
+                return Ok(reader.take(member.size));
+            }
+            if is_data(&member.name) {
+                break;
+            }
+            skip(&mut reader, &member, archive)?;
+        }
+        Err(DecompressError::DebNoControl {
+            name: archive.to_string(),
+        })
     }
 
     fn is_data(name: &str) -> bool {

@@ -93,6 +93,33 @@ pub enum RecipeError {
     BothUrlAndPath { at: Location, input: String },
     #[error("{at}: [inputs.{input}] has neither `url` nor `path`; give exactly one")]
     NoSource { at: Location, input: String },
+    #[error("{at}: invalid `{key}` in [repositories.{repository}]: {reason}")]
+    InvalidRepository {
+        at: Location,
+        repository: String,
+        key: &'static str,
+        reason: &'static str,
+    },
+    #[error(
+        "{at}: `packages` needs a repository: {}",
+        match (known.is_empty(), name.is_empty()) {
+            (true, _) => "the recipe has no [repositories.NAME]".to_string(),
+            (false, true) => format!("name one of {} with `from`", list(known)),
+            (false, false) => format!("`{name}` is not one of {}", list(known)),
+        }
+    )]
+    UnknownRepository {
+        at: Location,
+        name: String,
+        known: Vec<String>,
+    },
+    #[error(
+        "{at}: `platforms` must list distinct platforms such as [\"linux/amd64\", \"linux/arm64\"], \
+         and replaces `platform` (give one of the two)"
+    )]
+    Platforms { at: Location },
+    #[error("{at}: `{name}` is not a Debian package name (lowercase letters, digits, `+-.`)")]
+    InvalidPackageName { at: Location, name: String },
     #[error("{at}: invalid `{key}` in {table}: {reason}")]
     InvalidValue {
         at: Location,
@@ -224,7 +251,11 @@ impl RecipeError {
             | Empty { at, .. }
             | Nul { at, .. }
             | InvalidEnvName { at, .. }
-            | InvalidPort { at, .. } => Some(at),
+            | InvalidPort { at, .. }
+            | InvalidRepository { at, .. }
+            | UnknownRepository { at, .. }
+            | InvalidPackageName { at, .. }
+            | Platforms { at } => Some(at),
         }
     }
 }

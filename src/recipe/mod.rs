@@ -10,6 +10,7 @@ mod error;
 mod lock;
 mod parse;
 mod reference;
+mod repositories;
 mod span;
 mod steps;
 mod table;
@@ -24,6 +25,7 @@ use std::path::Path;
 pub use error::RecipeError;
 pub use lock::{pin_base_ref, pin_input_sha256, pin_input_size, LockError};
 pub use reference::{ReferenceError, TRANSPORTS};
+pub use repositories::Repository;
 pub use span::{Location, Span, ValueSpans};
 pub use steps::STEP_KINDS;
 pub use types::{

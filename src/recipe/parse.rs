@@ -21,11 +21,12 @@ use super::types::{
 use super::values::{check_input_name, ImagePath, Platform, RefName};
 use crate::digest::Sha256Digest;
 
-const ROOT_KEYS: &[&str] = &["image", "base", "inputs", "layer", "config"];
+const ROOT_KEYS: &[&str] = &["image", "base", "inputs", "repositories", "layer", "config"];
 const IMAGE_KEYS: &[&str] = &[
     "name",
     "epoch",
     "platform",
+    "platforms",
     "compression",
     "compression-level",
     "history",
@@ -88,7 +89,8 @@ pub(crate) fn parse(
         None => None,
     };
     let inputs = parse_inputs(&root, dir)?;
-    let layers = parse_layers(&root, &inputs)?;
+    let repositories = super::repositories::parse_repositories(&root, dir)?;
+    let layers = parse_layers(&root, &inputs, &repositories)?;
     if let Some(history) = &image.history {
         let entries = history.iter().filter(|h| !h.empty_layer).count();
         if entries != layers.len() {
@@ -111,6 +113,7 @@ pub(crate) fn parse(
         image,
         base,
         inputs,
+        repositories,
         layers,
         config,
     })
@@ -136,7 +139,30 @@ fn parse_image(root: &Tbl<'_>) -> Result<ImageSection, RecipeError> {
             value: epoch,
         });
     }
-    let platform: Platform = t.parsed("platform")?.unwrap_or_else(Platform::host);
+    let mut platform: Platform = t.parsed("platform")?.unwrap_or_else(Platform::host);
+    let mut platforms = vec![platform.clone()];
+    if let Some(list) = t.strings("platforms")? {
+        let parsed = list
+            .iter()
+            .map(|p| p.parse::<Platform>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| RecipeError::InvalidValue {
+                at: t.at_value("platforms"),
+                key: "platforms".to_string(),
+                table: "[image]".to_string(),
+                reason,
+            })?;
+        let mut unique = parsed.clone();
+        unique.sort();
+        unique.dedup();
+        if parsed.is_empty() || unique.len() != parsed.len() || t.get("platform").is_some() {
+            return Err(RecipeError::Platforms {
+                at: t.at_value("platforms"),
+            });
+        }
+        platform = parsed[0].clone();
+        platforms = parsed;
+    }
     let compression = match t.string("compression")? {
         None | Some("gzip") => Compression::Gzip,
         Some("zstd") => Compression::Zstd,
@@ -191,6 +217,7 @@ fn parse_image(root: &Tbl<'_>) -> Result<ImageSection, RecipeError> {
         name,
         epoch,
         platform,
+        platforms,
         compression,
         compression_level,
         history,

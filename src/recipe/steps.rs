@@ -7,18 +7,19 @@
 use std::collections::BTreeMap;
 
 use super::error::RecipeError;
+use super::repositories::{is_package_name, Repository};
 use super::table::{as_table_array, Tbl};
 use super::types::{Input, Layer, Step, StepKind, TarStyle};
 use super::values::{ImagePath, Mode, Owner};
 
 /// Every step kind, in the order messages list them.
-pub const STEP_KINDS: [&str; 7] = [
-    "extract", "copy", "write", "mkdir", "symlink", "remove", "run",
+pub const STEP_KINDS: [&str; 8] = [
+    "extract", "copy", "write", "mkdir", "symlink", "remove", "run", "packages",
 ];
 
 const STEP_KEYS: &[&str] = &[
     "extract", "copy", "write", "mkdir", "symlink", "remove", "run", "dest", "mode", "owner",
-    "content", "target", "env", "workdir", "user",
+    "content", "target", "env", "workdir", "user", "packages", "from",
 ];
 
 /// The keys each kind takes besides its own.
@@ -30,6 +31,7 @@ fn options(kind: &str) -> &'static [&'static str] {
         "mkdir" => &["mode", "owner"],
         "symlink" => &["target", "owner"],
         "run" => &["env", "workdir", "user"],
+        "packages" => &["from"],
         _ => &[],
     }
 }
@@ -37,6 +39,7 @@ fn options(kind: &str) -> &'static [&'static str] {
 pub(crate) fn parse_layers(
     root: &Tbl<'_>,
     inputs: &BTreeMap<String, Input>,
+    repositories: &BTreeMap<String, Repository>,
 ) -> Result<Vec<Layer>, RecipeError> {
     let Some(item) = root.get("layer") else {
         return Ok(Vec::new());
@@ -76,6 +79,7 @@ pub(crate) fn parse_layers(
                             span,
                         },
                         inputs,
+                        repositories,
                     )
                 })
                 .collect::<Result<Vec<_>, _>>()?,
@@ -95,7 +99,11 @@ pub(crate) fn parse_layers(
     Ok(layers)
 }
 
-fn parse_step(t: &Tbl<'_>, inputs: &BTreeMap<String, Input>) -> Result<Step, RecipeError> {
+fn parse_step(
+    t: &Tbl<'_>,
+    inputs: &BTreeMap<String, Input>,
+    repositories: &BTreeMap<String, Repository>,
+) -> Result<Step, RecipeError> {
     t.check_keys(STEP_KEYS)?;
     let kinds: Vec<&'static str> = t
         .keys()
@@ -167,6 +175,7 @@ fn parse_step(t: &Tbl<'_>, inputs: &BTreeMap<String, Input>) -> Result<Step, Rec
         "remove" => StepKind::Remove {
             path: target_path(t, kind)?,
         },
+        "packages" => packages(t, repositories)?,
         _ => StepKind::Run {
             argv: command(t)?,
             env: t.string_map("env", "`env` of [[layer.step]]", true)?,
@@ -175,6 +184,45 @@ fn parse_step(t: &Tbl<'_>, inputs: &BTreeMap<String, Input>) -> Result<Step, Rec
         },
     };
     Ok(Step { kind, span: t.span })
+}
+
+/// `packages = [...]` with `from` (optional when the recipe has one repository).
+fn packages(
+    t: &Tbl<'_>,
+    repositories: &BTreeMap<String, Repository>,
+) -> Result<StepKind, RecipeError> {
+    let mut names = t.strings("packages")?.expect("kind key present");
+    if let Some(bad) = names.iter().find(|n| !is_package_name(n)) {
+        return Err(RecipeError::InvalidPackageName {
+            at: t.at_value("packages"),
+            name: bad.clone(),
+        });
+    }
+    if names.is_empty() {
+        return Err(t.missing("packages"));
+    }
+    names.sort();
+    names.dedup();
+    let known: Vec<String> = repositories.keys().cloned().collect();
+    let from = match t.string("from")? {
+        Some(name) if repositories.contains_key(name) => name.to_string(),
+        Some(name) => {
+            return Err(RecipeError::UnknownRepository {
+                at: t.at_value("from"),
+                name: name.to_string(),
+                known,
+            })
+        }
+        None if known.len() == 1 => known[0].clone(),
+        None => {
+            return Err(RecipeError::UnknownRepository {
+                at: t.at_key("packages"),
+                name: String::new(),
+                known,
+            })
+        }
+    };
+    Ok(StepKind::Packages { names, from })
 }
 
 /// The input named by `extract`/`copy`, which must exist.

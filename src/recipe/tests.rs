@@ -119,6 +119,7 @@ fn full_recipe_parses_to_the_expected_structure() {
         },
     ];
     let expected = Recipe {
+        repositories: BTreeMap::new(),
         file: "recipes/hello/recipe.toml".into(),
         dir: "recipes/hello".into(),
         sha256: Sha256Digest::of(FULL.as_bytes()),
@@ -126,6 +127,7 @@ fn full_recipe_parses_to_the_expected_structure() {
             name: p("hello"),
             epoch: 1_700_000_000,
             platform: p("linux/arm64/v8"),
+            platforms: vec![p("linux/arm64/v8")],
             compression: Compression::Zstd,
             compression_level: Some(19),
             history: None,
@@ -311,10 +313,10 @@ fn refusals_name_the_place_and_the_key() {
     let cases: &[(&str, &str)] = &[
         // unknown keys, everywhere
         ("[[layer]]\n[[layer.step]]\nextrct = \"busybox\"\n",
-         "recipe.toml:9:1: unknown key `extrct` in [[layer.step]]; expected one of: extract, copy, write, mkdir, symlink, remove, run, dest, mode, owner, content, target, env, workdir, user"),
+         "recipe.toml:9:1: unknown key `extrct` in [[layer.step]]; expected one of: extract, copy, write, mkdir, symlink, remove, run, dest, mode, owner, content, target, env, workdir, user, packages, from"),
         ("[config]\n  entry-point = []\n",
          "recipe.toml:8:3: unknown key `entry-point` in [config]; expected one of: entrypoint, cmd, env, workdir, user, exposed-ports, labels, stop-signal"),
-        ("[layers]\n", "recipe.toml:7:2: unknown key `layers` in the top level; expected one of: image, base, inputs, layer, config"),
+        ("[layers]\n", "recipe.toml:7:2: unknown key `layers` in the top level; expected one of: image, base, inputs, repositories, layer, config"),
         ("[inputs.x]\nurl = \"https://e/x\"\nsha = \"abc\"\n",
          "recipe.toml:9:1: unknown key `sha` in [inputs.x]; expected one of: url, path, sha256, size"),
         ("[base]\nref = \"oci:x@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\ndigest = 1\n",
@@ -337,7 +339,7 @@ fn refusals_name_the_place_and_the_key() {
         ("[[layer]]\n[[layer.step]]\nrun = 3\n", "recipe.toml:9:7: `run` in [[layer.step]] must be a string or an array of strings, found integer"),
         // step kinds
         ("[[layer]]\n[[layer.step]]\ndest = \"/\"\n",
-         "recipe.toml:8:1: [[layer.step]] has no kind; expected exactly one of: extract, copy, write, mkdir, symlink, remove, run"),
+         "recipe.toml:8:1: [[layer.step]] has no kind; expected exactly one of: extract, copy, write, mkdir, symlink, remove, run, packages"),
         ("[[layer]]\n[[layer.step]]\ncopy = \"site\"\nwrite = \"/x\"\ndest = \"/\"\n",
          "recipe.toml:10:1: [[layer.step]] has both `copy` and `write`; a step does exactly one thing, split it into two steps"),
         ("[[layer]]\n[[layer.step]]\ncopy = \"site\"\ndest = \"/\"\ntarget = \"x\"\n",
@@ -446,7 +448,7 @@ fn image_section_refusals() {
         ("[image]\nname = \"x\"\ncompression = \"zstd\"\ncompression-level = 0\n",
          "r.toml:4:21: compression-level 0 is out of range for zstd: expected 1 to 22"),
         ("image.name = \"x\"\nimage.nmae = \"y\"\n",
-         "r.toml:2:7: unknown key `nmae` in [image]; expected one of: name, epoch, platform, compression, compression-level, history, annotations"),
+         "r.toml:2:7: unknown key `nmae` in [image]; expected one of: name, epoch, platform, platforms, compression, compression-level, history, annotations"),
         ("[image]\nname = \"x\"\nhistory = \"COPY\"\n",
          "r.toml:3:11: `history` in [image] must be an array of tables ([[image.history]]), found string"),
         ("[image]\nname = \"x\"\n[[image.history]]\ncreated_by = \"COPY\"\n",
@@ -457,6 +459,10 @@ fn image_section_refusals() {
          "r.toml:3:11: [image] history has 2 entries for layers but the recipe has 1 [[layer]]; give one entry per layer, and `empty-layer = true` to the others"),
         ("[image]\nname = \"x\"\nannotations = { a = 1 }\n",
          "r.toml:3:21: `a` in [image.annotations] must be a string, found integer"),
+        ("[image]\nname = \"x\"\nplatforms = [\"linux/amd64\", \"linux/amd64\"]\n",
+         "r.toml:3:13: `platforms` must list distinct platforms such as [\"linux/amd64\", \"linux/arm64\"], and replaces `platform` (give one of the two)"),
+        ("[image]\nname = \"x\"\nplatforms = [\"linux\"]\n",
+         "r.toml:3:13: invalid `platforms` in [image]: `linux` is not a platform: expected os/arch[/variant] in lowercase, such as \"linux/amd64\" or \"linux/arm/v7\""),
     ];
     for (text, want) in cases {
         let err = Recipe::parse(text, "r.toml", ".").unwrap_err();
@@ -490,7 +496,7 @@ tar = "kiln"
     let err = Recipe::parse(text, "r.toml", ".").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "r.toml:18:1: unknown key `tar` in [[layer.step]]; expected one of: extract, copy, write, mkdir, symlink, remove, run, dest, mode, owner, content, target, env, workdir, user",
+        "r.toml:18:1: unknown key `tar` in [[layer.step]]; expected one of: extract, copy, write, mkdir, symlink, remove, run, dest, mode, owner, content, target, env, workdir, user, packages, from",
         "`tar` belongs to the layer, not a step"
     );
     let text = text.replace("mkdir = \"/e\"\ntar = \"kiln\"\n", "mkdir = \"/e\"\n");

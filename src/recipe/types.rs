@@ -27,6 +27,8 @@ pub struct Recipe {
     /// `None` means `FROM scratch`.
     pub base: Option<Base>,
     pub inputs: BTreeMap<String, Input>,
+    /// `[repositories.NAME]`.
+    pub repositories: BTreeMap<String, super::repositories::Repository>,
     /// In recipe order; each is exactly one image layer.
     pub layers: Vec<Layer>,
     pub config: ConfigSection,
@@ -39,8 +41,11 @@ pub struct ImageSection {
     pub name: RefName,
     /// SOURCE_DATE_EPOCH for every timestamp kiln writes; default 0, never negative.
     pub epoch: i64,
-    /// Default: `linux/<host arch>` ([`Platform::host`]).
+    /// Default: `linux/<host arch>` ([`Platform::host`]); with `platforms`, the first of them.
     pub platform: Platform,
+    /// `platforms`: one image per platform, written as an OCI image index. Never empty;
+    /// `[platform]` when the recipe does not say `platforms`.
+    pub platforms: Vec<Platform>,
     /// Layer compression; default gzip.
     pub compression: Compression,
     /// `compression-level`; `None` leaves the level to the layer writer's fixed default.
@@ -193,6 +198,9 @@ pub enum StepKind {
     },
     /// Deletes base content; becomes a whiteout.
     Remove { path: ImagePath },
+    /// Installs Debian packages (their closure, as pinned in `RECIPE.lock`) from repository
+    /// `from`: each `.deb`'s data unpacked, no maintainer scripts, a dpkg record per package.
+    Packages { names: Vec<String>, from: String },
     /// Runs in the sandbox over the rootfs so far. A string `run` becomes
     /// `["/bin/sh", "-c", string]`.
     Run {
@@ -214,6 +222,7 @@ impl StepKind {
             StepKind::Symlink { .. } => "symlink",
             StepKind::Remove { .. } => "remove",
             StepKind::Run { .. } => "run",
+            StepKind::Packages { .. } => "packages",
         }
     }
 

@@ -4,6 +4,7 @@
 mod build;
 mod check;
 mod corpus;
+mod deb;
 mod diff;
 mod errors;
 mod examples;

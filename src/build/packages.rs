@@ -1,0 +1,134 @@
+//! `packages` steps at build time: the lock only. Each locked `.deb` is fetched into the store
+//! pinned to its sha256 (cache, mirror or network, as every input) when its layer is built, and
+//! the provenance lists each `.deb` and the InRelease it was resolved from.
+
+use std::collections::BTreeMap;
+
+use super::{BuildError, BuildObserver, BuildOptions, Result};
+use crate::attest::provenance::Dependency;
+use crate::deb::lockfile::{lock_path, requests, Lock, LockedPackage, LockfileError};
+use crate::deb::{debian_arch, install};
+use crate::digest::Sha256Digest;
+use crate::fetch::{Fetcher, SizeLimit};
+use crate::layer::tree::FileTree;
+use crate::recipe::{Recipe, StepKind};
+use crate::store::Store;
+
+/// The locked `.deb`s of each `packages` step, by the step's recipe line. They are fetched
+/// (and verified) only when a layer is actually built: a layer taken from the layer cache
+/// needs their digests (in its key), not their bytes.
+#[derive(Default)]
+pub struct Debs {
+    pub by_line: BTreeMap<usize, Vec<(LockedPackage, String)>>,
+    pub dependencies: Vec<Dependency>,
+    fetcher: Option<Fetcher>,
+}
+
+impl Debs {
+    pub fn install(
+        &self,
+        tree: &mut FileTree,
+        line: usize,
+        epoch: i64,
+        scratch: &std::path::Path,
+    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let mut fetched = Vec::new();
+        for (p, url) in self.by_line.get(&line).into_iter().flatten() {
+            let fetcher = self
+                .fetcher
+                .as_ref()
+                .expect("set whenever there are packages");
+            let label = format!("{}_{}_{}.deb", p.name, p.version, p.architecture);
+            // The lock's size (from the signed index) bounds the transfer.
+            let limit = SizeLimit::Listed(p.size);
+            fetched.push((
+                p.clone(),
+                fetcher.fetch_limited(url, &p.sha256, limit, &label)?,
+            ));
+        }
+        install::install(tree, &fetched, epoch, scratch)?;
+        Ok(())
+    }
+
+    /// The digests a layer's packages steps install, for the layer cache key.
+    pub fn digests(&self, line: usize) -> Vec<String> {
+        self.by_line
+            .get(&line)
+            .into_iter()
+            .flatten()
+            .map(|(p, _)| format!("{}={}", p.name, p.sha256))
+            .collect()
+    }
+}
+
+pub fn fetch(
+    recipe: &Recipe,
+    store: &Store,
+    opts: &BuildOptions,
+    observer: &dyn BuildObserver,
+) -> Result<Debs> {
+    let mut debs = Debs::default();
+    if requests(recipe).next().is_none() {
+        return Ok(debs);
+    }
+    let path = lock_path(&recipe.file);
+    let lock = Lock::read(&path)?.ok_or_else(|| LockfileError::Missing {
+        path: path.clone(),
+        recipe: recipe.file.clone(),
+    })?;
+    let arch = debian_arch(&recipe.image.platform).ok_or_else(|| BuildError::StepInvalid {
+        location: recipe.file.display().to_string(),
+        message: format!(
+            "platform {} has no Debian architecture",
+            recipe.image.platform
+        ),
+    })?;
+    let keyrings = keyring_digests(recipe)?;
+    lock.check(recipe, &[arch.to_string()], &keyrings, &path)?;
+    let mut fetcher = Fetcher::new(store.clone());
+    fetcher.mirrors = opts.mirrors.clone();
+    fetcher.offline = opts.offline;
+    fetcher.max_download_size = opts.max_download_size;
+    fetcher.progress = observer.transfer_progress();
+    let mut deps = BTreeMap::new();
+    for step in recipe.layers.iter().flat_map(|l| &l.steps) {
+        let StepKind::Packages { names, from } = &step.kind else {
+            continue;
+        };
+        let set = lock.set(from, arch, names).expect("checked by Lock::check");
+        let repo = &lock.repositories[from];
+        if let Some(release) = repo.release.get(arch) {
+            let uri = format!("{}/dists/{}/InRelease", repo.url, repo.suite);
+            deps.insert(
+                format!("{from}:{arch}:InRelease"),
+                (uri, release.inrelease_sha256),
+            );
+        }
+        let mut locked = Vec::new();
+        for p in &set.packages {
+            let url = p.url(&repo.url);
+            let label = format!("{}_{}_{}.deb", p.name, p.version, p.architecture);
+            deps.insert(format!("{from}:{label}"), (url.clone(), p.sha256));
+            locked.push((p.clone(), url));
+        }
+        debs.by_line.insert(step.span.line, locked);
+    }
+    debs.fetcher = Some(fetcher);
+    debs.dependencies = deps
+        .into_iter()
+        .map(|(name, (uri, digest))| Dependency { name, uri, digest })
+        .collect();
+    Ok(debs)
+}
+
+/// The sha256 of each repository's keyring file, when it can be read (a build from the lock
+/// does not need the keyring; when present, a changed keyring makes the lock stale).
+fn keyring_digests(recipe: &Recipe) -> Result<BTreeMap<String, Sha256Digest>> {
+    let mut out = BTreeMap::new();
+    for (name, repo) in &recipe.repositories {
+        if let Ok(bytes) = fs_err::read(&repo.keyring_resolved) {
+            out.insert(name.clone(), Sha256Digest::of(&bytes));
+        }
+    }
+    Ok(out)
+}
