@@ -16,6 +16,7 @@ pub mod image;
 pub mod layer;
 pub mod recipe;
 pub mod registry;
+pub mod scan;
 pub mod store;
 
 #[cfg(test)]

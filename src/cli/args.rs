@@ -53,6 +53,10 @@ pub enum Command {
     /// Build a recipe, compare the result with REF, record the verdict as an in-toto
     /// statement attached to the rebuilt image. Exit codes as for `diff`.
     Rebuild(RebuildArgs),
+    /// Match an image's (or a RECIPE.lock's) Debian packages against OSV vulnerability records,
+    /// offline. Exit 0 when the gate passes, 1 when a finding at or above --fail-on (or one
+    /// kiln could not evaluate) remains, 2 on errors.
+    Scan(ScanArgs),
 }
 
 /// How registries are reached. Shared by every command that may talk to one.
@@ -345,4 +349,50 @@ pub struct RebuildArgs {
     pub check: DiffCheckArgs,
     #[command(flatten)]
     pub run: BuildRunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// The image (oci:out/hello:hello, docker://…) or a RECIPE.lock file (scanned before
+    /// building).
+    pub target: String,
+    /// OSV records: a directory (searched recursively for *.json) or a zip (osv.dev's
+    /// Debian/all.zip).
+    #[arg(long, value_name = "DIR|ZIP")]
+    pub db: PathBuf,
+    /// Exit 1 when a finding of this severity or above remains after --ignore (`unknown`:
+    /// any finding).
+    #[arg(long, value_enum, value_name = "SEVERITY")]
+    pub fail_on: Option<FailOn>,
+    /// Accepted findings: a TOML file of [[ignore]] entries with id, reason and expires
+    /// (YYYY-MM-DD); an expired entry is an error.
+    #[arg(long, value_name = "FILE")]
+    pub ignore: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long, conflicts_with = "sarif")]
+    pub json: bool,
+    /// Print the report as SARIF 2.1.0.
+    #[arg(long)]
+    pub sarif: bool,
+    /// The OSV ecosystem [default: Debian:VERSION_ID from the image's os-release, or from the
+    /// lock's suite].
+    #[arg(long, value_name = "NAME")]
+    pub ecosystem: Option<String>,
+    /// The platform to pick from a multi-platform index [default: linux/<host arch>].
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// The cache registry blobs are read into [default: $XDG_CACHE_HOME/kiln].
+    #[arg(long, value_name = "DIR", env = "KILN_CACHE")]
+    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    Unknown,
+    Low,
+    Medium,
+    High,
+    Critical,
 }

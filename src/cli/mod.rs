@@ -13,6 +13,7 @@ mod lock;
 mod printer;
 mod progress;
 mod rebuild;
+mod scan;
 mod sign;
 
 use std::process::ExitCode;
@@ -35,6 +36,7 @@ pub fn main() -> ExitCode {
         Command::Copy(args) => copy::run(args),
         Command::Diff(args) => diff::run(args),
         Command::Rebuild(args) => rebuild::run(args),
+        Command::Scan(args) => scan::run(args),
     };
     match result {
         Ok(code) => code,

@@ -9,5 +9,6 @@ mod registry;
 #[path = "../../src/testing/registry.rs"]
 mod registry_support;
 mod run;
+mod scan;
 mod sign;
 mod support;
