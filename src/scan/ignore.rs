@@ -80,7 +80,7 @@ impl IgnoreList {
     pub fn covering(&self, id: &str, aliases: &[String]) -> Option<&IgnoreEntry> {
         self.entries
             .iter()
-            .find(|e| e.id == id || aliases.iter().any(|a| *a == e.id))
+            .find(|e| e.id == id || aliases.contains(&e.id))
     }
 }
 
