@@ -539,7 +539,7 @@ fn deb_build_refuses_a_deb_whose_hash_differs_from_the_lock() {
 
 /// The Debian archive apt on this machine uses for its own release (from apt's sources
 /// configuration, one-line `.list` or deb822 `.sources`), as (URI, suite).
-fn apt_debian_source() -> (String, String) {
+pub fn apt_debian_source() -> (String, String) {
     let os = std::fs::read_to_string("/etc/os-release").unwrap();
     let codename = os
         .lines()

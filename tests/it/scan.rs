@@ -487,3 +487,94 @@ fn a_lock_is_scanned_before_building() {
     assert_eq!(report["findings"][0]["package"], "libssl3");
     assert_eq!(report["findings"][0]["location"], "app.lock");
 }
+
+/// kiln's Debian version order (which `kiln scan` compares with) against the real
+/// `dpkg --compare-versions`, on 10,200 pairs from the real `Packages` index of the mirror apt
+/// uses: entries adjacent in the index, deterministic pseudo-random pairs, and each version
+/// beside its own `~`, `+b1` and epoch neighbours.
+#[test]
+fn version_order_equals_dpkg_on_real_packages_index() {
+    use kiln::deb::version::Version;
+    use std::cmp::Ordering;
+    let ctx = TestContext::new();
+    let (url, suite) = crate::deb::apt_debian_source();
+    let xz = ctx.join("Packages.xz");
+    run_ok(
+        crate::support::tool("/usr/lib/apt/apt-helper")
+            .arg("download-file")
+            .arg(format!("{url}/dists/{suite}/main/binary-amd64/Packages.xz"))
+            .arg(&xz),
+    );
+    let text = run_ok(crate::support::tool("xz").arg("-dc").arg(&xz));
+    let versions: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("Version: "))
+        .collect();
+    assert!(versions.len() > 50_000, "{}", versions.len());
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let step = versions.len() / 3_400;
+    for i in (0..versions.len() - 1).step_by(step).take(3_400) {
+        pairs.push((versions[i].into(), versions[i + 1].into()));
+    }
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (seed >> 33) as usize % n
+    };
+    for _ in 0..3_400 {
+        let (a, b) = (next(versions.len()), next(versions.len()));
+        pairs.push((versions[a].into(), versions[b].into()));
+    }
+    for i in 0..3_400 {
+        let v = versions[next(versions.len())];
+        let neighbour = match i % 4 {
+            0 => format!("{v}~1"),
+            1 => format!("{v}+b1"),
+            2 if v.contains(':') => v.split_once(':').unwrap().1.to_string(),
+            2 => format!("1:{v}"),
+            _ => versions[next(versions.len())].to_string(),
+        };
+        pairs.push((v.into(), neighbour));
+    }
+    assert!(pairs.len() >= 10_000);
+    let dpkg = |a: &str, op: &str, b: &str| {
+        std::process::Command::new("dpkg")
+            .args(["--compare-versions", a, op, b])
+            .status()
+            .expect("dpkg must be installed")
+            .success()
+    };
+    let chunks: Vec<Vec<(String, String)>> = pairs
+        .chunks(pairs.len() / 4 + 1)
+        .map(|c| c.to_vec())
+        .collect();
+    let mismatches: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|chunk| {
+                s.spawn(move || {
+                    let mut bad = Vec::new();
+                    for (a, b) in chunk {
+                        let want = if dpkg(a, "lt", b) {
+                            Ordering::Less
+                        } else if dpkg(a, "eq", b) {
+                            Ordering::Equal
+                        } else {
+                            Ordering::Greater
+                        };
+                        let got = Version::parse(a).unwrap().cmp(&Version::parse(b).unwrap());
+                        if got != want {
+                            bad.push(format!("{a} vs {b}: dpkg says {want:?}, kiln {got:?}"));
+                        }
+                    }
+                    bad
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+}
