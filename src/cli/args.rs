@@ -57,6 +57,9 @@ pub enum Command {
     /// offline. Exit 0 when the gate passes, 1 when a finding at or above --fail-on (or one
     /// kiln could not evaluate) remains, 2 on errors.
     Scan(ScanArgs),
+    /// Write an SBOM of an image's Debian packages (and, from kiln's provenance, the recipe's
+    /// inputs): SPDX 2.3 or CycloneDX 1.5 JSON, deterministic bytes.
+    Sbom(SbomArgs),
 }
 
 /// How registries are reached. Shared by every command that may talk to one.
@@ -395,4 +398,29 @@ pub enum FailOn {
     Medium,
     High,
     Critical,
+}
+
+#[derive(Debug, Args)]
+pub struct SbomArgs {
+    /// The image, e.g. oci:out/hello:hello.
+    pub reference: String,
+    #[arg(long, value_enum)]
+    pub format: SbomFormat,
+    /// Write to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The platform to pick from a multi-platform index [default: linux/<host arch>].
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// The cache registry blobs are read into [default: $XDG_CACHE_HOME/kiln].
+    #[arg(long, value_name = "DIR", env = "KILN_CACHE")]
+    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SbomFormat {
+    SpdxJson,
+    CyclonedxJson,
 }

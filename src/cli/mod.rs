@@ -37,6 +37,7 @@ pub fn main() -> ExitCode {
         Command::Diff(args) => diff::run(args),
         Command::Rebuild(args) => rebuild::run(args),
         Command::Scan(args) => scan::run(args),
+        Command::Sbom(args) => scan::run_sbom(args),
     };
     match result {
         Ok(code) => code,

@@ -3,12 +3,100 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
-use super::args::{FailOn, ScanArgs};
+use super::args::{FailOn, SbomArgs, SbomFormat, ScanArgs};
 use super::printer::{outln, status};
+use crate::attest::provenance::SLSA_PROVENANCE_V1;
 use crate::deb::lockfile::Lock;
+use crate::image::layout::digest_of;
 use crate::image::{self, ImageRef};
 use crate::recipe::Platform;
+use crate::scan::sbom::{self, Input, SbomSubject};
 use crate::scan::{self, InstalledPackage, Report, Severity};
+use serde_json::Value;
+
+fn open(
+    target: &str,
+    platform: &Option<String>,
+    cache: &Option<std::path::PathBuf>,
+    registry: &super::args::RegistryArgs,
+) -> Result<image::OpenedImage> {
+    let reference: ImageRef = target.parse()?;
+    let platform = platform
+        .clone()
+        .unwrap_or_else(|| Platform::host().to_string());
+    let cache = super::args::CacheArgs {
+        cache: cache.clone(),
+        offline: false,
+        mirror: Vec::new(),
+    };
+    let ctx = super::copy::transports(&cache, registry)?;
+    image::open_image_with(&reference, &platform, &ctx)
+        .with_context(|| format!("failed to open {target}"))
+}
+
+pub fn run_sbom(args: SbomArgs) -> Result<ExitCode> {
+    let img = open(&args.reference, &args.platform, &args.cache, &args.registry)?;
+    let packages = scan::read_image_packages(&img)?;
+    let config: Value = serde_json::from_slice(&img.config_bytes)?;
+    let inputs = provenance_inputs(&img)?;
+    let subject = SbomSubject {
+        reference: &args.reference,
+        digest: img.manifest_digest,
+        created: config.get("created").and_then(Value::as_str),
+        packages: &packages,
+        inputs: &inputs,
+    };
+    let doc = match args.format {
+        SbomFormat::SpdxJson => sbom::spdx(&subject),
+        SbomFormat::CyclonedxJson => sbom::cyclonedx(&subject),
+    };
+    let mut bytes = serde_json::to_vec_pretty(&doc)?;
+    bytes.push(b'\n');
+    match &args.output {
+        Some(path) => fs_err::write(path, &bytes)?,
+        None => outln!("{}", String::from_utf8_lossy(&bytes).trim_end()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `resolvedDependencies` of kiln's SLSA provenance referrer, when the image has one.
+fn provenance_inputs(img: &image::OpenedImage) -> Result<Vec<Input>> {
+    let mut out = Vec::new();
+    for r in &img.referrers {
+        let d = digest_of(r)?;
+        let manifest: Value = serde_json::from_slice(&img.read_blob(&d)?)?;
+        if manifest.pointer("/annotations/in-toto.io~1predicate-type")
+            != Some(&Value::from(SLSA_PROVENANCE_V1))
+        {
+            continue;
+        }
+        let Some(layer) = manifest.pointer("/layers/0/digest").and_then(Value::as_str) else {
+            continue;
+        };
+        let statement: Value = serde_json::from_slice(&img.read_blob(&layer.parse()?)?)?;
+        let deps = statement
+            .pointer("/predicate/buildDefinition/resolvedDependencies")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for d in deps {
+            let s = |p: &str| {
+                d.pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            out.push(Input {
+                name: s("/name"),
+                uri: s("/uri"),
+                sha256: s("/digest/sha256"),
+            });
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
 
 pub fn run(args: ScanArgs) -> Result<ExitCode> {
     let mut warnings = Vec::new();
@@ -16,19 +104,7 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         let (packages, eco) = lock_packages(Path::new(&args.target))?;
         (packages, args.ecosystem.clone().or(eco), None)
     } else {
-        let reference: ImageRef = args.target.parse()?;
-        let platform = args
-            .platform
-            .clone()
-            .unwrap_or_else(|| Platform::host().to_string());
-        let cache = super::args::CacheArgs {
-            cache: args.cache.clone(),
-            offline: false,
-            mirror: Vec::new(),
-        };
-        let ctx = super::copy::transports(&cache, &args.registry)?;
-        let img = image::open_image_with(&reference, &platform, &ctx)
-            .with_context(|| format!("failed to open {}", args.target))?;
+        let img = open(&args.target, &args.platform, &args.cache, &args.registry)?;
         let found = scan::read_image_packages(&img)?;
         let eco = args.ecosystem.clone().or_else(|| found.ecosystem());
         (found.packages, eco, Some(img.manifest_digest.to_string()))

@@ -13,6 +13,7 @@ pub mod dpkg;
 pub mod ignore;
 pub mod osv;
 pub mod report;
+pub mod sbom;
 
 pub use dpkg::{read_image_packages, ImagePackages, InstalledPackage};
 pub use ignore::{IgnoreEntry, IgnoreList};

@@ -25,7 +25,11 @@ fn stanza(name: &str, version: &str, source: Option<&str>) -> String {
 /// Two layers: the second upgrades libc6 and removes `oldpkg` (a whiteout).
 pub fn build_dpkg_image(ctx: &TestContext) -> String {
     let d = "/var/lib/dpkg/status.d";
-    let mut recipe = String::from("[image]\nname = \"pkgs\"\nepoch = 1700000000\n\n[[layer]]\n");
+    ctx.write("pkgs/notes.txt", "notes\n");
+    let mut recipe = String::from(
+        "[image]\nname = \"pkgs\"\nepoch = 1700000000\n\n[inputs.notes]\npath = \"notes.txt\"\n\n\
+         [[layer]]\n[[layer.step]]\ncopy = \"notes\"\ndest = \"/usr/share/doc/notes.txt\"\n",
+    );
     recipe += &write_step(
         "/etc/os-release",
         "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n",
@@ -577,4 +581,107 @@ fn version_order_equals_dpkg_on_real_packages_index() {
             .collect()
     });
     assert!(mismatches.is_empty(), "{mismatches:#?}");
+}
+
+fn venv_python() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3");
+    assert!(
+        path.exists(),
+        "this test needs the verifier virtualenv at {} (scripts/setup.sh installs \
+         tests/verifiers/requirements.txt: spdx-tools, cyclonedx-python-lib)",
+        path.display()
+    );
+    path
+}
+
+/// Both SBOM formats list every dpkg package with its purl, pass the formats' own validators
+/// (`pyspdxtools`, cyclonedx-python-lib's strict JSON validator), carry the recipe's inputs
+/// from the provenance, and are the same bytes twice.
+#[test]
+fn sbom_spdx_and_cyclonedx_validate_and_are_deterministic() {
+    let ctx = TestContext::new();
+    let image = build_dpkg_image(&ctx);
+    let venv = venv_python();
+    let bin = venv.parent().unwrap();
+
+    run_ok(
+        ctx.kiln()
+            .args(["sbom", &image, "--format", "spdx-json", "-o", "a.spdx.json"]),
+    );
+    run_ok(
+        ctx.kiln()
+            .args(["sbom", &image, "--format", "spdx-json", "-o", "b.spdx.json"]),
+    );
+    let a = std::fs::read(ctx.join("a.spdx.json")).unwrap();
+    assert_eq!(a, std::fs::read(ctx.join("b.spdx.json")).unwrap());
+    run_ok(
+        std::process::Command::new(bin.join("pyspdxtools"))
+            .arg("-i")
+            .arg(ctx.join("a.spdx.json")),
+    );
+    let spdx: Value = serde_json::from_slice(&a).unwrap();
+    assert_eq!(spdx["spdxVersion"], "SPDX-2.3");
+    assert_eq!(spdx["creationInfo"]["created"], "2023-11-14T22:13:20Z");
+    let purls: Vec<&str> = spdx["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["externalRefs"][0]["referenceLocator"].as_str())
+        .filter(|p| p.starts_with("pkg:deb/"))
+        .collect();
+    assert_eq!(
+        purls,
+        vec![
+            "pkg:deb/debian/bash@5.2.15-2%2Bb2?arch=amd64&distro=debian-12",
+            "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian-12",
+            "pkg:deb/debian/libssl3@3.0.11-1~deb12u2%2Bb1?arch=amd64&distro=debian-12",
+            "pkg:deb/debian/tar@1.34%2Bdfsg-1.2?arch=amd64&distro=debian-12",
+            "pkg:deb/debian/zlib1g@1%3A1.2.13.dfsg-1?arch=amd64&distro=debian-12",
+        ]
+    );
+    let inspect = run_ok(ctx.kiln().args(["inspect", &image, "--json"]));
+    assert!(
+        inspect.contains("slsa.dev/provenance"),
+        "the built image carries its provenance"
+    );
+
+    run_ok(ctx.kiln().args([
+        "sbom",
+        &image,
+        "--format",
+        "cyclonedx-json",
+        "-o",
+        "a.cdx.json",
+    ]));
+    run_ok(ctx.kiln().args([
+        "sbom",
+        &image,
+        "--format",
+        "cyclonedx-json",
+        "-o",
+        "b.cdx.json",
+    ]));
+    let c = std::fs::read(ctx.join("a.cdx.json")).unwrap();
+    assert_eq!(c, std::fs::read(ctx.join("b.cdx.json")).unwrap());
+    let check = "import sys\n\
+        from cyclonedx.schema import SchemaVersion\n\
+        from cyclonedx.validation.json import JsonStrictValidator\n\
+        e = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())\n\
+        sys.exit(f'invalid: {e}' if e else 0)\n";
+    run_ok(
+        std::process::Command::new(&venv)
+            .args(["-c", check])
+            .arg(ctx.join("a.cdx.json")),
+    );
+    let cdx: Value = serde_json::from_slice(&c).unwrap();
+    assert_eq!(cdx["specVersion"], "1.5");
+    let names: Vec<(&str, &str)> = cdx["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["type"] == "library")
+        .map(|c| (c["name"].as_str().unwrap(), c["version"].as_str().unwrap()))
+        .collect();
+    assert_eq!(names.len(), 5);
+    assert!(names.contains(&("libssl3", "3.0.11-1~deb12u2+b1")));
 }
