@@ -57,12 +57,16 @@ impl ImagePackages {
     }
 }
 
+/// A distroless record `status.d/NAME` (not its `NAME.md5sums` beside it).
+fn is_status_d_record(path: &str) -> bool {
+    path.strip_prefix(STATUS_D)
+        .is_some_and(|n| !n.is_empty() && !n.contains('/') && !n.ends_with(".md5sums"))
+}
+
 fn wanted(path: &str) -> bool {
     path == STATUS
         || OS_RELEASE.contains(&path)
-        || path
-            .strip_prefix(STATUS_D)
-            .is_some_and(|n| !n.is_empty() && !n.contains('/'))
+        || is_status_d_record(path)
         || path
             .strip_prefix(COPYRIGHT_PREFIX)
             .and_then(|r| r.strip_suffix("/copyright"))
@@ -129,10 +133,7 @@ pub fn read_image_packages(img: &OpenedImage) -> Result<ImagePackages> {
     if let Some(text) = read(STATUS)? {
         records.push((format!("/{STATUS}"), text));
     }
-    for path in fs.nodes.keys().filter(|p| {
-        p.strip_prefix(STATUS_D)
-            .is_some_and(|n| !n.is_empty() && !n.contains('/'))
-    }) {
+    for path in fs.nodes.keys().filter(|p| is_status_d_record(p)) {
         if let Some(text) = read(path)? {
             records.push((format!("/{path}"), text));
         }
