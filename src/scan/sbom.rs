@@ -28,11 +28,12 @@ pub struct SbomSubject<'a> {
     pub inputs: &'a [Input],
 }
 
-/// Percent-encodes what a purl segment may not hold as is (`+` → `%2B`, `:` → `%3A`).
+/// Percent-encodes what a purl segment may not hold as is (`+` → `%2B`); `:` (an epoch) is
+/// kept, as syft and the purl examples write it.
 fn purl_escape(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -253,7 +254,7 @@ mod tests {
         };
         assert_eq!(
             purl(&p, &pkgs),
-            "pkg:deb/debian/libstdc%2B%2B6@1%3A12.2.0-14%2Bdeb12u1?arch=amd64&distro=debian-12"
+            "pkg:deb/debian/libstdc%2B%2B6@1:12.2.0-14%2Bdeb12u1?arch=amd64&distro=debian-12"
         );
     }
 

@@ -594,7 +594,7 @@ pub fn apt_debian_source() -> (String, String) {
     panic!("apt's sources name no `deb` source for {codename}");
 }
 
-fn syft() -> PathBuf {
+pub fn syft() -> PathBuf {
     let path = std::env::var_os("KILN_TEST_SYFT")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/syft"));

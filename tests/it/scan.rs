@@ -636,7 +636,7 @@ fn sbom_spdx_and_cyclonedx_validate_and_are_deterministic() {
             "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian-12",
             "pkg:deb/debian/libssl3@3.0.11-1~deb12u2%2Bb1?arch=amd64&distro=debian-12",
             "pkg:deb/debian/tar@1.34%2Bdfsg-1.2?arch=amd64&distro=debian-12",
-            "pkg:deb/debian/zlib1g@1%3A1.2.13.dfsg-1?arch=amd64&distro=debian-12",
+            "pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1?arch=amd64&distro=debian-12",
         ]
     );
     let inspect = run_ok(ctx.kiln().args(["inspect", &image, "--json"]));
@@ -684,4 +684,107 @@ fn sbom_spdx_and_cyclonedx_validate_and_are_deterministic() {
         .collect();
     assert_eq!(names.len(), 5);
     assert!(names.contains(&("libssl3", "3.0.11-1~deb12u2+b1")));
+}
+
+/// The Debian end-to-end image (the packages issue's set, from the mirror apt uses, verified
+/// with Debian's keyring): `kiln sbom` lists exactly the (name, version) pairs syft reports,
+/// and the image and its lock scan alike.
+#[test]
+fn debian_image_sbom_equals_syft_and_scans_like_its_lock() {
+    let ctx = TestContext::new();
+    let (url, suite) = crate::deb::apt_debian_source();
+    let r = ctx.write(
+        "r.toml",
+        format!(
+            "[image]\nname = \"distroless\"\nplatform = \"linux/amd64\"\n\n\
+             [repositories.debian]\nurl = \"{url}\"\nsuite = \"{suite}\"\ncomponents = [\"main\"]\n\
+             keyring = \"/usr/share/keyrings/debian-archive-keyring.gpg\"\n\n\
+             [[layer]]\n[[layer.step]]\npackages = [\"base-files\", \"netbase\", \"tzdata\", \
+             \"ca-certificates\", \"busybox-static\", \"libc6\", \"libssl3\"]\n"
+        ),
+    );
+    run_ok(ctx.kiln().arg("lock").arg(&r));
+    run_ok(ctx.kiln().arg("build").arg(&r).args(["-o", "out"]));
+    let image = "oci:out:distroless";
+    run_ok(ctx.kiln().args(["copy", image, "docker-archive:img.tar"]));
+    let syft = run_ok(
+        std::process::Command::new(crate::deb::syft())
+            .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+            .arg("scan")
+            .arg(format!("docker-archive:{}", ctx.join("img.tar").display()))
+            .args(["-o", "json", "-q"]),
+    );
+    let syft: Value = serde_json::from_str(&syft).unwrap();
+    let mut want: Vec<String> = syft["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["type"] == "deb")
+        .map(|a| {
+            format!(
+                "{}={}",
+                a["name"].as_str().unwrap(),
+                a["version"].as_str().unwrap()
+            )
+        })
+        .collect();
+    want.sort();
+    let cdx: Value = serde_json::from_str(&run_ok(ctx.kiln().args([
+        "sbom",
+        image,
+        "--format",
+        "cyclonedx-json",
+    ])))
+    .unwrap();
+    let mut seen: Vec<String> = cdx["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["type"] == "library")
+        .map(|c| {
+            format!(
+                "{}={}",
+                c["name"].as_str().unwrap(),
+                c["version"].as_str().unwrap()
+            )
+        })
+        .collect();
+    seen.sort();
+    assert!(want.len() >= 10, "{want:?}");
+    assert_eq!(seen, want, "kiln sbom lists what syft lists");
+
+    // One record per installed source package, unfixed: every package is found, from the
+    // image and from the lock alike.
+    let db = ctx.join("osv");
+    let lock: toml::Value =
+        toml::from_str(&std::fs::read_to_string(ctx.join("r.lock")).unwrap()).unwrap();
+    for p in lock["set"][0]["package"].as_array().unwrap() {
+        let source = p["source"].as_str().unwrap();
+        record(
+            &db,
+            &format!("{source}.json"),
+            json!({
+                "id": format!("TEST-{source}"),
+                "affected": [affected(source, json!({"ranges": eco_range(json!([{"introduced": "0"}]))}))],
+            }),
+        );
+    }
+    let (from_image, _, _) = scan_json(&ctx, &[image, "--db", db.to_str().unwrap()]);
+    let (from_lock, _, _) = scan_json(&ctx, &["r.lock", "--db", db.to_str().unwrap()]);
+    let pairs = |r: &Value| -> Vec<String> {
+        r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}={}",
+                    f["package"].as_str().unwrap(),
+                    f["installedVersion"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(pairs(&from_image), want);
+    assert_eq!(pairs(&from_lock), want);
 }
