@@ -89,6 +89,12 @@ fn spdx_id(prefix: &str, parts: &[&str]) -> String {
     format!("SPDXRef-{prefix}-{body}")
 }
 
+/// The provenance's `.deb` input of a package (`REPO:NAME_VERSION_ARCH.deb`).
+fn deb_input<'a>(s: &SbomSubject<'a>, p: &InstalledPackage) -> Option<&'a Input> {
+    let label = format!(":{}_{}_{}.deb", p.name, p.version, p.architecture);
+    s.inputs.iter().find(|i| i.name.ends_with(&label))
+}
+
 /// SPDX 2.3 JSON.
 pub fn spdx(s: &SbomSubject<'_>) -> Value {
     let hex = s.digest.hex();
@@ -113,7 +119,7 @@ pub fn spdx(s: &SbomSubject<'_>) -> Value {
     })];
     for (i, p) in s.packages.packages.iter().enumerate() {
         let id = spdx_id("Package-deb", &[&p.name, &p.architecture, &i.to_string()]);
-        packages.push(json!({
+        let mut package = json!({
             "SPDXID": id,
             "name": p.name,
             "versionInfo": p.version,
@@ -129,7 +135,12 @@ pub fn spdx(s: &SbomSubject<'_>) -> Value {
                 "referenceType": "purl",
                 "referenceLocator": purl(p, s.packages),
             }],
-        }));
+        });
+        if let Some(deb) = deb_input(s, p) {
+            package["downloadLocation"] = json!(deb.uri);
+            package["checksums"] = json!([{"algorithm": "SHA256", "checksumValue": deb.sha256}]);
+        }
+        packages.push(package);
         relationships.push(json!({
             "spdxElementId": image_id,
             "relationshipType": "CONTAINS",
@@ -188,7 +199,7 @@ pub fn cyclonedx(s: &SbomSubject<'_>) -> Value {
     let mut components = Vec::new();
     for p in &s.packages.packages {
         let purl = purl(p, s.packages);
-        components.push(json!({
+        let mut component = json!({
             "type": "library",
             "bom-ref": purl,
             "name": p.name,
@@ -199,7 +210,11 @@ pub fn cyclonedx(s: &SbomSubject<'_>) -> Value {
                 {"name": "kiln:deb:source", "value": p.source},
                 {"name": "kiln:deb:source-version", "value": p.source_version},
             ],
-        }));
+        });
+        if let Some(deb) = deb_input(s, p) {
+            component["hashes"] = json!([{"alg": "SHA-256", "content": deb.sha256}]);
+        }
+        components.push(component);
     }
     for (i, input) in s.inputs.iter().enumerate() {
         components.push(json!({

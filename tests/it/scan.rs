@@ -750,6 +750,17 @@ fn debian_image_sbom_equals_syft_and_scans_like_its_lock() {
         })
         .collect();
     seen.sort();
+    let hashed = cdx["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["type"] == "library" && c["hashes"][0]["content"].is_string())
+        .count();
+    assert_eq!(
+        hashed,
+        seen.len(),
+        "every package has its .deb sha256 from the provenance"
+    );
     assert!(want.len() >= 10, "{want:?}");
     assert_eq!(seen, want, "kiln sbom lists what syft lists");
 
