@@ -17,6 +17,7 @@ pub mod layer;
 pub mod policy;
 pub mod recipe;
 pub mod registry;
+pub mod scan;
 pub mod store;
 
 #[cfg(test)]

@@ -53,6 +53,13 @@ pub enum Command {
     /// Build a recipe, compare the result with REF, record the verdict as an in-toto
     /// statement attached to the rebuilt image. Exit codes as for `diff`.
     Rebuild(RebuildArgs),
+    /// Match an image's (or a RECIPE.lock's) Debian packages against OSV vulnerability records,
+    /// offline. Exit 0 when the gate passes, 1 when a finding at or above --fail-on (or one
+    /// kiln could not evaluate) remains, 2 on errors.
+    Scan(ScanArgs),
+    /// Write an SBOM of an image's Debian packages (and, from kiln's provenance, the recipe's
+    /// inputs): SPDX 2.3 or CycloneDX 1.5 JSON, deterministic bytes.
+    Sbom(SbomArgs),
     /// Check or trim the cache.
     Cache(CacheCommandArgs),
     /// Approve an image as a reviewer: append a signed in-toto statement
@@ -548,4 +555,75 @@ pub struct RebuildArgs {
     /// The identity --sign-key signs (HOST/REPO:TAG) [default: the image's name].
     #[arg(long, value_name = "REF", requires = "sign_key")]
     pub identity: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// The image (oci:out/hello:hello, docker://…) or a RECIPE.lock file (scanned before
+    /// building).
+    pub target: String,
+    /// OSV records: a directory (searched recursively for *.json) or a zip (osv.dev's
+    /// Debian/all.zip).
+    #[arg(long, value_name = "DIR|ZIP")]
+    pub db: PathBuf,
+    /// Exit 1 when a finding of this severity or above remains after --ignore (`unknown`:
+    /// any finding).
+    #[arg(long, value_enum, value_name = "SEVERITY")]
+    pub fail_on: Option<FailOn>,
+    /// Accepted findings: a TOML file of [[ignore]] entries with id, reason and expires
+    /// (YYYY-MM-DD); an expired entry is an error.
+    #[arg(long, value_name = "FILE")]
+    pub ignore: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long, conflicts_with = "sarif")]
+    pub json: bool,
+    /// Print the report as SARIF 2.1.0.
+    #[arg(long)]
+    pub sarif: bool,
+    /// The OSV ecosystem [default: Debian:VERSION_ID from the image's os-release, or from the
+    /// lock's suite].
+    #[arg(long, value_name = "NAME")]
+    pub ecosystem: Option<String>,
+    /// The platform to pick from a multi-platform index [default: linux/<host arch>].
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// The cache registry blobs are read into [default: $XDG_CACHE_HOME/kiln].
+    #[arg(long, value_name = "DIR", env = "KILN_CACHE")]
+    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    Unknown,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+#[derive(Debug, Args)]
+pub struct SbomArgs {
+    /// The image, e.g. oci:out/hello:hello.
+    pub reference: String,
+    #[arg(long, value_enum)]
+    pub format: SbomFormat,
+    /// Write to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The platform to pick from a multi-platform index [default: linux/<host arch>].
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// The cache registry blobs are read into [default: $XDG_CACHE_HOME/kiln].
+    #[arg(long, value_name = "DIR", env = "KILN_CACHE")]
+    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SbomFormat {
+    SpdxJson,
+    CyclonedxJson,
 }

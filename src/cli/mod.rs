@@ -15,6 +15,7 @@ mod printer;
 mod progress;
 mod promote;
 mod rebuild;
+mod scan;
 mod sign;
 
 use std::process::ExitCode;
@@ -48,6 +49,8 @@ pub fn main() -> ExitCode {
         Command::Approve(args) => promote::run_approve(args),
         Command::Promote(args) => promote::run_promote(args),
         Command::List(args) => promote::run_list(args),
+        Command::Scan(args) => scan::run(args),
+        Command::Sbom(args) => scan::run_sbom(args),
     };
     match result {
         Ok(code) => code,

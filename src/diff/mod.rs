@@ -33,7 +33,7 @@ pub use report::{
     Class, ClassSummary, DiffReport, FieldDiff, FileDiff, FileFacts, ImageSide, LayerDiff,
     LayerSide, LayerStatus, Verdict, SCHEMA,
 };
-pub use scan::{scan_layer, LayerScan, TarFacts};
+pub use scan::{scan_layer, scan_layer_capturing, Capture, LayerScan, Node, NodeKind, TarFacts};
 pub use statement::{rebuild_statement, RebuildFacts, REBUILD_PREDICATE_TYPE};
 
 use crate::digest::Sha256Digest;

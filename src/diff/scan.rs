@@ -246,12 +246,48 @@ pub fn scan_layer(img: &OpenedImage, digest: &Sha256Digest, size: u64) -> Result
     scan_reader(reader, digest, size)
 }
 
+/// Regular files whose contents a scan keeps (keyed by content digest), for callers that read
+/// a few small files of an image (`kiln scan`, `kiln sbom`): paths `wanted` accepts, at most
+/// `max_size` bytes each (larger ones are hashed and listed in `too_large`).
+pub struct Capture<'a> {
+    pub wanted: &'a dyn Fn(&str) -> bool,
+    pub max_size: u64,
+    pub contents: BTreeMap<Sha256Digest, Vec<u8>>,
+    pub too_large: BTreeSet<String>,
+}
+
 /// Scans a layer blob from `reader`, which must verify the blob's digest at its end (as
 /// [`OpenedImage::open_blob`]'s readers do).
 pub fn scan_reader(
     reader: impl Read + Send,
     digest: &Sha256Digest,
     size: u64,
+) -> Result<LayerScan> {
+    scan_reader_capturing(reader, digest, size, None)
+}
+
+/// [`scan_layer`], keeping the contents `capture` asks for.
+pub fn scan_layer_capturing(
+    img: &OpenedImage,
+    digest: &Sha256Digest,
+    size: u64,
+    capture: &mut Capture<'_>,
+) -> Result<LayerScan> {
+    let reader = img
+        .open_blob(digest, Some(size))
+        .map_err(|source| DiffError::Image {
+            what: format!("layer {digest}"),
+            source,
+        })?;
+    scan_reader_capturing(reader, digest, size, Some(capture))
+}
+
+/// [`scan_reader`], keeping the contents `capture` asks for.
+pub fn scan_reader_capturing(
+    reader: impl Read + Send,
+    digest: &Sha256Digest,
+    size: u64,
+    mut capture: Option<&mut Capture<'_>>,
 ) -> Result<LayerScan> {
     let blob_err = |source: io::Error| DiffError::Blob {
         digest: *digest,
@@ -371,14 +407,29 @@ pub fn scan_reader(
         let kind = match entry.kind {
             TarKind::Dir => NodeKind::Dir,
             TarKind::File => {
-                let mut h = Hasher::new();
-                let n = tar.read_data(&mut h).map_err(|source| DiffError::Tar {
+                let tar_err = |source| DiffError::Tar {
                     digest: *digest,
                     source,
-                })?;
-                NodeKind::File {
-                    size: n,
-                    sha256: h.finish(),
+                };
+                match capture.as_deref_mut().filter(|c| (c.wanted)(&path)) {
+                    Some(c) if entry.size <= c.max_size => {
+                        let mut data = Vec::new();
+                        let n = tar.read_data(&mut data).map_err(tar_err)?;
+                        let sha256 = Sha256Digest::of(&data);
+                        c.contents.insert(sha256, data);
+                        NodeKind::File { size: n, sha256 }
+                    }
+                    wanted => {
+                        if let Some(c) = wanted {
+                            c.too_large.insert(path.clone());
+                        }
+                        let mut h = Hasher::new();
+                        let n = tar.read_data(&mut h).map_err(tar_err)?;
+                        NodeKind::File {
+                            size: n,
+                            sha256: h.finish(),
+                        }
+                    }
                 }
             }
             TarKind::Symlink => NodeKind::Symlink {

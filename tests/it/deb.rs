@@ -549,7 +549,7 @@ fn deb_build_refuses_a_deb_whose_hash_differs_from_the_lock() {
 
 /// The Debian archive apt on this machine uses for its own release (from apt's sources
 /// configuration, one-line `.list` or deb822 `.sources`), as (URI, suite).
-fn apt_debian_source() -> (String, String) {
+pub fn apt_debian_source() -> (String, String) {
     let os = std::fs::read_to_string("/etc/os-release").unwrap();
     let codename = os
         .lines()
@@ -604,7 +604,7 @@ fn apt_debian_source() -> (String, String) {
     panic!("apt's sources name no `deb` source for {codename}");
 }
 
-fn syft() -> PathBuf {
+pub fn syft() -> PathBuf {
     let path = std::env::var_os("KILN_TEST_SYFT")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/syft"));

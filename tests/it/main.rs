@@ -18,6 +18,7 @@ mod registry;
 mod registry_support;
 mod report;
 mod run;
+mod scan;
 mod sign;
 mod support;
 /// The raw tar builder of the unit tests: hostile bytes no well-behaved writer produces.

@@ -1,0 +1,282 @@
+//! SBOMs of an image: SPDX 2.3 JSON and CycloneDX 1.5 JSON, from its dpkg records and, when the
+//! image carries kiln's provenance, the recipe's resolved inputs (base image, urls, paths).
+//!
+//! The bytes are deterministic: the only time is the image's own `created`, the document
+//! namespace and serial number derive from the manifest digest, and everything is sorted.
+
+use serde_json::{json, Value};
+
+use super::dpkg::{ImagePackages, InstalledPackage};
+use crate::digest::Sha256Digest;
+
+/// One resolved input from the provenance (`resolvedDependencies`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Input {
+    pub name: String,
+    pub uri: String,
+    pub sha256: String,
+}
+
+/// What an SBOM describes.
+pub struct SbomSubject<'a> {
+    /// The reference the user gave.
+    pub reference: &'a str,
+    pub digest: Sha256Digest,
+    /// The config's `created` (RFC 3339), if any.
+    pub created: Option<&'a str>,
+    pub packages: &'a ImagePackages,
+    pub inputs: &'a [Input],
+}
+
+/// Percent-encodes what a purl segment may not hold as is (`+` → `%2B`); `:` (an epoch) is
+/// kept, as syft and the purl examples write it.
+fn purl_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `pkg:deb/debian/NAME@VERSION?arch=ARCH&distro=debian-12`.
+pub fn purl(p: &InstalledPackage, packages: &ImagePackages) -> String {
+    let vendor = packages.os_id.as_deref().unwrap_or("debian");
+    let mut q = Vec::new();
+    if !p.architecture.is_empty() {
+        q.push(format!("arch={}", purl_escape(&p.architecture)));
+    }
+    if let Some(v) = &packages.os_version_id {
+        q.push(format!("distro={}-{}", purl_escape(vendor), purl_escape(v)));
+    }
+    let mut s = format!(
+        "pkg:deb/{}/{}@{}",
+        purl_escape(vendor),
+        purl_escape(&p.name),
+        purl_escape(&p.version)
+    );
+    if !q.is_empty() {
+        s.push('?');
+        s.push_str(&q.join("&"));
+    }
+    s
+}
+
+/// `YYYY-MM-DDThh:mm:ssZ` (what SPDX requires), from the image's `created`.
+fn timestamp(created: Option<&str>) -> String {
+    match created {
+        Some(c) if c.len() >= 19 && c.is_char_boundary(19) => format!("{}Z", &c[..19]),
+        _ => "1970-01-01T00:00:00Z".to_string(),
+    }
+}
+
+/// SPDX ids allow letters, digits, `.` and `-`.
+fn spdx_id(prefix: &str, parts: &[&str]) -> String {
+    let body: String = parts
+        .join("-")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("SPDXRef-{prefix}-{body}")
+}
+
+/// The provenance's `.deb` input of a package (`REPO:NAME_VERSION_ARCH.deb`).
+fn deb_input<'a>(s: &SbomSubject<'a>, p: &InstalledPackage) -> Option<&'a Input> {
+    let label = format!(":{}_{}_{}.deb", p.name, p.version, p.architecture);
+    s.inputs.iter().find(|i| i.name.ends_with(&label))
+}
+
+/// SPDX 2.3 JSON.
+pub fn spdx(s: &SbomSubject<'_>) -> Value {
+    let hex = s.digest.hex();
+    let image_id = "SPDXRef-Image".to_string();
+    let mut packages = vec![json!({
+        "SPDXID": image_id,
+        "name": s.reference,
+        "versionInfo": s.digest.to_string(),
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": false,
+        "primaryPackagePurpose": "CONTAINER",
+        "externalRefs": [{
+            "referenceCategory": "PACKAGE-MANAGER",
+            "referenceType": "purl",
+            "referenceLocator": format!("pkg:oci/image@sha256%3A{hex}"),
+        }],
+    })];
+    let mut relationships = vec![json!({
+        "spdxElementId": "SPDXRef-DOCUMENT",
+        "relationshipType": "DESCRIBES",
+        "relatedSpdxElement": image_id,
+    })];
+    for (i, p) in s.packages.packages.iter().enumerate() {
+        let id = spdx_id("Package-deb", &[&p.name, &p.architecture, &i.to_string()]);
+        let mut package = json!({
+            "SPDXID": id,
+            "name": p.name,
+            "versionInfo": p.version,
+            "downloadLocation": "NOASSERTION",
+            "filesAnalyzed": false,
+            "licenseConcluded": "NOASSERTION",
+            "licenseDeclared": "NOASSERTION",
+            "copyrightText": "NOASSERTION",
+            "sourceInfo": format!("built from the Debian source package {} {}", p.source, p.source_version),
+            "primaryPackagePurpose": "LIBRARY",
+            "externalRefs": [{
+                "referenceCategory": "PACKAGE-MANAGER",
+                "referenceType": "purl",
+                "referenceLocator": purl(p, s.packages),
+            }],
+        });
+        if let Some(deb) = deb_input(s, p) {
+            package["downloadLocation"] = json!(deb.uri);
+            package["checksums"] = json!([{"algorithm": "SHA256", "checksumValue": deb.sha256}]);
+        }
+        packages.push(package);
+        relationships.push(json!({
+            "spdxElementId": image_id,
+            "relationshipType": "CONTAINS",
+            "relatedSpdxElement": id,
+        }));
+    }
+    for (i, input) in s.inputs.iter().enumerate() {
+        let id = spdx_id("Input", &[&input.name, &i.to_string()]);
+        packages.push(json!({
+            "SPDXID": id,
+            "name": input.name,
+            "downloadLocation": if input.uri.contains("://") { input.uri.as_str() } else { "NOASSERTION" },
+            "filesAnalyzed": false,
+            "checksums": [{"algorithm": "SHA256", "checksumValue": input.sha256}],
+            "sourceInfo": format!("recipe input {}", input.uri),
+        }));
+        relationships.push(json!({
+            "spdxElementId": id,
+            "relationshipType": "BUILD_DEPENDENCY_OF",
+            "relatedSpdxElement": image_id,
+        }));
+    }
+    json!({
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": s.reference,
+        "documentNamespace": format!("https://spdx.org/spdxdocs/kiln-image-sha256-{hex}"),
+        "creationInfo": {
+            "created": timestamp(s.created),
+            "creators": [format!("Tool: kiln-{}", env!("CARGO_PKG_VERSION"))],
+        },
+        "packages": packages,
+        "relationships": relationships,
+    })
+}
+
+/// A name-based-looking UUID (version 5 bits) from the image digest.
+fn serial(digest: &Sha256Digest) -> String {
+    let mut b = *Sha256Digest::of(format!("kiln sbom {digest}").as_bytes()).as_bytes();
+    b[6] = (b[6] & 0x0f) | 0x50;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b[..16].iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "urn:uuid:{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// CycloneDX 1.5 JSON.
+pub fn cyclonedx(s: &SbomSubject<'_>) -> Value {
+    let mut components = Vec::new();
+    for p in &s.packages.packages {
+        let purl = purl(p, s.packages);
+        let mut component = json!({
+            "type": "library",
+            "bom-ref": purl,
+            "name": p.name,
+            "version": p.version,
+            "purl": purl,
+            "properties": [
+                {"name": "kiln:deb:architecture", "value": p.architecture},
+                {"name": "kiln:deb:source", "value": p.source},
+                {"name": "kiln:deb:source-version", "value": p.source_version},
+            ],
+        });
+        if let Some(deb) = deb_input(s, p) {
+            component["hashes"] = json!([{"alg": "SHA-256", "content": deb.sha256}]);
+        }
+        components.push(component);
+    }
+    for (i, input) in s.inputs.iter().enumerate() {
+        components.push(json!({
+            "type": "file",
+            "bom-ref": format!("input-{i}-{}", input.name),
+            "name": input.name,
+            "hashes": [{"alg": "SHA-256", "content": input.sha256}],
+            "properties": [{"name": "kiln:input:uri", "value": input.uri}],
+        }));
+    }
+    json!({
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.5",
+        "serialNumber": serial(&s.digest),
+        "version": 1,
+        "metadata": {
+            "timestamp": timestamp(s.created),
+            "tools": {"components": [{
+                "type": "application",
+                "name": "kiln",
+                "version": env!("CARGO_PKG_VERSION"),
+            }]},
+            "component": {
+                "type": "container",
+                "bom-ref": "image",
+                "name": s.reference,
+                "version": s.digest.to_string(),
+            },
+        },
+        "components": components,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purls_escape_plus_and_epoch() {
+        let pkgs = ImagePackages {
+            os_id: Some("debian".into()),
+            os_version_id: Some("12".into()),
+            ..Default::default()
+        };
+        let p = InstalledPackage {
+            name: "libstdc++6".into(),
+            version: "1:12.2.0-14+deb12u1".into(),
+            architecture: "amd64".into(),
+            source: "gcc-12".into(),
+            source_version: "12.2.0-14+deb12u1".into(),
+            location: String::new(),
+        };
+        assert_eq!(
+            purl(&p, &pkgs),
+            "pkg:deb/debian/libstdc%2B%2B6@1:12.2.0-14%2Bdeb12u1?arch=amd64&distro=debian-12"
+        );
+    }
+
+    #[test]
+    fn serials_are_uuids() {
+        let s = serial(&Sha256Digest::of(b"x"));
+        assert_eq!(s.len(), "urn:uuid:".len() + 36);
+        assert_eq!(&s[9 + 14..9 + 15], "5");
+    }
+}
