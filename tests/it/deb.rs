@@ -604,6 +604,33 @@ pub fn apt_debian_source() -> (String, String) {
     panic!("apt's sources name no `deb` source for {codename}");
 }
 
+/// The Debian packages syft finds in a docker-archive, as sorted `NAME=VERSION` strings.
+pub fn syft_debs(archive: &Path) -> Vec<String> {
+    let sbom = run_ok(
+        Command::new(syft())
+            .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+            .arg("scan")
+            .arg(format!("docker-archive:{}", archive.display()))
+            .args(["-o", "json", "-q"]),
+    );
+    let sbom: serde_json::Value = serde_json::from_str(&sbom).unwrap();
+    let mut seen: Vec<String> = sbom["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["type"] == "deb")
+        .map(|a| {
+            format!(
+                "{}={}",
+                a["name"].as_str().unwrap(),
+                a["version"].as_str().unwrap()
+            )
+        })
+        .collect();
+    seen.sort();
+    seen
+}
+
 pub fn syft() -> PathBuf {
     let path = std::env::var_os("KILN_TEST_SYFT")
         .map(PathBuf::from)
@@ -675,28 +702,7 @@ fn deb_mirror_lock_build_syft_podman_and_a_second_cache() {
     ));
     assert_eq!(first, second, "a fresh cache gives the same digest");
 
-    let sbom = run_ok(
-        Command::new(syft())
-            .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
-            .arg("scan")
-            .arg(format!("docker-archive:{}", ctx.join("img.tar").display()))
-            .args(["-o", "json", "-q"]),
-    );
-    let sbom: serde_json::Value = serde_json::from_str(&sbom).unwrap();
-    let mut seen: Vec<String> = sbom["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["type"] == "deb")
-        .map(|a| {
-            format!(
-                "{}={}",
-                a["name"].as_str().unwrap(),
-                a["version"].as_str().unwrap()
-            )
-        })
-        .collect();
-    seen.sort();
+    let seen = syft_debs(&ctx.join("img.tar"));
     assert_eq!(
         seen, want,
         "syft lists exactly the locked packages and versions"
