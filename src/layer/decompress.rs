@@ -517,14 +517,10 @@ mod deb {
         size: u64,
     }
 
-    /// Validates the archive up to its data member and returns a reader of that member; the
-    /// rest of the archive is checked when the member has been read to its end.
-    pub(super) fn open_data_member<'a>(
-        mut reader: impl Read + Send + 'a,
-        archive: &str,
-    ) -> Result<impl Read + Send + 'a, DecompressError> {
+    /// Reads the `!<arch>` magic every `.deb` starts with.
+    fn read_ar_magic(reader: &mut impl Read, archive: &str) -> Result<(), DecompressError> {
         let mut magic = [0u8; 8];
-        let got = read_full(&mut reader, &mut magic, archive)?;
+        let got = read_full(reader, &mut magic, archive)?;
         if got < 8 || &magic != b"!<arch>\n" {
             let (name, reason) = (archive.to_string(), "missing `!<arch>` magic");
             return Err(DecompressError::DebBadMember {
@@ -533,6 +529,16 @@ mod deb {
                 reason,
             });
         }
+        Ok(())
+    }
+
+    /// Validates the archive up to its data member and returns a reader of that member; the
+    /// rest of the archive is checked when the member has been read to its end.
+    pub(super) fn open_data_member<'a>(
+        mut reader: impl Read + Send + 'a,
+        archive: &str,
+    ) -> Result<impl Read + Send + 'a, DecompressError> {
+        read_ar_magic(&mut reader, archive)?;
         let mut first = true;
         loop {
             let Some(member) = next_member(&mut reader, archive)? else {
@@ -565,16 +571,7 @@ mod deb {
         mut reader: impl Read + Send + 'a,
         archive: &str,
     ) -> Result<impl Read + Send + 'a, DecompressError> {
-        let mut magic = [0u8; 8];
-        let got = read_full(&mut reader, &mut magic, archive)?;
-        if got < 8 || &magic != b"!<arch>\n" {
-            let (name, reason) = (archive.to_string(), "missing `!<arch>` magic");
-            return Err(DecompressError::DebBadMember {
-                name,
-                member: None,
-                reason,
-            });
-        }
+        read_ar_magic(&mut reader, archive)?;
         while let Some(member) = next_member(&mut reader, archive)? {
             if member.name.starts_with("control.tar") {
                 return Ok(reader.take(member.size));
