@@ -16,6 +16,7 @@ pub mod image;
 pub mod layer;
 pub mod policy;
 pub mod recipe;
+pub mod reference;
 pub mod registry;
 pub mod scan;
 pub mod store;

@@ -15,7 +15,7 @@ use super::manifest::{
     is_index, select_platform, verify_manifest, Platform, PulledManifest, Received,
     ALL_MANIFEST_TYPES, IMAGE_MANIFEST_TYPES, MAX_MANIFEST_BYTES,
 };
-use super::reference::{valid_manifest_ref, Repository};
+use crate::reference::{valid_manifest_ref, Repository};
 use crate::digest::{Hasher, Sha256Digest};
 
 /// Which way a blob moves, for progress reports.

@@ -11,7 +11,7 @@ pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error(transparent)]
-    Reference(#[from] super::reference::ReferenceError),
+    Reference(#[from] crate::reference::ReferenceError),
 
     #[error("invalid tag or digest `{input}` for {repository}")]
     InvalidManifestRef { repository: String, input: String },

@@ -20,7 +20,6 @@ mod error;
 mod http;
 mod manifest;
 mod parallel;
-mod reference;
 mod referrers;
 mod tls;
 mod upload;
@@ -44,6 +43,9 @@ pub use manifest::{
     OCI_MANIFEST,
 };
 pub use parallel::{run_parallel, DEFAULT_PARALLELISM};
-pub use reference::{Reference, ReferenceError, Repository, DOCKER_TRANSPORT};
+// `super::reference::…` in the submodules is the crate's one reference parser.
+use crate::reference;
+
+pub use crate::reference::{Reference, ReferenceError, Repository, DOCKER_TRANSPORT};
 pub use referrers::{fallback_index_bytes, referrers_tag};
 pub use upload::BlobPush;

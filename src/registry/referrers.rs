@@ -14,7 +14,7 @@ use super::client::{pull_scope, Client};
 use super::error::{RegistryError, Result};
 use super::http::{expect_status, read_limited, Body};
 use super::manifest::{MAX_MANIFEST_BYTES, OCI_INDEX};
-use super::reference::Repository;
+use crate::reference::Repository;
 use crate::digest::Sha256Digest;
 
 /// The tag under which the fallback index for `subject` lives.

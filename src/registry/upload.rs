@@ -13,7 +13,7 @@ use super::client::{pull_scope, Client, Direction};
 use super::error::{RegistryError, Result};
 use super::http::{expect_status, Body};
 use super::manifest::MAX_MANIFEST_BYTES;
-use super::reference::{valid_manifest_ref, Repository};
+use crate::reference::{valid_manifest_ref, Repository};
 use crate::digest::{Hasher, Sha256Digest};
 
 /// What `put_blob` had to do.
