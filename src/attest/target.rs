@@ -23,7 +23,7 @@ use super::store::{AttachmentStore, StoreError};
 use crate::digest::Sha256Digest;
 use crate::image::layout::digest_of;
 use crate::image::{media, ImageError, ImageRef, Layout};
-use crate::registry::{Client, Reference, ReferenceError, RegistryError, ALL_MANIFEST_TYPES};
+use crate::registry::{Client, Reference, RegistryError, ALL_MANIFEST_TYPES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -32,8 +32,6 @@ pub enum TargetError {
          registry reference (copy the archive into a layout first)"
     )]
     UnsupportedTransport { reference: String },
-    #[error(transparent)]
-    Reference(#[from] ReferenceError),
     #[error("failed to open layout {}", path.display())]
     Layout {
         path: PathBuf,
@@ -82,7 +80,7 @@ pub fn resolve<'a>(reference: &ImageRef, client: &'a Client) -> Result<Target<'a
         ImageRef::Oci { path, tag, digest } => {
             resolve_layout(text, path, tag.as_deref(), digest.as_ref())
         }
-        ImageRef::Docker { .. } => resolve_registry(text, client),
+        ImageRef::Docker(parsed) => resolve_registry(text, parsed, client),
         ImageRef::OciArchive { .. } | ImageRef::DockerArchive { .. } => {
             Err(TargetError::UnsupportedTransport { reference: text })
         }
@@ -180,8 +178,11 @@ pub fn docker_reference(reference: &Reference) -> String {
     }
 }
 
-fn resolve_registry(reference: String, client: &Client) -> Result<Target<'_>, TargetError> {
-    let parsed: Reference = reference.parse()?;
+fn resolve_registry<'a>(
+    reference: String,
+    parsed: &Reference,
+    client: &'a Client,
+) -> Result<Target<'a>, TargetError> {
     let repository = parsed.repository().clone();
     let digest = match parsed.digest() {
         Some(d) => *d,
@@ -195,7 +196,7 @@ fn resolve_registry(reference: String, client: &Client) -> Result<Target<'_>, Ta
                 .digest
         }
     };
-    let docker_reference = docker_reference(&parsed);
+    let docker_reference = docker_reference(parsed);
     let store = AttachmentStore::Registry {
         client,
         repository: repository.clone(),

@@ -83,7 +83,7 @@ pub enum BuildError {
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
     #[error(transparent)]
-    Ref(#[from] crate::image::RefError),
+    Ref(#[from] crate::reference::ReferenceError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("{at}: failed to fetch input `{input}`")]

@@ -12,7 +12,7 @@ use crate::attest::store::{AttachmentStore, StoredAttachment};
 use crate::attest::{dsse, PredicateType};
 use crate::image::{self, layout::digest_of, ImageRef, Layout};
 use crate::recipe::Platform;
-use crate::registry::{Client, Reference};
+use crate::registry::Client;
 
 pub fn run(args: InspectArgs) -> Result<ExitCode> {
     let reference: ImageRef = args.reference.parse()?;
@@ -108,13 +108,10 @@ fn read_attachments(
 ) -> Result<Vec<(AttachmentKind, StoredAttachment)>> {
     let store = match reference {
         ImageRef::Oci { path, .. } => AttachmentStore::Layout(Layout::open(path)?),
-        ImageRef::Docker { .. } => {
-            let parsed: Reference = reference.to_string().parse()?;
-            AttachmentStore::Registry {
-                client,
-                repository: parsed.repository().clone(),
-            }
-        }
+        ImageRef::Docker(parsed) => AttachmentStore::Registry {
+            client,
+            repository: parsed.repository().clone(),
+        },
         ImageRef::OciArchive { .. } | ImageRef::DockerArchive { .. } => return Ok(Vec::new()),
     };
     let mut out = Vec::new();

@@ -13,15 +13,14 @@ pub mod json;
 pub mod layout;
 pub mod media;
 pub mod push;
-pub mod reference;
 pub mod referrer;
 pub mod remote;
 pub mod source;
 pub mod write;
 
+pub use crate::reference::{ImageRef, ReferenceError};
 pub use copy::copy_image;
 pub use layout::Layout;
-pub use reference::{ImageRef, RefError};
 pub use remote::{RegistryOptions, Transports};
 pub use source::{open_image, open_image_with, BlobSource, OpenedImage};
 
@@ -84,12 +83,6 @@ impl From<crate::registry::RegistryError> for ImageError {
     }
 }
 
-impl From<crate::registry::ReferenceError> for ImageError {
-    fn from(e: crate::registry::ReferenceError) -> Self {
-        ImageError::RegistryRef(Box::new(e))
-    }
-}
-
 impl From<crate::store::StoreError> for ImageError {
     fn from(e: crate::store::StoreError) -> Self {
         ImageError::Store(Box::new(e))
@@ -101,7 +94,7 @@ pub enum ImageError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]
-    Ref(#[from] RefError),
+    Ref(#[from] ReferenceError),
     #[error("`{}` is not an OCI image layout (no oci-layout or index.json)", path.display())]
     NotALayout { path: PathBuf },
     #[error("blob {digest} is missing from {location}")]
@@ -148,8 +141,6 @@ pub enum ImageError {
     // Boxed: these are large, and `ImageError` travels inside other modules' errors.
     #[error(transparent)]
     Registry(Box<crate::registry::RegistryError>),
-    #[error(transparent)]
-    RegistryRef(Box<crate::registry::ReferenceError>),
     #[error(transparent)]
     Store(Box<crate::store::StoreError>),
     #[error("{reference}: {what} {digest} is not in the cache and --offline forbids the network\nhint: run once without --offline (or `kiln fetch`) to fill the cache")]

@@ -277,13 +277,7 @@ pub(crate) fn uncompressed_digest(
 /// The `Reference` of a `docker://` [`ImageRef`].
 pub fn registry_reference(r: &ImageRef) -> Result<Reference> {
     match r {
-        ImageRef::Docker { reference, digest } => {
-            let text = match digest {
-                Some(d) => format!("{reference}@{d}"),
-                None => reference.clone(),
-            };
-            Ok(Reference::parse_name(&text)?)
-        }
+        ImageRef::Docker(reference) => Ok(reference.clone()),
         other => Err(ImageError::UnsupportedTransport {
             reference: other.to_string(),
             transport: other.transport(),
@@ -294,11 +288,10 @@ pub fn registry_reference(r: &ImageRef) -> Result<Reference> {
 /// Opens a registry image for `platform`: manifests and config now, layers when first read
 /// (or all at once with [`OpenedImage::prefetch`]).
 pub(crate) fn open_registry(
-    image_ref: &ImageRef,
+    reference: &Reference,
     platform: &str,
     ctx: &Transports,
 ) -> Result<OpenedImage> {
-    let reference = registry_reference(image_ref)?;
     let blobs = RegistryBlobs {
         reference: reference.clone(),
         store: ctx.store.clone(),
@@ -356,7 +349,7 @@ pub(crate) fn open_registry(
         attached(&blobs, &image.digest)?
     };
     Ok(OpenedImage {
-        reference: image_ref.to_string(),
+        reference: reference.to_string(),
         blobs: BlobSource::Registry(blobs),
         tag: reference.tag().map(str::to_string),
         resolved_digest: top.digest,
@@ -427,29 +420,5 @@ mod tests {
         ] {
             assert_eq!(sniff_media_type(bytes.as_bytes()), want, "{bytes}");
         }
-    }
-
-    #[test]
-    fn registry_references_from_image_refs() {
-        let d = Sha256Digest::of(b"x");
-        for (text, repo, tag, digest) in [
-            ("docker://127.0.0.1:5000/a/b:v1", "a/b", Some("v1"), None),
-            (&*format!("docker://localhost/a@{d}"), "a", None, Some(d)),
-            (
-                &*format!("docker://r.example/a/b:t@{d}"),
-                "a/b",
-                Some("t"),
-                Some(d),
-            ),
-        ] {
-            let r: ImageRef = text.parse().unwrap();
-            let parsed = registry_reference(&r).unwrap();
-            assert_eq!(parsed.repository().name(), repo, "{text}");
-            assert_eq!(parsed.tag(), tag, "{text}");
-            assert_eq!(parsed.digest(), digest.as_ref(), "{text}");
-            assert_eq!(parsed.to_string(), text);
-        }
-        let local: ImageRef = "oci:x".parse().unwrap();
-        assert!(registry_reference(&local).is_err());
     }
 }

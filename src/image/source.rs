@@ -297,7 +297,7 @@ pub fn open_image(reference: &ImageRef, platform: &str) -> Result<OpenedImage> {
             let scratch = tempfile::Builder::new().prefix("kiln-image-").tempdir()?;
             super::archive::open_archive(reference, platform, scratch)
         }
-        ImageRef::Docker { .. } => open_registry(reference, platform, &Transports::from_env()?),
+        ImageRef::Docker(r) => open_registry(r, platform, &Transports::from_env()?),
     }
 }
 
@@ -313,7 +313,7 @@ pub fn open_image_with(
         ImageRef::OciArchive { .. } | ImageRef::DockerArchive { .. } => {
             super::archive::open_archive(reference, platform, ctx.scratch()?)
         }
-        ImageRef::Docker { .. } => open_registry(reference, platform, ctx),
+        ImageRef::Docker(r) => open_registry(r, platform, ctx),
     }
 }
 

@@ -15,8 +15,8 @@ use super::manifest::{
     is_index, select_platform, verify_manifest, Platform, PulledManifest, Received,
     ALL_MANIFEST_TYPES, IMAGE_MANIFEST_TYPES, MAX_MANIFEST_BYTES,
 };
-use crate::reference::{valid_manifest_ref, Repository};
 use crate::digest::{Hasher, Sha256Digest};
+use crate::reference::{valid_manifest_ref, Repository};
 
 /// Which way a blob moves, for progress reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

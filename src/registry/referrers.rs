@@ -14,8 +14,8 @@ use super::client::{pull_scope, Client};
 use super::error::{RegistryError, Result};
 use super::http::{expect_status, read_limited, Body};
 use super::manifest::{MAX_MANIFEST_BYTES, OCI_INDEX};
-use crate::reference::Repository;
 use crate::digest::Sha256Digest;
+use crate::reference::Repository;
 
 /// The tag under which the fallback index for `subject` lives.
 pub fn referrers_tag(subject: &Sha256Digest) -> String {

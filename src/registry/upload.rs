@@ -13,8 +13,8 @@ use super::client::{pull_scope, Client, Direction};
 use super::error::{RegistryError, Result};
 use super::http::{expect_status, Body};
 use super::manifest::MAX_MANIFEST_BYTES;
-use crate::reference::{valid_manifest_ref, Repository};
 use crate::digest::{Hasher, Sha256Digest};
+use crate::reference::{valid_manifest_ref, Repository};
 
 /// What `put_blob` had to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
