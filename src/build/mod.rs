@@ -223,7 +223,7 @@ pub fn build(
     if let Some(b) = &base {
         manifest["annotations"] = json!({
             "org.opencontainers.image.base.digest": b.manifest_digest.to_string(),
-            "org.opencontainers.image.base.name": recipe.base.as_ref().map(|x| x.reference.clone()).unwrap_or_default(),
+            "org.opencontainers.image.base.name": recipe.base.as_ref().map(|x| x.reference.to_string()).unwrap_or_default(),
         });
     }
     if !recipe.image.annotations.is_empty() {
@@ -251,7 +251,7 @@ pub fn build(
     if let (Some(b), Some(rb)) = (&base, &recipe.base) {
         dependencies.push(Dependency {
             name: "base".into(),
-            uri: rb.reference.clone(),
+            uri: rb.reference.to_string(),
             digest: b.resolved_digest,
         });
     }
@@ -331,13 +331,12 @@ fn oci_layer_type(media_type: &str) -> String {
 
 fn open_base(
     recipe: &Recipe,
-    reference: &str,
+    reference: &ImageRef,
     store: &Store,
     opts: &BuildOptions,
     observer: &dyn BuildObserver,
 ) -> Result<image::OpenedImage> {
-    let parsed: ImageRef = reference.parse()?;
-    let parsed = relative_to(parsed, &recipe.dir);
+    let parsed = relative_to(reference.clone(), &recipe.dir);
     if !parsed.is_pinned() {
         return Err(BuildError::BaseNotPinned {
             reference: reference.to_string(),
@@ -354,7 +353,7 @@ fn open_base(
     // Its layers go into the store (`import_layers`, below), so the build and the next
     // `--offline` one read only the store.
     observer.event(BuildEvent::BaseReady {
-        reference,
+        reference: &reference.to_string(),
         digest: &opened.resolved_digest,
     });
     Ok(opened)

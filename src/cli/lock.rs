@@ -53,7 +53,7 @@ pub fn run_lock(args: LockArgs) -> Result<ExitCode> {
             if let Some(pinned) = resolve_base(&base.reference, &parsed.dir, &platform, &args)
                 .with_context(|| format!("failed to lock base image `{}`", base.reference))?
             {
-                if pinned != base.reference {
+                if pinned != base.reference.to_string() {
                     new_text = recipe::pin_base_ref(&new_text, &pinned)?;
                     changed += 1;
                     status(&format!("pinned base: {pinned}"));
@@ -91,11 +91,11 @@ pub fn run_fetch(args: FetchArgs) -> Result<ExitCode> {
     }
     super::deb_lock::fetch_packages(&recipe, &fetcher)?;
     if let Some(base) = &recipe.base {
-        let parsed: ImageRef = base.reference.parse()?;
+        let parsed = &base.reference;
         if matches!(parsed, ImageRef::Docker { .. }) {
             let mut ctx = super::copy::transports(&args.cache, &args.registry)?;
             ctx.with_attached = false;
-            let img = open_image_with(&parsed, recipe.image.platform.as_str(), &ctx)
+            let img = open_image_with(parsed, recipe.image.platform.as_str(), &ctx)
                 .and_then(|img| img.prefetch(ctx.threads).map(|()| img))
                 .with_context(|| format!("failed to fetch base image `{}`", base.reference))?;
             status(&format!("fetched base: {}", img.manifest_digest));
@@ -123,19 +123,19 @@ pub fn fetcher(store: Store, cache: &super::args::CacheArgs) -> Fetcher {
 /// The base reference pinned to what its tag names now (`None`: nothing to resolve, e.g. a
 /// digest-only reference). The text before `@` is kept as written; only the digest changes.
 fn resolve_base(
-    reference: &str,
+    parsed: &ImageRef,
     recipe_dir: &std::path::Path,
     platform: &str,
     args: &LockArgs,
 ) -> Result<Option<String>> {
-    let parsed: ImageRef = reference.parse()?;
+    let reference = parsed.to_string();
     let unpinned = reference
         .rsplit_once('@')
-        .map_or(reference, |(body, _)| body)
+        .map_or(reference.as_str(), |(body, _)| body)
         .to_string();
-    let digest = match &parsed {
+    let digest = match parsed {
         ImageRef::Docker { .. } => {
-            let r = registry_reference(&parsed)?;
+            let r = registry_reference(parsed)?;
             if r.tag().is_none() && r.digest().is_some() {
                 return Ok(None);
             }
@@ -154,7 +154,7 @@ fn resolve_base(
             } else {
                 recipe_dir.join(path)
             };
-            let local = match &parsed {
+            let local = match parsed {
                 ImageRef::Oci { .. } => ImageRef::Oci {
                     path,
                     tag: tag.clone(),

@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
-use super::reference::ReferenceError;
 use super::span::Location;
 use super::types::Compression;
 use super::values::ValueError;
+use crate::reference::ReferenceError;
 
 fn list<S: AsRef<str>>(items: &[S]) -> String {
     if items.is_empty() {
@@ -147,7 +147,7 @@ pub enum RecipeError {
         input: String,
         path: String,
     },
-    #[error("{at}: invalid [base] ref: {reason}")]
+    #[error("{at}: invalid [base] ref `{reference}`: {}", reason.problem)]
     InvalidBaseRef {
         at: Location,
         reference: String,

@@ -9,9 +9,9 @@ use std::ops::Range;
 
 use toml_edit::{ImDocument, Item, TableLike};
 
-use super::reference::{check_reference, ReferenceError};
 use super::span::LineIndex;
 use crate::digest::Sha256Digest;
+use crate::reference::{ImageRef, ReferenceError};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LockError {
@@ -27,7 +27,7 @@ pub enum LockError {
     NoSource { input: String },
     #[error("the recipe has no [base] ref to pin")]
     NoBase,
-    #[error("cannot pin [base] to `{reference}`: {reason}")]
+    #[error("cannot pin [base] to `{reference}`: {}", reason.problem)]
     InvalidReference {
         reference: String,
         reason: ReferenceError,
@@ -186,19 +186,16 @@ fn spans(table: &dyn TableLike, key: &str) -> Option<(Range<usize>, Range<usize>
 
 /// Replaces the value of `[base] ref` with `new_ref`, which must be a valid, pinned reference.
 pub fn pin_base_ref(text: &str, new_ref: &str) -> Result<String, LockError> {
-    match check_reference(new_ref) {
-        Err(reason) => {
-            return Err(LockError::InvalidReference {
-                reference: new_ref.to_string(),
-                reason,
-            })
-        }
-        Ok(None) => {
-            return Err(LockError::UnpinnedReference {
-                reference: new_ref.to_string(),
-            })
-        }
-        Ok(Some(_)) => {}
+    let parsed = new_ref
+        .parse::<ImageRef>()
+        .map_err(|reason| LockError::InvalidReference {
+            reference: new_ref.to_string(),
+            reason,
+        })?;
+    if !parsed.is_pinned() {
+        return Err(LockError::UnpinnedReference {
+            reference: new_ref.to_string(),
+        });
     }
     let doc = parse(text)?;
     let range = doc

@@ -9,7 +9,6 @@
 mod error;
 mod lock;
 mod parse;
-mod reference;
 mod repositories;
 mod span;
 mod steps;
@@ -24,7 +23,6 @@ use std::path::Path;
 
 pub use error::RecipeError;
 pub use lock::{pin_base_ref, pin_input_sha256, pin_input_size, LockError};
-pub use reference::{ReferenceError, TRANSPORTS};
 pub use repositories::Repository;
 pub use span::{Location, Span, ValueSpans};
 pub use steps::STEP_KINDS;
@@ -88,7 +86,7 @@ impl Recipe {
             let at = Location::new(&self.file, base.span);
             return Err(RecipeError::UnpinnedBase {
                 at,
-                reference: base.reference.clone(),
+                reference: base.reference.to_string(),
             });
         }
         let unpinned = self.unpinned_inputs();

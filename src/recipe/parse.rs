@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use toml_edit::ImDocument;
 
 use super::error::RecipeError;
-use super::reference::check_reference;
 use super::span::ValueSpans;
 use super::span::{LineIndex, Span};
 use super::steps::parse_layers;
@@ -20,6 +19,7 @@ use super::types::{
 };
 use super::values::{check_input_name, ImagePath, Platform, RefName};
 use crate::digest::Sha256Digest;
+use crate::reference::ImageRef;
 
 const ROOT_KEYS: &[&str] = &["image", "base", "inputs", "repositories", "layer", "config"];
 const IMAGE_KEYS: &[&str] = &[
@@ -229,11 +229,14 @@ fn parse_base(t: &Tbl<'_>, base_pin: BasePin) -> Result<Base, RecipeError> {
     t.check_keys(BASE_KEYS)?;
     let reference = t.required_string("ref")?;
     let at = t.at_value("ref");
-    let digest = check_reference(reference).map_err(|reason| RecipeError::InvalidBaseRef {
-        at: at.clone(),
-        reference: reference.to_string(),
-        reason,
-    })?;
+    let parsed: ImageRef = reference
+        .parse()
+        .map_err(|reason| RecipeError::InvalidBaseRef {
+            at: at.clone(),
+            reference: reference.to_string(),
+            reason,
+        })?;
+    let digest = parsed.digest().copied();
     if digest.is_none() && base_pin == BasePin::Required {
         return Err(RecipeError::UnpinnedBase {
             at,
@@ -241,7 +244,7 @@ fn parse_base(t: &Tbl<'_>, base_pin: BasePin) -> Result<Base, RecipeError> {
         });
     }
     Ok(Base {
-        reference: reference.to_string(),
+        reference: parsed,
         digest,
         span: t.span,
     })

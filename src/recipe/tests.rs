@@ -134,7 +134,9 @@ fn full_recipe_parses_to_the_expected_structure() {
             annotations: BTreeMap::new(),
         },
         base: Some(Base {
-            reference: format!("docker://registry.example/library/debian@sha256:{HEX}"),
+            reference: format!("docker://registry.example/library/debian@sha256:{HEX}")
+                .parse()
+                .unwrap(),
             digest: Some(Sha256Digest::from_hex(HEX).unwrap()),
             span: Span::new(9, 1),
         }),
@@ -395,7 +397,11 @@ fn refusals_name_the_place_and_the_key() {
         ("[base]\nref = \"docker://registry.example/library/debian:12\"\n",
          "recipe.toml:8:7: [base] ref `docker://registry.example/library/debian:12` is not pinned; append `@sha256:<manifest digest>` or run `kiln lock` to resolve it"),
         ("[base]\nref = \"debian@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\n",
-         "recipe.toml:8:7: invalid [base] ref: `debian@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855` has no known transport; expected one of: oci:PATH[:TAG][@sha256:HEX], oci-archive:FILE, docker-archive:FILE, docker://HOST[:PORT]/REPO[:TAG][@sha256:HEX]"),
+         "recipe.toml:8:7: invalid [base] ref `debian@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855`: no known transport; expected oci:PATH[:TAG][@sha256:HEX], oci-archive:FILE[:TAG][@sha256:HEX], docker-archive:FILE or docker://[HOST[:PORT]/]REPO[:TAG][@sha256:HEX]"),
+        ("[base]\nref = \"docker://reg.example/a..b@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\n",
+         "recipe.toml:8:7: invalid [base] ref `docker://reg.example/a..b@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855`: the path component `a..b` is not lowercase [a-z0-9] runs joined by `.`, `_`, `__` or `-`"),
+        ("[base]\nref = \"docker-archive:base.tar@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\n",
+         "recipe.toml:8:7: invalid [base] ref `docker-archive:base.tar@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855`: a docker-archive: tarball has no manifest digest to pin; use oci: or oci-archive:"),
         ("[base]\n", "recipe.toml:7:1: [base] is missing `ref`"),
         // shapes
         ("[inputs.x]\nurl = \"https://e/x\"\n[inputs]\ny = \"https://e/y\"\n",

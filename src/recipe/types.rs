@@ -13,6 +13,7 @@ use super::span::Span;
 use super::values::{ImagePath, Mode, Owner, Platform, RefName};
 use crate::digest::Sha256Digest;
 pub use crate::layer::tar_style::TarStyle;
+use crate::reference::ImageRef;
 
 /// A parsed and validated recipe file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,8 +102,8 @@ impl Compression {
 /// `[base]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Base {
-    /// As written, e.g. `docker://registry.example/library/debian@sha256:…`.
-    pub reference: String,
+    /// Parsed once, e.g. `docker://registry.example/library/debian@sha256:…`.
+    pub reference: ImageRef,
     /// The `@sha256:` pin. Always `Some` in a recipe from [`Recipe::load`] or [`Recipe::parse`];
     /// may be `None` only through [`Recipe::parse_unpinned`] (what `kiln lock` reads).
     pub digest: Option<Sha256Digest>,

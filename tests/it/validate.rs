@@ -189,3 +189,53 @@ fn removing_what_no_lower_layer_has_warns_and_removing_what_one_has_does_not() {
     );
     assert_eq!(err.matches("warning:").count(), 1, "only that one:\n{err}");
 }
+
+/// Regression: the recipe's own reference check accepted `docker://reg.example/a..b`, which the
+/// registry grammar refuses, so the recipe validated and the build failed later with no line.
+/// One parser now decides for the recipe, `build`, `lock` and `fetch`: each refuses at the
+/// `[base] ref` line, names the offending part, and writes nothing.
+#[test]
+fn a_base_reference_the_registry_grammar_refuses_fails_at_its_recipe_line() {
+    let pin = "@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    for (bad, part) in [
+        (
+            format!("docker://reg.example/a..b{pin}"),
+            "the path component `a..b` is not lowercase [a-z0-9] runs joined by `.`, `_`, `__` or `-`",
+        ),
+        (
+            format!("docker://reg.example/app:.v1{pin}"),
+            "the tag `.v1` is not 1 to 128 characters of [A-Za-z0-9_.-] starting with a letter, \
+             a digit or `_`",
+        ),
+        (
+            format!("docker://reg.example:99999/app{pin}"),
+            "the registry `reg.example:99999` is not HOST or HOST:PORT",
+        ),
+        (
+            format!("docker-archive:base.tar{pin}"),
+            "a docker-archive: tarball has no manifest digest to pin; use oci: or oci-archive:",
+        ),
+    ] {
+        let ctx = TestContext::new();
+        let text = format!(
+            "[image]\nname = \"x\"\n\n[base]\nref = \"{bad}\"\n\n[[layer]]\n[[layer.step]]\n\
+             mkdir = \"/d\"\n"
+        );
+        let recipe = ctx.write("recipe.toml", &text);
+        let want = format!(
+            "{}:5:7: invalid [base] ref `{bad}`: {part}\n",
+            recipe.display()
+        );
+        for command in ["build", "lock", "fetch"] {
+            let out = run_err(ctx.kiln().arg(command).arg(&recipe));
+            let err = stderr(&out);
+            assert!(err.contains(&want), "{command} {bad}:\n{err}");
+            let names: Vec<_> = std::fs::read_dir(ctx.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["recipe.toml"], "{command} {bad}: wrote something");
+            assert_eq!(std::fs::read_to_string(&recipe).unwrap(), text);
+        }
+    }
+}
