@@ -161,15 +161,17 @@ fn failed_rules(evaluation: &Evaluation) -> String {
 }
 
 /// `REF` pinned to the digest it resolved to, for the copy.
-fn pinned_source(target: &Target<'_>) -> String {
-    match &target.store {
+fn pinned_source(target: &Target<'_>) -> Result<ImageRef> {
+    Ok(match &target.store {
         AttachmentStore::Registry { repository, .. } => {
-            format!("docker://{repository}@{}", target.digest)
+            Reference::new(repository.clone(), None, Some(target.digest))?.into()
         }
-        AttachmentStore::Layout(layout) => {
-            format!("oci:{}@{}", layout.root().display(), target.digest)
-        }
-    }
+        AttachmentStore::Layout(layout) => ImageRef::Oci {
+            path: layout.root().to_path_buf(),
+            tag: None,
+            digest: Some(target.digest),
+        },
+    })
 }
 
 pub fn run_promote(args: PromoteArgs) -> Result<ExitCode> {
@@ -211,7 +213,7 @@ pub fn run_promote(args: PromoteArgs) -> Result<ExitCode> {
     let key = key.expect("a key unless --dry-run");
 
     let ctx = super::copy::transports(&args.cache, &args.registry)?;
-    let source: ImageRef = pinned_source(&target).parse()?;
+    let source = pinned_source(&target)?;
     let img = image::open_image_with(&source, &Platform::host().to_string(), &ctx)
         .with_context(|| format!("failed to open {}", args.reference))?;
     anyhow::ensure!(
@@ -221,7 +223,7 @@ pub fn run_promote(args: PromoteArgs) -> Result<ExitCode> {
         args.reference,
         target.digest
     );
-    let dest: ImageRef = args.to.parse()?;
+    let dest = ImageRef::from(destination.clone());
     let copied = image::copy_image(&img, &dest, &ctx, 0)
         .with_context(|| format!("failed to copy {} to {}", args.reference, args.to))?;
     super::copy::report(&args.to, &copied);
