@@ -150,7 +150,7 @@ fn parse_image(root: &Tbl<'_>) -> Result<ImageSection, RecipeError> {
                 at: t.at_value("platforms"),
                 key: "platforms".to_string(),
                 table: "[image]".to_string(),
-                reason,
+                reason: reason.into(),
             })?;
         let mut unique = parsed.clone();
         unique.sort();

@@ -181,7 +181,7 @@ impl<'a> Tbl<'a> {
     }
 
     /// A string parsed into a newtype; a refusal points at the value.
-    pub(crate) fn parsed<T: FromStr<Err = ValueError>>(
+    pub(crate) fn parsed<T: FromStr<Err: Into<ValueError>>>(
         &self,
         key: &str,
     ) -> Result<Option<T>, RecipeError> {
@@ -197,13 +197,13 @@ impl<'a> Tbl<'a> {
         let s = item
             .as_str()
             .ok_or_else(|| self.wrong_type(key, expected))?;
-        s.parse()
+        s.parse::<T>()
             .map(Some)
             .map_err(|reason| RecipeError::InvalidValue {
                 at: self.at_value(key),
                 key: key.to_string(),
                 table: self.name.to_string(),
-                reason,
+                reason: reason.into(),
             })
     }
 

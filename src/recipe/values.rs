@@ -10,6 +10,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use crate::platform::Platform;
+use crate::platform::PlatformError;
+
 /// Why a recipe value was refused. The caller adds which key and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
@@ -19,12 +22,8 @@ pub enum ValueError {
     Mode(String),
     #[error("`{0}` is not an owner: expected numeric \"uid:gid\" such as \"0:0\"")]
     Owner(String),
-    #[error("`{0}` is not a platform: expected os/arch[/variant] in lowercase, such as \"linux/amd64\" or \"linux/arm/v7\"")]
-    Platform(String),
-    #[error("`{0}` names an unknown operating system `{os}`\nhint: OCI platforms use Go's GOOS names: {known}", os = platform_part(.0, 0), known = KNOWN_OS.join(", "))]
-    UnknownOs(String),
-    #[error("`{0}` names an unknown architecture `{arch}`\nhint: OCI platforms use Go's GOARCH names: {known}", arch = platform_part(.0, 1), known = KNOWN_ARCH.join(", "))]
-    UnknownArch(String),
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
     #[error("`{0}` is not an absolute path")]
     RelativePath(String),
     #[error("`{0}` contains `..`; paths inside the image must not climb")]
@@ -113,111 +112,6 @@ impl FromStr for Owner {
 impl fmt::Display for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.uid, self.gid)
-    }
-}
-
-/// `os/arch[/variant]`, with Go's architecture names as OCI uses them (`amd64`, `arm64`).
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Platform(String);
-
-impl Platform {
-    /// `linux/<this machine's architecture>`, the default of `[image] platform`.
-    pub fn host() -> Self {
-        Self(format!("linux/{}", host_goarch()))
-    }
-
-    pub fn os(&self) -> &str {
-        self.parts().0
-    }
-
-    pub fn architecture(&self) -> &str {
-        self.parts().1
-    }
-
-    pub fn variant(&self) -> Option<&str> {
-        self.parts().2
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    fn parts(&self) -> (&str, &str, Option<&str>) {
-        let mut it = self.0.split('/');
-        let os = it.next().unwrap_or_default();
-        let arch = it.next().unwrap_or_default();
-        (os, arch, it.next())
-    }
-}
-
-/// The operating systems an OCI platform may name: Go's `GOOS` values (`go tool dist list`),
-/// which the image spec adopts.
-pub const KNOWN_OS: &[&str] = &[
-    "aix",
-    "android",
-    "darwin",
-    "dragonfly",
-    "freebsd",
-    "illumos",
-    "ios",
-    "js",
-    "linux",
-    "netbsd",
-    "openbsd",
-    "plan9",
-    "solaris",
-    "wasip1",
-    "windows",
-];
-
-/// The architectures an OCI platform may name: Go's `GOARCH` values.
-pub const KNOWN_ARCH: &[&str] = &[
-    "386", "amd64", "arm", "arm64", "loong64", "mips", "mips64", "mips64le", "mipsle", "ppc64",
-    "ppc64le", "riscv64", "s390x", "wasm",
-];
-
-/// Component `n` of an `os/arch[/variant]` string (for messages).
-fn platform_part(platform: &str, n: usize) -> &str {
-    platform.split('/').nth(n).unwrap_or_default()
-}
-
-/// Maps Rust's `target_arch` to the GOARCH names OCI platforms use.
-fn host_goarch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
-        "loongarch64" => "loong64",
-        other => other, // arm, s390x, riscv64, mips64 share their names
-    }
-}
-
-impl FromStr for Platform {
-    type Err = ValueError;
-    fn from_str(s: &str) -> Result<Self, ValueError> {
-        let parts: Vec<&str> = s.split('/').collect();
-        let part_ok = |p: &&str| {
-            !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        };
-        if !(2..=3).contains(&parts.len()) || !parts.iter().all(part_ok) {
-            return Err(ValueError::Platform(s.to_string()));
-        }
-        if !KNOWN_OS.contains(&parts[0]) {
-            return Err(ValueError::UnknownOs(s.to_string()));
-        }
-        if !KNOWN_ARCH.contains(&parts[1]) {
-            return Err(ValueError::UnknownArch(s.to_string()));
-        }
-        Ok(Self(s.to_string()))
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -363,7 +257,7 @@ macro_rules! serde_via_str {
         }
     )*};
 }
-serde_via_str!(Mode, Owner, Platform, ImagePath, RefName);
+serde_via_str!(Mode, Owner, ImagePath, RefName);
 
 #[cfg(test)]
 mod tests {
@@ -410,49 +304,6 @@ mod tests {
             let got = text.parse::<Owner>().ok().map(|o| (o.uid, o.gid));
             assert_eq!(got, *want, "{text:?}");
         }
-    }
-
-    #[test]
-    fn platforms() {
-        for good in [
-            "linux/amd64",
-            "linux/arm64",
-            "linux/arm/v7",
-            "windows/amd64",
-        ] {
-            let p: Platform = good.parse().unwrap();
-            assert_eq!(p.as_str(), good);
-        }
-        for bad in [
-            "linux",
-            "linux/",
-            "/amd64",
-            "Linux/amd64",
-            "linux/arm/v7/x",
-            "linux amd64",
-        ] {
-            assert!(bad.parse::<Platform>().is_err(), "{bad:?}");
-        }
-        let err = "linux/amd46".parse::<Platform>().unwrap_err().to_string();
-        assert!(
-            err.starts_with("`linux/amd46` names an unknown architecture `amd46`\nhint: OCI platforms use Go's GOARCH names: 386, amd64, arm, arm64,"),
-            "{err}"
-        );
-        let err = "lunix/amd64".parse::<Platform>().unwrap_err().to_string();
-        assert!(
-            err.contains(
-                "unknown operating system `lunix`\nhint: OCI platforms use Go's GOOS names: aix,"
-            ) && err.contains(" linux,"),
-            "{err}"
-        );
-        let p: Platform = "linux/arm/v7".parse().unwrap();
-        assert_eq!(
-            (p.os(), p.architecture(), p.variant()),
-            ("linux", "arm", Some("v7"))
-        );
-        let host = Platform::host();
-        assert_eq!(host.os(), "linux");
-        assert!(!["x86_64", "aarch64"].contains(&host.architecture()));
     }
 
     #[test]

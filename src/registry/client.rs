@@ -12,10 +12,11 @@ use super::auth::AuthFiles;
 use super::error::{RegistryError, Result};
 use super::http::{expect_status, read_limited, Body, Http};
 use super::manifest::{
-    is_index, select_platform, verify_manifest, Platform, PulledManifest, Received,
-    ALL_MANIFEST_TYPES, IMAGE_MANIFEST_TYPES, MAX_MANIFEST_BYTES,
+    is_index, select_platform, verify_manifest, PulledManifest, Received, ALL_MANIFEST_TYPES,
+    IMAGE_MANIFEST_TYPES, MAX_MANIFEST_BYTES,
 };
 use crate::digest::{Hasher, Sha256Digest};
+use crate::platform::Platform;
 use crate::reference::{valid_manifest_ref, Repository};
 
 /// Which way a blob moves, for progress reports.

@@ -143,9 +143,6 @@ pub enum RegistryError {
         platform: String,
     },
 
-    #[error("invalid platform `{0}`: expected OS/ARCH[/VARIANT]")]
-    InvalidPlatform(String),
-
     #[error("failed to push to {repository}: the registry stored {what} as {returned}, but its local digest is {local}")]
     PushDigestMismatch {
         repository: String,

@@ -9,13 +9,11 @@
 //! also follows exactly one index level and refuses an index whose platform entry is again an
 //! index, so no chain of indexes can make kiln loop.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::Deserialize;
 
 use super::error::{RegistryError, Result};
 use crate::digest::Sha256Digest;
+use crate::platform::Platform;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -182,46 +180,6 @@ pub(crate) fn verify_manifest(
     Ok((media_type, digest))
 }
 
-/// `OS/ARCH[/VARIANT]`, as in a recipe's `image.platform`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    pub variant: Option<String>,
-}
-
-impl FromStr for Platform {
-    type Err = RegistryError;
-    fn from_str(s: &str) -> Result<Self> {
-        let parts: Vec<&str> = s.split('/').collect();
-        let ok =
-            |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        match parts.as_slice() {
-            [os, arch] if ok(os) && ok(arch) => Ok(Self {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: None,
-            }),
-            [os, arch, v] if ok(os) && ok(arch) && ok(v) => Ok(Self {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: Some(v.to_string()),
-            }),
-            _ => Err(RegistryError::InvalidPlatform(s.to_string())),
-        }
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
 /// The entry of a (verified) index for `platform`: its digest, media type and size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexEntry {
@@ -261,9 +219,7 @@ pub fn select_platform(index: &PulledManifest, platform: &Platform) -> Result<In
     let found = parsed.manifests.into_iter().find(|e| {
         IMAGE_MANIFEST_TYPES.contains(&e.media_type.as_str())
             && e.platform.as_ref().is_some_and(|p| {
-                p.os == platform.os
-                    && p.architecture == platform.architecture
-                    && (platform.variant.is_none() || p.variant == platform.variant)
+                platform.is_served_by(&p.os, &p.architecture, p.variant.as_deref())
             })
     });
     let none = || RegistryError::NoMatchingPlatform {

@@ -1,0 +1,220 @@
+//! `Platform`: an OCI platform, `os/arch[/variant]`, valid by construction.
+//!
+//! One type for the recipe's `[image] platform`, the `--platform` of the commands that read
+//! images, and the entry picked from an index, so all of them accept the same names and match
+//! them the same way. OCI takes Go's names (`GOOS`, `GOARCH`); kiln does not rename aliases
+//! (`aarch64` is refused with the list of valid names, not read as `arm64`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlatformError {
+    #[error("`{0}` is not a platform: expected os/arch[/variant] in lowercase, such as \"linux/amd64\" or \"linux/arm/v7\"")]
+    Invalid(String),
+    #[error("`{0}` names an unknown operating system `{os}`\nhint: OCI platforms use Go's GOOS names: {known}", os = part(.0, 0), known = KNOWN_OS.join(", "))]
+    UnknownOs(String),
+    #[error("`{0}` names an unknown architecture `{arch}`\nhint: OCI platforms use Go's GOARCH names: {known}", arch = part(.0, 1), known = KNOWN_ARCH.join(", "))]
+    UnknownArch(String),
+}
+
+/// `os/arch[/variant]`, kept in its canonical text form, with Go's architecture names as OCI
+/// uses them (`amd64`, `arm64`).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Platform(String);
+
+impl Platform {
+    /// `linux/<this machine's architecture>`, the default platform.
+    pub fn host() -> Self {
+        Self(format!("linux/{}", host_goarch()))
+    }
+
+    pub fn os(&self) -> &str {
+        self.parts().0
+    }
+
+    pub fn architecture(&self) -> &str {
+        self.parts().1
+    }
+
+    pub fn variant(&self) -> Option<&str> {
+        self.parts().2
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether an index entry for `os`/`architecture`/`variant` serves this platform: a
+    /// platform without a variant takes any variant (an index says `linux/arm64/v8` for plain
+    /// `linux/arm64`).
+    pub fn is_served_by(&self, os: &str, architecture: &str, variant: Option<&str>) -> bool {
+        self.os() == os
+            && self.architecture() == architecture
+            && (self.variant().is_none() || self.variant() == variant)
+    }
+
+    fn parts(&self) -> (&str, &str, Option<&str>) {
+        let mut it = self.0.split('/');
+        let os = it.next().unwrap_or_default();
+        let arch = it.next().unwrap_or_default();
+        (os, arch, it.next())
+    }
+}
+
+/// The operating systems an OCI platform may name: Go's `GOOS` values (`go tool dist list`),
+/// which the image spec adopts.
+pub const KNOWN_OS: &[&str] = &[
+    "aix",
+    "android",
+    "darwin",
+    "dragonfly",
+    "freebsd",
+    "illumos",
+    "ios",
+    "js",
+    "linux",
+    "netbsd",
+    "openbsd",
+    "plan9",
+    "solaris",
+    "wasip1",
+    "windows",
+];
+
+/// The architectures an OCI platform may name: Go's `GOARCH` values.
+pub const KNOWN_ARCH: &[&str] = &[
+    "386", "amd64", "arm", "arm64", "loong64", "mips", "mips64", "mips64le", "mipsle", "ppc64",
+    "ppc64le", "riscv64", "s390x", "wasm",
+];
+
+/// Component `n` of an `os/arch[/variant]` string (for messages).
+fn part(platform: &str, n: usize) -> &str {
+    platform.split('/').nth(n).unwrap_or_default()
+}
+
+/// Maps Rust's `target_arch` to the GOARCH names OCI platforms use.
+fn host_goarch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+        "loongarch64" => "loong64",
+        other => other, // arm, s390x, riscv64, mips64 share their names
+    }
+}
+
+impl FromStr for Platform {
+    type Err = PlatformError;
+    fn from_str(s: &str) -> Result<Self, PlatformError> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let part_ok = |p: &&str| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        if !(2..=3).contains(&parts.len()) || !parts.iter().all(part_ok) {
+            return Err(PlatformError::Invalid(s.to_string()));
+        }
+        if !KNOWN_OS.contains(&parts[0]) {
+            return Err(PlatformError::UnknownOs(s.to_string()));
+        }
+        if !KNOWN_ARCH.contains(&parts[1]) {
+            return Err(PlatformError::UnknownArch(s.to_string()));
+        }
+        Ok(Self(s.to_string()))
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Platform({:?})", self.0)
+    }
+}
+
+impl Serialize for Platform {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Platform {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms() {
+        for good in [
+            "linux/amd64",
+            "linux/arm64",
+            "linux/arm/v7",
+            "linux/arm64/v8",
+            "windows/amd64",
+        ] {
+            let p: Platform = good.parse().unwrap();
+            assert_eq!(p.as_str(), good);
+            assert_eq!(p.to_string(), good);
+        }
+        for bad in [
+            "linux",
+            "linux/",
+            "/amd64",
+            "Linux/amd64",
+            "linux/arm/v7/x",
+            "linux amd64",
+            "linux/am d64",
+            "linux/aarch64",
+        ] {
+            assert!(bad.parse::<Platform>().is_err(), "{bad:?}");
+        }
+        let err = "linux/amd46".parse::<Platform>().unwrap_err().to_string();
+        assert!(
+            err.starts_with("`linux/amd46` names an unknown architecture `amd46`\nhint: OCI platforms use Go's GOARCH names: 386, amd64, arm, arm64,"),
+            "{err}"
+        );
+        let err = "lunix/amd64".parse::<Platform>().unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "unknown operating system `lunix`\nhint: OCI platforms use Go's GOOS names: aix,"
+            ) && err.contains(" linux,"),
+            "{err}"
+        );
+        let p: Platform = "linux/arm/v7".parse().unwrap();
+        assert_eq!(
+            (p.os(), p.architecture(), p.variant()),
+            ("linux", "arm", Some("v7"))
+        );
+        let host = Platform::host();
+        assert_eq!(host.os(), "linux");
+        assert!(!["x86_64", "aarch64"].contains(&host.architecture()));
+    }
+
+    #[test]
+    fn a_missing_variant_takes_any() {
+        let arm64: Platform = "linux/arm64".parse().unwrap();
+        let v8: Platform = "linux/arm64/v8".parse().unwrap();
+        assert!(arm64.is_served_by("linux", "arm64", Some("v8")));
+        assert!(arm64.is_served_by("linux", "arm64", None));
+        assert!(v8.is_served_by("linux", "arm64", Some("v8")));
+        assert!(!v8.is_served_by("linux", "arm64", Some("v7")));
+        assert!(!v8.is_served_by("linux", "arm64", None));
+        assert!(!arm64.is_served_by("linux", "amd64", None));
+    }
+}
