@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use super::inputs::{InputBytes, ResolvedInput};
 use super::observer::{BuildEvent, BuildObserver, BuildWarning};
 use super::{Blob, BuildError, Result};
-use crate::layer::from_tar::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::layer::member::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::layer::read::{ReadLimits, TarKind, TarReader};
 use crate::layer::tree;
 use crate::recipe::{Recipe, StepKind};
