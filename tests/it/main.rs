@@ -12,6 +12,10 @@ mod hostile_tar;
 mod interop;
 mod limits;
 mod matching;
+/// The hostile-whiteout case table of the unit tests.
+#[allow(dead_code)]
+#[path = "../../src/layer/member_cases.rs"]
+mod member_cases;
 mod promote;
 mod registry;
 #[path = "../../src/testing/registry.rs"]
@@ -27,3 +31,4 @@ mod support;
 mod testtar;
 mod trust;
 mod validate;
+mod whiteout_rules;
