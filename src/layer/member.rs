@@ -30,7 +30,8 @@
 //!
 //! In plain archives (the input of an `extract` step), `.wh.` names have no meaning: any
 //! member with a `.wh.` component is refused, since the layer it would build would carry it
-//! as a whiteout.
+//! as a whiteout. For the same reason the tar writer refuses an entry with a `.wh.` component
+//! whatever step made it (a `write` to `/.wh.etc` would otherwise delete the base's `/etc`).
 
 use super::read::{TarEntry, TarKind};
 use super::tree::{self, TreeError};

@@ -252,6 +252,9 @@ fn validate_path(path: &str) -> Result<(), WriteError> {
         .any(|c| c.is_empty() || c == "." || c == "..")
     {
         "empty, `.` or `..` component"
+    } else if path.split('/').any(|c| c.starts_with(WHITEOUT_PREFIX)) {
+        // Every reader takes it for an OCI whiteout or refuses the layer (see `member`).
+        "a `.wh.` name, which layers reserve for whiteouts"
     } else {
         return Ok(());
     };

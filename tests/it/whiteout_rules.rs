@@ -258,3 +258,32 @@ fn build_diff_and_extract_agree_on_hostile_whiteout_layers() {
         }
     }
 }
+
+/// A step cannot smuggle a whiteout into its layer: `write` to `/.wh.etc` would delete the
+/// base's `/etc` in every reader of the image.
+#[test]
+fn a_step_cannot_write_a_whiteout_name() {
+    let ctx = TestContext::new();
+    for path in ["/.wh.etc", "/.wh.d/x"] {
+        let recipe = ctx.write(
+            "wh.toml",
+            format!(
+                "[image]\nname = \"w\"\nepoch = 1700000000\n[[layer]]\n[[layer.step]]\n\
+                 write = \"{path}\"\ncontent = \"\"\n"
+            ),
+        );
+        let out = run_err(
+            ctx.kiln()
+                .arg("build")
+                .arg(&recipe)
+                .arg("-o")
+                .arg(ctx.join("wh-out")),
+        );
+        let err = stderr(&out);
+        assert!(
+            err.contains(path.trim_start_matches('/')) && err.contains("`.wh.` name"),
+            "{path}: {err}"
+        );
+        assert!(!ctx.join("wh-out").exists(), "{path}");
+    }
+}
