@@ -9,6 +9,9 @@ mod diff;
 mod errors;
 mod examples;
 mod hostile_tar;
+#[path = "../../src/testing/http_server.rs"]
+mod http_server;
+mod https;
 mod interop;
 mod limits;
 mod matching;
@@ -25,5 +28,7 @@ mod support;
 #[allow(dead_code)]
 #[path = "../../src/layer/testtar.rs"]
 mod testtar;
+#[path = "../../src/testing/tls.rs"]
+mod tls_support;
 mod trust;
 mod validate;
