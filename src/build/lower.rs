@@ -8,15 +8,18 @@
 //! a single id) a `65532`-owned file as root's. The step could neither see nor change those
 //! values (it saw the materialized ones), so for copied-up objects they are restored from this
 //! index, built from the layer tars themselves (and the current layer's tree so far), applying
-//! whiteouts and opaque markers the way the extractor does.
+//! whiteouts and opaque markers the way the extractor does: members are read with the rules
+//! every layer reader shares ([`crate::layer::member`]), so a layer the extractor refuses is
+//! refused here too, with the same error.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use crate::layer::from_tar::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::layer::extract::ExtractError;
 use crate::layer::host::HostError;
-use crate::layer::read::{ReadError, ReadLimits, TarKind, TarReader};
-use crate::layer::tree::{self, EntryKind, FileTree, Metadata};
+use crate::layer::member::{self, MemberKind, Names, Role};
+use crate::layer::read::{ReadLimits, TarReader};
+use crate::layer::tree::{EntryKind, FileTree, Metadata};
 
 /// What the image says about one path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,31 +42,26 @@ impl LowerIndex {
 
     /// Applies one uncompressed layer tar: its whiteouts and opaque markers hide what lower
     /// layers put there, then its entries are recorded.
-    pub fn add_tar(&mut self, reader: impl Read) -> Result<(), ReadError> {
+    pub fn add_tar(&mut self, reader: impl Read) -> Result<(), ExtractError> {
         let mut tar = TarReader::new(reader, ReadLimits::default());
         let mut hide = Vec::new();
         let mut clear = Vec::new();
         let mut found = Vec::new();
         while let Some(e) = tar.next_entry()? {
-            let Ok(path) = tree::normalize_dir(&e.path) else {
-                continue;
-            };
-            let (dir, base) = match path.rsplit_once('/') {
-                Some((d, b)) => (d.to_string(), b),
-                None => (String::new(), path.as_str()),
-            };
-            if base == OPAQUE_MARKER {
-                clear.push(dir);
-            } else if let Some(name) = base.strip_prefix(WHITEOUT_PREFIX) {
-                hide.push(tree::join(&dir, name));
-            } else if !path.is_empty() {
-                let entry = LowerEntry {
-                    dir: e.kind == TarKind::Dir,
-                    mode: e.mode,
-                    uid: e.uid,
-                    gid: e.gid,
-                };
-                found.push((path, entry));
+            let member = member::classify(&e, Names::Layer)?;
+            match member.role {
+                Role::Root => {}
+                Role::Opaque { dir } => clear.push(dir),
+                Role::Whiteout { target } => hide.push(target),
+                Role::Entry(kind) => {
+                    let entry = LowerEntry {
+                        dir: kind == MemberKind::Dir,
+                        mode: e.mode,
+                        uid: e.uid,
+                        gid: e.gid,
+                    };
+                    found.push((member.name, entry));
+                }
             }
         }
         tar.drain()?;
@@ -155,6 +153,10 @@ pub fn restore(lower: &LowerEntry, is_dir: bool, owners_kept: bool, meta: &mut M
         }
     }
 }
+
+#[cfg(test)]
+#[path = "lower_agreement_tests.rs"]
+mod agreement_tests;
 
 #[cfg(test)]
 mod tests {

@@ -337,9 +337,7 @@ fn materialize(
             source,
         };
         apply_layer(rootfs, open_layer(blob)?, &opts).map_err(failed)?;
-        index
-            .add_tar(open_layer(blob)?)
-            .map_err(|e| failed(e.into()))?;
+        index.add_tar(open_layer(blob)?).map_err(failed)?;
     }
     index.add_tree(tree).map_err(|e| RunError::StreamTree {
         source: WriteError::Host {

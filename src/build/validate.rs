@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use super::inputs::{InputBytes, ResolvedInput};
 use super::observer::{BuildEvent, BuildObserver, BuildWarning};
 use super::{Blob, BuildError, Result};
-use crate::layer::from_tar::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::layer::member::{self, MemberKind, Names, Role};
 use crate::layer::read::{ReadLimits, TarKind, TarReader};
 use crate::layer::tree;
 use crate::recipe::{Recipe, StepKind};
@@ -115,34 +115,35 @@ fn in_layer(
     let mut found = None;
     let mut hidden = false;
     while let Some(e) = tar.next_entry()? {
-        let Ok(path) = tree::normalize_dir(&e.path) else {
-            continue;
-        };
-        let (dir, base) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
-        if base == OPAQUE_MARKER && ancestors.contains(&dir) {
-            hidden = true;
-        } else if let Some(name) = base.strip_prefix(WHITEOUT_PREFIX) {
-            let gone = tree::join(dir, name);
-            if gone == key || ancestors.contains(&gone.as_str()) {
-                hidden = true;
+        // The same rules as every reader of layers: a layer they refuse cannot be checked.
+        let member = member::classify(&e, Names::Layer)?;
+        let path = member.name.as_str();
+        match member.role {
+            Role::Root => {}
+            Role::Opaque { dir } => hidden |= ancestors.contains(&dir.as_str()),
+            Role::Whiteout { target } => {
+                hidden |= target == key || ancestors.contains(&target.as_str());
             }
-        } else if path == key {
-            found = Some(match e.kind {
-                TarKind::File if e.size > MAX_DB => {
-                    FinalFile::Unknown(format!("is larger than {MAX_DB} bytes"))
-                }
-                TarKind::File => {
-                    let mut bytes = Vec::new();
-                    tar.data_reader().take(MAX_DB).read_to_end(&mut bytes)?;
-                    FinalFile::Regular(bytes)
-                }
-                kind => FinalFile::Unknown(format!("is not a regular file ({kind:?})")),
-            });
-        } else if ancestors.contains(&path.as_str()) && e.kind != TarKind::Dir {
-            found = Some(FinalFile::Unknown(format!(
-                "is below `/{path}`, a {:?}",
-                e.kind
-            )));
+            Role::Entry(_) if path == key => {
+                found = Some(match e.kind {
+                    TarKind::File if e.size > MAX_DB => {
+                        FinalFile::Unknown(format!("is larger than {MAX_DB} bytes"))
+                    }
+                    TarKind::File => {
+                        let mut bytes = Vec::new();
+                        tar.data_reader().take(MAX_DB).read_to_end(&mut bytes)?;
+                        FinalFile::Regular(bytes)
+                    }
+                    kind => FinalFile::Unknown(format!("is not a regular file ({kind:?})")),
+                });
+            }
+            Role::Entry(kind) if ancestors.contains(&path) && kind != MemberKind::Dir => {
+                found = Some(FinalFile::Unknown(format!(
+                    "is below `/{path}`, a {:?}",
+                    e.kind
+                )));
+            }
+            Role::Entry(_) => {}
         }
     }
     Ok(found.or(hidden.then_some(FinalFile::Absent)))

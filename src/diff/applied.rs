@@ -73,6 +73,11 @@ impl AppliedFs {
     }
 
     fn remove_below(&mut self, dir: &str) {
+        if dir.is_empty() {
+            // An opaque root hides every lower layer.
+            self.nodes.clear();
+            return;
+        }
         let prefix = format!("{dir}/");
         let doomed: Vec<String> = self
             .nodes

@@ -33,7 +33,9 @@ pub use report::{
     Class, ClassSummary, DiffReport, FieldDiff, FileDiff, FileFacts, ImageSide, LayerDiff,
     LayerSide, LayerStatus, Verdict, SCHEMA,
 };
-pub use scan::{scan_layer, scan_layer_capturing, Capture, LayerScan, Node, NodeKind, TarFacts};
+pub use scan::{
+    scan_layer, scan_layer_capturing, scan_reader, Capture, LayerScan, Node, NodeKind, TarFacts,
+};
 pub use statement::{rebuild_statement, RebuildFacts, REBUILD_PREDICATE_TYPE};
 
 use crate::digest::Sha256Digest;
@@ -68,15 +70,12 @@ pub enum DiffError {
         #[source]
         source: crate::layer::read::ReadError,
     },
-    #[error("failed to read layer {digest}: bad path `{path}`")]
-    BadPath {
+    #[error("failed to read layer {digest}")]
+    Member {
         digest: Sha256Digest,
-        path: String,
         #[source]
-        source: crate::layer::tree::TreeError,
+        source: crate::layer::member::MemberError,
     },
-    #[error("failed to read layer {digest}: invalid whiteout `{path}`")]
-    BadWhiteout { digest: Sha256Digest, path: String },
     #[error(
         "failed to verify layer {index} of {reference}: its tar has digest {actual}, the config's \
          diff_id is {expected}"

@@ -16,15 +16,12 @@ use super::{DiffError, Result};
 use crate::digest::{Hasher, HashingReader, Sha256Digest};
 use crate::image::OpenedImage;
 use crate::layer::decompress;
+use crate::layer::member::{self, MemberKind, Names, Role};
 use crate::layer::read::{ArchiveEnd, ReadLimits, TarKind, TarReader};
 use crate::layer::tar_header::parse_number;
-use crate::layer::tree;
 
 /// Duplicate paths listed per layer (the count is always complete).
 pub const MAX_LISTED_DUPLICATES: usize = 20;
-
-const WHITEOUT_PREFIX: &str = ".wh.";
-const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
 /// What a filesystem object is, with what identifies its content.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -355,11 +352,12 @@ pub fn scan_reader_capturing(
                 }
             }
         }
-        let path = tree::normalize_dir(&entry.path).map_err(|source| DiffError::BadPath {
-            digest: *digest,
-            path: entry.path.clone(),
-            source,
-        })?;
+        let member =
+            member::classify(&entry, Names::Layer).map_err(|source| DiffError::Member {
+                digest: *digest,
+                source,
+            })?;
+        let path = member.name;
         order.update(path.as_bytes());
         order.update(b"\n");
         if let Some(prev) = &previous {
@@ -375,38 +373,25 @@ pub fn scan_reader_capturing(
                 facts.duplicates.push(format!("/{path}"));
             }
         }
-        if path.is_empty() {
-            // The root directory's own entry (`./`): not a path of the image.
-            facts.root_entry.get_or_insert_with(|| entry.path.clone());
-            continue;
-        }
-        let (parent, base) = match path.rsplit_once('/') {
-            Some((p, b)) => (p.to_string(), b),
-            None => (String::new(), path.as_str()),
+        let kind = match member.role {
+            Role::Root => {
+                // The root directory's own entry (`./`): not a path of the image.
+                facts.root_entry.get_or_insert_with(|| entry.path.clone());
+                continue;
+            }
+            Role::Opaque { dir } => {
+                changes.push((dir, Change::Opaque));
+                continue;
+            }
+            Role::Whiteout { target } => {
+                changes.push((target, Change::Whiteout));
+                continue;
+            }
+            Role::Entry(kind) => kind,
         };
-        if base == OPAQUE_MARKER {
-            if parent.is_empty() {
-                return Err(DiffError::BadWhiteout {
-                    digest: *digest,
-                    path: entry.path.clone(),
-                });
-            }
-            changes.push((parent, Change::Opaque));
-            continue;
-        }
-        if let Some(name) = base.strip_prefix(WHITEOUT_PREFIX) {
-            if name.is_empty() || name == "." || name == ".." || name.starts_with(WHITEOUT_PREFIX) {
-                return Err(DiffError::BadWhiteout {
-                    digest: *digest,
-                    path: entry.path.clone(),
-                });
-            }
-            changes.push((tree::join(&parent, name), Change::Whiteout));
-            continue;
-        }
-        let kind = match entry.kind {
-            TarKind::Dir => NodeKind::Dir,
-            TarKind::File => {
+        let kind = match kind {
+            MemberKind::Dir => NodeKind::Dir,
+            MemberKind::File => {
                 let tar_err = |source| DiffError::Tar {
                     digest: *digest,
                     source,
@@ -432,27 +417,11 @@ pub fn scan_reader_capturing(
                     }
                 }
             }
-            TarKind::Symlink => NodeKind::Symlink {
-                target: entry.link_name.clone(),
-            },
-            TarKind::Hardlink => NodeKind::Hardlink {
-                target: tree::normalize_dir(&entry.link_name).map_err(|source| {
-                    DiffError::BadPath {
-                        digest: *digest,
-                        path: entry.link_name.clone(),
-                        source,
-                    }
-                })?,
-            },
-            TarKind::CharDevice => NodeKind::CharDevice {
-                major: entry.dev_major,
-                minor: entry.dev_minor,
-            },
-            TarKind::BlockDevice => NodeKind::BlockDevice {
-                major: entry.dev_major,
-                minor: entry.dev_minor,
-            },
-            TarKind::Fifo => NodeKind::Fifo,
+            MemberKind::Symlink(target) => NodeKind::Symlink { target },
+            MemberKind::Hardlink(target) => NodeKind::Hardlink { target },
+            MemberKind::CharDevice { major, minor } => NodeKind::CharDevice { major, minor },
+            MemberKind::BlockDevice { major, minor } => NodeKind::BlockDevice { major, minor },
+            MemberKind::Fifo => NodeKind::Fifo,
         };
         changes.push((
             path,
@@ -645,6 +614,15 @@ mod tests {
             size,
         )
         .unwrap_err();
-        assert!(matches!(err, DiffError::BadWhiteout { .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                DiffError::Member {
+                    source: crate::layer::member::MemberError::InvalidWhiteout { .. },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 }

@@ -62,7 +62,7 @@ pub enum FetchError {
         input: String,
         url: String,
         #[source]
-        source: Box<ureq::Transport>,
+        source: Box<crate::http::HttpError>,
     },
 
     #[error("failed to read the download of input `{input}` from {url}")]
@@ -161,9 +161,11 @@ impl FetchError {
     /// the server said it is overloaded. A wrong digest is never transient.
     pub fn is_transient(&self) -> bool {
         match self {
-            FetchError::Connect { .. }
-            | FetchError::Body { .. }
-            | FetchError::LengthMismatch { .. } => true,
+            // Trust does not change between tries; a connection may.
+            FetchError::Connect { source, .. } => {
+                matches!(**source, crate::http::HttpError::Transport { .. })
+            }
+            FetchError::Body { .. } | FetchError::LengthMismatch { .. } => true,
             FetchError::Http { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }

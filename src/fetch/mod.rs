@@ -12,8 +12,6 @@ mod http;
 mod mirror;
 
 #[cfg(test)]
-mod test_server;
-#[cfg(test)]
 mod tests;
 
 use std::io::{self, Read};

@@ -1,17 +1,16 @@
-//! Fetch tests against real sockets: a local server that can lie (test_server.rs), mirrors,
+//! Fetch tests against real sockets: the shared test server that can lie
+//! (`testing::http_server`), mirrors,
 //! offline mode, and concurrent fetchers in threads and in separate processes.
 
-use std::io::Write;
-use std::net::TcpStream;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::test_server::{respond, respond_declaring, TestServer};
 use super::*;
 use crate::store::process_tests::{
     child_command, child_mode, in_own_mount_namespace, wait_for_file, Tmpfs,
 };
+use crate::testing::http_server::{Reply, Server};
 
 const CONTENT: &[u8] = b"a pinned input, as the upstream server stores it\n";
 
@@ -19,8 +18,8 @@ fn digest() -> Sha256Digest {
     Sha256Digest::of(CONTENT)
 }
 
-fn serve_content() -> TestServer {
-    TestServer::start(|_, s| respond(s, "200 OK", &[], CONTENT))
+fn serve_content() -> Server {
+    Server::start(|_| Reply::ok(CONTENT, &[]))
 }
 
 /// A fetcher that does not retry, so every failure shows in the first answer.
@@ -99,7 +98,7 @@ fn good_fetch_stores_a_verified_entry_and_reports_progress() {
 
 #[test]
 fn hash_mismatch_names_both_digests_and_stores_nothing() {
-    let server = TestServer::start(|_, s| respond(s, "200 OK", &[], b"tampered content"));
+    let server = Server::start(|_| Reply::ok(b"tampered content", &[]));
     let dir = tempfile::tempdir().unwrap();
     let f = fetcher(dir.path());
     let url = server.url("/in");
@@ -128,9 +127,7 @@ fn hash_mismatch_names_both_digests_and_stores_nothing() {
 
 #[test]
 fn body_shorter_than_content_length_is_refused() {
-    let server = TestServer::start(|_, s| {
-        respond_declaring(s, "200 OK", &[], &CONTENT[..10], CONTENT.len() as u64)
-    });
+    let server = Server::start(|_| Reply::declaring(200, &CONTENT[..10], CONTENT.len() as u64));
     let dir = tempfile::tempdir().unwrap();
     let f = fetcher(dir.path());
     let err = f
@@ -155,9 +152,7 @@ fn body_shorter_than_content_length_is_refused() {
 fn body_longer_than_content_length_is_refused() {
     // The server announces fewer bytes than the file has: only the announced prefix is the
     // body, and it does not match the pin.
-    let server = TestServer::start(|_, s| {
-        respond_declaring(s, "200 OK", &[], CONTENT, CONTENT.len() as u64 - 5)
-    });
+    let server = Server::start(|_| Reply::declaring(200, CONTENT, CONTENT.len() as u64 - 5));
     let dir = tempfile::tempdir().unwrap();
     let f = fetcher(dir.path());
     let err = f
@@ -172,22 +167,26 @@ fn body_longer_than_content_length_is_refused() {
     assert_store_holds(&f, &[]);
 }
 
-fn chunked_head(s: &mut TcpStream) {
-    let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
-    let _ = s.write_all(head.as_bytes());
+/// A chunked answer holding one chunk of `CONTENT`'s length: `body` of it, and the end of the
+/// body if `complete`.
+fn chunked(body: &[u8], complete: bool) -> Reply {
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n",
+        CONTENT.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    if complete {
+        out.extend_from_slice(b"\r\n0\r\n\r\n");
+    }
+    Reply::Raw(out)
 }
 
 #[test]
 fn connection_dropped_early_is_refused() {
     // A plain close before the announced body; a chunked body cut off mid-chunk.
-    let headers_only = TestServer::start(|_, s| {
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
-    });
-    let chunked = TestServer::start(|_, s| {
-        chunked_head(s);
-        let _ = s.write_all(format!("{:x}\r\n", CONTENT.len()).as_bytes());
-        let _ = s.write_all(&CONTENT[..20]);
-    });
+    let headers_only = Server::start(|_| Reply::declaring(200, b"", 1000));
+    let chunked = Server::start(|_| chunked(&CONTENT[..20], false));
     let dir = tempfile::tempdir().unwrap();
     let f = fetcher(dir.path());
     let err = f
@@ -218,15 +217,12 @@ fn unsized_body_is_downloaded_twice_when_resolving() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     // Every other response is cut off mid-chunk, at a different point each time.
     let n = Arc::new(AtomicUsize::new(0));
-    let server = TestServer::start(move |_, s| {
+    let server = Server::start(move |_| {
         let i = n.fetch_add(1, Ordering::SeqCst);
-        chunked_head(s);
-        let _ = s.write_all(format!("{:x}\r\n", CONTENT.len()).as_bytes());
         if i % 2 == 0 {
-            let _ = s.write_all(&CONTENT[..10 + i]);
+            chunked(&CONTENT[..10 + i], false)
         } else {
-            let _ = s.write_all(CONTENT);
-            let _ = s.write_all(b"\r\n0\r\n\r\n");
+            chunked(CONTENT, true)
         }
     });
     let dir = tempfile::tempdir().unwrap();
@@ -243,12 +239,7 @@ fn unsized_body_is_downloaded_twice_when_resolving() {
     assert_store_holds(&f, &[]);
 
     // A stable chunked body resolves (two requests).
-    let stable = TestServer::start(|_, s| {
-        chunked_head(s);
-        let _ = s.write_all(format!("{:x}\r\n", CONTENT.len()).as_bytes());
-        let _ = s.write_all(CONTENT);
-        let _ = s.write_all(b"\r\n0\r\n\r\n");
-    });
+    let stable = Server::start(|_| chunked(CONTENT, true));
     assert_eq!(f.resolve(&stable.url("/in"), "busybox").unwrap(), digest());
     assert_eq!(stable.hits(), 2);
     assert_store_holds(&f, &[digest()]);
@@ -256,7 +247,7 @@ fn unsized_body_is_downloaded_twice_when_resolving() {
 
 #[test]
 fn http_error_status_is_reported() {
-    let server = TestServer::start(|_, s| respond(s, "404 Not Found", &[], b"no"));
+    let server = Server::start(|_| Reply::status(404, b"no", &[]));
     let dir = tempfile::tempdir().unwrap();
     let f = fetcher(dir.path());
     let err = f
@@ -273,17 +264,12 @@ fn http_error_status_is_reported() {
 #[test]
 fn redirects_are_followed_up_to_the_limit() {
     // /r/N redirects to /r/N-1; /r/0 serves the content.
-    let server = TestServer::start(|path, s| {
-        let n: u32 = path.trim_start_matches("/r/").parse().unwrap();
+    let server = Server::start(|r| {
+        let n: u32 = r.path().trim_start_matches("/r/").parse().unwrap();
         if n == 0 {
-            respond(s, "200 OK", &[], CONTENT);
+            Reply::ok(CONTENT, &[])
         } else {
-            respond(
-                s,
-                "302 Found",
-                &[("Location", &format!("/r/{}", n - 1))],
-                b"",
-            );
+            Reply::status(302, b"", &[("Location", &format!("/r/{}", n - 1))])
         }
     });
     let dir = tempfile::tempdir().unwrap();
@@ -303,9 +289,7 @@ fn redirects_are_followed_up_to_the_limit() {
 
 #[test]
 fn redirect_to_file_url_is_refused() {
-    let server = TestServer::start(|_, s| {
-        respond(s, "302 Found", &[("Location", "file:///etc/passwd")], b"")
-    });
+    let server = Server::start(|_| Reply::status(302, b"", &[("Location", "file:///etc/passwd")]));
     let dir = tempfile::tempdir().unwrap();
     let f = fetcher(dir.path());
     let err = f.resolve(&server.url("/x"), "in").unwrap_err();
@@ -436,10 +420,10 @@ fn file_urls_are_hashed_like_downloads() {
 }
 
 /// A server that answers slowly, so concurrent fetchers really overlap.
-fn slow_server() -> TestServer {
-    TestServer::start(|_, s: &mut TcpStream| {
+fn slow_server() -> Server {
+    Server::start(|_| {
         std::thread::sleep(Duration::from_millis(300));
-        respond(s, "200 OK", &[], CONTENT);
+        Reply::ok(CONTENT, &[])
     })
 }
 
@@ -571,7 +555,7 @@ fn disk_full_during_download_is_a_clear_error() {
     }
     let big = vec![0x5a_u8; 2 << 20];
     let big_digest = Sha256Digest::of(&big);
-    let server = TestServer::start(move |_, s| respond(s, "200 OK", &[], &big));
+    let server = Server::start(move |_| Reply::ok(&big, &[]));
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
@@ -607,10 +591,10 @@ fn transient_failures_are_retried_and_reverified() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     // First a 503, then a body cut short, then the real thing.
     let n = Arc::new(AtomicUsize::new(0));
-    let server = TestServer::start(move |_, s| match n.fetch_add(1, Ordering::SeqCst) {
-        0 => respond(s, "503 Service Unavailable", &[], b""),
-        1 => respond_declaring(s, "200 OK", &[], &CONTENT[..5], CONTENT.len() as u64),
-        _ => respond(s, "200 OK", &[], CONTENT),
+    let server = Server::start(move |_| match n.fetch_add(1, Ordering::SeqCst) {
+        0 => Reply::status(503, b"", &[]),
+        1 => Reply::declaring(200, &CONTENT[..5], CONTENT.len() as u64),
+        _ => Reply::ok(CONTENT, &[]),
     });
     let dir = tempfile::tempdir().unwrap();
     let mut f = fetcher(dir.path());
@@ -621,9 +605,9 @@ fn transient_failures_are_retried_and_reverified() {
     assert_store_holds(&f, &[digest()]);
 
     // A wrong digest is not retried; a 404 neither.
-    let wrong = TestServer::start(|path, s| match path {
-        "/404" => respond(s, "404 Not Found", &[], b""),
-        _ => respond(s, "200 OK", &[], b"wrong"),
+    let wrong = Server::start(|r| match r.path() {
+        "/404" => Reply::status(404, b"", &[]),
+        _ => Reply::ok(b"wrong", &[]),
     });
     let other = Sha256Digest::of(b"other");
     assert!(f.fetch(&wrong.url("/x"), &other, "in").is_err());
@@ -634,9 +618,11 @@ fn transient_failures_are_retried_and_reverified() {
 #[test]
 fn downloads_stop_at_the_pinned_size_or_the_cap() {
     // A body that never ends (close-delimited, no Content-Length).
-    let endless = TestServer::start(|_, s| {
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
-        while s.write_all(&[0u8; 4096]).is_ok() {}
+    let endless = Server::start(|_| {
+        Reply::Stream(Box::new(|s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+            while s.write_all(&[0u8; 4096]).is_ok() {}
+        }))
     });
     let dir = tempfile::tempdir().unwrap();
     let mut f = fetcher(dir.path());
@@ -671,7 +657,7 @@ fn downloads_stop_at_the_pinned_size_or_the_cap() {
     assert_store_holds(&f, &[]);
 
     // A Content-Length above the limit is refused before the body.
-    let huge = TestServer::start(|_, s| respond_declaring(s, "200 OK", &[], CONTENT, 1 << 40));
+    let huge = Server::start(|_| Reply::declaring(200, CONTENT, 1 << 40));
     let err = f.resolve(&huge.url("/in"), "big").unwrap_err();
     assert!(
         matches!(err, FetchError::TooLarge { announced: Some(n), .. } if n == 1 << 40),

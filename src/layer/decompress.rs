@@ -275,11 +275,11 @@ fn decode<'a>(
     let inner: ArchiveReader<'a> = match format {
         Format::Tar | Format::Deb => Box::new(buffered),
         Format::Gzip => Box::new(gzip::Members::new(buffered, name)),
-        Format::Xz => match xz2::stream::Stream::new_stream_decoder(
+        Format::Xz => match liblzma::stream::Stream::new_stream_decoder(
             limits.xz_memlimit,
-            xz2::stream::CONCATENATED,
+            liblzma::stream::CONCATENATED,
         ) {
-            Ok(stream) => Box::new(xz2::bufread::XzDecoder::new_stream(buffered, stream)),
+            Ok(stream) => Box::new(liblzma::bufread::XzDecoder::new_stream(buffered, stream)),
             Err(e) => Box::new(Failed(Some(io::Error::other(e)))),
         },
         Format::Zstd => match zstd_decoder(buffered, limits, prefix, name) {

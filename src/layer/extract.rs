@@ -17,8 +17,10 @@
 //! - ownership is applied only when running as root (and `preserve_owner` is set);
 //! - xattrs are not applied.
 //!
-//! Whiteouts apply to lower layers only: `.wh.name` removes `name` unless this layer itself
-//! created it, and `.wh..wh..opq` is applied after the whole layer, removing from that
+//! What each member means is decided by [`super::member`] (the rules every layer reader
+//! shares). Whiteouts apply to lower layers only: `.wh.name` removes `name` unless this layer
+//! itself created it (a directory this layer created or wrote below then keeps only this
+//! layer's contents), and `.wh..wh..opq` is applied after the whole layer, removing from that
 //! directory everything this layer did not create, whatever the order in the archive. "Created
 //! in this layer" is tracked by inode (device and inode number of every entry written, and of
 //! every directory above one), so it holds whichever symlinks the paths went through.
@@ -37,10 +39,10 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 
-use super::from_tar::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use super::in_root::{self, list, remove_all, remove_child};
-use super::read::{ReadError, ReadLimits, TarEntry, TarKind, TarReader};
-use super::tree::{self, TreeError, MAX_SYMLINK_HOPS};
+use super::member::{self, MemberError, MemberKind, Names, Role};
+use super::read::{ReadError, ReadLimits, TarEntry, TarReader};
+use super::tree::{self, MAX_SYMLINK_HOPS};
 
 /// Mode bits kept on the host copy: permissions and sticky, never setuid/setgid.
 const HOST_MODE_MASK: u32 = 0o1777;
@@ -85,17 +87,8 @@ pub enum ExtractError {
     },
     #[error(transparent)]
     Read(#[from] ReadError),
-    #[error("failed to extract `{path}` (byte {offset})")]
-    Path {
-        path: String,
-        offset: u64,
-        #[source]
-        source: TreeError,
-    },
-    #[error("failed to extract `{path}` (byte {offset}): invalid whiteout name")]
-    InvalidWhiteout { path: String, offset: u64 },
-    #[error("failed to extract `{path}` (byte {offset}): a non-directory cannot replace the root")]
-    RootEntry { path: String, offset: u64 },
+    #[error(transparent)]
+    Member(#[from] MemberError),
     #[error("failed to resolve `{path}` inside the root: too many symlinks (more than {MAX_SYMLINK_HOPS})")]
     SymlinkLoop { path: String },
     #[error("failed to resolve `{path}` inside the root: a component is not a directory")]
@@ -226,39 +219,20 @@ fn times(mtime: i64) -> Timestamps {
 
 impl Applier {
     fn apply<R: Read>(&mut self, e: &TarEntry, tar: &mut TarReader<R>) -> Result<()> {
-        let rel = tree::normalize_dir(&e.path).map_err(|source| ExtractError::Path {
-            path: e.path.clone(),
-            offset: e.offset,
-            source,
-        })?;
-        if rel.is_empty() {
-            // `./`: the root keeps its own metadata; anything else there is refused
-            // (umoci CVE-2021-29136: the root must never become a symlink).
-            return match e.kind {
-                TarKind::Dir => Ok(()),
-                _ => Err(ExtractError::RootEntry {
-                    path: e.path.clone(),
-                    offset: e.offset,
-                }),
-            };
-        }
-        let (parent, base) = split(&rel);
-        if let Some(name) = base.strip_prefix(WHITEOUT_PREFIX) {
-            let invalid = || ExtractError::InvalidWhiteout {
-                path: e.path.clone(),
-                offset: e.offset,
-            };
-            if base == OPAQUE_MARKER {
-                self.opaque.insert(parent.to_string());
+        let member = member::classify(e, Names::Layer)?;
+        let kind = match member.role {
+            // `./`: the root keeps its own metadata.
+            Role::Root => return Ok(()),
+            Role::Opaque { dir } => {
+                self.opaque.insert(dir);
                 self.stats.opaque_dirs += 1;
                 return Ok(());
             }
-            let bad_name = name.is_empty() || name == "." || name == "..";
-            if bad_name || name.starts_with(WHITEOUT_PREFIX) || e.kind != TarKind::File {
-                return Err(invalid());
-            }
-            return self.whiteout(&tree::join(parent, name));
-        }
+            Role::Whiteout { target } => return self.whiteout(&target),
+            Role::Entry(kind) => kind,
+        };
+        let rel = member.name;
+        let (parent, base) = split(&rel);
         if self.chown && (e.uid >= u64::from(u32::MAX) || e.gid >= u64::from(u32::MAX)) {
             // u32::MAX means "unchanged" to chown; larger ids would wrap (maybe to root).
             return Err(ExtractError::OwnerOutOfRange {
@@ -272,8 +246,8 @@ impl Applier {
             .ok_or_else(|| ExtractError::NotADirectory { path: rel.clone() })?;
         self.ensure_writable(&pfd, parent)?;
         let mode = Mode::from_raw_mode(e.mode & HOST_MODE_MASK);
-        match e.kind {
-            TarKind::Dir => {
+        match kind {
+            MemberKind::Dir => {
                 let existing = self.remove_existing(&pfd, base, true, &rel)?;
                 if existing != Some(FileType::Directory) {
                     rfs::mkdirat(&pfd, base, Mode::from_raw_mode(0o700))
@@ -290,7 +264,7 @@ impl Applier {
                 );
                 self.stats.dirs += 1;
             }
-            TarKind::File => {
+            MemberKind::File => {
                 self.remove_existing(&pfd, base, false, &rel)?;
                 let fd = rfs::openat(
                     &pfd,
@@ -314,15 +288,15 @@ impl Applier {
                 rfs::fchmod(&file, mode).map_err(io_err(&rel, "chmod"))?;
                 rfs::futimens(&file, &times(e.mtime)).map_err(io_err(&rel, "set mtime of"))?;
             }
-            TarKind::Symlink => {
+            MemberKind::Symlink(target) => {
                 self.remove_existing(&pfd, base, false, &rel)?;
-                rfs::symlinkat(e.link_name.as_str(), &pfd, base)
+                rfs::symlinkat(target.as_str(), &pfd, base)
                     .map_err(io_err(&rel, "create symlink"))?;
                 self.finish_nofollow(&pfd, base, &rel, e)?;
                 self.stats.symlinks += 1;
             }
-            TarKind::Hardlink => self.hardlink(&pfd, base, &rel, e)?,
-            TarKind::Fifo => {
+            MemberKind::Hardlink(target) => self.hardlink(&pfd, base, &rel, &target)?,
+            MemberKind::Fifo => {
                 self.remove_existing(&pfd, base, false, &rel)?;
                 rfs::mknodat(&pfd, base, FileType::Fifo, mode, 0)
                     .map_err(io_err(&rel, "create fifo"))?;
@@ -331,7 +305,7 @@ impl Applier {
                 rfs::chmodat(&pfd, base, mode, AtFlags::empty()).map_err(io_err(&rel, "chmod"))?;
                 self.stats.fifos += 1;
             }
-            TarKind::CharDevice | TarKind::BlockDevice => {
+            MemberKind::CharDevice { .. } | MemberKind::BlockDevice { .. } => {
                 self.remove_existing(&pfd, base, false, &rel)?;
                 self.skipped.insert(rel.clone());
                 self.stats.skipped_devices += 1;
@@ -411,23 +385,23 @@ impl Applier {
             .map_err(io_err(rel, "set mtime of"))
     }
 
-    fn hardlink(&mut self, pfd: &OwnedFd, base: &str, rel: &str, e: &TarEntry) -> Result<()> {
+    /// A hard link to `target` (normalized: a path inside the image, never relative to the
+    /// process's cwd).
+    fn hardlink(&mut self, pfd: &OwnedFd, base: &str, rel: &str, target: &str) -> Result<()> {
         let bad = |reason| ExtractError::Hardlink {
             path: rel.to_string(),
-            target: e.link_name.clone(),
+            target: target.to_string(),
             reason,
         };
-        // The target is a path inside the image, never relative to the process's cwd.
-        let target = tree::normalize(&e.link_name).map_err(|_| bad("the target is the root"))?;
-        if self.skipped.contains(&target) {
+        if self.skipped.contains(target) {
             // A link to a device node that was not created: not created either.
             self.remove_existing(pfd, base, false, rel)?;
             self.skipped.insert(rel.to_string());
             self.stats.skipped_devices += 1;
             return Ok(());
         }
-        let (tparent, tbase) = split(&target);
-        let tfd = match in_root::lookup_dir(&self.root, tparent, false, &target) {
+        let (tparent, tbase) = split(target);
+        let tfd = match in_root::lookup_dir(&self.root, tparent, false, target) {
             Ok(Some(fd)) => fd,
             Ok(None) | Err(ExtractError::NotADirectory { .. }) => {
                 return Err(bad("the target does not exist"))
@@ -436,7 +410,7 @@ impl Applier {
         };
         match rfs::statat(&tfd, tbase, AtFlags::SYMLINK_NOFOLLOW) {
             Err(Errno::NOENT) => return Err(bad("the target does not exist")),
-            Err(e) => return Err(io_err(&target, "stat")(e)),
+            Err(e) => return Err(io_err(target, "stat")(e)),
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
                 return Err(bad("the target is a directory"))
             }
@@ -463,8 +437,14 @@ impl Applier {
         match in_root::lookup_dir(&self.root, parent, false, target) {
             Ok(Some(pfd)) => {
                 if let Ok(st) = rfs::statat(&pfd, base, AtFlags::SYMLINK_NOFOLLOW) {
-                    if self.created.contains(&ino(&st)) {
-                        return Ok(()); // whiteouts hide lower layers only
+                    let id = ino(&st);
+                    if self.created.contains(&id) || self.ancestors.contains(&id) {
+                        // Whiteouts hide lower layers only: a directory this layer created or
+                        // wrote below keeps only what this layer put in it (umoci's rule).
+                        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                            self.opaque.insert(target.to_string());
+                        }
+                        return Ok(());
                     }
                 }
                 self.ensure_writable(&pfd, parent)?;

@@ -265,7 +265,7 @@ fn case7_extract_symlinks_named_like_the_root_are_refused() {
         t.symlink(name, &fx.canary_abs(""));
         let err = fx.apply(&t.finish()).unwrap_err();
         assert!(
-            matches!(err, ExtractError::RootEntry { .. }),
+            matches!(err, ExtractError::Member(MemberError::RootEntry { .. })),
             "{name:?}: {err}"
         );
         assert!(fx.md("").is_dir());
@@ -339,7 +339,10 @@ fn case9_extract_invalid_whiteouts_delete_nothing() {
         }
         let err = fx.apply(&t.finish()).unwrap_err();
         assert!(
-            matches!(err, ExtractError::InvalidWhiteout { .. }),
+            matches!(
+                err,
+                ExtractError::Member(MemberError::InvalidWhiteout { .. })
+            ),
             "{name}: {err}"
         );
         assert_eq!(snapshot(&fx.root), lower, "{name}");

@@ -7,15 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::read::{ReadError, TarEntry, TarKind, TarReader};
+use super::member::{self, MemberError, MemberKind, Names, Role};
+use super::read::{ReadError, TarEntry, TarReader};
 use super::tree::{self, Content, Entry, EntryKind, FileTree, Metadata, TreeError};
 
 /// Members up to this size are kept in memory instead of being spilled (they take no more room
 /// than the slice that would point at them).
 pub const INLINE_MAX: u64 = 32;
-/// The OCI whiteout prefix and opaque marker.
-pub const WHITEOUT_PREFIX: &str = ".wh.";
-pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
 /// The only xattr carried into layers (see DESIGN.md).
 pub const KEPT_XATTR: &str = "security.capability";
 
@@ -41,18 +39,8 @@ pub enum AddTarError {
         #[source]
         source: TreeError,
     },
-    #[error("failed to add tar entry `{path}` (byte {offset}): invalid whiteout name")]
-    InvalidWhiteout { path: String, offset: u64 },
-    #[error("failed to add tar entry `{path}` (byte {offset}): whiteout names are not allowed in this archive")]
-    WhiteoutNotAllowed { path: String, offset: u64 },
-    #[error(
-        "failed to add tar entry `{path}` (byte {offset}): a {kind} cannot replace the image root"
-    )]
-    RootEntry {
-        path: String,
-        offset: u64,
-        kind: &'static str,
-    },
+    #[error(transparent)]
+    Member(#[from] MemberError),
     #[error("failed to spill tar entry `{path}` to `{}`", spill.display())]
     Spill {
         path: String,
@@ -66,13 +54,6 @@ pub enum AddTarError {
         #[source]
         source: std::io::Error,
     },
-}
-
-enum Action {
-    Skip,
-    Opaque(String),
-    Whiteout(String),
-    Add(String),
 }
 
 impl FileTree {
@@ -101,15 +82,25 @@ impl FileTree {
                 offset: entry.offset,
                 source,
             };
-            match classify(&entry, &dest, opts.whiteouts)? {
-                Action::Skip => {}
-                Action::Opaque(dir) => {
-                    work.set_opaque(&dir).map_err(tree_err)?;
+            let names = if opts.whiteouts {
+                Names::Layer
+            } else {
+                Names::Plain
+            };
+            let member = member::classify(&entry, names)?;
+            let path = tree::join(&dest, &member.name);
+            match member.role {
+                Role::Root => {}
+                Role::Opaque { dir } => {
+                    work.set_opaque(&tree::join(&dest, &dir))
+                        .map_err(tree_err)?;
                 }
-                Action::Whiteout(path) => {
+                Role::Whiteout { target } => {
                     // A whiteout only hides lower layers: an entry this archive already added
                     // at that path stays (a directory then hides its lower contents).
-                    let key = work.resolve(&path).map_err(tree_err)?;
+                    let key = work
+                        .resolve(&tree::join(&dest, &target))
+                        .map_err(tree_err)?;
                     match work.get(&key).map(|e| &e.kind) {
                         None | Some(EntryKind::Whiteout) => {
                             work.remove(&key).map_err(tree_err)?;
@@ -120,8 +111,8 @@ impl FileTree {
                         Some(_) => {}
                     }
                 }
-                Action::Add(path) => {
-                    let kind = entry_kind(&entry, &dest, reader, &mut spill)?;
+                Role::Entry(kind) => {
+                    let kind = entry_kind(kind, &entry, &dest, reader, &mut spill)?;
                     let mut meta = Metadata::new(
                         entry.mode,
                         entry.uid,
@@ -144,91 +135,26 @@ impl FileTree {
     }
 }
 
-/// Decides what an archive member means; whiteout names are validated here.
-fn classify(entry: &TarEntry, dest: &str, whiteouts: bool) -> Result<Action, AddTarError> {
-    let rel = tree::normalize_dir(&entry.path).map_err(|source| AddTarError::Tree {
-        path: entry.path.clone(),
-        offset: entry.offset,
-        source,
-    })?;
-    if rel.is_empty() {
-        // `./` and `/`: the root's own metadata is not part of a layer's entries.
-        return match entry.kind {
-            TarKind::Dir => Ok(Action::Skip),
-            TarKind::Symlink => Err(root_entry(entry, "symlink")),
-            TarKind::Hardlink => Err(root_entry(entry, "hardlink")),
-            _ => Err(root_entry(entry, "non-directory")),
-        };
-    }
-    let (parent, base) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
-    if let Some(name) = base.strip_prefix(WHITEOUT_PREFIX) {
-        let invalid = || AddTarError::InvalidWhiteout {
-            path: entry.path.clone(),
-            offset: entry.offset,
-        };
-        if !whiteouts {
-            return Err(AddTarError::WhiteoutNotAllowed {
-                path: entry.path.clone(),
-                offset: entry.offset,
-            });
-        }
-        if base == OPAQUE_MARKER {
-            return Ok(Action::Opaque(tree::join(dest, parent)));
-        }
-        if name.is_empty() || name == "." || name == ".." || name.starts_with(WHITEOUT_PREFIX) {
-            return Err(invalid());
-        }
-        if entry.kind != TarKind::File {
-            return Err(invalid());
-        }
-        return Ok(Action::Whiteout(tree::join(
-            dest,
-            &tree::join(parent, name),
-        )));
-    }
-    Ok(Action::Add(tree::join(dest, &rel)))
-}
-
-fn root_entry(entry: &TarEntry, kind: &'static str) -> AddTarError {
-    AddTarError::RootEntry {
-        path: entry.path.clone(),
-        offset: entry.offset,
-        kind,
-    }
-}
-
 fn entry_kind<R: std::io::Read>(
+    kind: MemberKind,
     entry: &TarEntry,
     dest: &str,
     reader: &mut TarReader<R>,
     spill: &mut Spill<'_>,
 ) -> Result<EntryKind, AddTarError> {
-    Ok(match entry.kind {
-        TarKind::Dir => EntryKind::Dir,
-        TarKind::Symlink => EntryKind::Symlink(entry.link_name.clone()),
-        TarKind::Hardlink => {
-            let rel = tree::normalize(&entry.link_name).map_err(|source| AddTarError::Tree {
-                path: entry.path.clone(),
-                offset: entry.offset,
-                source,
-            })?;
-            EntryKind::Hardlink(tree::join(dest, &rel))
-        }
-        TarKind::CharDevice => EntryKind::CharDevice {
-            major: entry.dev_major,
-            minor: entry.dev_minor,
-        },
-        TarKind::BlockDevice => EntryKind::BlockDevice {
-            major: entry.dev_major,
-            minor: entry.dev_minor,
-        },
-        TarKind::Fifo => EntryKind::Fifo,
-        TarKind::File if entry.size <= INLINE_MAX => {
+    Ok(match kind {
+        MemberKind::Dir => EntryKind::Dir,
+        MemberKind::Symlink(target) => EntryKind::Symlink(target),
+        MemberKind::Hardlink(target) => EntryKind::Hardlink(tree::join(dest, &target)),
+        MemberKind::CharDevice { major, minor } => EntryKind::CharDevice { major, minor },
+        MemberKind::BlockDevice { major, minor } => EntryKind::BlockDevice { major, minor },
+        MemberKind::Fifo => EntryKind::Fifo,
+        MemberKind::File if entry.size <= INLINE_MAX => {
             let mut buf = Vec::with_capacity(entry.size as usize);
             reader.read_data(&mut buf)?;
             EntryKind::File(Content::Inline(Arc::from(buf)))
         }
-        TarKind::File => EntryKind::File(spill.append(entry, reader)?),
+        MemberKind::File => EntryKind::File(spill.append(entry, reader)?),
     })
 }
 

@@ -157,10 +157,10 @@ fn case7_tree_symlinks_named_like_the_root_are_refused() {
         assert!(
             matches!(
                 err,
-                AddTarError::RootEntry {
+                AddTarError::Member(MemberError::RootEntry {
                     kind: "symlink",
                     ..
-                }
+                })
             ),
             "{name:?}: {err}"
         );
@@ -235,7 +235,10 @@ fn case9_tree_invalid_whiteouts_change_nothing() {
         let mut tree = lower.clone();
         let err = ctx.add(&mut tree, &t.finish(), "/").unwrap_err();
         assert!(
-            matches!(err, AddTarError::InvalidWhiteout { .. }),
+            matches!(
+                err,
+                AddTarError::Member(MemberError::InvalidWhiteout { .. })
+            ),
             "{name}: {err}"
         );
         assert!(err.to_string().contains(name));
@@ -273,7 +276,7 @@ fn case9_tree_whiteout_under_symlinked_dir_and_late_opaque_marker() {
     };
     assert!(matches!(
         tree.add_tar(&mut r, "/", &opts),
-        Err(AddTarError::WhiteoutNotAllowed { .. })
+        Err(AddTarError::Member(MemberError::WhiteoutNotAllowed { .. }))
     ));
 }
 

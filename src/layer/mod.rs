@@ -2,6 +2,8 @@
 //!
 //! - [`read`]: a streaming tar reader with hard caps (hostile archives fail fast, with bounded
 //!   memory);
+//! - [`member`]: what one tar member of a layer means (whiteouts, opaque markers, types,
+//!   links, name rules): the one set of rules every reader of layers uses;
 //! - [`tree`]: the file-tree model of one layer and its edit operations (symlink-aware, never
 //!   escaping the image root); [`from_tar`] and [`host`] fill it from archives and host paths
 //!   (a copied directory stays on the host until the layer is written); [`tree_walk`] lists
@@ -15,6 +17,7 @@ pub mod extract;
 pub mod from_tar;
 pub mod host;
 mod in_root;
+pub mod member;
 pub use in_root::{read_regular, ReadInRootError};
 pub mod read;
 pub(crate) mod tar_header;
@@ -24,6 +27,8 @@ pub mod tree_walk;
 pub mod upper;
 pub mod write;
 
+#[cfg(test)]
+pub(crate) mod member_cases;
 #[cfg(test)]
 pub(crate) mod testtar;
 

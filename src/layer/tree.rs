@@ -474,8 +474,12 @@ impl FileTree {
     }
 
     /// Hides the lower-layer contents of directory `dir` (`.wh..wh..opq`); this layer's own
-    /// entries under it stay.
+    /// entries under it stay. The root (`""`, `/`) may be opaque: it hides every lower layer.
     pub fn set_opaque(&mut self, dir: &str) -> Result<String, TreeError> {
+        if normalize_dir(dir)?.is_empty() {
+            self.opaque.insert(String::new());
+            return Ok(String::new());
+        }
         let key = self.resolve(dir)?;
         match self.entries.get(&key).map(|e| &e.kind) {
             None | Some(EntryKind::Dir) => {}

@@ -49,13 +49,12 @@ use std::path::PathBuf;
 use std::borrow::Cow;
 
 use super::host::HostError;
+use super::member::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use super::tar_style::{self, TarStyle};
 use super::tree::{Content, Entry, EntryKind, FileTree, HostLink, Metadata};
 use super::tree_walk::WalkEntry;
 
 const BLOCK: usize = 512;
-const OPAQUE_MARKER: &str = ".wh..wh..opq";
-const WHITEOUT_PREFIX: &str = ".wh.";
 const WHITEOUT_MODE: u32 = 0o644;
 const PAX_HEADER_NAME: &str = "././@PaxHeader";
 /// The largest value of a 7-digit octal field (mode, uid, gid, devmajor, devminor).
@@ -253,6 +252,9 @@ fn validate_path(path: &str) -> Result<(), WriteError> {
         .any(|c| c.is_empty() || c == "." || c == "..")
     {
         "empty, `.` or `..` component"
+    } else if path.split('/').any(|c| c.starts_with(WHITEOUT_PREFIX)) {
+        // Every reader takes it for an OCI whiteout or refuses the layer (see `member`).
+        "a `.wh.` name, which layers reserve for whiteouts"
     } else {
         return Ok(());
     };

@@ -386,6 +386,17 @@ fn inconsistent_trees_are_refused() {
             put(&mut t, "/etc", EntryKind::Dir, meta(0o755, 0));
             t
         }),
+        // A `write` or `copy` to `/.wh.etc` would delete the base's /etc in every reader.
+        ("a whiteout name", {
+            let mut t = FileTree::default();
+            put(&mut t, ".wh.etc", inline(b""), meta(0o644, 0));
+            t
+        }),
+        ("below a whiteout name", {
+            let mut t = FileTree::default();
+            put(&mut t, ".wh.d/x", inline(b""), meta(0o644, 0));
+            t
+        }),
     ];
     for (what, tree) in cases {
         assert!(write_tar(&tree, 0, &mut Vec::new()).is_err(), "{what}");

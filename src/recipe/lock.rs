@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use toml_edit::{ImDocument, Item, TableLike};
+use toml_edit::{Document, Item, TableLike};
 
 use super::span::LineIndex;
 use crate::digest::Sha256Digest;
@@ -38,8 +38,8 @@ pub enum LockError {
     UnpinnedReference { reference: String },
 }
 
-fn parse(text: &str) -> Result<ImDocument<&str>, LockError> {
-    ImDocument::parse(text).map_err(|e| {
+fn parse(text: &str) -> Result<Document<&str>, LockError> {
+    Document::parse(text).map_err(|e| {
         let span = LineIndex::new(text).span(e.span().map_or(0, |r| r.start));
         LockError::Syntax {
             line: span.line,
@@ -335,7 +335,7 @@ extract = "busybox"
         for (text, input, want) in cases {
             let got = pin_input_sha256(text, input, &sha()).unwrap();
             assert_eq!(&got, want, "{text:?}");
-            toml_edit::ImDocument::parse(got.as_str()).unwrap();
+            toml_edit::Document::parse(got.as_str()).unwrap();
         }
     }
 
@@ -403,7 +403,7 @@ extract = "busybox"
         let text = "[base]\nref = \"oci:x\"\n";
         let new_ref = format!("oci:/tmp/a \"q\"\\b@sha256:{HEX}");
         let out = pin_base_ref(text, &new_ref).unwrap();
-        let doc = toml_edit::ImDocument::parse(out.as_str()).unwrap();
+        let doc = toml_edit::Document::parse(out.as_str()).unwrap();
         assert_eq!(doc["base"]["ref"].as_str(), Some(new_ref.as_str()));
     }
 }

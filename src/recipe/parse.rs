@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use toml_edit::ImDocument;
+use toml_edit::Document;
 
 use super::error::RecipeError;
 use super::span::ValueSpans;
@@ -63,7 +63,7 @@ pub(crate) fn parse(
         file,
         lines: LineIndex::new(text),
     };
-    let doc = ImDocument::parse(text).map_err(|e| {
+    let doc = Document::parse(text).map_err(|e| {
         let span = cx.span(e.span(), Span::new(1, 1));
         let mut message = e.message().trim().lines().collect::<Vec<_>>().join(": ");
         if unquoted_mode(text.lines().nth(span.line - 1).unwrap_or_default()) {

@@ -21,7 +21,7 @@ pub enum RegistryError {
         method: &'static str,
         url: String,
         #[source]
-        source: Box<ureq::Transport>,
+        source: Box<crate::http::HttpError>,
     },
 
     #[error("failed to {method} {url}: the registry answered {status}: {body}")]
@@ -61,7 +61,7 @@ pub enum RegistryError {
     RedirectDowngrade { from: String, to: String },
 
     #[error("refused {url}: more than {max} redirects")]
-    TooManyRedirects { url: String, max: usize },
+    TooManyRedirects { url: String, max: u32 },
 
     #[error("invalid Location `{location}` in the answer to {url}")]
     InvalidLocation { url: String, location: String },
@@ -196,15 +196,8 @@ pub enum RegistryError {
         reason: &'static str,
     },
 
-    #[error("failed to read the system certificates {path}")]
-    Certificates {
-        path: PathBuf,
-        #[source]
-        source: rustls::pki_types::pem::Error,
-    },
-
-    #[error("failed to set up TLS")]
-    Tls(#[source] rustls::Error),
+    #[error("failed to set up the registry client")]
+    Http(#[from] crate::http::HttpError),
 
     #[error("failed to serialize the referrers index for {subject}")]
     Serialize {

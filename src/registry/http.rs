@@ -1,18 +1,17 @@
-//! One HTTP exchange with a registry: scheme choice, authentication and redirects, done by hand.
+//! One HTTP exchange with a registry, through kiln's one client ([`crate::http`]): scheme
+//! choice, authentication and redirects.
 //!
-//! ureq's own redirect handling is switched off because a registry client must decide per hop:
-//! credentials go only to the registry's own host (a blob redirect to a CDN or another host
-//! gets none), https→http downgrades are refused, and the chain is capped at
-//! [`MAX_REDIRECTS`]. Authentication answers a `401` once: `Basic` with the auth-file
-//! credentials, or `Bearer` by fetching a token from the challenge's realm (with those
-//! credentials when there are any), and remembers the scheme so later requests — uploads with a
-//! streaming body in particular — authenticate up front.
+//! Redirects are followed here, hop by hop, under the shared policy ([`Redirects`]: no
+//! https→http, at most [`MAX_REDIRECTS`] hops), because credentials go only to the registry's
+//! own host ([`same_origin`]: a blob redirect to a CDN or another host gets none), and plain
+//! http only to loopback hosts unless `--tls-verify=false`. Authentication answers a `401` once:
+//! `Basic` with the auth-file credentials, or `Bearer` by fetching a token from the challenge's
+//! realm (with those credentials when there are any), and remembers the scheme so later
+//! requests — uploads with a streaming body in particular — authenticate up front.
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use serde::Deserialize;
 use url::Url;
@@ -20,18 +19,15 @@ use url::Url;
 use super::auth::{AuthFiles, Challenge, Credentials};
 use super::error::{RegistryError, Result};
 use super::reference::Repository;
+pub(crate) use crate::http::Body;
+use crate::http::{
+    is_loopback, is_redirect, same_origin, Agent, HttpError, RedirectRefused, Redirects, Response,
+    TlsVerify,
+};
 
-pub const MAX_REDIRECTS: usize = 10;
+pub use crate::http::MAX_REDIRECTS;
 /// Error bodies are only quoted, never trusted: keep a short prefix.
 const ERROR_BODY_LIMIT: u64 = 2048;
-
-/// What a request sends.
-pub(crate) enum Body<'a> {
-    Empty,
-    Bytes(&'a [u8]),
-    /// A stream of exactly this many bytes; it can be sent once only.
-    Reader(&'a mut dyn Read, u64),
-}
 
 #[derive(Default)]
 struct HostState {
@@ -42,40 +38,19 @@ struct HostState {
 }
 
 pub(crate) struct Http {
-    agent: ureq::Agent,
+    agent: Agent,
     tls_verify: bool,
     auth_files: AuthFiles,
     hosts: Mutex<BTreeMap<String, HostState>>,
 }
 
-/// Loopback hosts may speak plain http (a local test or cache registry).
-pub(crate) fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Whether `url` points at the registry's own host and port (`reg.example:443` and
-/// `https://reg.example/` are the same place). Only there do credentials go.
-fn is_registry_host(url: &Url, registry_host: &str) -> bool {
-    match Url::parse(&format!("{}://{registry_host}/", url.scheme())) {
-        Ok(reg) => {
-            reg.host_str() == url.host_str()
-                && reg.port_or_known_default() == url.port_or_known_default()
-        }
-        Err(_) => false,
-    }
-}
-
 impl Http {
     pub(crate) fn new(tls_verify: bool, auth_files: AuthFiles) -> Result<Self> {
-        let agent = ureq::AgentBuilder::new()
-            .redirects(0)
-            .timeout_connect(Duration::from_secs(30))
-            .timeout_read(Duration::from_secs(120))
-            .timeout_write(Duration::from_secs(120))
-            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-            .tls_config(super::tls::client_config(tls_verify)?)
-            .build();
+        let agent = Agent::new(if tls_verify {
+            TlsVerify::Roots
+        } else {
+            TlsVerify::Off
+        })?;
         Ok(Self {
             agent,
             tls_verify,
@@ -106,9 +81,12 @@ impl Http {
         let scheme = if !self.plain_http_allowed(bare) {
             "https"
         } else {
-            match self.agent.get(&format!("https://{host}/v2/")).call() {
-                Ok(_) | Err(ureq::Error::Status(..)) => "https",
-                Err(ureq::Error::Transport(_)) => "http",
+            // A server that speaks TLS with a certificate kiln does not trust is an https
+            // server: its requests fail with that reason rather than fall back to http.
+            let probe = format!("https://{host}/v2/");
+            match self.agent.send("GET", &probe, &[], Body::Empty) {
+                Ok(_) | Err(HttpError::UntrustedCertificate { .. }) => "https",
+                Err(_) => "http",
             }
         };
         self.with_host(host, |h| h.scheme = Some(scheme));
@@ -186,28 +164,27 @@ impl Http {
                 q.append_pair("scope", s);
             }
         }
-        let mut req = self.agent.get(token_url.as_str());
-        if let Some(c) = self.credentials(repo)? {
-            req = req.set("Authorization", &c.basic_header());
-        }
-        let resp = match req.call() {
-            Ok(r) => r,
-            Err(ureq::Error::Status(401 | 403, _)) => {
+        let basic = self.credentials(repo)?.map(|c| c.basic_header());
+        let headers: Vec<(&str, &str)> = basic.iter().map(|h| ("Authorization", &**h)).collect();
+        let resp = self
+            .agent
+            .send("GET", token_url.as_str(), &headers, Body::Empty)
+            .map_err(|e| RegistryError::Transport {
+                method: "GET",
+                url: token_url.to_string(),
+                source: Box::new(e),
+            })?;
+        match resp.status() {
+            200..=299 => {}
+            401 | 403 => {
                 return Err(RegistryError::Unauthorized {
                     host: repo.registry().to_string(),
                     url: url.to_string(),
                     reason: self.unauthorized_reason(repo)?,
                 })
             }
-            Err(ureq::Error::Status(code, _)) => return Err(terr(format!("it answered {code}"))),
-            Err(ureq::Error::Transport(t)) => {
-                return Err(RegistryError::Transport {
-                    method: "GET",
-                    url: token_url.to_string(),
-                    source: Box::new(t),
-                })
-            }
-        };
+            code => return Err(terr(format!("it answered {code}"))),
+        }
         #[derive(Deserialize)]
         struct TokenResponse {
             token: Option<String>,
@@ -244,7 +221,7 @@ impl Http {
         headers: &[(&str, &str)],
         scopes: &[String],
         mut body: Body<'_>,
-    ) -> Result<ureq::Response> {
+    ) -> Result<Response> {
         let registry_host = repo.api_host().to_string();
         let mut url = Url::parse(url).map_err(|_| RegistryError::InvalidLocation {
             url: url.to_string(),
@@ -261,68 +238,62 @@ impl Http {
         }
         // The challenge may name a scope the caller did not (the registry knows best).
         let mut scopes = scopes.to_vec();
-        let mut redirects = 0;
+        let mut redirects = Redirects::new();
         let mut challenged = false;
         let mut body_sent = false;
         loop {
             let url_s = url.to_string();
-            let same_host = is_registry_host(&url, &registry_host);
-            let mut req = self.agent.request(method, &url_s);
-            for (k, v) in headers {
-                req = req.set(k, v);
+            let same_host = same_origin(&url, &registry_host);
+            let auth = match same_host {
+                true => self.auth_header(repo, &scopes, &url_s)?,
+                false => None,
+            };
+            let mut all_headers = headers.to_vec();
+            if let Some(h) = &auth {
+                all_headers.push(("Authorization", h));
             }
-            if same_host {
-                if let Some(h) = self.auth_header(repo, &scopes, &url_s)? {
-                    req = req.set("Authorization", &h);
-                }
-            }
-            let result = match &mut body {
-                Body::Empty => req.call(),
-                Body::Bytes(b) => req.send_bytes(b),
+            let hop_body = match &mut body {
+                Body::Empty => Body::Empty,
+                Body::Bytes(b) => Body::Bytes(b),
                 Body::Reader(r, len) => {
                     if body_sent {
                         return Err(RegistryError::RedirectWithBody { method, url: url_s });
                     }
                     body_sent = true;
-                    req.set("Content-Length", &len.to_string()).send(r)
+                    Body::Reader(&mut **r, *len)
                 }
             };
-            let resp = match result {
-                Ok(r) => r,
-                Err(ureq::Error::Status(_, r)) => r,
-                Err(ureq::Error::Transport(t)) => {
-                    return Err(RegistryError::Transport {
-                        method,
-                        url: url_s,
-                        source: Box::new(t),
-                    })
-                }
-            };
+            let resp = self
+                .agent
+                .send(method, &url_s, &all_headers, hop_body)
+                .map_err(|e| RegistryError::Transport {
+                    method,
+                    url: url_s.clone(),
+                    source: Box::new(e),
+                })?;
             let status = resp.status();
-            if (300..400).contains(&status) && status != 304 {
-                let Some(location) = resp.header("Location") else {
-                    return Ok(resp);
-                };
-                let next = url
-                    .join(location)
-                    .map_err(|_| RegistryError::InvalidLocation {
-                        url: url_s.clone(),
-                        location: location.to_string(),
+            if is_redirect(status) {
+                let next = redirects
+                    .follow(&url, resp.header("Location"))
+                    .map_err(|refused| match refused {
+                        RedirectRefused::Downgrade { to } => RegistryError::RedirectDowngrade {
+                            from: url_s.clone(),
+                            to: to.to_string(),
+                        },
+                        RedirectRefused::Invalid { location } => RegistryError::InvalidLocation {
+                            url: url_s.clone(),
+                            location,
+                        },
+                        RedirectRefused::Scheme { to } => RegistryError::InvalidLocation {
+                            url: url_s.clone(),
+                            location: to.to_string(),
+                        },
+                        RedirectRefused::TooMany => RegistryError::TooManyRedirects {
+                            url: url_s.clone(),
+                            max: MAX_REDIRECTS,
+                        },
                     })?;
-                if url.scheme() == "https" && next.scheme() != "https" {
-                    return Err(RegistryError::RedirectDowngrade {
-                        from: url_s,
-                        to: next.to_string(),
-                    });
-                }
                 self.check_scheme(&next)?;
-                redirects += 1;
-                if redirects > MAX_REDIRECTS {
-                    return Err(RegistryError::TooManyRedirects {
-                        url: url_s,
-                        max: MAX_REDIRECTS,
-                    });
-                }
                 url = next;
                 continue;
             }
@@ -385,15 +356,12 @@ impl Http {
 /// Reads a whole body of at most `limit` bytes; a bigger one (announced or actual) is refused
 /// without reading it all.
 pub(crate) fn read_limited(
-    resp: ureq::Response,
+    resp: Response,
     limit: u64,
     what: &'static str,
     url: &str,
 ) -> Result<Vec<u8>> {
-    if let Some(len) = resp
-        .header("Content-Length")
-        .and_then(|l| l.trim().parse::<u64>().ok())
-    {
+    if let Some(len) = resp.content_length() {
         if len > limit {
             return Err(RegistryError::TooLarge {
                 what,
@@ -424,9 +392,9 @@ pub(crate) fn read_limited(
 pub(crate) fn expect_status(
     method: &'static str,
     url: &str,
-    resp: ureq::Response,
+    resp: Response,
     ok: &[u16],
-) -> Result<ureq::Response> {
+) -> Result<Response> {
     if ok.contains(&resp.status()) {
         return Ok(resp);
     }
@@ -442,46 +410,4 @@ pub(crate) fn expect_status(
         status,
         body: text.trim().to_string(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_stay_on_the_registry_host() {
-        for (url, host, want) in [
-            ("https://reg.example/v2/", "reg.example", true),
-            ("https://reg.example/v2/", "reg.example:443", true),
-            ("https://reg.example:5000/v2/", "reg.example:5000", true),
-            ("http://127.0.0.1:5000/x", "127.0.0.1:5000", true),
-            ("http://127.0.0.1:5001/x", "127.0.0.1:5000", false),
-            ("http://localhost:5000/x", "127.0.0.1:5000", false),
-            ("https://cdn.example/blob", "reg.example", false),
-            ("https://reg.example.evil/v2/", "reg.example", false),
-            ("http://[::1]:5000/v2/", "[::1]:5000", true),
-        ] {
-            assert_eq!(
-                is_registry_host(&Url::parse(url).unwrap(), host),
-                want,
-                "{url} vs {host}"
-            );
-        }
-    }
-
-    #[test]
-    fn loopback_hosts() {
-        for (h, want) in [
-            ("localhost", true),
-            ("127.0.0.1", true),
-            ("127.1.2.3", true),
-            ("[::1]", true),
-            ("::1", true),
-            ("10.0.0.1", false),
-            ("localhost.example", false),
-            ("reg.example", false),
-        ] {
-            assert_eq!(is_loopback(h), want, "{h}");
-        }
-    }
 }

@@ -9,8 +9,9 @@
 //! byte passes through code we control: manifests capped and hashed before parsing, blobs
 //! hashed while they stream into the caller's writer, redirects followed by hand (credentials
 //! stay on the registry host, no https→http, at most 10 hops), and every digest the registry
-//! returns on push compared with the local one. ureq 2 (blocking, rustls) was already a
-//! dependency; parallel transfers use a few std threads ([`run_parallel`]).
+//! returns on push compared with the local one. The HTTP itself is kiln's one blocking client
+//! ([`crate::http`], shared with url inputs: same trust, same redirect policy); parallel
+//! transfers use a few std threads ([`run_parallel`]).
 //!
 //! The library never prints: progress goes to a caller-supplied [`Progress`].
 
@@ -21,7 +22,6 @@ mod http;
 mod manifest;
 mod parallel;
 mod referrers;
-mod tls;
 mod upload;
 
 #[cfg(test)]
@@ -30,8 +30,6 @@ mod test_distribution;
 mod test_lying_pull;
 #[cfg(test)]
 mod test_lying_push;
-#[cfg(test)]
-mod test_server;
 
 pub use auth::{AuthFiles, Challenge, Credentials};
 pub use client::{Client, ClientOptions, Direction, Progress};

@@ -1,14 +1,14 @@
 //! SECURITY.md cases 16–20 on the pull side, against a registry that lies on purpose (see
-//! `test_server`): each answer is refused with an error that says what was wrong, and a blob
+//! `crate::testing::http_server`): each answer is refused with an error that says what was wrong, and a blob
 //! that fails never reaches the (simulated) store.
 
 use std::path::Path;
 
 use base64::Engine as _;
 
-use super::test_server::{Reply, Req, Server};
 use super::*;
 use crate::digest::Sha256Digest;
+use crate::testing::http_server::{Reply, Req, Server};
 
 pub(super) const OCI_IMG: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
 

@@ -1,14 +1,14 @@
 //! SECURITY.md case 21 and the push and authentication paths, against a scripted registry
-//! (see `test_server`): digests the registry returns are checked, local bytes are hashed on the
+//! (see `crate::testing::http_server`): digests the registry returns are checked, local bytes are hashed on the
 //! way out, existing blobs are skipped, chunked uploads send the right ranges, and credentials
 //! come from the auth file.
 
 use base64::Engine as _;
 
 use super::test_lying_pull::{auth_file, client, client_with, repo, OCI_IMG};
-use super::test_server::{Reply, Req, Server};
 use super::*;
 use crate::digest::Sha256Digest;
+use crate::testing::http_server::{Reply, Req, Server};
 
 #[test]
 fn case21_a_push_whose_returned_digest_differs_is_a_hard_error() {

@@ -21,11 +21,21 @@ pub struct LocalRegistry {
     pub root: tempfile::TempDir,
     /// `127.0.0.1:PORT`, what goes after `docker://`.
     pub host: String,
+    tls: bool,
 }
 
 impl LocalRegistry {
     /// Starts `docker-registry serve CONFIG`; `users` (name, password) turns on basic auth.
     pub fn start(users: &[(&str, &str)]) -> Self {
+        Self::start_with(users, None)
+    }
+
+    /// [`LocalRegistry::start`] speaking https only, with this certificate and key (PEM).
+    pub fn start_tls(users: &[(&str, &str)], cert: &Path, key: &Path) -> Self {
+        Self::start_with(users, Some((cert, key)))
+    }
+
+    fn start_with(users: &[(&str, &str)], tls: Option<(&Path, &Path)>) -> Self {
         assert!(
             Path::new(REGISTRY_BIN).exists(),
             "{REGISTRY_BIN} is missing: install the Debian package docker-registry (scripts/setup.sh)"
@@ -42,6 +52,13 @@ impl LocalRegistry {
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: kiln-test\n",
             storage.display()
         );
+        if let Some((cert, key)) = tls {
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+        }
         if !users.is_empty() {
             let htpasswd = root.path().join("htpasswd");
             let lines: String = users
@@ -65,7 +82,12 @@ impl LocalRegistry {
             .stderr(log.into_parts().0)
             .spawn()
             .unwrap();
-        let mut reg = LocalRegistry { child, root, host };
+        let mut reg = LocalRegistry {
+            child,
+            root,
+            host,
+            tls: tls.is_some(),
+        };
         reg.wait_ready();
         reg
     }
@@ -74,8 +96,20 @@ impl LocalRegistry {
         let url = format!("http://{}/v2/", self.host);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            match ureq::get(&url).call() {
-                Ok(_) | Err(ureq::Error::Status(401, _)) => return,
+            // An https registry is ready when it accepts connections (its certificate is the
+            // test's own, which this probe need not trust).
+            let ready = if self.tls {
+                std::net::TcpStream::connect(&self.host)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            } else {
+                match ureq::get(&url).call() {
+                    Ok(_) | Err(ureq::Error::Status(401, _)) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            match ready {
+                Ok(()) => return,
                 Err(_) if Instant::now() < deadline => {}
                 Err(e) => panic!(
                     "registry at {} did not start: {e}\n{}",

@@ -1,6 +1,7 @@
 //! Issue 11: errors name the right thing (layer number, input, recipe position), and
 //! downloads are bounded (a pin's size, `--max-download-size`, `file://` regular files only).
 
+use crate::http_server::{Reply, Server};
 use crate::support::*;
 
 /// A recipe writing one file, with `inputs` (TOML) before its layer.
@@ -64,32 +65,22 @@ fn unpinned_input_names_the_recipe_position() {
     assert!(err.contains("kiln lock"), "{err}");
 }
 
-/// A one-route HTTP server on 127.0.0.1 answering every request with `head` (status line and
-/// headers) followed by `body_chunk` repeated `chunks` times (`None`: until the client goes).
+/// A one-route HTTP server on 127.0.0.1 (the shared test server) answering every request with
+/// `head` (status line and headers) followed by `body_chunk` repeated `chunks` times (`None`:
+/// until the client goes).
 fn serve(head: &'static str, body_chunk: &'static [u8], chunks: Option<usize>) -> String {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    line.clear();
-                }
-                if conn.write_all(head.as_bytes()).is_err() {
-                    return;
-                }
-                let mut sent = 0;
-                while chunks.is_none_or(|n| sent < n) && conn.write_all(body_chunk).is_ok() {
-                    sent += 1;
-                }
-            });
-        }
-    });
-    format!("http://{addr}/input")
+    Server::start(move |_| {
+        Reply::Stream(Box::new(move |conn| {
+            if conn.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            let mut sent = 0;
+            while chunks.is_none_or(|n| sent < n) && conn.write_all(body_chunk).is_ok() {
+                sent += 1;
+            }
+        }))
+    })
+    .url("/input")
 }
 
 const ENDLESS: &str = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";

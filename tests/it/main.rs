@@ -9,9 +9,16 @@ mod diff;
 mod errors;
 mod examples;
 mod hostile_tar;
+#[path = "../../src/testing/http_server.rs"]
+mod http_server;
+mod https;
 mod interop;
 mod limits;
 mod matching;
+/// The hostile-whiteout case table of the unit tests.
+#[allow(dead_code)]
+#[path = "../../src/layer/member_cases.rs"]
+mod member_cases;
 mod promote;
 mod registry;
 #[path = "../../src/testing/registry.rs"]
@@ -25,5 +32,8 @@ mod support;
 #[allow(dead_code)]
 #[path = "../../src/layer/testtar.rs"]
 mod testtar;
+#[path = "../../src/testing/tls.rs"]
+mod tls_support;
 mod trust;
 mod validate;
+mod whiteout_rules;

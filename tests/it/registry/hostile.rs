@@ -2,15 +2,13 @@
 //! storage, a server that answers with other manifests, layers that contradict the config,
 //! and no network at all (SECURITY.md 16–21, end to end through the CLI).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-
 use serde_json::Value;
 
 use super::{
     add_index_entry, build_a, build_and_push_a, cache_blobs, json, put_blob, read_blob_json,
     recipe_b, RECIPE_A,
 };
+use crate::http_server::{Reply, Req, Server};
 use crate::registry_support::LocalRegistry;
 use crate::support::*;
 
@@ -102,52 +100,34 @@ fn blob_altered_in_registry_storage_is_refused_and_nothing_is_written() {
 
 /// A registry that answers every manifest request with `body`, claiming (in
 /// `Docker-Content-Digest`) whatever digest was asked for.
-fn lying_registry(body: &'static str) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let host = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request = String::new();
-            if reader.read_line(&mut request).is_err() {
-                continue;
-            }
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-            }
-            let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
-            let asked = path.rsplit('/').next().unwrap_or("").to_string();
-            let response = if path.contains("/manifests/") {
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nDocker-Content-Digest: {asked}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            } else if path == "/v2/" {
-                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
-            } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .to_string()
-            };
-            let _ = stream.write_all(response.as_bytes());
-            let _ = stream.flush();
-            let mut rest = Vec::new();
-            let _ = reader.get_mut().read_to_end(&mut rest);
+fn lying_registry(body: &'static str) -> Server {
+    Server::start(move |r: &Req| {
+        let path = r.path();
+        let asked = path.rsplit('/').next().unwrap_or("");
+        if path.contains("/manifests/") {
+            Reply::ok(
+                body.as_bytes(),
+                &[
+                    ("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+                    ("Docker-Content-Digest", asked),
+                ],
+            )
+        } else if path == "/v2/" {
+            Reply::ok(b"", &[])
+        } else {
+            Reply::status(404, b"", &[])
         }
-    });
-    host
+    })
 }
 
 #[test]
 fn copy_from_a_lying_registry_leaves_nothing_in_the_cache_or_destination() {
     // SECURITY.md 16: a pull by digest answered with another manifest, even with a matching
     // Docker-Content-Digest header.
-    let host = lying_registry(
+    let server = lying_registry(
         r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#,
     );
+    let host = server.host();
     let ctx = TestContext::new();
     let pinned = format!("docker://{host}/evil/image@sha256:{}", "a".repeat(64));
     for dest in [
@@ -165,8 +145,9 @@ fn copy_from_a_lying_registry_leaves_nothing_in_the_cache_or_destination() {
     assert_eq!(cache_blobs(&ctx.join("xdg-cache")), Vec::<String>::new());
 
     // A tag is resolved, but a manifest that lies about its media type is refused (SECURITY 19).
-    let host =
+    let server =
         lying_registry(r#"{"schemaVersion":1,"name":"evil/image","tag":"v1","fsLayers":[]}"#);
+    let host = server.host();
     let out =
         run_err(
             ctx.kiln()

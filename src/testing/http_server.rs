@@ -1,11 +1,19 @@
-//! A deliberately scriptable (and lying) HTTP/1.1 server for the registry client's tests: every
-//! request goes to a closure that decides the answer, including answers no honest registry
-//! would give (wrong bytes, lying headers, dropped connections, endless redirects). It records
-//! every request so tests can check what the client sent where (e.g. no credentials after a
-//! cross-host redirect). With `tls()` it speaks https with a throw-away self-signed certificate.
+//! The one test HTTP/1.1 server, for url-input (`fetch`) and registry tests alike: a
+//! deliberately scriptable (and lying) server where every request goes to a closure that
+//! decides the answer, including answers no honest server would give (wrong bytes, lying
+//! lengths, dropped connections, endless redirects, bodies that never end). It records every
+//! request so tests can check what the client sent where (e.g. no credentials after a
+//! cross-host redirect). With `tls()` it speaks https with a throw-away self-signed
+//! certificate, with `tls_with()` with a certificate the test made (see `testing::tls`).
+//!
+//! One server for the unit tests (as `crate::testing::http_server`) and the integration tests
+//! (`tests/it/main.rs` includes this file by path as `http_server`).
+
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rustls::pki_types::pem::PemObject;
@@ -71,6 +79,9 @@ pub enum Reply {
     },
     /// These exact bytes, then the connection is closed (for truncated or malformed answers).
     Raw(Vec<u8>),
+    /// Whatever the closure writes (an answer that never ends, or comes slowly), then the
+    /// connection is closed.
+    Stream(Box<Writer>),
 }
 
 impl Reply {
@@ -93,30 +104,61 @@ impl Reply {
     pub fn not_found() -> Self {
         Self::status(404, br#"{"errors":[{"code":"NOT_FOUND"}]}"#, &[])
     }
+    /// `body` under a `Content-Length` of `declared` (a lie unless it is `body`'s length), then
+    /// the connection is closed.
+    pub fn declaring(status: u16, body: &[u8], declared: u64) -> Self {
+        let mut out = format!(
+            "HTTP/1.1 {status} X\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes();
+        out.extend_from_slice(body);
+        Reply::Raw(out)
+    }
 }
 
 type Handler = dyn Fn(&Req) -> Reply + Send + Sync;
 
+/// What [`Reply::Stream`] runs on the connection.
+pub type Writer = dyn FnOnce(&mut dyn Write) + Send;
+
 pub struct Server {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<Req>>>,
+    tls: bool,
 }
 
 impl Server {
     pub fn start(handler: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Self {
-        Self::start_with(false, handler)
+        Self::start_with(None, handler)
     }
 
+    /// https with the built-in self-signed certificate (trusted by nothing).
     pub fn tls(handler: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Self {
-        Self::start_with(true, handler)
+        Self::start_with(
+            Some(server_tls_config(TEST_CERT.as_bytes(), TEST_KEY.as_bytes())),
+            handler,
+        )
     }
 
-    fn start_with(tls: bool, handler: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Self {
+    /// https with the certificate chain and key in these PEM files.
+    pub fn tls_with(
+        cert: &Path,
+        key: &Path,
+        handler: impl Fn(&Req) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let (cert, key) = (std::fs::read(cert).unwrap(), std::fs::read(key).unwrap());
+        Self::start_with(Some(server_tls_config(&cert, &key)), handler)
+    }
+
+    fn start_with(
+        tls_config: Option<Arc<rustls::ServerConfig>>,
+        handler: impl Fn(&Req) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(handler);
-        let tls_config = tls.then(server_tls_config);
+        let tls = tls_config.is_some();
         let log = requests.clone();
         // The accept loop lives as long as the test process; each test binds its own port.
         std::thread::spawn(move || {
@@ -134,7 +176,11 @@ impl Server {
                 });
             }
         });
-        Server { addr, requests }
+        Server {
+            addr,
+            requests,
+            tls,
+        }
     }
 
     /// `127.0.0.1:PORT`.
@@ -142,14 +188,27 @@ impl Server {
         self.addr.to_string()
     }
 
+    /// `http(s)://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.addr)
+    }
+
     pub fn requests(&self) -> Vec<Req> {
         self.requests.lock().unwrap().clone()
     }
+
+    /// How many requests arrived so far.
+    pub fn hits(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
 }
 
-fn server_tls_config() -> Arc<rustls::ServerConfig> {
-    let certs = vec![CertificateDer::from_pem_slice(TEST_CERT.as_bytes()).unwrap()];
-    let key = PrivateKeyDer::from_pem_slice(TEST_KEY.as_bytes()).unwrap();
+fn server_tls_config(cert_pem: &[u8], key_pem: &[u8]) -> Arc<rustls::ServerConfig> {
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key_pem).unwrap();
     let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -258,6 +317,11 @@ fn serve<S: Read + Write>(
             Reply::Raw(bytes) => {
                 stream.write_all(&bytes)?;
                 stream.flush()?;
+                return Ok(());
+            }
+            Reply::Stream(write) => {
+                write(stream);
+                let _ = stream.flush();
                 return Ok(());
             }
         }

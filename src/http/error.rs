@@ -1,0 +1,71 @@
+//! `HttpError`: what the shared client can fail at before a response exists (trust set-up,
+//! connection, TLS). An untrusted certificate is its own variant, with a hint naming the
+//! variables that add a CA, because it is the failure a corporate or private CA produces.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = HttpError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("failed to read the trusted certificates in {path}")]
+    Certificates {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+
+    #[error("failed to set up TLS")]
+    Tls(#[source] rustls::Error),
+
+    #[error(
+        "the TLS certificate of {host} is not trusted: {reason}\nhint: kiln trusts the \
+         system's CA bundle, or the bundle $SSL_CERT_FILE names, and the certificates in the \
+         directories of $SSL_CERT_DIR; add your CA there (e.g. SSL_CERT_FILE=/path/ca.pem)"
+    )]
+    UntrustedCertificate { host: String, reason: String },
+
+    #[error("failed to connect to {url}")]
+    Transport {
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl HttpError {
+    pub(super) fn from_transport(url: &str, t: ureq::Transport) -> Self {
+        if let Some(reason) = certificate_failure(&t) {
+            let host = url::Url::parse(url)
+                .ok()
+                .and_then(|u| {
+                    u.host_str()
+                        .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(443)))
+                })
+                .unwrap_or_else(|| url.to_string());
+            return HttpError::UntrustedCertificate { host, reason };
+        }
+        HttpError::Transport {
+            url: url.to_string(),
+            source: Box::new(t),
+        }
+    }
+}
+
+/// The certificate error rustls raised somewhere down `err`'s source chain (directly, or
+/// wrapped in an `io::Error` by the TLS stream), described.
+fn certificate_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let rustls_err = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(err @ rustls::Error::InvalidCertificate(_)) = rustls_err {
+            return Some(err.to_string());
+        }
+        next = e.source();
+    }
+    None
+}
