@@ -198,6 +198,7 @@ pub fn build(
         observer.event(BuildEvent::LayerDone {
             index,
             total: recipe.layers.len(),
+            key: &plan.layers[index].key,
             digest: &built.blob.digest,
             diff_id: &built.diff_id,
             size: built.blob.size,

@@ -12,6 +12,7 @@ mod hostile_tar;
 mod interop;
 mod limits;
 mod matching;
+mod plan;
 mod promote;
 mod registry;
 #[path = "../../src/testing/registry.rs"]
