@@ -4,7 +4,8 @@
 //! wall-clock times, host names or random ids, so two builds of the same recipe on two machines
 //! write the same provenance blob, byte for byte. `runDetails.metadata.startedOn/finishedOn`
 //! are therefore omitted (both are optional in SLSA v1); CI that wants an invocation id passes
-//! one explicitly (`kiln build --invocation-id`).
+//! one explicitly (`kiln build --invocation-id`). `internalParameters.plan` holds the digest
+//! of the build plan (`kiln build --plan | sha256sum`), which names every layer's cache key.
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -39,6 +40,8 @@ pub struct ProvenanceFacts {
     /// The layer encoder and its settings, e.g. `kiln-pgzip/2 libdeflate/1.26 level=1 …`.
     pub compressor: String,
     pub dependencies: Vec<Dependency>,
+    /// The sha256 of the build plan's bytes (what `kiln build --plan` prints).
+    pub plan_digest: Sha256Digest,
     pub invocation_id: Option<String>,
 }
 
@@ -73,6 +76,7 @@ pub fn statement(facts: &ProvenanceFacts) -> Value {
                     "epoch": facts.epoch,
                     "compressor": facts.compressor,
                     "kilnVersion": env!("CARGO_PKG_VERSION"),
+                    "plan": {"digest": {"sha256": facts.plan_digest.hex()}},
                 },
                 "resolvedDependencies": resolved,
             },
@@ -113,6 +117,7 @@ mod tests {
                     digest: Sha256Digest::of(b"a"),
                 },
             ],
+            plan_digest: Sha256Digest::of(b"plan\n"),
             invocation_id: None,
         }
     }
@@ -134,6 +139,10 @@ mod tests {
         let deps = bd["resolvedDependencies"].as_array().unwrap();
         assert_eq!(deps.len(), 2);
         assert_eq!(deps[0]["name"], "base", "dependencies are sorted");
+        assert_eq!(
+            bd["internalParameters"]["plan"]["digest"]["sha256"],
+            Sha256Digest::of(b"plan\n").hex()
+        );
         assert!(s["predicate"]["runDetails"]["metadata"]
             .get("startedOn")
             .is_none());

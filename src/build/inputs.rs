@@ -4,13 +4,14 @@
 //! in which the file system lists it).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::observer::Metered;
 use super::{BuildError, BuildEvent, BuildObserver, BuildOptions, Result, Work};
 use crate::digest::{Hasher, Sha256Digest};
 use crate::fetch::Fetcher;
-use crate::recipe::{InputSource, Recipe};
+use crate::layer::HostDigestError;
+use crate::recipe::{Input, InputSource, Recipe};
 use crate::store::Store;
 
 #[derive(Clone, Debug)]
@@ -62,64 +63,34 @@ pub fn resolve(
                 let size = fs_err::metadata(&path).ok().map(|m| m.len());
                 let resolved = ResolvedInput {
                     name: name.clone(),
-                    uri: url.clone(),
+                    uri: uri(input),
                     digest: *expected,
                     bytes: InputBytes::Stored(path),
                 };
                 (resolved, size, cached)
             }
             InputSource::Path {
-                path,
-                resolved,
-                sha256,
+                resolved, sha256, ..
             } => {
-                let read_err = |e: std::io::Error| BuildError::InputRead {
-                    at: at.clone(),
-                    input: name.clone(),
-                    path: resolved.clone(),
-                    source: e,
-                };
-                let md = fs_err::symlink_metadata(resolved).map_err(&read_err)?;
-                let (digest, bytes, size, cached) = if md.is_dir() {
-                    let progress = |n| observer.progress(Work::Input(name), n);
-                    let (digest, size) = super::dirstat::dir_digest(store, resolved, &progress)
-                        .map_err(|e| BuildError::Step {
-                            location: at.to_string(),
-                            step: "path input",
-                            source: Box::new(e),
-                        })?;
-                    let dir = InputBytes::HostDir(resolved.clone());
-                    (digest, dir, size, size.is_none())
-                } else {
-                    let mut file = fs_err::File::open(resolved).map_err(&read_err)?;
-                    let mut hasher = Metered::new(Hasher::new(), observer, Work::Input(name));
-                    let size = std::io::copy(&mut file, &mut hasher).map_err(read_err)?;
-                    let digest = hasher.into_inner().finish();
-                    (
-                        digest,
-                        InputBytes::HostFile(resolved.clone()),
-                        Some(size),
-                        false,
-                    )
-                };
+                let hashed = hash_path(recipe, input, resolved, Some(store), observer)?;
                 if let Some(expected) = sha256 {
-                    if *expected != digest {
+                    if *expected != hashed.digest {
                         return Err(BuildError::InputMismatch {
                             at: Box::new(at),
                             input: name.clone(),
                             path: resolved.clone(),
                             expected: *expected,
-                            actual: digest,
+                            actual: hashed.digest,
                         });
                     }
                 }
                 let resolved = ResolvedInput {
                     name: name.clone(),
-                    uri: format!("file:{}", path.display()),
-                    digest,
-                    bytes,
+                    uri: uri(input),
+                    digest: hashed.digest,
+                    bytes: hashed.bytes,
                 };
-                (resolved, size, cached)
+                (resolved, hashed.size, hashed.cached)
             }
         };
         observer.event(BuildEvent::InputReady {
@@ -131,4 +102,72 @@ pub fn resolve(
         out.insert(name.clone(), resolved);
     }
     Ok(out)
+}
+
+/// How the provenance (and the plan) names an input: its URL, or `file:` and the path as the
+/// recipe writes it.
+pub fn uri(input: &Input) -> String {
+    match &input.source {
+        InputSource::Url { url, .. } => url.clone(),
+        InputSource::Path { path, .. } => format!("file:{}", path.display()),
+    }
+}
+
+/// A `path` input's bytes and digest.
+pub struct HashedPath {
+    pub digest: Sha256Digest,
+    pub bytes: InputBytes,
+    /// The file's size, or the size of the directory's tar when it was hashed.
+    pub size: Option<u64>,
+    /// Whether the digest came from the store's fingerprint cache.
+    pub cached: bool,
+}
+
+/// Hashes the `path` input `input`, found at `resolved`: a file's bytes, or a directory's
+/// deterministic tar. With a `store`, a directory's digest is taken from (and recorded in) its
+/// fingerprint cache; without one nothing is written.
+pub fn hash_path(
+    recipe: &Recipe,
+    input: &Input,
+    resolved: &Path,
+    store: Option<&Store>,
+    observer: &dyn BuildObserver,
+) -> Result<HashedPath> {
+    let name = &input.name;
+    let at = recipe.location(input.span);
+    let read_err = |e: std::io::Error| BuildError::InputRead {
+        at: at.clone(),
+        input: name.clone(),
+        path: resolved.to_path_buf(),
+        source: e,
+    };
+    let md = fs_err::symlink_metadata(resolved).map_err(&read_err)?;
+    if md.is_dir() {
+        let progress = |n| observer.progress(Work::Input(name), n);
+        let step_err = |e: HostDigestError| BuildError::Step {
+            location: at.to_string(),
+            step: "path input",
+            source: Box::new(e),
+        };
+        let (digest, size) = match store {
+            Some(store) => super::dirstat::dir_digest(store, resolved, &progress),
+            None => crate::layer::host_path_digest(resolved).map(|d| (d, None)),
+        }
+        .map_err(step_err)?;
+        return Ok(HashedPath {
+            digest,
+            bytes: InputBytes::HostDir(resolved.to_path_buf()),
+            size,
+            cached: store.is_some() && size.is_none(),
+        });
+    }
+    let mut file = fs_err::File::open(resolved).map_err(&read_err)?;
+    let mut hasher = Metered::new(Hasher::new(), observer, Work::Input(name));
+    let size = std::io::copy(&mut file, &mut hasher).map_err(read_err)?;
+    Ok(HashedPath {
+        digest: hasher.into_inner().finish(),
+        bytes: InputBytes::HostFile(resolved.to_path_buf()),
+        size: Some(size),
+        cached: false,
+    })
 }

@@ -21,7 +21,7 @@ use crate::layer::host::HostOptions;
 use crate::layer::read::{ReadLimits, TarReader};
 use crate::layer::tree::{Content, Entry, EntryKind, FileTree, Metadata};
 use crate::layer::write::{write_tar_styled, WriteError};
-use crate::recipe::{Compression, Layer, Recipe, StepKind, TarStyle};
+use crate::recipe::{Layer, Recipe, StepKind};
 use crate::store::{LayerRecord, Store};
 
 /// The layer encoder chosen by the recipe.
@@ -32,22 +32,10 @@ pub struct Encoder {
 
 impl Encoder {
     pub fn for_recipe(recipe: &Recipe, threads: usize) -> Self {
-        let codec = match (recipe.image.compression, recipe.image.compression_level) {
-            (Compression::Gzip, level) => Codec::Gzip {
-                level: level.map_or(Codec::DEFAULT_GZIP_LEVEL, |l| l as u32),
-            },
-            (Compression::Zstd, level) => Codec::Zstd {
-                level: level.unwrap_or(3),
-            },
-        };
         Self {
-            codec,
+            codec: super::plan::codec(recipe.image.compression, recipe.image.compression_level),
             threads: threads.max(1),
         }
-    }
-
-    pub fn describe(&self) -> String {
-        self.codec.describe()
     }
 
     fn media_type(&self) -> &'static str {
@@ -81,9 +69,8 @@ pub struct LayerContext<'a> {
     pub scratch: &'a Path,
     /// The layers below this one, bottom first (the rootfs a `run` step sees).
     pub below: &'a [Blob],
-    /// Their diff_ids, in the same order.
-    pub below_diff_ids: &'a [Sha256Digest],
-    pub base_digest: Option<Sha256Digest>,
+    /// The layer's cache key, from the build plan.
+    pub key: Sha256Digest,
     pub step_timeout: Duration,
     pub step_limits: kiln_sandbox::Limits,
     pub observer: &'a dyn BuildObserver,
@@ -94,7 +81,7 @@ pub struct LayerContext<'a> {
 pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> {
     let (recipe, store, encoder) = (ctx.recipe, ctx.store, ctx.encoder);
     let created_by = describe_layer(layer);
-    let key = cache_key(layer, ctx);
+    let key = ctx.key;
     if let Some(hit) = ctx.reuse.then(|| store.layer_record(&key)).flatten() {
         for (i, key) in &hit.removed_nothing {
             if let Some(step) = layer.steps.get(*i) {
@@ -125,8 +112,8 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
         .iter()
         .any(|s| matches!(s.kind, StepKind::Run { .. }))
     {
-        // A step reads the layers below, and what it writes is cached under a key made of their
-        // digests: they must be the bytes those digests name, not just match a stamp.
+        // A step reads the layers below, and what it writes is cached under a key made of
+        // theirs: they must be the bytes their digests name, not just match a stamp.
         for blob in ctx.below {
             store.ensure_verified(&blob.digest)?;
         }
@@ -429,52 +416,6 @@ fn describe_layer(layer: &Layer) -> String {
         })
         .collect();
     format!("kiln: {}", steps.join("; "))
-}
-
-/// Everything that determines a layer's bytes: kiln's version, the epoch, the encoder, the tar
-/// style (when not the default, so that existing keys stay valid), the steps (without their recipe positions) and the digests of the inputs they read. A layer with
-/// `run` steps also depends on the rootfs below it (programs read it): the base manifest digest
-/// and the diff_ids of every layer below are part of its key.
-fn cache_key(layer: &Layer, ctx: &LayerContext<'_>) -> Sha256Digest {
-    let (recipe, inputs, encoder) = (ctx.recipe, ctx.inputs, ctx.encoder);
-    let steps: Vec<&StepKind> = layer.steps.iter().map(|s| &s.kind).collect();
-    let used: BTreeMap<&str, String> = layer
-        .steps
-        .iter()
-        .filter_map(|s| s.kind.input())
-        .filter_map(|n| inputs.get(n).map(|i| (n, i.digest.to_string())))
-        .collect();
-    let mut key = serde_json::json!({
-        "kiln": env!("CARGO_PKG_VERSION"),
-        "epoch": recipe.image.epoch,
-        "encoder": encoder.describe(),
-        "steps": steps,
-        "inputs": used,
-    });
-    let debs: Vec<String> = layer
-        .steps
-        .iter()
-        .flat_map(|s| ctx.debs.digests(s.span.line))
-        .collect();
-    if !debs.is_empty() {
-        key["debs"] = serde_json::json!(debs);
-    }
-    if layer.tar != TarStyle::default() {
-        key["tar"] = serde_json::json!(layer.tar);
-    }
-    if layer
-        .steps
-        .iter()
-        .any(|s| matches!(s.kind, StepKind::Run { .. }))
-    {
-        key["base"] = serde_json::json!(ctx.base_digest.map(|d| d.to_string()));
-        key["below"] = serde_json::json!(ctx
-            .below_diff_ids
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>());
-    }
-    Sha256Digest::of(&crate::image::json::to_canonical_vec(&key).expect("JSON serializes"))
 }
 
 #[cfg(test)]

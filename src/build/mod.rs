@@ -1,6 +1,7 @@
-//! Turns a recipe into an image: resolve and verify every input, build each `[[layer]]` as a
-//! file tree, stream it through the deterministic tar writer and the compressor into the store,
-//! then assemble config, manifest and provenance. Output (layout, archives, registries) is
+//! Turns a recipe into an image: resolve and verify every input, compute the [`BuildPlan`]
+//! (which holds every layer's cache key, see `plan`), build each `[[layer]]` as a file tree,
+//! stream it through the deterministic tar writer and the compressor into the store, then
+//! assemble config, manifest and provenance. Output (layout, archives, registries) is
 //! `output`'s job; this module only produces a [`BuiltImage`] whose blobs are all in the store
 //! (base layers are imported into it, verified, first).
 
@@ -13,6 +14,7 @@ mod lower;
 mod observer;
 pub mod output;
 mod packages;
+pub mod plan;
 mod run;
 mod user;
 mod validate;
@@ -25,6 +27,7 @@ use serde_json::{json, Value};
 pub use config::rfc3339;
 pub use error::BuildError;
 pub use observer::{BuildEvent, BuildObserver, BuildWarning, OutputStream, Work};
+pub use plan::{BuildPlan, LayerPlan};
 
 use crate::attest::provenance::{self, Dependency, ProvenanceFacts};
 use crate::digest::Sha256Digest;
@@ -104,22 +107,42 @@ pub fn build(
     opts: &BuildOptions,
     observer: &dyn BuildObserver,
 ) -> Result<BuiltImage> {
-    let unpinned = recipe.unpinned_inputs();
-    if let Some(first) = unpinned.first() {
-        return Err(BuildError::Unpinned {
-            at: recipe.location(first.span),
-            recipe: recipe.file.clone(),
-            inputs: unpinned.iter().map(|i| i.name.clone()).collect(),
-        });
-    }
+    refuse_unpinned(recipe)?;
     check_emulator(recipe)?;
     let store = Store::open(&opts.store_root)?;
     let resolved = inputs::resolve(recipe, &store, opts, observer)?;
     let debs = packages::fetch(recipe, &store, opts, observer)?;
+    let facts = plan::PlanFacts {
+        inputs: resolved
+            .iter()
+            .map(|(name, r)| {
+                let input = plan::PlannedInput {
+                    uri: r.uri.clone(),
+                    digest: r.digest,
+                };
+                (name.clone(), input)
+            })
+            .collect(),
+        debs: debs.digests_by_line(),
+    };
+    let plan = plan::compute(recipe, &facts)?;
 
-    let base = match &recipe.base {
-        Some(base) => Some(open_base(recipe, &base.reference, &store, opts, observer)?),
-        None => None,
+    let base = match (&recipe.base, &plan.base) {
+        (Some(base), Some(planned)) => {
+            let opened = open_base(recipe, &base.reference, &store, opts, observer)?;
+            // The plan's keys name the base by its pin: the build must read that image.
+            if opened.resolved_digest != planned.digest {
+                return Err(BuildError::BadBase {
+                    reference: base.reference.clone(),
+                    reason: format!(
+                        "it resolved to {}, not to its pin {}",
+                        opened.resolved_digest, planned.digest
+                    ),
+                });
+            }
+            Some(opened)
+        }
+        _ => None,
     };
     let platform = recipe.image.platform.to_string();
     if let Some(b) = &base {
@@ -165,8 +188,7 @@ pub fn build(
             encoder: &encoder,
             scratch: scratch.path(),
             below: &blobs,
-            below_diff_ids: &diff_ids,
-            base_digest: base.as_ref().map(|b| b.manifest_digest),
+            key: plan.layers[index].key,
             step_timeout: opts.step_timeout,
             step_limits: opts.step_limits,
             observer,
@@ -176,6 +198,7 @@ pub fn build(
         observer.event(BuildEvent::LayerDone {
             index,
             total: recipe.layers.len(),
+            key: &plan.layers[index].key,
             digest: &built.blob.digest,
             diff_id: &built.diff_id,
             size: built.blob.size,
@@ -268,8 +291,9 @@ pub fn build(
         recipe_digest: recipe.sha256,
         platform,
         epoch: recipe.image.epoch,
-        compressor: encoder.describe(),
+        compressor: plan.image.encoder.clone(),
         dependencies,
+        plan_digest: plan.digest(),
         invocation_id: opts.invocation_id.clone(),
     };
     let provenance = to_canonical_vec(&provenance::statement(&facts)).expect("JSON serializes");
@@ -288,8 +312,19 @@ pub fn build(
     })
 }
 
-/// Base layers keep their bytes; Docker media types are renamed to their OCI equivalents, as
-/// an OCI manifest requires (the digest, and so the blob, is unchanged).
+/// Refuses `url` inputs without a pinned sha256, before anything is fetched.
+fn refuse_unpinned(recipe: &Recipe) -> Result<()> {
+    let unpinned = recipe.unpinned_inputs();
+    match unpinned.first() {
+        None => Ok(()),
+        Some(first) => Err(BuildError::Unpinned {
+            at: recipe.location(first.span),
+            recipe: recipe.file.clone(),
+            inputs: unpinned.iter().map(|i| i.name.clone()).collect(),
+        }),
+    }
+}
+
 /// A `run` step for another architecture needs an emulator registered with binfmt_misc
 /// (`/proc/sys/fs/binfmt_misc/qemu-ARCH`, enabled), or its programs cannot start.
 pub fn check_emulator(recipe: &Recipe) -> Result<()> {
@@ -321,6 +356,8 @@ pub fn check_emulator(recipe: &Recipe) -> Result<()> {
     })
 }
 
+/// Base layers keep their bytes; Docker media types are renamed to their OCI equivalents, as
+/// an OCI manifest requires (the digest, and so the blob, is unchanged).
 fn oci_layer_type(media_type: &str) -> String {
     match media_type {
         media::DOCKER_LAYER_GZIP => media::OCI_LAYER_GZIP.into(),

@@ -52,6 +52,8 @@ pub enum BuildEvent<'a> {
     LayerDone {
         index: usize,
         total: usize,
+        /// The layer's cache key, from the build plan.
+        key: &'a Sha256Digest,
         digest: &'a Sha256Digest,
         diff_id: &'a Sha256Digest,
         size: u64,

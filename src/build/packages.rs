@@ -50,13 +50,18 @@ impl Debs {
         Ok(())
     }
 
-    /// The digests a layer's packages steps install, for the layer cache key.
-    pub fn digests(&self, line: usize) -> Vec<String> {
+    /// The `.deb`s each `packages` step installs (by the step's recipe line), as
+    /// `name=sha256:…`, for the build plan.
+    pub fn digests_by_line(&self) -> BTreeMap<usize, Vec<String>> {
         self.by_line
-            .get(&line)
-            .into_iter()
-            .flatten()
-            .map(|(p, _)| format!("{}={}", p.name, p.sha256))
+            .iter()
+            .map(|(line, debs)| {
+                let digests = debs
+                    .iter()
+                    .map(|(p, _)| format!("{}={}", p.name, p.sha256))
+                    .collect();
+                (*line, digests)
+            })
             .collect()
     }
 }
@@ -67,6 +72,22 @@ pub fn fetch(
     opts: &BuildOptions,
     observer: &dyn BuildObserver,
 ) -> Result<Debs> {
+    let mut debs = locked(recipe)?;
+    if debs.by_line.is_empty() {
+        return Ok(debs);
+    }
+    let mut fetcher = Fetcher::new(store.clone());
+    fetcher.mirrors = opts.mirrors.clone();
+    fetcher.offline = opts.offline;
+    fetcher.max_download_size = opts.max_download_size;
+    fetcher.progress = observer.transfer_progress();
+    debs.fetcher = Some(fetcher);
+    Ok(debs)
+}
+
+/// The locked `.deb`s of the recipe's `packages` steps, from its lock alone (checked against
+/// the recipe); nothing is fetched, and [`Debs::install`] cannot be used.
+pub fn locked(recipe: &Recipe) -> Result<Debs> {
     let mut debs = Debs::default();
     if requests(recipe).next().is_none() {
         return Ok(debs);
@@ -85,11 +106,6 @@ pub fn fetch(
     })?;
     let keyrings = keyring_digests(recipe)?;
     lock.check(recipe, &[arch.to_string()], &keyrings, &path)?;
-    let mut fetcher = Fetcher::new(store.clone());
-    fetcher.mirrors = opts.mirrors.clone();
-    fetcher.offline = opts.offline;
-    fetcher.max_download_size = opts.max_download_size;
-    fetcher.progress = observer.transfer_progress();
     let mut deps = BTreeMap::new();
     for step in recipe.layers.iter().flat_map(|l| &l.steps) {
         let StepKind::Packages { names, from } = &step.kind else {
@@ -113,7 +129,6 @@ pub fn fetch(
         }
         debs.by_line.insert(step.span.line, locked);
     }
-    debs.fetcher = Some(fetcher);
     debs.dependencies = deps
         .into_iter()
         .map(|(name, (uri, digest))| Dependency { name, uri, digest })

@@ -249,6 +249,11 @@ pub struct BuildArgs {
     /// write the image as usual.
     #[arg(long)]
     pub check: bool,
+    /// Print the build plan (canonical JSON: every input's and the base's digest, every
+    /// layer's steps and cache key) and stop: nothing is fetched, built or written. Its sha256
+    /// is the plan digest the provenance records.
+    #[arg(long, conflicts_with_all = ["check", "json", "push", "sign_key", "output"])]
+    pub plan: bool,
 }
 
 /// How a build runs: where its inputs come from and how fast; shared by `build` and `rebuild`.

@@ -65,6 +65,17 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
 
 fn run_build(args: BuildArgs) -> Result<ExitCode> {
     let recipe = Recipe::load(&args.recipe)?;
+    if args.plan {
+        if recipe.image.platforms.len() > 1 {
+            anyhow::bail!("--plan does not support a recipe with several `platforms` yet");
+        }
+        let plan = build::plan::from_pins(&recipe)
+            .with_context(|| format!("failed to plan {}", args.recipe.display()))?;
+        let bytes = plan.to_bytes();
+        let text = std::str::from_utf8(&bytes).expect("JSON is UTF-8");
+        outln!("{}", text.trim_end_matches('\n'));
+        return Ok(ExitCode::SUCCESS);
+    }
     // Load the key first: a wrong password fails before minutes of building.
     let sign_key = match &args.sign_key {
         Some(_) if args.format != OutputFormat::Oci => {

@@ -210,6 +210,7 @@ impl BuildObserver for BuildReporter {
             BuildEvent::LayerDone {
                 index,
                 total,
+                key,
                 digest,
                 diff_id,
                 size,
@@ -218,7 +219,8 @@ impl BuildObserver for BuildReporter {
             } => {
                 self.end_bar(&layer_key(index));
                 self.json(
-                    json!({"event": "layer", "index": index, "digest": digest.to_string(),
+                    json!({"event": "layer", "index": index, "key": key.to_string(),
+                                 "digest": digest.to_string(),
                                  "diff_id": diff_id.to_string(), "size": size,
                                  "entries": entries, "cached": cached}),
                 );

@@ -19,6 +19,7 @@ mod matching;
 #[allow(dead_code)]
 #[path = "../../src/layer/member_cases.rs"]
 mod member_cases;
+mod plan;
 mod promote;
 mod registry;
 #[path = "../../src/testing/registry.rs"]
