@@ -19,6 +19,7 @@ pub mod recipe;
 pub mod registry;
 pub mod scan;
 pub mod store;
+pub mod update;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -122,7 +122,7 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
     }
     status(&format!("wrote {}", dest.display()));
     if let Some(push) = &args.push {
-        push_output(&image, &dest, args.format, push, &args)
+        push_output(&image, &dest, args.format, push, &args.run)
             .with_context(|| format!("failed to push {push}"))?;
     }
     reporter.json(serde_json::json!({
@@ -269,18 +269,18 @@ fn check(
 
 /// Pushes what `build` wrote: the layout itself, or (for archive formats, which cannot carry
 /// the provenance) a layout staged in the cache's scratch directory.
-fn push_output(
+pub(super) fn push_output(
     image: &build::BuiltImage,
     dest: &std::path::Path,
     format: OutputFormat,
     push: &str,
-    args: &BuildArgs,
+    run: &super::args::BuildRunArgs,
 ) -> Result<()> {
     let target: ImageRef = push.parse()?;
     if !matches!(target, ImageRef::Docker { .. }) {
         anyhow::bail!("--push takes a docker://HOST/REPO[:TAG] reference, not `{push}`");
     }
-    let ctx = super::copy::transports(&args.run.cache, &args.run.registry)?;
+    let ctx = super::copy::transports(&run.cache, &run.registry)?;
     let scratch = ctx.scratch()?;
     let layout_dir = match format {
         OutputFormat::Oci => dest.to_path_buf(),

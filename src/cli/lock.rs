@@ -7,7 +7,6 @@ use super::build::store_root;
 use super::printer::status;
 use crate::fetch::Fetcher;
 use crate::image::layout::write_atomic;
-use crate::image::remote::registry_reference;
 use crate::image::{open_image_with, ImageRef};
 use crate::recipe::{self, InputSource, Recipe};
 use crate::store::Store;
@@ -121,57 +120,14 @@ pub fn fetcher(store: Store, cache: &super::args::CacheArgs) -> Fetcher {
 }
 
 /// The base reference pinned to what its tag names now (`None`: nothing to resolve, e.g. a
-/// digest-only reference). The text before `@` is kept as written; only the digest changes.
+/// digest-only reference).
 fn resolve_base(
     reference: &str,
     recipe_dir: &std::path::Path,
     platform: &str,
     args: &LockArgs,
 ) -> Result<Option<String>> {
-    let parsed: ImageRef = reference.parse()?;
-    let unpinned = reference
-        .rsplit_once('@')
-        .map_or(reference, |(body, _)| body)
-        .to_string();
-    let digest = match &parsed {
-        ImageRef::Docker { .. } => {
-            let r = registry_reference(&parsed)?;
-            if r.tag().is_none() && r.digest().is_some() {
-                return Ok(None);
-            }
-            if args.cache.offline {
-                anyhow::bail!("resolving a tag needs the network, and --offline was given");
-            }
-            let ctx = super::copy::transports(&args.cache, &args.registry)?;
-            ctx.client.resolve_tag(r.repository(), r.tag_or_latest())?
-        }
-        ImageRef::Oci { path, tag, .. } | ImageRef::OciArchive { path, tag, .. } => {
-            if tag.is_none() && parsed.digest().is_some() {
-                return Ok(None);
-            }
-            let path = if path.is_absolute() {
-                path.clone()
-            } else {
-                recipe_dir.join(path)
-            };
-            let local = match &parsed {
-                ImageRef::Oci { .. } => ImageRef::Oci {
-                    path,
-                    tag: tag.clone(),
-                    digest: None,
-                },
-                _ => ImageRef::OciArchive {
-                    path,
-                    tag: tag.clone(),
-                    digest: None,
-                },
-            };
-            let ctx = super::copy::transports(&args.cache, &args.registry)?;
-            open_image_with(&local, platform, &ctx)?.resolved_digest
-        }
-        ImageRef::DockerArchive { .. } => {
-            anyhow::bail!("a docker-archive base cannot be pinned: it has no manifest digest; use oci-archive: or oci:")
-        }
-    };
-    Ok(Some(format!("{unpinned}@{digest}")))
+    let ctx = super::copy::transports(&args.cache, &args.registry)?;
+    let pinned = crate::update::resolve_base(reference, recipe_dir, platform, &ctx)?;
+    Ok(pinned.map(|(reference, _)| reference))
 }

@@ -17,6 +17,7 @@ mod promote;
 mod rebuild;
 mod scan;
 mod sign;
+mod update;
 
 use std::process::ExitCode;
 
@@ -51,6 +52,7 @@ pub fn main() -> ExitCode {
         Command::List(args) => promote::run_list(args),
         Command::Scan(args) => scan::run(args),
         Command::Sbom(args) => scan::run_sbom(args),
+        Command::Update(args) => update::run(args),
     };
     match result {
         Ok(code) => code,

@@ -26,4 +26,5 @@ mod support;
 #[path = "../../src/layer/testtar.rs"]
 mod testtar;
 mod trust;
+mod update;
 mod validate;

@@ -1,0 +1,301 @@
+//! The update report: JSON ([`SCHEMA`]) for machines, Markdown for a pull-request body, and
+//! the one-line conclusion of each recipe.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::RecipeUpdate;
+use crate::diff::{ClassSummary, Verdict};
+use crate::digest::Sha256Digest;
+use crate::scan::Finding;
+
+/// The `schema` field of the JSON report; fields are only ever added.
+pub const SCHEMA: &str = "https://kiln.build/update/v1";
+
+/// The manifest digests of the image of the previous pins and of the updated one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageDigests {
+    pub before: Sha256Digest,
+    pub after: Sha256Digest,
+}
+
+/// The diff verdict (previous → updated image) and its classes, most important first.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffSummary {
+    pub verdict: Verdict,
+    pub classes: Vec<ClassSummary>,
+}
+
+/// The findings of the previous image the update removes, keeps and adds.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct VulnerabilityDelta {
+    /// In the previous image only (as found there).
+    pub fixed: Vec<Finding>,
+    /// In both (as found in the updated image).
+    pub still_open: Vec<Finding>,
+    /// In the updated image only.
+    pub introduced: Vec<Finding>,
+}
+
+impl VulnerabilityDelta {
+    /// Findings are the same when their record, package and architecture are.
+    pub fn new(before: Vec<Finding>, after: Vec<Finding>) -> Self {
+        let key = |f: &Finding| (f.id.clone(), f.package.clone(), f.architecture.clone());
+        let before_keys: BTreeSet<_> = before.iter().map(key).collect();
+        let after_keys: BTreeSet<_> = after.iter().map(key).collect();
+        let fixed = before
+            .into_iter()
+            .filter(|f| !after_keys.contains(&key(f)))
+            .collect();
+        let (still_open, introduced) = after
+            .into_iter()
+            .partition(|f| before_keys.contains(&key(f)));
+        Self {
+            fixed,
+            still_open,
+            introduced,
+        }
+    }
+}
+
+/// A recipe kiln could not update, and why (the error and its causes).
+#[derive(Debug, Clone, Serialize)]
+pub struct RecipeFailure {
+    pub recipe: PathBuf,
+    pub error: String,
+}
+
+/// Every recipe of one `kiln update` run.
+#[derive(Debug, Serialize)]
+pub struct UpdateReport {
+    pub schema: &'static str,
+    pub recipes: Vec<RecipeUpdate>,
+    pub failures: Vec<RecipeFailure>,
+}
+
+/// `DSA-1-1 (CVE-2024-0001)`.
+fn vulnerability_name(f: &Finding) -> String {
+    if f.aliases.is_empty() {
+        f.id.clone()
+    } else {
+        format!("{} ({})", f.id, f.aliases.join(", "))
+    }
+}
+
+fn names(findings: &[Finding]) -> String {
+    let mut all: Vec<String> = findings.iter().map(vulnerability_name).collect();
+    all.dedup();
+    all.join(", ")
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// One line: what moved, how the image changed, and what that does to its vulnerabilities.
+pub fn conclusion(u: &RecipeUpdate) -> String {
+    let pinned = match u.pinned_inputs.len() {
+        0 => String::new(),
+        _ => format!(
+            " ({} without an `update` rule: {})",
+            plural(
+                u.pinned_inputs.len(),
+                "input stays pinned",
+                "inputs stay pinned"
+            ),
+            u.pinned_inputs.join(", ")
+        ),
+    };
+    if !u.changed {
+        return format!("nothing to update{pinned}");
+    }
+    let mut moved = Vec::new();
+    if u.base.is_some() {
+        moved.push("the base image".to_string());
+    }
+    if !u.packages.is_empty() {
+        moved.push(plural(u.packages.len(), "package", "packages"));
+    }
+    if !u.inputs.is_empty() {
+        moved.push(plural(u.inputs.len(), "input", "inputs"));
+    }
+    let mut line = format!("updated {}", moved.join(", "));
+    if let Some(d) = &u.diff {
+        let classes: Vec<&str> = d.classes.iter().map(|c| c.class.as_str()).collect();
+        let _ = write!(line, "; the image is {}", d.verdict.as_str());
+        if !classes.is_empty() {
+            let _ = write!(line, " ({})", classes.join(", "));
+        }
+    }
+    if let Some(v) = &u.vulnerabilities {
+        let _ = write!(
+            line,
+            "; fixes {}",
+            plural(v.fixed.len(), "vulnerability", "vulnerabilities")
+        );
+        if !v.fixed.is_empty() {
+            let _ = write!(line, " ({})", names(&v.fixed));
+        }
+        let _ = write!(line, ", {} still open", v.still_open.len());
+        let _ = match v.introduced.len() {
+            0 => write!(line, ", none introduced"),
+            n => write!(line, ", {n} introduced ({})", names(&v.introduced)),
+        };
+    }
+    line + &pinned
+}
+
+fn short(d: &Sha256Digest) -> String {
+    format!("`sha256:{}`", &d.hex()[..12])
+}
+
+/// `|` and line breaks would break a table cell.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+impl UpdateReport {
+    /// Markdown for a pull-request body: a summary table, then one section per recipe.
+    pub fn markdown(&self) -> String {
+        let mut md =
+            String::from("## kiln update\n\n| recipe | image | conclusion |\n|---|---|---|\n");
+        for u in &self.recipes {
+            let _ = writeln!(
+                md,
+                "| `{}` | {} | {} |",
+                u.recipe.display(),
+                cell(&u.image),
+                cell(&u.conclusion)
+            );
+        }
+        for f in &self.failures {
+            let first = f.error.lines().next().unwrap_or_default();
+            let _ = writeln!(
+                md,
+                "| `{}` | | **failed**: {} |",
+                f.recipe.display(),
+                cell(first)
+            );
+        }
+        for u in self.recipes.iter().filter(|u| u.changed) {
+            recipe_section(&mut md, u);
+        }
+        for f in &self.failures {
+            let _ = write!(
+                md,
+                "\n### `{}`: failed\n\n```\n{}\n```\n",
+                f.recipe.display(),
+                f.error
+            );
+        }
+        md
+    }
+}
+
+fn recipe_section(md: &mut String, u: &RecipeUpdate) {
+    let _ = write!(md, "\n### `{}` ({})\n\n", u.recipe.display(), u.image);
+    let _ = writeln!(md, "**{}**\n", cell(&u.conclusion));
+    if let Some(b) = &u.base {
+        let old = b.old.as_ref().map_or("(unpinned)".to_string(), short);
+        let _ = writeln!(
+            md,
+            "Base image `{}`: {old} → {}\n",
+            b.reference,
+            short(&b.new)
+        );
+    }
+    if !u.packages.is_empty() {
+        md.push_str("| package | old | new | source |\n|---|---|---|---|\n");
+        for p in &u.packages {
+            let _ = writeln!(
+                md,
+                "| {}:{} | {} | {} | {} |",
+                p.name,
+                p.architecture,
+                p.old.as_deref().unwrap_or("(new)"),
+                p.new.as_deref().unwrap_or("(removed)"),
+                p.source
+            );
+        }
+        md.push('\n');
+    }
+    if !u.inputs.is_empty() {
+        md.push_str("| input | old | new | sha256 |\n|---|---|---|---|\n");
+        for i in &u.inputs {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                i.name,
+                i.old_version,
+                i.new_version,
+                short(&i.new_sha256)
+            );
+        }
+        md.push('\n');
+    }
+    if let Some(d) = &u.digests {
+        let _ = writeln!(md, "Image: {} → {}\n", short(&d.before), short(&d.after));
+    }
+    if let Some(d) = &u.diff {
+        let _ = write!(md, "Diff verdict: **{}**", d.verdict.as_str());
+        let classes: Vec<String> = d
+            .classes
+            .iter()
+            .map(|c| format!("{} ×{}", c.class.as_str(), c.count))
+            .collect();
+        if !classes.is_empty() {
+            let _ = write!(md, " ({})", classes.join(", "));
+        }
+        md.push_str("\n\n");
+    }
+    if let Some(v) = &u.vulnerabilities {
+        let _ = writeln!(
+            md,
+            "Vulnerabilities: {} fixed, {} still open, {} introduced\n",
+            v.fixed.len(),
+            v.still_open.len(),
+            v.introduced.len()
+        );
+        let rows: Vec<(&str, &Finding)> = v
+            .fixed
+            .iter()
+            .map(|f| ("fixed", f))
+            .chain(v.still_open.iter().map(|f| ("still open", f)))
+            .chain(v.introduced.iter().map(|f| ("introduced", f)))
+            .collect();
+        if !rows.is_empty() {
+            md.push_str(
+                "| | vulnerability | package | installed | fixed in | severity |\n\
+                 |---|---|---|---|---|---|\n",
+            );
+            for (what, f) in rows {
+                let _ = writeln!(
+                    md,
+                    "| {what} | {} | {} ({}) | {} | {} | {} |",
+                    cell(&vulnerability_name(f)),
+                    f.package,
+                    f.source,
+                    f.installed_version,
+                    f.fixed_version.as_deref().unwrap_or("no fix"),
+                    f.severity.as_str()
+                );
+            }
+            md.push('\n');
+        }
+    }
+    if !u.pinned_inputs.is_empty() {
+        let _ = writeln!(
+            md,
+            "Pinned without an `update` rule (not checked): {}\n",
+            u.pinned_inputs
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+}
