@@ -20,7 +20,7 @@ use serde::Serialize;
 pub use base::{resolve_base, BaseError};
 pub use inputs::{newer_release, InputChange, MAX_VERSION_LIST};
 pub use report::{
-    DiffSummary, ImageDigests, RecipeFailure, UpdateReport, VulnerabilityDelta, SCHEMA,
+    ChangedPath, DiffSummary, ImageDigests, RecipeFailure, UpdateReport, VulnerabilityDelta, SCHEMA,
 };
 
 use crate::build::output::{write_layout, write_output, OutputFormat};
@@ -470,10 +470,7 @@ pub fn update_recipe(
         recipe: path.to_path_buf(),
         source: Box::new(source),
     })?;
-    result.diff = Some(DiffSummary {
-        verdict: diff.verdict,
-        classes: diff.summary.clone(),
-    });
+    result.diff = Some(DiffSummary::new(&diff));
     result.digests = Some(ImageDigests {
         before: before.manifest_digest,
         after: after.manifest_digest,

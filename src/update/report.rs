@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::RecipeUpdate;
-use crate::diff::{ClassSummary, Verdict};
+use crate::diff::{Class, ClassSummary, DiffReport, Verdict};
 use crate::digest::Sha256Digest;
 use crate::scan::Finding;
 
@@ -22,11 +22,44 @@ pub struct ImageDigests {
     pub after: Sha256Digest,
 }
 
-/// The diff verdict (previous → updated image) and its classes, most important first.
+/// The most paths a report lists (the diff counts them all).
+pub const MAX_PATHS: usize = 50;
+
+/// The diff verdict (previous → updated image), its classes (most important first) and the
+/// first [`MAX_PATHS`] paths that differ.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct DiffSummary {
     pub verdict: Verdict,
     pub classes: Vec<ClassSummary>,
+    pub paths: Vec<ChangedPath>,
+    pub paths_total: usize,
+}
+
+/// A path of the image filesystem that differs, and how.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangedPath {
+    pub path: String,
+    pub classes: Vec<Class>,
+}
+
+impl DiffSummary {
+    pub fn new(report: &DiffReport) -> Self {
+        Self {
+            verdict: report.verdict,
+            classes: report.summary.clone(),
+            paths: report
+                .files
+                .iter()
+                .take(MAX_PATHS)
+                .map(|f| ChangedPath {
+                    path: f.path.clone(),
+                    classes: f.classes.clone(),
+                })
+                .collect(),
+            paths_total: report.files.len(),
+        }
+    }
 }
 
 /// The findings of the previous image the update removes, keeps and adds.
@@ -238,7 +271,7 @@ fn recipe_section(md: &mut String, u: &RecipeUpdate) {
         md.push('\n');
     }
     if let Some(d) = &u.digests {
-        let _ = writeln!(md, "Image: {} → {}\n", short(&d.before), short(&d.after));
+        let _ = writeln!(md, "Image: `{}` → `{}`\n", d.before, d.after);
     }
     if let Some(d) = &u.diff {
         let _ = write!(md, "Diff verdict: **{}**", d.verdict.as_str());
@@ -251,6 +284,21 @@ fn recipe_section(md: &mut String, u: &RecipeUpdate) {
             let _ = write!(md, " ({})", classes.join(", "));
         }
         md.push_str("\n\n");
+        if !d.paths.is_empty() {
+            let _ = write!(
+                md,
+                "<details><summary>{} that differ</summary>\n\n| path | classes |\n|---|---|\n",
+                plural(d.paths_total, "path", "paths")
+            );
+            for p in &d.paths {
+                let classes: Vec<&str> = p.classes.iter().map(|c| c.as_str()).collect();
+                let _ = writeln!(md, "| `{}` | {} |", cell(&p.path), classes.join(", "));
+            }
+            if d.paths_total > d.paths.len() {
+                let _ = writeln!(md, "| … | {} more |", d.paths_total - d.paths.len());
+            }
+            md.push_str("\n</details>\n\n");
+        }
     }
     if let Some(v) = &u.vulnerabilities {
         let _ = writeln!(

@@ -124,6 +124,8 @@ fn update_repins_a_moved_tag_and_package_rebuilds_and_reports_the_fixed_cve() {
     let base_v2 = push_base(&ctx, &base_tag, "v2");
     assert_ne!(base_v1, base_v2);
 
+    run_ok(ctx.kiln().args(["key", "generate", "--out", "k"]));
+    let pushed = reg.reference("kiln/app:latest");
     let out = update(
         &ctx,
         &[
@@ -134,6 +136,10 @@ fn update_repins_a_moved_tag_and_package_rebuilds_and_reports_the_fixed_cve() {
             "report.md",
             "--json",
             "report.json",
+            "--sign-key",
+            "k.key",
+            "--push",
+            &pushed,
         ],
     );
     let log = stderr(&out);
@@ -197,6 +203,16 @@ fn update_repins_a_moved_tag_and_package_rebuilds_and_reports_the_fixed_cve() {
         .map(|c| c["class"].as_str().unwrap())
         .collect();
     assert!(classes.contains(&"content"), "{classes:?}");
+    let paths: Vec<&str> = r["diff"]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    // The base's motd and the upgraded package's files (its dpkg record too).
+    for want in ["/etc/motd", "/usr/share/libssl3/hello.txt"] {
+        assert!(paths.contains(&want), "{want} not in {paths:?}");
+    }
     let ids = |key: &str| -> Vec<(String, String)> {
         r["vulnerabilities"][key]
             .as_array()
@@ -228,6 +244,19 @@ fn update_repins_a_moved_tag_and_package_rebuilds_and_reports_the_fixed_cve() {
     ))
     .unwrap();
     assert_eq!(inspected["Digest"], after);
+    // Signed, pushed, and verifiable there.
+    let verified = run_ok(ctx.kiln().args([
+        "verify",
+        &pushed,
+        "--key",
+        "k.pub",
+        "--attestation",
+        "slsaprovenance1",
+    ]));
+    assert!(
+        verified.contains(&format!("signature {after}")),
+        "{verified}"
+    );
     // A plain build of the updated recipe gives the same image.
     let rebuilt = last_line(&run_ok(
         ctx.kiln().args(["build", "app.toml", "-o", "rebuilt"]),
