@@ -319,9 +319,16 @@ fn sha256(bytes: &[u8]) -> String {
     kiln::digest::Sha256Digest::of(bytes).hex()
 }
 
-#[test]
-fn update_moves_a_url_input_to_its_newest_listed_release_and_refuses_a_bad_checksum() {
-    let ctx = TestContext::new();
+/// Releases 1.9 and 1.10 of `foo` with their SHA256SUMS, and `notes.txt`, served over
+/// loopback; a recipe at `rel` pinned to 1.9 with an `update` rule, and `notes` without one.
+struct Releases {
+    www: std::path::PathBuf,
+    url: String,
+    v1: Vec<u8>,
+    v2: Vec<u8>,
+}
+
+fn releases(ctx: &TestContext, rel: &str) -> (Releases, std::path::PathBuf) {
     let www = ctx.join("www");
     std::fs::create_dir_all(&www).unwrap();
     let v1 = release_tar(&www, "1.9");
@@ -338,7 +345,7 @@ fn update_moves_a_url_input_to_its_newest_listed_release_and_refuses_a_bad_check
     std::fs::write(www.join("notes.txt"), "pinned\n").unwrap();
     let url = serve(&www);
     let recipe = ctx.write(
-        "foo.toml",
+        rel,
         format!(
             "[image]\nname = \"foo\"\nepoch = 1700000000\n\n\
              [inputs.foo]\n# the release tarball; kiln update follows SHA256SUMS\n\
@@ -349,6 +356,14 @@ fn update_moves_a_url_input_to_its_newest_listed_release_and_refuses_a_bad_check
              [[layer.step]]\ncopy = \"notes\"\ndest = \"/opt/notes.txt\"\n"
         ),
     );
+    let r = Releases { www, url, v1, v2 };
+    (r, recipe)
+}
+
+#[test]
+fn update_moves_a_url_input_to_its_newest_listed_release_and_refuses_a_bad_checksum() {
+    let ctx = TestContext::new();
+    let (Releases { www, url, v1, v2 }, recipe) = releases(&ctx, "foo.toml");
     run_ok(ctx.kiln().arg("lock").arg(&recipe));
     let old = std::fs::read_to_string(&recipe).unwrap();
     assert!(old.contains(&sha256(&v1)), "{old}");
@@ -422,4 +437,120 @@ fn update_moves_a_url_input_to_its_newest_listed_release_and_refuses_a_bad_check
         "{log}"
     );
     assert_eq!(snapshot(&recipe), settled);
+}
+
+fn git(dir: &Path) -> std::process::Command {
+    let mut cmd = tool("git");
+    cmd.current_dir(dir).args([
+        "-c",
+        "user.name=kiln test",
+        "-c",
+        "user.email=test@kiln.invalid",
+        "-c",
+        "init.defaultBranch=main",
+    ]);
+    cmd
+}
+
+/// The scheduled-run script of `examples/update/` in a git checkout with a bare remote: the new
+/// pins land on the branch with the report as the commit body, and a run with nothing new
+/// pushes nothing. The systemd units verify and the CI files are YAML.
+#[test]
+fn update_example_script_commits_the_new_pins_on_a_branch() {
+    let ctx = TestContext::new();
+    let work = ctx.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let (_releases, recipe) = releases(&ctx, "work/recipes/foo/recipe.toml");
+    run_ok(ctx.kiln().arg("lock").arg(&recipe));
+    let remote = ctx.join("remote.git");
+    run_ok(git(ctx.path()).args(["init", "-q", "--bare"]).arg(&remote));
+    run_ok(git(&work).args(["init", "-q"]));
+    run_ok(git(&work).args(["add", "recipes"]));
+    run_ok(git(&work).args(["commit", "-q", "-m", "recipes"]));
+    run_ok(git(&work).args(["remote", "add", "origin"]).arg(&remote));
+    run_ok(git(&work).args(["push", "-q", "origin", "HEAD:main"]));
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/update/kiln-update.sh");
+    let kiln_dir = Path::new(env!("CARGO_BIN_EXE_kiln")).parent().unwrap();
+    let run = || {
+        tool("sh")
+            .arg(&script)
+            .current_dir(&work)
+            .env(
+                "PATH",
+                format!("{}:{}", kiln_dir.display(), std::env::var("PATH").unwrap()),
+            )
+            .env("XDG_CACHE_HOME", ctx.join("xdg-cache"))
+            .env("HOME", ctx.join("home"))
+            .env("GIT_AUTHOR_NAME", "kiln test")
+            .env("GIT_AUTHOR_EMAIL", "test@kiln.invalid")
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{}", stderr(&out));
+    assert!(stdout.contains("pushed kiln/update to origin"), "{stdout}");
+    let files = run_ok(git(&remote).args(["diff", "--name-only", "main", "kiln/update"]));
+    assert_eq!(files, "recipes/foo/recipe.toml\n");
+    let message = run_ok(git(&remote).args(["log", "-1", "--format=%B", "kiln/update"]));
+    assert!(
+        message.starts_with("kiln update: new pins\n\n## kiln update\n")
+            && message.contains("| `recipes/foo/recipe.toml` | foo | updated 1 input;")
+            && message.contains("| foo | 1.9 | 1.10 |"),
+        "{message}"
+    );
+    let pushed = run_ok(git(&remote).args(["rev-parse", "kiln/update"]));
+
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{}", stderr(&out));
+    assert!(
+        stdout.contains("kiln-update: nothing to update"),
+        "{stdout}"
+    );
+    assert_eq!(
+        run_ok(git(&remote).args(["rev-parse", "kiln/update"])),
+        pushed
+    );
+
+    // The units, with the service pointed at this checkout, pass systemd's own checks.
+    let units = ctx.join("units");
+    std::fs::create_dir_all(&units).unwrap();
+    let examples = script.parent().unwrap();
+    let service = std::fs::read_to_string(examples.join("kiln-update.service"))
+        .unwrap()
+        .replace(
+            "/srv/kiln/recipes-checkout/examples/update/kiln-update.sh",
+            &script.display().to_string(),
+        );
+    std::fs::write(units.join("kiln-update.service"), service).unwrap();
+    std::fs::copy(
+        examples.join("kiln-update.timer"),
+        units.join("kiln-update.timer"),
+    )
+    .unwrap();
+    let verify = tool("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(units.join("kiln-update.timer"))
+        .arg(units.join("kiln-update.service"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "{}",
+        stderr(&verify)
+    );
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3");
+    run_ok(
+        tool(&python.display().to_string())
+            .args([
+                "-c",
+                "import sys, yaml\nfor f in sys.argv[1:]:\n    \
+                 d = yaml.safe_load(open(f))\n    \
+                 assert 'kiln-update.sh' in str(d), f",
+            ])
+            .arg(examples.join("github-workflow.yml"))
+            .arg(examples.join("gitlab-ci.yml")),
+    );
 }
