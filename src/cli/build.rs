@@ -110,15 +110,7 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
     write_output(&image, &dest, args.format, &store)
         .with_context(|| format!("failed to write {}", dest.display()))?;
     if let Some(key) = &sign_key {
-        super::sign::sign_built_layout(
-            &dest,
-            &names,
-            &image.manifest_digest,
-            &image.provenance,
-            Vec::new(),
-            key,
-        )
-        .with_context(|| format!("failed to sign the image in {}", dest.display()))?;
+        sign_output(&dest, &names, &image, key)?;
     }
     status(&format!("wrote {}", dest.display()));
     if let Some(push) = &args.push {
@@ -265,6 +257,24 @@ fn check(
         ))?;
     }
     Ok(Err(ExitCode::from(1)))
+}
+
+/// Signs the image `build` wrote into the layout `dest`, with its provenance.
+pub(super) fn sign_output(
+    dest: &std::path::Path,
+    names: &super::sign::SigningNames,
+    image: &build::BuiltImage,
+    key: &crate::attest::SigningKey,
+) -> Result<()> {
+    super::sign::sign_built_layout(
+        dest,
+        names,
+        &image.manifest_digest,
+        &image.provenance,
+        Vec::new(),
+        key,
+    )
+    .with_context(|| format!("failed to sign the image in {}", dest.display()))
 }
 
 /// Pushes what `build` wrote: the layout itself, or (for archive formats, which cannot carry

@@ -50,10 +50,11 @@ fn print_changes(changes: &[PackageChange]) {
     let rows: Vec<[String; 4]> = changes
         .iter()
         .map(|c| {
+            let (old, new) = c.versions();
             [
                 format!("{}:{}", c.name, c.architecture),
-                c.old.clone().unwrap_or_else(|| "(new)".to_string()),
-                c.new.clone().unwrap_or_else(|| "(removed)".to_string()),
+                old.to_string(),
+                new.to_string(),
                 c.source.clone(),
             ]
         })

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 
 use super::args::UpdateArgs;
-use super::build::{build_options, enter_user_namespace, push_output};
+use super::build::{build_options, enter_user_namespace, push_output, sign_output};
 use super::printer::{outln, status};
 use super::progress::BuildReporter;
 use crate::build::output::OutputFormat;
@@ -113,22 +113,14 @@ pub fn run(args: UpdateArgs) -> Result<ExitCode> {
 fn publish(
     u: RecipeUpdate,
     args: &UpdateArgs,
-    key: Option<&crate::attest::keys::SigningKey>,
+    key: Option<&crate::attest::SigningKey>,
 ) -> Result<RecipeUpdate> {
     let (Some(image), Some(dest)) = (&u.built, &u.output) else {
         return Ok(u);
     };
     if let Some(key) = key {
         let names = super::sign::SigningNames::new(None, args.push.as_deref(), &u.image)?;
-        super::sign::sign_built_layout(
-            dest,
-            &names,
-            &image.manifest_digest,
-            &image.provenance,
-            Vec::new(),
-            key,
-        )
-        .with_context(|| format!("failed to sign the image in {}", dest.display()))?;
+        sign_output(dest, &names, image, key)?;
         status(&format!("signed {}", dest.display()));
     }
     if let Some(push) = &args.push {

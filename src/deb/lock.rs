@@ -224,6 +224,16 @@ pub struct PackageChange {
     pub source: String,
 }
 
+impl PackageChange {
+    /// The old and new versions as a report shows them: `(new)` and `(removed)` for none.
+    pub fn versions(&self) -> (&str, &str) {
+        (
+            self.old.as_deref().unwrap_or("(new)"),
+            self.new.as_deref().unwrap_or("(removed)"),
+        )
+    }
+}
+
 /// Every package whose version differs between `old` and `new`, sorted by name and
 /// architecture.
 pub fn package_changes(old: &Lock, new: &Lock) -> Vec<PackageChange> {

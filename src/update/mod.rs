@@ -187,15 +187,11 @@ impl std::fmt::Display for UpdateEvent<'_> {
                 "input {}: {} → {} ({})",
                 c.name, c.old_version, c.new_version, c.new_sha256
             ),
-            UpdateEvent::PackageMoved(c) => write!(
-                f,
-                "package {}:{}: {} → {} ({})",
-                c.name,
-                c.architecture,
-                c.old.as_deref().unwrap_or("(new)"),
-                c.new.as_deref().unwrap_or("(removed)"),
-                c.source
-            ),
+            UpdateEvent::PackageMoved(c) => {
+                let (old, new) = c.versions();
+                let (name, arch, source) = (&c.name, &c.architecture, &c.source);
+                write!(f, "package {name}:{arch}: {old} → {new} ({source})")
+            }
             UpdateEvent::Unchanged { recipe } => {
                 write!(f, "{}: nothing to update", recipe.display())
             }

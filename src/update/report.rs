@@ -229,6 +229,24 @@ impl UpdateReport {
     }
 }
 
+/// A Markdown table (cells escaped), then a blank line; nothing for no rows.
+fn table(md: &mut String, header: &[&str], rows: Vec<Vec<String>>) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "| {} |\n|{}",
+        header.join(" | "),
+        "---|".repeat(header.len())
+    );
+    for row in rows {
+        let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
+        let _ = writeln!(md, "| {} |", cells.join(" | "));
+    }
+    md.push('\n');
+}
+
 fn recipe_section(md: &mut String, u: &RecipeUpdate) {
     let _ = write!(md, "\n### `{}` ({})\n\n", u.recipe.display(), u.image);
     let _ = writeln!(md, "**{}**\n", cell(&u.conclusion));
@@ -241,35 +259,17 @@ fn recipe_section(md: &mut String, u: &RecipeUpdate) {
             short(&b.new)
         );
     }
-    if !u.packages.is_empty() {
-        md.push_str("| package | old | new | source |\n|---|---|---|---|\n");
-        for p in &u.packages {
-            let _ = writeln!(
-                md,
-                "| {}:{} | {} | {} | {} |",
-                p.name,
-                p.architecture,
-                p.old.as_deref().unwrap_or("(new)"),
-                p.new.as_deref().unwrap_or("(removed)"),
-                p.source
-            );
-        }
-        md.push('\n');
-    }
-    if !u.inputs.is_empty() {
-        md.push_str("| input | old | new | sha256 |\n|---|---|---|---|\n");
-        for i in &u.inputs {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} |",
-                i.name,
-                i.old_version,
-                i.new_version,
-                short(&i.new_sha256)
-            );
-        }
-        md.push('\n');
-    }
+    let packages = u.packages.iter().map(|p| {
+        let (old, new) = p.versions();
+        let name = format!("{}:{}", p.name, p.architecture);
+        vec![name, old.to_string(), new.to_string(), p.source.clone()]
+    });
+    table(md, &["package", "old", "new", "source"], packages.collect());
+    let inputs = u.inputs.iter().map(|i| {
+        let (old, new) = (i.old_version.clone(), i.new_version.clone());
+        vec![i.name.clone(), old, new, short(&i.new_sha256)]
+    });
+    table(md, &["input", "old", "new", "sha256"], inputs.collect());
     if let Some(d) = &u.digests {
         let _ = writeln!(md, "Image: `{}` → `{}`\n", d.before, d.after);
     }
@@ -287,17 +287,23 @@ fn recipe_section(md: &mut String, u: &RecipeUpdate) {
         if !d.paths.is_empty() {
             let _ = write!(
                 md,
-                "<details><summary>{} that differ</summary>\n\n| path | classes |\n|---|---|\n",
+                "<details><summary>{} that differ</summary>\n\n",
                 plural(d.paths_total, "path", "paths")
             );
-            for p in &d.paths {
-                let classes: Vec<&str> = p.classes.iter().map(|c| c.as_str()).collect();
-                let _ = writeln!(md, "| `{}` | {} |", cell(&p.path), classes.join(", "));
-            }
+            let mut rows: Vec<Vec<String>> = d
+                .paths
+                .iter()
+                .map(|p| {
+                    let classes: Vec<&str> = p.classes.iter().map(|c| c.as_str()).collect();
+                    vec![format!("`{}`", p.path), classes.join(", ")]
+                })
+                .collect();
             if d.paths_total > d.paths.len() {
-                let _ = writeln!(md, "| … | {} more |", d.paths_total - d.paths.len());
+                let more = format!("{} more", d.paths_total - d.paths.len());
+                rows.push(vec!["…".to_string(), more]);
             }
-            md.push_str("\n</details>\n\n");
+            table(md, &["path", "classes"], rows);
+            md.push_str("</details>\n\n");
         }
     }
     if let Some(v) = &u.vulnerabilities {
@@ -308,32 +314,34 @@ fn recipe_section(md: &mut String, u: &RecipeUpdate) {
             v.still_open.len(),
             v.introduced.len()
         );
-        let rows: Vec<(&str, &Finding)> = v
-            .fixed
-            .iter()
-            .map(|f| ("fixed", f))
-            .chain(v.still_open.iter().map(|f| ("still open", f)))
-            .chain(v.introduced.iter().map(|f| ("introduced", f)))
-            .collect();
-        if !rows.is_empty() {
-            md.push_str(
-                "| | vulnerability | package | installed | fixed in | severity |\n\
-                 |---|---|---|---|---|---|\n",
-            );
-            for (what, f) in rows {
-                let _ = writeln!(
-                    md,
-                    "| {what} | {} | {} ({}) | {} | {} | {} |",
-                    cell(&vulnerability_name(f)),
-                    f.package,
-                    f.source,
-                    f.installed_version,
-                    f.fixed_version.as_deref().unwrap_or("no fix"),
-                    f.severity.as_str()
-                );
-            }
-            md.push('\n');
-        }
+        let rows = [
+            ("fixed", &v.fixed),
+            ("still open", &v.still_open),
+            ("introduced", &v.introduced),
+        ]
+        .into_iter()
+        .flat_map(|(what, list)| list.iter().map(move |f| (what, f)))
+        .map(|(what, f)| {
+            vec![
+                what.to_string(),
+                vulnerability_name(f),
+                format!("{} ({})", f.package, f.source),
+                f.installed_version.clone(),
+                f.fixed_version
+                    .clone()
+                    .unwrap_or_else(|| "no fix".to_string()),
+                f.severity.as_str().to_string(),
+            ]
+        });
+        let header = [
+            "",
+            "vulnerability",
+            "package",
+            "installed",
+            "fixed in",
+            "severity",
+        ];
+        table(md, &header, rows.collect());
     }
     if !u.pinned_inputs.is_empty() {
         let _ = writeln!(

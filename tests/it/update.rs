@@ -361,7 +361,7 @@ fn releases(ctx: &TestContext, rel: &str) -> (Releases, std::path::PathBuf) {
 }
 
 #[test]
-fn update_moves_a_url_input_to_its_newest_listed_release_and_refuses_a_bad_checksum() {
+fn update_moves_a_url_input_to_its_newest_release_and_puts_everything_back_on_failure() {
     let ctx = TestContext::new();
     let (Releases { www, url, v1, v2 }, recipe) = releases(&ctx, "foo.toml");
     run_ok(ctx.kiln().arg("lock").arg(&recipe));
@@ -437,6 +437,24 @@ fn update_moves_a_url_input_to_its_newest_listed_release_and_refuses_a_bad_check
         "{log}"
     );
     assert_eq!(snapshot(&recipe), settled);
+
+    // A listed release that does not build (not an archive): the recipe is put back.
+    let broken = b"not an archive\n";
+    std::fs::write(www.join("foo-1.12.tar"), broken).unwrap();
+    std::fs::write(
+        www.join("SHA256SUMS"),
+        format!("{}  foo-1.12.tar\n", sha256(broken)),
+    )
+    .unwrap();
+    let out = update(&ctx, &["foo.toml"]);
+    let log = stderr(&out);
+    assert_eq!(code(&out), 2, "{log}");
+    assert!(
+        log.contains("failed to build the updated foo.toml; the recipe and its lock were put back"),
+        "{log}"
+    );
+    assert_eq!(snapshot(&recipe).0, settled.0);
+    assert!(!ctx.join("foo.lock").exists());
 }
 
 fn git(dir: &Path) -> std::process::Command {
