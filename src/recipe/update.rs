@@ -116,10 +116,12 @@ pub fn is_version(v: &str) -> bool {
 }
 
 /// Number by number (`1.10` > `1.9`); a longer version is higher when the rest is equal.
+/// Numbers of any length compare exactly (as digit strings without leading zeros).
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
-    let parts = |v: &str| -> Vec<u128> {
+    let parts = |v: &str| -> Vec<(usize, String)> {
         v.split('.')
-            .map(|p| p.trim_start_matches('0').parse().unwrap_or(0))
+            .map(|p| p.trim_start_matches('0'))
+            .map(|p| (p.len(), p.to_string()))
             .collect()
     };
     parts(a).cmp(&parts(b))
@@ -222,6 +224,11 @@ mod tests {
             ("1.2", "1.2.0", Ordering::Less),
             ("01.2", "1.2", Ordering::Equal),
             ("2", "10", Ordering::Less),
+            (
+                "1.99999999999999999999999999999999999999999",
+                "1.2",
+                Ordering::Greater,
+            ),
         ] {
             assert_eq!(compare_versions(a, b), want, "{a} vs {b}");
         }

@@ -355,3 +355,97 @@ fn recipe_section(md: &mut String, u: &RecipeUpdate) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deb::lock::PackageChange;
+    use crate::scan::{Severity, Status};
+
+    fn finding(id: &str, installed: &str) -> Finding {
+        Finding {
+            id: id.to_string(),
+            aliases: vec![format!("CVE-{id}")],
+            package: "libssl3".into(),
+            architecture: "amd64".into(),
+            source: "openssl".into(),
+            installed_version: installed.into(),
+            fixed_version: Some("9".into()),
+            severity: Severity::High,
+            score: None,
+            summary: None,
+            status: Status::Affected,
+            note: None,
+            location: String::new(),
+            record: String::new(),
+        }
+    }
+
+    fn updated() -> RecipeUpdate {
+        RecipeUpdate {
+            recipe: "r.toml".into(),
+            image: "r".into(),
+            changed: true,
+            base: None,
+            inputs: Vec::new(),
+            pinned_inputs: vec!["notes".into()],
+            packages: vec![PackageChange {
+                name: "libssl3".into(),
+                architecture: "amd64".into(),
+                old: Some("1".into()),
+                new: Some("2".into()),
+                source: "openssl".into(),
+            }],
+            digests: None,
+            output: None,
+            diff: None,
+            vulnerabilities: Some(VulnerabilityDelta::new(
+                vec![finding("A", "1"), finding("B", "1")],
+                vec![finding("B", "2"), finding("C|D", "2")],
+            )),
+            conclusion: String::new(),
+            built: None,
+        }
+    }
+
+    #[test]
+    fn findings_split_into_fixed_still_open_and_introduced() {
+        let v = updated().vulnerabilities.unwrap();
+        let ids = |l: &[Finding]| l.iter().map(|f| f.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&v.fixed), ["A"]);
+        assert_eq!(ids(&v.still_open), ["B"]);
+        // Still open is reported as found in the updated image.
+        assert_eq!(v.still_open[0].installed_version, "2");
+        assert_eq!(ids(&v.introduced), ["C|D"]);
+    }
+
+    #[test]
+    fn conclusion_and_markdown_name_every_change_and_escape_cells() {
+        let mut u = updated();
+        u.conclusion = conclusion(&u);
+        assert_eq!(
+            u.conclusion,
+            "updated 1 package; fixes 1 vulnerability (A (CVE-A)), 1 still open, 1 introduced \
+             (C|D (CVE-C|D)) (1 input stays pinned without an `update` rule: notes)"
+        );
+        let report = UpdateReport {
+            schema: SCHEMA,
+            recipes: vec![u],
+            failures: vec![RecipeFailure {
+                recipe: "bad.toml".into(),
+                error: "failed to update bad.toml\ncaused by: no".into(),
+            }],
+        };
+        let md = report.markdown();
+        for want in [
+            "| `r.toml` | r | updated 1 package; fixes 1 vulnerability (A (CVE-A)), 1 still open, 1 introduced (C\\|D (CVE-C\\|D))",
+            "| `bad.toml` | | **failed**: failed to update bad.toml |",
+            "| package | old | new | source |\n|---|---|---|---|\n| libssl3:amd64 | 1 | 2 | openssl |\n",
+            "| introduced | C\\|D (CVE-C\\|D) | libssl3 (openssl) | 2 | 9 | high |",
+            "Pinned without an `update` rule (not checked): `notes`",
+            "### `bad.toml`: failed\n\n```\nfailed to update bad.toml\ncaused by: no\n```",
+        ] {
+            assert!(md.contains(want), "missing {want:?} in:\n{md}");
+        }
+    }
+}
