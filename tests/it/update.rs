@@ -319,8 +319,16 @@ fn sha256(bytes: &[u8]) -> String {
     kiln::digest::Sha256Digest::of(bytes).hex()
 }
 
-/// Releases 1.9 and 1.10 of `foo` with their SHA256SUMS, and `notes.txt`, served over
-/// loopback; a recipe at `rel` pinned to 1.9 with an `update` rule, and `notes` without one.
+/// How the recipe's `update` rule finds the releases.
+#[derive(Clone, Copy)]
+enum List {
+    Checksums,
+    Index,
+}
+
+/// Releases 1.9 and 1.10 of `foo` with their SHA256SUMS and an HTML index, and `notes.txt`,
+/// served over loopback; a recipe at `rel` pinned to 1.9 with an `update` rule reading `list`,
+/// and `notes` without one.
 struct Releases {
     www: std::path::PathBuf,
     url: String,
@@ -328,7 +336,7 @@ struct Releases {
     v2: Vec<u8>,
 }
 
-fn releases(ctx: &TestContext, rel: &str) -> (Releases, std::path::PathBuf) {
+fn releases(ctx: &TestContext, rel: &str, list: List) -> (Releases, std::path::PathBuf) {
     let www = ctx.join("www");
     std::fs::create_dir_all(&www).unwrap();
     let v1 = release_tar(&www, "1.9");
@@ -342,15 +350,25 @@ fn releases(ctx: &TestContext, rel: &str) -> (Releases, std::path::PathBuf) {
         ),
     )
     .unwrap();
+    std::fs::write(
+        www.join("index.html"),
+        "<html><body><a href=\"foo-1.9.tar\">foo-1.9.tar</a>\n\
+         <a href=\"foo-1.10.tar\">foo-1.10.tar</a> <a href=\"SHA256SUMS\">SHA256SUMS</a></body></html>\n",
+    )
+    .unwrap();
     std::fs::write(www.join("notes.txt"), "pinned\n").unwrap();
     let url = serve(&www);
+    let source = match list {
+        List::Checksums => format!("checksums = \"{url}/SHA256SUMS\""),
+        List::Index => format!("index = \"{url}/index.html\""),
+    };
     let recipe = ctx.write(
         rel,
         format!(
             "[image]\nname = \"foo\"\nepoch = 1700000000\n\n\
              [inputs.foo]\n# the release tarball; kiln update follows SHA256SUMS\n\
              url = \"{url}/foo-1.9.tar\"\n\
-             update = {{ url-template = \"{url}/foo-{{version}}.tar\", checksums = \"{url}/SHA256SUMS\" }}\n\n\
+             update = {{ url-template = \"{url}/foo-{{version}}.tar\", {source} }}\n\n\
              [inputs.notes]\nurl = \"{url}/notes.txt\"\n\n\
              [[layer]]\n[[layer.step]]\nextract = \"foo\"\ndest = \"/opt/foo\"\n\
              [[layer.step]]\ncopy = \"notes\"\ndest = \"/opt/notes.txt\"\n"
@@ -363,7 +381,7 @@ fn releases(ctx: &TestContext, rel: &str) -> (Releases, std::path::PathBuf) {
 #[test]
 fn update_moves_a_url_input_to_its_newest_release_and_puts_everything_back_on_failure() {
     let ctx = TestContext::new();
-    let (Releases { www, url, v1, v2 }, recipe) = releases(&ctx, "foo.toml");
+    let (Releases { www, url, v1, v2 }, recipe) = releases(&ctx, "foo.toml", List::Checksums);
     run_ok(ctx.kiln().arg("lock").arg(&recipe));
     let old = std::fs::read_to_string(&recipe).unwrap();
     assert!(old.contains(&sha256(&v1)), "{old}");
@@ -470,15 +488,15 @@ fn git(dir: &Path) -> std::process::Command {
     cmd
 }
 
-/// The scheduled-run script of `examples/update/` in a git checkout with a bare remote: the new
-/// pins land on the branch with the report as the commit body, and a run with nothing new
+/// The scheduled-run script of `examples/update/` in a git checkout with a bare remote (the
+/// recipe's releases listed by an HTML index page): the new pins land on the branch with the report as the commit body, and a run with nothing new
 /// pushes nothing. The systemd units verify and the CI files are YAML.
 #[test]
 fn update_example_script_commits_the_new_pins_on_a_branch() {
     let ctx = TestContext::new();
     let work = ctx.join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let (_releases, recipe) = releases(&ctx, "work/recipes/foo/recipe.toml");
+    let (_releases, recipe) = releases(&ctx, "work/recipes/foo/recipe.toml", List::Index);
     run_ok(ctx.kiln().arg("lock").arg(&recipe));
     let remote = ctx.join("remote.git");
     run_ok(git(ctx.path()).args(["init", "-q", "--bare"]).arg(&remote));
