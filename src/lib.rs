@@ -14,6 +14,7 @@ pub mod digest;
 pub mod fetch;
 pub mod image;
 pub mod layer;
+pub mod lock;
 pub mod policy;
 pub mod recipe;
 pub mod registry;

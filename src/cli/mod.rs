@@ -6,7 +6,6 @@ mod args;
 mod build;
 mod cache;
 mod copy;
-mod deb_lock;
 mod diff;
 mod inspect;
 mod key;

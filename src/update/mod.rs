@@ -9,7 +9,6 @@
 //! compared with [`crate::diff`] and, given a vulnerability database, both are scanned with
 //! [`crate::scan`] so the report can say which vulnerabilities the update fixes.
 
-mod base;
 mod inputs;
 mod report;
 
@@ -17,7 +16,6 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use base::{resolve_base, BaseError};
 pub use inputs::{newer_release, InputChange, MAX_VERSION_LIST};
 pub use report::{
     ChangedPath, DiffSummary, ImageDigests, RecipeFailure, UpdateReport, VulnerabilityDelta, SCHEMA,
@@ -25,12 +23,13 @@ pub use report::{
 
 use crate::build::output::{write_layout, write_output, OutputFormat};
 use crate::build::{self, BuildObserver, BuildOptions, BuiltImage};
-use crate::deb::lock::{package_changes, resolve_lock, LockEvent, PackageChange, ResolveLockError};
+use crate::deb::lock::{self as deb_lock, DebLockError, LockEvent, PackageChange};
 use crate::deb::lockfile::{lock_path, Lock, LockfileError};
 use crate::diff::{self, DiffOptions};
 use crate::digest::Sha256Digest;
 use crate::fetch::{FetchError, Fetcher};
 use crate::image::{self, ImageError, ImageRef, Transports};
+use crate::lock::{resolve_base, LockOptions};
 use crate::recipe::{self, InputSource, LockError, Recipe, RecipeError};
 use crate::scan::{self, Database, Finding, ScanError};
 use crate::store::Store;
@@ -51,13 +50,13 @@ pub enum UpdateError {
     Packages {
         recipe: PathBuf,
         #[source]
-        source: Box<ResolveLockError>,
+        source: Box<DebLockError>,
     },
     #[error("failed to re-resolve the base image of {}", recipe.display())]
     Base {
         recipe: PathBuf,
         #[source]
-        source: Box<BaseError>,
+        source: Box<crate::lock::BaseError>,
     },
     #[error("failed to fetch {what} ({url})")]
     Fetch {
@@ -180,7 +179,7 @@ impl std::fmt::Display for UpdateEvent<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             UpdateEvent::Checking { recipe } => write!(f, "checking {}", recipe.display()),
-            UpdateEvent::Lock(e) => e.fmt(f),
+            UpdateEvent::Lock(e) => write!(f, "{e}"),
             UpdateEvent::BaseMoved { old, new } => write!(f, "base: {old} → {new}"),
             UpdateEvent::InputMoved(c) => write!(
                 f,
@@ -300,14 +299,26 @@ pub fn update_recipe(
     let base = match &old.base {
         None => None,
         Some(b) => {
-            let ctx = transports(store.clone(), opts, observer)?;
-            let pinned = resolve_base(&b.reference, &old.dir, old.image.platform.as_str(), &ctx)
-                .map_err(|source| UpdateError::Base {
+            let transports = || transports(store.clone(), opts, observer);
+            let lock_options = LockOptions {
+                update: true,
+                now: opts.now,
+                fetcher: &fetcher,
+                transports: &transports,
+            };
+            let platform = old.image.platform.as_str();
+            let pinned = resolve_base(&b.reference, &old.dir, platform, &lock_options).map_err(
+                |source| UpdateError::Base {
                     recipe: path.to_path_buf(),
                     source: Box::new(source),
-                })?;
-            match pinned {
-                Some((reference, digest)) if reference != b.reference => {
+                },
+            )?;
+            let digest = pinned
+                .as_deref()
+                .and_then(|p| p.rsplit_once('@'))
+                .and_then(|(_, d)| d.parse::<Sha256Digest>().ok());
+            match (pinned, digest) {
+                (Some(reference), Some(digest)) if reference != b.reference => {
                     observer.event(UpdateEvent::BaseMoved {
                         old: &b.reference,
                         new: &reference,
@@ -336,7 +347,7 @@ pub fn update_recipe(
         }
     };
     let old_lock = Lock::read(&lock_file)?.unwrap_or_default();
-    let new_lock = resolve_lock(&old, &old_lock, &fetcher, true, opts.now, &|e| {
+    let new_lock = deb_lock::resolve(&old, &old_lock, &fetcher, true, opts.now, &mut |e| {
         observer.event(UpdateEvent::Lock(e))
     })
     .map_err(|source| UpdateError::Packages {
@@ -345,7 +356,7 @@ pub fn update_recipe(
     })?;
     let packages = new_lock
         .as_ref()
-        .map(|l| package_changes(&old_lock, l))
+        .map(|l| deb_lock::changes(&old_lock, l))
         .unwrap_or_default();
     for p in &packages {
         observer.event(UpdateEvent::PackageMoved(p));
@@ -490,17 +501,13 @@ fn transports(
     store: Store,
     opts: &UpdateOptions,
     observer: &dyn UpdateObserver,
-) -> Result<Transports> {
+) -> Result<Transports, ImageError> {
     let mut ctx = Transports::new(
         store,
         opts.build.offline,
         &opts.build.registry,
         observer.build().registry_progress(),
-    )
-    .map_err(|source| UpdateError::Image {
-        path: opts.build.store_root.clone(),
-        source: Box::new(source),
-    })?;
+    )?;
     ctx.with_attached = false;
     Ok(ctx)
 }
