@@ -15,6 +15,7 @@ pub mod fetch;
 pub mod http;
 pub mod image;
 pub mod layer;
+pub mod lock;
 pub mod platform;
 pub mod policy;
 pub mod recipe;
@@ -22,6 +23,7 @@ pub mod reference;
 pub mod registry;
 pub mod scan;
 pub mod store;
+pub mod update;
 
 #[cfg(test)]
 pub(crate) mod testing;

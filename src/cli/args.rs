@@ -74,6 +74,11 @@ pub enum Command {
     /// List the tags of a registry repository with their digests and promotion status
     /// (promotion statements signed by a --promoted-by key: which key, which policy, when).
     List(ListArgs),
+    /// Re-pin recipes to what their sources offer now (base image tags, Debian packages, url
+    /// inputs with an `update` rule), and when anything moved: rewrite the recipe and its
+    /// lock, build the previous and the updated image, compare and rescan them, and report.
+    /// Exit 0 nothing changed, 1 updated, 2 on errors.
+    Update(UpdateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -631,4 +636,36 @@ pub struct SbomArgs {
 pub enum SbomFormat {
     SpdxJson,
     CyclonedxJson,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The recipe files; each one (and its RECIPE.lock) is rewritten in place when something
+    /// changed, and left untouched otherwise.
+    #[arg(required = true)]
+    pub recipes: Vec<PathBuf>,
+    /// OSV records (a directory or an osv.dev zip): scan the previous and the updated image
+    /// and report the vulnerabilities fixed, still open and introduced.
+    #[arg(long, value_name = "DIR")]
+    pub db: Option<PathBuf>,
+    /// The OSV ecosystem (e.g. Debian:12) for images without an /etc/os-release.
+    #[arg(long, value_name = "NAME")]
+    pub ecosystem: Option<String>,
+    /// Write the report as Markdown (a pull-request body).
+    #[arg(long, value_name = "FILE.md")]
+    pub report: Option<PathBuf>,
+    /// Write the report as JSON (schema https://kiln.build/update/v1).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Where updated images are written, as OCI layouts named after `[image] name`.
+    #[arg(long, value_name = "DIR", default_value = "out")]
+    pub output_dir: PathBuf,
+    /// Push the updated image to docker://HOST/REPO[:TAG] (with one recipe only).
+    #[arg(long, value_name = "REF")]
+    pub push: Option<String>,
+    /// Sign the updated image (and its provenance) in its layout with this private key.
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: BuildRunArgs,
 }

@@ -121,19 +121,11 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
     write_output(&image, &dest, args.format, &store)
         .with_context(|| format!("failed to write {}", dest.display()))?;
     if let Some(key) = &sign_key {
-        super::sign::sign_built_layout(
-            &dest,
-            &names,
-            &image.manifest_digest,
-            &image.provenance,
-            Vec::new(),
-            key,
-        )
-        .with_context(|| format!("failed to sign the image in {}", dest.display()))?;
+        sign_output(&dest, &names, &image, key)?;
     }
     status(&format!("wrote {}", dest.display()));
     if let Some(push) = &args.push {
-        push_output(&image, &dest, args.format, push, &args)
+        push_output(&image, &dest, args.format, push, &args.run)
             .with_context(|| format!("failed to push {push}"))?;
     }
     reporter.json(serde_json::json!({
@@ -278,20 +270,38 @@ fn check(
     Ok(Err(ExitCode::from(1)))
 }
 
+/// Signs the image `build` wrote into the layout `dest`, with its provenance.
+pub(super) fn sign_output(
+    dest: &std::path::Path,
+    names: &super::sign::SigningNames,
+    image: &build::BuiltImage,
+    key: &crate::attest::SigningKey,
+) -> Result<()> {
+    super::sign::sign_built_layout(
+        dest,
+        names,
+        &image.manifest_digest,
+        &image.provenance,
+        Vec::new(),
+        key,
+    )
+    .with_context(|| format!("failed to sign the image in {}", dest.display()))
+}
+
 /// Pushes what `build` wrote: the layout itself, or (for archive formats, which cannot carry
 /// the provenance) a layout staged in the cache's scratch directory.
-fn push_output(
+pub(super) fn push_output(
     image: &build::BuiltImage,
     dest: &std::path::Path,
     format: OutputFormat,
     push: &str,
-    args: &BuildArgs,
+    run: &super::args::BuildRunArgs,
 ) -> Result<()> {
     let target: ImageRef = push.parse()?;
     if !matches!(target, ImageRef::Docker { .. }) {
         anyhow::bail!("--push takes a docker://HOST/REPO[:TAG] reference, not `{push}`");
     }
-    let ctx = super::copy::transports(&args.run.cache, &args.run.registry)?;
+    let ctx = super::copy::transports(&run.cache, &run.registry)?;
     let scratch = ctx.scratch()?;
     let layout_dir = match format {
         OutputFormat::Oci => dest.to_path_buf(),

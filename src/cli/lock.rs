@@ -1,75 +1,114 @@
 use std::process::ExitCode;
 
+use std::time::SystemTime;
+
 use anyhow::{Context, Result};
 
 use super::args::{FetchArgs, LockArgs};
 use super::build::store_root;
-use super::printer::status;
+use super::printer::{out, status};
+use crate::deb::lock::PackageChange;
 use crate::fetch::Fetcher;
-use crate::image::layout::write_atomic;
-use crate::image::remote::registry_reference;
-use crate::image::{open_image_with, ImageRef};
-use crate::recipe::{self, InputSource, Recipe};
+use crate::image::{open_image_with, ImageRef, Transports};
+use crate::lock::{lock_recipe, LockEvent, LockOptions, Pin};
+use crate::recipe::{InputSource, Recipe};
 use crate::store::Store;
 
 pub fn run_lock(args: LockArgs) -> Result<ExitCode> {
-    let text = fs_err::read_to_string(&args.recipe)?;
-    let parsed = Recipe::parse_unpinned(&text, &args.recipe, recipe_dir(&args.recipe))?;
-    let store = Store::open(&store_root(&args.cache)?)?;
-    let fetcher = fetcher(store, &args.cache);
-    let mut new_text = text.clone();
-    let mut changed = 0;
-    for (name, input) in &parsed.inputs {
-        let InputSource::Url { url, sha256, size } = &input.source else {
-            continue;
+    let root = store_root(&args.cache)?;
+    let fetcher = fetcher(Store::open(&root)?, &args.cache);
+    let transports = || {
+        Transports::new(
+            Store::open(&root)?,
+            args.cache.offline,
+            &super::copy::registry_options(&args.registry),
+            Some(Box::new(super::copy::StderrProgress::default())),
+        )
+    };
+    let options = LockOptions {
+        update: args.update,
+        now: now(),
+        fetcher: &fetcher,
+        transports: &transports,
+    };
+    let outcome = lock_recipe(&args.recipe, &options, &mut print_event)?;
+    if let Some(packages) = &outcome.packages {
+        if args.update {
+            print_changes(&packages.changes);
+        }
+        let verb = if packages.written {
+            "written"
+        } else {
+            "unchanged"
         };
-        let (digest, new_size) = match sha256 {
-            Some(_) if size.is_some() && !args.update => continue,
-            // Pinned before sizes were recorded: the size of the verified bytes.
-            Some(pinned) if !args.update => {
-                let path = fetcher
-                    .fetch(url, pinned, name)
-                    .with_context(|| format!("failed to lock input `{name}` ({url})"))?;
-                (*pinned, fs_err::metadata(path)?.len())
-            }
-            _ => fetcher
-                .resolve_sized(url, name)
-                .with_context(|| format!("failed to lock input `{name}` ({url})"))?,
-        };
-        if sha256.as_ref() != Some(&digest) {
-            new_text = recipe::pin_input_sha256(&new_text, name, &digest)?;
-            changed += 1;
-            status(&format!("pinned {name}: {digest}"));
-        }
-        if *size != Some(new_size) {
-            new_text = recipe::pin_input_size(&new_text, name, new_size)?;
-            changed += 1;
-            status(&format!("pinned {name}: {new_size} bytes"));
-        }
+        status(&format!("{}: {verb}", packages.path.display()));
     }
-    if let Some(base) = &parsed.base {
-        if base.digest.is_none() || args.update {
-            let platform = parsed.image.platform.to_string();
-            if let Some(pinned) = resolve_base(&base.reference, &parsed.dir, &platform, &args)
-                .with_context(|| format!("failed to lock base image `{}`", base.reference))?
-            {
-                if pinned != base.reference.to_string() {
-                    new_text = recipe::pin_base_ref(&new_text, &pinned)?;
-                    changed += 1;
-                    status(&format!("pinned base: {pinned}"));
-                }
-            }
-        }
-    }
-    if new_text != text {
-        write_atomic(&args.recipe, new_text.as_bytes())?;
-    }
-    super::deb_lock::lock_packages(&parsed, &fetcher, args.update)?;
     status(&format!(
-        "{}: {changed} pin(s) written",
-        args.recipe.display()
+        "{}: {} pin(s) written",
+        args.recipe.display(),
+        outcome.pins.len()
     ));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The clock: the one wall-time read of a lock, for key, signature and Valid-Until expiry.
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn print_event(event: LockEvent<'_>) {
+    let line = match event {
+        LockEvent::Pinned(Pin::InputSha256 { input, sha256 }) => {
+            format!("pinned {input}: {sha256}")
+        }
+        LockEvent::Pinned(Pin::InputSize { input, size }) => {
+            format!("pinned {input}: {size} bytes")
+        }
+        LockEvent::Pinned(Pin::Base { reference }) => format!("pinned base: {reference}"),
+        LockEvent::Packages(event) => event.to_string(),
+    };
+    status(&line);
+}
+
+/// `package  old → new  (source)` for every package whose version changed, appeared or went.
+fn print_changes(changes: &[PackageChange]) {
+    if changes.is_empty() {
+        out(format_args!("all packages are at the newest version"));
+        return;
+    }
+    let rows: Vec<[String; 4]> = changes
+        .iter()
+        .map(|c| {
+            let (old, new) = c.versions();
+            [
+                format!("{}:{}", c.name, c.architecture),
+                old.to_string(),
+                new.to_string(),
+                c.source.clone(),
+            ]
+        })
+        .collect();
+    let header = ["package", "old", "new", "source"].map(String::from);
+    let width = |i: usize| {
+        rows.iter()
+            .chain(std::iter::once(&header))
+            .map(|r| r[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    out(format_args!(
+        "{:w0$}  {:w1$}    {:w2$}  {}",
+        header[0], header[1], header[2], header[3]
+    ));
+    for r in &rows {
+        out(format_args!(
+            "{:w0$}  {:w1$} → {:w2$}  {}",
+            r[0], r[1], r[2], r[3]
+        ));
+    }
 }
 
 pub fn run_fetch(args: FetchArgs) -> Result<ExitCode> {
@@ -89,7 +128,9 @@ pub fn run_fetch(args: FetchArgs) -> Result<ExitCode> {
             status(&format!("fetched {name}: {d}"));
         }
     }
-    super::deb_lock::fetch_packages(&recipe, &fetcher)?;
+    if let Some(count) = crate::deb::lock::fetch(&recipe, &fetcher)? {
+        status(&format!("fetched {count} packages"));
+    }
     if let Some(base) = &recipe.base {
         let parsed = &base.reference;
         if matches!(parsed, ImageRef::Docker { .. }) {
@@ -104,13 +145,6 @@ pub fn run_fetch(args: FetchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn recipe_dir(recipe: &std::path::Path) -> std::path::PathBuf {
-    match recipe.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    }
-}
-
 pub fn fetcher(store: Store, cache: &super::args::CacheArgs) -> Fetcher {
     let mut f = Fetcher::new(store);
     f.mirrors = cache.mirror.clone();
@@ -118,60 +152,4 @@ pub fn fetcher(store: Store, cache: &super::args::CacheArgs) -> Fetcher {
     f.max_download_size = cache.max_download_size;
     f.progress = Some(Box::new(super::progress::TransferProgress::new()));
     f
-}
-
-/// The base reference pinned to what its tag names now (`None`: nothing to resolve, e.g. a
-/// digest-only reference). The text before `@` is kept as written; only the digest changes.
-fn resolve_base(
-    parsed: &ImageRef,
-    recipe_dir: &std::path::Path,
-    platform: &str,
-    args: &LockArgs,
-) -> Result<Option<String>> {
-    let reference = parsed.to_string();
-    let unpinned = reference
-        .rsplit_once('@')
-        .map_or(reference.as_str(), |(body, _)| body)
-        .to_string();
-    let digest = match parsed {
-        ImageRef::Docker { .. } => {
-            let r = registry_reference(parsed)?;
-            if r.tag().is_none() && r.digest().is_some() {
-                return Ok(None);
-            }
-            if args.cache.offline {
-                anyhow::bail!("resolving a tag needs the network, and --offline was given");
-            }
-            let ctx = super::copy::transports(&args.cache, &args.registry)?;
-            ctx.client.resolve_tag(r.repository(), r.tag_or_latest())?
-        }
-        ImageRef::Oci { path, tag, .. } | ImageRef::OciArchive { path, tag, .. } => {
-            if tag.is_none() && parsed.digest().is_some() {
-                return Ok(None);
-            }
-            let path = if path.is_absolute() {
-                path.clone()
-            } else {
-                recipe_dir.join(path)
-            };
-            let local = match parsed {
-                ImageRef::Oci { .. } => ImageRef::Oci {
-                    path,
-                    tag: tag.clone(),
-                    digest: None,
-                },
-                _ => ImageRef::OciArchive {
-                    path,
-                    tag: tag.clone(),
-                    digest: None,
-                },
-            };
-            let ctx = super::copy::transports(&args.cache, &args.registry)?;
-            open_image_with(&local, platform, &ctx)?.resolved_digest
-        }
-        ImageRef::DockerArchive { .. } => {
-            anyhow::bail!("a docker-archive base cannot be pinned: it has no manifest digest; use oci-archive: or oci:")
-        }
-    };
-    Ok(Some(format!("{unpinned}@{digest}")))
 }

@@ -6,7 +6,6 @@ mod args;
 mod build;
 mod cache;
 mod copy;
-mod deb_lock;
 mod diff;
 mod inspect;
 mod key;
@@ -17,6 +16,7 @@ mod promote;
 mod rebuild;
 mod scan;
 mod sign;
+mod update;
 
 use std::process::ExitCode;
 
@@ -51,6 +51,7 @@ pub fn main() -> ExitCode {
         Command::List(args) => promote::run_list(args),
         Command::Scan(args) => scan::run(args),
         Command::Sbom(args) => scan::run_sbom(args),
+        Command::Update(args) => update::run(args),
     };
     match result {
         Ok(code) => code,

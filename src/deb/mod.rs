@@ -3,6 +3,7 @@
 
 pub mod control;
 pub mod install;
+pub mod lock;
 pub mod lockfile;
 pub mod packages;
 pub mod relation;

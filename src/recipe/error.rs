@@ -211,6 +211,12 @@ pub enum RecipeError {
         name: String,
         table: String,
     },
+    #[error("{at}: invalid `update` of [inputs.{input}]: {reason}")]
+    InvalidUpdate {
+        at: Location,
+        input: String,
+        reason: String,
+    },
     #[error("{at}: invalid exposed port `{value}`: expected PORT[/tcp|/udp|/sctp] with PORT in 1..=65535")]
     InvalidPort { at: Location, value: String },
 }
@@ -252,6 +258,7 @@ impl RecipeError {
             | Nul { at, .. }
             | InvalidEnvName { at, .. }
             | InvalidPort { at, .. }
+            | InvalidUpdate { at, .. }
             | InvalidRepository { at, .. }
             | UnknownRepository { at, .. }
             | InvalidPackageName { at, .. }

@@ -72,6 +72,14 @@ pub fn pin_input_sha256(text: &str, input: &str, sha: &Sha256Digest) -> Result<S
     })
 }
 
+/// Replaces the `url` of `[inputs.<input>]` (what `kiln update` does before pinning the new
+/// release's `sha256` and `size`), keeping every other byte of `text`.
+pub fn pin_input_url(text: &str, input: &str, url: &str) -> Result<String, LockError> {
+    pin_input_key(text, input, "url", &quote(url), &["url"], |v| {
+        v.as_str() == Some(url)
+    })
+}
+
 /// Sets `size` of `[inputs.<input>]` to `size` (replacing it, or inserting it after the
 /// input's `sha256`, else its `url`), keeping every other byte of `text`.
 pub fn pin_input_size(text: &str, input: &str, size: u64) -> Result<String, LockError> {

@@ -14,6 +14,7 @@ mod span;
 mod steps;
 mod table;
 mod types;
+mod update;
 mod values;
 
 #[cfg(test)]
@@ -22,7 +23,7 @@ mod tests;
 use std::path::Path;
 
 pub use error::RecipeError;
-pub use lock::{pin_base_ref, pin_input_sha256, pin_input_size, LockError};
+pub use lock::{pin_base_ref, pin_input_sha256, pin_input_size, pin_input_url, LockError};
 pub use repositories::Repository;
 pub use span::{Location, Span, ValueSpans};
 pub use steps::STEP_KINDS;
@@ -30,6 +31,7 @@ pub use types::{
     Base, Compression, ConfigSection, HistoryEntry, ImageSection, Input, InputSource, Layer,
     Recipe, Step, StepKind, TarStyle,
 };
+pub use update::{compare_versions, UpdateRule, VersionSource};
 pub use values::{ImagePath, Mode, Owner, Platform, RefName, ValueError};
 
 use parse::BasePin;

@@ -34,7 +34,7 @@ const IMAGE_KEYS: &[&str] = &[
 ];
 const HISTORY_KEYS: &[&str] = &["created-by", "comment", "author", "empty-layer"];
 const BASE_KEYS: &[&str] = &["ref"];
-const INPUT_KEYS: &[&str] = &["url", "path", "sha256", "size"];
+const INPUT_KEYS: &[&str] = &["url", "path", "sha256", "size", "update"];
 const CONFIG_KEYS: &[&str] = &[
     "entrypoint",
     "cmd",
@@ -338,14 +338,16 @@ fn parse_input(t: &Tbl<'_>, name: &str, dir: &Path) -> Result<Input, RecipeError
             }
         }
     };
+    let update = super::update::parse_update(t, name, url)?;
     Ok(Input {
         name: name.to_string(),
         source,
         span: t.span,
+        update,
     })
 }
 
-fn url_ok(url: &str) -> bool {
+pub(crate) fn url_ok(url: &str) -> bool {
     let rest = ["https://", "http://", "file://"]
         .iter()
         .find_map(|p| url.strip_prefix(p));

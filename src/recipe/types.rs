@@ -116,6 +116,9 @@ pub struct Input {
     pub name: String,
     pub source: InputSource,
     pub span: Span,
+    /// `update`: how `kiln update` finds a newer release of a `url` input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<super::update::UpdateRule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

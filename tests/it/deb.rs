@@ -9,7 +9,7 @@ use std::process::Command;
 use crate::support::*;
 
 /// Serves `root` over HTTP on 127.0.0.1 (GET only) until the test process ends.
-fn serve(root: &Path) -> String {
+pub(crate) fn serve(root: &Path) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let root = root.to_path_buf();
@@ -54,7 +54,12 @@ fn serve(root: &Path) -> String {
 }
 
 /// A package to build: name, version, architecture, extra control fields.
-struct Pkg(&'static str, &'static str, &'static str, &'static str);
+pub(crate) struct Pkg(
+    pub &'static str,
+    pub &'static str,
+    pub &'static str,
+    pub &'static str,
+);
 
 const PACKAGES: &[Pkg] = &[
     Pkg(
@@ -88,9 +93,9 @@ const PACKAGES: &[Pkg] = &[
 ];
 
 /// A signed repository under `ctx/repo` plus its keyring at `ctx/keyring.gpg`.
-struct Repo {
-    root: PathBuf,
-    url: String,
+pub(crate) struct Repo {
+    pub root: PathBuf,
+    pub url: String,
 }
 
 fn gpg(home: &Path) -> Command {
@@ -107,7 +112,12 @@ fn gpg(home: &Path) -> Command {
 }
 
 /// A new signing key in its own GNUPGHOME (`faked_time`: created at that time, ISO 8601).
-fn new_key(ctx: &TestContext, name: &str, expire: &str, faked_time: Option<&str>) -> PathBuf {
+pub(crate) fn new_key(
+    ctx: &TestContext,
+    name: &str,
+    expire: &str,
+    faked_time: Option<&str>,
+) -> PathBuf {
     let home = ctx.join(format!("gnupg-{name}"));
     std::fs::create_dir_all(&home).unwrap();
     std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
@@ -131,7 +141,7 @@ fn export_keyring(home: &Path, to: &Path) {
     std::fs::write(to, out.stdout).unwrap();
 }
 
-fn build_deb(ctx: &TestContext, pool: &Path, p: &Pkg) {
+pub(crate) fn build_deb(ctx: &TestContext, pool: &Path, p: &Pkg) {
     let Pkg(name, version, arch, extra) = *p;
     let dir = ctx.join(format!("debsrc/{name}_{version}"));
     std::fs::create_dir_all(dir.join("DEBIAN")).unwrap();
@@ -165,7 +175,11 @@ fn build_deb(ctx: &TestContext, pool: &Path, p: &Pkg) {
 
 /// Builds the pool, indexes it and signs the release with `home`'s key. `edit_release`
 /// may change the Release text before it is signed.
-fn make_repo(ctx: &TestContext, home: &Path, edit_release: impl Fn(String) -> String) -> Repo {
+pub(crate) fn make_repo(
+    ctx: &TestContext,
+    home: &Path,
+    edit_release: impl Fn(String) -> String,
+) -> Repo {
     let root = ctx.join("repo");
     let pool = root.join("pool/main");
     if !pool.exists() {
@@ -181,7 +195,7 @@ fn make_repo(ctx: &TestContext, home: &Path, edit_release: impl Fn(String) -> St
 
 /// (Re)writes `Packages`, `Packages.xz`, `Release` and `InRelease`. `packages_override`
 /// replaces the scanned index text.
-fn index_and_sign(
+pub(crate) fn index_and_sign(
     root: &Path,
     home: &Path,
     edit_release: impl Fn(String) -> String,

@@ -36,5 +36,6 @@ mod testtar;
 #[path = "../../src/testing/tls.rs"]
 mod tls_support;
 mod trust;
+mod update;
 mod validate;
 mod whiteout_rules;

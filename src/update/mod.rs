@@ -1,0 +1,532 @@
+//! `kiln update`: re-pin a recipe to what its sources offer now, rebuild, compare and rescan,
+//! and say what changed in terms a reviewer can act on.
+//!
+//! One recipe at a time: the base image's tag, the `packages` closures and the `url` inputs
+//! with an `update` rule are resolved again. When nothing moved, nothing is written (the
+//! recipe and its lock keep their bytes and mtimes). When something did, the image of the
+//! previous pins is built (from the layer cache when it was built before), the new recipe and
+//! lock are written, the new image is built (a failure puts the old files back), the two are
+//! compared with [`crate::diff`] and, given a vulnerability database, both are scanned with
+//! [`crate::scan`] so the report can say which vulnerabilities the update fixes.
+
+mod inputs;
+mod report;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use inputs::{newer_release, InputChange, MAX_VERSION_LIST};
+pub use report::{
+    ChangedPath, DiffSummary, ImageDigests, RecipeFailure, UpdateReport, VulnerabilityDelta, SCHEMA,
+};
+
+use crate::build::output::{write_layout, write_output, OutputFormat};
+use crate::build::{self, BuildObserver, BuildOptions, BuiltImage};
+use crate::deb::lock::{self as deb_lock, DebLockError, LockEvent, PackageChange};
+use crate::deb::lockfile::{lock_path, Lock, LockfileError};
+use crate::diff::{self, DiffOptions};
+use crate::digest::Sha256Digest;
+use crate::fetch::{FetchError, Fetcher};
+use crate::image::{self, ImageError, ImageRef, Transports};
+use crate::lock::{resolve_base, LockOptions};
+use crate::recipe::{self, InputSource, LockError, Recipe, RecipeError};
+use crate::scan::{self, Database, Finding, ScanError};
+use crate::store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error(transparent)]
+    Recipe(Box<RecipeError>),
+    #[error("failed to rewrite {}", path.display())]
+    Rewrite {
+        path: PathBuf,
+        #[source]
+        source: LockError,
+    },
+    #[error(transparent)]
+    Lockfile(Box<LockfileError>),
+    #[error("failed to resolve the packages of {}", recipe.display())]
+    Packages {
+        recipe: PathBuf,
+        #[source]
+        source: Box<DebLockError>,
+    },
+    #[error("failed to re-resolve the base image of {}", recipe.display())]
+    Base {
+        recipe: PathBuf,
+        #[source]
+        source: Box<crate::lock::BaseError>,
+    },
+    #[error("failed to fetch {what} ({url})")]
+    Fetch {
+        what: String,
+        url: String,
+        #[source]
+        source: Box<FetchError>,
+    },
+    #[error(
+        "input `{input}`: {url} lists no release named like `{template}`\nhint: check `update` \
+         of [inputs.{input}]: versions are digits separated by dots"
+    )]
+    NoVersions {
+        input: String,
+        url: String,
+        template: String,
+    },
+    #[error("input `{input}`: {url} has {actual}, but its checksums file lists sha256:{listed}")]
+    ChecksumMismatch {
+        input: String,
+        url: String,
+        listed: String,
+        actual: Sha256Digest,
+    },
+    #[error(
+        "{}: `kiln update` builds one platform; this recipe has {count}\nhint: run `kiln lock \
+         --update` and `kiln build` for it",
+        recipe.display()
+    )]
+    Platforms { recipe: PathBuf, count: usize },
+    #[error("failed to build the image of the previous pins of {}", recipe.display())]
+    BuildBefore {
+        recipe: PathBuf,
+        #[source]
+        source: Box<build::BuildError>,
+    },
+    #[error(
+        "failed to build the updated {}; the recipe and its lock were put back",
+        recipe.display()
+    )]
+    BuildAfter {
+        recipe: PathBuf,
+        #[source]
+        source: Box<build::BuildError>,
+    },
+    #[error("failed to write or open the image in {}", path.display())]
+    Image {
+        path: PathBuf,
+        #[source]
+        source: Box<ImageError>,
+    },
+    #[error("failed to compare the images of {}", recipe.display())]
+    Diff {
+        recipe: PathBuf,
+        #[source]
+        source: Box<diff::DiffError>,
+    },
+    #[error("failed to write the image to {}", path.display())]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: Box<build::BuildError>,
+    },
+    #[error(transparent)]
+    Store(Box<crate::store::StoreError>),
+    #[error(transparent)]
+    Scan(Box<ScanError>),
+    #[error("failed to write {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+macro_rules! boxed_from {
+    ($($variant:ident: $error:ty),*) => {$(
+        impl From<$error> for UpdateError {
+            fn from(e: $error) -> Self {
+                UpdateError::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+
+boxed_from!(Recipe: RecipeError, Lockfile: LockfileError, Store: crate::store::StoreError, Scan: ScanError);
+
+pub type Result<T, E = UpdateError> = std::result::Result<T, E>;
+
+/// How to run an update.
+pub struct UpdateOptions {
+    /// How the two images are built (cache, registry access, threads).
+    pub build: BuildOptions,
+    /// Where the updated image goes: `DIR/<image name>`, an OCI layout.
+    pub output_dir: PathBuf,
+    /// OSV records (a directory or a zip): scan both images.
+    pub db: Option<PathBuf>,
+    /// The OSV ecosystem (`Debian:12`) when the images do not say (no os-release).
+    pub ecosystem: Option<String>,
+    /// Unix time, for the expiry of repository keys and signatures.
+    pub now: i64,
+}
+
+/// What an update reports as it goes.
+pub enum UpdateEvent<'a> {
+    Checking { recipe: &'a Path },
+    Lock(LockEvent<'a>),
+    BaseMoved { old: &'a str, new: &'a str },
+    InputMoved(&'a InputChange),
+    PackageMoved(&'a PackageChange),
+    Unchanged { recipe: &'a Path },
+    BuildingBefore,
+    Wrote { path: &'a Path },
+    BuildingAfter,
+    Comparing,
+    Scanning { database: &'a Path },
+}
+
+impl std::fmt::Display for UpdateEvent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpdateEvent::Checking { recipe } => write!(f, "checking {}", recipe.display()),
+            UpdateEvent::Lock(e) => write!(f, "{e}"),
+            UpdateEvent::BaseMoved { old, new } => write!(f, "base: {old} → {new}"),
+            UpdateEvent::InputMoved(c) => write!(
+                f,
+                "input {}: {} → {} ({})",
+                c.name, c.old_version, c.new_version, c.new_sha256
+            ),
+            UpdateEvent::PackageMoved(c) => {
+                let (old, new) = c.versions();
+                let (name, arch, source) = (&c.name, &c.architecture, &c.source);
+                write!(f, "package {name}:{arch}: {old} → {new} ({source})")
+            }
+            UpdateEvent::Unchanged { recipe } => {
+                write!(f, "{}: nothing to update", recipe.display())
+            }
+            UpdateEvent::BuildingBefore => write!(f, "building the image of the previous pins"),
+            UpdateEvent::Wrote { path } => write!(f, "wrote {}", path.display()),
+            UpdateEvent::BuildingAfter => write!(f, "building the updated image"),
+            UpdateEvent::Comparing => write!(f, "comparing the two images"),
+            UpdateEvent::Scanning { database } => {
+                write!(f, "scanning both images with {}", database.display())
+            }
+        }
+    }
+}
+
+/// Receives an update's progress; the builds report through [`UpdateObserver::build`].
+pub trait UpdateObserver {
+    fn event(&self, event: UpdateEvent<'_>);
+    fn build(&self) -> &dyn BuildObserver;
+}
+
+/// A base image whose tag moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BaseChange {
+    /// The reference without its digest, e.g. `docker://HOST/REPO:TAG`.
+    pub reference: String,
+    pub old: Option<Sha256Digest>,
+    pub new: Sha256Digest,
+}
+
+/// The outcome for one recipe.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RecipeUpdate {
+    pub recipe: PathBuf,
+    /// `[image] name`.
+    pub image: String,
+    pub changed: bool,
+    pub base: Option<BaseChange>,
+    pub inputs: Vec<InputChange>,
+    /// `url` inputs without an `update` rule: they stay as pinned.
+    pub pinned_inputs: Vec<String>,
+    pub packages: Vec<PackageChange>,
+    /// Set when something changed.
+    pub digests: Option<ImageDigests>,
+    /// Where the updated image was written.
+    pub output: Option<PathBuf>,
+    pub diff: Option<DiffSummary>,
+    /// Set when a database was given and something changed.
+    pub vulnerabilities: Option<VulnerabilityDelta>,
+    pub conclusion: String,
+    /// The updated image, for the caller to push or sign.
+    #[serde(skip)]
+    pub built: Option<BuiltImage>,
+}
+
+/// Updates the recipe at `path`: see the module documentation.
+pub fn update_recipe(
+    path: &Path,
+    opts: &UpdateOptions,
+    observer: &dyn UpdateObserver,
+) -> Result<RecipeUpdate> {
+    observer.event(UpdateEvent::Checking { recipe: path });
+    let old_text = fs_err::read_to_string(path).map_err(|source| UpdateError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let old = Recipe::load(path)?;
+    if old.image.platforms.len() > 1 {
+        return Err(UpdateError::Platforms {
+            recipe: path.to_path_buf(),
+            count: old.image.platforms.len(),
+        });
+    }
+    let store = Store::open(&opts.build.store_root)?;
+    let mut fetcher = Fetcher::new(store.clone());
+    fetcher.mirrors = opts.build.mirrors.clone();
+    fetcher.offline = opts.build.offline;
+    fetcher.max_download_size = opts.build.max_download_size;
+    fetcher.progress = observer.build().transfer_progress();
+    let rewrite = |source| UpdateError::Rewrite {
+        path: path.to_path_buf(),
+        source,
+    };
+
+    // 1. What the sources offer now.
+    let mut new_text = old_text.clone();
+    let mut changes = Vec::new();
+    let mut pinned_inputs = Vec::new();
+    for (name, input) in &old.inputs {
+        if !matches!(input.source, InputSource::Url { .. }) {
+            continue;
+        }
+        let Some(rule) = &input.update else {
+            pinned_inputs.push(name.clone());
+            continue;
+        };
+        if let Some(change) = newer_release(input, rule, &fetcher)? {
+            observer.event(UpdateEvent::InputMoved(&change));
+            new_text = recipe::pin_input_url(&new_text, name, &change.new_url).map_err(rewrite)?;
+            new_text =
+                recipe::pin_input_sha256(&new_text, name, &change.new_sha256).map_err(rewrite)?;
+            new_text = recipe::pin_input_size(&new_text, name, change.new_size).map_err(rewrite)?;
+            changes.push(change);
+        }
+    }
+    let base = match &old.base {
+        None => None,
+        Some(b) => {
+            let transports = || transports(store.clone(), opts, observer);
+            let lock_options = LockOptions {
+                update: true,
+                now: opts.now,
+                fetcher: &fetcher,
+                transports: &transports,
+            };
+            let platform = old.image.platform.as_str();
+            let pinned = resolve_base(&b.reference.to_string(), &old.dir, platform, &lock_options).map_err(
+                |source| UpdateError::Base {
+                    recipe: path.to_path_buf(),
+                    source: Box::new(source),
+                },
+            )?;
+            let digest = pinned
+                .as_deref()
+                .and_then(|p| p.rsplit_once('@'))
+                .and_then(|(_, d)| d.parse::<Sha256Digest>().ok());
+            match (pinned, digest) {
+                (Some(reference), Some(digest)) if reference != b.reference => {
+                    observer.event(UpdateEvent::BaseMoved {
+                        old: &b.reference,
+                        new: &reference,
+                    });
+                    new_text = recipe::pin_base_ref(&new_text, &reference).map_err(rewrite)?;
+                    let unpinned = reference.rsplit_once('@').map_or(&*reference, |r| r.0);
+                    Some(BaseChange {
+                        reference: unpinned.to_string(),
+                        old: b.digest,
+                        new: digest,
+                    })
+                }
+                _ => None,
+            }
+        }
+    };
+    let lock_file = lock_path(path);
+    let old_lock_bytes = match fs_err::read(&lock_file) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(UpdateError::Io {
+                path: lock_file,
+                source,
+            })
+        }
+    };
+    let old_lock = Lock::read(&lock_file)?.unwrap_or_default();
+    let new_lock = deb_lock::resolve(&old, &old_lock, &fetcher, true, opts.now, &mut |e| {
+        observer.event(UpdateEvent::Lock(e))
+    })
+    .map_err(|source| UpdateError::Packages {
+        recipe: path.to_path_buf(),
+        source: Box::new(source),
+    })?;
+    let packages = new_lock
+        .as_ref()
+        .map(|l| deb_lock::changes(&old_lock, l))
+        .unwrap_or_default();
+    for p in &packages {
+        observer.event(UpdateEvent::PackageMoved(p));
+    }
+    let mut result = RecipeUpdate {
+        recipe: path.to_path_buf(),
+        image: old.image.name.as_str().to_string(),
+        changed: base.is_some() || !changes.is_empty() || !packages.is_empty(),
+        base,
+        inputs: changes,
+        pinned_inputs,
+        packages,
+        digests: None,
+        output: None,
+        diff: None,
+        vulnerabilities: None,
+        conclusion: String::new(),
+        built: None,
+    };
+    if !result.changed {
+        // A re-signed repository with the same packages is no reason to touch the lock.
+        observer.event(UpdateEvent::Unchanged { recipe: path });
+        result.conclusion = report::conclusion(&result);
+        return Ok(result);
+    }
+
+    // 2. The image of the previous pins (the lock on disk is still the old one).
+    observer.event(UpdateEvent::BuildingBefore);
+    let before = build::build(&old, &opts.build, observer.build()).map_err(|source| {
+        UpdateError::BuildBefore {
+            recipe: path.to_path_buf(),
+            source: Box::new(source),
+        }
+    })?;
+
+    // 3. The new pins, then the image they give; on failure the old files come back.
+    let write = |p: &Path, bytes: &[u8]| {
+        crate::image::layout::write_atomic(p, bytes).map_err(|source| UpdateError::Image {
+            path: p.to_path_buf(),
+            source: Box::new(source),
+        })
+    };
+    if new_text != old_text {
+        write(path, new_text.as_bytes())?;
+        observer.event(UpdateEvent::Wrote { path });
+    }
+    if let Some(lock) = &new_lock {
+        write(&lock_file, lock.to_text().as_bytes())?;
+        observer.event(UpdateEvent::Wrote { path: &lock_file });
+    }
+    let restore = || -> Result<()> {
+        write(path, old_text.as_bytes())?;
+        match &old_lock_bytes {
+            Some(b) => write(&lock_file, b),
+            None => match fs_err::remove_file(&lock_file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(UpdateError::Io {
+                    path: lock_file.clone(),
+                    source: e,
+                }),
+                _ => Ok(()),
+            },
+        }
+    };
+    observer.event(UpdateEvent::BuildingAfter);
+    let after = Recipe::load(path)
+        .map_err(UpdateError::from)
+        .and_then(|new| {
+            build::build(&new, &opts.build, observer.build()).map_err(|source| {
+                UpdateError::BuildAfter {
+                    recipe: path.to_path_buf(),
+                    source: Box::new(source),
+                }
+            })
+        });
+    let after = match after {
+        Ok(image) => image,
+        Err(e) => {
+            restore()?;
+            return Err(e);
+        }
+    };
+    let dest = opts.output_dir.join(&result.image);
+    write_output(&after, &dest, OutputFormat::Oci, &store).map_err(|source| {
+        UpdateError::Output {
+            path: dest.clone(),
+            source: Box::new(source),
+        }
+    })?;
+    observer.event(UpdateEvent::Wrote { path: &dest });
+
+    // 4. Compare, and scan both.
+    let scratch = store.scratch("kiln-build-")?;
+    let before_dir = scratch.path().join("before");
+    write_layout(&before, &before_dir).map_err(|source| UpdateError::Output {
+        path: before_dir.clone(),
+        source: Box::new(source),
+    })?;
+    let platform = old.image.platform.as_str();
+    let open = |dir: &Path, digest: Sha256Digest| {
+        let reference = ImageRef::Oci {
+            path: dir.to_path_buf(),
+            tag: None,
+            digest: Some(digest),
+        };
+        image::open_image(&reference, platform).map_err(|source| UpdateError::Image {
+            path: dir.to_path_buf(),
+            source: Box::new(source),
+        })
+    };
+    let a = open(&before_dir, before.manifest_digest)?;
+    let b = open(&dest, after.manifest_digest)?;
+    observer.event(UpdateEvent::Comparing);
+    let diff_opts = DiffOptions {
+        threads: opts.build.threads.clamp(1, 4),
+        ..DiffOptions::default()
+    };
+    let diff = diff::diff_images(&a, &b, &diff_opts).map_err(|source| UpdateError::Diff {
+        recipe: path.to_path_buf(),
+        source: Box::new(source),
+    })?;
+    result.diff = Some(DiffSummary::new(&diff));
+    result.digests = Some(ImageDigests {
+        before: before.manifest_digest,
+        after: after.manifest_digest,
+    });
+    if let Some(db_path) = &opts.db {
+        observer.event(UpdateEvent::Scanning { database: db_path });
+        let mut warnings = Vec::new();
+        let db = Database::open(db_path, &mut warnings)?;
+        let findings_before = findings(&db, &a, "the image of the previous pins", opts)?;
+        let findings_after = findings(&db, &b, &dest.display().to_string(), opts)?;
+        result.vulnerabilities = Some(VulnerabilityDelta::new(findings_before, findings_after));
+    }
+    result.output = Some(dest);
+    result.built = Some(after);
+    result.conclusion = report::conclusion(&result);
+    Ok(result)
+}
+
+/// The registry client and store the base lookup uses.
+fn transports(
+    store: Store,
+    opts: &UpdateOptions,
+    observer: &dyn UpdateObserver,
+) -> Result<Transports, ImageError> {
+    let mut ctx = Transports::new(
+        store,
+        opts.build.offline,
+        &opts.build.registry,
+        observer.build().registry_progress(),
+    )?;
+    ctx.with_attached = false;
+    Ok(ctx)
+}
+
+/// The findings of `db` for the packages installed in `img`.
+fn findings(
+    db: &Database,
+    img: &image::OpenedImage,
+    what: &str,
+    opts: &UpdateOptions,
+) -> Result<Vec<Finding>> {
+    let found = scan::read_image_packages(img)?;
+    let ecosystem = opts
+        .ecosystem
+        .clone()
+        .or_else(|| found.ecosystem())
+        .ok_or_else(|| ScanError::NoEcosystem {
+            what: what.to_string(),
+        })?;
+    let mut warnings = Vec::new();
+    Ok(scan::match_packages(db, &ecosystem, &found.packages, &mut warnings).0)
+}
