@@ -239,6 +239,11 @@ pub struct BuildArgs {
     /// the image's name].
     #[arg(long, value_name = "REF", requires = "sign_key")]
     pub identity: Option<String>,
+    /// Attach SPDX 2.3 and CycloneDX 1.5 SBOMs of the image (what `kiln sbom` writes) beside
+    /// the provenance, as in-toto statements (spdxjson, cyclonedx); with --sign-key they are
+    /// also signed attestations. Needs --format oci.
+    #[arg(long)]
+    pub sbom: bool,
     /// Report for machines: one JSON object per line on stdout (`input`, `base`, `layer`,
     /// `warning` events, then `image` with the manifest digest, or `error`); download
     /// progress and `run` steps' output stay on stderr.
@@ -628,6 +633,10 @@ pub struct SbomArgs {
     /// Write to FILE instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// The name the SBOM gives the image [default: the reference as given; `kiln build
+    /// --sbom` names it as its attestations do: the --push repository, else the image name].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
     /// The platform to pick from a multi-platform index [default: linux/<host arch>].
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,

@@ -73,6 +73,9 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
         Some(path) => Some(super::key::load_signing_key(path)?),
         None => None,
     };
+    if args.sbom && args.format != OutputFormat::Oci {
+        anyhow::bail!("--sbom needs --format oci (the SBOMs are referrers in the layout)");
+    }
     let names = super::sign::SigningNames::new(
         args.identity.as_deref(),
         args.push.as_deref(),
@@ -109,13 +112,18 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
     let store = Store::open(&opts.store_root)?;
     write_output(&image, &dest, args.format, &store)
         .with_context(|| format!("failed to write {}", dest.display()))?;
+    let sboms = match args.sbom {
+        true => super::scan::attach_sboms(&dest, &image.manifest_digest, &names.subject)
+            .with_context(|| format!("failed to attach the SBOMs in {}", dest.display()))?,
+        false => Vec::new(),
+    };
     if let Some(key) = &sign_key {
         super::sign::sign_built_layout(
             &dest,
             &names,
             &image.manifest_digest,
             &image.provenance,
-            Vec::new(),
+            sboms,
             key,
         )
         .with_context(|| format!("failed to sign the image in {}", dest.display()))?;
@@ -150,10 +158,10 @@ fn build_platforms(
     signing: bool,
     reporter: &BuildReporter,
 ) -> Result<ExitCode> {
-    if args.format != OutputFormat::Oci || signing || args.push.is_some() {
+    if args.format != OutputFormat::Oci || signing || args.push.is_some() || args.sbom {
         anyhow::bail!(
             "a recipe with several `platforms` writes an image index: use --format oci, without \
-             --sign-key or --push (sign and copy the index afterwards)"
+             --sign-key, --sbom or --push (sign and copy the index afterwards)"
         );
     }
     let per_platform: Vec<Recipe> = recipe

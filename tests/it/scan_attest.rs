@@ -1,17 +1,25 @@
-//! `kiln scan --attest` against a real registry: the scan result becomes a cosign `vuln`
-//! attestation that the independent Python verifier (securesystemslib DSSE) accepts, that
-//! `kiln verify --attestation vuln` finds, and that `kiln promote`'s `[scan]` rule reads:
-//! a scan without criticals lets the image through, a scan that found one stops it.
+//! Attestations from `kiln scan` and `kiln build --sbom`, against a real registry:
+//! - `kiln scan --attest`: the scan result becomes a cosign `vuln` attestation that the
+//!   independent Python verifier (securesystemslib DSSE) accepts, that `kiln verify
+//!   --attestation vuln` finds, and that `kiln promote`'s `[scan]` rule reads: a scan without
+//!   criticals lets the image through, a scan that found one stops it.
+//! - `kiln build --sbom`: SPDX and CycloneDX statements beside the provenance in the layout and
+//!   in the registry (listed by skopeo), equal to `kiln sbom`, signed with `--sign-key`.
+
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
 use crate::promote::{envelope, python_dsse, tags};
 use crate::registry_support::LocalRegistry;
 use crate::scan::{build_dpkg_image, record, write_db};
-use crate::sign::keygen;
+use crate::sign::{keygen, python, verify_py};
 use crate::support::*;
 
 const VULN: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
+const SPDX: &str = "https://spdx.dev/Document";
+const CYCLONEDX: &str = "https://cyclonedx.org/bom";
+const SLSA: &str = "https://slsa.dev/provenance/v1";
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -200,4 +208,146 @@ fn scan_attestation_is_verified_and_gates_promotion() {
         "{}",
         stderr(&out)
     );
+}
+
+/// The in-toto statements attached to `digest` as referrers in the layout, by predicate type.
+fn layout_statements(layout: &std::path::Path, digest: &str) -> BTreeMap<String, Value> {
+    let read = |d: &str| -> Value {
+        let hex = d.strip_prefix("sha256:").unwrap();
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap())
+            .unwrap()
+    };
+    let mut out = BTreeMap::new();
+    for entry in layout_entries(layout) {
+        if entry["artifactType"] != "application/vnd.in-toto+json" {
+            continue;
+        }
+        let manifest = read(entry["digest"].as_str().unwrap());
+        assert_eq!(manifest["subject"]["digest"], digest);
+        let kind = manifest["annotations"]["in-toto.io/predicate-type"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let statement = read(manifest["layers"][0]["digest"].as_str().unwrap());
+        assert_eq!(statement["predicateType"], kind.as_str());
+        out.insert(kind, statement);
+    }
+    out
+}
+
+#[test]
+fn build_sbom_attaches_both_sboms_beside_the_provenance_signed_and_pushed() {
+    let ctx = TestContext::new();
+    let registry = LocalRegistry::start(&[]);
+    keygen(&ctx, "signer");
+    build_dpkg_image(&ctx);
+    let push = registry.reference("team/pkgs:v1");
+    let digest = last_line(&run_ok(ctx.kiln().args([
+        "build",
+        "pkgs/recipe.toml",
+        "-o",
+        "out/sbom",
+        "--sbom",
+        "--sign-key",
+        "signer.key",
+        "--push",
+        &push,
+        "--tls-verify=false",
+    ])));
+    let name = format!("{}/team/pkgs", registry.host);
+
+    // In the layout: provenance, SPDX and CycloneDX referrers; the SBOMs equal `kiln sbom`.
+    let statements = layout_statements(&ctx.join("out/sbom"), &digest);
+    let kinds: Vec<&str> = statements.keys().map(String::as_str).collect();
+    assert_eq!(kinds, [CYCLONEDX, SLSA, SPDX]);
+    for (kind, format) in [(SPDX, "spdx-json"), (CYCLONEDX, "cyclonedx-json")] {
+        let statement = &statements[kind];
+        assert_eq!(statement["subject"][0]["name"], name.as_str());
+        let sbom =
+            run_ok(
+                ctx.kiln()
+                    .args(["sbom", "oci:out/sbom", "--name", &name, "--format", format]),
+            );
+        let sbom: Value = serde_json::from_str(&sbom).unwrap();
+        assert_eq!(statement["predicate"], sbom, "{kind}");
+    }
+    let spdx = &statements[SPDX]["predicate"];
+    assert_eq!(spdx["name"], name.as_str());
+    let names: Vec<&str> = spdx["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"libssl3") && names.contains(&"zlib1g"),
+        "{names:?}"
+    );
+    // The image is still the layout's only runnable choice.
+    run_ok(
+        tool("skopeo")
+            .current_dir(ctx.path())
+            .args(["inspect", "oci:out/sbom"]),
+    );
+
+    // Signed: kiln verify and the Python verifier accept both SBOM attestations.
+    run_ok(ctx.kiln().args([
+        "verify",
+        "oci:out/sbom",
+        "--key",
+        "signer.pub",
+        "--attestation",
+        "spdxjson",
+        "--attestation",
+        "cyclonedx",
+    ]));
+    let key = ctx.join("signer.pub");
+    for kind in [SPDX, CYCLONEDX] {
+        let args = [
+            "registry",
+            "--registry",
+            registry.host.as_str(),
+            "--repo",
+            "team/pkgs",
+            "--digest",
+            &digest,
+            "--key",
+            key.to_str().unwrap(),
+            "--attestation",
+            kind,
+        ];
+        let (code, out, err) = verify_py(&python(), &args, "");
+        assert_eq!(code, 0, "{kind}: {out}{err}");
+        let result: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(result["predicate"], statements[kind]["predicate"], "{kind}");
+    }
+
+    // In the registry, skopeo lists the referrers under the OCI 1.1 fallback tag.
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let raw = run_ok(tool("skopeo").env("HOME", ctx.join("home")).args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &registry.reference(&format!("team/pkgs:sha256-{hex}")),
+    ]));
+    let index: Value = serde_json::from_str(&raw).unwrap();
+    let mut pushed = Vec::new();
+    for m in index["manifests"].as_array().unwrap() {
+        let raw = run_ok(tool("skopeo").env("HOME", ctx.join("home")).args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &registry.reference(&format!("team/pkgs@{}", m["digest"].as_str().unwrap())),
+        ]));
+        let manifest: Value = serde_json::from_str(&raw).unwrap();
+        assert_eq!(manifest["subject"]["digest"], digest.as_str());
+        pushed.push(
+            manifest["annotations"]["in-toto.io/predicate-type"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    pushed.sort();
+    assert_eq!(pushed, [CYCLONEDX, SLSA, SPDX]);
 }
