@@ -351,3 +351,294 @@ fn build_sbom_attaches_both_sboms_beside_the_provenance_signed_and_pushed() {
     pushed.sort();
     assert_eq!(pushed, [CYCLONEDX, SLSA, SPDX]);
 }
+
+/// The manifest and config digests of the layout's image.
+fn image_digests(ctx: &TestContext, layout: &str) -> (String, String) {
+    let entry = &layout_entries(&ctx.join(layout))[0];
+    let manifest = entry["digest"].as_str().unwrap().to_string();
+    let blob = ctx.join(layout).join("blobs/sha256").join(&manifest[7..]);
+    let parsed: Value = serde_json::from_slice(&std::fs::read(blob).unwrap()).unwrap();
+    (
+        manifest,
+        parsed["config"]["digest"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A `trivy image -f json` report (Trivy 0.58's fields) naming `image_id`.
+fn trivy_report(image_id: &str) -> Value {
+    let vuln = |id: &str, pkg: &str, version: &str, fixed: &str, severity: &str, status: &str| {
+        json!({
+            "VulnerabilityID": id,
+            "PkgID": format!("{pkg}@{version}"),
+            "PkgName": pkg,
+            "PkgIdentifier": {
+                "PURL": format!("pkg:deb/debian/{pkg}@{version}?arch=amd64&distro=debian-12"),
+                "UID": "4b1c2bd0a7e5a0c1",
+            },
+            "InstalledVersion": version,
+            "FixedVersion": fixed,
+            "Status": status,
+            "Layer": {"DiffID": "sha256:9c1f0b3c0b3b4f1e6c9f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d"},
+            "SeveritySource": "debian",
+            "PrimaryURL": format!("https://avd.aquasec.com/nvd/{}", id.to_lowercase()),
+            "DataSource": {"ID": "debian", "Name": "Debian Security Tracker",
+                           "URL": "https://salsa.debian.org/security-tracker-team/security-tracker"},
+            "Title": format!("{pkg}: a test vulnerability"),
+            "Description": "written for kiln's tests",
+            "Severity": severity,
+            "CweIDs": ["CWE-787"],
+            "VendorSeverity": {"debian": 4, "nvd": 4},
+            "References": [format!("https://security-tracker.debian.org/tracker/{id}")],
+            "PublishedDate": "2024-01-10T15:15:00Z",
+            "LastModifiedDate": "2024-02-01T10:00:00Z",
+        })
+    };
+    json!({
+        "SchemaVersion": 2,
+        "CreatedAt": "2026-12-03T08:15:42.181943291Z",
+        "ArtifactName": "out/pkgs",
+        "ArtifactType": "container_image",
+        "Metadata": {
+            "Size": 12288,
+            "OS": {"Family": "debian", "Name": "12"},
+            "ImageID": image_id,
+            "DiffIDs": [],
+            "RepoTags": [],
+            "RepoDigests": [],
+            "ImageConfig": {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}, "config": {}},
+        },
+        "Results": [{
+            "Target": "out/pkgs (debian 12)",
+            "Class": "os-pkgs",
+            "Type": "debian",
+            "Vulnerabilities": [
+                vuln("CVE-2024-0001", "libssl3", "3.0.11-1~deb12u2+b1", "3.0.13-1~deb12u1", "CRITICAL", "fixed"),
+                vuln("CVE-2024-0002", "bash", "5.2.15-2+b2", "", "LOW", "affected"),
+            ],
+        }],
+    })
+}
+
+/// A `grype -o json` report (Grype 0.86's fields) about the manifest `digest`.
+fn grype_report(digest: &str, image_id: &str) -> Value {
+    json!({
+        "matches": [{
+            "vulnerability": {
+                "id": "CVE-2024-0003",
+                "dataSource": "https://security-tracker.debian.org/tracker/CVE-2024-0003",
+                "namespace": "debian:distro:debian:12",
+                "severity": "Medium",
+                "urls": ["https://security-tracker.debian.org/tracker/CVE-2024-0003"],
+                "description": "zlib: a test vulnerability",
+                "cvss": [],
+                "fix": {"versions": ["1:1.2.13.dfsg-2"], "state": "fixed"},
+                "advisories": [],
+            },
+            "relatedVulnerabilities": [{
+                "id": "CVE-2024-0003",
+                "dataSource": "https://nvd.nist.gov/vuln/detail/CVE-2024-0003",
+                "namespace": "nvd:cpe",
+                "severity": "Medium",
+            }, {"id": "DSA-5001-1", "namespace": "debian:distro:debian:12"}],
+            "matchDetails": [{
+                "type": "exact-indirect-match",
+                "matcher": "dpkg-matcher",
+                "searchedBy": {"distro": {"type": "debian", "version": "12"},
+                               "namespace": "debian:distro:debian:12",
+                               "package": {"name": "zlib", "version": "1:1.2.13.dfsg-1"}},
+                "found": {"versionConstraint": "< 1:1.2.13.dfsg-2 (deb)", "vulnerabilityID": "CVE-2024-0003"},
+            }],
+            "artifact": {
+                "id": "7d8f2a0b3c4e5f61",
+                "name": "zlib1g",
+                "version": "1:1.2.13.dfsg-1",
+                "type": "deb",
+                "locations": [{"path": "/var/lib/dpkg/status.d/zlib1g", "layerID": "sha256:00"}],
+                "language": "",
+                "licenses": [],
+                "cpes": ["cpe:2.3:a:zlib1g:zlib1g:1\\:1.2.13.dfsg-1:*:*:*:*:*:*:*"],
+                "purl": "pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1?arch=amd64&upstream=zlib&distro=debian-12",
+                "upstreams": [{"name": "zlib"}],
+            },
+        }],
+        "source": {
+            "type": "image",
+            "target": {
+                "userInput": "oci-dir:out/pkgs",
+                "imageID": image_id,
+                "manifestDigest": digest,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "tags": [],
+                "imageSize": 12288,
+                "layers": [],
+                "repoDigests": [],
+                "architecture": "amd64",
+                "os": "linux",
+            },
+        },
+        "distro": {"name": "debian", "version": "12", "idLike": []},
+        "descriptor": {
+            "name": "grype",
+            "version": "0.86.1",
+            "configuration": {"output": ["json"], "db": {"cache-dir": "/root/.cache/grype/db"}},
+            "db": {"status": {"built": "2026-12-02T01:31:07Z", "schemaVersion": "v6.0.2",
+                              "from": "https://grype.anchore.io/databases/v6/vulnerability-db_v6.0.2_2026-12-02T01:31:07Z_1733103067.tar.zst",
+                              "valid": true}},
+            "timestamp": "2026-12-03T09:15:42.123456+01:00",
+        },
+    })
+}
+
+fn scan_report(ctx: &TestContext, args: &[&str]) -> (i32, Value, String) {
+    let out = ctx
+        .kiln()
+        .args(["scan", "oci:out/pkgs:pkgs", "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (code, report, stderr(&out))
+}
+
+#[test]
+fn trivy_and_grype_reports_of_this_image_are_gated_and_attested() {
+    let ctx = TestContext::new();
+    keygen(&ctx, "signer");
+    build_dpkg_image(&ctx);
+    let (manifest, config) = image_digests(&ctx, "out/pkgs");
+    ctx.write(
+        "trivy.json",
+        serde_json::to_vec_pretty(&trivy_report(&config)).unwrap(),
+    );
+    let other = format!("sha256:{}", "ab".repeat(32));
+    ctx.write(
+        "grype.json",
+        serde_json::to_vec_pretty(&grype_report(&manifest, &other)).unwrap(),
+    );
+
+    // Trivy, matched by its image ID (the config digest): the gate and --ignore apply.
+    let (code, report, err) = scan_report(&ctx, &["--from-trivy", "trivy.json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(report["digest"], manifest.as_str());
+    assert_eq!(report["imported"]["format"], "trivy");
+    assert_eq!(
+        report["imported"]["created"],
+        "2026-12-03T08:15:42.181943291Z"
+    );
+    let ssl = &report["findings"][1];
+    assert_eq!(
+        (
+            &ssl["id"],
+            &ssl["package"],
+            &ssl["source"],
+            &ssl["severity"],
+            &ssl["fixedVersion"]
+        ),
+        (
+            &json!("CVE-2024-0001"),
+            &json!("libssl3"),
+            &json!("openssl"),
+            &json!("critical"),
+            &json!("3.0.13-1~deb12u1")
+        )
+    );
+    assert_eq!(ssl["location"], "/var/lib/dpkg/status.d/libssl3");
+    assert_eq!(report["findings"][0]["fixedVersion"], Value::Null);
+    assert_eq!(report["summary"]["critical"], 1);
+    assert_eq!(report["summary"]["low"], 1);
+    let (code, report, _) = scan_report(&ctx, &["--from-trivy", "trivy.json", "--fail-on", "high"]);
+    assert_eq!((code, &report["passed"]), (1, &json!(false)));
+    ctx.write(
+        "ignore.toml",
+        "[[ignore]]\nid = \"CVE-2024-0001\"\nreason = \"not reachable\"\nexpires = \"2999-12-31\"\n",
+    );
+    let (code, report, _) = scan_report(
+        &ctx,
+        &[
+            "--from-trivy",
+            "trivy.json",
+            "--fail-on",
+            "high",
+            "--ignore",
+            "ignore.toml",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(report["ignored"][0]["finding"]["id"], "CVE-2024-0001");
+
+    // Grype, matched by its manifest digest (its image ID is another's), attested: the scan
+    // time is the report's, normalized to UTC.
+    let (code, report, err) = scan_report(
+        &ctx,
+        &[
+            "--from-grype",
+            "grype.json",
+            "--fail-on",
+            "medium",
+            "--attest",
+            "--key",
+            "signer.key",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    let f = &report["findings"][0];
+    assert_eq!(
+        (&f["id"], &f["source"], &f["severity"], &f["aliases"]),
+        (
+            &json!("CVE-2024-0003"),
+            &json!("zlib"),
+            &json!("medium"),
+            &json!(["DSA-5001-1"])
+        )
+    );
+    let layout = ctx.join("out/pkgs");
+    let att = layout_entries(&layout)
+        .into_iter()
+        .find(|e| {
+            e["annotations"]["org.opencontainers.image.ref.name"]
+                == format!("sha256-{}.att", &manifest[7..])
+        })
+        .expect("an .att tag in the layout");
+    let read = |d: &str| std::fs::read(layout.join("blobs/sha256").join(&d[7..])).unwrap();
+    let att: Value = serde_json::from_slice(&read(att["digest"].as_str().unwrap())).unwrap();
+    let envelope = read(att["layers"][0]["digest"].as_str().unwrap());
+    let statement = python_dsse(&ctx, &envelope, "signer.pub");
+    assert_eq!(statement["predicateType"], VULN);
+    let p = &statement["predicate"];
+    assert_eq!(p["metadata"]["scanFinishedOn"], "2026-12-03T08:15:42Z");
+    assert_eq!(p["scanner"]["uri"], "pkg:github/anchore/grype@0.86.1");
+    assert_eq!(p["scanner"]["db"]["version"], "2026-12-02T01:31:07Z");
+    assert_eq!(p["scanner"]["result"]["summary"]["medium"], 1);
+    assert_eq!(
+        p["invocation"]["parameters"],
+        json!(["--from-grype=grype.json", "--fail-on=medium"])
+    );
+
+    // SARIF from a report.
+    let out = run_ok(ctx.kiln().args([
+        "scan",
+        "oci:out/pkgs:pkgs",
+        "--from-grype",
+        "grype.json",
+        "--sarif",
+    ]));
+    let sarif: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(sarif["runs"][0]["results"][0]["ruleId"], "CVE-2024-0003");
+
+    // A report about another image is refused, naming what it is about.
+    ctx.write(
+        "other.json",
+        serde_json::to_vec_pretty(&trivy_report(&other)).unwrap(),
+    );
+    let (code, _, err) = scan_report(&ctx, &["--from-trivy", "other.json"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("is about another image") && err.contains(&other),
+        "{err}"
+    );
+    // Not a report of that tool.
+    let (code, _, err) = scan_report(&ctx, &["--from-trivy", "grype.json"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a Trivy JSON report"), "{err}");
+}
