@@ -12,6 +12,7 @@ pub mod cvss;
 pub mod dpkg;
 pub mod ignore;
 pub mod import;
+pub mod license;
 pub mod osv;
 pub mod report;
 pub mod sbom;

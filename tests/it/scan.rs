@@ -583,7 +583,7 @@ fn version_order_equals_dpkg_on_real_packages_index() {
     assert!(mismatches.is_empty(), "{mismatches:#?}");
 }
 
-fn venv_python() -> PathBuf {
+pub(crate) fn venv_python() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3");
     assert!(
         path.exists(),

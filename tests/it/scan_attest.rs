@@ -642,3 +642,126 @@ fn trivy_and_grype_reports_of_this_image_are_gated_and_attested() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not a Trivy JSON report"), "{err}");
 }
+
+/// An image of real Debian packages from the corpus (`scripts/setup.sh`): each `.deb`'s data
+/// part and a distroless dpkg record; `kiln sbom` declares the licenses of their DEP-5
+/// copyright files, and both formats still pass their validators.
+#[test]
+fn sbom_licenses_come_from_dep5_copyright_files_and_validate() {
+    let ctx = TestContext::new();
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/debs");
+    let packages = [
+        "gawk",
+        "tar",
+        "zstd",
+        "openssl",
+        "less",
+        "tzdata",
+        "base-files",
+    ];
+    let mut recipe = String::from("[image]\nname = \"lic\"\n\n");
+    let mut steps = String::from("[[layer]]\n");
+    for name in packages {
+        let deb = std::fs::read_dir(&corpus)
+            .unwrap_or_else(|e| panic!("the corpus is missing ({e}): run scripts/setup.sh"))
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("{name}_"))
+            })
+            .unwrap_or_else(|| panic!("no {name} in the corpus"));
+        std::fs::copy(&deb, ctx.join(format!("{name}.deb"))).unwrap();
+        let field = |f: &str| {
+            let out = run_ok(tool("dpkg-deb").arg("-f").arg(&deb).arg(f));
+            out.trim().to_string()
+        };
+        recipe += &format!("[inputs.{name}]\npath = \"{name}.deb\"\n");
+        steps += &format!(
+            "[[layer.step]]\nextract = \"{name}\"\ndest = \"/\"\n[[layer.step]]\n\
+             write = \"/var/lib/dpkg/status.d/{name}\"\ncontent = \"Package: {name}\\nStatus: \
+             install ok installed\\nVersion: {}\\nArchitecture: {}\\n\"\n",
+            field("Version"),
+            field("Architecture")
+        );
+    }
+    steps += "[[layer.step]]\nwrite = \"/etc/os-release\"\ncontent = \"ID=debian\\nVERSION_ID=\\\"12\\\"\\n\"\n";
+    ctx.write("lic.toml", recipe + "\n" + &steps);
+    run_ok(ctx.kiln().args(["build", "lic.toml", "-o", "out/lic"]));
+
+    run_ok(ctx.kiln().args([
+        "sbom",
+        "oci:out/lic",
+        "--format",
+        "spdx-json",
+        "-o",
+        "lic.spdx.json",
+    ]));
+    let venv = crate::scan::venv_python();
+    run_ok(
+        std::process::Command::new(venv.parent().unwrap().join("pyspdxtools"))
+            .arg("-i")
+            .arg(ctx.join("lic.spdx.json")),
+    );
+    let spdx: Value =
+        serde_json::from_slice(&std::fs::read(ctx.join("lic.spdx.json")).unwrap()).unwrap();
+    let declared: BTreeMap<&str, &str> = spdx["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| Some((p["name"].as_str()?, p["licenseDeclared"].as_str()?)))
+        .collect();
+    assert_eq!(declared["gawk"], "GPL-3.0-or-later");
+    assert_eq!(
+        declared["zstd"],
+        "(BSD-3-Clause OR GPL-2.0-only) AND MIT AND Zlib"
+    );
+    assert_eq!(
+        declared["openssl"],
+        "Apache-2.0 AND (Artistic-1.0-Perl OR GPL-1.0-or-later)"
+    );
+    assert_eq!(declared["tzdata"], "LicenseRef-public-domain");
+    assert_eq!(
+        declared["base-files"], "NOASSERTION",
+        "not machine-readable"
+    );
+    let refs: Vec<&str> = spdx["hasExtractedLicensingInfos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["licenseId"].as_str().unwrap())
+        .collect();
+    assert!(refs.contains(&"LicenseRef-public-domain"), "{refs:?}");
+
+    run_ok(ctx.kiln().args([
+        "sbom",
+        "oci:out/lic",
+        "--format",
+        "cyclonedx-json",
+        "-o",
+        "lic.cdx.json",
+    ]));
+    let check = "import sys\n\
+        from cyclonedx.schema import SchemaVersion\n\
+        from cyclonedx.validation.json import JsonStrictValidator\n\
+        e = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())\n\
+        sys.exit(f'invalid: {e}' if e else 0)\n";
+    run_ok(
+        std::process::Command::new(&venv)
+            .args(["-c", check])
+            .arg(ctx.join("lic.cdx.json")),
+    );
+    let cdx: Value =
+        serde_json::from_slice(&std::fs::read(ctx.join("lic.cdx.json")).unwrap()).unwrap();
+    let gawk = cdx["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "gawk")
+        .unwrap();
+    assert_eq!(
+        gawk["licenses"],
+        json!([{"expression": "GPL-3.0-or-later"}])
+    );
+}
