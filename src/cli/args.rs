@@ -244,6 +244,11 @@ pub struct BuildArgs {
     /// the image's name].
     #[arg(long, value_name = "REF", requires = "sign_key")]
     pub identity: Option<String>,
+    /// Attach SPDX 2.3 and CycloneDX 1.5 SBOMs of the image (what `kiln sbom` writes) beside
+    /// the provenance, as in-toto statements (spdxjson, cyclonedx); with --sign-key they are
+    /// also signed attestations. Needs --format oci.
+    #[arg(long)]
+    pub sbom: bool,
     /// Report for machines: one JSON object per line on stdout (`input`, `base`, `layer`,
     /// `warning` events, then `image` with the manifest digest, or `error`); download
     /// progress and `run` steps' output stay on stderr.
@@ -574,8 +579,24 @@ pub struct ScanArgs {
     pub target: String,
     /// OSV records: a directory (searched recursively for *.json) or a zip (osv.dev's
     /// Debian/all.zip).
-    #[arg(long, value_name = "DIR|ZIP")]
-    pub db: PathBuf,
+    #[arg(long, value_name = "DIR|ZIP", required_unless_present_any = ["from_trivy", "from_grype"])]
+    pub db: Option<PathBuf>,
+    /// Take the findings from a Trivy JSON report of this image (trivy image -f json) instead
+    /// of matching OSV records; refused unless it is about this image's digest.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["db", "from_grype"])]
+    pub from_trivy: Option<PathBuf>,
+    /// Take the findings from a Grype JSON report of this image (grype -o json) instead of
+    /// matching OSV records; refused unless it is about this image's digest.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["db"])]
+    pub from_grype: Option<PathBuf>,
+    /// Attach the result to the image as a cosign `vuln` attestation
+    /// (https://cosign.sigstore.dev/attestation/vuln/v1) signed with --key; its scan time is
+    /// now, or SOURCE_DATE_EPOCH when set.
+    #[arg(long, requires = "key")]
+    pub attest: bool,
+    /// The private key --attest signs with (cosign or PKCS#8 PEM).
+    #[arg(long, value_name = "FILE", requires = "attest")]
+    pub key: Option<PathBuf>,
     /// Exit 1 when a finding of this severity or above remains after --ignore (`unknown`:
     /// any finding).
     #[arg(long, value_enum, value_name = "SEVERITY")]
@@ -622,6 +643,10 @@ pub struct SbomArgs {
     /// Write to FILE instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// The name the SBOM gives the image [default: the reference as given; `kiln build
+    /// --sbom` names it as its attestations do: the --push repository, else the image name].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
     /// The platform to pick from a multi-platform index [default: linux/<host arch>].
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,

@@ -84,6 +84,9 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
         Some(path) => Some(super::key::load_signing_key(path)?),
         None => None,
     };
+    if args.sbom && args.format != OutputFormat::Oci {
+        anyhow::bail!("--sbom needs --format oci (the SBOMs are referrers in the layout)");
+    }
     let names = super::sign::SigningNames::new(
         args.identity.as_deref(),
         args.push.as_deref(),
@@ -120,8 +123,13 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
     let store = Store::open(&opts.store_root)?;
     write_output(&image, &dest, args.format, &store)
         .with_context(|| format!("failed to write {}", dest.display()))?;
+    let sboms = match args.sbom {
+        true => super::scan::attach_sboms(&dest, &image.manifest_digest, &names.subject)
+            .with_context(|| format!("failed to attach the SBOMs in {}", dest.display()))?,
+        false => Vec::new(),
+    };
     if let Some(key) = &sign_key {
-        sign_output(&dest, &names, &image, key)?;
+        sign_output(&dest, &names, &image, sboms, key)?;
     }
     status(&format!("wrote {}", dest.display()));
     if let Some(push) = &args.push {
@@ -153,10 +161,10 @@ fn build_platforms(
     signing: bool,
     reporter: &BuildReporter,
 ) -> Result<ExitCode> {
-    if args.format != OutputFormat::Oci || signing || args.push.is_some() {
+    if args.format != OutputFormat::Oci || signing || args.push.is_some() || args.sbom {
         anyhow::bail!(
             "a recipe with several `platforms` writes an image index: use --format oci, without \
-             --sign-key or --push (sign and copy the index afterwards)"
+             --sign-key, --sbom or --push (sign and copy the index afterwards)"
         );
     }
     let per_platform: Vec<Recipe> = recipe
@@ -275,6 +283,7 @@ pub(super) fn sign_output(
     dest: &std::path::Path,
     names: &super::sign::SigningNames,
     image: &build::BuiltImage,
+    extra: Vec<(crate::attest::PredicateType, serde_json::Value)>,
     key: &crate::attest::SigningKey,
 ) -> Result<()> {
     super::sign::sign_built_layout(
@@ -282,7 +291,7 @@ pub(super) fn sign_output(
         names,
         &image.manifest_digest,
         &image.provenance,
-        Vec::new(),
+        extra,
         key,
     )
     .with_context(|| format!("failed to sign the image in {}", dest.display()))

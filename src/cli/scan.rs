@@ -6,11 +6,15 @@ use anyhow::{bail, Context, Result};
 use super::args::{FailOn, SbomArgs, SbomFormat, ScanArgs};
 use super::printer::{outln, status};
 use crate::attest::provenance::SLSA_PROVENANCE_V1;
+use crate::attest::{PredicateType, Statement};
 use crate::deb::lockfile::Lock;
 use crate::image::layout::digest_of;
 use crate::image::{self, ImageRef};
 use crate::recipe::Platform;
+use crate::scan::import::{ImageIdentity, ReportFormat};
+use crate::scan::report::ImportedFrom;
 use crate::scan::sbom::{self, Input, SbomSubject};
+use crate::scan::vuln::{self, ScanTimes, Scanner};
 use crate::scan::{self, InstalledPackage, Report, Severity};
 use serde_json::Value;
 
@@ -37,20 +41,8 @@ fn open(
 
 pub fn run_sbom(args: SbomArgs) -> Result<ExitCode> {
     let img = open(&args.reference, &args.platform, &args.cache, &args.registry)?;
-    let packages = scan::read_image_packages(&img)?;
-    let config: Value = serde_json::from_slice(&img.config_bytes)?;
-    let inputs = provenance_inputs(&img)?;
-    let subject = SbomSubject {
-        reference: &args.reference,
-        digest: img.manifest_digest,
-        created: config.get("created").and_then(Value::as_str),
-        packages: &packages,
-        inputs: &inputs,
-    };
-    let doc = match args.format {
-        SbomFormat::SpdxJson => sbom::spdx(&subject),
-        SbomFormat::CyclonedxJson => sbom::cyclonedx(&subject),
-    };
+    let name = args.name.as_deref().unwrap_or(&args.reference);
+    let doc = sbom_document(&img, name, args.format)?;
     let mut bytes = serde_json::to_vec_pretty(&doc)?;
     bytes.push(b'\n');
     match &args.output {
@@ -58,6 +50,58 @@ pub fn run_sbom(args: SbomArgs) -> Result<ExitCode> {
         None => outln!("{}", String::from_utf8_lossy(&bytes).trim_end()),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The SBOM of `img` in `format`, naming the image `name`.
+fn sbom_document(img: &image::OpenedImage, name: &str, format: SbomFormat) -> Result<Value> {
+    let packages = scan::read_image_packages(img)?;
+    let config: Value = serde_json::from_slice(&img.config_bytes)?;
+    let inputs = provenance_inputs(img)?;
+    let subject = SbomSubject {
+        reference: name,
+        digest: img.manifest_digest,
+        created: config.get("created").and_then(Value::as_str),
+        packages: &packages,
+        inputs: &inputs,
+    };
+    Ok(match format {
+        SbomFormat::SpdxJson => sbom::spdx(&subject),
+        SbomFormat::CyclonedxJson => sbom::cyclonedx(&subject),
+    })
+}
+
+/// `kiln build --sbom`: both SBOMs of the image `digest` in the layout `dir` (read back from
+/// the layout, with the provenance already there, so they equal `kiln sbom … --name NAME`),
+/// attached as in-toto statements about it, as the provenance is (OCI 1.1 referrers). Returns
+/// the predicates, for `--sign-key` to attest.
+pub fn attach_sboms(
+    dir: &Path,
+    digest: &crate::digest::Sha256Digest,
+    name: &str,
+) -> Result<Vec<(PredicateType, Value)>> {
+    let reference = ImageRef::Oci {
+        path: dir.to_path_buf(),
+        tag: None,
+        digest: Some(*digest),
+    };
+    let img = image::open_image(&reference, "")?;
+    let layout = crate::image::Layout::open(dir)?;
+    let subject = crate::image::referrer::Subject {
+        media_type: &img.manifest_media_type,
+        digest,
+        size: img.manifest_bytes.len() as u64,
+    };
+    let mut out = Vec::new();
+    for (kind, format) in [
+        (PredicateType::SpdxJson, SbomFormat::SpdxJson),
+        (PredicateType::CycloneDx, SbomFormat::CyclonedxJson),
+    ] {
+        let doc = sbom_document(&img, name, format)?;
+        let statement = Statement::new(name, digest, &kind, doc.clone()).to_json();
+        crate::image::referrer::attach_statement(&layout, subject, &statement, kind.uri())?;
+        out.push((kind, doc));
+    }
+    Ok(out)
 }
 
 /// The `resolvedDependencies` of kiln's SLSA provenance referrer, when the image has one.
@@ -100,6 +144,72 @@ fn provenance_inputs(img: &image::OpenedImage) -> Result<Vec<Input>> {
 }
 
 pub fn run(args: ScanArgs) -> Result<ExitCode> {
+    // Load the key first: a wrong password fails before the scan.
+    let key = match &args.key {
+        Some(path) => Some(super::key::load_signing_key(path)?),
+        None => None,
+    };
+    if args.attest && is_lock(&args.target) {
+        bail!(
+            "--attest needs an image: {} is a lock, which has no digest to attach a scan to",
+            args.target
+        );
+    }
+    let started = scan_clock()?;
+    let ignore = match &args.ignore {
+        Some(path) => Some(scan::IgnoreList::read(path, today())?),
+        None => None,
+    };
+    let (report, scanner, reported_time) = match imported_report(&args) {
+        Some((format, file)) => scan_imported(&args, format, file, ignore.as_ref())?,
+        None => scan_osv(&args, ignore.as_ref())?,
+    };
+    let times = match reported_time {
+        Some(at) => ScanTimes {
+            started: at,
+            finished: at,
+        },
+        None => ScanTimes {
+            started,
+            finished: scan_clock()?,
+        },
+    };
+    for w in &report.warnings {
+        status(&format!("warning: {w}"));
+    }
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report)?);
+    } else if args.sarif {
+        outln!("{}", serde_json::to_string_pretty(&report.sarif())?);
+    } else {
+        print_text(&report);
+    }
+    if let Some(key) = &key {
+        attest_scan(&args, &report, &scanner, times, key)
+            .with_context(|| format!("failed to attest the scan of {}", args.target))?;
+    }
+    Ok(if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `--from-trivy` / `--from-grype`, when given.
+fn imported_report(args: &ScanArgs) -> Option<(ReportFormat, &Path)> {
+    match (&args.from_trivy, &args.from_grype) {
+        (Some(file), _) => Some((ReportFormat::Trivy, file)),
+        (_, Some(file)) => Some((ReportFormat::Grype, file)),
+        _ => None,
+    }
+}
+
+/// kiln's own match of the packages against the OSV records of `--db`.
+fn scan_osv(
+    args: &ScanArgs,
+    ignore: Option<&scan::IgnoreList>,
+) -> Result<(Report, Scanner, Option<i64>)> {
+    let db_path = args.db.as_deref().context("--db is required")?;
     let mut warnings = Vec::new();
     let (packages, ecosystem, digest) = if is_lock(&args.target) {
         let (packages, eco) = lock_packages(Path::new(&args.target))?;
@@ -116,12 +226,16 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         }
         .into());
     };
-    let ignore = match &args.ignore {
-        Some(path) => Some(scan::IgnoreList::read(path, today())?),
-        None => None,
-    };
-    let db = scan::Database::open(&args.db, &mut warnings)?;
+    let db = scan::Database::open(db_path, &mut warnings)?;
     let (findings, facts) = scan::match_packages(&db, &ecosystem, &packages, &mut warnings);
+    // The attestation names the database by its content; hashing it costs a read of every
+    // record, so only when attesting.
+    let db_version = if args.attest {
+        db.digest().to_string()
+    } else {
+        String::new()
+    };
+    let scanner = Scanner::kiln(db_path.display().to_string(), db_version);
     let report = Report::new(
         args.target.clone(),
         digest,
@@ -129,25 +243,154 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         packages.len(),
         facts,
         findings,
-        ignore.as_ref(),
+        ignore,
         warnings,
         args.fail_on.map(severity),
     );
-    for w in &report.warnings {
-        status(&format!("warning: {w}"));
+    Ok((report, scanner, None))
+}
+
+/// The findings of a Trivy or Grype report about the image, checked to be about its digest.
+/// The scan time is the report's own, when it says one.
+fn scan_imported(
+    args: &ScanArgs,
+    format: ReportFormat,
+    file: &Path,
+    ignore: Option<&scan::IgnoreList>,
+) -> Result<(Report, Scanner, Option<i64>)> {
+    if is_lock(&args.target) {
+        bail!(
+            "--from-{} takes an image reference, not the lock {}",
+            format.as_str(),
+            args.target
+        );
     }
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?);
-    } else if args.sarif {
-        outln!("{}", serde_json::to_string_pretty(&report.sarif())?);
-    } else {
-        print_text(&report);
+    let img = open(&args.target, &args.platform, &args.cache, &args.registry)?;
+    let found = scan::read_image_packages(&img)?;
+    let config = crate::digest::Sha256Digest::of(&img.config_bytes);
+    let id = ImageIdentity {
+        manifest: &img.manifest_digest,
+        resolved: &img.resolved_digest,
+        config: &config,
+    };
+    let imported = scan::import::read_report(format, file, id, &found.packages)?;
+    let ecosystem = args
+        .ecosystem
+        .clone()
+        .or_else(|| found.ecosystem())
+        .unwrap_or_default();
+    let mut report = Report::new(
+        args.target.clone(),
+        Some(img.manifest_digest.to_string()),
+        ecosystem,
+        found.packages.len(),
+        scan::osv::DatabaseFacts::default(),
+        imported.findings,
+        ignore,
+        imported.warnings,
+        args.fail_on.map(severity),
+    );
+    report.imported = Some(ImportedFrom {
+        format,
+        file: file.display().to_string(),
+        scanner: imported.scanner.uri.clone(),
+        created: imported.created.clone(),
+    });
+    let time = imported
+        .created
+        .as_deref()
+        .and_then(crate::policy::parse_rfc3339);
+    Ok((report, imported.scanner, time))
+}
+
+/// Unix seconds for the scan's times: `SOURCE_DATE_EPOCH` when set (reproducible runs), else
+/// the clock. The only wall-clock value kiln writes: a scan attestation is about an event.
+fn scan_clock() -> Result<i64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|s| *s >= 0)
+            .with_context(|| {
+                format!(
+                    "SOURCE_DATE_EPOCH must be a non-negative integer (Unix seconds), not `{v}`"
+                )
+            }),
+        Err(_) => Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)),
     }
-    Ok(if report.passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+}
+
+/// The parameters that decide a scan's result, for the attestation's `invocation`.
+fn invocation(args: &ScanArgs) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut flag = |name: &str, value: Option<String>| {
+        if let Some(v) = value {
+            out.push(format!("--{name}={v}"));
+        }
+    };
+    flag("db", args.db.as_ref().map(|p| p.display().to_string()));
+    flag(
+        "from-trivy",
+        args.from_trivy.as_ref().map(|p| p.display().to_string()),
+    );
+    flag(
+        "from-grype",
+        args.from_grype.as_ref().map(|p| p.display().to_string()),
+    );
+    flag("ecosystem", args.ecosystem.clone());
+    flag("platform", args.platform.clone());
+    flag(
+        "fail-on",
+        args.fail_on.map(|f| severity(f).as_str().to_string()),
+    );
+    flag(
+        "ignore",
+        args.ignore.as_ref().map(|p| p.display().to_string()),
+    );
+    out
+}
+
+/// `--attest`: the report as a cosign `vuln` attestation of the image scanned, appended to its
+/// `.att` tag (in the layout or the registry), as `kiln attest --type vuln` would.
+fn attest_scan(
+    args: &ScanArgs,
+    report: &Report,
+    scanner: &Scanner,
+    times: ScanTimes,
+    key: &crate::attest::SigningKey,
+) -> Result<()> {
+    use crate::attest::cosign::AttachmentKind;
+    use crate::attest::{attestation_layer, PredicateType};
+    let Some(digest) = report.digest.as_deref() else {
+        bail!("a lock has no digest to attach a scan to");
+    };
+    let digest: crate::digest::Sha256Digest = digest.parse()?;
+    let client = super::sign::client(&args.registry)?;
+    let target = super::sign::resolve(&args.target, &client)?;
+    let predicate = vuln::predicate(report, scanner, &invocation(args), times);
+    let layer = attestation_layer(
+        key,
+        &target.subject_name,
+        &digest,
+        &PredicateType::Vuln,
+        predicate,
+    );
+    let appended = target
+        .store
+        .append(&digest, AttachmentKind::Attestation, vec![layer])?;
+    status(&format!(
+        "attested the scan of {} ({digest}) as {}, finished {}: {} holds {} attestation(s)",
+        args.target,
+        PredicateType::Vuln,
+        crate::build::rfc3339(times.finished),
+        appended.tag,
+        appended.total
+    ));
+    Ok(())
 }
 
 fn severity(f: FailOn) -> Severity {

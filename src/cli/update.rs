@@ -120,7 +120,7 @@ fn publish(
     };
     if let Some(key) = key {
         let names = super::sign::SigningNames::new(None, args.push.as_deref(), &u.image)?;
-        sign_output(dest, &names, image, key)?;
+        sign_output(dest, &names, image, Vec::new(), key)?;
         status(&format!("signed {}", dest.display()));
     }
     if let Some(push) = &args.push {

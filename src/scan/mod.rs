@@ -11,9 +11,12 @@
 pub mod cvss;
 pub mod dpkg;
 pub mod ignore;
+pub mod import;
+pub mod license;
 pub mod osv;
 pub mod report;
 pub mod sbom;
+pub mod vuln;
 
 pub use dpkg::{read_image_packages, ImagePackages, InstalledPackage};
 pub use ignore::{IgnoreEntry, IgnoreList};

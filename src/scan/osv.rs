@@ -186,6 +186,20 @@ impl Database {
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
     }
+
+    /// The content digest of the records read: sha256 over each file's name, a NUL, its
+    /// length in decimal, a NUL and its bytes, in name order. The same records give the same
+    /// digest whether they come from a directory or a zip; the `vuln` attestation names the
+    /// database by it.
+    pub fn digest(&self) -> crate::digest::Sha256Digest {
+        let mut hasher = crate::digest::Hasher::new();
+        for (name, bytes) in &self.files {
+            hasher.update(name.as_bytes());
+            hasher.update(format!("\0{}\0", bytes.len()).as_bytes());
+            hasher.update(bytes);
+        }
+        hasher.finish()
+    }
 }
 
 /// Reads at most [`MAX_RECORD`] bytes; a longer record is a warning and `None`.

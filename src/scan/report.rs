@@ -68,6 +68,19 @@ pub struct Ignored {
     pub entry: IgnoreEntry,
 }
 
+/// Which report the findings of an imported scan come from.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportedFrom {
+    pub format: super::import::ReportFormat,
+    pub file: String,
+    /// The scanner's `pkg:github/…@VERSION`.
+    pub scanner: String,
+    /// When the report says it was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+}
+
 /// Version 1 of the `--json` schema.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -81,6 +94,10 @@ pub struct Report {
     pub ecosystem: String,
     pub packages: usize,
     pub database: DatabaseFacts,
+    /// Set when the findings come from a Trivy or Grype report (`--from-trivy`,
+    /// `--from-grype`) rather than kiln's own match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub imported: Option<ImportedFrom>,
     pub findings: Vec<Finding>,
     pub ignored: Vec<Ignored>,
     pub warnings: Vec<String>,
@@ -142,6 +159,7 @@ impl Report {
             ecosystem,
             packages,
             database,
+            imported: None,
             findings: kept,
             ignored,
             warnings,

@@ -3,10 +3,15 @@
 //!
 //! The bytes are deterministic: the only time is the image's own `created`, the document
 //! namespace and serial number derive from the manifest digest, and everything is sorted.
+//! Licenses come from machine-readable copyright files ([`super::license`]); a package without
+//! one is `NOASSERTION` (SPDX) or lists none (CycloneDX).
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
 use super::dpkg::{ImagePackages, InstalledPackage};
+use super::license::{declared, Declared};
 use crate::digest::Sha256Digest;
 
 /// One resolved input from the provenance (`resolvedDependencies`).
@@ -117,8 +122,16 @@ pub fn spdx(s: &SbomSubject<'_>) -> Value {
         "relationshipType": "DESCRIBES",
         "relatedSpdxElement": image_id,
     })];
+    let mut license_refs: BTreeMap<String, (String, BTreeSet<&str>)> = BTreeMap::new();
     for (i, p) in s.packages.packages.iter().enumerate() {
         let id = spdx_id("Package-deb", &[&p.name, &p.architecture, &i.to_string()]);
+        let declared = declared_license(s.packages, p);
+        for (id, name) in declared.iter().flat_map(|d| &d.refs) {
+            let entry = license_refs
+                .entry(id.clone())
+                .or_insert_with(|| (name.clone(), BTreeSet::new()));
+            entry.1.insert(&p.name);
+        }
         let mut package = json!({
             "SPDXID": id,
             "name": p.name,
@@ -126,7 +139,7 @@ pub fn spdx(s: &SbomSubject<'_>) -> Value {
             "downloadLocation": "NOASSERTION",
             "filesAnalyzed": false,
             "licenseConcluded": "NOASSERTION",
-            "licenseDeclared": "NOASSERTION",
+            "licenseDeclared": declared.as_ref().map_or("NOASSERTION", |d| d.expression.as_str()),
             "copyrightText": "NOASSERTION",
             "sourceInfo": format!("built from the Debian source package {} {}", p.source, p.source_version),
             "primaryPackagePurpose": "LIBRARY",
@@ -163,7 +176,24 @@ pub fn spdx(s: &SbomSubject<'_>) -> Value {
             "relatedSpdxElement": image_id,
         }));
     }
-    json!({
+    let extracted: Vec<Value> = license_refs
+        .into_iter()
+        .map(|(id, (name, packages))| {
+            let files: Vec<String> = packages
+                .iter()
+                .map(|p| format!("/usr/share/doc/{p}/copyright"))
+                .collect();
+            json!({
+                "licenseId": id,
+                "name": name,
+                "extractedText": format!(
+                    "The license Debian names `{name}` in {}",
+                    files.join(", ")
+                ),
+            })
+        })
+        .collect();
+    let mut doc = json!({
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
         "SPDXID": "SPDXRef-DOCUMENT",
@@ -175,7 +205,16 @@ pub fn spdx(s: &SbomSubject<'_>) -> Value {
         },
         "packages": packages,
         "relationships": relationships,
-    })
+    });
+    if !extracted.is_empty() {
+        doc["hasExtractedLicensingInfos"] = json!(extracted);
+    }
+    doc
+}
+
+/// The declared license of `p`, from its DEP-5 copyright file (see [`super::license`]).
+fn declared_license(packages: &ImagePackages, p: &InstalledPackage) -> Option<Declared> {
+    packages.copyright.get(&p.name).and_then(|t| declared(t))
 }
 
 /// A name-based-looking UUID (version 5 bits) from the image digest.
@@ -213,6 +252,9 @@ pub fn cyclonedx(s: &SbomSubject<'_>) -> Value {
         });
         if let Some(deb) = deb_input(s, p) {
             component["hashes"] = json!([{"alg": "SHA-256", "content": deb.sha256}]);
+        }
+        if let Some(d) = declared_license(s.packages, p) {
+            component["licenses"] = json!([{"expression": d.expression}]);
         }
         components.push(component);
     }

@@ -27,6 +27,7 @@ mod registry_support;
 mod report;
 mod run;
 mod scan;
+mod scan_attest;
 mod sign;
 mod support;
 /// The raw tar builder of the unit tests: hostile bytes no well-behaved writer produces.

@@ -18,7 +18,7 @@ const REBUILD: &str = "https://kiln.build/rebuild/v1";
 const BUILDER: &str = "https://kiln.build/kiln";
 
 /// A plain HTTP/1.0 GET to the registry (code kiln did not write): (status, body).
-fn http_get(host: &str, path: &str, accept: &str) -> (u16, Vec<u8>) {
+pub(crate) fn http_get(host: &str, path: &str, accept: &str) -> (u16, Vec<u8>) {
     let mut stream = std::net::TcpStream::connect(host).unwrap();
     write!(
         stream,
@@ -36,7 +36,7 @@ fn http_get(host: &str, path: &str, accept: &str) -> (u16, Vec<u8>) {
     (status, response[split + 4..].to_vec())
 }
 
-fn tags(registry: &LocalRegistry, repo: &str) -> (u16, Vec<u8>) {
+pub(crate) fn tags(registry: &LocalRegistry, repo: &str) -> (u16, Vec<u8>) {
     http_get(&registry.host, &format!("/v2/{repo}/tags/list"), "*/*")
 }
 
@@ -178,7 +178,12 @@ fn verify_policy(ctx: &TestContext, reference: &str) -> (i32, String) {
 }
 
 /// The DSSE envelope of the `predicate_type` layer in `repo`'s `.att` tag for `digest`.
-fn envelope(registry: &LocalRegistry, repo: &str, digest: &str, predicate_type: &str) -> Vec<u8> {
+pub(crate) fn envelope(
+    registry: &LocalRegistry,
+    repo: &str,
+    digest: &str,
+    predicate_type: &str,
+) -> Vec<u8> {
     let hex = digest.strip_prefix("sha256:").unwrap();
     let (status, body) = http_get(
         &registry.host,
@@ -200,7 +205,7 @@ fn envelope(registry: &LocalRegistry, repo: &str, digest: &str, predicate_type: 
 }
 
 /// The Python verifier checks the envelope with `key`; returns the in-toto statement.
-fn python_dsse(ctx: &TestContext, envelope: &[u8], key: &str) -> Value {
+pub(crate) fn python_dsse(ctx: &TestContext, envelope: &[u8], key: &str) -> Value {
     let file = ctx.write("envelope.json", envelope);
     let key = ctx.join(key);
     let args = [

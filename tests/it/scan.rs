@@ -62,7 +62,7 @@ pub fn build_dpkg_image(ctx: &TestContext) -> String {
     "oci:out/pkgs:pkgs".to_string()
 }
 
-fn record(dir: &Path, file: &str, value: Value) {
+pub(crate) fn record(dir: &Path, file: &str, value: Value) {
     std::fs::create_dir_all(dir.join(file).parent().unwrap()).unwrap();
     std::fs::write(dir.join(file), serde_json::to_vec_pretty(&value).unwrap()).unwrap();
 }
@@ -80,7 +80,7 @@ fn affected(name: &str, extra: Value) -> Value {
 }
 
 /// One record per outcome; returns the directory.
-fn write_db(ctx: &TestContext) -> PathBuf {
+pub(crate) fn write_db(ctx: &TestContext) -> PathBuf {
     let db = ctx.join("osv");
     let critical =
         json!([{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]);
@@ -583,7 +583,7 @@ fn version_order_equals_dpkg_on_real_packages_index() {
     assert!(mismatches.is_empty(), "{mismatches:#?}");
 }
 
-fn venv_python() -> PathBuf {
+pub(crate) fn venv_python() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3");
     assert!(
         path.exists(),
