@@ -412,7 +412,9 @@ fn describe_layer(layer: &Layer) -> String {
             StepKind::Symlink { path, target, .. } => format!("symlink {path} -> {target}"),
             StepKind::Remove { path } => format!("remove {path}"),
             StepKind::Run { argv, .. } => format!("run {}", argv.join(" ")),
-            StepKind::Packages { names, from } => format!("packages {from}: {}", names.join(" ")),
+            StepKind::Packages { names, from, .. } => {
+                format!("packages {from}: {}", names.join(" "))
+            }
         })
         .collect();
     format!("kiln: {}", steps.join("; "))

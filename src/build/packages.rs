@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use super::{BuildError, BuildObserver, BuildOptions, Result};
 use crate::attest::provenance::Dependency;
 use crate::deb::lockfile::{lock_path, requests, Lock, LockedPackage, LockfileError};
-use crate::deb::{debian_arch, install};
+use crate::deb::{debian_arch, generate, install};
 use crate::digest::Sha256Digest;
 use crate::fetch::{Fetcher, SizeLimit};
 use crate::layer::tree::FileTree;
-use crate::recipe::{Recipe, StepKind};
+use crate::recipe::{Generated, Recipe, StepKind};
 use crate::store::Store;
 
 /// The locked `.deb`s of each `packages` step, by the step's recipe line. They are fetched
@@ -20,6 +20,8 @@ use crate::store::Store;
 #[derive(Default)]
 pub struct Debs {
     pub by_line: BTreeMap<usize, Vec<(LockedPackage, String)>>,
+    /// What each step's `generate` asks for, by the step's recipe line.
+    generate: BTreeMap<usize, Vec<Generated>>,
     pub dependencies: Vec<Dependency>,
     fetcher: Option<Fetcher>,
 }
@@ -47,6 +49,9 @@ impl Debs {
             ));
         }
         install::install(tree, &fetched, epoch, scratch)?;
+        if let Some(what) = self.generate.get(&line) {
+            generate::generate(tree, what, &fetched, epoch)?;
+        }
         Ok(())
     }
 
@@ -108,9 +113,17 @@ pub fn locked(recipe: &Recipe) -> Result<Debs> {
     lock.check(recipe, &[arch.to_string()], &keyrings, &path)?;
     let mut deps = BTreeMap::new();
     for step in recipe.layers.iter().flat_map(|l| &l.steps) {
-        let StepKind::Packages { names, from } = &step.kind else {
+        let StepKind::Packages {
+            names,
+            from,
+            generate,
+        } = &step.kind
+        else {
             continue;
         };
+        if !generate.is_empty() {
+            debs.generate.insert(step.span.line, generate.clone());
+        }
         let set = lock.set(from, arch, names).expect("checked by Lock::check");
         let repo = &lock.repositories[from];
         if let Some(release) = repo.release.get(arch) {

@@ -103,7 +103,7 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
         if args.check {
             anyhow::bail!("--check does not support a recipe with several `platforms` yet");
         }
-        return build_platforms(&recipe, &args, &opts, sign_key.is_some(), &reporter);
+        return build_platforms(&recipe, &args, &opts, sign_key.as_ref(), &names, &reporter);
     }
     let image = if args.check {
         match check(&recipe, &opts, &reporter)
@@ -158,13 +158,14 @@ fn build_platforms(
     recipe: &Recipe,
     args: &BuildArgs,
     opts: &BuildOptions,
-    signing: bool,
+    sign_key: Option<&crate::attest::SigningKey>,
+    names: &super::sign::SigningNames,
     reporter: &BuildReporter,
 ) -> Result<ExitCode> {
-    if args.format != OutputFormat::Oci || signing || args.push.is_some() || args.sbom {
+    if args.format != OutputFormat::Oci || args.sbom {
         anyhow::bail!(
             "a recipe with several `platforms` writes an image index: use --format oci, without \
-             --sign-key, --sbom or --push (sign and copy the index afterwards)"
+             --sbom (copy one platform's image to an archive afterwards)"
         );
     }
     let per_platform: Vec<Recipe> = recipe
@@ -204,7 +205,28 @@ fn build_platforms(
             image.store.stamp_verified(&blob.digest);
         }
     }
+    if let Some(key) = sign_key {
+        let signed: Vec<_> = images
+            .iter()
+            .map(|i| (i.manifest_digest, i.provenance.as_slice()))
+            .collect();
+        super::sign::sign_built_index(&dest, names, &digest, &signed, key)
+            .with_context(|| format!("failed to sign the images in {}", dest.display()))?;
+    }
     status(&format!("wrote {}", dest.display()));
+    if let Some(push) = &args.push {
+        let target = registry_target(push)?;
+        let ctx = super::copy::transports(&args.run.cache, &args.run.registry)?;
+        let report = crate::image::push::push_layout_index(&ctx, &dest, &digest, &target)
+            .with_context(|| format!("failed to push {push}"))?;
+        super::copy::report(
+            push,
+            &crate::image::copy::CopyReport {
+                manifest_digest: digest,
+                push: Some(report),
+            },
+        );
+    }
     outln!("{digest}");
     Ok(ExitCode::SUCCESS)
 }
@@ -307,9 +329,7 @@ pub(super) fn push_output(
     run: &super::args::BuildRunArgs,
 ) -> Result<()> {
     let target: ImageRef = push.parse()?;
-    if !matches!(target, ImageRef::Docker { .. }) {
-        anyhow::bail!("--push takes a docker://HOST/REPO[:TAG] reference, not `{push}`");
-    }
+    registry_target(push)?;
     let ctx = super::copy::transports(&run.cache, &run.registry)?;
     let scratch = ctx.scratch()?;
     let layout_dir = match format {
@@ -329,6 +349,15 @@ pub(super) fn push_output(
     let report = crate::image::copy_image(&opened, &target, &ctx, image.epoch)?;
     super::copy::report(push, &report);
     Ok(())
+}
+
+/// The registry reference of `--push` (only `docker://` destinations).
+fn registry_target(push: &str) -> Result<crate::registry::Reference> {
+    let target: ImageRef = push.parse()?;
+    if !matches!(target, ImageRef::Docker { .. }) {
+        anyhow::bail!("--push takes a docker://HOST/REPO[:TAG] reference, not `{push}`");
+    }
+    Ok(crate::image::remote::registry_reference(&target)?)
 }
 
 /// The library's build options from the command line's.

@@ -189,6 +189,32 @@ pub fn sign_built_layout(
     Ok(())
 }
 
+/// `kiln build --sign-key` of several platforms, as `cosign sign --recursive` signs an index:
+/// each image of the layout at `dir` is signed and its provenance attested
+/// ([`sign_built_layout`]), and the index `index` itself gets a signature, all as `names`.
+pub fn sign_built_index(
+    dir: &Path,
+    names: &SigningNames,
+    index: &Sha256Digest,
+    images: &[(Sha256Digest, &[u8])],
+    key: &SigningKey,
+) -> Result<()> {
+    for (digest, statement) in images {
+        sign_built_layout(dir, names, digest, statement, Vec::new(), key)?;
+    }
+    AttachmentStore::Layout(Layout::open(dir)?).append(
+        index,
+        AttachmentKind::Signature,
+        vec![signature_layer(key, &names.identity, index)],
+    )?;
+    status(&format!(
+        "signed the index {index} as {} with key {}",
+        names.identity,
+        keys::key_id(key.verifying_key())
+    ));
+    Ok(())
+}
+
 /// The `--json` report of `kiln verify` (schema version 1).
 #[derive(Serialize)]
 struct VerifyOutput<'a> {

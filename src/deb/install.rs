@@ -119,24 +119,34 @@ pub fn install(
             package: name.clone(),
             source,
         };
-        // Every directory of the records' path is an entry of its own (scanners walk the
-        // layer's entries, not an implied tree).
-        let mut dir = String::new();
-        for part in STATUS_DIR.trim_start_matches('/').split('/') {
-            dir = format!("{dir}/{part}");
-            if tree.get(&dir).is_none() {
-                let entry = Entry {
-                    kind: EntryKind::Dir,
-                    meta: Metadata::new(0o755, 0, 0, epoch),
-                };
-                tree.insert(&dir, entry).map_err(record_err)?;
-            }
-        }
+        ensure_dirs(tree, &format!("{STATUS_DIR}/{name}"), epoch).map_err(record_err)?;
         tree.insert(&format!("{STATUS_DIR}/{name}"), file(record.into_bytes()))
             .map_err(record_err)?;
         if let Some(sums) = md5sums {
             tree.insert(&format!("{STATUS_DIR}/{name}.md5sums"), file(sums))
                 .map_err(record_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes every missing parent directory of `path` an entry of its own (0755, root), as
+/// scanners walk the layer's entries, not an implied tree.
+pub(crate) fn ensure_dirs(tree: &mut FileTree, path: &str, epoch: i64) -> Result<(), TreeError> {
+    let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+    let mut dir = String::new();
+    for part in parent
+        .trim_start_matches('/')
+        .split('/')
+        .filter(|p| !p.is_empty())
+    {
+        dir = format!("{dir}/{part}");
+        if tree.get(&dir).is_none() {
+            let entry = Entry {
+                kind: EntryKind::Dir,
+                meta: Metadata::new(0o755, 0, 0, epoch),
+            };
+            tree.insert(&dir, entry)?;
         }
     }
     Ok(())

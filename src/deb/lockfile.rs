@@ -234,7 +234,7 @@ pub fn requests(recipe: &Recipe) -> impl Iterator<Item = (&str, &[String])> {
         .iter()
         .flat_map(|l| &l.steps)
         .filter_map(|s| match &s.kind {
-            StepKind::Packages { names, from } => Some((from.as_str(), names.as_slice())),
+            StepKind::Packages { names, from, .. } => Some((from.as_str(), names.as_slice())),
             _ => None,
         })
 }

@@ -2,6 +2,7 @@
 //! `.deb`, dependency resolution, the `RECIPE.lock` file and the dpkg records of an image.
 
 pub mod control;
+pub mod generate;
 pub mod install;
 pub mod lock;
 pub mod lockfile;

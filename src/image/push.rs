@@ -150,3 +150,73 @@ pub fn push_image(
     }
     Ok(report)
 }
+
+/// Pushes the image index `index_digest` of the OCI layout `dir` to `dest`, as `cosign` and
+/// `skopeo copy --all` leave one: every image the index lists, by digest, with its referrers
+/// and attachments (as [`push_image`]); then the index's own attachments (`sha256-<index
+/// hex>.sig` …); then the index itself under `dest`'s tag (or digest). The images go first
+/// because a registry accepts an index only once the manifests it lists are there.
+pub fn push_layout_index(
+    ctx: &super::Transports,
+    dir: &std::path::Path,
+    index_digest: &Sha256Digest,
+    dest: &Reference,
+) -> Result<PushReport> {
+    super::DestinationDigest::check(dest, dest.digest(), index_digest)?;
+    let layout = super::Layout::open(dir)?;
+    let index_bytes = layout.read_blob(index_digest)?;
+    let index: oci_spec::image::ImageIndex = parse(&index_bytes, &format!("index {index_digest}"))?;
+    let mut report = PushReport {
+        manifest_digest: *index_digest,
+        uploaded: 0,
+        mounted: 0,
+        existed: 0,
+        referrers: 0,
+        attachments: 0,
+    };
+    let mut images = Vec::new();
+    for desc in index.manifests() {
+        let digest = digest_of(desc)?;
+        let source = super::ImageRef::Oci {
+            path: dir.to_path_buf(),
+            tag: None,
+            digest: Some(digest),
+        };
+        let img = super::open_image_with(&source, "", ctx)?;
+        let by_digest = Reference::new(dest.repository().clone(), None, Some(digest))
+            .expect("a reference without a tag is valid");
+        let pushed = push_image(&ctx.client, &img, &by_digest, ctx.threads)?;
+        report.uploaded += pushed.uploaded;
+        report.mounted += pushed.mounted;
+        report.existed += pushed.existed;
+        report.referrers += pushed.referrers;
+        report.attachments += pushed.attachments;
+        images.push(img);
+    }
+    let Some(blobs) = images.first() else {
+        return Err(super::ImageError::Select {
+            reference: dir.display().to_string(),
+            reason: format!("index {index_digest} lists no image"),
+        });
+    };
+    for desc in layout.read_index()?.manifests() {
+        let tag = super::layout::ref_name(desc);
+        if tag.is_some_and(|t| super::source::is_attachment_tag(t, index_digest)) {
+            // Attachments live in the same layout as the images: read through its blobs.
+            push_child(&ctx.client, blobs, dest, desc, tag)?;
+            report.attachments += 1;
+        }
+    }
+    let reference = match (dest.tag(), dest.digest()) {
+        (Some(t), _) => t.to_string(),
+        (None, Some(d)) => d.to_string(),
+        (None, None) => "latest".to_string(),
+    };
+    ctx.client.put_manifest(
+        dest.repository(),
+        &reference,
+        media::OCI_INDEX,
+        &index_bytes,
+    )?;
+    Ok(report)
+}

@@ -183,6 +183,8 @@ pub enum RecipeError {
     },
     #[error("{at}: unknown tar style `{value}`; expected one of: kiln, go, go-bytewise")]
     UnknownTarStyle { at: Location, value: String },
+    #[error("{at}: unknown `generate` value `{value}`; expected one of: ca-certificates")]
+    UnknownGenerated { at: Location, value: String },
     #[error("{at}: [image] history has {entries} entries for layers but the recipe has {layers} [[layer]]; give one entry per layer, and `empty-layer = true` to the others")]
     HistoryLayerCount {
         at: Location,
@@ -251,6 +253,7 @@ impl RecipeError {
             | UnknownCompression { at, .. }
             | CompressionLevel { at, .. }
             | UnknownTarStyle { at, .. }
+            | UnknownGenerated { at, .. }
             | HistoryLayerCount { at, .. }
             | EmptyCommand { at }
             | RootPath { at, .. }

@@ -24,7 +24,7 @@ use std::path::Path;
 
 pub use error::RecipeError;
 pub use lock::{pin_base_ref, pin_input_sha256, pin_input_size, pin_input_url, LockError};
-pub use repositories::Repository;
+pub use repositories::{Generated, Repository};
 pub use span::{Location, Span, ValueSpans};
 pub use steps::STEP_KINDS;
 pub use types::{

@@ -112,3 +112,27 @@ pub(crate) fn is_package_name(s: &str) -> bool {
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
 }
+
+/// A file a package's maintainer script would make (no script runs), which a `packages` step
+/// asks kiln to make instead: `generate = ["ca-certificates"]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Generated {
+    /// `/etc/ssl/certs/ca-certificates.crt`, as `update-ca-certificates` makes it from the
+    /// `ca-certificates` package with the default configuration.
+    CaCertificates,
+}
+
+impl Generated {
+    pub const ALL: [Generated; 1] = [Generated::CaCertificates];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Generated::CaCertificates => "ca-certificates",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.name() == name)
+    }
+}

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::error::RecipeError;
-use super::repositories::{is_package_name, Repository};
+use super::repositories::{is_package_name, Generated, Repository};
 use super::table::{as_table_array, Tbl};
 use super::types::{Input, Layer, Step, StepKind, TarStyle};
 use super::values::{ImagePath, Mode, Owner};
@@ -19,7 +19,7 @@ pub const STEP_KINDS: [&str; 8] = [
 
 const STEP_KEYS: &[&str] = &[
     "extract", "copy", "write", "mkdir", "symlink", "remove", "run", "dest", "mode", "owner",
-    "content", "target", "env", "workdir", "user", "packages", "from",
+    "content", "target", "env", "workdir", "user", "packages", "from", "generate",
 ];
 
 /// The keys each kind takes besides its own.
@@ -31,7 +31,7 @@ fn options(kind: &str) -> &'static [&'static str] {
         "mkdir" => &["mode", "owner"],
         "symlink" => &["target", "owner"],
         "run" => &["env", "workdir", "user"],
-        "packages" => &["from"],
+        "packages" => &["from", "generate"],
         _ => &[],
     }
 }
@@ -222,7 +222,23 @@ fn packages(
             })
         }
     };
-    Ok(StepKind::Packages { names, from })
+    let mut generate = Vec::new();
+    for name in t.strings("generate")?.unwrap_or_default() {
+        let Some(g) = Generated::from_name(&name) else {
+            return Err(RecipeError::UnknownGenerated {
+                at: t.at_value("generate"),
+                value: name,
+            });
+        };
+        generate.push(g);
+    }
+    generate.sort();
+    generate.dedup();
+    Ok(StepKind::Packages {
+        names,
+        from,
+        generate,
+    })
 }
 
 /// The input named by `extract`/`copy`, which must exist.

@@ -317,7 +317,7 @@ fn refusals_name_the_place_and_the_key() {
     let cases: &[(&str, &str)] = &[
         // unknown keys, everywhere
         ("[[layer]]\n[[layer.step]]\nextrct = \"busybox\"\n",
-         "recipe.toml:9:1: unknown key `extrct` in [[layer.step]]; expected one of: extract, copy, write, mkdir, symlink, remove, run, dest, mode, owner, content, target, env, workdir, user, packages, from"),
+         "recipe.toml:9:1: unknown key `extrct` in [[layer.step]]; expected one of: extract, copy, write, mkdir, symlink, remove, run, dest, mode, owner, content, target, env, workdir, user, packages, from, generate"),
         ("[config]\n  entry-point = []\n",
          "recipe.toml:8:3: unknown key `entry-point` in [config]; expected one of: entrypoint, cmd, env, workdir, user, exposed-ports, labels, stop-signal"),
         ("[layers]\n", "recipe.toml:7:2: unknown key `layers` in the top level; expected one of: image, base, inputs, repositories, layer, config"),
@@ -519,7 +519,7 @@ tar = "kiln"
     let err = Recipe::parse(text, "r.toml", ".").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "r.toml:18:1: unknown key `tar` in [[layer.step]]; expected one of: extract, copy, write, mkdir, symlink, remove, run, dest, mode, owner, content, target, env, workdir, user, packages, from",
+        "r.toml:18:1: unknown key `tar` in [[layer.step]]; expected one of: extract, copy, write, mkdir, symlink, remove, run, dest, mode, owner, content, target, env, workdir, user, packages, from, generate",
         "`tar` belongs to the layer, not a step"
     );
     let text = text.replace("mkdir = \"/e\"\ntar = \"kiln\"\n", "mkdir = \"/e\"\n");

@@ -204,7 +204,13 @@ pub enum StepKind {
     Remove { path: ImagePath },
     /// Installs Debian packages (their closure, as pinned in `RECIPE.lock`) from repository
     /// `from`: each `.deb`'s data unpacked, no maintainer scripts, a dpkg record per package.
-    Packages { names: Vec<String>, from: String },
+    Packages {
+        names: Vec<String>,
+        from: String,
+        /// `generate`: files the packages' maintainer scripts would make, sorted.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        generate: Vec<super::repositories::Generated>,
+    },
     /// Runs in the sandbox over the rootfs so far. A string `run` becomes
     /// `["/bin/sh", "-c", string]`.
     Run {

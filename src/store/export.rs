@@ -135,11 +135,16 @@ fn kernel_copy_hashing(
             .name("kiln-export-hash".into())
             .spawn_scoped(scope, move || -> io::Result<Sha256Digest> {
                 let mut hasher = Hasher::new();
-                let mut buf = vec![0u8; CHUNK];
+                let mut buf = Vec::new();
                 let mut offset = 0u64;
                 for n in rx {
-                    out.read_exact_at(&mut buf[..n], offset)?;
-                    hasher.update(&buf[..n]);
+                    // Hashed where the page cache holds it (no copy into a buffer of ours);
+                    // read into a buffer when the file cannot be mapped.
+                    if !hash_mapped(out, offset, n, &mut hasher) {
+                        buf.resize(CHUNK, 0);
+                        out.read_exact_at(&mut buf[..n], offset)?;
+                        hasher.update(&buf[..n]);
+                    }
                     offset += n as u64;
                 }
                 Ok(hasher.finish())
@@ -177,6 +182,37 @@ fn kernel_copy_hashing(
             false => Ok(None),
         }
     })
+}
+
+/// Hashes bytes `offset..offset + len` of `file` through a read-only mapping; `false` (nothing
+/// hashed) when it cannot be mapped. `offset` is a multiple of [`CHUNK`], so of the page size.
+fn hash_mapped(file: &File, offset: u64, len: usize, hasher: &mut Hasher) -> bool {
+    let Ok(off) = libc::off_t::try_from(offset) else {
+        return false;
+    };
+    if len == 0 {
+        return true;
+    }
+    // SAFETY: a new read-only mapping of `len` bytes of an open file, unmapped below
+    // before the slice over it goes out of scope. The file is the export's own temp file,
+    // which this process has just written up to `offset + len` and nobody else truncates
+    // (a truncation would raise SIGBUS, never return wrong bytes).
+    unsafe {
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            file.as_raw_fd(),
+            off,
+        );
+        if addr == libc::MAP_FAILED {
+            return false;
+        }
+        hasher.update(std::slice::from_raw_parts(addr.cast::<u8>(), len));
+        libc::munmap(addr, len);
+    }
+    true
 }
 
 /// Copies `src` to `out` and hashes exactly the bytes written, the hashing on a second thread
