@@ -133,7 +133,7 @@ pub fn build(
             // The plan's keys name the base by its pin: the build must read that image.
             if opened.resolved_digest != planned.digest {
                 return Err(BuildError::BadBase {
-                    reference: base.reference.clone(),
+                    reference: base.reference.to_string(),
                     reason: format!(
                         "it resolved to {}, not to its pin {}",
                         opened.resolved_digest, planned.digest

@@ -147,9 +147,9 @@ impl LayerSpec {
 pub fn compute(recipe: &Recipe, facts: &PlanFacts) -> Result<BuildPlan> {
     let base = match &recipe.base {
         Some(b) => Some(BasePlan {
-            reference: b.reference.clone(),
+            reference: b.reference.to_string(),
             digest: b.digest.ok_or_else(|| BuildError::BaseNotPinned {
-                reference: b.reference.clone(),
+                reference: b.reference.to_string(),
             })?,
         }),
         None => None,

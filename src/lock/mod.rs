@@ -178,12 +178,11 @@ pub fn lock_recipe(
     if let Some(base) = &parsed.base {
         if base.digest.is_none() || options.update {
             let platform = parsed.image.platform.to_string();
-            let pinned = resolve_base(&base.reference.to_string(), &parsed.dir, &platform, options).map_err(
-                |source| LockError::Base {
+            let pinned = resolve_base(&base.reference.to_string(), &parsed.dir, &platform, options)
+                .map_err(|source| LockError::Base {
                     reference: base.reference.to_string(),
                     source,
-                },
-            )?;
+                })?;
             if let Some(pinned) = pinned.filter(|p| *p != base.reference.to_string()) {
                 new_text = recipe::pin_base_ref(&new_text, &pinned)?;
                 pin(Pin::Base { reference: pinned }, &mut pins);

@@ -307,20 +307,19 @@ pub fn update_recipe(
                 transports: &transports,
             };
             let platform = old.image.platform.as_str();
-            let pinned = resolve_base(&b.reference.to_string(), &old.dir, platform, &lock_options).map_err(
-                |source| UpdateError::Base {
+            let pinned = resolve_base(&b.reference.to_string(), &old.dir, platform, &lock_options)
+                .map_err(|source| UpdateError::Base {
                     recipe: path.to_path_buf(),
                     source: Box::new(source),
-                },
-            )?;
+                })?;
             let digest = pinned
                 .as_deref()
                 .and_then(|p| p.rsplit_once('@'))
                 .and_then(|(_, d)| d.parse::<Sha256Digest>().ok());
             match (pinned, digest) {
-                (Some(reference), Some(digest)) if reference != b.reference => {
+                (Some(reference), Some(digest)) if reference != b.reference.to_string() => {
                     observer.event(UpdateEvent::BaseMoved {
-                        old: &b.reference,
+                        old: &b.reference.to_string(),
                         new: &reference,
                     });
                     new_text = recipe::pin_base_ref(&new_text, &reference).map_err(rewrite)?;
