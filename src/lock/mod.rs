@@ -207,7 +207,7 @@ pub fn lock_recipe(
 }
 
 /// The directory relative paths in the recipe at `recipe` are resolved against.
-fn recipe_dir(recipe: &Path) -> PathBuf {
+pub(crate) fn recipe_dir(recipe: &Path) -> PathBuf {
     match recipe.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
