@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 packages=(docker-registry skopeo umoci podman runc busybox-static diffoscope-minimal pigz
           uidmap python3-venv zstd xz-utils bzip2 apache2-utils time gcc libc6-dev
-          gnupg apt-utils debian-archive-keyring mmdebstrap)
+          gnupg apt-utils debian-archive-keyring mmdebstrap git openssl systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
