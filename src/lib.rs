@@ -16,6 +16,7 @@ pub mod image;
 pub mod layer;
 pub mod lock;
 pub mod policy;
+pub mod rebuild;
 pub mod recipe;
 pub mod registry;
 pub mod scan;
