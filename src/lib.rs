@@ -12,6 +12,7 @@ pub mod deb;
 pub mod diff;
 pub mod digest;
 pub mod fetch;
+pub mod hint;
 pub mod image;
 pub mod layer;
 pub mod lock;

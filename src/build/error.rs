@@ -7,15 +7,15 @@ use crate::recipe::Location;
 pub enum BuildError {
     /// `at` is the first unpinned input's table.
     #[error(
-        "{at}: inputs without sha256: {}\nhint: run `kiln lock {}` to pin them",
-        inputs.join(", "), recipe.display()
+        "{at}: inputs without sha256: {}",
+        inputs.join(", ")
     )]
     Unpinned {
         at: Location,
         recipe: PathBuf,
         inputs: Vec<String>,
     },
-    #[error("base image `{reference}` is not pinned\nhint: add @sha256:… or run `kiln lock`")]
+    #[error("base image `{reference}` is not pinned")]
     BaseNotPinned { reference: String },
     #[error("base image `{reference}` is {base}, but the recipe builds {recipe}")]
     PlatformMismatch {
@@ -103,4 +103,19 @@ pub enum BuildError {
     NoEmulator { platform: String, host: String },
     #[error(transparent)]
     Lockfile(#[from] crate::deb::lockfile::LockfileError),
+}
+
+impl BuildError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Unpinned { recipe, .. } => {
+                Some(format!("run `kiln lock {}` to pin them", recipe.display()))
+            }
+            Self::BaseNotPinned { .. } => Some("add @sha256:… or run `kiln lock`".to_string()),
+            Self::Image(e) => e.hint(),
+            Self::Store(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
