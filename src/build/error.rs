@@ -53,13 +53,13 @@ pub enum BuildError {
     },
     #[error("{location}: {message}")]
     StepInvalid { location: String, message: String },
-    #[error("{location}: `[config] user = {user:?}`: {reason}, so no runtime can start the image as that user\nhint: use a numeric uid[:gid] (always accepted), or add the user to the image's /etc/passwd (and the group to /etc/group)")]
+    #[error("{location}: `[config] user = {user:?}`: {reason}, so no runtime can start the image as that user")]
     UnknownUser {
         location: String,
         user: String,
         reason: String,
     },
-    #[error("{location}: this `{step}` step makes `{program}` (the [config] {key}) mode {mode}, which no runtime can execute\nhint: add mode = \"0755\" to the step")]
+    #[error("{location}: this `{step}` step makes `{program}` (the [config] {key}) mode {mode}, which no runtime can execute")]
     NotExecutable {
         location: String,
         step: &'static str,
@@ -113,6 +113,12 @@ impl BuildError {
                 Some(format!("run `kiln lock {}` to pin them", recipe.display()))
             }
             Self::BaseNotPinned { .. } => Some("add @sha256:… or run `kiln lock`".to_string()),
+            Self::UnknownUser { .. } => Some(
+                "use a numeric uid[:gid] (always accepted), or add the user to the image's \
+                 /etc/passwd (and the group to /etc/group)"
+                    .to_string(),
+            ),
+            Self::NotExecutable { .. } => Some("add mode = \"0755\" to the step".to_string()),
             Self::Image(e) => e.hint(),
             Self::Store(e) => e.hint(),
             _ => None,
