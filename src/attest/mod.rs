@@ -17,6 +17,7 @@
 
 pub mod cosign;
 pub mod dsse;
+pub mod image;
 pub mod intoto;
 pub mod keys;
 pub mod provenance;

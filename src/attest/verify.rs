@@ -149,17 +149,24 @@ impl VerificationReport {
             .iter()
             .filter_map(|l| l.describe_failure())
             .collect();
-        if !self
+        out.extend(self.missing());
+        out
+    }
+
+    /// When no layer is of the kind (or predicate type) verified, what is missing: `no
+    /// signatures layer`, `no attestation layer with predicate type `…``.
+    pub fn missing(&self) -> Option<String> {
+        if self
             .layers
             .iter()
             .any(|l| l.verdict != LayerVerdict::Skipped)
         {
-            out.push(match &self.predicate_type {
-                Some(t) => format!("no attestation layer with predicate type `{t}`"),
-                None => format!("no {} layer", self.kind),
-            });
+            return None;
         }
-        out
+        Some(match &self.predicate_type {
+            Some(t) => format!("no attestation layer with predicate type `{t}`"),
+            None => format!("no {} layer", self.kind),
+        })
     }
 
     /// `Ok(self)` when verified, else an error listing every failed layer.

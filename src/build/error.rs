@@ -7,15 +7,15 @@ use crate::recipe::Location;
 pub enum BuildError {
     /// `at` is the first unpinned input's table.
     #[error(
-        "{at}: inputs without sha256: {}\nhint: run `kiln lock {}` to pin them",
-        inputs.join(", "), recipe.display()
+        "{at}: inputs without sha256: {}",
+        inputs.join(", ")
     )]
     Unpinned {
         at: Location,
         recipe: PathBuf,
         inputs: Vec<String>,
     },
-    #[error("base image `{reference}` is not pinned\nhint: add @sha256:… or run `kiln lock`")]
+    #[error("base image `{reference}` is not pinned")]
     BaseNotPinned { reference: String },
     #[error("base image `{reference}` is {base}, but the recipe builds {recipe}")]
     PlatformMismatch {
@@ -53,13 +53,13 @@ pub enum BuildError {
     },
     #[error("{location}: {message}")]
     StepInvalid { location: String, message: String },
-    #[error("{location}: `[config] user = {user:?}`: {reason}, so no runtime can start the image as that user\nhint: use a numeric uid[:gid] (always accepted), or add the user to the image's /etc/passwd (and the group to /etc/group)")]
+    #[error("{location}: `[config] user = {user:?}`: {reason}, so no runtime can start the image as that user")]
     UnknownUser {
         location: String,
         user: String,
         reason: String,
     },
-    #[error("{location}: this `{step}` step makes `{program}` (the [config] {key}) mode {mode}, which no runtime can execute\nhint: add mode = \"0755\" to the step")]
+    #[error("{location}: this `{step}` step makes `{program}` (the [config] {key}) mode {mode}, which no runtime can execute")]
     NotExecutable {
         location: String,
         step: &'static str,
@@ -103,4 +103,25 @@ pub enum BuildError {
     NoEmulator { platform: String, host: String },
     #[error(transparent)]
     Lockfile(#[from] crate::deb::lockfile::LockfileError),
+}
+
+impl BuildError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Unpinned { recipe, .. } => {
+                Some(format!("run `kiln lock {}` to pin them", recipe.display()))
+            }
+            Self::BaseNotPinned { .. } => Some("add @sha256:… or run `kiln lock`".to_string()),
+            Self::UnknownUser { .. } => Some(
+                "use a numeric uid[:gid] (always accepted), or add the user to the image's \
+                 /etc/passwd (and the group to /etc/group)"
+                    .to_string(),
+            ),
+            Self::NotExecutable { .. } => Some("add mode = \"0755\" to the step".to_string()),
+            Self::Image(e) => e.hint(),
+            Self::Store(e) => e.hint(),
+            _ => None,
+        }
+    }
 }

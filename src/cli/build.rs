@@ -55,10 +55,11 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     if let (true, Err(e)) = (json, &result) {
         // Machines reading stdout learn that the build failed, and why, from the last event.
         let causes: Vec<String> = e.chain().map(ToString::to_string).collect();
-        outln!(
-            "{}",
-            serde_json::json!({"event": "error", "message": causes.join(": ")})
-        );
+        let mut event = serde_json::json!({"event": "error", "message": causes.join(": ")});
+        if let Some(hint) = crate::hint::hints(e.chain()).first() {
+            event["hint"] = hint.clone().into();
+        }
+        outln!("{event}");
     }
     result
 }

@@ -17,7 +17,7 @@ use crate::store::Store;
 pub fn run_lock(args: LockArgs) -> Result<ExitCode> {
     // A recipe that does not parse is refused before anything (the cache) is created.
     let text = fs_err::read_to_string(&args.recipe)?;
-    Recipe::parse_unpinned(&text, &args.recipe, crate::lock::recipe_dir(&args.recipe))?;
+    Recipe::parse_unpinned(&text, &args.recipe, crate::recipe::recipe_dir(&args.recipe))?;
     let root = store_root(&args.cache)?;
     let fetcher = fetcher(Store::open(&root)?, &args.cache);
     let transports = || {

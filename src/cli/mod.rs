@@ -1,6 +1,8 @@
 //! The command line: clap argument structs (their doc comments are `--help`) and thin glue that
 //! calls the library and maps errors to exit codes. Only this module prints: results to stdout,
 //! progress and errors to stderr.
+//!
+//! Not library API: the binary's one entry is [`main`]; everything else here is private.
 
 mod args;
 mod build;
@@ -22,7 +24,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::{Cli, Command};
+use args::{Cli, Command};
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -3,9 +3,10 @@
 
 use std::io::Write;
 
-/// Prints an error and its causes to stderr. A `hint:` embedded in a message goes last.
+/// Prints an error and its causes to stderr, then the hints: each error's own
+/// ([`crate::hint`]), then any still embedded in a message as `\nhint: `.
 pub fn error(err: &anyhow::Error) {
-    let mut hints = Vec::new();
+    let mut hints = crate::hint::hints(err.chain());
     let mut out = String::new();
     for (i, cause) in err.chain().enumerate() {
         let text = cause.to_string();
@@ -13,7 +14,7 @@ pub fn error(err: &anyhow::Error) {
             Some((m, h)) => (m.to_string(), Some(h.to_string())),
             None => (text, None),
         };
-        if let Some(h) = hint {
+        if let Some(h) = hint.filter(|h| !hints.contains(h)) {
             hints.push(h);
         }
         if i == 0 {

@@ -9,20 +9,17 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use serde::Serialize;
 
 use super::args::{AttestArgs, RegistryArgs, SignArgs, VerifyArgs};
 use super::key::{load_signing_key, load_verifying_key};
 use super::printer::status;
-use crate::attest::cosign::{AttachmentKind, PREDICATE_TYPE_ANNOTATION};
-use crate::attest::simple_signing::{parse_payload, repository_of};
+use crate::attest::cosign::AttachmentKind;
+pub use crate::attest::image::SigningNames;
+use crate::attest::image::{sign_layout, verify_target, LayoutSigned, Verification, VerifyRequest};
 use crate::attest::store::AttachmentStore;
 use crate::attest::target::{self, Target};
-use crate::attest::verify::{verify_attestations, verify_signatures, LayerVerdict};
-use crate::attest::{
-    attestation_layer, keys, signature_layer, AttestationPolicy, IdentityPolicy, PredicateType,
-    SigningKey, VerificationReport,
-};
+use crate::attest::verify::LayerVerdict;
+use crate::attest::{attestation_layer, keys, signature_layer, PredicateType, SigningKey};
 use crate::digest::Sha256Digest;
 use crate::image::{ImageRef, Layout};
 use crate::registry::{Client, ClientOptions};
@@ -111,45 +108,8 @@ fn read_predicate(path: &Path) -> Result<serde_json::Value> {
         .with_context(|| format!("failed to parse the predicate {} as JSON", path.display()))
 }
 
-/// The names `build --sign-key` and `rebuild --sign-key` sign under.
-#[derive(Debug)]
-pub struct SigningNames {
-    /// The simple-signing `docker-reference`.
-    pub identity: String,
-    /// The in-toto subject name.
-    pub subject: String,
-}
-
-impl SigningNames {
-    /// `--identity` when given (its repository is the subject); else the `--push`
-    /// destination's names, as `kiln sign docker://…` would write them (`HOST/REPO:TAG`, and
-    /// `HOST/REPO`); else the image's name in the layout.
-    pub fn new(identity: Option<&str>, push: Option<&str>, image_name: &str) -> Result<Self> {
-        if let Some(identity) = identity {
-            return Ok(Self {
-                identity: identity.to_string(),
-                subject: repository_of(identity).to_string(),
-            });
-        }
-        if let Some(push) = push {
-            let parsed: crate::registry::Reference = push.parse().with_context(|| {
-                format!("--push takes a docker://HOST/REPO[:TAG] reference, not `{push}`")
-            })?;
-            return Ok(Self {
-                identity: target::docker_reference(&parsed),
-                subject: parsed.repository().to_string(),
-            });
-        }
-        Ok(Self {
-            identity: image_name.to_string(),
-            subject: image_name.to_string(),
-        })
-    }
-}
-
-/// `kiln build --sign-key`: signs the image `digest` in the layout at `dir` as `names` and
-/// attests its provenance (`statement`, the in-toto statement the build wrote) there, then
-/// each of `more` (predicate type, predicate).
+/// `kiln build --sign-key`: signs and attests the built image in the layout at `dir` (see
+/// [`sign_layout`]) and says so.
 pub fn sign_built_layout(
     dir: &Path,
     names: &SigningNames,
@@ -158,34 +118,7 @@ pub fn sign_built_layout(
     more: Vec<(PredicateType, serde_json::Value)>,
     key: &SigningKey,
 ) -> Result<()> {
-    let statement: serde_json::Value =
-        serde_json::from_slice(statement).context("failed to read the build's provenance")?;
-    let predicate = statement
-        .get("predicate")
-        .cloned()
-        .context("the build's provenance has no predicate")?;
-    let store = AttachmentStore::Layout(Layout::open(dir)?);
-    store.append(
-        digest,
-        AttachmentKind::Signature,
-        vec![signature_layer(key, &names.identity, digest)],
-    )?;
-    let attestations = std::iter::once((PredicateType::SlsaProvenance1, predicate))
-        .chain(more)
-        .map(|(t, p)| attestation_layer(key, &names.subject, digest, &t, p))
-        .collect::<Vec<_>>();
-    let types: Vec<String> = attestations
-        .iter()
-        .filter_map(|l| l.descriptor.annotations.get(PREDICATE_TYPE_ANNOTATION))
-        .cloned()
-        .collect();
-    let attested = types.join(", ");
-    store.append(digest, AttachmentKind::Attestation, attestations)?;
-    status(&format!(
-        "signed {digest} as {} and attested {attested} with key {}",
-        names.identity,
-        keys::key_id(key.verifying_key())
-    ));
+    print_signed(&sign_layout(dir, names, digest, statement, more, key)?);
     Ok(())
 }
 
@@ -215,27 +148,15 @@ pub fn sign_built_index(
     Ok(())
 }
 
-/// The `--json` report of `kiln verify` (schema version 1).
-#[derive(Serialize)]
-struct VerifyOutput<'a> {
-    #[serde(rename = "schemaVersion")]
-    schema_version: u32,
-    reference: &'a str,
-    digest: Sha256Digest,
-    /// sha256 of the public key's SPKI DER, in hex.
-    #[serde(rename = "keyId")]
-    key_id: String,
-    verified: bool,
-    signatures: VerificationReport,
-    attestations: Vec<VerificationReport>,
-}
-
-fn identity_policy(identity: Option<&str>) -> IdentityPolicy {
-    match identity {
-        None => IdentityPolicy::Any,
-        Some(r) if repository_of(r) == r => IdentityPolicy::Repository(r.to_string()),
-        Some(r) => IdentityPolicy::Exact(r.to_string()),
-    }
+/// `signed DIGEST as IDENTITY and attested TYPES with key KEY_ID`.
+pub fn print_signed(signed: &LayoutSigned) {
+    status(&format!(
+        "signed {} as {} and attested {} with key {}",
+        signed.digest,
+        signed.identity,
+        signed.predicate_types.join(", "),
+        signed.key_id
+    ));
 }
 
 pub fn run_verify(args: VerifyArgs) -> Result<ExitCode> {
@@ -243,66 +164,27 @@ pub fn run_verify(args: VerifyArgs) -> Result<ExitCode> {
         return super::promote::run_verify_policy(&args);
     }
     let key = load_verifying_key(args.key.as_ref().context("--key is required")?)?;
-    let key_id = keys::key_id(&key);
-    let mut types = args
-        .attestations
-        .iter()
-        .map(|t| t.parse::<PredicateType>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let recipe_sha256 = match &args.recipe {
-        Some(path) => Some(Sha256Digest::of(&fs_err::read(path)?)),
-        None => None,
+    let request = VerifyRequest {
+        identity: args.identity.clone(),
+        predicate_types: args
+            .attestations
+            .iter()
+            .map(|t| t.parse::<PredicateType>())
+            .collect::<Result<Vec<_>, _>>()?,
+        recipe_sha256: match &args.recipe {
+            Some(path) => Some(Sha256Digest::of(&fs_err::read(path)?)),
+            None => None,
+        },
     };
-    if recipe_sha256.is_some() && !types.contains(&PredicateType::SlsaProvenance1) {
-        types.push(PredicateType::SlsaProvenance1);
-    }
-    types.sort();
-    types.dedup();
     let client = client(&args.registry)?;
     let target = resolve(&args.reference, &client)?;
-    let read = |kind| {
-        target
-            .store
-            .read(&target.digest, kind)
-            .with_context(|| format!("failed to read the attachments of {}", args.reference))
-            .map(|stored| stored.map(|s| s.layers).unwrap_or_default())
-    };
-
-    let signature_layers = read(AttachmentKind::Signature)?;
-    let signatures = verify_signatures(
-        &signature_layers,
-        &key,
-        &target.digest,
-        &identity_policy(args.identity.as_deref()),
-    );
-    let mut attestations = Vec::new();
-    if !types.is_empty() {
-        let layers = read(AttachmentKind::Attestation)?;
-        for predicate_type in types {
-            let policy = AttestationPolicy {
-                recipe_sha256: recipe_sha256
-                    .filter(|_| predicate_type == PredicateType::SlsaProvenance1),
-                predicate_type,
-            };
-            attestations.push(verify_attestations(&layers, &key, &target.digest, &policy));
-        }
-    }
-    let verified = signatures.verified && attestations.iter().all(|a| a.verified);
-    let output = VerifyOutput {
-        schema_version: 1,
-        reference: &args.reference,
-        digest: target.digest,
-        key_id,
-        verified,
-        signatures,
-        attestations,
-    };
+    let verification = verify_target(&args.reference, &target, &key, &request)?;
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&output)?);
+        outln!("{}", serde_json::to_string_pretty(&verification)?);
     } else {
-        print_report(&output, &signature_layers, recipe_sha256);
+        print_report(&verification);
     }
-    Ok(if verified {
+    Ok(if verification.verified {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -310,11 +192,7 @@ pub fn run_verify(args: VerifyArgs) -> Result<ExitCode> {
 }
 
 /// Human lines: one `✓` per verified layer, one `✗` per rejected one, then the verdict.
-fn print_report(
-    out: &VerifyOutput<'_>,
-    signature_layers: &[(crate::attest::cosign::Descriptor, Vec<u8>)],
-    recipe: Option<Sha256Digest>,
-) {
+fn print_report(out: &Verification) {
     let key = &out.key_id;
     let reports = std::iter::once(&out.signatures).chain(&out.attestations);
     for report in reports {
@@ -328,13 +206,12 @@ fn print_report(
                     let mut detail = vec![format!("layer {}", layer.index)];
                     match &report.predicate_type {
                         None => detail.extend(
-                            signature_layers
-                                .get(layer.index)
-                                .and_then(|(_, blob)| parse_payload(blob).ok())
-                                .map(|c| format!("identity {}", c.docker_reference)),
+                            out.identities
+                                .get(&layer.index)
+                                .map(|identity| format!("identity {identity}")),
                         ),
                         Some(_) => detail.extend(
-                            recipe
+                            out.recipe_sha256
                                 .filter(|_| layer.checks.iter().any(|c| c.name == "recipe-digest"))
                                 .map(|r| format!("recipe {r}")),
                         ),
@@ -370,52 +247,13 @@ fn print_report(
                 LayerVerdict::Skipped => {}
             }
         }
-        if !report.verified {
-            for failure in report.failures() {
-                if failure.starts_with("no ") {
-                    outln!("✗ {failure} for {}", report.subject);
-                }
-            }
+        if let Some(missing) = report.missing().filter(|_| !report.verified) {
+            outln!("✗ {missing} for {}", report.subject);
         }
     }
     if out.verified {
         outln!("verified {} ({})", out.reference, out.digest);
     } else {
         outln!("NOT verified: {} ({})", out.reference, out.digest);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::SigningNames;
-
-    /// `build --sign-key` and `rebuild --sign-key`: which names are signed.
-    #[test]
-    fn signing_names_follow_identity_then_push_then_image_name() {
-        let cases = [
-            (
-                Some("registry.example/team/app:1"),
-                Some("docker://127.0.0.1:5000/other:2"),
-                ("registry.example/team/app:1", "registry.example/team/app"),
-            ),
-            (
-                None,
-                Some("docker://127.0.0.1:5000/team/app:v1"),
-                ("127.0.0.1:5000/team/app:v1", "127.0.0.1:5000/team/app"),
-            ),
-            (
-                None,
-                Some("docker://127.0.0.1:5000/team/app"),
-                ("127.0.0.1:5000/team/app:latest", "127.0.0.1:5000/team/app"),
-            ),
-            (None, None, ("hello", "hello")),
-        ];
-        for (identity, push, (want_identity, want_subject)) in cases {
-            let names = SigningNames::new(identity, push, "hello").unwrap();
-            assert_eq!(names.identity, want_identity, "{identity:?} {push:?}");
-            assert_eq!(names.subject, want_subject, "{identity:?} {push:?}");
-        }
-        let err = SigningNames::new(None, Some("oci:out/x"), "hello").unwrap_err();
-        assert!(err.to_string().contains("docker://"), "{err}");
     }
 }

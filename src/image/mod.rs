@@ -77,6 +77,23 @@ impl DestinationDigest {
     }
 }
 
+impl ImageError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Offline { .. } => {
+                Some("run once without --offline (or `kiln fetch`) to fill the cache".to_string())
+            }
+            Self::OfflineTag { .. } => {
+                Some("pin the reference with @sha256:… (`kiln lock` does it)".to_string())
+            }
+            Self::NoCacheDir => Some("set XDG_CACHE_HOME or HOME, or pass --cache".to_string()),
+            Self::Store(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
 impl From<crate::registry::RegistryError> for ImageError {
     fn from(e: crate::registry::RegistryError) -> Self {
         ImageError::Registry(Box::new(e))
@@ -145,13 +162,13 @@ pub enum ImageError {
     Registry(Box<crate::registry::RegistryError>),
     #[error(transparent)]
     Store(Box<crate::store::StoreError>),
-    #[error("{reference}: {what} {digest} is not in the cache and --offline forbids the network\nhint: run once without --offline (or `kiln fetch`) to fill the cache")]
+    #[error("{reference}: {what} {digest} is not in the cache and --offline forbids the network")]
     Offline {
         reference: String,
         what: &'static str,
         digest: String,
     },
-    #[error("{reference}: a tag needs the network to resolve and --offline was given\nhint: pin the reference with @sha256:… (`kiln lock` does it)")]
+    #[error("{reference}: a tag needs the network to resolve and --offline was given")]
     OfflineTag { reference: String },
     #[error("failed to read archive {}: entry `{entry}` {reason}", archive.display())]
     UnsafeArchiveEntry {
@@ -196,9 +213,7 @@ pub enum ImageError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "no cache directory for registry blobs\nhint: set XDG_CACHE_HOME or HOME, or pass --cache"
-    )]
+    #[error("no cache directory for registry blobs")]
     NoCacheDir,
     #[error("failed to write {}", path.display())]
     Write {

@@ -128,7 +128,7 @@ pub fn lock_recipe(
     progress: &mut dyn FnMut(LockEvent<'_>),
 ) -> Result<LockOutcome, LockError> {
     let text = fs_err::read_to_string(path)?;
-    let parsed = Recipe::parse_unpinned(&text, path, recipe_dir(path))?;
+    let parsed = Recipe::parse_unpinned(&text, path, recipe::recipe_dir(path))?;
     let fetcher = options.fetcher;
     let mut new_text = text.clone();
     let mut pins = Vec::new();
@@ -204,14 +204,6 @@ pub fn lock_recipe(
         pins,
         packages,
     })
-}
-
-/// The directory relative paths in the recipe at `recipe` are resolved against.
-pub(crate) fn recipe_dir(recipe: &Path) -> PathBuf {
-    match recipe.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
 }
 
 /// The base reference pinned to what its tag names now (`None`: nothing to resolve, e.g. a

@@ -114,7 +114,7 @@ impl Recipe {
 }
 
 /// The directory of `path`, `.` for a bare file name.
-fn recipe_dir(path: &Path) -> &Path {
+pub(crate) fn recipe_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -19,14 +19,13 @@ pub enum StoreError {
 
     #[error(
         "cache directory {path} has mode {mode:04o}, writable by other users, who could \
-         change what later builds produce\nhint: check its contents, then run \
-         `chmod 700 {path}`, or choose another cache directory with --cache"
+         change what later builds produce"
     )]
     InsecureRoot { path: PathBuf, mode: u32 },
 
     #[error(
         "cache directory {path} belongs to uid {owner}, not to you, so its owner could change \
-         what your builds produce\nhint: choose a cache directory of your own with --cache"
+         what your builds produce"
     )]
     ForeignRoot { path: PathBuf, owner: u32 },
 
@@ -151,6 +150,23 @@ impl StoreError {
             StoreError::NoSpace { path, source }
         } else {
             StoreError::Write { path, source }
+        }
+    }
+}
+
+impl StoreError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::InsecureRoot { path, .. } => Some(format!(
+                "check its contents, then run `chmod 700 {}`, or choose another cache directory \
+                 with --cache",
+                path.display()
+            )),
+            Self::ForeignRoot { .. } => {
+                Some("choose a cache directory of your own with --cache".to_string())
+            }
+            _ => None,
         }
     }
 }

@@ -165,6 +165,14 @@ fn a_failed_json_build_ends_with_an_error_event() {
     let message = last["message"].as_str().unwrap();
     assert!(message.starts_with("failed to build "), "{message}");
     assert!(message.contains("`[config] user = \"ghost\"`"), "{message}");
+    // The hint is data: its own field, not part of the message.
+    assert!(!message.contains("hint"), "{message}");
+    assert!(
+        last["hint"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("use a numeric uid[:gid]")),
+        "{last}"
+    );
     assert!(
         stderr(&out).contains("error: failed to build"),
         "{}",

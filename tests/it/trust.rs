@@ -393,7 +393,14 @@ fn a_group_writable_cache_root_is_refused_with_a_hint() {
     );
     let err = stderr(&out);
     assert!(err.contains("writable by other users"), "{err}");
-    assert!(err.contains("hint:") && err.contains("chmod 700"), "{err}");
+    // The hint is data (`StoreError::hint`), printed as its own last line.
+    let hint = err.lines().last().unwrap_or_default();
+    assert!(
+        hint.starts_with("hint: check its contents, then run `chmod 700 ")
+            && hint.ends_with("`, or choose another cache directory with --cache"),
+        "{err}"
+    );
+    assert_eq!(err.matches("hint:").count(), 1, "{err}");
 }
 
 /// SECURITY.md 37: a layer record rewritten to point at another (valid) blob is not used: the
