@@ -24,6 +24,7 @@ pub mod rebuild;
 pub mod recipe;
 pub mod reference;
 pub mod registry;
+pub mod remote_cache;
 pub mod scan;
 pub mod store;
 pub mod update;

@@ -80,6 +80,16 @@ impl Envelope {
         }
     }
 
+    /// An envelope with no signatures, for payloads whose integrity is checked otherwise (an
+    /// unsigned layer cache record: its digests are verified on use).
+    pub fn unsigned(payload_type: &str, payload: &[u8]) -> Self {
+        Self {
+            payload: B64.encode(payload),
+            payload_type: payload_type.to_string(),
+            signatures: Vec::new(),
+        }
+    }
+
     /// Parses an envelope from its JSON bytes.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
         serde_json::from_slice(bytes).map_err(|e| DsseError::Json {
