@@ -184,6 +184,7 @@ pub fn rebuild(
             recipe_digest: &Sha256Digest::of(request.recipe_bytes),
             accept,
             report_digest: &Sha256Digest::of(&report_bytes),
+            remote_cache: built.remote_cache.as_ref(),
         },
     );
     let layout = Layout::open(dest).map_err(Box::new)?;

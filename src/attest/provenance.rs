@@ -43,6 +43,32 @@ pub struct ProvenanceFacts {
     /// The sha256 of the build plan's bytes (what `kiln build --plan` prints).
     pub plan_digest: Sha256Digest,
     pub invocation_id: Option<String>,
+    /// With `--cache-from`: the caches asked and the layers taken from them.
+    pub remote_cache: Option<RemoteCacheUse>,
+}
+
+/// The remote layer caches a build asked (`--cache-from`) and the layers it took from them,
+/// recorded as `internalParameters.remoteCache`: those layers' steps did not run here.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct RemoteCacheUse {
+    /// The caches, `HOST/REPO`, in the order they were asked.
+    pub sources: Vec<String>,
+    pub layers: Vec<RemoteLayerUse>,
+}
+
+/// One layer taken from a remote cache.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteLayerUse {
+    /// Its position among the recipe's layers, from 0.
+    pub index: usize,
+    /// Its cache key (from the build plan) and its blob's digest.
+    pub key: Sha256Digest,
+    pub digest: Sha256Digest,
+    /// The cache it came from, `HOST/REPO`.
+    pub cache: String,
+    /// The key id of the trusted key (`--cache-trust`) that signed its record.
+    pub signed_by: Option<String>,
 }
 
 /// The in-toto statement, as a JSON value (serialize it with `image::json::to_canonical_vec`).
@@ -56,6 +82,15 @@ pub fn statement(facts: &ProvenanceFacts) -> Value {
     let mut metadata = serde_json::Map::new();
     if let Some(id) = &facts.invocation_id {
         metadata.insert("invocationId".into(), json!(id));
+    }
+    let mut internal = json!({
+        "epoch": facts.epoch,
+        "compressor": facts.compressor,
+        "kilnVersion": env!("CARGO_PKG_VERSION"),
+        "plan": {"digest": {"sha256": facts.plan_digest.hex()}},
+    });
+    if let Some(remote) = &facts.remote_cache {
+        internal["remoteCache"] = serde_json::to_value(remote).expect("serializes");
     }
     json!({
         "_type": STATEMENT_TYPE,
@@ -72,12 +107,7 @@ pub fn statement(facts: &ProvenanceFacts) -> Value {
                     "platform": facts.platform,
                     "output": {"name": facts.name},
                 },
-                "internalParameters": {
-                    "epoch": facts.epoch,
-                    "compressor": facts.compressor,
-                    "kilnVersion": env!("CARGO_PKG_VERSION"),
-                    "plan": {"digest": {"sha256": facts.plan_digest.hex()}},
-                },
+                "internalParameters": internal,
                 "resolvedDependencies": resolved,
             },
             "runDetails": {
@@ -119,6 +149,7 @@ mod tests {
             ],
             plan_digest: Sha256Digest::of(b"plan\n"),
             invocation_id: None,
+            remote_cache: None,
         }
     }
 
@@ -146,6 +177,35 @@ mod tests {
         assert!(s["predicate"]["runDetails"]["metadata"]
             .get("startedOn")
             .is_none());
+        assert!(
+            bd["internalParameters"].get("remoteCache").is_none(),
+            "only with --cache-from"
+        );
+    }
+
+    #[test]
+    fn layers_from_a_remote_cache_are_named_with_their_cache() {
+        let mut f = facts();
+        f.remote_cache = Some(RemoteCacheUse {
+            sources: vec!["127.0.0.1:5000/cache".into()],
+            layers: vec![RemoteLayerUse {
+                index: 1,
+                key: Sha256Digest::of(b"key"),
+                digest: Sha256Digest::of(b"blob"),
+                cache: "127.0.0.1:5000/cache".into(),
+                signed_by: None,
+            }],
+        });
+        let s = statement(&f);
+        let remote = &s["predicate"]["buildDefinition"]["internalParameters"]["remoteCache"];
+        assert_eq!(remote["sources"], json!(["127.0.0.1:5000/cache"]));
+        assert_eq!(remote["layers"][0]["index"], 1);
+        assert_eq!(remote["layers"][0]["cache"], "127.0.0.1:5000/cache");
+        assert_eq!(
+            remote["layers"][0]["key"],
+            Sha256Digest::of(b"key").to_string()
+        );
+        assert_eq!(remote["layers"][0]["signedBy"], Value::Null);
     }
 
     #[test]

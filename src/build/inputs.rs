@@ -33,11 +33,14 @@ pub struct ResolvedInput {
     pub bytes: InputBytes,
 }
 
+/// Resolves the inputs `wanted` says the build needs (the others are used only by layers
+/// taken from a remote cache).
 pub fn resolve(
     recipe: &Recipe,
     store: &Store,
     opts: &BuildOptions,
     observer: &dyn BuildObserver,
+    wanted: &dyn Fn(&str) -> bool,
 ) -> Result<BTreeMap<String, ResolvedInput>> {
     let mut fetcher = Fetcher::new(store.clone());
     fetcher.mirrors = opts.mirrors.clone();
@@ -45,7 +48,7 @@ pub fn resolve(
     fetcher.max_download_size = opts.max_download_size;
     fetcher.progress = observer.transfer_progress();
     let mut out = BTreeMap::new();
-    for (name, input) in &recipe.inputs {
+    for (name, input) in recipe.inputs.iter().filter(|(name, _)| wanted(name)) {
         let at = recipe.location(input.span);
         let (resolved, size, cached) = match &input.source {
             InputSource::Url { url, sha256, size } => {

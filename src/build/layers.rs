@@ -38,7 +38,8 @@ impl Encoder {
         }
     }
 
-    fn media_type(&self) -> &'static str {
+    /// The layer media type this encoder writes.
+    pub fn media_type(&self) -> &'static str {
         match self.codec {
             Codec::Gzip { .. } => media::OCI_LAYER_GZIP,
             Codec::Zstd { .. } => media::OCI_LAYER_ZSTD,
@@ -226,6 +227,23 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
         cached: false,
         entries: Some(stats.entries),
     })
+}
+
+/// Layer `layer` as a remote cache had it: `hit`'s blob, already in the store and verified.
+pub fn from_remote(layer: &Layer, hit: &crate::remote_cache::RemoteHit) -> BuiltLayer {
+    let r = &hit.record;
+    BuiltLayer {
+        blob: Blob {
+            media_type: r.media_type.clone(),
+            digest: r.digest,
+            size: r.size,
+            path: hit.path.clone(),
+        },
+        diff_id: r.diff_id,
+        created_by: describe_layer(layer),
+        cached: true,
+        entries: None,
+    }
 }
 
 /// The input whose bytes `error` failed to read, found by the file it names: a `copy`ed host
@@ -484,6 +502,7 @@ mod tests {
                     max_download_size: crate::fetch::DEFAULT_MAX_DOWNLOAD_SIZE,
                     step_limits: crate::build::DEFAULT_STEP_LIMITS,
                     reuse_layers: true,
+                    cache_from: Vec::new(),
                 };
                 let image = build(&recipe, &opts, &Quiet).unwrap();
                 let layer = fs_err::read(&image.layers[0].path).unwrap();

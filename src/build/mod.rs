@@ -15,6 +15,7 @@ mod observer;
 pub mod output;
 mod packages;
 pub mod plan;
+mod remote;
 mod run;
 mod user;
 mod validate;
@@ -59,8 +60,10 @@ pub struct BuildOptions {
     /// Processes, memory and written bytes of each `run` step.
     pub step_limits: kiln_sandbox::Limits,
     /// Take unchanged layers from the layer cache (and record new ones there). `build
-    /// --check` turns it off, so that every step really runs.
+    /// --check` turns it off, so that every step really runs (and no remote cache is asked).
     pub reuse_layers: bool,
+    /// Registry repositories to take layers from before building them, asked in order.
+    pub cache_from: Vec<crate::remote_cache::CacheSource>,
 }
 
 /// The default limits of a `run` step: 4096 processes, 8 GiB of memory, 16 GiB written.
@@ -97,6 +100,10 @@ pub struct BuiltImage {
     pub diff_ids: Vec<Sha256Digest>,
     /// The SLSA provenance statement (canonical JSON bytes).
     pub provenance: Vec<u8>,
+    /// The build plan: every recipe layer's cache key and the encoder.
+    pub plan: BuildPlan,
+    /// With `--cache-from`: the caches asked and the layers taken from them.
+    pub remote_cache: Option<provenance::RemoteCacheUse>,
     /// The store holding every layer blob (base layers included): output copies from it.
     pub(crate) store: Store,
 }
@@ -110,9 +117,13 @@ pub fn build(
     refuse_unpinned(recipe)?;
     check_emulator(recipe)?;
     let store = Store::open(&opts.store_root)?;
-    let resolved = inputs::resolve(recipe, &store, opts, observer)?;
+    let encoder = layers::Encoder::for_recipe(recipe, opts.threads);
+    let mut remote = remote::find(recipe, &store, opts, encoder.media_type(), observer)?;
+    let resolved = inputs::resolve(recipe, &store, opts, observer, &|name| {
+        remote.needs(recipe, name)
+    })?;
     let debs = packages::fetch(recipe, &store, opts, observer)?;
-    let facts = plan::PlanFacts {
+    let mut facts = plan::PlanFacts {
         inputs: resolved
             .iter()
             .map(|(name, r)| {
@@ -125,7 +136,18 @@ pub fn build(
             .collect(),
         debs: debs.digests_by_line(),
     };
+    for (name, pinned) in remote.unresolved() {
+        facts
+            .inputs
+            .entry(name.clone())
+            .or_insert_with(|| pinned.clone());
+    }
     let plan = plan::compute(recipe, &facts)?;
+    // Only an unpinned `path` input changed since it was hashed for the lookup can change a
+    // key; such an input is resolved, so its layers are built.
+    remote
+        .hits
+        .retain(|index, hit| plan.layers[*index].key == hit.record.key);
 
     let base = match (&recipe.base, &plan.base) {
         (Some(base), Some(planned)) => {
@@ -156,7 +178,6 @@ pub fn build(
     }
 
     let scratch = store.scratch("kiln-build-")?;
-    let encoder = layers::Encoder::for_recipe(recipe, opts.threads);
     let mut blobs = Vec::new();
     let mut diff_ids = Vec::new();
     if let Some(b) = &base {
@@ -194,7 +215,11 @@ pub fn build(
             observer,
             reuse: opts.reuse_layers,
         };
-        let built = layers::build_layer(layer, &ctx)?;
+        let hit = remote.hits.get(&index);
+        let built = match hit {
+            Some(hit) => layers::from_remote(layer, hit),
+            None => layers::build_layer(layer, &ctx)?,
+        };
         observer.event(BuildEvent::LayerDone {
             index,
             total: recipe.layers.len(),
@@ -204,6 +229,7 @@ pub fn build(
             size: built.blob.size,
             entries: built.entries,
             cached: built.cached,
+            remote: hit.map(|h| h.cache.as_str()),
         });
         new_layers.push(config::NewLayer {
             diff_id: built.diff_id.to_string(),
@@ -262,12 +288,13 @@ pub fn build(
     let manifest_bytes = to_canonical_vec(&manifest).expect("a JSON value serializes");
     let manifest_digest = Sha256Digest::of(&manifest_bytes);
 
-    let mut dependencies: Vec<Dependency> = resolved
-        .values()
-        .map(|r| Dependency {
-            name: r.name.clone(),
-            uri: r.uri.clone(),
-            digest: r.digest,
+    let mut dependencies: Vec<Dependency> = plan
+        .inputs
+        .iter()
+        .map(|(name, p)| Dependency {
+            name: name.clone(),
+            uri: p.uri.clone(),
+            digest: p.digest,
         })
         .collect();
     dependencies.extend(debs.dependencies.iter().cloned());
@@ -295,6 +322,7 @@ pub fn build(
         dependencies,
         plan_digest: plan.digest(),
         invocation_id: opts.invocation_id.clone(),
+        remote_cache: remote.provenance(opts),
     };
     let provenance = to_canonical_vec(&provenance::statement(&facts)).expect("JSON serializes");
 
@@ -308,6 +336,8 @@ pub fn build(
         layers: blobs,
         diff_ids,
         provenance,
+        remote_cache: remote.provenance(opts),
+        plan,
         store,
     })
 }

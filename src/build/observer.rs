@@ -59,6 +59,8 @@ pub enum BuildEvent<'a> {
         size: u64,
         entries: Option<u64>,
         cached: bool,
+        /// The remote cache (`HOST/REPO`) the layer was taken from, if it was.
+        remote: Option<&'a str>,
     },
     /// A `run` step starts (`location` is `file:line:column` in the recipe).
     StepStarted {
@@ -91,6 +93,13 @@ pub enum BuildWarning {
         location: String,
         path: String,
         key: String,
+    },
+    /// A remote layer cache (`--cache-from`) could not be used, for one layer (from 1) or at
+    /// all: the build goes on locally.
+    #[error("remote cache: {}{message}; building locally", layer.map(|n| format!("layer {n}: ")).unwrap_or_default())]
+    RemoteCache {
+        layer: Option<usize>,
+        message: String,
     },
     /// `[config] user` names a user whose existence could not be checked.
     #[error("{location}: could not check `[config] user = {user:?}`: {reason}")]

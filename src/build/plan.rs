@@ -223,14 +223,24 @@ pub fn compute(recipe: &Recipe, facts: &PlanFacts) -> Result<BuildPlan> {
 /// or missing lock.
 pub fn from_pins(recipe: &Recipe) -> Result<BuildPlan> {
     super::refuse_unpinned(recipe)?;
+    compute(recipe, &pinned_facts(recipe, None, &Quiet)?)
+}
+
+/// The plan facts of `recipe` from its pins alone (see [`from_pins`]); with a `store`, an
+/// unpinned directory input's digest comes from (and goes into) its fingerprint cache.
+pub(super) fn pinned_facts(
+    recipe: &Recipe,
+    store: Option<&crate::store::Store>,
+    observer: &dyn super::BuildObserver,
+) -> Result<PlanFacts> {
     let mut facts = PlanFacts::default();
     for (name, input) in &recipe.inputs {
         let digest = match (&input.source, input.sha256()) {
             (_, Some(pinned)) => *pinned,
             (InputSource::Path { resolved, .. }, None) => {
-                inputs::hash_path(recipe, input, resolved, None, &Quiet)?.digest
+                inputs::hash_path(recipe, input, resolved, store, observer)?.digest
             }
-            (InputSource::Url { .. }, None) => unreachable!("refused above"),
+            (InputSource::Url { .. }, None) => unreachable!("refused by refuse_unpinned"),
         };
         facts.inputs.insert(
             name.clone(),
@@ -241,7 +251,7 @@ pub fn from_pins(recipe: &Recipe) -> Result<BuildPlan> {
         );
     }
     facts.debs = packages::locked(recipe)?.digests_by_line();
-    compute(recipe, &facts)
+    Ok(facts)
 }
 
 /// The layer codec a recipe's `compression` and `compression_level` choose.

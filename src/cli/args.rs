@@ -259,6 +259,17 @@ pub struct BuildArgs {
     /// write the image as usual.
     #[arg(long)]
     pub check: bool,
+    /// After the build, share its layers through a registry repository used as a layer
+    /// cache (docker://HOST/REPO, no tag): every layer blob (skipped when the repository has
+    /// it), then one record per layer, tagged kiln-cache-<hex of the layer's cache key>, that
+    /// maps the key to the blob's digest and diff_id. A failed push is a warning: the image is
+    /// built either way.
+    #[arg(long, value_name = "REF")]
+    pub cache_to: Option<String>,
+    /// Sign the --cache-to records with this private key (as for `kiln sign --key`), so that
+    /// readers can insist on it with --cache-trust. Unsigned without it.
+    #[arg(long, value_name = "KEY", requires = "cache_to")]
+    pub cache_key: Option<PathBuf>,
     /// Print the build plan (canonical JSON: every input's and the base's digest, every
     /// layer's steps and cache key) and stop: nothing is fetched, built or written. Its sha256
     /// is the plan digest the provenance records.
@@ -276,6 +287,19 @@ pub struct BuildRunArgs {
     /// Compression threads [default: the number of CPUs]. The image is the same for any value.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Take layers from a registry repository that `kiln build --cache-to` filled
+    /// (docker://HOST/REPO; repeatable, asked in order). Before building a layer, kiln looks
+    /// its cache key up; on a hit it pulls the layer, verified by digest and by diff_id, and
+    /// neither fetches that layer's inputs nor runs its steps. The provenance records which
+    /// layers came from which cache. A miss, an unreachable cache or a record that does not
+    /// check out is a warning, and the layer is built locally.
+    #[arg(long, value_name = "REF")]
+    pub cache_from: Vec<String>,
+    /// Use only --cache-from records signed by this public key (PEM; repeatable: any of
+    /// them). Without it, any record is used: a layer is still checked against the digest and
+    /// diff_id its record names, but whoever can push to the cache decides what it contains.
+    #[arg(long, value_name = "PUB", requires = "cache_from")]
+    pub cache_trust: Vec<PathBuf>,
     /// The wall-clock limit of each `run` step; a step still running then is killed and the
     /// build fails.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]

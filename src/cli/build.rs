@@ -88,6 +88,13 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
     if args.sbom && args.format != OutputFormat::Oci {
         anyhow::bail!("--sbom needs --format oci (the SBOMs are referrers in the layout)");
     }
+    let cache_key = match &args.cache_key {
+        Some(path) => Some(super::key::load_signing_key(path)?),
+        None => None,
+    };
+    if let Some(to) = &args.cache_to {
+        cache_repository("--cache-to", to)?;
+    }
     let names = super::sign::SigningNames::new(
         args.identity.as_deref(),
         args.push.as_deref(),
@@ -104,7 +111,14 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
         if args.check {
             anyhow::bail!("--check does not support a recipe with several `platforms` yet");
         }
-        return build_platforms(&recipe, &args, &opts, sign_key.as_ref(), &names, &reporter);
+        return build_platforms(
+            &recipe,
+            &args,
+            &opts,
+            (sign_key.as_ref(), cache_key.as_ref()),
+            &names,
+            &reporter,
+        );
     }
     let image = if args.check {
         match check(&recipe, &opts, &reporter)
@@ -137,6 +151,9 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
         push_output(&image, &dest, args.format, push, &args.run)
             .with_context(|| format!("failed to push {push}"))?;
     }
+    if let Some(to) = &args.cache_to {
+        push_cache(&image, to, cache_key.as_ref(), &args.run, &reporter);
+    }
     reporter.json(serde_json::json!({
         "event": "image",
         "digest": image.manifest_digest.to_string(),
@@ -159,7 +176,10 @@ fn build_platforms(
     recipe: &Recipe,
     args: &BuildArgs,
     opts: &BuildOptions,
-    sign_key: Option<&crate::attest::SigningKey>,
+    (sign_key, cache_key): (
+        Option<&crate::attest::SigningKey>,
+        Option<&crate::attest::SigningKey>,
+    ),
     names: &super::sign::SigningNames,
     reporter: &BuildReporter,
 ) -> Result<ExitCode> {
@@ -227,6 +247,11 @@ fn build_platforms(
                 push: Some(report),
             },
         );
+    }
+    if let Some(to) = &args.cache_to {
+        for image in &images {
+            push_cache(image, to, cache_key, &args.run, reporter);
+        }
     }
     outln!("{digest}");
     Ok(ExitCode::SUCCESS)
@@ -385,5 +410,112 @@ pub(super) fn build_options(
             write_max: Some(run.step_write_max).filter(|&n| n > 0),
         },
         reuse_layers: true,
+        cache_from: cache_sources(&run.cache_from, &run.cache_trust)?,
     })
+}
+
+/// `--cache-from` repositories with the `--cache-trust` keys.
+fn cache_sources(
+    from: &[String],
+    trust: &[PathBuf],
+) -> Result<Vec<crate::remote_cache::CacheSource>> {
+    let trust = trust
+        .iter()
+        .map(|p| super::key::load_verifying_key(p))
+        .collect::<Result<Vec<_>>>()?;
+    from.iter()
+        .map(|r| {
+            Ok(crate::remote_cache::CacheSource {
+                repository: cache_repository("--cache-from", r)?,
+                trust: trust.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The repository of a `--cache-from` / `--cache-to` reference: `docker://HOST/REPO`.
+fn cache_repository(flag: &str, reference: &str) -> Result<crate::registry::Repository> {
+    let target = registry_target(reference)
+        .with_context(|| format!("{flag} takes a docker://HOST/REPO reference"))?;
+    if target.tag().is_some() || target.digest().is_some() {
+        anyhow::bail!(
+            "{flag} takes a repository, docker://HOST/REPO, not `{reference}`: the cache's \
+             records are tags of their own"
+        );
+    }
+    Ok(target.repository().clone())
+}
+
+/// `--cache-to`: pushes the recipe's layers of `image` and their records, and says what it
+/// did. A failure is a warning: the image is built and written already.
+fn push_cache(
+    image: &BuiltImage,
+    cache_to: &str,
+    key: Option<&crate::attest::SigningKey>,
+    run: &super::args::BuildRunArgs,
+    reporter: &BuildReporter,
+) {
+    let result = (|| -> Result<crate::remote_cache::CachePushReport> {
+        let repo = cache_repository("--cache-to", cache_to)?;
+        let client = super::sign::client(&run.registry)?;
+        let ours = image.plan.layers.len();
+        let first = image.layers.len() - ours;
+        let layers: Vec<_> = image
+            .plan
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, planned)| {
+                let blob = &image.layers[first + i];
+                crate::remote_cache::LayerToPush {
+                    record: crate::remote_cache::CacheRecord {
+                        key: planned.key,
+                        media_type: blob.media_type.clone(),
+                        digest: blob.digest,
+                        size: blob.size,
+                        diff_id: image.diff_ids[first + i],
+                        encoder: image.plan.image.encoder.clone(),
+                        kiln: image.plan.kiln.clone(),
+                    },
+                    path: &blob.path,
+                }
+            })
+            .collect();
+        Ok(crate::remote_cache::push(
+            &client,
+            &repo,
+            &layers,
+            key,
+            crate::registry::DEFAULT_PARALLELISM,
+        )?)
+    })();
+    match result {
+        Ok(report) => {
+            reporter.json(serde_json::json!({
+                "event": "cache-push", "cache": cache_to, "uploaded": report.uploaded,
+                "existed": report.existed, "uploaded_bytes": report.uploaded_bytes,
+                "records": report.records, "signed": key.is_some(),
+            }));
+            reporter.line(&format!(
+                "cache: pushed {} layer record(s){} to {cache_to}: {} blob(s) uploaded ({}), {} already there",
+                report.records,
+                if key.is_some() { ", signed" } else { "" },
+                report.uploaded,
+                super::printer::human_size(report.uploaded_bytes),
+                report.existed,
+            ));
+        }
+        Err(e) => {
+            let causes: Vec<String> = e.chain().map(ToString::to_string).collect();
+            let message = format!(
+                "failed to push the layer cache to {cache_to}: {}",
+                causes.join(": ")
+            );
+            reporter
+                .json(serde_json::json!({"event": "warning", "message": message, "hint": null}));
+            if reporter.output() != super::progress::BuildOutput::Json {
+                reporter.line(&format!("warning: {message}"));
+            }
+        }
+    }
 }

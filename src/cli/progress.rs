@@ -216,20 +216,25 @@ impl BuildObserver for BuildReporter {
                 size,
                 entries,
                 cached,
+                remote,
             } => {
                 self.end_bar(&layer_key(index));
                 self.json(
                     json!({"event": "layer", "index": index, "key": key.to_string(),
                                  "digest": digest.to_string(),
                                  "diff_id": diff_id.to_string(), "size": size,
-                                 "entries": entries, "cached": cached}),
+                                 "entries": entries, "cached": cached, "remote": remote}),
                 );
                 if self.output != BuildOutput::Json {
                     let what = match entries {
                         Some(n) => format!("{}, {n} entries", human_size(size)),
                         None => human_size(size),
                     };
-                    let verb = if cached { "cached " } else { "" };
+                    let verb = match (remote, cached) {
+                        (Some(cache), _) => format!("remote cache hit {cache} "),
+                        (None, true) => "cached ".to_string(),
+                        (None, false) => String::new(),
+                    };
                     self.line(&format!(
                         "layer {}/{total}: {verb}{digest} ({what})",
                         index + 1

@@ -34,6 +34,9 @@ pub fn run(args: RebuildArgs) -> Result<ExitCode> {
     let platform = platform(&args.check);
     let upstream = open(&args.against, &platform, &ctx)?;
     let opts = super::build::build_options(&args.run, None, None)?;
+    if !opts.cache_from.is_empty() {
+        status(&format!("warning: {}", crate::diff::NOT_INDEPENDENT));
+    }
     let dest = args
         .output
         .clone()

@@ -36,7 +36,7 @@ pub use report::{
 pub use scan::{
     scan_layer, scan_layer_capturing, scan_reader, Capture, LayerScan, Node, NodeKind, TarFacts,
 };
-pub use statement::{rebuild_statement, RebuildFacts, REBUILD_PREDICATE_TYPE};
+pub use statement::{rebuild_statement, RebuildFacts, NOT_INDEPENDENT, REBUILD_PREDICATE_TYPE};
 
 use crate::digest::Sha256Digest;
 use crate::image::layout::digest_of;

@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 
 use super::report::{DiffReport, Verdict};
+use crate::attest::provenance::RemoteCacheUse;
 use crate::attest::{PredicateType, Statement};
 use crate::digest::Sha256Digest;
 
@@ -25,7 +26,14 @@ pub struct RebuildFacts<'a> {
     pub accept: Verdict,
     /// The digest of the report's JSON bytes, as written with `--report`.
     pub report_digest: &'a Sha256Digest,
+    /// With `--cache-from`: the caches asked and the layers taken from them, which were not
+    /// rebuilt, so the verdict does not prove an independent rebuild.
+    pub remote_cache: Option<&'a RemoteCacheUse>,
 }
+
+/// The warning `kiln rebuild --cache-from` prints, and its verdict statement records.
+pub const NOT_INDEPENDENT: &str = "layers taken from a remote cache (--cache-from) were not \
+     rebuilt: the verdict no longer proves an independent rebuild";
 
 /// The statement about `facts.rebuilt_digest`.
 pub fn rebuild_statement(report: &DiffReport, facts: &RebuildFacts<'_>) -> Statement {
@@ -43,7 +51,7 @@ fn predicate(report: &DiffReport, facts: &RebuildFacts<'_>) -> Value {
         .iter()
         .map(|s| json!({"class": s.class, "count": s.count, "significant": s.significant}))
         .collect();
-    json!({
+    let mut predicate = json!({
         "verdict": report.verdict,
         "accepted": facts.accept,
         "passed": report.verdict.passes(facts.accept),
@@ -66,5 +74,14 @@ fn predicate(report: &DiffReport, facts: &RebuildFacts<'_>) -> Value {
             "digest": {"sha256": facts.report_digest.hex()},
         },
         "builder": {"id": "https://kiln.build/kiln", "version": env!("CARGO_PKG_VERSION")},
-    })
+    });
+    if let Some(remote) = facts.remote_cache {
+        predicate["independent"] = json!(false);
+        predicate["remoteCache"] = json!({
+            "warning": NOT_INDEPENDENT,
+            "sources": remote.sources,
+            "layers": remote.layers,
+        });
+    }
+    predicate
 }

@@ -125,6 +125,7 @@ pub struct Server {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<Req>>>,
     tls: bool,
+    stopped: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Server {
@@ -160,9 +161,15 @@ impl Server {
         let handler: Arc<Handler> = Arc::new(handler);
         let tls = tls_config.is_some();
         let log = requests.clone();
-        // The accept loop lives as long as the test process; each test binds its own port.
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = stopped.clone();
+        // The accept loop lives as long as the test process (or until `stop`); each test
+        // binds its own port.
         std::thread::spawn(move || {
             for stream in listener.incoming() {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break; // the listener closes: connections are refused from now on
+                }
                 let Ok(stream) = stream else { continue };
                 let (handler, log, tls_config) = (handler.clone(), log.clone(), tls_config.clone());
                 std::thread::spawn(move || match tls_config {
@@ -180,6 +187,24 @@ impl Server {
             addr,
             requests,
             tls,
+            stopped,
+        }
+    }
+
+    /// Stops accepting connections and closes the port: later connections are refused, as
+    /// when a server is down.
+    pub fn stop(&self) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so that it sees the flag and drops the listener.
+        let _ = std::net::TcpStream::connect(self.addr);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::net::TcpStream::connect(self.addr).is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not stop"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
 
