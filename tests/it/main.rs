@@ -24,6 +24,7 @@ mod promote;
 mod registry;
 #[path = "../../src/testing/registry.rs"]
 mod registry_support;
+mod remote_cache;
 mod report;
 mod run;
 mod scan;

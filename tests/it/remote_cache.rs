@@ -1,0 +1,510 @@
+//! The layer cache shared through a registry (`kiln build --cache-to` / `--cache-from`), end
+//! to end: the real `kiln` binary, a real distribution registry, and url inputs served by the
+//! test HTTP server, which is stopped to show that a machine with an empty local cache builds
+//! from the remote cache alone, and that a cache that does not check out never changes the
+//! image (it falls back to a local build, or to the ordinary input error).
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::http_server::{Reply, Req, Server};
+use crate::registry_support::LocalRegistry;
+use crate::support::*;
+use kiln::digest::Sha256Digest;
+
+fn input_a() -> Vec<u8> {
+    (0..4000)
+        .flat_map(|i| format!("a line {i}\n").into_bytes())
+        .collect()
+}
+
+fn input_b() -> Vec<u8> {
+    (0..3000)
+        .flat_map(|i| format!("b {}\n", i * 7).into_bytes())
+        .collect()
+}
+
+/// Serves `/a` and `/b`.
+fn input_server() -> Server {
+    let (a, b) = (input_a(), input_b());
+    Server::start(move |r: &Req| match r.path() {
+        "/a" => Reply::ok(&a, &[]),
+        "/b" => Reply::ok(&b, &[]),
+        _ => Reply::not_found(),
+    })
+}
+
+/// Three layers: url input `a`; url input `b` and an inline file; an inline file.
+fn write_recipe(ctx: &TestContext, server: &Server) -> PathBuf {
+    ctx.write(
+        "recipe.toml",
+        format!(
+            r#"
+[image]
+name = "cached"
+epoch = 1700000000
+[inputs.a]
+url = "{}"
+sha256 = "{}"
+[inputs.b]
+url = "{}"
+sha256 = "{}"
+[[layer]]
+[[layer.step]]
+copy = "a"
+dest = "/srv/a"
+[[layer]]
+[[layer.step]]
+copy = "b"
+dest = "/srv/b"
+[[layer.step]]
+write = "/etc/motd"
+content = "built once, shared\n"
+[[layer]]
+[[layer.step]]
+write = "/etc/x"
+content = "x\n"
+"#,
+            server.url("/a"),
+            Sha256Digest::of(&input_a()).hex(),
+            server.url("/b"),
+            Sha256Digest::of(&input_b()).hex(),
+        ),
+    )
+}
+
+/// `kiln build recipe.toml -o OUT --cache CACHE` with `extra` arguments (a fresh cache
+/// directory is a machine that never built anything).
+fn build(ctx: &TestContext, cache: &str, out: &str, extra: &[&str]) -> Output {
+    ctx.kiln()
+        .args(["build", "recipe.toml", "-o", out, "--cache"])
+        .arg(ctx.join(cache))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn build_ok(ctx: &TestContext, cache: &str, out: &str, extra: &[&str]) -> (String, String) {
+    let out = build(ctx, cache, out, extra);
+    assert!(
+        out.status.success(),
+        "build failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    (last_line(&stdout), stderr_text(&out))
+}
+
+fn stderr_text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn blob(layout: &Path, digest: &str) -> PathBuf {
+    layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+/// The image's layers (digest, size) and diff_ids, from the layout at `layout`.
+fn layers(layout: &Path) -> Vec<(String, u64, String)> {
+    let index = read_json(&layout.join("index.json"));
+    let manifest = read_json(&blob(
+        layout,
+        index["manifests"][0]["digest"].as_str().unwrap(),
+    ));
+    let config = read_json(&blob(
+        layout,
+        manifest["config"]["digest"].as_str().unwrap(),
+    ));
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(config["rootfs"]["diff_ids"].as_array().unwrap())
+        .map(|(l, d)| {
+            (
+                l["digest"].as_str().unwrap().to_string(),
+                l["size"].as_u64().unwrap(),
+                d.as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The SLSA provenance kiln wrote into the layout.
+fn provenance(layout: &Path) -> Value {
+    std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+        .find(|t| {
+            t.contains("https://slsa.dev/provenance/v1") && t.contains("resolvedDependencies")
+        })
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .expect("a provenance statement")
+}
+
+/// The lines of `stderr` that report a layer taken from a remote cache.
+fn remote_hits(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(": remote cache hit "))
+        .collect()
+}
+
+/// The plan's layer keys and encoder.
+fn plan(ctx: &TestContext) -> (Vec<String>, String) {
+    let plan: Value =
+        serde_json::from_str(&run_ok(ctx.kiln().args(["build", "recipe.toml", "--plan"]))).unwrap();
+    let keys = plan["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["key"].as_str().unwrap().to_string())
+        .collect();
+    (keys, plan["image"]["encoder"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn a_machine_with_an_empty_cache_builds_from_the_remote_cache_without_the_inputs() {
+    let reg = LocalRegistry::start(&[]);
+    let server = input_server();
+    let ctx = TestContext::new();
+    write_recipe(&ctx, &server);
+    let cache = reg.reference("ci/cache");
+    let repo = format!("{}/ci/cache", reg.host);
+
+    // Machine A builds and shares its layers.
+    let (digest, a_err) = build_ok(&ctx, "machine-a", "out-a", &["--cache-to", &cache]);
+    assert!(
+        a_err.contains(&format!(
+            "cache: pushed 3 layer record(s) to {cache}: 3 blob(s) uploaded"
+        )),
+        "{a_err}"
+    );
+    let (keys, _) = plan(&ctx);
+    let tags: Value = serde_json::from_str(
+        &ureq::get(&format!("http://{}/v2/ci/cache/tags/list", reg.host))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut want: Vec<String> = keys
+        .iter()
+        .map(|k| format!("kiln-cache-{}", k.trim_start_matches("sha256:")))
+        .collect();
+    want.sort();
+    let mut got: Vec<String> = serde_json::from_value(tags["tags"].clone()).unwrap();
+    got.sort();
+    assert_eq!(got, want, "one record per layer key");
+
+    // The inputs go away; machine B, with an empty cache, builds the same image.
+    server.stop();
+    let requests = server.hits();
+    let (b_digest, b_err) = build_ok(&ctx, "machine-b", "out-b", &["--cache-from", &cache]);
+    assert_eq!(b_digest, digest, "{b_err}");
+    assert_eq!(server.hits(), requests, "nothing was downloaded");
+    assert!(!b_err.contains("fetching"), "{b_err}");
+    let hits = remote_hits(&b_err);
+    assert_eq!(hits.len(), 3, "{b_err}");
+    for (i, (layer, ..)) in layers(&ctx.join("out-a")).iter().enumerate() {
+        assert!(
+            hits[i].starts_with(&format!(
+                "layer {}/3: remote cache hit {repo} {layer}",
+                i + 1
+            )),
+            "{b_err}"
+        );
+    }
+    assert_eq!(layers(&ctx.join("out-a")), layers(&ctx.join("out-b")));
+
+    // The provenance says which layers came from where, and still lists every input.
+    let p = provenance(&ctx.join("out-b"));
+    let remote = &p["predicate"]["buildDefinition"]["internalParameters"]["remoteCache"];
+    assert_eq!(remote["sources"], serde_json::json!([repo]));
+    let taken = remote["layers"].as_array().unwrap();
+    assert_eq!(taken.len(), 3, "{remote}");
+    for (i, layer) in taken.iter().enumerate() {
+        assert_eq!(layer["index"], i);
+        assert_eq!(layer["cache"], repo);
+        assert_eq!(layer["key"], keys[i]);
+        assert_eq!(layer["signedBy"], Value::Null);
+    }
+    let deps = p["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    assert_eq!(deps.len(), 2, "{deps:?}");
+    assert!(
+        provenance(&ctx.join("out-a"))["predicate"]["buildDefinition"]["internalParameters"]
+            .get("remoteCache")
+            .is_none()
+    );
+
+    // `--json`: every layer event names the cache.
+    let out = build(
+        &ctx,
+        "machine-c",
+        "out-c",
+        &["--cache-from", &cache, "--json"],
+    );
+    assert!(out.status.success(), "{}", stderr_text(&out));
+    let events: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let layer_events: Vec<&Value> = events.iter().filter(|e| e["event"] == "layer").collect();
+    assert_eq!(layer_events.len(), 3);
+    assert!(
+        layer_events.iter().all(|e| e["remote"] == repo),
+        "{events:?}"
+    );
+    assert_eq!(events.last().unwrap()["digest"], digest);
+
+    // Without --cache-from, machine D has nothing but the (gone) inputs: the ordinary error.
+    let out = build(&ctx, "machine-d", "out-d", &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr_text(&out).contains("failed to fetch input `a`"),
+        "{}",
+        stderr_text(&out)
+    );
+}
+
+#[test]
+fn a_cache_that_does_not_check_out_never_changes_the_image() {
+    let server = input_server();
+    let ctx = TestContext::new();
+    write_recipe(&ctx, &server);
+    let (keys, encoder) = plan(&ctx);
+    let (reference, _) = build_ok(&ctx, "reference", "out-ref", &[]);
+    let built = layers(&ctx.join("out-ref"));
+    run_ok(ctx.kiln().args(["key", "generate", "--out", "good"]));
+    let evil_id = run_ok(ctx.kiln().args(["key", "generate", "--out", "evil"]));
+
+    // Each case: a registry holding a cache that must not be used as it is, and the
+    // arguments of the reader.
+    let mut cases: Vec<(&str, LocalRegistry, Vec<String>)> = Vec::new();
+
+    // Records signed by a key the reader does not trust.
+    let signed = LocalRegistry::start(&[]);
+    let cache = signed.reference("cache");
+    build_ok(
+        &ctx,
+        "writer-signed",
+        "out-w1",
+        &["--cache-to", &cache, "--cache-key", "evil.key"],
+    );
+    // Trusting the signer's key, the same records are used.
+    let (d, err) = build_ok(
+        &ctx,
+        "trusts-evil",
+        "out-t",
+        &["--cache-from", &cache, "--cache-trust", "evil.pub"],
+    );
+    assert_eq!(
+        (d, remote_hits(&err).len()),
+        (reference.clone(), 3),
+        "{err}"
+    );
+    let p = provenance(&ctx.join("out-t"));
+    assert_eq!(
+        p["predicate"]["buildDefinition"]["internalParameters"]["remoteCache"]["layers"][0]
+            ["signedBy"],
+        evil_id.trim(),
+        "{p}"
+    );
+    let args = vec![
+        "--cache-from".into(),
+        cache,
+        "--cache-trust".into(),
+        "good.pub".into(),
+    ];
+    cases.push(("not signed by a trusted key", signed, args));
+
+    // A blob whose bytes were swapped in the registry's storage.
+    let swapped = LocalRegistry::start(&[]);
+    let cache = swapped.reference("cache");
+    build_ok(&ctx, "writer-swapped", "out-w2", &["--cache-to", &cache]);
+    let (first, ..) = &built[0];
+    std::fs::write(
+        swapped.blob_path(first.trim_start_matches("sha256:")),
+        b"other bytes",
+    )
+    .unwrap();
+    cases.push(("refused blob", swapped, vec!["--cache-from".into(), cache]));
+
+    // A blob deleted through the registry API.
+    let deleted = LocalRegistry::start(&[]);
+    let cache = deleted.reference("cache");
+    build_ok(&ctx, "writer-deleted", "out-w3", &["--cache-to", &cache]);
+    let status = ureq::delete(&format!("http://{}/v2/cache/blobs/{first}", deleted.host))
+        .call()
+        .unwrap()
+        .status();
+    assert_eq!(status, 202);
+    cases.push((
+        "failed to pull layer",
+        deleted,
+        vec!["--cache-from".into(), cache],
+    ));
+
+    // A record, written through the library, naming another layer's blob: its digest checks
+    // out, its diff_id does not.
+    let wrong = LocalRegistry::start(&[]);
+    let client = kiln::registry::Client::new(kiln::registry::ClientOptions {
+        auth_files: kiln::registry::AuthFiles::none(),
+        ..Default::default()
+    })
+    .unwrap();
+    let repo = kiln::registry::Repository::new(&wrong.host, "cache").unwrap();
+    let (other, other_size, _) = &built[1];
+    let record = kiln::remote_cache::CacheRecord {
+        key: keys[0].parse().unwrap(),
+        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+        digest: other.parse().unwrap(),
+        size: *other_size,
+        diff_id: built[0].2.parse().unwrap(),
+        encoder,
+        kiln: env!("CARGO_PKG_VERSION").into(),
+    };
+    let path = blob(&ctx.join("out-ref"), other);
+    let layer = kiln::remote_cache::LayerToPush {
+        record,
+        path: &path,
+    };
+    kiln::remote_cache::push(&client, &repo, &[layer], None, 1).unwrap();
+    let cache = wrong.reference("cache");
+    cases.push(("diff_id", wrong, vec!["--cache-from".into(), cache]));
+
+    // With the inputs reachable, each falls back to a local build of the same image.
+    for (i, (why, _reg, args)) in cases.iter().enumerate() {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (d, err) = build_ok(&ctx, &format!("reader-{i}"), &format!("out-{i}"), &args);
+        assert_eq!(d, reference, "{why}: {err}");
+        assert!(
+            err.contains("warning: remote cache: layer 1: ") && err.contains(why),
+            "{why}: {err}"
+        );
+        assert!(err.contains("building locally"), "{why}: {err}");
+        let hits = remote_hits(&err);
+        assert!(
+            !hits.iter().any(|l| l.starts_with("layer 1/3")),
+            "{why}: {err}"
+        );
+        if i == 0 {
+            assert!(hits.is_empty(), "no untrusted record is used: {err}");
+        }
+    }
+    // With the inputs gone, each is the ordinary input error, and writes nothing.
+    server.stop();
+    for (i, (why, _reg, args)) in cases.iter().enumerate() {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = build(
+            &ctx,
+            &format!("offline-reader-{i}"),
+            &format!("gone-{i}"),
+            &args,
+        );
+        let err = stderr_text(&out);
+        assert!(!out.status.success(), "{why}: {err}");
+        assert!(err.contains("failed to fetch input `"), "{why}: {err}");
+        assert!(!ctx.join(format!("gone-{i}")).exists(), "{why}");
+    }
+}
+
+#[test]
+fn four_writers_at_once_leave_a_cache_a_reader_builds_from() {
+    let reg = LocalRegistry::start(&[]);
+    let server = input_server();
+    let ctx = TestContext::new();
+    write_recipe(&ctx, &server);
+    let cache = reg.reference("fleet/cache");
+    let writers: Vec<_> = (0..4)
+        .map(|i| {
+            ctx.kiln()
+                .args(["build", "recipe.toml", "-o", &format!("out-{i}"), "--cache"])
+                .arg(ctx.join(format!("writer-{i}")))
+                .args(["--cache-to", &cache])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let digests: Vec<String> = writers
+        .into_iter()
+        .map(|w| {
+            let out = w.wait_with_output().unwrap();
+            let err = stderr_text(&out);
+            assert!(out.status.success(), "{err}");
+            assert!(err.contains("cache: pushed 3 layer record(s)"), "{err}");
+            assert!(!err.contains("warning"), "{err}");
+            last_line(&String::from_utf8(out.stdout).unwrap())
+        })
+        .collect();
+    assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
+
+    server.stop();
+    let (d, err) = build_ok(&ctx, "reader", "out-reader", &["--cache-from", &cache]);
+    assert_eq!(d, digests[0]);
+    assert_eq!(remote_hits(&err).len(), 3, "{err}");
+    assert!(!err.contains("warning"), "{err}");
+}
+
+#[test]
+fn rebuild_from_a_remote_cache_warns_and_the_verdict_says_so() {
+    let reg = LocalRegistry::start(&[]);
+    let server = input_server();
+    let ctx = TestContext::new();
+    write_recipe(&ctx, &server);
+    let cache = reg.reference("cache");
+    build_ok(&ctx, "upstream", "upstream", &["--cache-to", &cache]);
+    server.stop();
+    let out = ctx
+        .kiln()
+        .args([
+            "rebuild",
+            "recipe.toml",
+            "--against",
+            "oci:upstream",
+            "-o",
+            "rebuilt",
+        ])
+        .args(["--cache-from", &cache, "--cache"])
+        .arg(ctx.join("rebuilder"))
+        .output()
+        .unwrap();
+    let err = stderr_text(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: layers taken from a remote cache (--cache-from) were not rebuilt: the verdict no longer proves an independent rebuild"),
+        "{err}"
+    );
+    assert_eq!(remote_hits(&err).len(), 3, "{err}");
+    let verdict = std::fs::read_dir(ctx.join("rebuilt/blobs/sha256"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+        .find(|t| t.contains("https://kiln.build/rebuild/v1") && t.contains("\"verdict\""))
+        .map(|t| serde_json::from_str::<Value>(&t).unwrap())
+        .expect("a verdict statement");
+    let p = &verdict["predicate"];
+    assert_eq!(p["verdict"], "identical");
+    assert_eq!(p["independent"], false, "{p}");
+    assert_eq!(
+        p["remoteCache"]["layers"].as_array().unwrap().len(),
+        3,
+        "{p}"
+    );
+    assert!(p["remoteCache"]["warning"]
+        .as_str()
+        .unwrap()
+        .contains("independent"));
+}
