@@ -11,6 +11,9 @@ mod pull;
 mod push;
 pub mod record;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 
 pub use pull::{lookup, CacheSource, RemoteHit};
