@@ -457,7 +457,13 @@ fn push_cache(
 ) {
     let result = (|| -> Result<crate::remote_cache::CachePushReport> {
         let repo = cache_repository("--cache-to", cache_to)?;
-        let client = super::sign::client(&run.registry)?;
+        let registry = super::copy::registry_options(&run.registry);
+        let client = crate::registry::Client::new(crate::registry::ClientOptions {
+            tls_verify: registry.tls_verify,
+            auth_files: registry.auth_files(),
+            progress: build::BuildObserver::registry_progress(reporter),
+            ..Default::default()
+        })?;
         let ours = image.plan.layers.len();
         let first = image.layers.len() - ours;
         let layers: Vec<_> = image

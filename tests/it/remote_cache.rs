@@ -508,3 +508,90 @@ fn rebuild_from_a_remote_cache_warns_and_the_verdict_says_so() {
         .unwrap()
         .contains("independent"));
 }
+
+#[test]
+fn a_writer_killed_mid_push_leaves_nothing_a_reader_takes_wrong() {
+    // A layer large enough that its upload is under way when the writer dies.
+    let big: Vec<u8> = {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        (0..(24 << 20) / 8)
+            .flat_map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()
+            })
+            .collect()
+    };
+    let big_sha = Sha256Digest::of(&big).hex();
+    let (a, b) = (input_a(), input_b());
+    let server = Server::start(move |r: &Req| match r.path() {
+        "/a" => Reply::ok(&a, &[]),
+        "/b" => Reply::ok(&b, &[]),
+        "/big" => Reply::ok(&big, &[]),
+        _ => Reply::not_found(),
+    });
+    let reg = LocalRegistry::start(&[]);
+    let ctx = TestContext::new();
+    let recipe = write_recipe(&ctx, &server);
+    let mut text = std::fs::read_to_string(&recipe).unwrap();
+    text = text.replace(
+        "[[layer]]\n[[layer.step]]\ncopy = \"a\"",
+        &format!(
+            "[inputs.big]\nurl = \"{}\"\nsha256 = \"{big_sha}\"\n\
+             [[layer]]\n[[layer.step]]\ncopy = \"big\"\ndest = \"/big\"\n\
+             [[layer]]\n[[layer.step]]\ncopy = \"a\"",
+            server.url("/big")
+        ),
+    );
+    std::fs::write(&recipe, text).unwrap();
+    let (reference, _) = build_ok(&ctx, "reference", "out-ref", &[]);
+    let cache = reg.reference("cache");
+
+    // Killed as soon as it starts pushing the big layer (it reads the layer from its
+    // cache, built already by the reference build, so it gets there at once).
+    let mut writer = ctx
+        .kiln()
+        .args(["build", "recipe.toml", "-o", "out-w", "--cache"])
+        .arg(ctx.join("reference"))
+        .args(["--cache-to", &cache])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = String::new();
+    {
+        use std::io::BufRead as _;
+        let mut lines = std::io::BufReader::new(writer.stderr.take().unwrap()).lines();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.starts_with("pushing blob") && line.contains("MiB") {
+                writer.kill().unwrap();
+                break;
+            }
+        }
+    }
+    let status = writer.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the writer finished before it was killed:\n{seen}"
+    );
+
+    // A reader uses what the writer finished, builds the rest, and gets the same image.
+    let (d, err) = build_ok(&ctx, "reader", "out-r", &["--cache-from", &cache]);
+    assert_eq!(d, reference, "{err}");
+    assert!(
+        !remote_hits(&err).iter().any(|l| l.starts_with("layer 1/4")),
+        "the big layer's record cannot be there: {err}"
+    );
+    assert!(
+        !err.contains("warning"),
+        "a missing record is a plain miss: {err}"
+    );
+    // And a writer that finishes completes the cache.
+    build_ok(&ctx, "reference", "out-w2", &["--cache-to", &cache]);
+    let (d, err) = build_ok(&ctx, "reader-2", "out-r2", &["--cache-from", &cache]);
+    assert_eq!((d, remote_hits(&err).len()), (reference, 4), "{err}");
+}
