@@ -29,19 +29,22 @@ pub struct RemoteLayers {
 }
 
 impl RemoteLayers {
-    /// Whether the build must resolve input `name`: an unpinned `path` input always (its
-    /// digest is hashed again where its bytes are read), any other unless every layer using it
-    /// is a hit.
+    /// Whether the build must resolve input `name`: unless every layer that reads it (at least
+    /// one) is a hit. An unpinned `path` input always is (it is hashed again where its bytes
+    /// are read), and so is one no layer reads (it is checked and recorded as without a cache).
     pub fn needs(&self, recipe: &Recipe, name: &str) -> bool {
         let unpinned_path = recipe
             .inputs
             .get(name)
             .is_some_and(|i| matches!(i.source, InputSource::Path { .. }) && i.sha256().is_none());
-        unpinned_path
-            || recipe.layers.iter().enumerate().any(|(i, layer)| {
-                !self.hits.contains_key(&i)
-                    && layer.steps.iter().any(|s| s.kind.input() == Some(name))
-            })
+        let mut readers = recipe
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|(_, layer)| layer.steps.iter().any(|s| s.kind.input() == Some(name)))
+            .map(|(i, _)| i)
+            .peekable();
+        unpinned_path || readers.peek().is_none() || readers.any(|i| !self.hits.contains_key(&i))
     }
 
     /// The facts of the inputs the build did not resolve.
@@ -160,4 +163,85 @@ fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Sha256Digest;
+    use crate::remote_cache::CacheRecord;
+
+    const RECIPE: &str = r#"
+[image]
+name = "t"
+[inputs.a]
+url = "https://example.org/a"
+sha256 = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+[inputs.shared]
+url = "https://example.org/shared"
+sha256 = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+[inputs.dir]
+path = "dir"
+[inputs.unused]
+url = "https://example.org/unused"
+sha256 = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+[[layer]]
+[[layer.step]]
+copy = "a"
+dest = "/a"
+[[layer.step]]
+copy = "shared"
+dest = "/s"
+[[layer]]
+[[layer.step]]
+copy = "shared"
+dest = "/s2"
+[[layer]]
+[[layer.step]]
+copy = "dir"
+dest = "/d"
+"#;
+
+    fn hit() -> RemoteHit {
+        let d = Sha256Digest::of(b"x");
+        RemoteHit {
+            cache: "h/r".into(),
+            record: CacheRecord {
+                key: d,
+                media_type: String::new(),
+                digest: d,
+                size: 0,
+                diff_id: d,
+                encoder: String::new(),
+                kiln: String::new(),
+            },
+            signed_by: None,
+            path: "/nonexistent".into(),
+        }
+    }
+
+    #[test]
+    fn only_the_inputs_of_layers_not_found_remotely_are_resolved() {
+        let dir = std::path::Path::new("/nonexistent-kiln-remote-test");
+        let recipe = Recipe::parse(RECIPE, dir.join("r.toml"), dir).unwrap();
+        let needs = |hits: &[usize]| {
+            let found = RemoteLayers {
+                hits: hits.iter().map(|&i| (i, hit())).collect(),
+                pinned: Some(PlanFacts::default()),
+            };
+            ["a", "shared", "dir", "unused"].map(|name| found.needs(&recipe, name))
+        };
+        assert_eq!(needs(&[]), [true; 4]);
+        assert_eq!(
+            needs(&[0]),
+            [false, true, true, true],
+            "`shared` is read by layer 2"
+        );
+        assert_eq!(needs(&[0, 1]), [false, false, true, true]);
+        assert_eq!(
+            needs(&[0, 1, 2]),
+            [false, false, true, true],
+            "an unpinned path input is hashed for its key either way; an unread one checked"
+        );
+    }
 }

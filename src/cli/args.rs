@@ -292,7 +292,9 @@ pub struct BuildRunArgs {
     /// its cache key up; on a hit it pulls the layer, verified by digest and by diff_id, and
     /// neither fetches that layer's inputs nor runs its steps. The provenance records which
     /// layers came from which cache. A miss, an unreachable cache or a record that does not
-    /// check out is a warning, and the layer is built locally.
+    /// check out is a warning, and the layer is built locally. `kiln rebuild` asks no cache
+    /// unless given this, and then warns (and its verdict records) that the verdict no longer
+    /// proves an independent rebuild.
     #[arg(long, value_name = "REF")]
     pub cache_from: Vec<String>,
     /// Use only --cache-from records signed by this public key (PEM; repeatable: any of

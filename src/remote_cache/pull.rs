@@ -47,8 +47,21 @@ pub fn lookup(
     let manifest = match client.get_manifest(repo, &tag, &[media::OCI_MANIFEST]) {
         Ok(m) => m,
         Err(RegistryError::Status { status: 404, .. }) => return Ok(None),
-        Err(e) => {
+        // The cache cannot be reached or refuses us: every later lookup would fail the same.
+        Err(
+            e @ (RegistryError::Transport { .. }
+            | RegistryError::Unauthorized { .. }
+            | RegistryError::Token { .. }
+            | RegistryError::PlainHttpRefused { .. }),
+        ) => {
             return Err(CacheError::Unreachable {
+                cache,
+                tag,
+                source: Box::new(e),
+            })
+        }
+        Err(e) => {
+            return Err(CacheError::Read {
                 cache,
                 tag,
                 source: Box::new(e),

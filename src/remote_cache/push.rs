@@ -5,6 +5,7 @@
 //! layers write the same bytes (see [`super::record`]).
 
 use std::path::Path;
+use std::time::Duration;
 
 use super::record::{self, CacheRecord};
 use super::CacheError;
@@ -48,14 +49,18 @@ pub fn push(
     };
     let outcomes = run_parallel(layers.to_vec(), threads, |layer| {
         let r = &layer.record;
-        let mut file = fs_err::File::open(layer.path).map_err(|e| CacheError::ReadLayer {
-            digest: r.digest,
-            path: layer.path.to_path_buf(),
-            source: e,
+        let pushed = with_retries(|| {
+            let mut file = fs_err::File::open(layer.path)?;
+            Ok(client.put_blob(repo, &r.digest, r.size, &mut file)?)
+        })
+        .map_err(|e| match e {
+            Retried::Registry(e) => registry_err(e),
+            Retried::Io(e) => CacheError::ReadLayer {
+                digest: r.digest,
+                path: layer.path.to_path_buf(),
+                source: e,
+            },
         })?;
-        let pushed = client
-            .put_blob(repo, &r.digest, r.size, &mut file)
-            .map_err(registry_err)?;
         Ok::<_, CacheError>((pushed, r.size))
     })?;
     let mut report = CachePushReport::default();
@@ -68,12 +73,15 @@ pub fn push(
             BlobPush::Existed => report.existed += 1,
         }
     }
+    let retried_err = |e: Retried| match e {
+        Retried::Registry(e) => registry_err(e),
+        Retried::Io(_) => unreachable!("no file is read"),
+    };
     let put_small = |bytes: &[u8]| {
         let digest = Sha256Digest::of(bytes);
-        client
-            .put_blob(repo, &digest, bytes.len() as u64, &mut &bytes[..])
+        with_retries(|| Ok(client.put_blob(repo, &digest, bytes.len() as u64, &mut &bytes[..])?))
             .map(|_| digest)
-            .map_err(registry_err)
+            .map_err(retried_err)
     };
     put_small(media::EMPTY_JSON)?;
     for layer in layers {
@@ -81,10 +89,61 @@ pub fn push(
         let envelope = r.envelope(key);
         let digest = put_small(&envelope)?;
         let manifest = r.manifest(&digest, envelope.len() as u64);
-        client
-            .put_manifest(repo, &record::tag(&r.key), media::OCI_MANIFEST, &manifest)
-            .map_err(registry_err)?;
+        let tag = record::tag(&r.key);
+        with_retries(|| {
+            match client.put_manifest(repo, &tag, media::OCI_MANIFEST, &manifest) {
+                Ok(_) => Ok(()),
+                // Another writer of the same record got there: the record is in place.
+                Err(_)
+                    if client.resolve_tag(repo, &tag).ok() == Some(Sha256Digest::of(&manifest)) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .map_err(retried_err)?;
         report.records += 1;
     }
     Ok(report)
+}
+
+/// What a retried step failed with.
+enum Retried {
+    Registry(RegistryError),
+    Io(std::io::Error),
+}
+
+impl From<RegistryError> for Retried {
+    fn from(e: RegistryError) -> Self {
+        Retried::Registry(e)
+    }
+}
+
+impl From<std::io::Error> for Retried {
+    fn from(e: std::io::Error) -> Self {
+        Retried::Io(e)
+    }
+}
+
+/// How often a push step is tried.
+const ATTEMPTS: u32 = 4;
+
+/// Runs `step` until it succeeds, at most [`ATTEMPTS`] times, waiting longer each time. Several
+/// writers pushing the same blob into one repository race inside the registry: distribution
+/// rewrites the repository's link to the blob on every commit, and a request that reads the
+/// link meanwhile fails (`DIGEST_INVALID`, `BLOB_UNKNOWN`); the same request a moment later
+/// succeeds, since every writer writes the same bytes.
+fn with_retries<T>(mut step: impl FnMut() -> Result<T, Retried>) -> Result<T, Retried> {
+    let mut attempt = 1;
+    loop {
+        match step() {
+            Ok(v) => return Ok(v),
+            Err(Retried::Registry(_)) if attempt < ATTEMPTS => {
+                std::thread::sleep(Duration::from_millis(50 << attempt));
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
