@@ -119,7 +119,7 @@ pub fn build(
     let store = Store::open(&opts.store_root)?;
     let encoder = layers::Encoder::for_recipe(recipe, opts.threads);
     let mut remote = remote::find(recipe, &store, opts, encoder.media_type(), observer)?;
-    let resolved = inputs::resolve(recipe, &store, opts, observer, &|name| {
+    let mut resolved = inputs::resolve(recipe, &store, opts, observer, &|name| {
         remote.needs(recipe, name)
     })?;
     let debs = packages::fetch(recipe, &store, opts, observer)?;
@@ -143,11 +143,18 @@ pub fn build(
             .or_insert_with(|| pinned.clone());
     }
     let plan = plan::compute(recipe, &facts)?;
-    // Only an unpinned `path` input changed since it was hashed for the lookup can change a
-    // key; such an input is resolved, so its layers are built.
+    // Only an unpinned `path` input that changed since it was hashed for the lookup can change
+    // a key: that layer is built, from inputs resolved now (pinned ones, so the plan stands).
+    let found = remote.hits.len();
     remote
         .hits
         .retain(|index, hit| plan.layers[*index].key == hit.record.key);
+    if remote.hits.len() != found {
+        let more = inputs::resolve(recipe, &store, opts, observer, &|name| {
+            !resolved.contains_key(name) && remote.needs(recipe, name)
+        })?;
+        resolved.extend(more);
+    }
 
     let base = match (&recipe.base, &plan.base) {
         (Some(base), Some(planned)) => {
