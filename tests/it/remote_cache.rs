@@ -204,6 +204,28 @@ fn a_machine_with_an_empty_cache_builds_from_the_remote_cache_without_the_inputs
     let mut got: Vec<String> = serde_json::from_value(tags["tags"].clone()).unwrap();
     got.sort();
     assert_eq!(got, want, "one record per layer key");
+    // skopeo, which kiln did not write, reads a record as an OCI artifact that lists the layer.
+    let raw: Value = serde_json::from_str(&run_ok(tool("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("{cache}:{}", want[0]),
+    ])))
+    .unwrap();
+    assert_eq!(
+        raw["artifactType"],
+        "application/vnd.kiln.cache.record.v1+json"
+    );
+    assert_eq!(
+        raw["layers"][0]["mediaType"],
+        "application/vnd.dsse.envelope.v1+json"
+    );
+    let listed: Vec<String> = layers(&ctx.join("out-a"))
+        .into_iter()
+        .map(|l| l.0)
+        .collect();
+    let named = raw["layers"][1]["digest"].as_str().unwrap().to_string();
+    assert!(listed.contains(&named), "{raw}");
 
     // The inputs go away; machine B, with an empty cache, builds the same image.
     server.stop();
