@@ -101,10 +101,7 @@ pub fn find(
         pinned: Some(facts),
     };
     if opts.offline {
-        warn(
-            None,
-            "--offline: not asked (every layer is built locally)".into(),
-        );
+        warn(None, "not asked under --offline".into());
         return Ok(found);
     }
     let client = match Client::new(ClientOptions {
