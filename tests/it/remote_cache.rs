@@ -425,6 +425,19 @@ fn a_cache_that_does_not_check_out_never_changes_the_image() {
             assert!(hits.is_empty(), "no untrusted record is used: {err}");
         }
     }
+    // A cache that cannot be reached: one warning, then every layer is built.
+    let (d, err) = build_ok(
+        &ctx,
+        "reader-unreachable",
+        "out-unreachable",
+        &["--cache-from", "docker://127.0.0.1:9/cache"],
+    );
+    assert_eq!(d, reference, "{err}");
+    assert_eq!(err.matches("warning: remote cache: ").count(), 1, "{err}");
+    assert!(
+        err.contains("not asked again in this build; building locally"),
+        "{err}"
+    );
     // With the inputs gone, each is the ordinary input error, and writes nothing.
     server.stop();
     for (i, (why, _reg, args)) in cases.iter().enumerate() {
