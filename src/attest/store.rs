@@ -25,13 +25,13 @@ use std::io::Read as _;
 
 use super::cosign::{
     attachment_tag, AttachmentKind, Blob, CosignError, Descriptor, SignatureManifest,
-    OCI_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE,
 };
 use super::NewLayer;
 use crate::digest::Sha256Digest;
 use crate::image::layout::{descriptor, digest_of, ref_name};
-use crate::image::{media, ImageError, Layout};
-use crate::registry::{Client, RegistryError, Repository, OCI_MANIFEST};
+use crate::image::{ImageError, Layout};
+use crate::media::{self, OCI_CONFIG, OCI_MANIFEST};
+use crate::registry::{Client, RegistryError, Repository};
 
 /// The largest attachment layer kiln reads (an SBOM in a DSSE envelope can be large).
 pub const MAX_ATTACHMENT_BLOB: u64 = 64 * 1024 * 1024;
@@ -240,12 +240,9 @@ impl AttachmentStore<'_> {
                 layout
                     .put_blob(&manifest.bytes)
                     .map_err(|e| self.layout_err(e))?;
-                let mut entry = descriptor(
-                    OCI_MANIFEST_MEDIA_TYPE,
-                    &manifest.digest,
-                    manifest.bytes.len() as u64,
-                );
-                entry.set_artifact_type(Some(OCI_CONFIG_MEDIA_TYPE.into()));
+                let mut entry =
+                    descriptor(OCI_MANIFEST, &manifest.digest, manifest.bytes.len() as u64);
+                entry.set_artifact_type(Some(OCI_CONFIG.into()));
                 entry.set_annotations(Some(
                     [(media::ANNOTATION_REF_NAME.to_string(), tag.to_string())]
                         .into_iter()
@@ -263,7 +260,7 @@ impl AttachmentStore<'_> {
             }
             Self::Registry { client, repository } => {
                 client
-                    .put_manifest(repository, tag, OCI_MANIFEST_MEDIA_TYPE, &manifest.bytes)
+                    .put_manifest(repository, tag, OCI_MANIFEST, &manifest.bytes)
                     .map_err(|e| self.registry_err(e))?;
             }
         }

@@ -32,7 +32,8 @@ pub use plan::{BuildPlan, LayerPlan};
 use crate::attest::provenance::{self, Dependency, ProvenanceFacts};
 use crate::digest::Sha256Digest;
 use crate::image::json::to_canonical_vec;
-use crate::image::{self, media, ImageRef};
+use crate::image::{self, ImageRef};
+use crate::media;
 use crate::recipe::Recipe;
 use crate::store::Store;
 

@@ -12,7 +12,8 @@ use crate::image::referrer::{self, Subject};
 use crate::image::write::{
     docker_repo_tag, replace, stage_beside, write_docker_archive_file, write_oci_archive_file,
 };
-use crate::image::{media, open_image, ImageRef, Layout};
+use crate::image::{open_image, ImageRef, Layout};
+use crate::media;
 use crate::store::Store;
 
 /// The mode of blobs in an output layout, whatever the umask.

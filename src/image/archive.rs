@@ -24,10 +24,12 @@ use super::json::to_canonical_vec;
 use super::layout::descriptor;
 use super::remote::uncompressed_digest;
 use super::source::{open_in_layout, OpenedImage};
-use super::{media, ImageError, ImageRef, Layout, Result, MAX_JSON_BLOB};
+use super::{ImageError, ImageRef, Layout, Result};
 use crate::digest::Sha256Digest;
 use crate::layer::decompress::{self, Format};
 use crate::layer::read::{ReadLimits, TarKind, TarReader};
+use crate::layer::tree::MAX_SYMLINK_HOPS;
+use crate::media::{self, MAX_JSON_BLOB};
 
 /// Opens an archive reference, extracting it into `scratch` (kept alive by the image).
 pub(crate) fn open_archive(
@@ -86,9 +88,6 @@ fn plain_relative(name: &str) -> Option<PathBuf> {
     }
     Some(out)
 }
-
-/// The most links followed from one archive member to the file it names (Linux's limit).
-const MAX_LINK_HOPS: usize = 40;
 
 /// A link member of an archive, resolved once every member is out.
 struct ArchiveLink {
@@ -221,7 +220,7 @@ pub(crate) fn extract_plain(archive: &Path, dest: &Path) -> Result<()> {
 }
 
 /// The regular file of the archive that `link` ends at, following links of the archive (never
-/// of the host) at most [`MAX_LINK_HOPS`] times.
+/// of the host) at most [`MAX_SYMLINK_HOPS`] times.
 fn resolve_link<'a>(
     archive: &Path,
     dest: &Path,
@@ -235,7 +234,7 @@ fn resolve_link<'a>(
         reason,
     };
     let mut current = link;
-    for _ in 0..MAX_LINK_HOPS {
+    for _ in 0..MAX_SYMLINK_HOPS {
         let target = current
             .target
             .as_deref()

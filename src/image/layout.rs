@@ -19,8 +19,9 @@ use fs_err as fs;
 use oci_spec::image::{Descriptor, ImageIndex};
 
 use super::json::to_canonical_vec;
-use super::{media, ImageError, Result, MAX_JSON_BLOB};
+use super::{ImageError, Result};
 use crate::digest::{HashingReader, Sha256Digest};
+use crate::media::{self, MAX_JSON_BLOB};
 
 pub const OCI_LAYOUT_FILE: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 

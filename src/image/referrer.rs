@@ -10,8 +10,9 @@ use serde_json::json;
 
 use super::json::to_canonical_vec;
 use super::layout::{descriptor, empty_descriptor};
-use super::{media, Layout, Result};
+use super::{Layout, Result};
 use crate::digest::Sha256Digest;
+use crate::media;
 
 /// The image a statement is about.
 #[derive(Clone, Copy, Debug)]

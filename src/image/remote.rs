@@ -15,9 +15,10 @@ use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest};
 
 use super::layout::digest_of;
 use super::source::{parse, BlobSource, OpenedImage};
-use super::{media, ImageError, ImageRef, Result, MAX_JSON_BLOB};
+use super::{ImageError, ImageRef, Result};
 use crate::digest::{HashingReader, Sha256Digest};
 use crate::layer::decompress;
+use crate::media::{self, MAX_JSON_BLOB};
 use crate::registry::{
     self, AuthFiles, Client, ClientOptions, Progress, PulledManifest, Reference, RegistryError,
     Repository,
@@ -212,7 +213,7 @@ impl RegistryBlobs {
         let pulled = self.client.get_manifest(
             self.repo(),
             &digest.to_string(),
-            registry::ALL_MANIFEST_TYPES,
+            media::ALL_MANIFEST_TYPES,
         )?;
         self.store_manifest(&pulled)?;
         Ok(pulled)
@@ -309,13 +310,13 @@ pub(crate) fn open_registry(
             let m = ctx.client.get_manifest(
                 reference.repository(),
                 reference.tag_or_latest(),
-                registry::ALL_MANIFEST_TYPES,
+                media::ALL_MANIFEST_TYPES,
             )?;
             blobs.store_manifest(&m)?;
             m
         }
     };
-    let image = if registry::is_index(&top.media_type) {
+    let image = if media::is_index(&top.media_type) {
         let want: registry::Platform = platform.parse()?;
         let entry = registry::select_platform(&top, &want)?;
         if entry.digest == top.digest {
@@ -383,7 +384,7 @@ fn attached(
         let tag = format!("sha256-{}.{suffix}", subject.hex());
         let m = match blobs
             .client
-            .get_manifest(repo, &tag, registry::ALL_MANIFEST_TYPES)
+            .get_manifest(repo, &tag, media::ALL_MANIFEST_TYPES)
         {
             Ok(m) => m,
             Err(RegistryError::Status { status: 404, .. }) => continue,

@@ -13,8 +13,9 @@ use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest}
 
 use super::layout::{digest_of, is_image_entry, ref_name};
 use super::remote::{open_registry, uncompressed_digest, RegistryBlobs, Transports};
-use super::{media, ImageError, ImageRef, Layout, Result};
+use super::{ImageError, ImageRef, Layout, Result};
 use crate::digest::Sha256Digest;
+use crate::media;
 use crate::store::Store;
 
 /// Where an opened image's blobs are.
@@ -115,12 +116,12 @@ impl OpenedImage {
                 }
                 let mut bytes = Vec::new();
                 self.open_blob(digest, None)?
-                    .take(super::MAX_JSON_BLOB + 1)
+                    .take(crate::media::MAX_JSON_BLOB + 1)
                     .read_to_end(&mut bytes)?;
-                if bytes.len() as u64 > super::MAX_JSON_BLOB {
+                if bytes.len() as u64 > crate::media::MAX_JSON_BLOB {
                     return Err(ImageError::TooLarge {
                         digest: *digest,
-                        limit: super::MAX_JSON_BLOB,
+                        limit: crate::media::MAX_JSON_BLOB,
                     });
                 }
                 Ok(bytes)

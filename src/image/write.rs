@@ -17,12 +17,13 @@ use serde_json::json;
 use super::json::to_canonical_vec;
 use super::layout::{descriptor, digest_of, ref_name};
 use super::source::{parse, OpenedImage};
-use super::{media, ImageError, Layout, Result};
+use super::{ImageError, Layout, Result};
 use crate::digest::Sha256Digest;
 use crate::layer::decompress;
 use crate::layer::host::HostOptions;
 use crate::layer::tree::{Content, Entry, EntryKind, FileTree, Metadata};
 use crate::layer::write::write_tar;
+use crate::media;
 use crate::store::scratch;
 
 fn write_err(path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> ImageError {

@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 use super::client::{pull_scope, Client};
 use super::error::{RegistryError, Result};
 use super::http::{expect_status, read_limited, Body};
-use super::manifest::{MAX_MANIFEST_BYTES, OCI_INDEX};
 use crate::digest::Sha256Digest;
+use crate::media::{MAX_JSON_BLOB, OCI_INDEX};
 use crate::reference::Repository;
 
 /// The tag under which the fallback index for `subject` lives.
@@ -57,7 +57,7 @@ impl Client {
             Body::Empty,
         )?;
         if resp.status() == 200 {
-            let bytes = read_limited(resp, MAX_MANIFEST_BYTES, "referrers index", &url)?;
+            let bytes = read_limited(resp, MAX_JSON_BLOB, "referrers index", &url)?;
             return parse_descriptors(&bytes, "referrers index", subject.to_string(), url);
         }
         expect_status("GET", &url, resp, &[404])?;
@@ -131,7 +131,7 @@ mod tests {
             .media_type(MediaType::ImageManifest)
             .digest(d.to_string().parse::<oci_spec::image::Digest>().unwrap())
             .size(10u64)
-            .artifact_type(MediaType::Other("application/vnd.in-toto+json".into()))
+            .artifact_type(MediaType::Other(crate::media::IN_TOTO.into()))
             .annotations(ann)
             .build()
             .unwrap();
