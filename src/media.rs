@@ -50,6 +50,9 @@ pub const MAX_JSON_BLOB: u64 = 4 << 20;
 pub const EMPTY_JSON: &[u8] = b"{}";
 
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// On a built image's manifest: the base image's manifest digest and its reference.
+pub const ANNOTATION_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+pub const ANNOTATION_BASE_NAME: &str = "org.opencontainers.image.base.name";
 pub const ANNOTATION_PREDICATE_TYPE: &str = "in-toto.io/predicate-type";
 /// On an image's `index.json` entry: the digest of the layout's side index, an OCI image index
 /// (in the format of the OCI 1.1 referrers fallback tag) that lists the manifests about the

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use oci_spec::image::{Arch, Config, ImageConfigurationBuilder, Os, RootFs};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Sha256Digest;
@@ -135,6 +136,10 @@ impl NewLayer {
     }
 }
 
+/// The signature manifest. Our own serde types, not oci-spec's: cosign writes its keys in this
+/// declaration order (not sorted), and oci-spec keeps annotations in a `HashMap`, whose order
+/// `serde_json::to_vec` would leak into the bytes (sorting them instead would change every
+/// existing signature manifest's digest). The config is oci-spec's: its field order is cosign's.
 #[derive(Serialize, Deserialize)]
 struct ManifestJson {
     #[serde(rename = "schemaVersion")]
@@ -145,21 +150,6 @@ struct ManifestJson {
     layers: Vec<Descriptor>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     annotations: BTreeMap<String, String>,
-}
-
-#[derive(Serialize)]
-struct ConfigJson<'a> {
-    architecture: &'a str,
-    os: &'a str,
-    config: BTreeMap<String, String>,
-    rootfs: RootFs<'a>,
-}
-
-#[derive(Serialize)]
-struct RootFs<'a> {
-    #[serde(rename = "type")]
-    fs_type: &'a str,
-    diff_ids: Vec<Sha256Digest>,
 }
 
 /// The built signature image: what to store and what to tag.
@@ -226,15 +216,16 @@ impl SignatureManifest {
 
     /// The config, manifest and new layer blobs.
     pub fn build(&self) -> SignatureImage {
-        let config = ConfigJson {
-            architecture: "",
-            os: "",
-            config: BTreeMap::new(),
-            rootfs: RootFs {
-                fs_type: "layers",
-                diff_ids: self.layers.iter().map(|l| l.digest).collect(),
-            },
-        };
+        let mut rootfs = RootFs::default();
+        rootfs.set_diff_ids(self.layers.iter().map(|l| l.digest.to_string()).collect());
+        // cosign's config: empty platform, empty `config`, the layers as diff_ids.
+        let config = ImageConfigurationBuilder::default()
+            .architecture(Arch::Other(String::new()))
+            .os(Os::Other(String::new()))
+            .config(Config::default())
+            .rootfs(rootfs)
+            .build()
+            .expect("architecture, os and rootfs are set");
         let config = Blob::new(serde_json::to_vec(&config).expect("a config always serializes"));
         let manifest = ManifestJson {
             schema_version: 2,

@@ -17,11 +17,10 @@ use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
-use super::json::to_canonical_vec;
 use super::layout::descriptor;
+use super::manifest::{image_manifest, manifest_bytes};
 use super::remote::uncompressed_digest;
 use super::source::{open_in_layout, OpenedImage};
 use super::{ImageError, ImageRef, Layout, Result};
@@ -253,16 +252,21 @@ fn resolve_link<'a>(
             }
         }
     }
-    Err(refuse("is a loop (more than 40 links)"))
+    Err(refuse(
+        "is a loop (more links than the kernel's MAXSYMLINKS)",
+    ))
 }
 
-#[derive(Deserialize)]
+/// One image of docker-archive's `manifest.json` (read here, written by [`super::write`]).
+/// A serde struct rather than an oci-spec type: this is Docker's format, which oci-spec does
+/// not model.
+#[derive(Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct DockerManifestEntry {
-    config: String,
-    #[serde(default)]
-    repo_tags: Option<Vec<String>>,
-    layers: Vec<String>,
+pub(super) struct DockerManifestEntry {
+    pub config: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_tags: Option<Vec<String>>,
+    pub layers: Vec<String>,
 }
 
 /// Turns an extracted `docker save` archive into an OCI layout: layers keep their bytes (so a
@@ -352,16 +356,11 @@ fn docker_to_layout(
         if !layout.has_blob(&digest) {
             fs_err::rename(&path, layout.blob_path(&digest))?;
         }
-        layers.push(json!({"mediaType": media_type, "digest": digest.to_string(), "size": size}));
+        layers.push(descriptor(media_type, &digest, size));
     }
     let config_digest = layout.put_blob(&config_bytes)?;
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": media::OCI_MANIFEST,
-        "config": {"mediaType": media::OCI_CONFIG, "digest": config_digest.to_string(), "size": config_bytes.len()},
-        "layers": layers,
-    });
-    let manifest_bytes = to_canonical_vec(&manifest).expect("a JSON value serializes");
+    let config = descriptor(media::OCI_CONFIG, &config_digest, config_bytes.len() as u64);
+    let manifest_bytes = manifest_bytes(image_manifest(config, layers));
     let manifest_digest = layout.put_blob(&manifest_bytes)?;
     let tag = entry.repo_tags.as_ref().and_then(|t| t.first()).cloned();
     let mut desc = descriptor(

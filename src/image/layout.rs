@@ -19,6 +19,7 @@ use fs_err as fs;
 use oci_spec::image::{Descriptor, ImageIndex};
 
 use super::json::to_canonical_vec;
+use super::manifest::image_index;
 use super::{ImageError, Result};
 use crate::digest::{HashingReader, Sha256Digest};
 use crate::media::{self, MAX_JSON_BLOB};
@@ -230,10 +231,7 @@ impl Layout {
 
 /// An OCI image index listing `manifests`, as canonical JSON.
 fn canonical_index(manifests: Vec<Descriptor>) -> Result<Vec<u8>> {
-    let mut index = ImageIndex::default();
-    index.set_media_type(Some(oci_spec::image::MediaType::ImageIndex));
-    index.set_manifests(manifests);
-    to_canonical_vec(&index).map_err(|e| ImageError::BadJson {
+    to_canonical_vec(&image_index(manifests)).map_err(|e| ImageError::BadJson {
         what: "index.json".into(),
         source: e,
     })

@@ -11,6 +11,7 @@ pub mod archive;
 pub mod copy;
 pub mod json;
 pub mod layout;
+pub mod manifest;
 pub mod push;
 pub mod referrer;
 pub mod remote;

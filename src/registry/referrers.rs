@@ -7,8 +7,7 @@
 //! oci-spec's descriptor keeps annotations in a `HashMap`. Two writers updating the same tag at
 //! once can lose an entry (the spec's own caveat); kiln pushes referrers from one process.
 
-use oci_spec::image::Descriptor;
-use serde_json::{json, Value};
+use oci_spec::image::{Descriptor, ImageIndex, MediaType};
 
 use super::client::{pull_scope, Client};
 use super::error::{RegistryError, Result};
@@ -103,19 +102,18 @@ pub fn fallback_index_bytes(subject: &Sha256Digest, entries: &[Descriptor]) -> R
         subject: *subject,
         source: e,
     };
-    let manifests: Vec<Value> = entries
-        .iter()
-        .map(serde_json::to_value)
-        .collect::<Result<_, _>>()
-        .map_err(ser)?;
-    let index = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
+    let mut index = ImageIndex::default();
+    index.set_media_type(Some(MediaType::ImageIndex));
+    index.set_manifests(entries.to_vec());
+    // Through a `Value`, whose map is ordered: every key comes out sorted.
+    let index = serde_json::to_value(&index).map_err(ser)?;
     serde_json::to_vec(&index).map_err(ser)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oci_spec::image::{DescriptorBuilder, MediaType};
+    use oci_spec::image::DescriptorBuilder;
     use std::collections::HashMap;
 
     #[test]
@@ -142,6 +140,13 @@ mod tests {
         assert!(
             text.contains(r#""annotations":{"a":"v","b":"v","m":"v","y":"v","z":"v"}"#),
             "{text}"
+        );
+        // The bytes are pinned: a registry that already holds this tag must see the same index.
+        assert_eq!(
+            text,
+            format!(
+                r#"{{"manifests":[{{"annotations":{{"a":"v","b":"v","m":"v","y":"v","z":"v"}},"artifactType":"application/vnd.in-toto+json","digest":"{d}","mediaType":"application/vnd.oci.image.manifest.v1+json","size":10}}],"mediaType":"application/vnd.oci.image.index.v1+json","schemaVersion":2}}"#
+            )
         );
         let back = parse_descriptors(text.as_bytes(), "x", String::new(), String::new()).unwrap();
         assert_eq!(back[0].digest().to_string(), d.to_string());
