@@ -19,7 +19,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::layout::descriptor;
+use super::layout::{descriptor, read_json_sized};
 use super::manifest::{image_manifest, manifest_bytes};
 use super::remote::uncompressed_digest;
 use super::source::{open_in_layout, OpenedImage};
@@ -380,17 +380,10 @@ fn docker_to_layout(
 }
 
 fn read_small(path: &Path) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    fs_err::File::open(path)?
-        .take(MAX_JSON_BLOB + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_JSON_BLOB {
-        return Err(ImageError::BadDockerArchive {
-            archive: path.to_path_buf(),
-            reason: format!("larger than the {MAX_JSON_BLOB}-byte limit for JSON"),
-        });
-    }
-    Ok(bytes)
+    read_json_sized(fs_err::File::open(path)?)?.ok_or_else(|| ImageError::BadDockerArchive {
+        archive: path.to_path_buf(),
+        reason: format!("larger than the {MAX_JSON_BLOB}-byte limit for JSON"),
+    })
 }
 
 #[cfg(test)]

@@ -85,14 +85,7 @@ impl Layout {
             location: self.root.display().to_string(),
             source: e,
         })?;
-        let mut bytes = Vec::new();
-        file.take(MAX_JSON_BLOB + 1).read_to_end(&mut bytes)?;
-        if bytes.len() as u64 > MAX_JSON_BLOB {
-            return Err(ImageError::TooLarge {
-                digest: *digest,
-                limit: MAX_JSON_BLOB,
-            });
-        }
+        let bytes = read_json_blob(file, digest)?;
         let actual = Sha256Digest::of(&bytes);
         if actual != *digest {
             return Err(ImageError::DigestMismatch {
@@ -229,6 +222,23 @@ impl Layout {
     }
 }
 
+/// Reads `reader` to its end if it holds at most [`MAX_JSON_BLOB`] bytes; `None` if it holds
+/// more (only one byte more is read).
+pub(crate) fn read_json_sized(reader: impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    reader.take(MAX_JSON_BLOB + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= MAX_JSON_BLOB).then_some(bytes))
+}
+
+/// The bytes of the JSON blob `digest` from `reader`, refusing more than [`MAX_JSON_BLOB`].
+/// The caller verifies the digest.
+pub(crate) fn read_json_blob(reader: impl Read, digest: &Sha256Digest) -> Result<Vec<u8>> {
+    read_json_sized(reader)?.ok_or(ImageError::TooLarge {
+        digest: *digest,
+        limit: MAX_JSON_BLOB,
+    })
+}
+
 /// An OCI image index listing `manifests`, as canonical JSON.
 fn canonical_index(manifests: Vec<Descriptor>) -> Result<Vec<u8>> {
     to_canonical_vec(&image_index(manifests)).map_err(|e| ImageError::BadJson {
@@ -363,6 +373,22 @@ mod tests {
 
     fn raw_index(layout: &Layout) -> ImageIndex {
         serde_json::from_slice(&fs::read(layout.root().join("index.json")).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn json_blobs_up_to_the_limit_are_read_and_larger_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path()).unwrap();
+        let limit = usize::try_from(MAX_JSON_BLOB).unwrap();
+        let fits = layout.put_blob(&vec![b' '; limit]).unwrap();
+        assert_eq!(layout.read_blob(&fits).unwrap().len(), limit);
+        let big = layout.put_blob(&vec![b' '; limit + 1]).unwrap();
+        match layout.read_blob(&big) {
+            Err(ImageError::TooLarge { digest, limit }) => {
+                assert_eq!((digest, limit), (big, MAX_JSON_BLOB))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

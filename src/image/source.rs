@@ -114,17 +114,7 @@ impl OpenedImage {
                 if let Ok(m) = r.manifest_by_digest(digest) {
                     return Ok(m.bytes);
                 }
-                let mut bytes = Vec::new();
-                self.open_blob(digest, None)?
-                    .take(crate::media::MAX_JSON_BLOB + 1)
-                    .read_to_end(&mut bytes)?;
-                if bytes.len() as u64 > crate::media::MAX_JSON_BLOB {
-                    return Err(ImageError::TooLarge {
-                        digest: *digest,
-                        limit: crate::media::MAX_JSON_BLOB,
-                    });
-                }
-                Ok(bytes)
+                super::layout::read_json_blob(self.open_blob(digest, None)?, digest)
             }
         }
     }
