@@ -79,12 +79,7 @@ impl Layout {
 
     /// Reads a JSON-sized blob (at most [`MAX_JSON_BLOB`]) and verifies its digest.
     pub fn read_blob(&self, digest: &Sha256Digest) -> Result<Vec<u8>> {
-        let path = self.blob_path(digest);
-        let file = fs::File::open(&path).map_err(|e| ImageError::MissingBlob {
-            digest: *digest,
-            location: self.root.display().to_string(),
-            source: e,
-        })?;
+        let (path, file) = self.open_blob_file(digest)?;
         let bytes = read_json_blob(file, digest)?;
         let actual = Sha256Digest::of(&bytes);
         if actual != *digest {
@@ -100,18 +95,24 @@ impl Layout {
     /// Opens a blob for streaming; the returned reader fails at EOF if the bytes do not match
     /// the digest (or the expected size), so a consumer never finishes on corrupt data.
     pub fn open_blob(&self, digest: &Sha256Digest, size: Option<u64>) -> Result<VerifyingReader> {
-        let path = self.blob_path(digest);
-        let file = fs::File::open(&path).map_err(|e| ImageError::MissingBlob {
-            digest: *digest,
-            location: self.root.display().to_string(),
-            source: e,
-        })?;
+        let (path, file) = self.open_blob_file(digest)?;
         Ok(VerifyingReader::new(
             Box::new(file),
             *digest,
             size,
             path.display().to_string(),
         ))
+    }
+
+    /// The blob's path and open file; a missing blob names the digest and the layout.
+    fn open_blob_file(&self, digest: &Sha256Digest) -> Result<(PathBuf, fs::File)> {
+        let path = self.blob_path(digest);
+        let file = fs::File::open(&path).map_err(|e| ImageError::MissingBlob {
+            digest: *digest,
+            location: self.root.display().to_string(),
+            source: e,
+        })?;
+        Ok((path, file))
     }
 
     /// Writes `bytes` as a blob unless it is already present; returns its digest.
