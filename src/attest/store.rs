@@ -33,7 +33,8 @@ use crate::image::{ImageError, Layout};
 use crate::media::{self, OCI_CONFIG, OCI_MANIFEST};
 use crate::registry::{Client, RegistryError, Repository};
 
-/// The largest attachment layer kiln reads (an SBOM in a DSSE envelope can be large).
+/// The largest attachment layer kiln reads, and so writes (an SBOM in a DSSE envelope can be
+/// large; 64 MiB holds the SBOM of a full distribution image many times over).
 pub const MAX_ATTACHMENT_BLOB: u64 = 64 * 1024 * 1024;
 /// The most layers kiln reads from one attachment tag, and their largest total size: a
 /// hostile tag cannot make `verify` download without bound.
@@ -81,7 +82,7 @@ pub enum StoreError {
     },
     #[error(
         "refused attachment layer {digest} in {location}: {size} bytes, more than the \
-         {MAX_ATTACHMENT_BLOB}-byte limit"
+         {MAX_ATTACHMENT_BLOB}-byte limit kiln reads"
     )]
     TooLarge {
         location: String,
@@ -331,6 +332,17 @@ impl AttachmentStore<'_> {
         kind: AttachmentKind,
         layers: Vec<NewLayer>,
     ) -> Result<Appended> {
+        // Never write a layer that `read` would refuse.
+        if let Some(big) = layers
+            .iter()
+            .find(|l| l.blob.bytes.len() as u64 > MAX_ATTACHMENT_BLOB)
+        {
+            return Err(StoreError::TooLarge {
+                location: self.location(),
+                digest: big.blob.digest,
+                size: big.blob.bytes.len() as u64,
+            });
+        }
         let _lock = self.lock()?;
         let tag = attachment_tag(subject, kind);
         let mut manifest = match self.get_tagged(&tag)? {

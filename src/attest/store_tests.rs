@@ -185,3 +185,24 @@ fn oversized_attachment_tags_are_refused_before_any_blob_is_read() {
         "{err:?}"
     );
 }
+
+#[test]
+fn a_layer_too_large_to_read_back_is_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, subject) = layout_with_image(dir.path());
+    let store = AttachmentStore::Layout(layout);
+    let limit = usize::try_from(MAX_ATTACHMENT_BLOB).unwrap();
+    let big = NewLayer::attestation(vec![b' '; limit + 1], "https://example.org/p");
+    let digest = big.blob.digest;
+    let err = store
+        .append(&subject, AttachmentKind::Attestation, vec![big])
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::TooLarge { digest: d, size, .. } if d == digest && size == MAX_ATTACHMENT_BLOB + 1),
+        "{err:?}"
+    );
+    assert!(store
+        .read(&subject, AttachmentKind::Attestation)
+        .unwrap()
+        .is_none());
+}
