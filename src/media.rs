@@ -41,9 +41,10 @@ pub const ALL_MANIFEST_TYPES: &[&str] = &[
 pub const IMAGE_MANIFEST_TYPES: &[&str] = &[OCI_MANIFEST, DOCKER_MANIFEST];
 
 /// The largest manifest, index, config or tag list kiln reads; larger ones are refused unread.
-/// 4 MiB is the manifest limit of distribution (`maxManifestBodySize`, refused on PUT) and of
-/// containers/image (skopeo, podman: `iolimits.MaxManifestBodySize`), so a larger document could
-/// not travel through the tools kiln interoperates with anyway; a real one is a few KiB.
+/// 4 MiB is the manifest limit of distribution (`maxManifestBodySize`, refused on PUT) and the
+/// manifest and config limit of containers/image (skopeo, podman: `iolimits.MaxManifestBodySize`,
+/// `MaxConfigBodySize`), so a larger document could not travel through the tools kiln
+/// interoperates with anyway; a real one is a few KiB.
 pub const MAX_JSON_BLOB: u64 = 4 << 20;
 
 /// The empty JSON blob `{}` that artifacts without a real config point at.
