@@ -18,6 +18,7 @@ pub mod http;
 pub mod image;
 pub mod layer;
 pub mod lock;
+pub mod media;
 pub mod platform;
 pub mod policy;
 pub mod rebuild;

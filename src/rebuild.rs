@@ -15,7 +15,8 @@ use crate::diff::REBUILD_PREDICATE_TYPE;
 use crate::diff::{self, DiffError, DiffOptions, DiffReport, RebuildFacts, Verdict};
 use crate::digest::Sha256Digest;
 use crate::image::referrer::{attach_statement, Subject};
-use crate::image::{self, media, ImageError, ImageRef, Layout, OpenedImage};
+use crate::image::{self, ImageError, ImageRef, Layout, OpenedImage};
+use crate::media;
 use crate::recipe::Recipe;
 use crate::store::{Store, StoreError};
 

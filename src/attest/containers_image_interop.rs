@@ -16,11 +16,12 @@ use serde_json::json;
 
 use crate::attest::cosign::{
     append_to_signature_image, attachment_tag, build_signature_image, AttachmentKind, Blob,
-    Descriptor, NewLayer, SignatureImage, SignatureManifest, OCI_MANIFEST_MEDIA_TYPE,
+    Descriptor, NewLayer, SignatureImage, SignatureManifest,
 };
 use crate::attest::verify::{verify_signatures, IdentityPolicy};
 use crate::attest::{keys, signature_layer};
 use crate::digest::Sha256Digest;
+use crate::media::{OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST};
 use crate::testing::registry::LocalRegistry;
 
 /// The path of `name`; its absence fails the test (scripts/setup.sh installs it).
@@ -47,7 +48,7 @@ fn write_layout(dir: &Path, tag: &str, manifest: &Blob, blobs: &[&Blob]) {
     let index = json!({
         "schemaVersion": 2,
         "manifests": [{
-            "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+            "mediaType": OCI_MANIFEST,
             "digest": manifest.digest,
             "size": manifest.bytes.len(),
             "annotations": {"org.opencontainers.image.ref.name": tag},
@@ -71,9 +72,9 @@ fn test_image() -> (Blob, Vec<Blob>) {
     let manifest = Blob::new(
         serde_json::to_vec(&json!({
             "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST_MEDIA_TYPE,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.digest, "size": config.bytes.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer.digest, "size": layer.bytes.len()}],
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config.digest, "size": config.bytes.len()},
+            "layers": [{"mediaType": OCI_LAYER_TAR, "digest": layer.digest, "size": layer.bytes.len()}],
         }))
         .unwrap(),
     );
@@ -172,7 +173,7 @@ impl Skopeo {
 /// GETs `path` under the registry's `/v2/app/` with OCI manifest accept headers.
 fn registry_get(host: &str, path: &str) -> Vec<u8> {
     let response = ureq::get(&format!("http://{host}/v2/app/{path}"))
-        .set("Accept", OCI_MANIFEST_MEDIA_TYPE)
+        .set("Accept", OCI_MANIFEST)
         .call()
         .unwrap_or_else(|e| panic!("GET {path}: {e}"));
     let mut body = Vec::new();

@@ -11,17 +11,14 @@
 
 use std::collections::BTreeMap;
 
+use oci_spec::image::{Arch, Config, ImageConfigurationBuilder, Os, RootFs};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Sha256Digest;
+use crate::media::{
+    COSIGN_SIMPLE_SIGNING, DOCKER_MANIFEST, DSSE_ENVELOPE, OCI_CONFIG, OCI_MANIFEST,
+};
 
-pub const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const OCI_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
-/// Media type of a signature layer (blob = simple-signing payload).
-pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
-/// Media type of an attestation layer (blob = DSSE envelope).
-pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
 /// Layer annotation holding the standard base64 DER signature.
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// Layer annotation holding an attestation's predicate type URI.
@@ -35,7 +32,7 @@ pub enum CosignError {
     ManifestJson { reason: String },
     #[error(
         "unsupported signature manifest media type `{media_type}`: expected \
-         `{OCI_MANIFEST_MEDIA_TYPE}` or `{DOCKER_MANIFEST_MEDIA_TYPE}`"
+         `{OCI_MANIFEST}` or `{DOCKER_MANIFEST}`"
     )]
     ManifestMediaType { media_type: String },
     #[error("unsupported signature manifest schemaVersion {0}: expected 2")]
@@ -122,7 +119,7 @@ impl NewLayer {
     pub fn signature(payload: Vec<u8>, signature_b64: &str) -> Self {
         let annotations =
             BTreeMap::from([(SIGNATURE_ANNOTATION.to_string(), signature_b64.to_string())]);
-        Self::new(SIMPLE_SIGNING_MEDIA_TYPE, payload, annotations)
+        Self::new(COSIGN_SIMPLE_SIGNING, payload, annotations)
     }
 
     /// An attestation layer: the DSSE envelope JSON, with an empty signature annotation (the
@@ -135,10 +132,14 @@ impl NewLayer {
                 predicate_type_uri.to_string(),
             ),
         ]);
-        Self::new(DSSE_MEDIA_TYPE, envelope_json, annotations)
+        Self::new(DSSE_ENVELOPE, envelope_json, annotations)
     }
 }
 
+/// The signature manifest. Our own serde types, not oci-spec's: cosign writes its keys in this
+/// declaration order (not sorted), and oci-spec keeps annotations in a `HashMap`, whose order
+/// `serde_json::to_vec` would leak into the bytes (sorting them instead would change every
+/// existing signature manifest's digest). The config is oci-spec's: its field order is cosign's.
 #[derive(Serialize, Deserialize)]
 struct ManifestJson {
     #[serde(rename = "schemaVersion")]
@@ -149,21 +150,6 @@ struct ManifestJson {
     layers: Vec<Descriptor>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     annotations: BTreeMap<String, String>,
-}
-
-#[derive(Serialize)]
-struct ConfigJson<'a> {
-    architecture: &'a str,
-    os: &'a str,
-    config: BTreeMap<String, String>,
-    rootfs: RootFs<'a>,
-}
-
-#[derive(Serialize)]
-struct RootFs<'a> {
-    #[serde(rename = "type")]
-    fs_type: &'a str,
-    diff_ids: Vec<Sha256Digest>,
 }
 
 /// The built signature image: what to store and what to tag.
@@ -203,7 +189,7 @@ impl SignatureManifest {
             return Err(CosignError::SchemaVersion(parsed.schema_version));
         }
         match parsed.media_type.as_deref() {
-            None | Some(OCI_MANIFEST_MEDIA_TYPE) | Some(DOCKER_MANIFEST_MEDIA_TYPE) => {}
+            None | Some(OCI_MANIFEST) | Some(DOCKER_MANIFEST) => {}
             Some(other) => {
                 return Err(CosignError::ManifestMediaType {
                     media_type: other.to_string(),
@@ -230,21 +216,22 @@ impl SignatureManifest {
 
     /// The config, manifest and new layer blobs.
     pub fn build(&self) -> SignatureImage {
-        let config = ConfigJson {
-            architecture: "",
-            os: "",
-            config: BTreeMap::new(),
-            rootfs: RootFs {
-                fs_type: "layers",
-                diff_ids: self.layers.iter().map(|l| l.digest).collect(),
-            },
-        };
+        let mut rootfs = RootFs::default();
+        rootfs.set_diff_ids(self.layers.iter().map(|l| l.digest.to_string()).collect());
+        // cosign's config: empty platform, empty `config`, the layers as diff_ids.
+        let config = ImageConfigurationBuilder::default()
+            .architecture(Arch::Other(String::new()))
+            .os(Os::Other(String::new()))
+            .config(Config::default())
+            .rootfs(rootfs)
+            .build()
+            .expect("architecture, os and rootfs are set");
         let config = Blob::new(serde_json::to_vec(&config).expect("a config always serializes"));
         let manifest = ManifestJson {
             schema_version: 2,
-            media_type: Some(OCI_MANIFEST_MEDIA_TYPE.to_string()),
+            media_type: Some(OCI_MANIFEST.to_string()),
             config: Descriptor {
-                media_type: OCI_CONFIG_MEDIA_TYPE.to_string(),
+                media_type: OCI_CONFIG.to_string(),
                 digest: config.digest,
                 size: config.bytes.len() as u64,
                 annotations: BTreeMap::new(),
@@ -287,6 +274,7 @@ pub fn append_to_signature_image(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::{DOCKER_CONFIG, OCI_INDEX};
 
     fn digest() -> Sha256Digest {
         Sha256Digest::of(b"image manifest")
@@ -383,7 +371,7 @@ mod tests {
     fn foreign_annotations_survive_an_append() {
         // A cosign-written layer with a bundle annotation and a Docker manifest media type.
         let existing = format!(
-            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST_MEDIA_TYPE}","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"{}","size":2}},"layers":[{{"mediaType":"{SIMPLE_SIGNING_MEDIA_TYPE}","digest":"{}","size":3,"annotations":{{"dev.cosignproject.cosign/signature":"AAAA","dev.sigstore.cosign/bundle":"{{}}"}}}}]}}"#,
+            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}","config":{{"mediaType":"{DOCKER_CONFIG}","digest":"{}","size":2}},"layers":[{{"mediaType":"{COSIGN_SIMPLE_SIGNING}","digest":"{}","size":3,"annotations":{{"dev.cosignproject.cosign/signature":"AAAA","dev.sigstore.cosign/bundle":"{{}}"}}}}]}}"#,
             Sha256Digest::of(b"{}"),
             Sha256Digest::of(b"one"),
         );
@@ -401,7 +389,7 @@ mod tests {
             parsed.layers[0].annotations["dev.sigstore.cosign/bundle"],
             "{}"
         );
-        assert_eq!(parsed.layers[1].media_type, DSSE_MEDIA_TYPE);
+        assert_eq!(parsed.layers[1].media_type, DSSE_ENVELOPE);
         assert_eq!(parsed.layers[1].annotations[SIGNATURE_ANNOTATION], "");
         assert_eq!(
             parsed.layers[1].annotations[PREDICATE_TYPE_ANNOTATION],
@@ -411,6 +399,10 @@ mod tests {
 
     #[test]
     fn malformed_manifests_are_refused() {
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","config":{{"mediaType":"x","digest":"{}","size":0}},"layers":[]}}"#,
+            Sha256Digest::of(b"")
+        );
         let table: [(&[u8], &str); 3] = [
             (b"{", "failed to parse"),
             (
@@ -418,7 +410,7 @@ mod tests {
                 "schemaVersion 1",
             ),
             (
-                br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","config":{"mediaType":"x","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":0},"layers":[]}"#,
+                index.as_bytes(),
                 "media type",
             ),
         ];

@@ -12,9 +12,6 @@ use p256::ecdsa::signature::{Signer as _, Verifier as _};
 use p256::ecdsa::{DerSignature, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-/// The payload type of an in-toto statement.
-pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
-
 pub type Result<T, E = DsseError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -164,6 +161,7 @@ pub fn sign_der_b64(key: &SigningKey, message: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::attest::keys;
+    use crate::media::IN_TOTO;
 
     #[test]
     fn pae_matches_the_spec_vector() {
@@ -179,7 +177,7 @@ mod tests {
     #[test]
     fn envelope_serializes_in_the_interop_key_order() {
         let key = keys::generate();
-        let env = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, b"{}", &key, "k1");
+        let env = Envelope::sign(IN_TOTO, b"{}", &key, "k1");
         let json = String::from_utf8(env.to_json()).unwrap();
         let expected_prefix = r#"{"payload":"e30=","payloadType":"application/vnd.in-toto+json","signatures":[{"keyid":"k1","sig":""#;
         assert!(json.starts_with(expected_prefix), "{json}");
@@ -189,8 +187,8 @@ mod tests {
     #[test]
     fn sign_then_verify_round_trips_and_is_deterministic() {
         let key = keys::generate();
-        let a = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, b"statement", &key, "");
-        let b = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, b"statement", &key, "");
+        let a = Envelope::sign(IN_TOTO, b"statement", &key, "");
+        let b = Envelope::sign(IN_TOTO, b"statement", &key, "");
         assert_eq!(
             a.to_json(),
             b.to_json(),
@@ -202,7 +200,7 @@ mod tests {
     #[test]
     fn tampering_is_caught() {
         let key = keys::generate();
-        let env = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, b"statement", &key, "");
+        let env = Envelope::sign(IN_TOTO, b"statement", &key, "");
 
         let mut changed_payload = env.clone();
         changed_payload.payload = B64.encode(b"statemenT");

@@ -62,7 +62,7 @@ pub fn attestation_layer(
 ) -> NewLayer {
     let statement = Statement::new(name, digest, predicate_type, predicate);
     let envelope = dsse::Envelope::sign(
-        dsse::IN_TOTO_PAYLOAD_TYPE,
+        crate::media::IN_TOTO,
         &statement.to_json(),
         key,
         &keys::key_id(key.verifying_key()),

@@ -12,10 +12,11 @@ use std::process::{Command, Output};
 use serde_json::json;
 
 use crate::attest::cosign::simple_signing_payload;
-use crate::attest::dsse::{self, Envelope, IN_TOTO_PAYLOAD_TYPE};
+use crate::attest::dsse::{self, Envelope};
 use crate::attest::intoto::{PredicateType, Statement};
 use crate::attest::keys;
 use crate::digest::Sha256Digest;
+use crate::media::IN_TOTO;
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -104,7 +105,7 @@ impl Verifier {
             Path::new("--envelope"),
             envelope,
             Path::new("--payload-type"),
-            Path::new(IN_TOTO_PAYLOAD_TYPE),
+            Path::new(IN_TOTO),
         ]);
         result(out)
     }
@@ -179,12 +180,7 @@ fn securesystemslib_verifies_kiln_dsse_envelopes_and_catches_tampering() {
         json!({"buildDefinition": {"buildType": "https://kiln.dev/build/v1"}}),
     );
     let payload = statement.to_json();
-    let envelope = Envelope::sign(
-        IN_TOTO_PAYLOAD_TYPE,
-        &payload,
-        &key,
-        &keys::key_id(key.verifying_key()),
-    );
+    let envelope = Envelope::sign(IN_TOTO, &payload, &key, &keys::key_id(key.verifying_key()));
     let pub_path = v.write(
         "key.pub",
         keys::write_public_pem(key.verifying_key()).as_bytes(),
@@ -192,7 +188,7 @@ fn securesystemslib_verifies_kiln_dsse_envelopes_and_catches_tampering() {
     let env_path = v.write("envelope.json", &envelope.to_json());
     let ok = v.dsse(&pub_path, &env_path).unwrap();
     assert_eq!(ok["payload_sha256"], Sha256Digest::of(&payload).hex());
-    assert_eq!(ok["payloadType"], IN_TOTO_PAYLOAD_TYPE);
+    assert_eq!(ok["payloadType"], IN_TOTO);
 
     // Statement re-pointed at another image without re-signing.
     let mut changed = envelope.clone();

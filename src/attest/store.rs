@@ -25,15 +25,16 @@ use std::io::Read as _;
 
 use super::cosign::{
     attachment_tag, AttachmentKind, Blob, CosignError, Descriptor, SignatureManifest,
-    OCI_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE,
 };
 use super::NewLayer;
 use crate::digest::Sha256Digest;
 use crate::image::layout::{descriptor, digest_of, ref_name};
-use crate::image::{media, ImageError, Layout};
-use crate::registry::{Client, RegistryError, Repository, OCI_MANIFEST};
+use crate::image::{ImageError, Layout};
+use crate::media::{self, OCI_CONFIG, OCI_MANIFEST};
+use crate::registry::{Client, RegistryError, Repository};
 
-/// The largest attachment layer kiln reads (an SBOM in a DSSE envelope can be large).
+/// The largest attachment layer kiln reads, and so writes (an SBOM in a DSSE envelope can be
+/// large; 64 MiB holds the SBOM of a full distribution image many times over).
 pub const MAX_ATTACHMENT_BLOB: u64 = 64 * 1024 * 1024;
 /// The most layers kiln reads from one attachment tag, and their largest total size: a
 /// hostile tag cannot make `verify` download without bound.
@@ -81,7 +82,7 @@ pub enum StoreError {
     },
     #[error(
         "refused attachment layer {digest} in {location}: {size} bytes, more than the \
-         {MAX_ATTACHMENT_BLOB}-byte limit"
+         {MAX_ATTACHMENT_BLOB}-byte limit kiln reads"
     )]
     TooLarge {
         location: String,
@@ -240,12 +241,9 @@ impl AttachmentStore<'_> {
                 layout
                     .put_blob(&manifest.bytes)
                     .map_err(|e| self.layout_err(e))?;
-                let mut entry = descriptor(
-                    OCI_MANIFEST_MEDIA_TYPE,
-                    &manifest.digest,
-                    manifest.bytes.len() as u64,
-                );
-                entry.set_artifact_type(Some(OCI_CONFIG_MEDIA_TYPE.into()));
+                let mut entry =
+                    descriptor(OCI_MANIFEST, &manifest.digest, manifest.bytes.len() as u64);
+                entry.set_artifact_type(Some(OCI_CONFIG.into()));
                 entry.set_annotations(Some(
                     [(media::ANNOTATION_REF_NAME.to_string(), tag.to_string())]
                         .into_iter()
@@ -263,7 +261,7 @@ impl AttachmentStore<'_> {
             }
             Self::Registry { client, repository } => {
                 client
-                    .put_manifest(repository, tag, OCI_MANIFEST_MEDIA_TYPE, &manifest.bytes)
+                    .put_manifest(repository, tag, OCI_MANIFEST, &manifest.bytes)
                     .map_err(|e| self.registry_err(e))?;
             }
         }
@@ -334,6 +332,17 @@ impl AttachmentStore<'_> {
         kind: AttachmentKind,
         layers: Vec<NewLayer>,
     ) -> Result<Appended> {
+        // Never write a layer that `read` would refuse.
+        if let Some(big) = layers
+            .iter()
+            .find(|l| l.blob.bytes.len() as u64 > MAX_ATTACHMENT_BLOB)
+        {
+            return Err(StoreError::TooLarge {
+                location: self.location(),
+                digest: big.blob.digest,
+                size: big.blob.bytes.len() as u64,
+            });
+        }
         let _lock = self.lock()?;
         let tag = attachment_tag(subject, kind);
         let mut manifest = match self.get_tagged(&tag)? {

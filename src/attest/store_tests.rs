@@ -87,7 +87,7 @@ fn layout_tags_are_created_appended_and_replaced_in_place() {
         index_names(&layout),
         vec![
             ("app".to_string(), None),
-            (second.tag.clone(), Some(OCI_CONFIG_MEDIA_TYPE.to_string())),
+            (second.tag.clone(), Some(OCI_CONFIG.to_string())),
         ]
     );
 
@@ -169,7 +169,7 @@ fn oversized_attachment_tags_are_refused_before_any_blob_is_read() {
     // Descriptors only: the blobs do not exist, so reading any of them would fail differently.
     let huge = NewLayer {
         descriptor: Descriptor {
-            media_type: crate::attest::cosign::SIMPLE_SIGNING_MEDIA_TYPE.into(),
+            media_type: crate::media::COSIGN_SIMPLE_SIGNING.into(),
             digest: Sha256Digest::of(b"huge"),
             size: MAX_ATTACHMENT_TOTAL + 1,
             annotations: Default::default(),
@@ -184,4 +184,25 @@ fn oversized_attachment_tags_are_refused_before_any_blob_is_read() {
         matches!(err, StoreError::TooManyLayers { layers: 1, .. }),
         "{err:?}"
     );
+}
+
+#[test]
+fn a_layer_too_large_to_read_back_is_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, subject) = layout_with_image(dir.path());
+    let store = AttachmentStore::Layout(layout);
+    let limit = usize::try_from(MAX_ATTACHMENT_BLOB).unwrap();
+    let big = NewLayer::attestation(vec![b' '; limit + 1], "https://example.org/p");
+    let digest = big.blob.digest;
+    let err = store
+        .append(&subject, AttachmentKind::Attestation, vec![big])
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::TooLarge { digest: d, size, .. } if d == digest && size == MAX_ATTACHMENT_BLOB + 1),
+        "{err:?}"
+    );
+    assert!(store
+        .read(&subject, AttachmentKind::Attestation)
+        .unwrap()
+        .is_none());
 }

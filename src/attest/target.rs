@@ -22,8 +22,10 @@ use std::path::{Path, PathBuf};
 use super::store::{AttachmentStore, StoreError};
 use crate::digest::Sha256Digest;
 use crate::image::layout::digest_of;
-use crate::image::{media, ImageError, ImageRef, Layout};
-use crate::registry::{Client, Reference, RegistryError, ALL_MANIFEST_TYPES};
+use crate::image::{ImageError, ImageRef, Layout};
+use crate::media;
+use crate::media::ALL_MANIFEST_TYPES;
+use crate::registry::{Client, Reference, RegistryError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {

@@ -19,14 +19,13 @@ use p256::ecdsa::VerifyingKey;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::attest::cosign::{
-    Descriptor, DSSE_MEDIA_TYPE, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
-};
-use crate::attest::dsse::{self, Envelope, IN_TOTO_PAYLOAD_TYPE};
+use crate::attest::cosign::{Descriptor, SIGNATURE_ANNOTATION};
+use crate::attest::dsse::{self, Envelope};
 use crate::attest::intoto::{PredicateType, Statement};
 use crate::attest::simple_signing::parse_payload;
 pub use crate::attest::simple_signing::IdentityPolicy;
 use crate::digest::Sha256Digest;
+use crate::media::{COSIGN_SIMPLE_SIGNING, DSSE_ENVELOPE, IN_TOTO};
 
 /// Where a SLSA provenance predicate records the recipe's sha256 (kiln's provenance writer
 /// puts it there).
@@ -246,7 +245,7 @@ fn verify_signature_layer(
 ) -> (LayerVerdict, Vec<Check>) {
     let mut c = LayerChecks { checks: Vec::new() };
     let verdict = (|| {
-        if descriptor.media_type != SIMPLE_SIGNING_MEDIA_TYPE {
+        if descriptor.media_type != COSIGN_SIMPLE_SIGNING {
             return c.skip(
                 "media-type",
                 format!("not a signature layer ({})", descriptor.media_type),
@@ -343,7 +342,7 @@ fn verify_attestation_layer(
 ) -> (LayerVerdict, Vec<Check>) {
     let mut c = LayerChecks { checks: Vec::new() };
     let verdict = (|| {
-        if descriptor.media_type != DSSE_MEDIA_TYPE {
+        if descriptor.media_type != DSSE_ENVELOPE {
             return c.skip(
                 "media-type",
                 format!("not an attestation layer ({})", descriptor.media_type),
@@ -358,11 +357,11 @@ fn verify_attestation_layer(
             Err(e) => return c.fail("envelope", e.to_string()),
         };
         c.pass("envelope");
-        if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
+        if envelope.payload_type != IN_TOTO {
             return c.fail(
                 "payload-type",
                 format!(
-                    "payloadType is {:?}, expected {IN_TOTO_PAYLOAD_TYPE:?}",
+                    "payloadType is {:?}, expected {IN_TOTO:?}",
                     envelope.payload_type
                 ),
             );

@@ -13,7 +13,6 @@ use super::observer::{BuildEvent, BuildWarning, Metered, Work};
 use super::run::{run_step, RunContext, RunStep};
 use super::{Blob, BuildError, BuildObserver, Result};
 use crate::digest::{HashingWriter, Sha256Digest};
-use crate::image::media;
 use crate::layer::compress::{Compression as Codec, LayerEncoder};
 use crate::layer::decompress;
 use crate::layer::from_tar::AddTarOptions;
@@ -21,6 +20,7 @@ use crate::layer::host::HostOptions;
 use crate::layer::read::{ReadLimits, TarReader};
 use crate::layer::tree::{Content, Entry, EntryKind, FileTree, Metadata};
 use crate::layer::write::{write_tar_styled, WriteError};
+use crate::media;
 use crate::recipe::{Layer, Recipe, StepKind};
 use crate::store::{LayerRecord, Store};
 

@@ -20,10 +20,11 @@ mod run;
 mod user;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub use config::rfc3339;
 pub use error::BuildError;
@@ -33,7 +34,10 @@ pub use plan::{BuildPlan, LayerPlan};
 use crate::attest::provenance::{self, Dependency, ProvenanceFacts};
 use crate::digest::Sha256Digest;
 use crate::image::json::to_canonical_vec;
-use crate::image::{self, media, ImageRef};
+use crate::image::layout::descriptor;
+use crate::image::manifest::{image_manifest, manifest_bytes, with_annotations};
+use crate::image::{self, ImageRef};
+use crate::media;
 use crate::recipe::Recipe;
 use crate::store::Store;
 
@@ -270,29 +274,27 @@ pub fn build(
     let config_bytes = to_canonical_vec(&config).expect("a JSON value serializes");
     let config_digest = Sha256Digest::of(&config_bytes);
 
-    let mut manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": media::OCI_MANIFEST,
-        "config": {"mediaType": media::OCI_CONFIG, "digest": config_digest.to_string(), "size": config_bytes.len()},
-        "layers": blobs.iter().map(|b| json!({"mediaType": b.media_type, "digest": b.digest.to_string(), "size": b.size})).collect::<Vec<_>>(),
-    });
+    let config_desc = descriptor(media::OCI_CONFIG, &config_digest, config_bytes.len() as u64);
+    let layer_descs = blobs
+        .iter()
+        .map(|b| descriptor(&b.media_type, &b.digest, b.size))
+        .collect();
+    let mut annotations = BTreeMap::new();
     if let Some(b) = &base {
-        manifest["annotations"] = json!({
-            "org.opencontainers.image.base.digest": b.manifest_digest.to_string(),
-            "org.opencontainers.image.base.name": recipe.base.as_ref().map(|x| x.reference.to_string()).unwrap_or_default(),
-        });
+        let name = recipe.base.as_ref().map(|x| x.reference.to_string());
+        annotations.insert(
+            media::ANNOTATION_BASE_DIGEST.to_string(),
+            b.manifest_digest.to_string(),
+        );
+        annotations.insert(
+            media::ANNOTATION_BASE_NAME.to_string(),
+            name.unwrap_or_default(),
+        );
     }
-    if !recipe.image.annotations.is_empty() {
-        let mut annotations = match manifest.get("annotations") {
-            Some(Value::Object(m)) => m.clone(),
-            _ => serde_json::Map::new(),
-        };
-        for (k, v) in &recipe.image.annotations {
-            annotations.insert(k.clone(), json!(v));
-        }
-        manifest["annotations"] = Value::Object(annotations);
-    }
-    let manifest_bytes = to_canonical_vec(&manifest).expect("a JSON value serializes");
+    // The recipe's annotations come last: they may override the base ones.
+    annotations.extend(recipe.image.annotations.clone());
+    let manifest = with_annotations(image_manifest(config_desc, layer_descs), annotations);
+    let manifest_bytes = manifest_bytes(manifest);
     let manifest_digest = Sha256Digest::of(&manifest_bytes);
 
     let mut dependencies: Vec<Dependency> = plan

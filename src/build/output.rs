@@ -8,11 +8,13 @@ use std::path::Path;
 use super::{BuiltImage, Result};
 use crate::digest::Sha256Digest;
 use crate::image::layout::descriptor;
+use crate::image::manifest;
 use crate::image::referrer::{self, Subject};
 use crate::image::write::{
     docker_repo_tag, replace, stage_beside, write_docker_archive_file, write_oci_archive_file,
 };
-use crate::image::{media, open_image, ImageRef, Layout};
+use crate::image::{open_image, ImageRef, Layout};
+use crate::media;
 use crate::store::Store;
 
 /// The mode of blobs in an output layout, whatever the umask.
@@ -88,6 +90,14 @@ fn export_layers(image: &BuiltImage, layout: &Layout) -> Result<()> {
     Ok(())
 }
 
+/// The platform fields of an image config, for its index entry.
+#[derive(serde::Deserialize)]
+struct ConfigPlatform {
+    os: String,
+    architecture: String,
+    variant: Option<String>,
+}
+
 /// Writes the images of a several-platform build into the layout directory `dir`: an OCI image
 /// index (one manifest per platform, in recipe order) named `name`, each image's provenance as a
 /// referrer of that image.
@@ -105,28 +115,22 @@ pub fn write_index_layout(images: &[BuiltImage], name: &str, dir: &Path) -> Resu
             &image.provenance,
             crate::attest::provenance::SLSA_PROVENANCE_V1,
         )?);
-        let config: serde_json::Value =
+        let config: ConfigPlatform =
             serde_json::from_slice(&image.config_bytes).expect("kiln wrote the config");
-        let mut platform = serde_json::json!({
-            "architecture": config["architecture"],
-            "os": config["os"],
-        });
-        if let Some(v) = config.get("variant") {
-            platform["variant"] = v.clone();
-        }
-        entries.push(serde_json::json!({
-            "mediaType": media::OCI_MANIFEST,
-            "digest": image.manifest_digest.to_string(),
-            "size": image.manifest_bytes.len(),
-            "platform": platform,
-        }));
+        let mut entry = descriptor(
+            media::OCI_MANIFEST,
+            &image.manifest_digest,
+            image.manifest_bytes.len() as u64,
+        );
+        entry.set_platform(Some(manifest::platform(
+            &config.os,
+            &config.architecture,
+            config.variant.as_deref(),
+        )));
+        entries.push(entry);
     }
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": media::OCI_INDEX,
-        "manifests": entries,
-    });
-    let bytes = crate::image::json::to_canonical_vec(&index).expect("JSON serializes");
+    let index = manifest::image_index(entries);
+    let bytes = crate::image::json::to_canonical_vec(&index).expect("an index serializes");
     let digest = layout.put_blob(&bytes)?;
     let mut index_desc = descriptor(media::OCI_INDEX, &digest, bytes.len() as u64);
     index_desc.set_annotations(Some(

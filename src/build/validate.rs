@@ -227,7 +227,7 @@ mod tests {
         let path = dir.join(digest.hex());
         fs_err::write(&path, &bytes).unwrap();
         Blob {
-            media_type: crate::image::media::OCI_LAYER_TAR.into(),
+            media_type: crate::media::OCI_LAYER_TAR.into(),
             digest,
             size: bytes.len() as u64,
             path,

@@ -20,12 +20,13 @@ use crate::attest::target::Target;
 use crate::attest::{attestation_layer, keys, PredicateType};
 use crate::digest::Sha256Digest;
 use crate::image::{self, ImageRef};
+use crate::media::ALL_MANIFEST_TYPES;
 use crate::policy::{
     approval_predicate, evaluate, promotions, Evaluation, Evidence, Policy, PolicyKey, Promotion,
     RuleResult, APPROVAL_PREDICATE_TYPE, PROMOTION_PREDICATE_TYPE,
 };
 use crate::recipe::Platform;
-use crate::registry::{Reference, ALL_MANIFEST_TYPES};
+use crate::registry::Reference;
 
 /// Unix seconds now: approvals and promotions are attestations, dated by the wall clock.
 fn now() -> i64 {

@@ -17,15 +17,13 @@ use crate::attest::cosign::AttachmentKind;
 pub use crate::attest::image::SigningNames;
 use crate::attest::image::{sign_layout, verify_target, LayoutSigned, Verification, VerifyRequest};
 use crate::attest::store::AttachmentStore;
+use crate::attest::store::MAX_ATTACHMENT_BLOB;
 use crate::attest::target::{self, Target};
 use crate::attest::verify::LayerVerdict;
 use crate::attest::{attestation_layer, keys, signature_layer, PredicateType, SigningKey};
 use crate::digest::Sha256Digest;
 use crate::image::{ImageRef, Layout};
 use crate::registry::{Client, ClientOptions};
-
-/// The largest predicate file `kiln attest` reads.
-const MAX_PREDICATE_BYTES: u64 = 64 * 1024 * 1024;
 
 pub(super) fn client(args: &RegistryArgs) -> Result<Client> {
     Ok(Client::new(ClientOptions {
@@ -98,10 +96,10 @@ fn read_predicate(path: &Path) -> Result<serde_json::Value> {
     use std::io::Read as _;
     let file = fs_err::File::open(path)?;
     let mut bytes = Vec::new();
-    file.take(MAX_PREDICATE_BYTES + 1).read_to_end(&mut bytes)?;
+    file.take(MAX_ATTACHMENT_BLOB + 1).read_to_end(&mut bytes)?;
     anyhow::ensure!(
-        bytes.len() as u64 <= MAX_PREDICATE_BYTES,
-        "the predicate {} is larger than {MAX_PREDICATE_BYTES} bytes",
+        bytes.len() as u64 <= MAX_ATTACHMENT_BLOB,
+        "the predicate {} is larger than {MAX_ATTACHMENT_BLOB} bytes, the largest attestation kiln reads",
         path.display()
     );
     serde_json::from_slice(&bytes)

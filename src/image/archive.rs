@@ -17,17 +17,18 @@ use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
-use super::json::to_canonical_vec;
-use super::layout::descriptor;
+use super::layout::{descriptor, read_json_sized};
+use super::manifest::{image_manifest, manifest_bytes};
 use super::remote::uncompressed_digest;
 use super::source::{open_in_layout, OpenedImage};
-use super::{media, ImageError, ImageRef, Layout, Result, MAX_JSON_BLOB};
+use super::{ImageError, ImageRef, Layout, Result};
 use crate::digest::Sha256Digest;
 use crate::layer::decompress::{self, Format};
 use crate::layer::read::{ReadLimits, TarKind, TarReader};
+use crate::layer::tree::MAX_SYMLINK_HOPS;
+use crate::media::{self, MAX_JSON_BLOB};
 
 /// Opens an archive reference, extracting it into `scratch` (kept alive by the image).
 pub(crate) fn open_archive(
@@ -86,9 +87,6 @@ fn plain_relative(name: &str) -> Option<PathBuf> {
     }
     Some(out)
 }
-
-/// The most links followed from one archive member to the file it names (Linux's limit).
-const MAX_LINK_HOPS: usize = 40;
 
 /// A link member of an archive, resolved once every member is out.
 struct ArchiveLink {
@@ -221,7 +219,7 @@ pub(crate) fn extract_plain(archive: &Path, dest: &Path) -> Result<()> {
 }
 
 /// The regular file of the archive that `link` ends at, following links of the archive (never
-/// of the host) at most [`MAX_LINK_HOPS`] times.
+/// of the host) at most [`MAX_SYMLINK_HOPS`] times.
 fn resolve_link<'a>(
     archive: &Path,
     dest: &Path,
@@ -235,7 +233,7 @@ fn resolve_link<'a>(
         reason,
     };
     let mut current = link;
-    for _ in 0..MAX_LINK_HOPS {
+    for _ in 0..MAX_SYMLINK_HOPS {
         let target = current
             .target
             .as_deref()
@@ -254,16 +252,21 @@ fn resolve_link<'a>(
             }
         }
     }
-    Err(refuse("is a loop (more than 40 links)"))
+    Err(refuse(
+        "is a loop (more links than the kernel's MAXSYMLINKS)",
+    ))
 }
 
-#[derive(Deserialize)]
+/// One image of docker-archive's `manifest.json` (read here, written by [`super::write`]).
+/// A serde struct rather than an oci-spec type: this is Docker's format, which oci-spec does
+/// not model.
+#[derive(Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct DockerManifestEntry {
-    config: String,
-    #[serde(default)]
-    repo_tags: Option<Vec<String>>,
-    layers: Vec<String>,
+pub(super) struct DockerManifestEntry {
+    pub config: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_tags: Option<Vec<String>>,
+    pub layers: Vec<String>,
 }
 
 /// Turns an extracted `docker save` archive into an OCI layout: layers keep their bytes (so a
@@ -353,16 +356,11 @@ fn docker_to_layout(
         if !layout.has_blob(&digest) {
             fs_err::rename(&path, layout.blob_path(&digest))?;
         }
-        layers.push(json!({"mediaType": media_type, "digest": digest.to_string(), "size": size}));
+        layers.push(descriptor(media_type, &digest, size));
     }
     let config_digest = layout.put_blob(&config_bytes)?;
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": media::OCI_MANIFEST,
-        "config": {"mediaType": media::OCI_CONFIG, "digest": config_digest.to_string(), "size": config_bytes.len()},
-        "layers": layers,
-    });
-    let manifest_bytes = to_canonical_vec(&manifest).expect("a JSON value serializes");
+    let config = descriptor(media::OCI_CONFIG, &config_digest, config_bytes.len() as u64);
+    let manifest_bytes = manifest_bytes(image_manifest(config, layers));
     let manifest_digest = layout.put_blob(&manifest_bytes)?;
     let tag = entry.repo_tags.as_ref().and_then(|t| t.first()).cloned();
     let mut desc = descriptor(
@@ -382,17 +380,10 @@ fn docker_to_layout(
 }
 
 fn read_small(path: &Path) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    fs_err::File::open(path)?
-        .take(MAX_JSON_BLOB + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_JSON_BLOB {
-        return Err(ImageError::BadDockerArchive {
-            archive: path.to_path_buf(),
-            reason: format!("larger than the {MAX_JSON_BLOB}-byte limit for JSON"),
-        });
-    }
-    Ok(bytes)
+    read_json_sized(fs_err::File::open(path)?)?.ok_or_else(|| ImageError::BadDockerArchive {
+        archive: path.to_path_buf(),
+        reason: format!("larger than the {MAX_JSON_BLOB}-byte limit for JSON"),
+    })
 }
 
 #[cfg(test)]

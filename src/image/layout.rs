@@ -19,8 +19,10 @@ use fs_err as fs;
 use oci_spec::image::{Descriptor, ImageIndex};
 
 use super::json::to_canonical_vec;
-use super::{media, ImageError, Result, MAX_JSON_BLOB};
+use super::manifest::image_index;
+use super::{ImageError, Result};
 use crate::digest::{HashingReader, Sha256Digest};
+use crate::media::{self, MAX_JSON_BLOB};
 
 pub const OCI_LAYOUT_FILE: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
@@ -77,20 +79,8 @@ impl Layout {
 
     /// Reads a JSON-sized blob (at most [`MAX_JSON_BLOB`]) and verifies its digest.
     pub fn read_blob(&self, digest: &Sha256Digest) -> Result<Vec<u8>> {
-        let path = self.blob_path(digest);
-        let file = fs::File::open(&path).map_err(|e| ImageError::MissingBlob {
-            digest: *digest,
-            location: self.root.display().to_string(),
-            source: e,
-        })?;
-        let mut bytes = Vec::new();
-        file.take(MAX_JSON_BLOB + 1).read_to_end(&mut bytes)?;
-        if bytes.len() as u64 > MAX_JSON_BLOB {
-            return Err(ImageError::TooLarge {
-                digest: *digest,
-                limit: MAX_JSON_BLOB,
-            });
-        }
+        let (path, file) = self.open_blob_file(digest)?;
+        let bytes = read_json_blob(file, digest)?;
         let actual = Sha256Digest::of(&bytes);
         if actual != *digest {
             return Err(ImageError::DigestMismatch {
@@ -105,18 +95,24 @@ impl Layout {
     /// Opens a blob for streaming; the returned reader fails at EOF if the bytes do not match
     /// the digest (or the expected size), so a consumer never finishes on corrupt data.
     pub fn open_blob(&self, digest: &Sha256Digest, size: Option<u64>) -> Result<VerifyingReader> {
-        let path = self.blob_path(digest);
-        let file = fs::File::open(&path).map_err(|e| ImageError::MissingBlob {
-            digest: *digest,
-            location: self.root.display().to_string(),
-            source: e,
-        })?;
+        let (path, file) = self.open_blob_file(digest)?;
         Ok(VerifyingReader::new(
             Box::new(file),
             *digest,
             size,
             path.display().to_string(),
         ))
+    }
+
+    /// The blob's path and open file; a missing blob names the digest and the layout.
+    fn open_blob_file(&self, digest: &Sha256Digest) -> Result<(PathBuf, fs::File)> {
+        let path = self.blob_path(digest);
+        let file = fs::File::open(&path).map_err(|e| ImageError::MissingBlob {
+            digest: *digest,
+            location: self.root.display().to_string(),
+            source: e,
+        })?;
+        Ok((path, file))
     }
 
     /// Writes `bytes` as a blob unless it is already present; returns its digest.
@@ -227,12 +223,26 @@ impl Layout {
     }
 }
 
+/// Reads `reader` to its end if it holds at most [`MAX_JSON_BLOB`] bytes; `None` if it holds
+/// more (only one byte more is read).
+pub(crate) fn read_json_sized(reader: impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    reader.take(MAX_JSON_BLOB + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= MAX_JSON_BLOB).then_some(bytes))
+}
+
+/// The bytes of the JSON blob `digest` from `reader`, refusing more than [`MAX_JSON_BLOB`].
+/// The caller verifies the digest.
+pub(crate) fn read_json_blob(reader: impl Read, digest: &Sha256Digest) -> Result<Vec<u8>> {
+    read_json_sized(reader)?.ok_or(ImageError::TooLarge {
+        digest: *digest,
+        limit: MAX_JSON_BLOB,
+    })
+}
+
 /// An OCI image index listing `manifests`, as canonical JSON.
 fn canonical_index(manifests: Vec<Descriptor>) -> Result<Vec<u8>> {
-    let mut index = ImageIndex::default();
-    index.set_media_type(Some(oci_spec::image::MediaType::ImageIndex));
-    index.set_manifests(manifests);
-    to_canonical_vec(&index).map_err(|e| ImageError::BadJson {
+    to_canonical_vec(&image_index(manifests)).map_err(|e| ImageError::BadJson {
         what: "index.json".into(),
         source: e,
     })
@@ -364,6 +374,22 @@ mod tests {
 
     fn raw_index(layout: &Layout) -> ImageIndex {
         serde_json::from_slice(&fs::read(layout.root().join("index.json")).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn json_blobs_up_to_the_limit_are_read_and_larger_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path()).unwrap();
+        let limit = usize::try_from(MAX_JSON_BLOB).unwrap();
+        let fits = layout.put_blob(&vec![b' '; limit]).unwrap();
+        assert_eq!(layout.read_blob(&fits).unwrap().len(), limit);
+        let big = layout.put_blob(&vec![b' '; limit + 1]).unwrap();
+        match layout.read_blob(&big) {
+            Err(ImageError::TooLarge { digest, limit }) => {
+                assert_eq!((digest, limit), (big, MAX_JSON_BLOB))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

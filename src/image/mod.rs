@@ -11,7 +11,7 @@ pub mod archive;
 pub mod copy;
 pub mod json;
 pub mod layout;
-pub mod media;
+pub mod manifest;
 pub mod push;
 pub mod referrer;
 pub mod remote;
@@ -23,9 +23,6 @@ pub use copy::copy_image;
 pub use layout::Layout;
 pub use remote::{RegistryOptions, Transports};
 pub use source::{open_image, open_image_with, BlobSource, OpenedImage};
-
-/// The largest manifest, index or config kiln reads (4 MiB); larger ones are refused.
-pub const MAX_JSON_BLOB: u64 = 4 * 1024 * 1024;
 
 pub type Result<T, E = ImageError> = std::result::Result<T, E>;
 

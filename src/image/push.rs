@@ -13,8 +13,9 @@ use oci_spec::image::{Descriptor, ImageManifest};
 
 use super::layout::digest_of;
 use super::source::{parse, OpenedImage};
-use super::{media, Result};
+use super::Result;
 use crate::digest::Sha256Digest;
+use crate::media;
 use crate::registry::{run_parallel, Client, Reference};
 
 /// What a push did, for the CLI to report.

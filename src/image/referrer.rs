@@ -5,13 +5,15 @@
 //! provenance and `kiln rebuild`'s verdict are attached this way, so `kiln inspect`, oras and
 //! the registry referrers API find them.
 
-use oci_spec::image::Descriptor;
-use serde_json::json;
+use std::collections::BTreeMap;
 
-use super::json::to_canonical_vec;
+use oci_spec::image::{Descriptor, MediaType};
+
 use super::layout::{descriptor, empty_descriptor};
-use super::{media, Layout, Result};
+use super::manifest::{image_manifest, manifest_bytes, with_annotations};
+use super::{Layout, Result};
 use crate::digest::Sha256Digest;
+use crate::media;
 
 /// The image a statement is about.
 #[derive(Clone, Copy, Debug)]
@@ -29,26 +31,15 @@ pub fn statement_manifest(
     statement_size: u64,
     predicate_type: &str,
 ) -> Vec<u8> {
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": media::OCI_MANIFEST,
-        "artifactType": media::IN_TOTO,
-        "config": serde_json::to_value(empty_descriptor()).expect("descriptor serializes"),
-        "layers": [{
-            "mediaType": media::IN_TOTO,
-            "digest": statement_digest.to_string(),
-            "size": statement_size,
-        }],
-        "subject": {
-            "mediaType": subject.media_type,
-            "digest": subject.digest.to_string(),
-            "size": subject.size,
-        },
-        "annotations": {
-            media::ANNOTATION_PREDICATE_TYPE: predicate_type,
-        },
-    });
-    to_canonical_vec(&manifest).expect("JSON serializes")
+    let layer = descriptor(media::IN_TOTO, statement_digest, statement_size);
+    let manifest = image_manifest(empty_descriptor(), vec![layer])
+        .artifact_type(MediaType::from(media::IN_TOTO))
+        .subject(descriptor(subject.media_type, subject.digest, subject.size));
+    let annotations = BTreeMap::from([(
+        media::ANNOTATION_PREDICATE_TYPE.to_string(),
+        predicate_type.to_string(),
+    )]);
+    manifest_bytes(with_annotations(manifest, annotations))
 }
 
 /// Writes `statement` and its referrer manifest into `layout` and returns the descriptor to
@@ -89,4 +80,28 @@ pub fn attach_statement(
     }
     layout.write_index(manifests)?;
     Ok(desc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_manifest_bytes_are_pinned() {
+        // Provenance referrers are content-addressed: these bytes must never drift.
+        let image = Sha256Digest::of(b"image");
+        let statement = Sha256Digest::of(b"statement");
+        let subject = Subject {
+            media_type: media::OCI_MANIFEST,
+            digest: &image,
+            size: 555,
+        };
+        let bytes = statement_manifest(subject, &statement, 9, "https://slsa.dev/provenance/v1");
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            format!(
+                r#"{{"annotations":{{"in-toto.io/predicate-type":"https://slsa.dev/provenance/v1"}},"artifactType":"application/vnd.in-toto+json","config":{{"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","mediaType":"application/vnd.oci.empty.v1+json","size":2}},"layers":[{{"digest":"{statement}","mediaType":"application/vnd.in-toto+json","size":9}}],"mediaType":"application/vnd.oci.image.manifest.v1+json","schemaVersion":2,"subject":{{"digest":"{image}","mediaType":"application/vnd.oci.image.manifest.v1+json","size":555}}}}"#
+            )
+        );
+    }
 }

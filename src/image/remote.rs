@@ -14,10 +14,12 @@ use std::sync::Arc;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest};
 
 use super::layout::digest_of;
+use super::layout::read_json_blob;
 use super::source::{parse, BlobSource, OpenedImage};
-use super::{media, ImageError, ImageRef, Result, MAX_JSON_BLOB};
+use super::{ImageError, ImageRef, Result};
 use crate::digest::{HashingReader, Sha256Digest};
 use crate::layer::decompress;
+use crate::media;
 use crate::registry::{
     self, AuthFiles, Client, ClientOptions, Progress, PulledManifest, Reference, RegistryError,
     Repository,
@@ -199,7 +201,7 @@ impl RegistryBlobs {
     /// A manifest by digest: from the store, else from the registry (verified, then stored).
     pub fn manifest_by_digest(&self, digest: &Sha256Digest) -> Result<PulledManifest> {
         if let Some(path) = self.cached(digest)? {
-            let bytes = read_capped(&path, digest)?;
+            let bytes = read_json_blob(fs_err::File::open(&path)?, digest)?;
             return Ok(PulledManifest {
                 media_type: sniff_media_type(&bytes),
                 bytes,
@@ -212,7 +214,7 @@ impl RegistryBlobs {
         let pulled = self.client.get_manifest(
             self.repo(),
             &digest.to_string(),
-            registry::ALL_MANIFEST_TYPES,
+            media::ALL_MANIFEST_TYPES,
         )?;
         self.store_manifest(&pulled)?;
         Ok(pulled)
@@ -225,20 +227,6 @@ impl RegistryBlobs {
         }
         Ok(())
     }
-}
-
-fn read_capped(path: &std::path::Path, digest: &Sha256Digest) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    fs_err::File::open(path)?
-        .take(MAX_JSON_BLOB + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_JSON_BLOB {
-        return Err(ImageError::TooLarge {
-            digest: *digest,
-            limit: MAX_JSON_BLOB,
-        });
-    }
-    Ok(bytes)
 }
 
 /// The media type of manifest bytes that were verified when they entered the store: their
@@ -309,13 +297,13 @@ pub(crate) fn open_registry(
             let m = ctx.client.get_manifest(
                 reference.repository(),
                 reference.tag_or_latest(),
-                registry::ALL_MANIFEST_TYPES,
+                media::ALL_MANIFEST_TYPES,
             )?;
             blobs.store_manifest(&m)?;
             m
         }
     };
-    let image = if registry::is_index(&top.media_type) {
+    let image = if media::is_index(&top.media_type) {
         let want: registry::Platform = platform.parse()?;
         let entry = registry::select_platform(&top, &want)?;
         if entry.digest == top.digest {
@@ -341,7 +329,7 @@ pub(crate) fn open_registry(
     let manifest: ImageManifest = parse(&image.bytes, &format!("manifest {}", image.digest))?;
     let config_digest = digest_of(manifest.config())?;
     let config_path = blobs.ensure_blob(&config_digest, Some(manifest.config().size()), None)?;
-    let config_bytes = read_capped(&config_path, &config_digest)?;
+    let config_bytes = read_json_blob(fs_err::File::open(&config_path)?, &config_digest)?;
     let config: ImageConfiguration = parse(&config_bytes, &format!("config {config_digest}"))?;
     let (referrers, attachments) = if ctx.offline || !ctx.with_attached {
         (Vec::new(), Vec::new())
@@ -383,7 +371,7 @@ fn attached(
         let tag = format!("sha256-{}.{suffix}", subject.hex());
         let m = match blobs
             .client
-            .get_manifest(repo, &tag, registry::ALL_MANIFEST_TYPES)
+            .get_manifest(repo, &tag, media::ALL_MANIFEST_TYPES)
         {
             Ok(m) => m,
             Err(RegistryError::Status { status: 404, .. }) => continue,

@@ -13,8 +13,9 @@ use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest}
 
 use super::layout::{digest_of, is_image_entry, ref_name};
 use super::remote::{open_registry, uncompressed_digest, RegistryBlobs, Transports};
-use super::{media, ImageError, ImageRef, Layout, Result};
+use super::{ImageError, ImageRef, Layout, Result};
 use crate::digest::Sha256Digest;
+use crate::media;
 use crate::store::Store;
 
 /// Where an opened image's blobs are.
@@ -113,17 +114,7 @@ impl OpenedImage {
                 if let Ok(m) = r.manifest_by_digest(digest) {
                     return Ok(m.bytes);
                 }
-                let mut bytes = Vec::new();
-                self.open_blob(digest, None)?
-                    .take(super::MAX_JSON_BLOB + 1)
-                    .read_to_end(&mut bytes)?;
-                if bytes.len() as u64 > super::MAX_JSON_BLOB {
-                    return Err(ImageError::TooLarge {
-                        digest: *digest,
-                        limit: super::MAX_JSON_BLOB,
-                    });
-                }
-                Ok(bytes)
+                super::layout::read_json_blob(self.open_blob(digest, None)?, digest)
             }
         }
     }

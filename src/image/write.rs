@@ -12,17 +12,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageManifest};
-use serde_json::json;
 
+use super::archive::DockerManifestEntry;
 use super::json::to_canonical_vec;
 use super::layout::{descriptor, digest_of, ref_name};
 use super::source::{parse, OpenedImage};
-use super::{media, ImageError, Layout, Result};
+use super::{ImageError, Layout, Result};
 use crate::digest::Sha256Digest;
 use crate::layer::decompress;
 use crate::layer::host::HostOptions;
 use crate::layer::tree::{Content, Entry, EntryKind, FileTree, Metadata};
 use crate::layer::write::write_tar;
+use crate::media;
 use crate::store::scratch;
 
 fn write_err(path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> ImageError {
@@ -209,11 +210,11 @@ pub fn write_docker_archive_file(
         layer_names.push(name);
     }
     let config_name = format!("{}.json", digest_of(img.manifest.config())?.hex());
-    let manifest = json!([{
-        "Config": config_name,
-        "RepoTags": [repo_tag],
-        "Layers": layer_names,
-    }]);
+    let manifest = [DockerManifestEntry {
+        config: config_name.clone(),
+        repo_tags: Some(vec![repo_tag.to_string()]),
+        layers: layer_names,
+    }];
     let inline = |b: Vec<u8>| Content::Inline(std::sync::Arc::from(b));
     tree.insert(
         &config_name,

@@ -13,13 +13,14 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{AcceptedVerdict, Policy, PolicyKey, Severity};
-use crate::attest::cosign::{Descriptor, DSSE_MEDIA_TYPE, PREDICATE_TYPE_ANNOTATION};
-use crate::attest::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
+use crate::attest::cosign::{Descriptor, PREDICATE_TYPE_ANNOTATION};
+use crate::attest::dsse::Envelope;
 use crate::attest::keys::VerifyingKey;
 use crate::attest::verify::{verify_signatures, LayerVerdict, RECIPE_DIGEST_POINTER};
 use crate::attest::{IdentityPolicy, PredicateType, Statement};
 use crate::diff::REBUILD_PREDICATE_TYPE;
 use crate::digest::Sha256Digest;
+use crate::media::{DSSE_ENVELOPE, IN_TOTO};
 
 /// The predicate type of `kiln approve` statements.
 pub const APPROVAL_PREDICATE_TYPE: &str = "https://kiln.build/approval/v1";
@@ -73,13 +74,13 @@ struct Signed {
 fn authenticated(layers: &[(Descriptor, Vec<u8>)], keys: &[&PolicyKey]) -> Vec<Signed> {
     let mut out = Vec::new();
     for (descriptor, blob) in layers {
-        if descriptor.media_type != DSSE_MEDIA_TYPE {
+        if descriptor.media_type != DSSE_ENVELOPE {
             continue;
         }
         let Ok(envelope) = Envelope::from_json(blob) else {
             continue;
         };
-        if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
+        if envelope.payload_type != IN_TOTO {
             continue;
         }
         for key in keys {

@@ -11,11 +11,9 @@ use serde::Deserialize;
 use super::auth::AuthFiles;
 use super::error::{RegistryError, Result};
 use super::http::{expect_status, read_limited, Body, Http};
-use super::manifest::{
-    is_index, select_platform, verify_manifest, PulledManifest, Received, ALL_MANIFEST_TYPES,
-    IMAGE_MANIFEST_TYPES, MAX_MANIFEST_BYTES,
-};
+use super::manifest::{select_platform, verify_manifest, PulledManifest, Received};
 use crate::digest::{Hasher, Sha256Digest};
+use crate::media::{is_index, ALL_MANIFEST_TYPES, IMAGE_MANIFEST_TYPES, MAX_JSON_BLOB};
 use crate::platform::Platform;
 use crate::reference::{valid_manifest_ref, Repository};
 
@@ -115,7 +113,7 @@ impl Client {
         let resp = expect_status("GET", &url, resp, &[200])?;
         let content_type = resp.header("Content-Type").map(str::to_string);
         let digest_header = resp.header("Docker-Content-Digest").map(str::to_string);
-        let bytes = read_limited(resp, MAX_MANIFEST_BYTES, "manifest", &url)?;
+        let bytes = read_limited(resp, MAX_JSON_BLOB, "manifest", &url)?;
         let rx = Received {
             reference,
             url: &url,
@@ -299,7 +297,7 @@ impl Client {
                 .header("Link")
                 .and_then(next_link)
                 .map(|l| resolve(&url, &l));
-            let body = read_limited(resp, MAX_MANIFEST_BYTES, "tag list", &url)?;
+            let body = read_limited(resp, MAX_JSON_BLOB, "tag list", &url)?;
             let page: TagList =
                 serde_json::from_slice(&body).map_err(|e| RegistryError::InvalidJson {
                     what: "tag list",

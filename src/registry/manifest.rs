@@ -13,33 +13,8 @@ use serde::Deserialize;
 
 use super::error::{RegistryError, Result};
 use crate::digest::Sha256Digest;
+use crate::media::{is_index, DOCKER_SCHEMA1, IMAGE_MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST};
 use crate::platform::Platform;
-
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const DOCKER_SCHEMA1: &[&str] = &[
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-];
-
-/// Every manifest type kiln reads: images and indexes, OCI and Docker schema 2.
-pub const ALL_MANIFEST_TYPES: &[&str] = &[
-    OCI_MANIFEST,
-    OCI_INDEX,
-    DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST,
-];
-/// Single-platform image manifests.
-pub const IMAGE_MANIFEST_TYPES: &[&str] = &[OCI_MANIFEST, DOCKER_MANIFEST];
-
-/// Manifests larger than this are refused unread (a real one is a few KiB).
-pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
-
-pub fn is_index(media_type: &str) -> bool {
-    media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
-}
 
 /// A manifest as received and verified: its bytes are exactly what `digest` names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -238,6 +213,7 @@ pub fn select_platform(index: &PulledManifest, platform: &Platform) -> Result<In
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::{ALL_MANIFEST_TYPES, DOCKER_MANIFEST};
 
     fn rx<'a>(ct: Option<&'a str>, dh: Option<&'a str>) -> Received<'a> {
         Received {
@@ -320,7 +296,7 @@ mod tests {
                 Err("disagrees"),
             ),
             (
-                Some("application/vnd.docker.distribution.manifest.v1+prettyjws"),
+                Some(DOCKER_SCHEMA1[1]),
                 None,
                 s1,
                 None,

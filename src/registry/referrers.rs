@@ -7,14 +7,13 @@
 //! oci-spec's descriptor keeps annotations in a `HashMap`. Two writers updating the same tag at
 //! once can lose an entry (the spec's own caveat); kiln pushes referrers from one process.
 
-use oci_spec::image::Descriptor;
-use serde_json::{json, Value};
+use oci_spec::image::{Descriptor, ImageIndex, MediaType};
 
 use super::client::{pull_scope, Client};
 use super::error::{RegistryError, Result};
 use super::http::{expect_status, read_limited, Body};
-use super::manifest::{MAX_MANIFEST_BYTES, OCI_INDEX};
 use crate::digest::Sha256Digest;
+use crate::media::{MAX_JSON_BLOB, OCI_INDEX};
 use crate::reference::Repository;
 
 /// The tag under which the fallback index for `subject` lives.
@@ -57,7 +56,7 @@ impl Client {
             Body::Empty,
         )?;
         if resp.status() == 200 {
-            let bytes = read_limited(resp, MAX_MANIFEST_BYTES, "referrers index", &url)?;
+            let bytes = read_limited(resp, MAX_JSON_BLOB, "referrers index", &url)?;
             return parse_descriptors(&bytes, "referrers index", subject.to_string(), url);
         }
         expect_status("GET", &url, resp, &[404])?;
@@ -103,19 +102,18 @@ pub fn fallback_index_bytes(subject: &Sha256Digest, entries: &[Descriptor]) -> R
         subject: *subject,
         source: e,
     };
-    let manifests: Vec<Value> = entries
-        .iter()
-        .map(serde_json::to_value)
-        .collect::<Result<_, _>>()
-        .map_err(ser)?;
-    let index = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
+    let mut index = ImageIndex::default();
+    index.set_media_type(Some(MediaType::ImageIndex));
+    index.set_manifests(entries.to_vec());
+    // Through a `Value`, whose map is ordered: every key comes out sorted.
+    let index = serde_json::to_value(&index).map_err(ser)?;
     serde_json::to_vec(&index).map_err(ser)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oci_spec::image::{DescriptorBuilder, MediaType};
+    use oci_spec::image::DescriptorBuilder;
     use std::collections::HashMap;
 
     #[test]
@@ -131,7 +129,7 @@ mod tests {
             .media_type(MediaType::ImageManifest)
             .digest(d.to_string().parse::<oci_spec::image::Digest>().unwrap())
             .size(10u64)
-            .artifact_type(MediaType::Other("application/vnd.in-toto+json".into()))
+            .artifact_type(MediaType::Other(crate::media::IN_TOTO.into()))
             .annotations(ann)
             .build()
             .unwrap();
@@ -142,6 +140,13 @@ mod tests {
         assert!(
             text.contains(r#""annotations":{"a":"v","b":"v","m":"v","y":"v","z":"v"}"#),
             "{text}"
+        );
+        // The bytes are pinned: a registry that already holds this tag must see the same index.
+        assert_eq!(
+            text,
+            format!(
+                r#"{{"manifests":[{{"annotations":{{"a":"v","b":"v","m":"v","y":"v","z":"v"}},"artifactType":"application/vnd.in-toto+json","digest":"{d}","mediaType":"application/vnd.oci.image.manifest.v1+json","size":10}}],"mediaType":"application/vnd.oci.image.index.v1+json","schemaVersion":2}}"#
+            )
         );
         let back = parse_descriptors(text.as_bytes(), "x", String::new(), String::new()).unwrap();
         assert_eq!(back[0].digest().to_string(), d.to_string());

@@ -10,6 +10,7 @@ use oci_spec::image::{DescriptorBuilder, MediaType};
 
 use super::*;
 use crate::digest::Sha256Digest;
+use crate::media::*;
 use crate::testing::registry::LocalRegistry;
 
 const EMPTY_JSON_DIGEST: &str =
@@ -62,10 +63,10 @@ fn image(seed: u32) -> Image {
             b.len()
         )
     };
-    let layer = "application/vnd.oci.image.layer.v1.tar+gzip";
+    let layer = OCI_LAYER_GZIP;
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{},"layers":[{},{}]}}"#,
-        desc("application/vnd.oci.image.config.v1+json", &blobs[0]),
+        desc(OCI_CONFIG, &blobs[0]),
         desc(layer, &blobs[1]),
         desc(layer, &blobs[2]),
     );
@@ -184,7 +185,7 @@ fn real_registry_push_pull_mount_tags_and_referrers() {
     )
     .unwrap();
     let referrer = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"application/vnd.in-toto+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{EMPTY_JSON_DIGEST}","size":2}},"layers":[{{"mediaType":"application/vnd.in-toto+json","digest":"{}","size":{}}}],"subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{digest}","size":{}}}}}"#,
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"{IN_TOTO}","config":{{"mediaType":"{OCI_EMPTY}","digest":"{EMPTY_JSON_DIGEST}","size":2}},"layers":[{{"mediaType":"{IN_TOTO}","digest":"{}","size":{}}}],"subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{digest}","size":{}}}}}"#,
         Sha256Digest::of(&statement),
         statement.len(),
         img.manifest.len()
@@ -206,7 +207,7 @@ fn real_registry_push_pull_mount_tags_and_referrers() {
                 .unwrap(),
         )
         .size(referrer.len() as u64)
-        .artifact_type(MediaType::Other("application/vnd.in-toto+json".into()))
+        .artifact_type(MediaType::Other(IN_TOTO.into()))
         .build()
         .unwrap();
     assert!(c.referrers(&repo, &digest).unwrap().is_empty());

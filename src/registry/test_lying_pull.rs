@@ -8,6 +8,7 @@ use base64::Engine as _;
 
 use super::*;
 use crate::digest::Sha256Digest;
+use crate::media::*;
 use crate::testing::http_server::{Reply, Req, Server};
 
 pub(super) const OCI_IMG: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
@@ -207,10 +208,7 @@ fn case19_media_type_disagreeing_with_content_type_is_refused() {
 fn case19_docker_schema1_is_refused() {
     let s1 =
         br#"{"schemaVersion":1,"name":"test/app","tag":"latest","fsLayers":[],"signatures":[]}"#;
-    for ct in [
-        "application/vnd.docker.distribution.manifest.v1+prettyjws",
-        "application/json",
-    ] {
+    for ct in [DOCKER_SCHEMA1[1], "application/json"] {
         let s = Server::start(move |_| Reply::ok(s1, &[("Content-Type", ct)]));
         let err = client()
             .get_manifest(&repo(&s), "latest", ALL_MANIFEST_TYPES)
@@ -234,7 +232,7 @@ fn case19_a_100_mb_manifest_is_refused_without_reading_it() {
         matches!(
             err,
             RegistryError::TooLarge {
-                limit: MAX_MANIFEST_BYTES,
+                limit: MAX_JSON_BLOB,
                 ..
             }
         ),

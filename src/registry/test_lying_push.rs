@@ -8,6 +8,7 @@ use base64::Engine as _;
 use super::test_lying_pull::{auth_file, client, client_with, repo, OCI_IMG};
 use super::*;
 use crate::digest::Sha256Digest;
+use crate::media::*;
 use crate::testing::http_server::{Reply, Req, Server};
 
 #[test]

@@ -12,8 +12,8 @@ use url::Url;
 use super::client::{pull_scope, Client, Direction};
 use super::error::{RegistryError, Result};
 use super::http::{expect_status, Body};
-use super::manifest::MAX_MANIFEST_BYTES;
 use crate::digest::{Hasher, Sha256Digest};
+use crate::media::MAX_JSON_BLOB;
 use crate::reference::{valid_manifest_ref, Repository};
 
 /// What `put_blob` had to do.
@@ -282,11 +282,11 @@ impl Client {
                 });
             }
         }
-        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        if bytes.len() as u64 > MAX_JSON_BLOB {
             return Err(RegistryError::TooLarge {
                 what: "manifest",
                 url: repo.to_string(),
-                limit: MAX_MANIFEST_BYTES,
+                limit: MAX_JSON_BLOB,
             });
         }
         let url = self.http.repo_url(repo, &format!("manifests/{reference}"));

@@ -77,3 +77,43 @@ fn example_images_run_under_podman() {
     // The data-only example builds too (it has no program to run).
     build_example(&ctx, "hello", "hello");
 }
+
+/// The digests of the `hello` example and of a three-platform index, pinned: every user's
+/// reproduced digest depends on how kiln writes layers, configs, manifests and indexes, so a
+/// change that moves one must be deliberate (and explained), never a side effect. Issue 17
+/// moved manifest writing to oci-spec's types with these bytes unchanged. The platform is
+/// spelled out so the pin holds on any host.
+#[test]
+fn example_digests_are_pinned() {
+    let ctx = TestContext::new();
+    copy_recipes(&ctx);
+    let recipe = std::fs::read_to_string(ctx.join("recipes/hello/recipe.toml")).unwrap();
+    let recipe = recipe.replacen("[image]\n", "[image]\nplatform = \"linux/amd64\"\n", 1);
+    ctx.write("recipes/hello/recipe.toml", recipe);
+    let hello = last_line(&run_ok(ctx.kiln().args([
+        "build",
+        "recipes/hello/recipe.toml",
+        "--offline",
+    ])));
+    assert_eq!(
+        hello,
+        "sha256:bda8b18618120d74e6f63b82357cd9ffdf095308b05c3c7e0e6fb1b03648981a"
+    );
+
+    ctx.write(
+        "multi.toml",
+        "[image]\nname = \"multi\"\n\
+         platforms = [\"linux/amd64\", \"linux/arm64/v8\", \"linux/arm/v7\"]\n\
+         [[layer]]\n[[layer.step]]\nwrite = \"/etc/multi\"\ncontent = \"m\\n\"\n",
+    );
+    let index = last_line(&run_ok(ctx.kiln().args([
+        "build",
+        "multi.toml",
+        "-o",
+        "multi",
+    ])));
+    assert_eq!(
+        index,
+        "sha256:4ecc5ef422afa972372616babd5de70a80c5106e999378e5686e0fd48004d135"
+    );
+}
