@@ -6,7 +6,9 @@
 //!   user agent. It sends exactly one request: redirects are never followed by ureq, because
 //!   the caller must decide per hop; every status, errors included, comes back as a
 //!   [`Response`]. Compression is off (ureq's `gzip` feature is disabled): a content-addressed
-//!   download must hash the bytes the server stores, not a transparently decoded variant.
+//!   download must hash the bytes the server stores, not a transparently decoded variant. No
+//!   proxy variable is read (connections are direct), and every request body goes out with
+//!   its `Content-Length` ([`Agent::send`]).
 //! - **One TLS configuration** ([`tls`]): the system's CA bundle, or the one `$SSL_CERT_FILE`
 //!   names, plus every certificate in the directories of `$SSL_CERT_DIR` (what OpenSSL, curl,
 //!   skopeo and podman read on the same machine), never a bundle compiled into kiln. Only
@@ -75,10 +77,11 @@ impl Agent {
     /// Sends one request and returns the response whatever its status; redirects are the
     /// caller's to follow (with [`Redirects`]).
     ///
-    /// The agent states the body's length itself (callers pass no `Content-Length`): every
-    /// body, and the empty one of a POST, PUT or PATCH, goes out with `Content-Length`, never
-    /// chunked, because registries refuse a chunked PATCH or PUT of a blob (distribution
-    /// requires `Content-Length`), and ureq 3 would chunk a body of unstated length.
+    /// The agent states the body's length itself (callers pass no `Content-Length`, which
+    /// ureq 3 would refuse as a second one): every body, and the empty one of a POST, PUT or
+    /// PATCH, goes out with `Content-Length`, never chunked. The distribution spec's chunk
+    /// upload is a PATCH with `Content-Length` and `Content-Range` (the registry checks one
+    /// against the other), and ureq 3 would chunk a body of unstated length.
     pub fn send(
         &self,
         method: &str,
@@ -173,6 +176,45 @@ pub fn same_origin(url: &Url, host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::http_server::{Reply, Server};
+
+    #[test]
+    fn every_body_goes_out_with_its_length_never_chunked() {
+        let server = Server::start(|_| Reply::ok(b"", &[]));
+        let agent = Agent::new(TlsVerify::Roots).unwrap();
+        let url = server.url("/x");
+        let mut stream: &[u8] = b"streamed";
+        for (method, body) in [
+            ("GET", Body::Empty),
+            ("DELETE", Body::Empty),
+            ("POST", Body::Empty),
+            ("PUT", Body::Bytes(b"bytes")),
+            ("PATCH", Body::Reader(&mut stream, 8)),
+        ] {
+            assert_eq!(agent.send(method, &url, &[], body).unwrap().status(), 200);
+        }
+        let seen: Vec<_> = server
+            .requests()
+            .iter()
+            .map(|r| {
+                let header = |name| r.header(name).map(str::to_string);
+                let body = String::from_utf8(r.body.clone()).unwrap();
+                let framing = (header("content-length"), header("transfer-encoding"));
+                (r.method.clone(), framing, body)
+            })
+            .collect();
+        let sized = |n: &str| (Some(n.to_string()), None);
+        assert_eq!(
+            seen,
+            [
+                ("GET".into(), (None, None), String::new()),
+                ("DELETE".into(), (None, None), String::new()),
+                ("POST".into(), sized("0"), String::new()),
+                ("PUT".into(), sized("5"), "bytes".into()),
+                ("PATCH".into(), sized("8"), "streamed".into()),
+            ]
+        );
+    }
 
     #[test]
     fn credentials_stay_on_their_own_host() {

@@ -120,6 +120,36 @@ fn a_private_ca_in_ssl_cert_file_is_trusted_by_url_inputs_and_registries_alike()
     assert_eq!(pulled, a);
 }
 
+#[test]
+fn proxy_variables_are_not_used() {
+    // kiln connects directly (as it always did); a proxy named in the environment would also
+    // see every request, registry credentials included.
+    let server = Server::start(|_| Reply::ok(CONTENT, &[]));
+    let proxy = Server::start(|_| Reply::status(502, b"", &[]));
+    let ctx = TestContext::new();
+    let digest = kiln::digest::Sha256Digest::of(CONTENT).hex();
+    ctx.write(
+        "input/recipe.toml",
+        format!(
+            "[image]\nname = \"i\"\n[inputs.blob]\nurl = \"{}\"\nsha256 = \"{digest}\"\n\
+             [[layer]]\n[[layer.step]]\nwrite = \"/hello\"\ncontent = \"hi\\n\"\n",
+            server.url("/blob")
+        ),
+    );
+    let mut fetch = ctx.kiln();
+    for name in ["ALL_PROXY", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY"] {
+        fetch.env(name, proxy.url(""));
+    }
+    run_ok(
+        fetch
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .args(["fetch", "input/recipe.toml"]),
+    );
+    assert_eq!(server.requests().len(), 1);
+    assert!(proxy.requests().is_empty(), "a request went to the proxy");
+}
+
 /// The first image of the OCI layout `layout`: its manifest digest and bytes, and every blob
 /// it names (`sha256:…`, bytes).
 struct LayoutImage {
