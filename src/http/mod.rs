@@ -67,6 +67,9 @@ impl Agent {
             // ureq 3 would otherwise route through $HTTPS_PROXY/$ALL_PROXY; kiln connects
             // directly, as it did with ureq 2 (a proxy would also see registry credentials).
             .proxy(None)
+            // ureq 2's bound on a response header line; ureq 3 bounds the whole head (64 KiB
+            // by default).
+            .max_response_header_size(100 * 1024)
             .tls_config(tls::ureq_config(verify)?)
             .build();
         Ok(Self {
