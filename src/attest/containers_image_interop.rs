@@ -173,11 +173,11 @@ impl Skopeo {
 /// GETs `path` under the registry's `/v2/app/` with OCI manifest accept headers.
 fn registry_get(host: &str, path: &str) -> Vec<u8> {
     let response = ureq::get(&format!("http://{host}/v2/app/{path}"))
-        .set("Accept", OCI_MANIFEST)
+        .header("Accept", OCI_MANIFEST)
         .call()
         .unwrap_or_else(|e| panic!("GET {path}: {e}"));
     let mut body = Vec::new();
-    std::io::Read::read_to_end(&mut response.into_reader(), &mut body).unwrap();
+    std::io::Read::read_to_end(&mut response.into_body().into_reader(), &mut body).unwrap();
     body
 }
 

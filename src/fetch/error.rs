@@ -85,6 +85,17 @@ pub enum FetchError {
     },
 
     #[error(
+        "download of input `{input}` from {url} broke off after {received} bytes, before the \
+         end of its chunked body: the connection broke or the server is faulty; nothing was \
+         stored"
+    )]
+    CutShort {
+        input: String,
+        url: String,
+        received: u64,
+    },
+
+    #[error(
         "input `{input}` from {url} changed between two downloads ({first}, then {second}): \
          the server sent no Content-Length, so kiln downloads such a file twice to catch a \
          broken connection; retry, or use a URL that serves a fixed file"
@@ -165,7 +176,9 @@ impl FetchError {
             FetchError::Connect { source, .. } => {
                 matches!(**source, crate::http::HttpError::Transport { .. })
             }
-            FetchError::Body { .. } | FetchError::LengthMismatch { .. } => true,
+            FetchError::Body { .. }
+            | FetchError::LengthMismatch { .. }
+            | FetchError::CutShort { .. } => true,
             FetchError::Http { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }

@@ -175,8 +175,9 @@ impl Fetcher {
     /// Downloads an unpinned `url` into the store and returns its digest (for `kiln lock`).
     ///
     /// A body sent without Content-Length (chunked or close-delimited) is downloaded twice, the
-    /// first time only hashed, and must hash the same both times: ureq 2 ends a chunked body
-    /// cut off mid-chunk without an error, and a pin must not be taken from a truncated file.
+    /// first time only hashed, and must hash the same both times: a close-delimited body cut
+    /// off by a broken connection looks complete, and a pin must not be taken from a truncated
+    /// file. (A chunked body cut off before its last chunk is refused as [`FetchError::CutShort`].)
     pub fn resolve(&self, url: &str, what: &str) -> Result<Sha256Digest> {
         self.resolve_sized(url, what).map(|(digest, _)| digest)
     }
@@ -425,16 +426,23 @@ impl Fetcher {
                 Ok(0) => break Ok(received),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
+                // The connection closed early: before the announced length, or (without
+                // one) before the end of a chunked body; a close-delimited body just ends.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     break Err(match source.declared {
-                        Some(declared) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                            mismatch(declared, received)
-                        }
-                        _ => FetchError::Body {
+                        Some(declared) => mismatch(declared, received),
+                        None => FetchError::CutShort {
                             input: what.to_string(),
                             url: url.to_string(),
-                            source: e,
+                            received,
                         },
+                    })
+                }
+                Err(e) => {
+                    break Err(FetchError::Body {
+                        input: what.to_string(),
+                        url: url.to_string(),
+                        source: e,
                     })
                 }
             };

@@ -15,9 +15,6 @@ pub enum HttpError {
         source: rustls::pki_types::pem::Error,
     },
 
-    #[error("failed to set up TLS")]
-    Tls(#[source] rustls::Error),
-
     #[error(
         "the TLS certificate of {host} is not trusted: {reason}\nhint: kiln trusts the \
          system's CA bundle, or the bundle $SSL_CERT_FILE names, and the certificates in the \
@@ -34,8 +31,8 @@ pub enum HttpError {
 }
 
 impl HttpError {
-    pub(super) fn from_transport(url: &str, t: ureq::Transport) -> Self {
-        if let Some(reason) = certificate_failure(&t) {
+    pub(super) fn from_ureq(url: &str, e: ureq::Error) -> Self {
+        if let Some(reason) = certificate_failure(&e) {
             let host = url::Url::parse(url)
                 .ok()
                 .and_then(|u| {
@@ -47,25 +44,23 @@ impl HttpError {
         }
         HttpError::Transport {
             url: url.to_string(),
-            source: Box::new(t),
+            source: Box::new(e),
         }
     }
 }
 
-/// The certificate error rustls raised somewhere down `err`'s source chain (directly, or
-/// wrapped in an `io::Error` by the TLS stream), described.
-fn certificate_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut next = Some(err);
-    while let Some(e) = next {
-        let rustls_err = e.downcast_ref::<rustls::Error>().or_else(|| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(err @ rustls::Error::InvalidCertificate(_)) = rustls_err {
-            return Some(err.to_string());
-        }
-        next = e.source();
+/// The certificate error rustls raised, directly or wrapped in an `io::Error` by the TLS
+/// stream, described.
+fn certificate_failure(err: &ureq::Error) -> Option<String> {
+    let rustls_err = match err {
+        ureq::Error::Rustls(e) => Some(e),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    match rustls_err {
+        Some(e @ rustls::Error::InvalidCertificate(_)) => Some(e.to_string()),
+        _ => None,
     }
-    None
 }

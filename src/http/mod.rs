@@ -2,11 +2,13 @@
 //! (`registry`) go through the same agent, the same TLS trust and the same redirect and
 //! credential policy, so a CA that works for one works for the other.
 //!
-//! - **One agent** ([`Agent`]): blocking ureq over rustls (ring), with kiln's timeouts and user
-//!   agent. It sends exactly one request: redirects are never followed by ureq, because the
-//!   caller must decide per hop; every status, errors included, comes back as a [`Response`].
-//!   Compression is off (ureq's `gzip` feature is disabled): a content-addressed download must
-//!   hash the bytes the server stores, not a transparently decoded variant.
+//! - **One agent** ([`Agent`]): blocking ureq 3 over rustls (ring), with kiln's timeouts and
+//!   user agent. It sends exactly one request: redirects are never followed by ureq, because
+//!   the caller must decide per hop; every status, errors included, comes back as a
+//!   [`Response`]. Compression is off (ureq's `gzip` feature is disabled): a content-addressed
+//!   download must hash the bytes the server stores, not a transparently decoded variant. No
+//!   proxy variable is read (connections are direct), and every request body goes out with
+//!   its `Content-Length` ([`Agent::send`]).
 //! - **One TLS configuration** ([`tls`]): the system's CA bundle, or the one `$SSL_CERT_FILE`
 //!   names, plus every certificate in the directories of `$SSL_CERT_DIR` (what OpenSSL, curl,
 //!   skopeo and podman read on the same machine), never a bundle compiled into kiln. Only
@@ -55,19 +57,34 @@ pub struct Agent {
 
 impl Agent {
     pub fn new(verify: TlsVerify) -> Result<Self> {
-        let inner = ureq::AgentBuilder::new()
-            .redirects(0)
-            .timeout_connect(Duration::from_secs(30))
-            .timeout_read(Duration::from_secs(120))
-            .timeout_write(Duration::from_secs(120))
+        let config = ureq::Agent::config_builder()
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_per_read(Some(Duration::from_secs(120)))
+            .timeout_per_write(Some(Duration::from_secs(120)))
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-            .tls_config(tls::client_config(verify)?)
+            // ureq 3 would otherwise route through $HTTPS_PROXY/$ALL_PROXY; kiln connects
+            // directly, as it did with ureq 2 (a proxy would also see registry credentials).
+            .proxy(None)
+            // ureq 2's bound on a response header line; ureq 3 bounds the whole head (64 KiB
+            // by default).
+            .max_response_header_size(100 * 1024)
+            .tls_config(tls::ureq_config(verify)?)
             .build();
-        Ok(Self { inner })
+        Ok(Self {
+            inner: config.new_agent(),
+        })
     }
 
     /// Sends one request and returns the response whatever its status; redirects are the
     /// caller's to follow (with [`Redirects`]).
+    ///
+    /// The agent states the body's length itself (callers pass no `Content-Length`, which
+    /// ureq 3 would refuse as a second one): every body, and the empty one of a POST, PUT or
+    /// PATCH, goes out with `Content-Length`, never chunked. The distribution spec's chunk
+    /// upload is a PATCH with `Content-Length` and `Content-Range` (the registry checks one
+    /// against the other), and ureq 3 would chunk a body of unstated length.
     pub fn send(
         &self,
         method: &str,
@@ -75,33 +92,52 @@ impl Agent {
         headers: &[(&str, &str)],
         body: Body<'_>,
     ) -> Result<Response> {
-        let mut req = self.inner.request(method, url);
+        let mut req = ureq::http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
-            req = req.set(k, v);
+            req = req.header(*k, *v);
         }
-        let result = match body {
-            Body::Empty => req.call(),
-            Body::Bytes(b) => req.send_bytes(b),
-            Body::Reader(r, len) => req.set("Content-Length", &len.to_string()).send(r),
+        let length = match &body {
+            Body::Empty => 0,
+            Body::Bytes(b) => b.len() as u64,
+            Body::Reader(_, len) => *len,
         };
-        match result {
-            Ok(r) | Err(ureq::Error::Status(_, r)) => Ok(Response(r)),
-            Err(ureq::Error::Transport(t)) => Err(HttpError::from_transport(url, t)),
+        if length > 0 || matches!(method, "POST" | "PUT" | "PATCH") {
+            req = req.header("Content-Length", length);
         }
+        match body {
+            Body::Empty => self.run(url, req.body(ureq::SendBody::none())),
+            Body::Bytes(mut b) => self.run(url, req.body(ureq::SendBody::from_reader(&mut b))),
+            Body::Reader(r, _) => self.run(url, req.body(ureq::SendBody::from_reader(r))),
+        }
+    }
+
+    fn run(
+        &self,
+        url: &str,
+        request: std::result::Result<ureq::http::Request<ureq::SendBody<'_>>, ureq::http::Error>,
+    ) -> Result<Response> {
+        let request = request.map_err(|e| HttpError::Transport {
+            url: url.to_string(),
+            source: Box::new(e),
+        })?;
+        self.inner
+            .run(request)
+            .map(Response)
+            .map_err(|e| HttpError::from_ureq(url, e))
     }
 }
 
 /// A response: status, headers, and a body to stream.
-pub struct Response(ureq::Response);
+pub struct Response(ureq::http::Response<ureq::Body>);
 
 impl Response {
     pub fn status(&self) -> u16 {
-        self.0.status()
+        self.0.status().as_u16()
     }
 
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.0.header(name)
+        self.0.headers().get(name).and_then(|v| v.to_str().ok())
     }
 
     /// The `Content-Length` the server announced, if it is a number.
@@ -110,8 +146,8 @@ impl Response {
             .and_then(|v| v.trim().parse().ok())
     }
 
-    pub fn into_reader(self) -> Box<dyn Read + Send + Sync + 'static> {
-        self.0.into_reader()
+    pub fn into_reader(self) -> Box<dyn Read + Send + 'static> {
+        Box::new(self.0.into_body().into_reader())
     }
 }
 
@@ -143,6 +179,45 @@ pub fn same_origin(url: &Url, host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::http_server::{Reply, Server};
+
+    #[test]
+    fn every_body_goes_out_with_its_length_never_chunked() {
+        let server = Server::start(|_| Reply::ok(b"", &[]));
+        let agent = Agent::new(TlsVerify::Roots).unwrap();
+        let url = server.url("/x");
+        let mut stream: &[u8] = b"streamed";
+        for (method, body) in [
+            ("GET", Body::Empty),
+            ("DELETE", Body::Empty),
+            ("POST", Body::Empty),
+            ("PUT", Body::Bytes(b"bytes")),
+            ("PATCH", Body::Reader(&mut stream, 8)),
+        ] {
+            assert_eq!(agent.send(method, &url, &[], body).unwrap().status(), 200);
+        }
+        let seen: Vec<_> = server
+            .requests()
+            .iter()
+            .map(|r| {
+                let header = |name| r.header(name).map(str::to_string);
+                let body = String::from_utf8(r.body.clone()).unwrap();
+                let framing = (header("content-length"), header("transfer-encoding"));
+                (r.method.clone(), framing, body)
+            })
+            .collect();
+        let sized = |n: &str| (Some(n.to_string()), None);
+        assert_eq!(
+            seen,
+            [
+                ("GET".into(), (None, None), String::new()),
+                ("DELETE".into(), (None, None), String::new()),
+                ("POST".into(), sized("0"), String::new()),
+                ("PUT".into(), sized("5"), "bytes".into()),
+                ("PATCH".into(), sized("8"), "streamed".into()),
+            ]
+        );
+    }
 
     #[test]
     fn credentials_stay_on_their_own_host() {

@@ -10,11 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::CertificateDer;
 
 use super::error::{HttpError, Result};
 use super::TlsVerify;
@@ -30,20 +28,22 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-pub(crate) fn client_config(verify: TlsVerify) -> Result<Arc<ClientConfig>> {
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(HttpError::Tls)?;
-    let config = match verify {
-        TlsVerify::Roots => builder
-            .with_root_certificates(roots_from_env()?)
-            .with_no_client_auth(),
-        TlsVerify::Off => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider())))
-            .with_no_client_auth(),
+/// The TLS part of the agent's configuration: ring, and the roots below (or no verification).
+pub(crate) fn ureq_config(verify: TlsVerify) -> Result<ureq::tls::TlsConfig> {
+    let builder = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(provider());
+    let builder = match verify {
+        TlsVerify::Roots => {
+            let certs: Vec<ureq::tls::Certificate<'static>> = roots_from_env()?
+                .iter()
+                .map(|der| ureq::tls::Certificate::from_der(der).to_owned())
+                .collect();
+            builder.root_certs(ureq::tls::RootCerts::Specific(Arc::new(certs)))
+        }
+        TlsVerify::Off => builder.disable_verification(true),
     };
-    Ok(Arc::new(config))
+    Ok(builder.build())
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {
@@ -53,7 +53,7 @@ fn env_path(name: &str) -> Option<PathBuf> {
 }
 
 /// The trusted roots from `$SSL_CERT_FILE`, `$SSL_CERT_DIR` and the system bundles.
-fn roots_from_env() -> Result<RootCertStore> {
+fn roots_from_env() -> Result<Vec<CertificateDer<'static>>> {
     let dirs: Vec<PathBuf> = env_path("SSL_CERT_DIR")
         .map(|v| std::env::split_paths(&v).collect())
         .unwrap_or_default();
@@ -63,9 +63,9 @@ fn roots_from_env() -> Result<RootCertStore> {
 /// The roots in `file` (or, without one, in the first system bundle that exists) and in every
 /// regular file of `dirs`. A named file that cannot be read is an error; in the directories,
 /// files that hold no certificate are skipped (OpenSSL's hashed directories hold other
-/// things), and a single malformed root must not disable all the others.
-pub fn roots(file: Option<PathBuf>, dirs: &[PathBuf]) -> Result<RootCertStore> {
-    let mut store = RootCertStore::empty();
+/// things). A malformed root is dropped when the store is made, without disabling the others.
+pub fn roots(file: Option<PathBuf>, dirs: &[PathBuf]) -> Result<Vec<CertificateDer<'static>>> {
+    let mut store = Vec::new();
     match file {
         Some(path) => add_pem_file(&mut store, &path)?,
         // No bundle at all leaves the store empty: https then fails with "unknown issuer",
@@ -92,64 +92,15 @@ pub fn roots(file: Option<PathBuf>, dirs: &[PathBuf]) -> Result<RootCertStore> {
     Ok(store)
 }
 
-fn add_pem_file(store: &mut RootCertStore, path: &Path) -> Result<()> {
+fn add_pem_file(store: &mut Vec<CertificateDer<'static>>, path: &Path) -> Result<()> {
     let certificates = |source| HttpError::Certificates {
         path: path.to_path_buf(),
         source,
     };
     for cert in CertificateDer::pem_file_iter(path).map_err(certificates)? {
-        let _ = store.add(cert.map_err(certificates)?);
+        store.push(cert.map_err(certificates)?);
     }
     Ok(())
-}
-
-/// `--tls-verify=false`: the user said they accept an unauthenticated server.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]
@@ -158,8 +109,8 @@ mod tests {
 
     #[test]
     fn both_configs_build() {
-        client_config(TlsVerify::Roots).unwrap();
-        client_config(TlsVerify::Off).unwrap();
+        ureq_config(TlsVerify::Roots).unwrap();
+        ureq_config(TlsVerify::Off).unwrap();
     }
 
     #[test]

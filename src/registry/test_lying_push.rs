@@ -130,6 +130,17 @@ fn large_blobs_are_uploaded_in_patch_chunks() {
             ("8-9".into(), b"89".to_vec())
         ]
     );
+    // Every request with a body states its length: distribution refuses a chunked PATCH.
+    for r in reqs.iter().filter(|r| r.method != "HEAD") {
+        let length = r.body.len().to_string();
+        assert_eq!(
+            r.header("content-length"),
+            Some(length.as_str()),
+            "{}",
+            r.method
+        );
+        assert_eq!(r.header("transfer-encoding"), None, "{}", r.method);
+    }
     let put = reqs.iter().find(|r| r.method == "PUT").unwrap();
     assert!(put.body.is_empty());
     assert!(

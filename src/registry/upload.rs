@@ -96,14 +96,9 @@ impl Client {
         scopes: &[String],
     ) -> Result<(u16, String, Option<String>)> {
         let url = self.http.repo_url(repo, &format!("blobs/uploads/{query}"));
-        let resp = self.http.send(
-            "POST",
-            repo,
-            &url,
-            &[("Content-Length", "0")],
-            scopes,
-            Body::Empty,
-        )?;
+        let resp = self
+            .http
+            .send("POST", repo, &url, &[], scopes, Body::Empty)?;
         let resp = expect_status("POST", &url, resp, &[201, 202])?;
         let location = resp.header("Location").unwrap_or("").to_string();
         let absolute = Url::parse(&url)
@@ -187,13 +182,9 @@ impl Client {
                     .take(len)
                     .read_to_end(&mut chunk)
                     .map_err(read_err)?;
+                // The agent adds the chunk's Content-Length.
                 let range = format!("{}-{}", offset, offset + len - 1);
-                let clen = len.to_string();
-                let headers = [
-                    octet,
-                    ("Content-Range", range.as_str()),
-                    ("Content-Length", clen.as_str()),
-                ];
+                let headers = [octet, ("Content-Range", range.as_str())];
                 let resp = self.http.send(
                     "PATCH",
                     repo,
@@ -215,14 +206,9 @@ impl Client {
             }
             check_local(repo, digest, &out)?;
             let url = with_digest(&location, digest);
-            let sent = self.http.send(
-                "PUT",
-                repo,
-                &url,
-                &[("Content-Length", "0")],
-                &scopes,
-                Body::Empty,
-            )?;
+            let sent = self
+                .http
+                .send("PUT", repo, &url, &[], &scopes, Body::Empty)?;
             (url, sent)
         };
         let (url, resp) = resp;

@@ -104,7 +104,7 @@ impl LocalRegistry {
                     .map_err(|e| e.to_string())
             } else {
                 match ureq::get(&url).call() {
-                    Ok(_) | Err(ureq::Error::Status(401, _)) => Ok(()),
+                    Ok(_) | Err(ureq::Error::StatusCode(401)) => Ok(()),
                     Err(e) => Err(e.to_string()),
                 }
             };
@@ -177,7 +177,7 @@ fn local_registry_starts_and_requires_auth_when_asked() {
     let url = format!("http://{}/v2/", locked.host);
     assert!(matches!(
         ureq::get(&url).call(),
-        Err(ureq::Error::Status(401, _))
+        Err(ureq::Error::StatusCode(401))
     ));
     let basic = format!(
         "Basic {}",
@@ -185,7 +185,7 @@ fn local_registry_starts_and_requires_auth_when_asked() {
     );
     assert_eq!(
         ureq::get(&url)
-            .set("Authorization", &basic)
+            .header("Authorization", &basic)
             .call()
             .unwrap()
             .status(),

@@ -31,14 +31,8 @@ fn assert_untrusted(err: &str, host: &str) {
     );
 }
 
-#[test]
-fn a_private_ca_in_ssl_cert_file_is_trusted_by_url_inputs_and_registries_alike() {
-    let ctx = TestContext::new();
-    std::fs::create_dir(ctx.join("ca")).unwrap();
-    let ca = TestCa::new(&ctx.join("ca"));
-
-    // A url input on an https server the CA signed.
-    let server = Server::tls_with(&ca.server_cert, &ca.server_key, |_| Reply::ok(CONTENT, &[]));
+/// `input/recipe.toml`, with one url input: `CONTENT` at `/blob` of `server`. Its digest (hex).
+fn write_input_recipe(ctx: &TestContext, server: &Server) -> String {
     let digest = kiln::digest::Sha256Digest::of(CONTENT).hex();
     ctx.write(
         "input/recipe.toml",
@@ -48,6 +42,18 @@ fn a_private_ca_in_ssl_cert_file_is_trusted_by_url_inputs_and_registries_alike()
             server.url("/blob")
         ),
     );
+    digest
+}
+
+#[test]
+fn a_private_ca_in_ssl_cert_file_is_trusted_by_url_inputs_and_registries_alike() {
+    let ctx = TestContext::new();
+    std::fs::create_dir(ctx.join("ca")).unwrap();
+    let ca = TestCa::new(&ctx.join("ca"));
+
+    // A url input on an https server the CA signed.
+    let server = Server::tls_with(&ca.server_cert, &ca.server_key, |_| Reply::ok(CONTENT, &[]));
+    let digest = write_input_recipe(&ctx, &server);
     let fetch = |ctx: &TestContext| {
         let mut cmd = ctx.kiln();
         cmd.args(["fetch", "input/recipe.toml"]);
@@ -118,6 +124,31 @@ fn a_private_ca_in_ssl_cert_file_is_trusted_by_url_inputs_and_registries_alike()
             .args(["copy", &a_ref, "oci:pulled:a"]),
     ));
     assert_eq!(pulled, a);
+}
+
+#[test]
+fn proxy_variables_are_not_used() {
+    // kiln connects directly (as it always did); a proxy named in the environment would also
+    // see every request, registry credentials included.
+    let server = Server::start(|_| Reply::ok(CONTENT, &[]));
+    let proxy = Server::start(|_| Reply::status(502, b"", &[]));
+    let ctx = TestContext::new();
+    let digest = write_input_recipe(&ctx, &server);
+    let mut fetch = ctx.kiln();
+    for name in ["ALL_PROXY", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY"] {
+        fetch.env(name, proxy.url(""));
+    }
+    run_ok(
+        fetch
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .args(["fetch", "input/recipe.toml"]),
+    );
+    assert_eq!(server.requests().len(), 1);
+    assert!(proxy.requests().is_empty(), "a request went to the proxy");
+    assert!(ctx
+        .join(format!("xdg-cache/kiln/blobs/sha256/{digest}"))
+        .is_file());
 }
 
 /// The first image of the OCI layout `layout`: its manifest digest and bytes, and every blob
