@@ -10,7 +10,8 @@ use super::record::{self, Expected, MAX_ENVELOPE_BYTES};
 use super::CacheError;
 use crate::attest::VerifyingKey;
 use crate::image::remote::{uncompressed_digest, RegistryBlobs};
-use crate::image::{media, ImageError};
+use crate::image::ImageError;
+use crate::media;
 use crate::registry::{Client, Reference, RegistryError, Repository};
 use crate::store::Store;
 

@@ -11,7 +11,7 @@ use super::record::{self, CacheRecord};
 use super::CacheError;
 use crate::attest::SigningKey;
 use crate::digest::Sha256Digest;
-use crate::image::media;
+use crate::media;
 use crate::registry::{run_parallel, BlobPush, Client, RegistryError, Repository};
 
 /// One layer to share: its record and where its blob is.

@@ -27,7 +27,7 @@ use crate::attest::{keys, SigningKey, VerifyingKey};
 use crate::digest::Sha256Digest;
 use crate::image::json::to_canonical_vec;
 use crate::image::layout::empty_descriptor;
-use crate::image::media;
+use crate::media;
 
 /// The payload type of a record envelope and the artifact type of its manifest.
 pub const RECORD_TYPE: &str = "application/vnd.kiln.cache.record.v1+json";

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::*;
 use crate::attest::keys;
 use crate::digest::Sha256Digest;
-use crate::image::media;
+use crate::media;
 use crate::registry::{AuthFiles, Client, ClientOptions, Repository};
 use crate::store::Store;
 use crate::testing::registry::LocalRegistry;
