@@ -192,7 +192,8 @@ fn a_machine_with_an_empty_cache_builds_from_the_remote_cache_without_the_inputs
         &ureq::get(&format!("http://{}/v2/ci/cache/tags/list", reg.host))
             .call()
             .unwrap()
-            .into_string()
+            .into_body()
+            .read_to_string()
             .unwrap(),
     )
     .unwrap();
