@@ -16,6 +16,7 @@ use crate::diff::{self, DiffError, DiffOptions, DiffReport, RebuildFacts, Verdic
 use crate::digest::Sha256Digest;
 use crate::image::referrer::{attach_statement, Subject};
 use crate::image::{self, media, ImageError, ImageRef, Layout, OpenedImage};
+use crate::platform::Platform;
 use crate::recipe::Recipe;
 use crate::store::{Store, StoreError};
 
@@ -80,7 +81,7 @@ pub struct RebuildRequest<'a> {
     /// The OCI layout the rebuilt image is written to.
     pub dest: &'a Path,
     /// The platform to open the rebuilt image at (as the upstream was opened).
-    pub platform: &'a str,
+    pub platform: &'a Platform,
     pub diff: &'a DiffOptions,
     /// The weakest verdict that passes.
     pub accept: Verdict,
@@ -157,7 +158,7 @@ pub fn rebuild(
         tag: None,
         digest: Some(built.manifest_digest),
     };
-    let rebuilt = image::open_image(&rebuilt_ref, request.platform).map_err(|source| {
+    let rebuilt = image::open_image(&rebuilt_ref, Some(request.platform)).map_err(|source| {
         RebuildError::OpenRebuilt {
             dest: dest.to_path_buf(),
             source: Box::new(source),

@@ -386,7 +386,7 @@ fn open_base(
         observer.registry_progress(),
     )?;
     transports.with_attached = false;
-    let opened = image::open_image_with(&parsed, recipe.image.platform.as_str(), &transports)?;
+    let opened = image::open_image_with(&parsed, Some(&recipe.image.platform), &transports)?;
     // Its layers go into the store (`import_layers`, below), so the build and the next
     // `--offline` one read only the store.
     observer.event(BuildEvent::BaseReady {

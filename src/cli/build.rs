@@ -272,7 +272,7 @@ fn check(
         };
         opened.push(crate::image::open_image(
             &reference,
-            recipe.image.platform.as_str(),
+            Some(&recipe.image.platform),
         )?);
     }
     let diff_opts = DiffOptions {
@@ -329,8 +329,7 @@ pub(super) fn push_output(
     push: &str,
     run: &super::args::BuildRunArgs,
 ) -> Result<()> {
-    let target: ImageRef = push.parse()?;
-    registry_target(push)?;
+    let target = ImageRef::Docker(registry_target(push)?);
     let ctx = super::copy::transports(&run.cache, &run.registry)?;
     let scratch = ctx.scratch()?;
     let layout_dir = match format {
@@ -346,7 +345,7 @@ pub(super) fn push_output(
         tag: None,
         digest: Some(image.manifest_digest),
     };
-    let opened = crate::image::open_image_with(&source, "", &ctx)?;
+    let opened = crate::image::open_image_with(&source, None, &ctx)?;
     let report = crate::image::copy_image(&opened, &target, &ctx, image.epoch)?;
     super::copy::report(push, &report);
     Ok(())

@@ -18,6 +18,7 @@ use super::source::{parse, BlobSource, OpenedImage};
 use super::{media, ImageError, ImageRef, Result, MAX_JSON_BLOB};
 use crate::digest::{HashingReader, Sha256Digest};
 use crate::layer::decompress;
+use crate::platform::Platform;
 use crate::registry::{
     self, AuthFiles, Client, ClientOptions, Progress, PulledManifest, Reference, RegistryError,
     Repository,
@@ -289,7 +290,7 @@ pub fn registry_reference(r: &ImageRef) -> Result<Reference> {
 /// (or all at once with [`OpenedImage::prefetch`]).
 pub(crate) fn open_registry(
     reference: &Reference,
-    platform: &str,
+    platform: Option<&Platform>,
     ctx: &Transports,
 ) -> Result<OpenedImage> {
     let blobs = RegistryBlobs {
@@ -316,8 +317,13 @@ pub(crate) fn open_registry(
         }
     };
     let image = if registry::is_index(&top.media_type) {
-        let want: registry::Platform = platform.parse()?;
-        let entry = registry::select_platform(&top, &want)?;
+        let Some(want) = platform else {
+            return Err(ImageError::Select {
+                reference: reference.to_string(),
+                reason: format!("{} is an index and no platform was given", top.digest),
+            });
+        };
+        let entry = registry::select_platform(&top, want)?;
         if entry.digest == top.digest {
             return Err(RegistryError::SelfReferencingIndex { digest: top.digest }.into());
         }

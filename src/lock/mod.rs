@@ -12,8 +12,8 @@ use serde::Serialize;
 use crate::deb::lock::{self as deb_lock, DebLockError, PackagesLocked};
 use crate::digest::Sha256Digest;
 use crate::fetch::{FetchError, Fetcher};
-use crate::image::remote::registry_reference;
-use crate::image::{open_image_with, ImageError, ImageRef, ReferenceError, Transports};
+use crate::image::{open_image_with, ImageError, ImageRef, Transports};
+use crate::platform::Platform;
 use crate::recipe::{self, InputSource, Recipe, RecipeError};
 
 #[derive(Debug, thiserror::Error)]
@@ -58,8 +58,6 @@ impl From<DebLockError> for LockError {
 /// Why a base image could not be pinned.
 #[derive(Debug, thiserror::Error)]
 pub enum BaseError {
-    #[error(transparent)]
-    Reference(#[from] ReferenceError),
     #[error("resolving a tag needs the network, and --offline was given")]
     Offline,
     #[error(
@@ -86,7 +84,7 @@ pub enum Pin {
     /// `[inputs.NAME] size`, in bytes.
     InputSize { input: String, size: u64 },
     /// `base`, with the digest its tag names now.
-    Base { reference: String },
+    Base { reference: ImageRef },
 }
 
 /// Progress of [`lock_recipe`], in order.
@@ -177,13 +175,17 @@ pub fn lock_recipe(
     }
     if let Some(base) = &parsed.base {
         if base.digest.is_none() || options.update {
-            let platform = parsed.image.platform.to_string();
-            let pinned = resolve_base(&base.reference.to_string(), &parsed.dir, &platform, options)
-                .map_err(|source| LockError::Base {
-                    reference: base.reference.to_string(),
-                    source,
-                })?;
-            if let Some(pinned) = pinned.filter(|p| *p != base.reference.to_string()) {
+            let pinned = resolve_base(
+                &base.reference,
+                &parsed.dir,
+                &parsed.image.platform,
+                options,
+            )
+            .map_err(|source| LockError::Base {
+                reference: base.reference.to_string(),
+                source,
+            })?;
+            if let Some(pinned) = pinned.filter(|p| *p != base.reference) {
                 new_text = recipe::pin_base_ref(&new_text, &pinned)?;
                 pin(Pin::Base { reference: pinned }, &mut pins);
             }
@@ -207,22 +209,16 @@ pub fn lock_recipe(
 }
 
 /// The base reference pinned to what its tag names now (`None`: nothing to resolve, e.g. a
-/// digest-only reference). The text before `@` is kept as written; only the digest changes.
+/// digest-only reference). Everything but the digest is kept (see [`ImageRef::pinned`]).
 /// A relative `oci:` path is relative to `recipe_dir`.
 pub fn resolve_base(
-    reference: &str,
+    reference: &ImageRef,
     recipe_dir: &Path,
-    platform: &str,
+    platform: &Platform,
     options: &LockOptions<'_>,
-) -> Result<Option<String>, BaseError> {
-    let parsed: ImageRef = reference.parse()?;
-    let unpinned = reference
-        .rsplit_once('@')
-        .map_or(reference, |(body, _)| body)
-        .to_string();
-    let digest = match &parsed {
-        ImageRef::Docker { .. } => {
-            let r = registry_reference(&parsed)?;
+) -> Result<Option<ImageRef>, BaseError> {
+    let digest = match reference {
+        ImageRef::Docker(r) => {
             if r.tag().is_none() && r.digest().is_some() {
                 return Ok(None);
             }
@@ -233,7 +229,7 @@ pub fn resolve_base(
             ctx.client.resolve_tag(r.repository(), r.tag_or_latest())?
         }
         ImageRef::Oci { path, tag, .. } | ImageRef::OciArchive { path, tag, .. } => {
-            if tag.is_none() && parsed.digest().is_some() {
+            if tag.is_none() && reference.is_pinned() {
                 return Ok(None);
             }
             let path = if path.is_absolute() {
@@ -241,7 +237,7 @@ pub fn resolve_base(
             } else {
                 recipe_dir.join(path)
             };
-            let local = match &parsed {
+            let local = match reference {
                 ImageRef::Oci { .. } => ImageRef::Oci {
                     path,
                     tag: tag.clone(),
@@ -254,11 +250,11 @@ pub fn resolve_base(
                 },
             };
             let ctx = (options.transports)()?;
-            open_image_with(&local, platform, &ctx)?.resolved_digest
+            open_image_with(&local, Some(platform), &ctx)?.resolved_digest
         }
         ImageRef::DockerArchive { .. } => return Err(BaseError::DockerArchive),
     };
-    Ok(Some(format!("{unpinned}@{digest}")))
+    Ok(reference.pinned(digest))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::error::{RegistryError, Result};
 use crate::digest::Sha256Digest;
-use crate::platform::Platform;
+use crate::platform::{Fit, Platform};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -188,8 +188,8 @@ pub struct IndexEntry {
     pub size: u64,
 }
 
-/// Picks the first image manifest for `platform` in an index. A platform without a variant
-/// matches any variant (an index says `linux/arm64/v8` for plain `linux/arm64`).
+/// Picks the image manifest for `platform` in an index: the first exact entry, else the first
+/// compatible one ([`Platform::fit`]).
 pub fn select_platform(index: &PulledManifest, platform: &Platform) -> Result<IndexEntry> {
     #[derive(Deserialize)]
     struct Index {
@@ -216,11 +216,11 @@ pub fn select_platform(index: &PulledManifest, platform: &Platform) -> Result<In
             url: String::new(),
             source: e,
         })?;
-    let found = parsed.manifests.into_iter().find(|e| {
-        IMAGE_MANIFEST_TYPES.contains(&e.media_type.as_str())
-            && e.platform.as_ref().is_some_and(|p| {
-                platform.is_served_by(&p.os, &p.architecture, p.variant.as_deref())
-            })
+    let found = Fit::best(parsed.manifests, |e| {
+        let p = e.platform.as_ref()?;
+        IMAGE_MANIFEST_TYPES
+            .contains(&e.media_type.as_str())
+            .then(|| platform.fit(&p.os, &p.architecture, p.variant.as_deref()))?
     });
     let none = || RegistryError::NoMatchingPlatform {
         digest: index.digest,
