@@ -144,13 +144,12 @@ pub fn build(
         }
         _ => None,
     };
-    let platform = recipe.image.platform.to_string();
     if let Some(b) = &base {
-        if b.platform() != platform && !b.platform().starts_with(&format!("{platform}/")) {
+        if !b.serves(&recipe.image.platform) {
             return Err(BuildError::PlatformMismatch {
                 reference: b.reference.clone(),
                 base: b.platform(),
-                recipe: platform,
+                recipe: recipe.image.platform.to_string(),
             });
         }
     }
@@ -289,7 +288,7 @@ pub fn build(
                 .unwrap_or_default()
         }),
         recipe_digest: recipe.sha256,
-        platform,
+        platform: recipe.image.platform.to_string(),
         epoch: recipe.image.epoch,
         compressor: plan.image.encoder.clone(),
         dependencies,

@@ -67,12 +67,8 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
 fn run_build(args: BuildArgs) -> Result<ExitCode> {
     let recipe = Recipe::load(&args.recipe)?;
     if args.plan {
-        if recipe.image.platforms.len() > 1 {
-            anyhow::bail!("--plan does not support a recipe with several `platforms` yet");
-        }
-        let plan = build::plan::from_pins(&recipe)
+        let bytes = build::plan::printable(&recipe)
             .with_context(|| format!("failed to plan {}", args.recipe.display()))?;
-        let bytes = plan.to_bytes();
         let text = std::str::from_utf8(&bytes).expect("JSON is UTF-8");
         outln!("{}", text.trim_end_matches('\n'));
         return Ok(ExitCode::SUCCESS);
@@ -169,17 +165,7 @@ fn build_platforms(
              --sbom (copy one platform's image to an archive afterwards)"
         );
     }
-    let per_platform: Vec<Recipe> = recipe
-        .image
-        .platforms
-        .iter()
-        .map(|platform| {
-            let mut one = recipe.clone();
-            one.image.platform = platform.clone();
-            one.image.platforms = vec![platform.clone()];
-            one
-        })
-        .collect();
+    let per_platform = build::plan::per_platform(recipe);
     // Refuse before building anything.
     for one in &per_platform {
         build::check_emulator(one)?;

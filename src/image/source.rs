@@ -68,6 +68,15 @@ impl OpenedImage {
         p
     }
 
+    /// Whether the config's os, architecture and variant serve `platform` ([`Platform::fit`]).
+    pub fn serves(&self, platform: &Platform) -> bool {
+        platform.is_served_by(
+            &self.config.os().to_string(),
+            &self.config.architecture().to_string(),
+            self.config.variant().as_deref(),
+        )
+    }
+
     /// The layout holding the blobs, when they are in one.
     pub fn layout(&self) -> Option<&Layout> {
         match &self.blobs {
