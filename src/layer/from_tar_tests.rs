@@ -252,7 +252,7 @@ fn case9_tree_whiteout_under_symlinked_dir_and_late_opaque_marker() {
     let mut t = Tar::new();
     t.symlink("link", "/real").file("link/.wh.victim", b"");
     let tree = ctx.tree(&t.finish()).unwrap();
-    assert_eq!(kind(&tree, "real/victim"), &EntryKind::Whiteout);
+    assert_eq!(kind(&tree, "real/victim"), &EntryKind::Whiteout(()));
     // The opaque marker after its siblings keeps them (it hides lower layers only).
     let mut t = Tar::new();
     t.dir("d", 0o755)
@@ -520,7 +520,7 @@ fn random_hostile_archives_keep_tree_paths_normalized() {
                 assert_eq!(tree::normalize(k).unwrap(), *k);
                 if let EntryKind::Hardlink(t) = &e.kind {
                     assert!(
-                        matches!(tree.get(t).map(|e| &e.kind), Some(k) if !matches!(k, EntryKind::Dir | EntryKind::Hardlink(_) | EntryKind::Whiteout)),
+                        matches!(tree.get(t).map(|e| &e.kind), Some(k) if !matches!(k, EntryKind::Dir | EntryKind::Hardlink(_) | EntryKind::Whiteout(()))),
                         "hardlink {k} -> {t} dangles"
                     );
                 }

@@ -100,7 +100,7 @@ fn sample_tree(host_file: &std::path::Path) -> FileTree {
     put(
         &mut t,
         "etc/gone",
-        EntryKind::Whiteout,
+        EntryKind::Whiteout(()),
         Metadata::new(0o777, 9, 9, 3),
     );
     put(
@@ -621,7 +621,7 @@ fn go_style_whiteouts_and_opaque_markers() {
         Metadata::new(0o2750, 5, 6, 0),
     );
     put(&mut tree, "d/new", inline(b"n"), meta(0o644, 0));
-    put(&mut tree, "gone", EntryKind::Whiteout, meta(0o644, 0));
+    put(&mut tree, "gone", EntryKind::Whiteout(()), meta(0o644, 0));
     tree.opaque.insert("d".to_string());
     for style in [TarStyle::Go, TarStyle::GoBytewise] {
         let mut tar = Vec::new();
