@@ -18,7 +18,8 @@ pub(crate) fn require_tool(tool: &str) {
     assert!(found, "this test needs `{tool}`: run scripts/setup.sh");
 }
 
-fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> (bool, Vec<u8>, String) {
+/// Runs `cmd` with `input` on its stdin: whether it succeeded, its stdout and its stderr.
+pub(crate) fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> (bool, Vec<u8>, String) {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
