@@ -6,6 +6,7 @@
 //! inspect, diff and copy read every transport the same way through
 //! [`OpenedImage::open_blob`].
 
+use std::fmt::Display;
 use std::io::{BufReader, Read, Write};
 use std::path::PathBuf;
 
@@ -60,12 +61,11 @@ impl OpenedImage {
 
     /// The `os/arch[/variant]` of the config.
     pub fn platform(&self) -> String {
-        let mut p = format!("{}/{}", self.config.os(), self.config.architecture());
-        if let Some(v) = self.config.variant() {
-            p.push('/');
-            p.push_str(v);
-        }
-        p
+        platform_name(
+            self.config.os(),
+            self.config.architecture(),
+            self.config.variant().as_deref(),
+        )
     }
 
     /// Whether the config's os, architecture and variant serve `platform` ([`Platform::fit`]).
@@ -524,15 +524,17 @@ fn available(index: &ImageIndex) -> String {
         .manifests()
         .iter()
         .filter_map(|m| m.platform().as_ref())
-        .map(|p| {
-            let mut name = format!("{}/{}", p.os(), p.architecture());
-            if let Some(v) = p.variant() {
-                name = format!("{name}/{v}");
-            }
-            name
-        })
+        .map(|p| platform_name(p.os(), p.architecture(), p.variant().as_deref()))
         .collect();
     names.join(", ")
+}
+
+/// `os/arch[/variant]`, as an image names it (which may be no [`Platform`] kiln knows).
+fn platform_name(os: impl Display, architecture: impl Display, variant: Option<&str>) -> String {
+    match variant {
+        Some(v) => format!("{os}/{architecture}/{v}"),
+        None => format!("{os}/{architecture}"),
+    }
 }
 
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
