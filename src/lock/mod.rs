@@ -317,6 +317,102 @@ mod tests {
         assert_eq!(fs_err::read_to_string(&recipe).unwrap(), locked);
     }
 
+    /// An `oci:DIR:TAG` base whose tag names an index is pinned to the index digest, with the
+    /// path and tag kept as written; the recipe's platform must be served by the index, and a
+    /// second lock finds nothing to pin.
+    #[test]
+    fn an_oci_base_tag_is_pinned_to_the_index_it_names() {
+        use crate::image::layout::descriptor;
+        use crate::image::{media, Layout};
+
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(&dir.path().join("base")).unwrap();
+        let config = br#"{"architecture":"arm64","variant":"v8","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let config_digest = layout.put_blob(config).unwrap();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest.to_string(),
+                "size": config.len(),
+            },
+            "layers": [],
+        })
+        .to_string();
+        let manifest_digest = layout.put_blob(manifest.as_bytes()).unwrap();
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_INDEX,
+            "manifests": [{
+                "mediaType": media::OCI_MANIFEST,
+                "digest": manifest_digest.to_string(),
+                "size": manifest.len(),
+                "platform": {"os": "linux", "architecture": "arm64"},
+            }],
+        })
+        .to_string();
+        let index_digest = layout.put_blob(index.as_bytes()).unwrap();
+        let mut entry = descriptor(media::OCI_INDEX, &index_digest, index.len() as u64);
+        entry.set_annotations(Some(
+            [(
+                "org.opencontainers.image.ref.name".to_string(),
+                "1".to_string(),
+            )]
+            .into(),
+        ));
+        layout.write_index(vec![entry]).unwrap();
+
+        let recipe = dir.path().join("r.toml");
+        let text = |platform: &str| {
+            format!(
+                "[image]\nname = \"e\"\nplatform = \"{platform}\"\n[base]\nref = \"oci:base:1\"\n\
+                 [[layer]]\n[[layer.step]]\nwrite = \"/hello\"\ncontent = \"hi\\n\"\n"
+            )
+        };
+        let store = Store::open(&dir.path().join("cache")).unwrap();
+        let fetcher = Fetcher::new(store.clone());
+        let transports = || {
+            Transports::new(
+                store.clone(),
+                true,
+                &crate::image::remote::RegistryOptions::default(),
+                None,
+            )
+        };
+        let options = LockOptions {
+            update: false,
+            now: 0,
+            fetcher: &fetcher,
+            transports: &transports,
+        };
+        let lock = || lock_recipe(&recipe, &options, &mut |_| {});
+
+        fs_err::write(&recipe, text("linux/amd64")).unwrap();
+        let err = lock().unwrap_err();
+        assert!(
+            matches!(&err, LockError::Base { reference, source: BaseError::Image(ImageError::NoPlatform { .. }) }
+                if reference == "oci:base:1"),
+            "{err:?}"
+        );
+
+        // linux/arm64/v8 is served by the index's variant-less linux/arm64 entry.
+        fs_err::write(&recipe, text("linux/arm64/v8")).unwrap();
+        let pinned = format!("oci:base:1@{index_digest}");
+        let outcome = lock().unwrap();
+        assert_eq!(
+            outcome.pins,
+            [Pin::Base {
+                reference: pinned.parse().unwrap()
+            }]
+        );
+        assert_eq!(
+            fs_err::read_to_string(&recipe).unwrap(),
+            text("linux/arm64/v8").replace("oci:base:1", &pinned)
+        );
+        assert_eq!(lock().unwrap().pins, []);
+    }
+
     #[test]
     fn a_docker_archive_base_cannot_be_pinned() {
         let dir = tempfile::tempdir().unwrap();
