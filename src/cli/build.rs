@@ -214,7 +214,15 @@ fn build_platforms(
             },
         );
     }
-    outln!("{digest}");
+    reporter.json(serde_json::json!({
+        "event": "image",
+        "digest": digest.to_string(),
+        "output": dest.display().to_string(),
+        "format": "oci",
+    }));
+    if !args.json {
+        outln!("{digest}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -236,12 +236,19 @@ fn plan_of_several_platforms_is_the_plan_of_each_in_order() {
             .arg("-o")
             .arg(ctx.join("out/bb")),
     );
-    // (A multi-platform build ends with the index digest as a plain line, even with --json.)
-    let events: Vec<&str> = out.lines().filter(|l| l.starts_with('{')).collect();
-    let built: Vec<String> = built_layers(&events.join("\n"))
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let built: Vec<String> = built_layers(&out).into_iter().map(|(k, _)| k).collect();
     assert_eq!(built, keys);
+    // With --json, stdout holds only events: the last names the index.
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let index = std::fs::read(ctx.join("out/bb/index.json")).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&index).unwrap();
+    assert_eq!(
+        (&last["event"], &last["digest"], &last["format"]),
+        (
+            &"image".into(),
+            &index["manifests"][0]["digest"],
+            &"oci".into()
+        )
+    );
     assert_eq!(plan(&ctx, &recipe), first, "building changes no plan");
 }
