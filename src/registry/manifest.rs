@@ -218,9 +218,10 @@ pub fn select_platform(index: &PulledManifest, platform: &Platform) -> Result<In
         })?;
     let found = Fit::best(parsed.manifests, |e| {
         let p = e.platform.as_ref()?;
-        IMAGE_MANIFEST_TYPES
-            .contains(&e.media_type.as_str())
-            .then(|| platform.fit(&p.os, &p.architecture, p.variant.as_deref()))?
+        if !IMAGE_MANIFEST_TYPES.contains(&e.media_type.as_str()) {
+            return None;
+        }
+        platform.fit(&p.os, &p.architecture, p.variant.as_deref())
     });
     let none = || RegistryError::NoMatchingPlatform {
         digest: index.digest,
@@ -403,5 +404,35 @@ mod tests {
             "linux/arm64/v8".parse::<Platform>().unwrap().to_string(),
             "linux/arm64/v8"
         );
+    }
+
+    /// The registry picks as a layout does ([`Platform::fit`]): an exact entry over an earlier
+    /// compatible one, a variant-less entry for its architecture's default variant, `os.version`
+    /// not compared, entries that are not image manifests skipped.
+    #[test]
+    fn select_prefers_exact_then_compatible_entries() {
+        let [a, b, c, d] = [b"a", b"b", b"c", b"d"].map(|x| Sha256Digest::of(x));
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[
+              {{"mediaType":"{OCI_INDEX}","digest":"{d}","size":1,"platform":{{"os":"linux","architecture":"arm64"}}}},
+              {{"mediaType":"{OCI_MANIFEST}","digest":"{a}","size":1,"platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}},
+              {{"mediaType":"{OCI_MANIFEST}","digest":"{b}","size":1,"platform":{{"os":"linux","architecture":"arm64"}}}},
+              {{"mediaType":"{OCI_MANIFEST}","digest":"{c}","size":1,"platform":{{"os":"windows","architecture":"amd64","os.version":"10.0.17763.1879"}}}}
+            ]}}"#
+        );
+        let idx = PulledManifest {
+            media_type: OCI_INDEX.into(),
+            digest: Sha256Digest::of(body.as_bytes()),
+            bytes: body.into_bytes(),
+        };
+        let pick = |p: &str| select_platform(&idx, &p.parse().unwrap()).map(|e| e.digest);
+        assert_eq!(pick("linux/arm64").unwrap(), b, "exact over the earlier v8");
+        assert_eq!(pick("linux/arm64/v8").unwrap(), a);
+        assert_eq!(
+            pick("windows/amd64").unwrap(),
+            c,
+            "os.version is not compared"
+        );
+        assert!(pick("linux/arm64/v9").is_err());
     }
 }
