@@ -249,6 +249,19 @@ mod tests {
         }
     }
 
+    /// A pulled index listing `entries` (JSON objects).
+    fn pulled_index(entries: &[String]) -> PulledManifest {
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
+            entries.join(",")
+        );
+        PulledManifest {
+            media_type: OCI_INDEX.into(),
+            digest: Sha256Digest::of(body.as_bytes()),
+            bytes: body.into_bytes(),
+        }
+    }
+
     const IMG: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#;
 
     #[test]
@@ -380,17 +393,14 @@ mod tests {
         }
         let a = Sha256Digest::of(b"a");
         let b = Sha256Digest::of(b"b");
-        let body = format!(
-            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[
-              {{"mediaType":"{OCI_MANIFEST}","digest":"{a}","size":1,"platform":{{"os":"linux","architecture":"amd64"}}}},
-              {{"mediaType":"{OCI_MANIFEST}","digest":"{b}","size":2,"platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}}
-            ]}}"#
-        );
-        let idx = PulledManifest {
-            media_type: OCI_INDEX.into(),
-            digest: Sha256Digest::of(body.as_bytes()),
-            bytes: body.into_bytes(),
-        };
+        let idx = pulled_index(&[
+            format!(
+                r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{a}","size":1,"platform":{{"os":"linux","architecture":"amd64"}}}}"#
+            ),
+            format!(
+                r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{b}","size":2,"platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}}"#
+            ),
+        ]);
         let pick = |p: &str| select_platform(&idx, &p.parse().unwrap()).map(|e| e.digest);
         assert_eq!(pick("linux/amd64").unwrap(), a);
         assert_eq!(pick("linux/arm64").unwrap(), b);
@@ -412,19 +422,25 @@ mod tests {
     #[test]
     fn select_prefers_exact_then_compatible_entries() {
         let [a, b, c, d] = [b"a", b"b", b"c", b"d"].map(|x| Sha256Digest::of(x));
-        let body = format!(
-            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[
-              {{"mediaType":"{OCI_INDEX}","digest":"{d}","size":1,"platform":{{"os":"linux","architecture":"arm64"}}}},
-              {{"mediaType":"{OCI_MANIFEST}","digest":"{a}","size":1,"platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}},
-              {{"mediaType":"{OCI_MANIFEST}","digest":"{b}","size":1,"platform":{{"os":"linux","architecture":"arm64"}}}},
-              {{"mediaType":"{OCI_MANIFEST}","digest":"{c}","size":1,"platform":{{"os":"windows","architecture":"amd64","os.version":"10.0.17763.1879"}}}}
-            ]}}"#
-        );
-        let idx = PulledManifest {
-            media_type: OCI_INDEX.into(),
-            digest: Sha256Digest::of(body.as_bytes()),
-            bytes: body.into_bytes(),
+        let entry = |media_type: &str, digest: &Sha256Digest, platform: &str| {
+            format!(
+                r#"{{"mediaType":"{media_type}","digest":"{digest}","size":1,"platform":{platform}}}"#
+            )
         };
+        let idx = pulled_index(&[
+            entry(OCI_INDEX, &d, r#"{"os":"linux","architecture":"arm64"}"#),
+            entry(
+                OCI_MANIFEST,
+                &a,
+                r#"{"os":"linux","architecture":"arm64","variant":"v8"}"#,
+            ),
+            entry(OCI_MANIFEST, &b, r#"{"os":"linux","architecture":"arm64"}"#),
+            entry(
+                OCI_MANIFEST,
+                &c,
+                r#"{"os":"windows","architecture":"amd64","os.version":"10.0.17763.1879"}"#,
+            ),
+        ]);
         let pick = |p: &str| select_platform(&idx, &p.parse().unwrap()).map(|e| e.digest);
         assert_eq!(pick("linux/arm64").unwrap(), b, "exact over the earlier v8");
         assert_eq!(pick("linux/arm64/v8").unwrap(), a);
