@@ -458,6 +458,11 @@ mod tests {
         (dir, layout, digest, blob.len() as u64)
     }
 
+    /// Scans the blob `digest` of `layout` as a layer of `size` bytes.
+    fn scan_blob(layout: &Layout, digest: &Sha256Digest, size: u64) -> Result<LayerScan> {
+        scan_reader(layout.open_blob(digest, Some(size)).unwrap(), digest, size)
+    }
+
     #[test]
     fn a_layer_is_scanned_into_changes_and_facts() {
         let mut tree = FileTree::default();
@@ -488,12 +493,7 @@ mod tests {
         crate::layer::write::write_tar(&tree, 10, &mut tar).unwrap();
         let (_dir, layout, digest, size) = layout_with(&tar);
 
-        let scan = scan_reader(
-            layout.open_blob(&digest, Some(size)).unwrap(),
-            &digest,
-            size,
-        )
-        .unwrap();
+        let scan = scan_blob(&layout, &digest, size).unwrap();
         assert_eq!(scan.diff_id, Sha256Digest::of(&tar));
         assert_eq!(scan.uncompressed_size, tar.len() as u64);
         assert!(matches!(scan.compression, CompressionFacts::Gzip(_)));
@@ -550,12 +550,7 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         fs_err::write(&path, &bytes).unwrap();
-        assert!(scan_reader(
-            layout.open_blob(&digest, Some(size)).unwrap(),
-            &digest,
-            size
-        )
-        .is_err());
+        assert!(scan_blob(&layout, &digest, size).is_err());
 
         // `.wh..` (a whiteout of `.`) is refused, not applied.
         let mut raw = vec![0u8; 512];
@@ -572,12 +567,7 @@ mod tests {
         raw[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
         raw.resize(512 * 3, 0);
         let (_dir, layout, digest, size) = layout_with(&raw);
-        let err = scan_reader(
-            layout.open_blob(&digest, Some(size)).unwrap(),
-            &digest,
-            size,
-        )
-        .unwrap_err();
+        let err = scan_blob(&layout, &digest, size).unwrap_err();
         assert!(
             matches!(
                 err,
