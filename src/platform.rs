@@ -47,13 +47,28 @@ impl Platform {
         &self.0
     }
 
-    /// Whether an index entry for `os`/`architecture`/`variant` serves this platform: a
-    /// platform without a variant takes any variant (an index says `linux/arm64/v8` for plain
-    /// `linux/arm64`).
+    /// Whether an index entry for `os`/`architecture`/`variant` serves this platform, and how
+    /// closely. A platform without a variant takes any variant (an index says `linux/arm64/v8`
+    /// for plain `linux/arm64`); an entry without a variant stands for its architecture's
+    /// default one, as containerd normalizes it (`linux/arm64` is `linux/arm64/v8`). An entry's
+    /// `os.version` and `os.features` are not compared: a kiln platform does not name them.
+    pub fn fit(&self, os: &str, architecture: &str, variant: Option<&str>) -> Option<Fit> {
+        if self.os() != os || self.architecture() != architecture {
+            return None;
+        }
+        match (self.variant(), variant) {
+            (want, have) if want == have => Some(Fit::Exact),
+            (None, Some(_)) => Some(Fit::Compatible),
+            (Some(want), None) if default_variant(architecture) == Some(want) => {
+                Some(Fit::Compatible)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether an index entry serves this platform at all (see [`Platform::fit`]).
     pub fn is_served_by(&self, os: &str, architecture: &str, variant: Option<&str>) -> bool {
-        self.os() == os
-            && self.architecture() == architecture
-            && (self.variant().is_none() || self.variant() == variant)
+        self.fit(os, architecture, variant).is_some()
     }
 
     fn parts(&self) -> (&str, &str, Option<&str>) {
@@ -61,6 +76,41 @@ impl Platform {
         let os = it.next().unwrap_or_default();
         let arch = it.next().unwrap_or_default();
         (os, arch, it.next())
+    }
+}
+
+/// How an index entry serves a platform; an index's exact entry wins over an earlier
+/// compatible one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fit {
+    /// The same os, architecture and variant.
+    Exact,
+    /// Served through a missing variant (see [`Platform::fit`]).
+    Compatible,
+}
+
+impl Fit {
+    /// The entry that serves best, `fit` saying how each one does: the first exact one, else
+    /// the first compatible one.
+    pub fn best<T>(
+        entries: impl IntoIterator<Item = T>,
+        fit: impl Fn(&T) -> Option<Fit>,
+    ) -> Option<T> {
+        entries
+            .into_iter()
+            .filter_map(|e| Some((fit(&e)?, e)))
+            .min_by_key(|(f, _)| *f)
+            .map(|(_, e)| e)
+    }
+}
+
+/// The variant an index entry without one stands for (containerd's `platforms.Normalize`).
+fn default_variant(architecture: &str) -> Option<&'static str> {
+    match architecture {
+        "arm64" => Some("v8"),
+        "arm" => Some("v7"),
+        "amd64" => Some("v1"),
+        _ => None,
     }
 }
 
@@ -214,7 +264,51 @@ mod tests {
         assert!(arm64.is_served_by("linux", "arm64", None));
         assert!(v8.is_served_by("linux", "arm64", Some("v8")));
         assert!(!v8.is_served_by("linux", "arm64", Some("v7")));
-        assert!(!v8.is_served_by("linux", "arm64", None));
         assert!(!arm64.is_served_by("linux", "amd64", None));
+    }
+
+    /// An index entry without a variant stands for its architecture's default variant.
+    #[test]
+    fn an_entry_without_a_variant_is_the_default_variant() {
+        let p = |s: &str| s.parse::<Platform>().unwrap();
+        for (want, entry, fit) in [
+            ("linux/arm64/v8", ("arm64", None), Some(Fit::Compatible)),
+            ("linux/arm64/v9", ("arm64", None), None),
+            ("linux/arm/v7", ("arm", None), Some(Fit::Compatible)),
+            ("linux/arm/v6", ("arm", None), None),
+            ("linux/amd64/v1", ("amd64", None), Some(Fit::Compatible)),
+            ("linux/amd64/v2", ("amd64", None), None),
+            ("linux/386/v1", ("386", None), None),
+            ("linux/arm64", ("arm64", Some("v8")), Some(Fit::Compatible)),
+            ("linux/arm64", ("arm64", None), Some(Fit::Exact)),
+            ("linux/arm64/v8", ("arm64", Some("v8")), Some(Fit::Exact)),
+            ("linux/arm/v7", ("arm", Some("v6")), None),
+            ("windows/amd64", ("amd64", None), Some(Fit::Exact)),
+        ] {
+            let (arch, variant) = entry;
+            let os = want.split('/').next().unwrap();
+            assert_eq!(p(want).fit(os, arch, variant), fit, "{want} by {entry:?}");
+        }
+        assert_eq!(
+            p("linux/arm64/v8").fit("windows", "arm64", Some("v8")),
+            None
+        );
+    }
+
+    /// The first exact entry wins over an earlier compatible one; among equals, the first.
+    #[test]
+    fn the_best_entry_is_exact_then_first() {
+        let want: Platform = "linux/arm64".parse().unwrap();
+        let entries = [("arm64", Some("v8")), ("arm64", None), ("arm64", None)];
+        let fit = |e: &(usize, &(&str, Option<&str>))| want.fit("linux", e.1 .0, e.1 .1);
+        assert_eq!(
+            Fit::best(entries.iter().enumerate(), fit).map(|e| e.0),
+            Some(1)
+        );
+        assert_eq!(
+            Fit::best(entries.iter().enumerate().take(1), fit).map(|e| e.0),
+            Some(0)
+        );
+        assert_eq!(Fit::best(entries.iter().enumerate().skip(3), fit), None);
     }
 }

@@ -17,6 +17,7 @@ use crate::digest::Sha256Digest;
 use crate::image::referrer::{attach_statement, Subject};
 use crate::image::{self, ImageError, ImageRef, Layout, OpenedImage};
 use crate::media;
+use crate::platform::Platform;
 use crate::recipe::Recipe;
 use crate::store::{Store, StoreError};
 
@@ -81,7 +82,7 @@ pub struct RebuildRequest<'a> {
     /// The OCI layout the rebuilt image is written to.
     pub dest: &'a Path,
     /// The platform to open the rebuilt image at (as the upstream was opened).
-    pub platform: &'a str,
+    pub platform: &'a Platform,
     pub diff: &'a DiffOptions,
     /// The weakest verdict that passes.
     pub accept: Verdict,
@@ -158,7 +159,7 @@ pub fn rebuild(
         tag: None,
         digest: Some(built.manifest_digest),
     };
-    let rebuilt = image::open_image(&rebuilt_ref, request.platform).map_err(|source| {
+    let rebuilt = image::open_image(&rebuilt_ref, Some(request.platform)).map_err(|source| {
         RebuildError::OpenRebuilt {
             dest: dest.to_path_buf(),
             source: Box::new(source),

@@ -167,7 +167,7 @@ pub fn build_layer(layer: &Layer, ctx: &LayerContext<'_>) -> Result<BuiltLayer> 
                 let key = tree.resolve(path.as_str()).map_err(|e| fail(Box::new(e)))?;
                 let here = tree
                     .get(&key)
-                    .is_some_and(|e| !matches!(e.kind, EntryKind::Whiteout));
+                    .is_some_and(|e| !matches!(e.kind, EntryKind::Whiteout(())));
                 if !here && removes_nothing(&key, lower.get_or_insert_with(|| lower_index(ctx))) {
                     warn_removed_nothing(ctx, step, &key);
                     removed_nothing.push((step_index, key));

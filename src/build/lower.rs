@@ -89,7 +89,7 @@ impl LowerIndex {
         for item in tree.entries() {
             let (path, entry) = item?;
             match &entry.kind {
-                EntryKind::Whiteout => {
+                EntryKind::Whiteout(()) => {
                     self.remove_under(&path);
                     self.entries.remove(path.as_ref());
                 }

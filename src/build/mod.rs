@@ -177,13 +177,12 @@ pub fn build(
         }
         _ => None,
     };
-    let platform = recipe.image.platform.to_string();
     if let Some(b) = &base {
-        if b.platform() != platform && !b.platform().starts_with(&format!("{platform}/")) {
+        if !b.serves(&recipe.image.platform) {
             return Err(BuildError::PlatformMismatch {
                 reference: b.reference.clone(),
                 base: b.platform(),
-                recipe: platform,
+                recipe: recipe.image.platform.to_string(),
             });
         }
     }
@@ -325,7 +324,7 @@ pub fn build(
                 .unwrap_or_default()
         }),
         recipe_digest: recipe.sha256,
-        platform,
+        platform: recipe.image.platform.to_string(),
         epoch: recipe.image.epoch,
         compressor: plan.image.encoder.clone(),
         dependencies,
@@ -425,7 +424,7 @@ fn open_base(
         observer.registry_progress(),
     )?;
     transports.with_attached = false;
-    let opened = image::open_image_with(&parsed, recipe.image.platform.as_str(), &transports)?;
+    let opened = image::open_image_with(&parsed, Some(&recipe.image.platform), &transports)?;
     // Its layers go into the store (`import_layers`, below), so the build and the next
     // `--offline` one read only the store.
     observer.event(BuildEvent::BaseReady {

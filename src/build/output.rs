@@ -171,7 +171,7 @@ pub fn write_output(
                     tag: None,
                     digest: Some(image.manifest_digest),
                 },
-                "",
+                None,
             )?;
             let scratch = store.scratch("kiln-docker-")?;
             write_docker_archive_file(

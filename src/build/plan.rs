@@ -25,9 +25,11 @@ use super::{inputs, packages, BuildError, Result};
 use crate::digest::Sha256Digest;
 use crate::image::json::to_canonical_vec;
 use crate::layer::compress::Compression as Codec;
+use crate::platform::Platform;
 use crate::recipe::{
     Compression, ConfigSection, HistoryEntry, InputSource, Recipe, StepKind, TarStyle,
 };
+use crate::reference::ImageRef;
 
 /// Changes whenever the plan's shape or the meaning of a key changes.
 pub const PLAN_VERSION: u32 = 1;
@@ -51,7 +53,7 @@ pub struct BuildPlan {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImagePlan {
     pub name: String,
-    pub platform: String,
+    pub platform: Platform,
     pub epoch: i64,
     /// The layer encoder and its settings ([`Codec::describe`]).
     pub encoder: String,
@@ -62,8 +64,8 @@ pub struct ImagePlan {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BasePlan {
-    /// As the recipe writes it.
-    pub reference: String,
+    /// In its canonical form.
+    pub reference: ImageRef,
     /// The pinned digest (an index digest names the image for [`ImagePlan::platform`]).
     pub digest: Sha256Digest,
 }
@@ -104,7 +106,7 @@ pub struct LayerSpec {
 /// The rootfs a layer's `run` steps see.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rootfs {
-    pub platform: String,
+    pub platform: Platform,
     /// The base's pinned digest.
     pub base: Option<Sha256Digest>,
     /// The keys of the recipe's layers below, bottom first.
@@ -147,7 +149,7 @@ impl LayerSpec {
 pub fn compute(recipe: &Recipe, facts: &PlanFacts) -> Result<BuildPlan> {
     let base = match &recipe.base {
         Some(b) => Some(BasePlan {
-            reference: b.reference.to_string(),
+            reference: b.reference.clone(),
             digest: b.digest.ok_or_else(|| BuildError::BaseNotPinned {
                 reference: b.reference.to_string(),
             })?,
@@ -157,7 +159,7 @@ pub fn compute(recipe: &Recipe, facts: &PlanFacts) -> Result<BuildPlan> {
     let kiln = env!("CARGO_PKG_VERSION").to_string();
     let image = &recipe.image;
     let encoder = codec(image.compression, image.compression_level).describe();
-    let platform = image.platform.to_string();
+    let platform = &image.platform;
     let mut layers: Vec<LayerPlan> = Vec::with_capacity(recipe.layers.len());
     for layer in &recipe.layers {
         let steps: Vec<StepKind> = layer.steps.iter().map(|s| s.kind.clone()).collect();
@@ -203,7 +205,7 @@ pub fn compute(recipe: &Recipe, facts: &PlanFacts) -> Result<BuildPlan> {
         kiln,
         image: ImagePlan {
             name: image.name.to_string(),
-            platform,
+            platform: platform.clone(),
             epoch: image.epoch,
             encoder,
             annotations: image.annotations.clone(),
@@ -214,6 +216,38 @@ pub fn compute(recipe: &Recipe, facts: &PlanFacts) -> Result<BuildPlan> {
         inputs: facts.inputs.clone(),
         layers,
     })
+}
+
+/// The recipe once per `[image] platforms` entry, in its order, each with that one platform:
+/// what a multi-platform build builds, one image each.
+pub fn per_platform(recipe: &Recipe) -> Vec<Recipe> {
+    recipe
+        .image
+        .platforms
+        .iter()
+        .map(|platform| {
+            let mut one = recipe.clone();
+            one.image.platform = platform.clone();
+            one.image.platforms = vec![platform.clone()];
+            one
+        })
+        .collect()
+}
+
+/// What `kiln build --plan` prints: the plan of a one-platform recipe, or the array of the
+/// plans of [`per_platform`] (each the bytes its image's provenance hashes, without the
+/// newline), as canonical JSON ending in a newline.
+pub fn printable(recipe: &Recipe) -> Result<Vec<u8>> {
+    if recipe.image.platforms.len() <= 1 {
+        return Ok(from_pins(recipe)?.to_bytes());
+    }
+    let plans = per_platform(recipe)
+        .iter()
+        .map(from_pins)
+        .collect::<Result<Vec<_>>>()?;
+    let mut bytes = to_canonical_vec(&plans).expect("plans serialize");
+    bytes.push(b'\n');
+    Ok(bytes)
 }
 
 /// The plan of `recipe` from its pins alone, as `kiln build --plan` prints it: `url` inputs

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::build::output::OutputFormat;
+use crate::platform::Platform;
 
 /// kiln: hermetic, reproducible container-image rebuilds.
 ///
@@ -142,7 +143,7 @@ pub struct CopyArgs {
     pub destination: String,
     /// The platform to pick from a multi-platform index [default: linux/<host arch>].
     #[arg(long, value_name = "OS/ARCH")]
-    pub platform: Option<String>,
+    pub platform: Option<Platform>,
     #[command(flatten)]
     pub cache: CacheArgs,
     #[command(flatten)]
@@ -373,7 +374,7 @@ pub struct InspectArgs {
     pub json: bool,
     /// The platform to pick from a multi-platform index [default: linux/<host arch>].
     #[arg(long, value_name = "OS/ARCH")]
-    pub platform: Option<String>,
+    pub platform: Option<Platform>,
     /// The cache registry blobs are read into [default: $XDG_CACHE_HOME/kiln].
     #[arg(long, value_name = "DIR", env = "KILN_CACHE")]
     pub cache: Option<PathBuf>,
@@ -547,7 +548,7 @@ pub struct DiffCheckArgs {
     pub ignore: Vec<String>,
     /// The platform to pick from multi-platform indexes [default: linux/<host arch>].
     #[arg(long, value_name = "OS/ARCH")]
-    pub platform: Option<String>,
+    pub platform: Option<Platform>,
 }
 
 #[derive(Debug, Args)]
@@ -643,7 +644,7 @@ pub struct ScanArgs {
     pub ecosystem: Option<String>,
     /// The platform to pick from a multi-platform index [default: linux/<host arch>].
     #[arg(long, value_name = "OS/ARCH")]
-    pub platform: Option<String>,
+    pub platform: Option<Platform>,
     /// The cache registry blobs are read into [default: $XDG_CACHE_HOME/kiln].
     #[arg(long, value_name = "DIR", env = "KILN_CACHE")]
     pub cache: Option<PathBuf>,
@@ -675,7 +676,7 @@ pub struct SbomArgs {
     pub name: Option<String>,
     /// The platform to pick from a multi-platform index [default: linux/<host arch>].
     #[arg(long, value_name = "OS/ARCH")]
-    pub platform: Option<String>,
+    pub platform: Option<Platform>,
     /// The cache registry blobs are read into [default: $XDG_CACHE_HOME/kiln].
     #[arg(long, value_name = "DIR", env = "KILN_CACHE")]
     pub cache: Option<PathBuf>,

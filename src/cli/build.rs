@@ -67,12 +67,8 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
 fn run_build(args: BuildArgs) -> Result<ExitCode> {
     let recipe = Recipe::load(&args.recipe)?;
     if args.plan {
-        if recipe.image.platforms.len() > 1 {
-            anyhow::bail!("--plan does not support a recipe with several `platforms` yet");
-        }
-        let plan = build::plan::from_pins(&recipe)
+        let bytes = build::plan::printable(&recipe)
             .with_context(|| format!("failed to plan {}", args.recipe.display()))?;
-        let bytes = plan.to_bytes();
         let text = std::str::from_utf8(&bytes).expect("JSON is UTF-8");
         outln!("{}", text.trim_end_matches('\n'));
         return Ok(ExitCode::SUCCESS);
@@ -189,17 +185,7 @@ fn build_platforms(
              --sbom (copy one platform's image to an archive afterwards)"
         );
     }
-    let per_platform: Vec<Recipe> = recipe
-        .image
-        .platforms
-        .iter()
-        .map(|platform| {
-            let mut one = recipe.clone();
-            one.image.platform = platform.clone();
-            one.image.platforms = vec![platform.clone()];
-            one
-        })
-        .collect();
+    let per_platform = build::plan::per_platform(recipe);
     // Refuse before building anything.
     for one in &per_platform {
         build::check_emulator(one)?;
@@ -253,7 +239,15 @@ fn build_platforms(
             push_cache(image, to, cache_key, &args.run, reporter);
         }
     }
-    outln!("{digest}");
+    reporter.json(serde_json::json!({
+        "event": "image",
+        "digest": digest.to_string(),
+        "output": dest.display().to_string(),
+        "format": "oci",
+    }));
+    if !args.json {
+        outln!("{digest}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -297,7 +291,7 @@ fn check(
         };
         opened.push(crate::image::open_image(
             &reference,
-            recipe.image.platform.as_str(),
+            Some(&recipe.image.platform),
         )?);
     }
     let diff_opts = DiffOptions {
@@ -354,8 +348,7 @@ pub(super) fn push_output(
     push: &str,
     run: &super::args::BuildRunArgs,
 ) -> Result<()> {
-    let target: ImageRef = push.parse()?;
-    registry_target(push)?;
+    let target = ImageRef::Docker(registry_target(push)?);
     let ctx = super::copy::transports(&run.cache, &run.registry)?;
     let scratch = ctx.scratch()?;
     let layout_dir = match format {
@@ -371,7 +364,7 @@ pub(super) fn push_output(
         tag: None,
         digest: Some(image.manifest_digest),
     };
-    let opened = crate::image::open_image_with(&source, "", &ctx)?;
+    let opened = crate::image::open_image_with(&source, None, &ctx)?;
     let report = crate::image::copy_image(&opened, &target, &ctx, image.epoch)?;
     super::copy::report(push, &report);
     Ok(())

@@ -135,11 +135,8 @@ pub fn run(args: CopyArgs) -> Result<ExitCode> {
     let src: ImageRef = args.source.parse()?;
     let dst: ImageRef = args.destination.parse()?;
     let ctx = transports(&args.cache, &args.registry)?;
-    let platform = args
-        .platform
-        .clone()
-        .unwrap_or_else(|| Platform::host().to_string());
-    let img = image::open_image_with(&src, &platform, &ctx)
+    let platform = args.platform.clone().unwrap_or_else(Platform::host);
+    let img = image::open_image_with(&src, Some(&platform), &ctx)
         .with_context(|| format!("failed to open {}", args.source))?;
     let r = image::copy_image(&img, &dst, &ctx, 0)
         .with_context(|| format!("failed to copy {} to {}", args.source, args.destination))?;

@@ -49,16 +49,14 @@ pub fn emit(text: &str) -> Result<()> {
     }
 }
 
-pub fn platform(check: &DiffCheckArgs) -> String {
-    check
-        .platform
-        .clone()
-        .unwrap_or_else(|| Platform::host().to_string())
+pub fn platform(check: &DiffCheckArgs) -> Platform {
+    check.platform.clone().unwrap_or_else(Platform::host)
 }
 
-pub fn open(reference: &str, platform: &str, ctx: &Transports) -> Result<OpenedImage> {
+pub fn open(reference: &str, platform: &Platform, ctx: &Transports) -> Result<OpenedImage> {
     let r: ImageRef = reference.parse()?;
-    image::open_image_with(&r, platform, ctx).with_context(|| format!("failed to open {reference}"))
+    image::open_image_with(&r, Some(platform), ctx)
+        .with_context(|| format!("failed to open {reference}"))
 }
 
 pub fn options(check: &DiffCheckArgs) -> DiffOptions {

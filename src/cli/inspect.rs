@@ -16,10 +16,7 @@ use crate::registry::Client;
 
 pub fn run(args: InspectArgs) -> Result<ExitCode> {
     let reference: ImageRef = args.reference.parse()?;
-    let platform = args
-        .platform
-        .clone()
-        .unwrap_or_else(|| Platform::host().to_string());
+    let platform = args.platform.clone().unwrap_or_else(Platform::host);
     let cache = super::args::CacheArgs {
         cache: args.cache.clone(),
         offline: false,
@@ -27,7 +24,7 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
         max_download_size: crate::fetch::DEFAULT_MAX_DOWNLOAD_SIZE,
     };
     let ctx = super::copy::transports(&cache, &args.registry)?;
-    let img = image::open_image_with(&reference, &platform, &ctx)
+    let img = image::open_image_with(&reference, Some(&platform), &ctx)
         .with_context(|| format!("failed to inspect {}", args.reference))?;
     let client = super::sign::client(&args.registry)?;
     let attachments = read_attachments(&reference, &img, &client)

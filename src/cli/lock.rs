@@ -139,7 +139,7 @@ pub fn run_fetch(args: FetchArgs) -> Result<ExitCode> {
         if matches!(parsed, ImageRef::Docker { .. }) {
             let mut ctx = super::copy::transports(&args.cache, &args.registry)?;
             ctx.with_attached = false;
-            let img = open_image_with(parsed, recipe.image.platform.as_str(), &ctx)
+            let img = open_image_with(parsed, Some(&recipe.image.platform), &ctx)
                 .and_then(|img| img.prefetch(ctx.threads).map(|()| img))
                 .with_context(|| format!("failed to fetch base image `{}`", base.reference))?;
             status(&format!("fetched base: {}", img.manifest_digest));

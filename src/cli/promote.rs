@@ -215,7 +215,7 @@ pub fn run_promote(args: PromoteArgs) -> Result<ExitCode> {
 
     let ctx = super::copy::transports(&args.cache, &args.registry)?;
     let source = pinned_source(&target)?;
-    let img = image::open_image_with(&source, &Platform::host().to_string(), &ctx)
+    let img = image::open_image_with(&source, Some(&Platform::host()), &ctx)
         .with_context(|| format!("failed to open {}", args.reference))?;
     anyhow::ensure!(
         img.manifest_digest == target.digest,

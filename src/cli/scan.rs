@@ -20,14 +20,12 @@ use serde_json::Value;
 
 fn open(
     target: &str,
-    platform: &Option<String>,
+    platform: &Option<Platform>,
     cache: &Option<std::path::PathBuf>,
     registry: &super::args::RegistryArgs,
 ) -> Result<image::OpenedImage> {
     let reference: ImageRef = target.parse()?;
-    let platform = platform
-        .clone()
-        .unwrap_or_else(|| Platform::host().to_string());
+    let platform = platform.clone().unwrap_or_else(Platform::host);
     let cache = super::args::CacheArgs {
         cache: cache.clone(),
         offline: false,
@@ -35,7 +33,7 @@ fn open(
         max_download_size: crate::fetch::DEFAULT_MAX_DOWNLOAD_SIZE,
     };
     let ctx = super::copy::transports(&cache, registry)?;
-    image::open_image_with(&reference, &platform, &ctx)
+    image::open_image_with(&reference, Some(&platform), &ctx)
         .with_context(|| format!("failed to open {target}"))
 }
 
@@ -84,7 +82,7 @@ pub fn attach_sboms(
         tag: None,
         digest: Some(*digest),
     };
-    let img = image::open_image(&reference, "")?;
+    let img = image::open_image(&reference, None)?;
     let layout = crate::image::Layout::open(dir)?;
     let subject = crate::image::referrer::Subject {
         media_type: &img.manifest_media_type,
@@ -342,7 +340,7 @@ fn invocation(args: &ScanArgs) -> Vec<String> {
         args.from_grype.as_ref().map(|p| p.display().to_string()),
     );
     flag("ecosystem", args.ecosystem.clone());
-    flag("platform", args.platform.clone());
+    flag("platform", args.platform.as_ref().map(Platform::to_string));
     flag(
         "fail-on",
         args.fail_on.map(|f| severity(f).as_str().to_string()),

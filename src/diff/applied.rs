@@ -127,7 +127,7 @@ impl AppliedFs {
             .nodes
             .iter()
             .filter_map(|(p, n)| match &n.node.kind {
-                NodeKind::Hardlink { target } => Some((p.clone(), target.clone())),
+                NodeKind::Hardlink(target) => Some((p.clone(), target.clone())),
                 _ => None,
             })
             .collect();
@@ -175,7 +175,7 @@ impl AppliedFs {
             let object = members.iter().find_map(|m| {
                 self.nodes
                     .get(m)
-                    .filter(|n| !matches!(n.node.kind, NodeKind::Hardlink { .. }))
+                    .filter(|n| !matches!(n.node.kind, NodeKind::Hardlink(_)))
                     .map(|n| n.node.clone())
             });
             let present: Vec<&String> = members
@@ -201,7 +201,7 @@ impl AppliedFs {
 mod tests {
     use super::*;
     use crate::diff::compression::CompressionFacts;
-    use crate::diff::scan::TarFacts;
+    use crate::diff::scan::{FileDigest, TarFacts};
     use crate::digest::Sha256Digest;
 
     fn node(kind: NodeKind) -> Node {
@@ -216,10 +216,10 @@ mod tests {
     }
 
     fn file(content: &str) -> Change {
-        Change::Put(node(NodeKind::File {
+        Change::Put(node(NodeKind::File(FileDigest {
             size: content.len() as u64,
             sha256: Sha256Digest::of(content.as_bytes()),
-        }))
+        })))
     }
 
     fn layer(changes: Vec<(&str, Change)>) -> LayerScan {
@@ -279,12 +279,7 @@ mod tests {
             ("d/x", file("x")),
         ]);
         let upper = layer(vec![
-            (
-                "d",
-                Change::Put(node(NodeKind::Symlink {
-                    target: "/tmp".into(),
-                })),
-            ),
+            ("d", Change::Put(node(NodeKind::Symlink("/tmp".into())))),
             ("p/q/r", file("r")),
         ]);
         let fs = AppliedFs::apply([&lower, &upper]);
@@ -295,24 +290,18 @@ mod tests {
     fn hardlink_groups_do_not_depend_on_which_member_is_the_target() {
         let one = layer(vec![
             ("a", file("same")),
-            (
-                "b",
-                Change::Put(node(NodeKind::Hardlink { target: "a".into() })),
-            ),
+            ("b", Change::Put(node(NodeKind::Hardlink("a".into())))),
         ]);
         let other = layer(vec![
             ("b", file("same")),
-            (
-                "a",
-                Change::Put(node(NodeKind::Hardlink { target: "b".into() })),
-            ),
+            ("a", Change::Put(node(NodeKind::Hardlink("b".into())))),
         ]);
         let (x, y) = (AppliedFs::apply([&one]), AppliedFs::apply([&other]));
         assert_eq!(x.nodes, y.nodes);
         assert_eq!(paths(&x), ["a group=a", "b group=a"]);
         assert!(matches!(
             x.nodes["b"].node.kind,
-            NodeKind::File { size: 4, .. }
+            NodeKind::File(FileDigest { size: 4, .. })
         ));
     }
 }

@@ -6,7 +6,7 @@ use std::iter::Peekable;
 use super::applied::{AppliedFs, FsNode};
 use super::glob::Glob;
 use super::report::{Class, FileDiff, FileFacts};
-use super::scan::NodeKind;
+use super::scan::{FileDigest, NodeKind};
 
 /// The differing paths of `a` and `b`, sorted, minus those an `ignore` pattern matches.
 pub fn compare(a: &AppliedFs, b: &AppliedFs, ignore: &[Glob]) -> Vec<FileDiff> {
@@ -92,15 +92,14 @@ fn classify(x: &FsNode, y: &FsNode) -> Vec<Class> {
         classes.push(Class::Type);
     } else {
         match (&a.kind, &b.kind) {
-            (NodeKind::File { sha256: s, size: n }, NodeKind::File { sha256: t, size: m })
-                if s != t || n != m =>
-            {
-                classes.push(Class::Content)
-            }
-            (NodeKind::Symlink { target: s }, NodeKind::Symlink { target: t }) if s != t => {
+            (
+                NodeKind::File(FileDigest { sha256: s, size: n }),
+                NodeKind::File(FileDigest { sha256: t, size: m }),
+            ) if s != t || n != m => classes.push(Class::Content),
+            (NodeKind::Symlink(s), NodeKind::Symlink(t)) if s != t => {
                 classes.push(Class::LinkTarget)
             }
-            (NodeKind::Hardlink { target: s }, NodeKind::Hardlink { target: t }) if s != t => {
+            (NodeKind::Hardlink(s), NodeKind::Hardlink(t)) if s != t => {
                 classes.push(Class::Hardlink)
             }
             (
@@ -134,14 +133,17 @@ fn classify(x: &FsNode, y: &FsNode) -> Vec<Class> {
 fn facts(n: &FsNode) -> FileFacts {
     let node = &n.node;
     let (size, sha256, target, device) = match &node.kind {
-        NodeKind::File { size, sha256 } => (Some(*size), Some(sha256.to_string()), None, None),
-        NodeKind::Symlink { target } | NodeKind::Hardlink { target } => {
+        NodeKind::File(FileDigest { size, sha256 }) => {
+            (Some(*size), Some(sha256.to_string()), None, None)
+        }
+        NodeKind::Symlink(target) | NodeKind::Hardlink(target) => {
             (None, None, Some(target.clone()), None)
         }
         NodeKind::CharDevice { major, minor } | NodeKind::BlockDevice { major, minor } => {
             (None, None, None, Some(format!("{major}:{minor}")))
         }
         NodeKind::Dir | NodeKind::Fifo => (None, None, None, None),
+        NodeKind::Whiteout(never) => match *never {},
     };
     FileFacts {
         kind: node.kind.type_name(),
@@ -194,14 +196,14 @@ mod tests {
     }
 
     fn file(s: &str) -> NodeKind {
-        NodeKind::File {
+        NodeKind::File(FileDigest {
             size: s.len() as u64,
             sha256: Sha256Digest::of(s.as_bytes()),
-        }
+        })
     }
 
     fn link(s: &str) -> NodeKind {
-        NodeKind::Symlink { target: s.into() }
+        NodeKind::Symlink(s.into())
     }
 
     #[test]

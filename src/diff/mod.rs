@@ -34,7 +34,8 @@ pub use report::{
     LayerSide, LayerStatus, Verdict, SCHEMA,
 };
 pub use scan::{
-    scan_layer, scan_layer_capturing, scan_reader, Capture, LayerScan, Node, NodeKind, TarFacts,
+    scan_layer, scan_layer_capturing, scan_reader, Capture, FileDigest, LayerScan, Node, NodeKind,
+    TarFacts,
 };
 pub use statement::{rebuild_statement, RebuildFacts, NOT_INDEPENDENT, REBUILD_PREDICATE_TYPE};
 

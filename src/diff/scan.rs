@@ -16,51 +16,23 @@ use super::{DiffError, Result};
 use crate::digest::{Hasher, HashingReader, Sha256Digest};
 use crate::image::OpenedImage;
 use crate::layer::decompress;
-use crate::layer::member::{self, MemberKind, Names, Role};
+use crate::layer::kind::Kind;
+use crate::layer::member::{self, Names, Role};
 use crate::layer::read::{ArchiveEnd, ReadLimits, TarKind, TarReader};
 use crate::layer::tar_header::parse_number;
 
 /// Duplicate paths listed per layer (the count is always complete).
 pub const MAX_LISTED_DUPLICATES: usize = 20;
 
-/// What a filesystem object is, with what identifies its content.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NodeKind {
-    Dir,
-    File {
-        size: u64,
-        sha256: Sha256Digest,
-    },
-    Symlink {
-        target: String,
-    },
-    /// A hard link to another path (normalized); resolved when layers are applied.
-    Hardlink {
-        target: String,
-    },
-    CharDevice {
-        major: u32,
-        minor: u32,
-    },
-    BlockDevice {
-        major: u32,
-        minor: u32,
-    },
-    Fifo,
-}
+/// What a filesystem object is, with what identifies its content: a file by its size and
+/// digest; a hard link names another path (normalized), resolved when layers are applied.
+pub type NodeKind = Kind<FileDigest>;
 
-impl NodeKind {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            NodeKind::Dir => "dir",
-            NodeKind::File { .. } => "file",
-            NodeKind::Symlink { .. } => "symlink",
-            NodeKind::Hardlink { .. } => "hardlink",
-            NodeKind::CharDevice { .. } => "char-device",
-            NodeKind::BlockDevice { .. } => "block-device",
-            NodeKind::Fifo => "fifo",
-        }
-    }
+/// What identifies a regular file's content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileDigest {
+    pub size: u64,
+    pub sha256: Sha256Digest,
 }
 
 /// One object's metadata and content identity.
@@ -389,40 +361,32 @@ pub fn scan_reader_capturing(
             }
             Role::Entry(kind) => kind,
         };
-        let kind = match kind {
-            MemberKind::Dir => NodeKind::Dir,
-            MemberKind::File => {
-                let tar_err = |source| DiffError::Tar {
-                    digest: *digest,
-                    source,
-                };
-                match capture.as_deref_mut().filter(|c| (c.wanted)(&path)) {
-                    Some(c) if entry.size <= c.max_size => {
-                        let mut data = Vec::new();
-                        let n = tar.read_data(&mut data).map_err(tar_err)?;
-                        let sha256 = Sha256Digest::of(&data);
-                        c.contents.insert(sha256, data);
-                        NodeKind::File { size: n, sha256 }
+        let kind: NodeKind = kind.try_map_file(|()| {
+            let tar_err = |source| DiffError::Tar {
+                digest: *digest,
+                source,
+            };
+            Ok(match capture.as_deref_mut().filter(|c| (c.wanted)(&path)) {
+                Some(c) if entry.size <= c.max_size => {
+                    let mut data = Vec::new();
+                    let n = tar.read_data(&mut data).map_err(tar_err)?;
+                    let sha256 = Sha256Digest::of(&data);
+                    c.contents.insert(sha256, data);
+                    FileDigest { size: n, sha256 }
+                }
+                wanted => {
+                    if let Some(c) = wanted {
+                        c.too_large.insert(path.clone());
                     }
-                    wanted => {
-                        if let Some(c) = wanted {
-                            c.too_large.insert(path.clone());
-                        }
-                        let mut h = Hasher::new();
-                        let n = tar.read_data(&mut h).map_err(tar_err)?;
-                        NodeKind::File {
-                            size: n,
-                            sha256: h.finish(),
-                        }
+                    let mut h = Hasher::new();
+                    let n = tar.read_data(&mut h).map_err(tar_err)?;
+                    FileDigest {
+                        size: n,
+                        sha256: h.finish(),
                     }
                 }
-            }
-            MemberKind::Symlink(target) => NodeKind::Symlink { target },
-            MemberKind::Hardlink(target) => NodeKind::Hardlink { target },
-            MemberKind::CharDevice { major, minor } => NodeKind::CharDevice { major, minor },
-            MemberKind::BlockDevice { major, minor } => NodeKind::BlockDevice { major, minor },
-            MemberKind::Fifo => NodeKind::Fifo,
-        };
+            })
+        })?;
         changes.push((
             path,
             Change::Put(Node {
@@ -494,6 +458,11 @@ mod tests {
         (dir, layout, digest, blob.len() as u64)
     }
 
+    /// Scans the blob `digest` of `layout` as a layer of `size` bytes.
+    fn scan_blob(layout: &Layout, digest: &Sha256Digest, size: u64) -> Result<LayerScan> {
+        scan_reader(layout.open_blob(digest, Some(size)).unwrap(), digest, size)
+    }
+
     #[test]
     fn a_layer_is_scanned_into_changes_and_facts() {
         let mut tree = FileTree::default();
@@ -524,12 +493,7 @@ mod tests {
         crate::layer::write::write_tar(&tree, 10, &mut tar).unwrap();
         let (_dir, layout, digest, size) = layout_with(&tar);
 
-        let scan = scan_reader(
-            layout.open_blob(&digest, Some(size)).unwrap(),
-            &digest,
-            size,
-        )
-        .unwrap();
+        let scan = scan_blob(&layout, &digest, size).unwrap();
         assert_eq!(scan.diff_id, Sha256Digest::of(&tar));
         assert_eq!(scan.uncompressed_size, tar.len() as u64);
         assert!(matches!(scan.compression, CompressionFacts::Gzip(_)));
@@ -539,11 +503,11 @@ mod tests {
             .map(|(p, c)| {
                 let what = match c {
                     Change::Put(n) => match &n.kind {
-                        NodeKind::File { size, sha256 } => {
+                        NodeKind::File(FileDigest { size, sha256 }) => {
                             assert_eq!(*sha256, Sha256Digest::of(b"hello"));
                             format!("file {size}")
                         }
-                        NodeKind::Hardlink { target } => format!("hardlink {target}"),
+                        NodeKind::Hardlink(target) => format!("hardlink {target}"),
                         other => other.type_name().to_string(),
                     },
                     Change::Whiteout => "whiteout".into(),
@@ -586,12 +550,7 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         fs_err::write(&path, &bytes).unwrap();
-        assert!(scan_reader(
-            layout.open_blob(&digest, Some(size)).unwrap(),
-            &digest,
-            size
-        )
-        .is_err());
+        assert!(scan_blob(&layout, &digest, size).is_err());
 
         // `.wh..` (a whiteout of `.`) is refused, not applied.
         let mut raw = vec![0u8; 512];
@@ -608,12 +567,7 @@ mod tests {
         raw[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
         raw.resize(512 * 3, 0);
         let (_dir, layout, digest, size) = layout_with(&raw);
-        let err = scan_reader(
-            layout.open_blob(&digest, Some(size)).unwrap(),
-            &digest,
-            size,
-        )
-        .unwrap_err();
+        let err = scan_blob(&layout, &digest, size).unwrap_err();
         assert!(
             matches!(
                 err,

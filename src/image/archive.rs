@@ -29,11 +29,12 @@ use crate::layer::decompress::{self, Format};
 use crate::layer::read::{ReadLimits, TarKind, TarReader};
 use crate::layer::tree::MAX_SYMLINK_HOPS;
 use crate::media::{self, MAX_JSON_BLOB};
+use crate::platform::Platform;
 
 /// Opens an archive reference, extracting it into `scratch` (kept alive by the image).
 pub(crate) fn open_archive(
     reference: &ImageRef,
-    platform: &str,
+    platform: Option<&Platform>,
     scratch: tempfile::TempDir,
 ) -> Result<OpenedImage> {
     match reference {
@@ -390,6 +391,10 @@ fn read_small(path: &Path) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
 
+    fn amd64() -> Platform {
+        "linux/amd64".parse().unwrap()
+    }
+
     /// A ustar header + data for one entry (typeflag `0` file, `5` dir, `2` symlink, `1` link).
     fn entry(name: &str, typeflag: u8, link: &str, data: &[u8]) -> Vec<u8> {
         let mut h = [0u8; 512];
@@ -537,7 +542,7 @@ mod tests {
         let r: ImageRef = format!("docker-archive:{}", archive.display())
             .parse()
             .unwrap();
-        let err = open_archive(&r, "linux/amd64", tempfile::tempdir().unwrap())
+        let err = open_archive(&r, Some(&amd64()), tempfile::tempdir().unwrap())
             .unwrap_err()
             .to_string();
         assert!(err.contains("diff_id"), "{err}");
@@ -553,7 +558,7 @@ mod tests {
             ]),
         )
         .unwrap();
-        let img = open_archive(&r, "linux/amd64", tempfile::tempdir().unwrap()).unwrap();
+        let img = open_archive(&r, Some(&amd64()), tempfile::tempdir().unwrap()).unwrap();
         assert_eq!(img.tag.as_deref(), Some("x:latest"));
         assert_eq!(
             img.manifest.layers()[0].digest().to_string(),

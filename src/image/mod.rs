@@ -109,8 +109,6 @@ pub enum ImageError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Ref(#[from] ReferenceError),
-    #[error(transparent)]
-    Platform(#[from] crate::platform::PlatformError),
     #[error("`{}` is not an OCI image layout (no oci-layout or index.json)", path.display())]
     NotALayout { path: PathBuf },
     #[error("blob {digest} is missing from {location}")]

@@ -183,7 +183,7 @@ pub fn push_layout_index(
             tag: None,
             digest: Some(digest),
         };
-        let img = super::open_image_with(&source, "", ctx)?;
+        let img = super::open_image_with(&source, None, ctx)?;
         let by_digest = Reference::new(dest.repository().clone(), None, Some(digest))
             .expect("a reference without a tag is valid");
         let pushed = push_image(&ctx.client, &img, &by_digest, ctx.threads)?;

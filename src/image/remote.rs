@@ -20,6 +20,7 @@ use super::{ImageError, ImageRef, Result};
 use crate::digest::{HashingReader, Sha256Digest};
 use crate::layer::decompress;
 use crate::media;
+use crate::platform::Platform;
 use crate::registry::{
     self, AuthFiles, Client, ClientOptions, Progress, PulledManifest, Reference, RegistryError,
     Repository,
@@ -277,7 +278,7 @@ pub fn registry_reference(r: &ImageRef) -> Result<Reference> {
 /// (or all at once with [`OpenedImage::prefetch`]).
 pub(crate) fn open_registry(
     reference: &Reference,
-    platform: &str,
+    platform: Option<&Platform>,
     ctx: &Transports,
 ) -> Result<OpenedImage> {
     let blobs = RegistryBlobs {
@@ -304,8 +305,13 @@ pub(crate) fn open_registry(
         }
     };
     let image = if media::is_index(&top.media_type) {
-        let want: registry::Platform = platform.parse()?;
-        let entry = registry::select_platform(&top, &want)?;
+        let Some(want) = platform else {
+            return Err(ImageError::Select {
+                reference: reference.to_string(),
+                reason: format!("{} is an index and no platform was given", top.digest),
+            });
+        };
+        let entry = registry::select_platform(&top, want)?;
         if entry.digest == top.digest {
             return Err(RegistryError::SelfReferencingIndex { digest: top.digest }.into());
         }

@@ -6,6 +6,7 @@
 //! inspect, diff and copy read every transport the same way through
 //! [`OpenedImage::open_blob`].
 
+use std::fmt::Display;
 use std::io::{BufReader, Read, Write};
 use std::path::PathBuf;
 
@@ -16,6 +17,7 @@ use super::remote::{open_registry, uncompressed_digest, RegistryBlobs, Transport
 use super::{ImageError, ImageRef, Layout, Result};
 use crate::digest::Sha256Digest;
 use crate::media;
+use crate::platform::{Fit, Platform};
 use crate::store::Store;
 
 /// Where an opened image's blobs are.
@@ -60,12 +62,20 @@ impl OpenedImage {
 
     /// The `os/arch[/variant]` of the config.
     pub fn platform(&self) -> String {
-        let mut p = format!("{}/{}", self.config.os(), self.config.architecture());
-        if let Some(v) = self.config.variant() {
-            p.push('/');
-            p.push_str(v);
-        }
-        p
+        platform_name(
+            self.config.os(),
+            self.config.architecture(),
+            self.config.variant().as_deref(),
+        )
+    }
+
+    /// Whether the config's os, architecture and variant serve `platform` ([`Platform::fit`]).
+    pub fn serves(&self, platform: &Platform) -> bool {
+        platform.is_served_by(
+            &self.config.os().to_string(),
+            &self.config.architecture().to_string(),
+            self.config.variant().as_deref(),
+        )
     }
 
     /// The layout holding the blobs, when they are in one.
@@ -270,8 +280,8 @@ impl OpenedImage {
 }
 
 /// Opens `reference` for reading with the default store and registry settings.
-/// `platform` (`os/arch[/variant]`) picks from an index.
-pub fn open_image(reference: &ImageRef, platform: &str) -> Result<OpenedImage> {
+/// `platform` picks from an index; without one, the reference must name an image manifest.
+pub fn open_image(reference: &ImageRef, platform: Option<&Platform>) -> Result<OpenedImage> {
     match reference {
         ImageRef::Oci { path, tag, digest } => {
             let layout = Layout::open(path)?;
@@ -296,7 +306,7 @@ pub fn open_image(reference: &ImageRef, platform: &str) -> Result<OpenedImage> {
 /// beside it.
 pub fn open_image_with(
     reference: &ImageRef,
-    platform: &str,
+    platform: Option<&Platform>,
     ctx: &Transports,
 ) -> Result<OpenedImage> {
     match reference {
@@ -320,7 +330,7 @@ pub(crate) fn open_in_layout(
     layout: Layout,
     tag: Option<&str>,
     digest: Option<&Sha256Digest>,
-    platform: &str,
+    platform: Option<&Platform>,
     scratch: Option<tempfile::TempDir>,
 ) -> Result<OpenedImage> {
     let select = |reason: String| ImageError::Select {
@@ -455,7 +465,7 @@ fn resolve_platform(
     layout: &Layout,
     mut digest: Sha256Digest,
     mut media_type: String,
-    platform: &str,
+    platform: Option<&Platform>,
 ) -> Result<(Sha256Digest, Vec<u8>, String)> {
     for _ in 0..4 {
         let bytes = layout.read_blob(&digest)?;
@@ -469,27 +479,21 @@ fn resolve_platform(
             });
         }
         let index: ImageIndex = parse(&bytes, &format!("index {digest}"))?;
-        let mut available = Vec::new();
-        let mut found = None;
-        for m in index.manifests() {
-            let Some(p) = m.platform() else { continue };
-            let mut name = format!("{}/{}", p.os(), p.architecture());
-            if let Some(v) = p.variant() {
-                name = format!("{name}/{v}");
-            }
-            if name == platform || (found.is_none() && platform_matches(&name, platform)) {
-                found = Some(m.clone());
-            }
-            available.push(name);
-        }
+        let found = platform.and_then(|want| {
+            Fit::best(index.manifests(), |m| {
+                let p = m.platform().as_ref()?;
+                let (os, arch) = (p.os().to_string(), p.architecture().to_string());
+                want.fit(&os, &arch, p.variant().as_deref())
+            })
+        });
         let Some(next) = found else {
             return Err(ImageError::NoPlatform {
                 reference: reference.to_string(),
-                platform: platform.to_string(),
-                available: available.join(", "),
+                platform: platform.map_or_else(|| "(none given)".into(), Platform::to_string),
+                available: available(&index),
             });
         };
-        let next_digest = digest_of(&next)?;
+        let next_digest = digest_of(next)?;
         if next_digest == digest {
             return Err(ImageError::Select {
                 reference: reference.to_string(),
@@ -505,9 +509,23 @@ fn resolve_platform(
     })
 }
 
-/// `linux/arm64` matches `linux/arm64/v8`: a missing variant is a wildcard.
-fn platform_matches(have: &str, want: &str) -> bool {
-    have.starts_with(&format!("{want}/")) || want.starts_with(&format!("{have}/"))
+/// The platforms an index lists, `os/arch[/variant]`, in its order.
+fn available(index: &ImageIndex) -> String {
+    let names: Vec<String> = index
+        .manifests()
+        .iter()
+        .filter_map(|m| m.platform().as_ref())
+        .map(|p| platform_name(p.os(), p.architecture(), p.variant().as_deref()))
+        .collect();
+    names.join(", ")
+}
+
+/// `os/arch[/variant]`, as an image names it (which may be no [`Platform`] kiln knows).
+fn platform_name(os: impl Display, architecture: impl Display, variant: Option<&str>) -> String {
+    match variant {
+        Some(v) => format!("{os}/{architecture}/{v}"),
+        None => format!("{os}/{architecture}"),
+    }
 }
 
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
@@ -520,6 +538,101 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A layout whose index lists one manifest per platform, `(os, arch, variant, os.version)`.
+    fn index_layout(
+        dir: &std::path::Path,
+        platforms: &[(&str, &str, Option<&str>, Option<&str>)],
+    ) -> (Layout, Sha256Digest, Vec<Sha256Digest>) {
+        let layout = Layout::create(dir).unwrap();
+        let mut manifests = Vec::new();
+        let mut entries = Vec::new();
+        for (i, (os, arch, variant, os_version)) in platforms.iter().enumerate() {
+            let bytes = format!("manifest {i}");
+            let digest = layout.put_blob(bytes.as_bytes()).unwrap();
+            let mut platform = serde_json::json!({"os": os, "architecture": arch});
+            if let Some(v) = variant {
+                platform["variant"] = (*v).into();
+            }
+            if let Some(v) = os_version {
+                platform["os.version"] = (*v).into();
+            }
+            entries.push(serde_json::json!({
+                "mediaType": media::OCI_MANIFEST,
+                "digest": digest.to_string(),
+                "size": bytes.len(),
+                "platform": platform,
+            }));
+            manifests.push(digest);
+        }
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_INDEX,
+            "manifests": entries,
+        });
+        let digest = layout.put_blob(index.to_string().as_bytes()).unwrap();
+        (layout, digest, manifests)
+    }
+
+    /// A layout's index is matched as a registry's ([`Platform::fit`]): an omitted variant takes
+    /// any, an entry without one is its architecture's default, an exact entry wins over an
+    /// earlier compatible one, `os.version` is not compared.
+    #[test]
+    fn index_entries_are_matched_by_the_typed_platform() {
+        let dir = tempfile::tempdir().unwrap();
+        let (layout, index, m) = index_layout(
+            dir.path(),
+            &[
+                ("linux", "arm64", Some("v8"), None),
+                ("linux", "arm64", None, None),
+                ("linux", "arm", None, None),
+                ("windows", "amd64", None, Some("10.0.17763.1879")),
+            ],
+        );
+        let pick = |want: Option<&str>| {
+            let want = want.map(|w| w.parse::<Platform>().unwrap());
+            resolve_platform(
+                "oci:test",
+                &layout,
+                index,
+                media::OCI_INDEX.into(),
+                want.as_ref(),
+            )
+            .map(|(digest, _, _)| digest)
+        };
+        assert_eq!(
+            pick(Some("linux/arm64")).unwrap(),
+            m[1],
+            "exact over earlier"
+        );
+        assert_eq!(pick(Some("linux/arm64/v8")).unwrap(), m[0]);
+        assert_eq!(pick(Some("linux/arm/v7")).unwrap(), m[2], "arm is arm/v7");
+        assert_eq!(pick(Some("windows/amd64")).unwrap(), m[3], "os.version");
+        for want in [Some("linux/arm/v6"), Some("linux/amd64"), None] {
+            let err = pick(want).unwrap_err().to_string();
+            assert!(
+                err.contains(want.unwrap_or("(none given)"))
+                    && err.contains(
+                        "available: linux/arm64/v8, linux/arm64, linux/arm, windows/amd64"
+                    ),
+                "{err}"
+            );
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let (layout, index, m) = index_layout(dir.path(), &[("linux", "arm64", Some("v8"), None)]);
+        let want: Platform = "linux/arm64".parse().unwrap();
+        let (digest, bytes, media_type) = resolve_platform(
+            "oci:test",
+            &layout,
+            index,
+            media::OCI_INDEX.into(),
+            Some(&want),
+        )
+        .unwrap();
+        assert_eq!((digest, media_type.as_str()), (m[0], media::OCI_MANIFEST));
+        assert_eq!(bytes, b"manifest 0");
+    }
 
     #[test]
     fn attachment_tags() {

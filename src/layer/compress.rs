@@ -567,7 +567,7 @@ impl Drop for Pool {
 #[cfg(test)]
 mod tests {
     use std::io::Read as _;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
 
     use super::*;
     use crate::digest::Sha256Digest;
@@ -624,26 +624,10 @@ mod tests {
 
     fn tool(cmd: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
         crate::layer::write::tests::require_tool(cmd);
-        let mut child = Command::new(cmd)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let input = input.to_vec();
-        let feeder = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let out = child.wait_with_output().unwrap();
-        feeder.join().unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        let (ok, stdout, stderr) =
+            crate::layer::write::tests::run_with_stdin(Command::new(cmd).args(args), input);
+        assert!(ok, "{cmd} {args:?}: {stderr}");
+        stdout
     }
 
     const EDGE_SIZES: [usize; 7] = [

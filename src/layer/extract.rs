@@ -264,7 +264,7 @@ impl Applier {
                 );
                 self.stats.dirs += 1;
             }
-            MemberKind::File => {
+            MemberKind::File(()) => {
                 self.remove_existing(&pfd, base, false, &rel)?;
                 let fd = rfs::openat(
                     &pfd,

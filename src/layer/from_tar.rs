@@ -102,7 +102,7 @@ impl FileTree {
                         .resolve(&tree::join(&dest, &target))
                         .map_err(tree_err)?;
                     match work.get(&key).map(|e| &e.kind) {
-                        None | Some(EntryKind::Whiteout) => {
+                        None | Some(EntryKind::Whiteout(())) => {
                             work.remove(&key).map_err(tree_err)?;
                         }
                         Some(EntryKind::Dir) => {
@@ -142,19 +142,18 @@ fn entry_kind<R: std::io::Read>(
     reader: &mut TarReader<R>,
     spill: &mut Spill<'_>,
 ) -> Result<EntryKind, AddTarError> {
-    Ok(match kind {
-        MemberKind::Dir => EntryKind::Dir,
-        MemberKind::Symlink(target) => EntryKind::Symlink(target),
-        MemberKind::Hardlink(target) => EntryKind::Hardlink(tree::join(dest, &target)),
-        MemberKind::CharDevice { major, minor } => EntryKind::CharDevice { major, minor },
-        MemberKind::BlockDevice { major, minor } => EntryKind::BlockDevice { major, minor },
-        MemberKind::Fifo => EntryKind::Fifo,
-        MemberKind::File if entry.size <= INLINE_MAX => {
+    let kind = match kind {
+        MemberKind::Hardlink(target) => MemberKind::Hardlink(tree::join(dest, &target)),
+        other => other,
+    };
+    kind.try_map_file(|()| {
+        if entry.size <= INLINE_MAX {
             let mut buf = Vec::with_capacity(entry.size as usize);
             reader.read_data(&mut buf)?;
-            EntryKind::File(Content::Inline(Arc::from(buf)))
+            Ok(Content::Inline(Arc::from(buf)))
+        } else {
+            spill.append(entry, reader)
         }
-        MemberKind::File => EntryKind::File(spill.append(entry, reader)?),
     })
 }
 

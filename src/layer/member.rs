@@ -33,6 +33,7 @@
 //! as a whiteout. For the same reason the tar writer refuses an entry with a `.wh.` component
 //! whatever step made it (a `write` to `/.wh.etc` would otherwise delete the base's `/etc`).
 
+use super::kind::Kind;
 use super::read::{TarEntry, TarKind};
 use super::tree::{self, TreeError};
 
@@ -51,39 +52,9 @@ pub enum Names {
 }
 
 /// The type of a member that is an entry of the layer, with what identifies it besides its
-/// metadata and contents.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MemberKind {
-    Dir,
-    File,
-    /// The target exactly as written (never empty).
-    Symlink(String),
-    /// The target, normalized (never the root).
-    Hardlink(String),
-    CharDevice {
-        major: u32,
-        minor: u32,
-    },
-    BlockDevice {
-        major: u32,
-        minor: u32,
-    },
-    Fifo,
-}
-
-impl MemberKind {
-    pub fn name(&self) -> &'static str {
-        match self {
-            MemberKind::Dir => "directory",
-            MemberKind::File => "regular file",
-            MemberKind::Symlink(_) => "symlink",
-            MemberKind::Hardlink(_) => "hardlink",
-            MemberKind::CharDevice { .. } => "character device",
-            MemberKind::BlockDevice { .. } => "block device",
-            MemberKind::Fifo => "fifo",
-        }
-    }
-}
+/// metadata and contents (a file's contents are still to be read from the archive; a
+/// hardlink's target is normalized).
+pub type MemberKind = Kind<()>;
 
 /// What a member does to the image.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -223,7 +194,7 @@ pub fn classify(entry: &TarEntry, names: Names) -> Result<Member, MemberError> {
             target: tree::join(parent, victim),
         }
     };
-    if kind != MemberKind::File || entry.size != 0 {
+    if kind != MemberKind::File(()) || entry.size != 0 {
         return Err(invalid("a whiteout must be an empty regular file"));
     }
     Ok(Member { name, role })
@@ -238,7 +209,7 @@ fn member_kind(entry: &TarEntry) -> Result<MemberKind, MemberError> {
     let target = entry.link_name.as_str();
     Ok(match entry.kind {
         TarKind::Dir => MemberKind::Dir,
-        TarKind::File => MemberKind::File,
+        TarKind::File => MemberKind::File(()),
         TarKind::Symlink if target.is_empty() => {
             return Err(bad_target("a symlink needs a target"))
         }

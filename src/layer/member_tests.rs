@@ -35,7 +35,7 @@ fn members_are_classified() {
     let m = first(&file("../../x/y"), Names::Layer).unwrap();
     assert_eq!(
         (m.name.as_str(), m.role),
-        ("x/y", Role::Entry(MemberKind::File))
+        ("x/y", Role::Entry(MemberKind::File(())))
     );
 }
 

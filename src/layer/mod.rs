@@ -17,6 +17,7 @@ pub mod extract;
 pub mod from_tar;
 pub mod host;
 mod in_root;
+pub mod kind;
 pub mod member;
 pub use in_root::{read_regular, ReadInRootError};
 pub mod read;

@@ -298,14 +298,7 @@ fn case14_bad_header_checksum() {
 #[test]
 fn case12_gnu_long_name_of_1_gib_fails_fast() {
     let len = 1u64 << 30;
-    let mut h = header(b"././@LongLink", b'L', len, 0, b"");
-    h[257..265].copy_from_slice(b"ustar  \0");
-    set_checksum(&mut h);
-    let mut src = Lazy {
-        header: h.to_vec(),
-        pos: 0,
-        len,
-    };
+    let mut src = Lazy::gnu_long_name(len);
     let start = Instant::now();
     let mut r = TarReader::new(&mut src, ReadLimits::default());
     let err = r.next_entry().unwrap_err();
@@ -320,12 +313,7 @@ fn case12_gnu_long_name_of_1_gib_fails_fast() {
 #[test]
 fn case12_pax_header_of_100_mb_fails_fast() {
     let len = 100 * 1024 * 1024;
-    let h = header(b"pax", b'x', len, 0o644, b"");
-    let mut src = Lazy {
-        header: h.to_vec(),
-        pos: 0,
-        len,
-    };
+    let mut src = Lazy::pax(len);
     let err = TarReader::new(&mut src, ReadLimits::default())
         .next_entry()
         .unwrap_err();

@@ -145,7 +145,7 @@ pub(crate) fn type_bits(kind: &EntryKind) -> u32 {
         EntryKind::CharDevice { .. } => 0o020000,
         EntryKind::BlockDevice { .. } => 0o060000,
         EntryKind::Fifo => 0o010000,
-        EntryKind::Whiteout => 0,
+        EntryKind::Whiteout(()) => 0,
     }
 }
 

@@ -132,6 +132,40 @@ pub struct Lazy {
     pub len: u64,
 }
 
+impl Lazy {
+    /// A GNU long-name header (`././@LongLink`) announcing a name of `len` bytes.
+    pub fn gnu_long_name(len: u64) -> Self {
+        let mut h = header(b"././@LongLink", b'L', len, 0, b"");
+        h[257..265].copy_from_slice(b"ustar  \0");
+        set_checksum(&mut h);
+        Self {
+            header: h.to_vec(),
+            pos: 0,
+            len,
+        }
+    }
+
+    /// A PAX extended header of `len` bytes.
+    pub fn pax(len: u64) -> Self {
+        Self {
+            header: header(b"pax", b'x', len, 0o644, b"").to_vec(),
+            pos: 0,
+            len,
+        }
+    }
+}
+
+/// 42 symlinks in a loop (`l0` → `/l1` … `l41` → `l0`), then a file below `l0`: resolving
+/// `l0/x` must stop with ELOOP, and quickly.
+pub fn symlink_loop() -> Vec<u8> {
+    let mut t = Tar::new();
+    for i in 0..41 {
+        t.symlink(&format!("l{i}"), &format!("/l{}", i + 1));
+    }
+    t.symlink("l41", "l0").file("l0/x", b"");
+    t.finish()
+}
+
 impl Read for Lazy {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let total = self.header.len() as u64 + self.len;

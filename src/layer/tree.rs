@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::host::{self, HostError, HostMount};
+use super::kind::Kind;
 
 /// Where a regular file's bytes come from when the layer is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,26 +74,10 @@ impl Content {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EntryKind {
-    Dir,
-    File(Content),
-    /// The target exactly as written (relative or absolute); resolved inside the image root.
-    Symlink(String),
-    /// A hard link to another entry of the same layer (a normalized tree path).
-    Hardlink(String),
-    CharDevice {
-        major: u32,
-        minor: u32,
-    },
-    BlockDevice {
-        major: u32,
-        minor: u32,
-    },
-    Fifo,
-    /// Deletes the path from lower layers; written as `.wh.<name>`.
-    Whiteout,
-}
+/// What an entry of this layer is: a file holds its [`Content`]; a hard link names another
+/// entry of the same layer; a whiteout deletes the path from lower layers and is written as
+/// `.wh.<name>`.
+pub type EntryKind = Kind<Content, ()>;
 
 /// Metadata as it goes into the tar header. `mode` holds the permission and special bits only
 /// (`0o7777`); the file type comes from `EntryKind`.
@@ -382,7 +367,7 @@ impl FileTree {
                         queue.push_front(t.to_string());
                     }
                 }
-                Some(EntryKind::Whiteout) => {
+                Some(EntryKind::Whiteout(())) => {
                     return Err(TreeError::ParentRemoved {
                         path: path.to_string(),
                         parent: here,
@@ -434,7 +419,7 @@ impl FileTree {
         }
         let was_whiteout = matches!(
             self.entries.get(&key).map(|e| &e.kind),
-            Some(EntryKind::Whiteout)
+            Some(EntryKind::Whiteout(()))
         );
         let new_is_dir = matches!(entry.kind, EntryKind::Dir);
         // A directory replaces a directory (explicit, or implied by entries below it) and keeps
@@ -466,7 +451,7 @@ impl FileTree {
         self.entries.insert(
             key.clone(),
             Entry {
-                kind: EntryKind::Whiteout,
+                kind: EntryKind::Whiteout(()),
                 meta: Metadata::new(0, 0, 0, 0),
             },
         );
@@ -501,7 +486,7 @@ impl FileTree {
         match self.entries.get(&resolved).map(|e| &e.kind) {
             None => Err(bad("the target is not an entry of this layer")),
             Some(EntryKind::Dir) => Err(bad("the target is a directory")),
-            Some(EntryKind::Whiteout) => Err(bad("the target is removed in this layer")),
+            Some(EntryKind::Whiteout(())) => Err(bad("the target is removed in this layer")),
             Some(EntryKind::Hardlink(first)) => Ok(first.clone()),
             Some(_) if resolved == key => Err(bad("the link names itself")),
             Some(_) => Ok(resolved),

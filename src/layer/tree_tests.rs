@@ -137,7 +137,7 @@ fn remove_and_opaque() {
     t.insert("var/cache/a", file("")).unwrap();
     t.remove("/var/cache").unwrap();
     assert_eq!(keys(&t), ["var/cache"]);
-    assert_eq!(t.get("var/cache").unwrap().kind, EntryKind::Whiteout);
+    assert_eq!(t.get("var/cache").unwrap().kind, EntryKind::Whiteout(()));
     // A directory over a whiteout hides the lower contents: it becomes opaque.
     t.insert("var/cache", dir(0o755)).unwrap();
     assert_eq!(t.opaque_dirs().collect::<Vec<_>>(), ["var/cache"]);

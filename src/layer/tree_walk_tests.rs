@@ -154,7 +154,7 @@ fn edits_below_a_copied_directory_list_only_the_path_to_them() {
     want.extend(["data".into(), "data/a b".into(), "data/a/x/new".into()]);
     want.sort();
     assert_eq!(walked(&t), want);
-    assert_eq!(t.get("data/a b").unwrap().kind, EntryKind::Whiteout);
+    assert_eq!(t.get("data/a b").unwrap().kind, EntryKind::Whiteout(()));
 
     // A file replacing a copied directory takes the directory's contents with it.
     t.insert("data/a", inline("flat")).unwrap();

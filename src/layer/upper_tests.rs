@@ -213,8 +213,8 @@ fn whiteouts_devices_owners_and_capabilities() {
     };
     let stats = tree.add_upper_dir(up, &o).unwrap();
     assert_eq!(stats.whiteouts, 2);
-    assert_eq!(tree.get("gone").unwrap().kind, EntryKind::Whiteout);
-    assert_eq!(tree.get("dir/sub").unwrap().kind, EntryKind::Whiteout);
+    assert_eq!(tree.get("gone").unwrap().kind, EntryKind::Whiteout(()));
+    assert_eq!(tree.get("dir/sub").unwrap().kind, EntryKind::Whiteout(()));
     assert_eq!(
         tree.get("null").unwrap().kind,
         EntryKind::CharDevice { major: 1, minor: 3 }

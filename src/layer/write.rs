@@ -401,7 +401,7 @@ impl<W: Write> TarWriter<'_, W> {
                 h.dev = (*major, *minor);
             }
             EntryKind::Fifo => h.typeflag = b'6',
-            EntryKind::Whiteout => {
+            EntryKind::Whiteout(()) => {
                 h.name = match path.rsplit_once('/') {
                     Some((dir, base)) => format!("{dir}/{WHITEOUT_PREFIX}{base}"),
                     None => format!("{WHITEOUT_PREFIX}{path}"),

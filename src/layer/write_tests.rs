@@ -18,7 +18,8 @@ pub(crate) fn require_tool(tool: &str) {
     assert!(found, "this test needs `{tool}`: run scripts/setup.sh");
 }
 
-fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> (bool, Vec<u8>, String) {
+/// Runs `cmd` with `input` on its stdin: whether it succeeded, its stdout and its stderr.
+pub(crate) fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> (bool, Vec<u8>, String) {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -100,7 +101,7 @@ fn sample_tree(host_file: &std::path::Path) -> FileTree {
     put(
         &mut t,
         "etc/gone",
-        EntryKind::Whiteout,
+        EntryKind::Whiteout(()),
         Metadata::new(0o777, 9, 9, 3),
     );
     put(
@@ -621,7 +622,7 @@ fn go_style_whiteouts_and_opaque_markers() {
         Metadata::new(0o2750, 5, 6, 0),
     );
     put(&mut tree, "d/new", inline(b"n"), meta(0o644, 0));
-    put(&mut tree, "gone", EntryKind::Whiteout, meta(0o644, 0));
+    put(&mut tree, "gone", EntryKind::Whiteout(()), meta(0o644, 0));
     tree.opaque.insert("d".to_string());
     for style in [TarStyle::Go, TarStyle::GoBytewise] {
         let mut tar = Vec::new();

@@ -12,8 +12,8 @@ use serde::Serialize;
 use crate::deb::lock::{self as deb_lock, DebLockError, PackagesLocked};
 use crate::digest::Sha256Digest;
 use crate::fetch::{FetchError, Fetcher};
-use crate::image::remote::registry_reference;
-use crate::image::{open_image_with, ImageError, ImageRef, ReferenceError, Transports};
+use crate::image::{open_image_with, ImageError, ImageRef, Transports};
+use crate::platform::Platform;
 use crate::recipe::{self, InputSource, Recipe, RecipeError};
 
 #[derive(Debug, thiserror::Error)]
@@ -58,8 +58,6 @@ impl From<DebLockError> for LockError {
 /// Why a base image could not be pinned.
 #[derive(Debug, thiserror::Error)]
 pub enum BaseError {
-    #[error(transparent)]
-    Reference(#[from] ReferenceError),
     #[error("resolving a tag needs the network, and --offline was given")]
     Offline,
     #[error(
@@ -86,7 +84,7 @@ pub enum Pin {
     /// `[inputs.NAME] size`, in bytes.
     InputSize { input: String, size: u64 },
     /// `base`, with the digest its tag names now.
-    Base { reference: String },
+    Base { reference: ImageRef },
 }
 
 /// Progress of [`lock_recipe`], in order.
@@ -177,13 +175,17 @@ pub fn lock_recipe(
     }
     if let Some(base) = &parsed.base {
         if base.digest.is_none() || options.update {
-            let platform = parsed.image.platform.to_string();
-            let pinned = resolve_base(&base.reference.to_string(), &parsed.dir, &platform, options)
-                .map_err(|source| LockError::Base {
-                    reference: base.reference.to_string(),
-                    source,
-                })?;
-            if let Some(pinned) = pinned.filter(|p| *p != base.reference.to_string()) {
+            let pinned = resolve_base(
+                &base.reference,
+                &parsed.dir,
+                &parsed.image.platform,
+                options,
+            )
+            .map_err(|source| LockError::Base {
+                reference: base.reference.to_string(),
+                source,
+            })?;
+            if let Some(pinned) = pinned.filter(|p| *p != base.reference) {
                 new_text = recipe::pin_base_ref(&new_text, &pinned)?;
                 pin(Pin::Base { reference: pinned }, &mut pins);
             }
@@ -207,22 +209,16 @@ pub fn lock_recipe(
 }
 
 /// The base reference pinned to what its tag names now (`None`: nothing to resolve, e.g. a
-/// digest-only reference). The text before `@` is kept as written; only the digest changes.
+/// digest-only reference). Everything but the digest is kept (see [`ImageRef::pinned`]).
 /// A relative `oci:` path is relative to `recipe_dir`.
 pub fn resolve_base(
-    reference: &str,
+    reference: &ImageRef,
     recipe_dir: &Path,
-    platform: &str,
+    platform: &Platform,
     options: &LockOptions<'_>,
-) -> Result<Option<String>, BaseError> {
-    let parsed: ImageRef = reference.parse()?;
-    let unpinned = reference
-        .rsplit_once('@')
-        .map_or(reference, |(body, _)| body)
-        .to_string();
-    let digest = match &parsed {
-        ImageRef::Docker { .. } => {
-            let r = registry_reference(&parsed)?;
+) -> Result<Option<ImageRef>, BaseError> {
+    let digest = match reference {
+        ImageRef::Docker(r) => {
             if r.tag().is_none() && r.digest().is_some() {
                 return Ok(None);
             }
@@ -233,7 +229,7 @@ pub fn resolve_base(
             ctx.client.resolve_tag(r.repository(), r.tag_or_latest())?
         }
         ImageRef::Oci { path, tag, .. } | ImageRef::OciArchive { path, tag, .. } => {
-            if tag.is_none() && parsed.digest().is_some() {
+            if tag.is_none() && reference.is_pinned() {
                 return Ok(None);
             }
             let path = if path.is_absolute() {
@@ -241,7 +237,7 @@ pub fn resolve_base(
             } else {
                 recipe_dir.join(path)
             };
-            let local = match &parsed {
+            let local = match reference {
                 ImageRef::Oci { .. } => ImageRef::Oci {
                     path,
                     tag: tag.clone(),
@@ -254,11 +250,11 @@ pub fn resolve_base(
                 },
             };
             let ctx = (options.transports)()?;
-            open_image_with(&local, platform, &ctx)?.resolved_digest
+            open_image_with(&local, Some(platform), &ctx)?.resolved_digest
         }
         ImageRef::DockerArchive { .. } => return Err(BaseError::DockerArchive),
     };
-    Ok(Some(format!("{unpinned}@{digest}")))
+    Ok(reference.pinned(digest))
 }
 
 #[cfg(test)]
@@ -319,6 +315,103 @@ mod tests {
         let again = lock_recipe(&recipe, &options, &mut |_| {}).unwrap();
         assert_eq!(again.pins, []);
         assert_eq!(fs_err::read_to_string(&recipe).unwrap(), locked);
+    }
+
+    /// An `oci:DIR:TAG` base whose tag names an index is pinned to the index digest, with the
+    /// path and tag kept as written; the recipe's platform must be served by the index, and a
+    /// second lock finds nothing to pin.
+    #[test]
+    fn an_oci_base_tag_is_pinned_to_the_index_it_names() {
+        use crate::image::layout::descriptor;
+        use crate::image::Layout;
+        use crate::media;
+
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(&dir.path().join("base")).unwrap();
+        let config = br#"{"architecture":"arm64","variant":"v8","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let config_digest = layout.put_blob(config).unwrap();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest.to_string(),
+                "size": config.len(),
+            },
+            "layers": [],
+        })
+        .to_string();
+        let manifest_digest = layout.put_blob(manifest.as_bytes()).unwrap();
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_INDEX,
+            "manifests": [{
+                "mediaType": media::OCI_MANIFEST,
+                "digest": manifest_digest.to_string(),
+                "size": manifest.len(),
+                "platform": {"os": "linux", "architecture": "arm64"},
+            }],
+        })
+        .to_string();
+        let index_digest = layout.put_blob(index.as_bytes()).unwrap();
+        let mut entry = descriptor(media::OCI_INDEX, &index_digest, index.len() as u64);
+        entry.set_annotations(Some(
+            [(
+                "org.opencontainers.image.ref.name".to_string(),
+                "1".to_string(),
+            )]
+            .into(),
+        ));
+        layout.write_index(vec![entry]).unwrap();
+
+        let recipe = dir.path().join("r.toml");
+        let text = |platform: &str| {
+            format!(
+                "[image]\nname = \"e\"\nplatform = \"{platform}\"\n[base]\nref = \"oci:base:1\"\n\
+                 [[layer]]\n[[layer.step]]\nwrite = \"/hello\"\ncontent = \"hi\\n\"\n"
+            )
+        };
+        let store = Store::open(&dir.path().join("cache")).unwrap();
+        let fetcher = Fetcher::new(store.clone());
+        let transports = || {
+            Transports::new(
+                store.clone(),
+                true,
+                &crate::image::remote::RegistryOptions::default(),
+                None,
+            )
+        };
+        let options = LockOptions {
+            update: false,
+            now: 0,
+            fetcher: &fetcher,
+            transports: &transports,
+        };
+        let lock = || lock_recipe(&recipe, &options, &mut |_| {});
+
+        fs_err::write(&recipe, text("linux/amd64")).unwrap();
+        let err = lock().unwrap_err();
+        assert!(
+            matches!(&err, LockError::Base { reference, source: BaseError::Image(ImageError::NoPlatform { .. }) }
+                if reference == "oci:base:1"),
+            "{err:?}"
+        );
+
+        // linux/arm64/v8 is served by the index's variant-less linux/arm64 entry.
+        fs_err::write(&recipe, text("linux/arm64/v8")).unwrap();
+        let pinned = format!("oci:base:1@{index_digest}");
+        let outcome = lock().unwrap();
+        assert_eq!(
+            outcome.pins,
+            [Pin::Base {
+                reference: pinned.parse().unwrap()
+            }]
+        );
+        assert_eq!(
+            fs_err::read_to_string(&recipe).unwrap(),
+            text("linux/arm64/v8").replace("oci:base:1", &pinned)
+        );
+        assert_eq!(lock().unwrap().pins, []);
     }
 
     #[test]

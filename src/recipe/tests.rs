@@ -568,7 +568,7 @@ fn unpinned_inputs_and_base() {
         err.to_string(),
         "r.toml:3:1: [base] ref `oci:base:latest` is not pinned; append `@sha256:<manifest digest>` or run `kiln lock` to resolve it"
     );
-    let pinned = pin_base_ref(text, &format!("oci:base@sha256:{HEX}")).unwrap();
+    let pinned = pin_base_ref(text, &format!("oci:base@sha256:{HEX}").parse().unwrap()).unwrap();
     let recipe = Recipe::parse(&pinned, "r.toml", ".").unwrap();
     assert_eq!(
         recipe.ensure_pinned().unwrap_err().to_string(),

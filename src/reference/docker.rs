@@ -137,6 +137,14 @@ impl Reference {
             ..self.clone()
         }
     }
+
+    /// This reference without its digest (the tag, if any, is what it names).
+    pub fn without_digest(&self) -> Self {
+        Self {
+            digest: None,
+            ..self.clone()
+        }
+    }
 }
 
 impl FromStr for Reference {

@@ -102,6 +102,37 @@ impl ImageRef {
         }
     }
 
+    /// This reference pinned to `digest`, its tag kept; `None` for a docker-archive, which
+    /// has no manifest digest to pin.
+    pub fn pinned(&self, digest: Sha256Digest) -> Option<ImageRef> {
+        self.with_digest(Some(digest))
+    }
+
+    /// This reference without its `@sha256:` pin.
+    pub fn unpinned(&self) -> ImageRef {
+        self.with_digest(None).unwrap_or_else(|| self.clone())
+    }
+
+    fn with_digest(&self, digest: Option<Sha256Digest>) -> Option<ImageRef> {
+        Some(match self {
+            ImageRef::Oci { path, tag, .. } => ImageRef::Oci {
+                path: path.clone(),
+                tag: tag.clone(),
+                digest,
+            },
+            ImageRef::OciArchive { path, tag, .. } => ImageRef::OciArchive {
+                path: path.clone(),
+                tag: tag.clone(),
+                digest,
+            },
+            ImageRef::Docker(r) => ImageRef::Docker(match digest {
+                Some(d) => r.with_digest(d),
+                None => r.without_digest(),
+            }),
+            ImageRef::DockerArchive { .. } => return None,
+        })
+    }
+
     /// The registry reference, for `docker://`.
     pub fn registry(&self) -> Option<&Reference> {
         match self {

@@ -269,3 +269,28 @@ fn repositories_and_tags_built_from_parts_are_checked() {
         Problem::Tag(".x".into())
     );
 }
+
+/// Pinning keeps the transport, path and tag as written and only sets the digest; unpinning
+/// drops it; a docker-archive has nothing to pin.
+#[test]
+fn pinned_and_unpinned_keep_everything_but_the_digest() {
+    let d = digest();
+    for (text, pinned) in [
+        ("oci:./base:1", format!("oci:./base:1@{d}")),
+        ("oci-archive:b.tar", format!("oci-archive:b.tar@{d}")),
+        (
+            "docker://debian:12",
+            format!("docker://docker.io/library/debian:12@{d}"),
+        ),
+    ] {
+        let r: ImageRef = text.parse().unwrap();
+        let p = r.pinned(d).unwrap();
+        assert_eq!(p.to_string(), pinned);
+        assert_eq!(p.digest(), Some(&d));
+        assert_eq!(p.unpinned(), r, "{text}");
+        assert_eq!(pinned.parse::<ImageRef>().unwrap(), p);
+    }
+    let archive: ImageRef = "docker-archive:b.tar".parse().unwrap();
+    assert_eq!(archive.pinned(d), None);
+    assert_eq!(archive.unpinned(), archive);
+}

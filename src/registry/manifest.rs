@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::error::{RegistryError, Result};
 use crate::digest::Sha256Digest;
 use crate::media::{is_index, DOCKER_SCHEMA1, IMAGE_MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST};
-use crate::platform::Platform;
+use crate::platform::{Fit, Platform};
 
 /// A manifest as received and verified: its bytes are exactly what `digest` names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,8 +163,8 @@ pub struct IndexEntry {
     pub size: u64,
 }
 
-/// Picks the first image manifest for `platform` in an index. A platform without a variant
-/// matches any variant (an index says `linux/arm64/v8` for plain `linux/arm64`).
+/// Picks the image manifest for `platform` in an index: the first exact entry, else the first
+/// compatible one ([`Platform::fit`]).
 pub fn select_platform(index: &PulledManifest, platform: &Platform) -> Result<IndexEntry> {
     #[derive(Deserialize)]
     struct Index {
@@ -191,11 +191,12 @@ pub fn select_platform(index: &PulledManifest, platform: &Platform) -> Result<In
             url: String::new(),
             source: e,
         })?;
-    let found = parsed.manifests.into_iter().find(|e| {
-        IMAGE_MANIFEST_TYPES.contains(&e.media_type.as_str())
-            && e.platform.as_ref().is_some_and(|p| {
-                platform.is_served_by(&p.os, &p.architecture, p.variant.as_deref())
-            })
+    let found = Fit::best(parsed.manifests, |e| {
+        let p = e.platform.as_ref()?;
+        if !IMAGE_MANIFEST_TYPES.contains(&e.media_type.as_str()) {
+            return None;
+        }
+        platform.fit(&p.os, &p.architecture, p.variant.as_deref())
     });
     let none = || RegistryError::NoMatchingPlatform {
         digest: index.digest,
@@ -221,6 +222,19 @@ mod tests {
             url: "http://r/v2/a/manifests/latest",
             content_type: ct,
             digest_header: dh,
+        }
+    }
+
+    /// A pulled index listing `entries` (JSON objects).
+    fn pulled_index(entries: &[String]) -> PulledManifest {
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
+            entries.join(",")
+        );
+        PulledManifest {
+            media_type: OCI_INDEX.into(),
+            digest: Sha256Digest::of(body.as_bytes()),
+            bytes: body.into_bytes(),
         }
     }
 
@@ -355,17 +369,14 @@ mod tests {
         }
         let a = Sha256Digest::of(b"a");
         let b = Sha256Digest::of(b"b");
-        let body = format!(
-            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[
-              {{"mediaType":"{OCI_MANIFEST}","digest":"{a}","size":1,"platform":{{"os":"linux","architecture":"amd64"}}}},
-              {{"mediaType":"{OCI_MANIFEST}","digest":"{b}","size":2,"platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}}
-            ]}}"#
-        );
-        let idx = PulledManifest {
-            media_type: OCI_INDEX.into(),
-            digest: Sha256Digest::of(body.as_bytes()),
-            bytes: body.into_bytes(),
-        };
+        let idx = pulled_index(&[
+            format!(
+                r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{a}","size":1,"platform":{{"os":"linux","architecture":"amd64"}}}}"#
+            ),
+            format!(
+                r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{b}","size":2,"platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}}"#
+            ),
+        ]);
         let pick = |p: &str| select_platform(&idx, &p.parse().unwrap()).map(|e| e.digest);
         assert_eq!(pick("linux/amd64").unwrap(), a);
         assert_eq!(pick("linux/arm64").unwrap(), b);
@@ -379,5 +390,41 @@ mod tests {
             "linux/arm64/v8".parse::<Platform>().unwrap().to_string(),
             "linux/arm64/v8"
         );
+    }
+
+    /// The registry picks as a layout does ([`Platform::fit`]): an exact entry over an earlier
+    /// compatible one, a variant-less entry for its architecture's default variant, `os.version`
+    /// not compared, entries that are not image manifests skipped.
+    #[test]
+    fn select_prefers_exact_then_compatible_entries() {
+        let [a, b, c, d] = [b"a", b"b", b"c", b"d"].map(|x| Sha256Digest::of(x));
+        let entry = |media_type: &str, digest: &Sha256Digest, platform: &str| {
+            format!(
+                r#"{{"mediaType":"{media_type}","digest":"{digest}","size":1,"platform":{platform}}}"#
+            )
+        };
+        let idx = pulled_index(&[
+            entry(OCI_INDEX, &d, r#"{"os":"linux","architecture":"arm64"}"#),
+            entry(
+                OCI_MANIFEST,
+                &a,
+                r#"{"os":"linux","architecture":"arm64","variant":"v8"}"#,
+            ),
+            entry(OCI_MANIFEST, &b, r#"{"os":"linux","architecture":"arm64"}"#),
+            entry(
+                OCI_MANIFEST,
+                &c,
+                r#"{"os":"windows","architecture":"amd64","os.version":"10.0.17763.1879"}"#,
+            ),
+        ]);
+        let pick = |p: &str| select_platform(&idx, &p.parse().unwrap()).map(|e| e.digest);
+        assert_eq!(pick("linux/arm64").unwrap(), b, "exact over the earlier v8");
+        assert_eq!(pick("linux/arm64/v8").unwrap(), a);
+        assert_eq!(
+            pick("windows/amd64").unwrap(),
+            c,
+            "os.version is not compared"
+        );
+        assert!(pick("linux/arm64/v9").is_err());
     }
 }

@@ -114,7 +114,8 @@ pub fn read_image_packages(img: &OpenedImage) -> Result<ImagePackages> {
         let Some(node) = fs.nodes.get(path) else {
             return Ok(None);
         };
-        let crate::diff::NodeKind::File { sha256, .. } = &node.node.kind else {
+        let crate::diff::NodeKind::File(crate::diff::FileDigest { sha256, .. }) = &node.node.kind
+        else {
             return Ok(None);
         };
         if capture.too_large.contains(path) {

@@ -162,17 +162,28 @@ pub struct UpdateOptions {
 
 /// What an update reports as it goes.
 pub enum UpdateEvent<'a> {
-    Checking { recipe: &'a Path },
+    Checking {
+        recipe: &'a Path,
+    },
     Lock(LockEvent<'a>),
-    BaseMoved { old: &'a str, new: &'a str },
+    BaseMoved {
+        old: &'a ImageRef,
+        new: &'a ImageRef,
+    },
     InputMoved(&'a InputChange),
     PackageMoved(&'a PackageChange),
-    Unchanged { recipe: &'a Path },
+    Unchanged {
+        recipe: &'a Path,
+    },
     BuildingBefore,
-    Wrote { path: &'a Path },
+    Wrote {
+        path: &'a Path,
+    },
     BuildingAfter,
     Comparing,
-    Scanning { database: &'a Path },
+    Scanning {
+        database: &'a Path,
+    },
 }
 
 impl std::fmt::Display for UpdateEvent<'_> {
@@ -215,7 +226,7 @@ pub trait UpdateObserver {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BaseChange {
     /// The reference without its digest, e.g. `docker://HOST/REPO:TAG`.
-    pub reference: String,
+    pub reference: ImageRef,
     pub old: Option<Sha256Digest>,
     pub new: Sha256Digest,
 }
@@ -306,28 +317,25 @@ pub fn update_recipe(
                 fetcher: &fetcher,
                 transports: &transports,
             };
-            let platform = old.image.platform.as_str();
-            let pinned = resolve_base(&b.reference.to_string(), &old.dir, platform, &lock_options)
+            let pinned = resolve_base(&b.reference, &old.dir, &old.image.platform, &lock_options)
                 .map_err(|source| UpdateError::Base {
-                    recipe: path.to_path_buf(),
-                    source: Box::new(source),
-                })?;
-            let digest = pinned
-                .as_deref()
-                .and_then(|p| p.rsplit_once('@'))
-                .and_then(|(_, d)| d.parse::<Sha256Digest>().ok());
-            match (pinned, digest) {
-                (Some(reference), Some(digest)) if reference != b.reference.to_string() => {
+                recipe: path.to_path_buf(),
+                source: Box::new(source),
+            })?;
+            match pinned {
+                Some(reference) if reference != b.reference => {
                     observer.event(UpdateEvent::BaseMoved {
-                        old: &b.reference.to_string(),
+                        old: &b.reference,
                         new: &reference,
                     });
                     new_text = recipe::pin_base_ref(&new_text, &reference).map_err(rewrite)?;
-                    let unpinned = reference.rsplit_once('@').map_or(&*reference, |r| r.0);
+                    let new = *reference
+                        .digest()
+                        .expect("resolve_base returns a pinned reference");
                     Some(BaseChange {
-                        reference: unpinned.to_string(),
+                        reference: reference.unpinned(),
                         old: b.digest,
-                        new: digest,
+                        new,
                     })
                 }
                 _ => None,
@@ -453,14 +461,14 @@ pub fn update_recipe(
         path: before_dir.clone(),
         source: Box::new(source),
     })?;
-    let platform = old.image.platform.as_str();
+    let platform = &old.image.platform;
     let open = |dir: &Path, digest: Sha256Digest| {
         let reference = ImageRef::Oci {
             path: dir.to_path_buf(),
             tag: None,
             digest: Some(digest),
         };
-        image::open_image(&reference, platform).map_err(|source| UpdateError::Image {
+        image::open_image(&reference, Some(platform)).map_err(|source| UpdateError::Image {
             path: dir.to_path_buf(),
             source: Box::new(source),
         })

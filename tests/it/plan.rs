@@ -166,3 +166,89 @@ fn plan_refuses_an_unpinned_url_input_without_fetching() {
     );
     assert!(!ctx.join("cache").exists());
 }
+
+/// `--plan` of a recipe with several `platforms`: one line of canonical JSON, the array of the
+/// plans in the order of `platforms`, each the same bytes (and so the same layer keys) as the
+/// plan of the recipe written for that one platform; the build uses exactly those keys.
+#[test]
+fn plan_of_several_platforms_is_the_plan_of_each_in_order() {
+    let ctx = TestContext::new();
+    let layer = "\n[[layer]]\n[[layer.step]]\nwrite = \"/etc/motd\"\ncontent = \"hello\\n\"\n";
+    let recipe = busybox_recipe(&ctx, "bb", layer);
+    let head = |platform: &str| {
+        BUSYBOX_RECIPE_HEAD.replace(
+            "epoch = 1700000000\n",
+            &format!("epoch = 1700000000\n{platform}\n"),
+        )
+    };
+    std::fs::write(
+        &recipe,
+        format!(
+            "{}{layer}",
+            head("platforms = [\"linux/arm64\", \"linux/amd64\"]")
+        ),
+    )
+    .unwrap();
+    let single = |platform: &str| {
+        let one = ctx.join(format!("bb/{}.toml", platform.replace('/', "-")));
+        let text = format!("{}{layer}", head(&format!("platform = \"{platform}\"")));
+        std::fs::write(&one, text).unwrap();
+        plan(&ctx, &one)
+    };
+
+    let first = plan(&ctx, &recipe);
+    assert_eq!(plan(&ctx, &recipe), first, "the same bytes every time");
+    assert!(
+        first.starts_with("[{") && first.ends_with("}]\n") && first.lines().count() == 1,
+        "{first}"
+    );
+    let plans: Vec<serde_json::Value> = serde_json::from_str(&first).unwrap();
+    let platforms: Vec<&str> = plans
+        .iter()
+        .map(|p| p["image"]["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        platforms,
+        ["linux/arm64", "linux/amd64"],
+        "the recipe's order"
+    );
+    let mut keys = Vec::new();
+    for (each, platform) in plans.iter().zip(platforms) {
+        let alone = single(platform);
+        assert_eq!(
+            format!("{each}\n"),
+            alone,
+            "{platform}: the same plan as the recipe for that platform alone"
+        );
+        keys.extend(layer_keys(&alone));
+    }
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert!(!ctx.join("cache").exists(), "--plan opens no cache");
+
+    // The build of both platforms uses those keys, in the same order.
+    let out = run_ok(
+        ctx.kiln()
+            .arg("build")
+            .arg(&recipe)
+            .arg("--json")
+            .arg("--cache")
+            .arg(ctx.join("cache"))
+            .arg("-o")
+            .arg(ctx.join("out/bb")),
+    );
+    let built: Vec<String> = built_layers(&out).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(built, keys);
+    // With --json, stdout holds only events: the last names the index.
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let index = std::fs::read(ctx.join("out/bb/index.json")).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&index).unwrap();
+    assert_eq!(
+        (&last["event"], &last["digest"], &last["format"]),
+        (
+            &"image".into(),
+            &index["manifests"][0]["digest"],
+            &"oci".into()
+        )
+    );
+    assert_eq!(plan(&ctx, &recipe), first, "building changes no plan");
+}
