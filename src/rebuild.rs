@@ -67,6 +67,17 @@ pub enum RebuildError {
     },
 }
 
+impl RebuildError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Store(e) => e.hint(),
+            Self::Layout(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
 /// What to rebuild, against what, and where the results go.
 pub struct RebuildRequest<'a> {
     pub recipe: &'a Recipe,

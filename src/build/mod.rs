@@ -28,6 +28,7 @@ pub use config::rfc3339;
 pub use error::BuildError;
 pub use observer::{BuildEvent, BuildObserver, BuildWarning, OutputStream, Work};
 pub use plan::{BuildPlan, LayerPlan};
+pub(crate) use run::RunError;
 
 use crate::attest::provenance::{self, Dependency, ProvenanceFacts};
 use crate::digest::Sha256Digest;

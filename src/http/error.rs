@@ -18,11 +18,7 @@ pub enum HttpError {
     #[error("failed to set up TLS")]
     Tls(#[source] rustls::Error),
 
-    #[error(
-        "the TLS certificate of {host} is not trusted: {reason}\nhint: kiln trusts the \
-         system's CA bundle, or the bundle $SSL_CERT_FILE names, and the certificates in the \
-         directories of $SSL_CERT_DIR; add your CA there (e.g. SSL_CERT_FILE=/path/ca.pem)"
-    )]
+    #[error("the TLS certificate of {host} is not trusted: {reason}")]
     UntrustedCertificate { host: String, reason: String },
 
     #[error("failed to connect to {url}")]
@@ -31,6 +27,21 @@ pub enum HttpError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+impl HttpError {
+    /// Where kiln looks for trusted CAs, for an untrusted certificate.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::UntrustedCertificate { .. } => Some(
+                "kiln trusts the system's CA bundle, or the bundle $SSL_CERT_FILE names, and the \
+                 certificates in the directories of $SSL_CERT_DIR; add your CA there (e.g. \
+                 SSL_CERT_FILE=/path/ca.pem)"
+                    .to_string(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 impl HttpError {

@@ -88,6 +88,7 @@ impl ImageError {
                 Some("pin the reference with @sha256:… (`kiln lock` does it)".to_string())
             }
             Self::NoCacheDir => Some("set XDG_CACHE_HOME or HOME, or pass --cache".to_string()),
+            Self::Platform(e) => e.hint(),
             Self::Store(e) => e.hint(),
             _ => None,
         }

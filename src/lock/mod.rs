@@ -43,6 +43,18 @@ pub enum LockError {
     Packages(#[from] Box<DebLockError>),
 }
 
+impl LockError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Recipe(e) => e.hint(),
+            Self::Write(e) => e.hint(),
+            Self::Packages(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
 impl From<RecipeError> for LockError {
     fn from(e: RecipeError) -> Self {
         LockError::Recipe(Box::new(e))
@@ -69,6 +81,16 @@ pub enum BaseError {
     DockerArchive,
     #[error(transparent)]
     Image(#[from] ImageError),
+}
+
+impl BaseError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Image(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 impl From<crate::registry::RegistryError> for BaseError {
