@@ -124,7 +124,7 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
     write_output(&image, &dest, args.format, &store)
         .with_context(|| format!("failed to write {}", dest.display()))?;
     let sboms = match args.sbom {
-        true => super::scan::attach_sboms(&dest, &image.manifest_digest, &names.subject)
+        true => crate::scan::sbom::attach_sboms(&dest, &image.manifest_digest, &names.subject)
             .with_context(|| format!("failed to attach the SBOMs in {}", dest.display()))?,
         false => Vec::new(),
     };

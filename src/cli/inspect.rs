@@ -10,7 +10,8 @@ use crate::attest::cosign::{AttachmentKind, PREDICATE_TYPE_ANNOTATION};
 use crate::attest::simple_signing::parse_payload;
 use crate::attest::store::{AttachmentStore, StoredAttachment};
 use crate::attest::{dsse, PredicateType};
-use crate::image::{self, layout::digest_of, ImageRef, Layout};
+use crate::image::referrer::{read_referrers, referrer_statements};
+use crate::image::{self, ImageRef, Layout};
 use crate::recipe::Platform;
 use crate::registry::Client;
 
@@ -73,16 +74,16 @@ pub fn describe(img: &image::OpenedImage) -> Result<Value> {
             })
         })
         .collect();
-    let mut referrers = Vec::new();
-    for r in &img.referrers {
-        let d = digest_of(r)?;
-        let manifest: Value = serde_json::from_slice(&img.read_blob(&d)?)?;
-        referrers.push(json!({
-            "digest": d.to_string(),
-            "artifactType": r.artifact_type().as_ref().map(|a| a.to_string()),
-            "predicateType": manifest.pointer("/annotations/in-toto.io~1predicate-type"),
-        }));
-    }
+    let referrers: Vec<Value> = read_referrers(img)?
+        .into_iter()
+        .map(|r| {
+            json!({
+                "digest": r.digest.to_string(),
+                "artifactType": r.artifact_type,
+                "predicateType": r.predicate_type,
+            })
+        })
+        .collect();
     let config: Value = serde_json::from_slice(&img.config_bytes)?;
     Ok(json!({
         "schemaVersion": 1,
@@ -179,24 +180,11 @@ fn statements(
             )
         })?);
     }
-    for r in &img.referrers {
-        let d = digest_of(r)?;
-        let manifest: Value = serde_json::from_slice(&img.read_blob(&d)?)?;
-        let predicate_type = manifest.pointer("/annotations/in-toto.io~1predicate-type");
-        if predicate_type.and_then(Value::as_str) != Some(wanted.uri()) {
-            continue;
-        }
-        let layer = manifest
-            .pointer("/layers/0/digest")
-            .and_then(Value::as_str)
-            .and_then(|d| d.parse().ok())
-            .with_context(|| format!("referrer {d} has no statement layer"))?;
-        let bytes = img.read_blob(&layer)?;
-        out.push(
-            serde_json::from_slice(&bytes)
-                .with_context(|| format!("referrer {d}'s statement is not JSON"))?,
-        );
-    }
+    out.extend(
+        referrer_statements(img, wanted.uri())?
+            .into_iter()
+            .map(|(_, statement)| statement),
+    );
     let mut distinct: Vec<Value> = Vec::new();
     for s in out {
         if !distinct.contains(&s) {

@@ -19,6 +19,7 @@ use crate::attest::store::AttachmentStore;
 use crate::attest::target::Target;
 use crate::attest::{attestation_layer, keys, PredicateType};
 use crate::digest::Sha256Digest;
+use crate::image::layout::looks_like_attachment;
 use crate::image::{self, ImageRef};
 use crate::policy::{
     approval_predicate, evaluate, promotions, Evaluation, Evidence, Policy, PolicyKey, Promotion,
@@ -326,11 +327,6 @@ struct ListedTag {
     promotions: Vec<Promotion>,
 }
 
-/// Whether `tag` is one of cosign's attachment tags (`sha256-HEX.sig`, `.att`, …).
-fn is_attachment_tag(tag: &str) -> bool {
-    tag.starts_with("sha256-") && tag.contains('.')
-}
-
 pub fn run_list(args: ListArgs) -> Result<ExitCode> {
     let reference: Reference = args
         .repository
@@ -351,7 +347,7 @@ pub fn run_list(args: ListArgs) -> Result<ExitCode> {
         repository: repository.clone(),
     };
     let mut rows = Vec::new();
-    for tag in tags.into_iter().filter(|t| !is_attachment_tag(t)) {
+    for tag in tags.into_iter().filter(|t| !looks_like_attachment(t)) {
         let digest = client
             .get_manifest(&repository, &tag, ALL_MANIFEST_TYPES)
             .with_context(|| format!("failed to read {repository}:{tag}"))?

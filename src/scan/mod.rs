@@ -33,6 +33,18 @@ pub enum ScanError {
         #[source]
         source: Box<crate::diff::DiffError>,
     },
+    #[error("failed to read the referrers of {reference}")]
+    Referrers {
+        reference: String,
+        #[source]
+        source: Box<crate::image::ImageError>,
+    },
+    #[error("failed to attach the SBOMs to the image in {}", dir.display())]
+    AttachSbom {
+        dir: PathBuf,
+        #[source]
+        source: Box<crate::image::ImageError>,
+    },
     #[error("layer {index} of {reference} has diff_id {actual}, the config says {expected}")]
     DiffId {
         reference: String,
