@@ -5,7 +5,7 @@
 //! attestation derived from the plan and its results. The library never prints and never exits;
 //! `cli` and `main.rs` do (`cli` is the binary's, not API: its only public item is `cli::main`).
 
-pub mod attest;
+pub(crate) mod attest;
 pub mod build;
 #[doc(hidden)]
 pub mod cli;
@@ -13,20 +13,20 @@ pub mod deb;
 pub mod diff;
 pub mod digest;
 pub mod fetch;
-pub mod hint;
+pub(crate) mod hint;
 pub mod http;
 pub mod image;
 pub mod layer;
-pub mod lock;
-pub mod platform;
-pub mod policy;
-pub mod rebuild;
-pub mod recipe;
+pub(crate) mod lock;
+pub(crate) mod platform;
+pub(crate) mod policy;
+pub(crate) mod rebuild;
+pub(crate) mod recipe;
 pub mod reference;
 pub mod registry;
-pub mod scan;
-pub mod store;
-pub mod update;
+pub(crate) mod scan;
+pub(crate) mod store;
+pub(crate) mod update;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -120,7 +120,6 @@ pub enum RebuildEvent<'a> {
 /// What [`rebuild`] produced.
 #[derive(Debug)]
 pub struct Rebuilt {
-    pub manifest_digest: Sha256Digest,
     pub report: DiffReport,
     /// Whether the verdict passes [`RebuildRequest::accept`].
     pub passed: bool,
@@ -235,7 +234,6 @@ pub fn rebuild(
         progress(RebuildEvent::Signed(&signed));
     }
     Ok(Rebuilt {
-        manifest_digest: built.manifest_digest,
         passed: report.verdict.passes(accept),
         report,
     })

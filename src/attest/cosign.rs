@@ -42,21 +42,19 @@ pub enum CosignError {
     SchemaVersion(u32),
 }
 
-/// Which attachment tag: signatures, attestations or SBOMs.
+/// Which attachment tag kiln reads and writes: signatures or attestations (kiln attaches its
+/// SBOMs as referrers, not in cosign's `.sbom` tag).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttachmentKind {
     Signature,
     Attestation,
-    Sbom,
 }
 
-/// The tag holding `kind` attachments of the image `subject`: `sha256-<hex>.sig` / `.att` /
-/// `.sbom`.
+/// The tag holding `kind` attachments of the image `subject`: `sha256-<hex>.sig` / `.att`.
 pub fn attachment_tag(subject: &Sha256Digest, kind: AttachmentKind) -> String {
     let suffix = match kind {
         AttachmentKind::Signature => "sig",
         AttachmentKind::Attestation => "att",
-        AttachmentKind::Sbom => "sbom",
     };
     format!("sha256-{}.{suffix}", subject.hex())
 }
@@ -263,6 +261,7 @@ impl SignatureManifest {
 }
 
 /// A signature image holding `layers` (duplicates dropped).
+#[cfg(test)]
 pub fn build_signature_image(layers: Vec<NewLayer>) -> SignatureImage {
     let mut manifest = SignatureManifest::new();
     for layer in layers {
@@ -273,6 +272,7 @@ pub fn build_signature_image(layers: Vec<NewLayer>) -> SignatureImage {
 
 /// Adds `layers` to the signature image whose manifest is `existing_manifest`, keeping its
 /// layers (and their annotations) in order; identical layers are not added twice.
+#[cfg(test)]
 pub fn append_to_signature_image(
     existing_manifest: &[u8],
     layers: Vec<NewLayer>,
@@ -302,10 +302,6 @@ mod tests {
         assert_eq!(
             attachment_tag(&d, AttachmentKind::Attestation),
             format!("sha256-{}.att", d.hex())
-        );
-        assert_eq!(
-            attachment_tag(&d, AttachmentKind::Sbom),
-            format!("sha256-{}.sbom", d.hex())
         );
     }
 

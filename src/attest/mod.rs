@@ -33,11 +33,11 @@ mod python_interop;
 
 use crate::digest::Sha256Digest;
 
-pub use cosign::{NewLayer, SignatureImage, SignatureManifest};
+pub use cosign::NewLayer;
 pub use intoto::{PredicateType, Statement};
 pub use keys::{SigningKey, VerifyingKey};
 pub use simple_signing::IdentityPolicy;
-pub use verify::{AttestationPolicy, VerificationReport, VerifyError};
+pub use verify::{AttestationPolicy, VerificationReport};
 
 /// A signature layer for the image `digest` known as `docker_reference` (`HOST/REPO:TAG`):
 /// the simple-signing payload and its DER signature, ready for [`SignatureManifest::append`].

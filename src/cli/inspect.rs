@@ -144,7 +144,6 @@ fn attachment_json((kind, stored): &(AttachmentKind, StoredAttachment)) -> Value
     let kind = match kind {
         AttachmentKind::Signature => "signatures",
         AttachmentKind::Attestation => "attestations",
-        _ => "other",
     };
     json!({"kind": kind, "tag": stored.tag, "layers": layers})
 }

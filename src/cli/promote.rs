@@ -313,7 +313,6 @@ pub fn run_verify_policy(args: &VerifyArgs) -> Result<ExitCode> {
 fn load_policy_key(path: &std::path::Path) -> Result<PolicyKey> {
     let key = load_verifying_key(path)?;
     Ok(PolicyKey {
-        path: path.to_path_buf(),
         id: keys::key_id(&key),
         key,
     })

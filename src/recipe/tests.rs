@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::types::{Base, ImageSection};
+use super::values::{Mode, Owner};
 use super::*;
 use crate::digest::Sha256Digest;
 

@@ -100,7 +100,6 @@ pub struct ImageIdentity<'a> {
 /// What a report said, as kiln's findings.
 #[derive(Debug, Clone)]
 pub struct Imported {
-    pub format: ReportFormat,
     pub scanner: Scanner,
     pub findings: Vec<Finding>,
     /// When the report says it was made (Trivy `CreatedAt`, Grype `descriptor.timestamp`).
@@ -185,7 +184,6 @@ pub fn read_report(
     });
     findings.dedup();
     Ok(Imported {
-        format,
         scanner: parsed.scanner,
         findings,
         created: parsed.created,

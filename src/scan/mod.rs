@@ -18,8 +18,8 @@ pub mod report;
 pub mod sbom;
 pub mod vuln;
 
-pub use dpkg::{read_image_packages, ImagePackages, InstalledPackage};
-pub use ignore::{IgnoreEntry, IgnoreList};
+pub use dpkg::{read_image_packages, InstalledPackage};
+pub use ignore::IgnoreList;
 pub use osv::{match_packages, Database, Finding, Status};
 pub use report::{Report, Severity};
 

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use inputs::{newer_release, InputChange, MAX_VERSION_LIST};
+pub use inputs::{newer_release, InputChange};
 pub use report::{
-    ChangedPath, DiffSummary, ImageDigests, RecipeFailure, UpdateReport, VulnerabilityDelta, SCHEMA,
+    DiffSummary, ImageDigests, RecipeFailure, UpdateReport, VulnerabilityDelta, SCHEMA,
 };
 
 use crate::build::output::{write_layout, write_output, OutputFormat};
