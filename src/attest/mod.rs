@@ -15,6 +15,7 @@
 //! - [`store`]: reading and appending attachment tags in a layout or a registry.
 //! - [`target`]: resolving `oci:` / `docker://` references to the digest and names to sign.
 
+pub mod attached;
 pub mod cosign;
 pub mod dsse;
 pub mod image;

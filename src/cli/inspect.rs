@@ -6,11 +6,12 @@ use serde_json::{json, Value};
 
 use super::args::InspectArgs;
 use super::printer::human_size;
+use crate::attest::attached::attached_statements;
 use crate::attest::cosign::{AttachmentKind, PREDICATE_TYPE_ANNOTATION};
 use crate::attest::simple_signing::parse_payload;
 use crate::attest::store::{AttachmentStore, StoredAttachment};
-use crate::attest::{dsse, PredicateType};
-use crate::image::referrer::{read_referrers, referrer_statements};
+use crate::attest::PredicateType;
+use crate::image::referrer::read_referrers;
 use crate::image::{self, ImageRef, Layout};
 use crate::recipe::Platform;
 use crate::registry::Client;
@@ -35,7 +36,7 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
         .with_context(|| format!("failed to read the attachments of {}", args.reference))?;
     if let Some(wanted) = &args.attestation {
         let wanted: PredicateType = wanted.parse()?;
-        let statements = statements(&img, &attachments, &wanted)?;
+        let statements = attached_statements(&img, &attachments, wanted.uri())?;
         if statements.is_empty() {
             anyhow::bail!(
                 "{} has no attestation of type {wanted} (neither in its `.att` tag nor among its referrers)",
@@ -146,51 +147,6 @@ fn attachment_json((kind, stored): &(AttachmentKind, StoredAttachment)) -> Value
         AttachmentKind::Attestation => "attestations",
     };
     json!({"kind": kind, "tag": stored.tag, "layers": layers})
-}
-
-/// The statements of type `wanted` attached to the image: the payloads of its `.att` layers
-/// (not verified), then its referrers' statements; each distinct statement once.
-fn statements(
-    img: &image::OpenedImage,
-    attachments: &[(AttachmentKind, StoredAttachment)],
-    wanted: &PredicateType,
-) -> Result<Vec<Value>> {
-    let mut out: Vec<Value> = Vec::new();
-    let layers = attachments
-        .iter()
-        .filter(|(kind, _)| *kind == AttachmentKind::Attestation)
-        .flat_map(|(_, stored)| &stored.layers);
-    for (desc, blob) in layers {
-        if desc
-            .annotations
-            .get(PREDICATE_TYPE_ANNOTATION)
-            .map(String::as_str)
-            != Some(wanted.uri())
-        {
-            continue;
-        }
-        let payload = dsse::Envelope::from_json(blob)
-            .and_then(|e| e.payload_bytes())
-            .with_context(|| format!("attestation layer {} is not a DSSE envelope", desc.digest))?;
-        out.push(serde_json::from_slice(&payload).with_context(|| {
-            format!(
-                "attestation layer {} does not hold a JSON statement",
-                desc.digest
-            )
-        })?);
-    }
-    out.extend(
-        referrer_statements(img, wanted.uri())?
-            .into_iter()
-            .map(|(_, statement)| statement),
-    );
-    let mut distinct: Vec<Value> = Vec::new();
-    for s in out {
-        if !distinct.contains(&s) {
-            distinct.push(s);
-        }
-    }
-    Ok(distinct)
 }
 
 fn print_text(r: &Value) {

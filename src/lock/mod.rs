@@ -74,10 +74,7 @@ pub enum BaseError {
     Reference(#[from] ReferenceError),
     #[error("resolving a tag needs the network, and --offline was given")]
     Offline,
-    #[error(
-        "a docker-archive base cannot be pinned: it has no manifest digest; use oci-archive: or \
-         oci:"
-    )]
+    #[error("a docker-archive base cannot be pinned: it has no manifest digest")]
     DockerArchive,
     #[error(transparent)]
     Image(#[from] ImageError),
@@ -87,6 +84,7 @@ impl BaseError {
     /// What the user can do about it, when kiln knows.
     pub fn hint(&self) -> Option<String> {
         match self {
+            Self::DockerArchive => Some("use oci-archive: or oci:".to_string()),
             Self::Image(e) => e.hint(),
             _ => None,
         }
