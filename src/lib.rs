@@ -4,6 +4,9 @@
 //! recipe → `BuildPlan` → layers → image → layout / archive / registry, with a provenance
 //! attestation derived from the plan and its results. The library never prints and never exits;
 //! `cli` and `main.rs` do (`cli` is the binary's, not API: its only public item is `cli::main`).
+//! Modules are crate-private unless the binary or the integration tests (`tests/it`) use them
+//! (`Sha256Digest`, `build::rfc3339`, `deb::version`, `layer::compress`); `diff`, `fetch`,
+//! `http`, `image`, `reference` and `registry` are still public while issue 17 reshapes them.
 
 pub(crate) mod attest;
 pub mod build;
