@@ -14,10 +14,27 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub enum PlatformError {
     #[error("`{0}` is not a platform: expected os/arch[/variant] in lowercase, such as \"linux/amd64\" or \"linux/arm/v7\"")]
     Invalid(String),
-    #[error("`{0}` names an unknown operating system `{os}`\nhint: OCI platforms use Go's GOOS names: {known}", os = part(.0, 0), known = KNOWN_OS.join(", "))]
+    #[error("`{0}` names an unknown operating system `{os}`", os = part(.0, 0))]
     UnknownOs(String),
-    #[error("`{0}` names an unknown architecture `{arch}`\nhint: OCI platforms use Go's GOARCH names: {known}", arch = part(.0, 1), known = KNOWN_ARCH.join(", "))]
+    #[error("`{0}` names an unknown architecture `{arch}`", arch = part(.0, 1))]
     UnknownArch(String),
+}
+
+impl PlatformError {
+    /// The names OCI accepts, for an unknown one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Invalid(_) => None,
+            Self::UnknownOs(_) => Some(format!(
+                "OCI platforms use Go's GOOS names: {}",
+                KNOWN_OS.join(", ")
+            )),
+            Self::UnknownArch(_) => Some(format!(
+                "OCI platforms use Go's GOARCH names: {}",
+                KNOWN_ARCH.join(", ")
+            )),
+        }
+    }
 }
 
 /// `os/arch[/variant]`, kept in its canonical text form, with Go's architecture names as OCI
@@ -234,17 +251,25 @@ mod tests {
         ] {
             assert!(bad.parse::<Platform>().is_err(), "{bad:?}");
         }
-        let err = "linux/amd46".parse::<Platform>().unwrap_err().to_string();
-        assert!(
-            err.starts_with("`linux/amd46` names an unknown architecture `amd46`\nhint: OCI platforms use Go's GOARCH names: 386, amd64, arm, arm64,"),
-            "{err}"
+        let err = "linux/amd46".parse::<Platform>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`linux/amd46` names an unknown architecture `amd46`"
         );
-        let err = "lunix/amd64".parse::<Platform>().unwrap_err().to_string();
+        let hint = err.hint().unwrap();
         assert!(
-            err.contains(
-                "unknown operating system `lunix`\nhint: OCI platforms use Go's GOOS names: aix,"
-            ) && err.contains(" linux,"),
-            "{err}"
+            hint.starts_with("OCI platforms use Go's GOARCH names: 386, amd64, arm, arm64,"),
+            "{hint}"
+        );
+        let err = "lunix/amd64".parse::<Platform>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`lunix/amd64` names an unknown operating system `lunix`"
+        );
+        let hint = err.hint().unwrap();
+        assert!(
+            hint.starts_with("OCI platforms use Go's GOOS names: aix,") && hint.contains(" linux,"),
+            "{hint}"
         );
         let p: Platform = "linux/arm/v7".parse().unwrap();
         assert_eq!(

@@ -69,6 +69,17 @@ pub enum RebuildError {
     },
 }
 
+impl RebuildError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Store(e) => e.hint(),
+            Self::Layout(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
 /// What to rebuild, against what, and where the results go.
 pub struct RebuildRequest<'a> {
     pub recipe: &'a Recipe,
@@ -111,7 +122,6 @@ pub enum RebuildEvent<'a> {
 /// What [`rebuild`] produced.
 #[derive(Debug)]
 pub struct Rebuilt {
-    pub manifest_digest: Sha256Digest,
     pub report: DiffReport,
     /// Whether the verdict passes [`RebuildRequest::accept`].
     pub passed: bool,
@@ -227,7 +237,6 @@ pub fn rebuild(
         progress(RebuildEvent::Signed(&signed));
     }
     Ok(Rebuilt {
-        manifest_digest: built.manifest_digest,
         passed: report.verdict.passes(accept),
         report,
     })

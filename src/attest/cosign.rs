@@ -39,21 +39,19 @@ pub enum CosignError {
     SchemaVersion(u32),
 }
 
-/// Which attachment tag: signatures, attestations or SBOMs.
+/// Which attachment tag kiln reads and writes: signatures or attestations (kiln attaches its
+/// SBOMs as referrers, not in cosign's `.sbom` tag).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttachmentKind {
     Signature,
     Attestation,
-    Sbom,
 }
 
-/// The tag holding `kind` attachments of the image `subject`: `sha256-<hex>.sig` / `.att` /
-/// `.sbom`.
+/// The tag holding `kind` attachments of the image `subject`: `sha256-<hex>.sig` / `.att`.
 pub fn attachment_tag(subject: &Sha256Digest, kind: AttachmentKind) -> String {
     let suffix = match kind {
         AttachmentKind::Signature => "sig",
         AttachmentKind::Attestation => "att",
-        AttachmentKind::Sbom => "sbom",
     };
     format!("sha256-{}.{suffix}", subject.hex())
 }
@@ -250,6 +248,7 @@ impl SignatureManifest {
 }
 
 /// A signature image holding `layers` (duplicates dropped).
+#[cfg(test)]
 pub fn build_signature_image(layers: Vec<NewLayer>) -> SignatureImage {
     let mut manifest = SignatureManifest::new();
     for layer in layers {
@@ -260,6 +259,7 @@ pub fn build_signature_image(layers: Vec<NewLayer>) -> SignatureImage {
 
 /// Adds `layers` to the signature image whose manifest is `existing_manifest`, keeping its
 /// layers (and their annotations) in order; identical layers are not added twice.
+#[cfg(test)]
 pub fn append_to_signature_image(
     existing_manifest: &[u8],
     layers: Vec<NewLayer>,
@@ -290,10 +290,6 @@ mod tests {
         assert_eq!(
             attachment_tag(&d, AttachmentKind::Attestation),
             format!("sha256-{}.att", d.hex())
-        );
-        assert_eq!(
-            attachment_tag(&d, AttachmentKind::Sbom),
-            format!("sha256-{}.sbom", d.hex())
         );
     }
 

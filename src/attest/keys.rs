@@ -96,6 +96,19 @@ pub enum KeyError {
     Io(#[from] std::io::Error),
 }
 
+impl KeyError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Decrypt => Some(
+                "an encrypted key's password is read from KILN_PASSWORD or COSIGN_PASSWORD"
+                    .to_string(),
+            ),
+            _ => None,
+        }
+    }
+}
+
 /// A fresh P-256 key from the operating system's random source.
 pub fn generate() -> SigningKey {
     SigningKey::random(&mut OsRng)

@@ -15,6 +15,7 @@
 //! - [`store`]: reading and appending attachment tags in a layout or a registry.
 //! - [`target`]: resolving `oci:` / `docker://` references to the digest and names to sign.
 
+pub mod attached;
 pub mod cosign;
 pub mod dsse;
 pub mod image;
@@ -33,11 +34,11 @@ mod python_interop;
 
 use crate::digest::Sha256Digest;
 
-pub use cosign::{NewLayer, SignatureImage, SignatureManifest};
+pub use cosign::NewLayer;
 pub use intoto::{PredicateType, Statement};
 pub use keys::{SigningKey, VerifyingKey};
 pub use simple_signing::IdentityPolicy;
-pub use verify::{AttestationPolicy, VerificationReport, VerifyError};
+pub use verify::{AttestationPolicy, VerificationReport};
 
 /// A signature layer for the image `digest` known as `docker_reference` (`HOST/REPO:TAG`):
 /// the simple-signing payload and its DER signature, ready for [`SignatureManifest::append`].

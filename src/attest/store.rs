@@ -102,12 +102,10 @@ pub enum AttachmentStore<'a> {
     },
 }
 
-/// An attachment image as stored: its tag, manifest, and every layer with its blob.
+/// An attachment image as stored: its tag, and every layer with its blob.
 #[derive(Debug, Clone)]
 pub struct StoredAttachment {
     pub tag: String,
-    pub manifest_digest: Sha256Digest,
-    pub manifest: SignatureManifest,
     /// Each layer's descriptor and blob bytes, in manifest order. Blob bytes were verified
     /// against their digest on the way in.
     pub layers: Vec<(Descriptor, Vec<u8>)>,
@@ -291,7 +289,7 @@ impl AttachmentStore<'_> {
         kind: AttachmentKind,
     ) -> Result<Option<StoredAttachment>> {
         let tag = attachment_tag(subject, kind);
-        let Some((manifest_digest, bytes)) = self.get_tagged(&tag)? else {
+        let Some((_, bytes)) = self.get_tagged(&tag)? else {
             return Ok(None);
         };
         let manifest = SignatureManifest::parse(&bytes).map_err(|source| StoreError::Manifest {
@@ -316,12 +314,7 @@ impl AttachmentStore<'_> {
             .iter()
             .map(|layer| Ok((layer.clone(), self.get_layer_blob(layer)?)))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Some(StoredAttachment {
-            tag,
-            manifest_digest,
-            manifest,
-            layers,
-        }))
+        Ok(Some(StoredAttachment { tag, layers }))
     }
 
     /// Adds `layers` to the `kind` attachments of `subject`, creating the tag when it does not

@@ -95,7 +95,7 @@ fn layout_tags_are_created_appended_and_replaced_in_place() {
         .read(&subject, AttachmentKind::Signature)
         .unwrap()
         .unwrap();
-    assert_eq!(stored.manifest_digest, second.manifest_digest);
+    assert_eq!(stored.tag, second.tag);
     assert_eq!(stored.layers.len(), 2);
     for (key, (desc, blob)) in [&k1, &k2].into_iter().zip(&stored.layers) {
         let sig = &desc.annotations[SIGNATURE_ANNOTATION];

@@ -97,8 +97,7 @@ pub enum BuildError {
     Io(#[from] std::io::Error),
     #[error(
         "the recipe has `run` steps and builds {platform}, which this {host} machine cannot \
-         run: no binfmt_misc emulator is registered for it\nhint: register one (e.g. the \
-         qemu-user-static package) or drop the `run` steps"
+         run: no binfmt_misc emulator is registered for it"
     )]
     NoEmulator { platform: String, host: String },
     #[error(transparent)]
@@ -119,8 +118,13 @@ impl BuildError {
                     .to_string(),
             ),
             Self::NotExecutable { .. } => Some("add mode = \"0755\" to the step".to_string()),
+            Self::NoEmulator { .. } => Some(
+                "register one (e.g. the qemu-user-static package) or drop the `run` steps"
+                    .to_string(),
+            ),
             Self::Image(e) => e.hint(),
             Self::Store(e) => e.hint(),
+            Self::Lockfile(e) => e.hint(),
             _ => None,
         }
     }

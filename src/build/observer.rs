@@ -88,7 +88,7 @@ pub enum OutputStream {
 pub enum BuildWarning {
     /// A whiteout for a path that no layer below has: harmless to the image, but usually a
     /// typo, or a path the base image no longer ships.
-    #[error("{location}: `remove = \"{path}\"` removes nothing: no layer below this one has `/{key}`, so the layer only records a whiteout\nhint: check the path; drop the step if the base no longer ships it")]
+    #[error("{location}: `remove = \"{path}\"` removes nothing: no layer below this one has `/{key}`, so the layer only records a whiteout")]
     RemoveOfMissing {
         location: String,
         path: String,
@@ -111,12 +111,13 @@ pub enum BuildWarning {
 }
 
 impl BuildWarning {
-    /// The message without its hint, and the hint.
-    pub fn parts(&self) -> (String, Option<String>) {
-        let text = self.to_string();
-        match text.split_once("\nhint: ") {
-            Some((m, h)) => (m.to_string(), Some(h.to_string())),
-            None => (text, None),
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::RemoveOfMissing { .. } => {
+                Some("check the path; drop the step if the base no longer ships it")
+            }
+            Self::RemoteCache { .. } | Self::UserUnchecked { .. } => None,
         }
     }
 }

@@ -35,16 +35,6 @@ fn subject(image: &BuiltImage) -> Subject<'_> {
     }
 }
 
-/// The referrer manifest that attaches the provenance statement to the image.
-pub fn provenance_manifest(image: &BuiltImage, statement_digest: &Sha256Digest) -> Vec<u8> {
-    referrer::statement_manifest(
-        subject(image),
-        statement_digest,
-        image.provenance.len() as u64,
-        crate::attest::provenance::SLSA_PROVENANCE_V1,
-    )
-}
-
 /// Writes the image and its provenance into the layout directory `dir` (created). Layer blobs
 /// are copied (or cloned) out of the store, never linked, and re-hashed on the way unless this
 /// build wrote or hashed them itself (see `Store::export`).

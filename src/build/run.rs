@@ -107,10 +107,9 @@ pub enum RunError {
         source: SandboxError,
     },
     #[error(
-        "{argv:?} failed with {status}{}{}{}",
+        "{argv:?} failed with {status}{}{}",
         stderr_section(stderr_tail),
-        single_id_hint(*single_id),
-        rlimit_hint(rlimits)
+        rlimit_note(rlimits)
     )]
     Failed {
         argv: Vec<String>,
@@ -122,9 +121,8 @@ pub enum RunError {
         rlimits: Vec<Enforced>,
     },
     #[error(
-        "{argv:?} was stopped at its limit of {limit}{}\nhint: raise {} if the step needs more",
-        stderr_section(stderr_tail),
-        limit_flag(limit.resource)
+        "{argv:?} was stopped at its limit of {limit}{}",
+        stderr_section(stderr_tail)
     )]
     LimitExceeded {
         argv: Vec<String>,
@@ -162,7 +160,7 @@ fn limit_flag(resource: Resource) -> &'static str {
     }
 }
 
-fn rlimit_hint(rlimits: &[Enforced]) -> String {
+fn rlimit_note(rlimits: &[Enforced]) -> String {
     let limits: Vec<String> = rlimits
         .iter()
         .map(|e| format!("{e} from {}", limit_flag(e.resource)))
@@ -177,13 +175,24 @@ fn rlimit_hint(rlimits: &[Enforced]) -> String {
     )
 }
 
-fn single_id_hint(single_id: bool) -> &'static str {
-    if single_id {
-        "\nhint: kiln runs rootless with a single-id mapping, where only uid/gid 0 exist, so a \
-         chown to any other owner fails; grant the user 65536 ids in /etc/subuid and \
-         /etc/subgid, or run kiln as root"
-    } else {
-        ""
+impl RunError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Failed {
+                single_id: true, ..
+            } => Some(
+                "kiln runs rootless with a single-id mapping, where only uid/gid 0 exist, so a \
+                 chown to any other owner fails; grant the user 65536 ids in /etc/subuid and \
+                 /etc/subgid, or run kiln as root"
+                    .to_string(),
+            ),
+            Self::LimitExceeded { limit, .. } => Some(format!(
+                "raise {} if the step needs more",
+                limit_flag(limit.resource)
+            )),
+            _ => None,
+        }
     }
 }
 

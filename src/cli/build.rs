@@ -12,7 +12,7 @@ use crate::build::{self, BuildOptions, BuiltImage};
 use crate::diff::{self, DiffOptions, Verdict};
 use crate::image::ImageRef;
 use crate::recipe::{Recipe, StepKind};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 pub fn store_root(cache: &CacheArgs) -> Result<PathBuf> {
     cache_root(cache.cache.as_deref())
@@ -22,8 +22,7 @@ pub fn store_root(cache: &CacheArgs) -> Result<PathBuf> {
 pub fn cache_root(cache: Option<&Path>) -> Result<PathBuf> {
     match cache {
         Some(dir) => Ok(dir.to_path_buf()),
-        None => Store::default_root()
-            .context("no cache directory: set XDG_CACHE_HOME or HOME, or pass --cache"),
+        None => Ok(Store::default_root().ok_or(StoreError::NoDefaultRoot)?),
     }
 }
 
@@ -135,7 +134,7 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
     write_output(&image, &dest, args.format, &store)
         .with_context(|| format!("failed to write {}", dest.display()))?;
     let sboms = match args.sbom {
-        true => super::scan::attach_sboms(&dest, &image.manifest_digest, &names.subject)
+        true => crate::scan::sbom::attach_sboms(&dest, &image.manifest_digest, &names.subject)
             .with_context(|| format!("failed to attach the SBOMs in {}", dest.display()))?,
         false => Vec::new(),
     };

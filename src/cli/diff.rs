@@ -78,7 +78,7 @@ pub fn accept(check: &DiffCheckArgs) -> Verdict {
     }
 }
 
-pub fn exit_code(verdict: Verdict, accept: Verdict) -> ExitCode {
+fn exit_code(verdict: Verdict, accept: Verdict) -> ExitCode {
     if verdict.passes(accept) {
         ExitCode::SUCCESS
     } else {

@@ -6,11 +6,13 @@ use serde_json::{json, Value};
 
 use super::args::InspectArgs;
 use super::printer::human_size;
+use crate::attest::attached::attached_statements;
 use crate::attest::cosign::{AttachmentKind, PREDICATE_TYPE_ANNOTATION};
 use crate::attest::simple_signing::parse_payload;
 use crate::attest::store::{AttachmentStore, StoredAttachment};
-use crate::attest::{dsse, PredicateType};
-use crate::image::{self, layout::digest_of, ImageRef, Layout};
+use crate::attest::PredicateType;
+use crate::image::referrer::read_referrers;
+use crate::image::{self, ImageRef, Layout};
 use crate::recipe::Platform;
 use crate::registry::Client;
 
@@ -31,7 +33,7 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
         .with_context(|| format!("failed to read the attachments of {}", args.reference))?;
     if let Some(wanted) = &args.attestation {
         let wanted: PredicateType = wanted.parse()?;
-        let statements = statements(&img, &attachments, &wanted)?;
+        let statements = attached_statements(&img, &attachments, wanted.uri())?;
         if statements.is_empty() {
             anyhow::bail!(
                 "{} has no attestation of type {wanted} (neither in its `.att` tag nor among its referrers)",
@@ -70,16 +72,16 @@ pub fn describe(img: &image::OpenedImage) -> Result<Value> {
             })
         })
         .collect();
-    let mut referrers = Vec::new();
-    for r in &img.referrers {
-        let d = digest_of(r)?;
-        let manifest: Value = serde_json::from_slice(&img.read_blob(&d)?)?;
-        referrers.push(json!({
-            "digest": d.to_string(),
-            "artifactType": r.artifact_type().as_ref().map(|a| a.to_string()),
-            "predicateType": manifest.pointer("/annotations/in-toto.io~1predicate-type"),
-        }));
-    }
+    let referrers: Vec<Value> = read_referrers(img)?
+        .into_iter()
+        .map(|r| {
+            json!({
+                "digest": r.digest.to_string(),
+                "artifactType": r.artifact_type,
+                "predicateType": r.predicate_type,
+            })
+        })
+        .collect();
     let config: Value = serde_json::from_slice(&img.config_bytes)?;
     Ok(json!({
         "schemaVersion": 1,
@@ -140,67 +142,8 @@ fn attachment_json((kind, stored): &(AttachmentKind, StoredAttachment)) -> Value
     let kind = match kind {
         AttachmentKind::Signature => "signatures",
         AttachmentKind::Attestation => "attestations",
-        _ => "other",
     };
     json!({"kind": kind, "tag": stored.tag, "layers": layers})
-}
-
-/// The statements of type `wanted` attached to the image: the payloads of its `.att` layers
-/// (not verified), then its referrers' statements; each distinct statement once.
-fn statements(
-    img: &image::OpenedImage,
-    attachments: &[(AttachmentKind, StoredAttachment)],
-    wanted: &PredicateType,
-) -> Result<Vec<Value>> {
-    let mut out: Vec<Value> = Vec::new();
-    let layers = attachments
-        .iter()
-        .filter(|(kind, _)| *kind == AttachmentKind::Attestation)
-        .flat_map(|(_, stored)| &stored.layers);
-    for (desc, blob) in layers {
-        if desc
-            .annotations
-            .get(PREDICATE_TYPE_ANNOTATION)
-            .map(String::as_str)
-            != Some(wanted.uri())
-        {
-            continue;
-        }
-        let payload = dsse::Envelope::from_json(blob)
-            .and_then(|e| e.payload_bytes())
-            .with_context(|| format!("attestation layer {} is not a DSSE envelope", desc.digest))?;
-        out.push(serde_json::from_slice(&payload).with_context(|| {
-            format!(
-                "attestation layer {} does not hold a JSON statement",
-                desc.digest
-            )
-        })?);
-    }
-    for r in &img.referrers {
-        let d = digest_of(r)?;
-        let manifest: Value = serde_json::from_slice(&img.read_blob(&d)?)?;
-        let predicate_type = manifest.pointer("/annotations/in-toto.io~1predicate-type");
-        if predicate_type.and_then(Value::as_str) != Some(wanted.uri()) {
-            continue;
-        }
-        let layer = manifest
-            .pointer("/layers/0/digest")
-            .and_then(Value::as_str)
-            .and_then(|d| d.parse().ok())
-            .with_context(|| format!("referrer {d} has no statement layer"))?;
-        let bytes = img.read_blob(&layer)?;
-        out.push(
-            serde_json::from_slice(&bytes)
-                .with_context(|| format!("referrer {d}'s statement is not JSON"))?,
-        );
-    }
-    let mut distinct: Vec<Value> = Vec::new();
-    for s in out {
-        if !distinct.contains(&s) {
-            distinct.push(s);
-        }
-    }
-    Ok(distinct)
 }
 
 fn print_text(r: &Value) {

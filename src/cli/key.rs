@@ -23,13 +23,8 @@ pub fn password() -> String {
 
 /// Reads a private key file (cosign's encrypted format or plain PEM).
 pub fn load_signing_key(path: &Path) -> Result<SigningKey> {
-    keys::read_private_key(path, &password()).with_context(|| {
-        format!(
-            "failed to load the signing key {}\nhint: an encrypted key's password is read from \
-             KILN_PASSWORD or COSIGN_PASSWORD",
-            path.display()
-        )
-    })
+    keys::read_private_key(path, &password())
+        .with_context(|| format!("failed to load the signing key {}", path.display()))
 }
 
 /// Reads a public key file (SPKI PEM).

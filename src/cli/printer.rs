@@ -3,30 +3,20 @@
 
 use std::io::Write;
 
-/// Prints an error and its causes to stderr, then the hints: each error's own
-/// ([`crate::hint`]), then any still embedded in a message as `\nhint: `.
+/// Prints an error and its causes to stderr, then each cause's hint ([`crate::hint`]).
 pub fn error(err: &anyhow::Error) {
-    let mut hints = crate::hint::hints(err.chain());
     let mut out = String::new();
     for (i, cause) in err.chain().enumerate() {
-        let text = cause.to_string();
-        let (msg, hint) = match text.split_once("\nhint: ") {
-            Some((m, h)) => (m.to_string(), Some(h.to_string())),
-            None => (text, None),
-        };
-        if let Some(h) = hint.filter(|h| !hints.contains(h)) {
-            hints.push(h);
-        }
         if i == 0 {
-            out.push_str(&format!("error: {msg}\n"));
+            out.push_str(&format!("error: {cause}\n"));
         } else {
             if i == 1 {
                 out.push_str("\nCaused by:\n");
             }
-            out.push_str(&format!("  {i}: {msg}\n"));
+            out.push_str(&format!("  {i}: {cause}\n"));
         }
     }
-    for h in hints {
+    for h in crate::hint::hints(err.chain()) {
         out.push_str(&format!("hint: {h}\n"));
     }
     let _ = std::io::stderr().write_all(out.as_bytes());

@@ -152,7 +152,8 @@ impl BuildReporter {
     }
 
     fn warning(&self, warning: &BuildWarning) {
-        let (message, hint) = warning.parts();
+        let message = warning.to_string();
+        let hint = warning.hint();
         self.json(json!({"event": "warning", "message": message, "hint": hint}));
         if self.output != BuildOutput::Json {
             self.line(&format!("warning: {message}"));

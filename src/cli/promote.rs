@@ -19,6 +19,7 @@ use crate::attest::store::AttachmentStore;
 use crate::attest::target::Target;
 use crate::attest::{attestation_layer, keys, PredicateType};
 use crate::digest::Sha256Digest;
+use crate::image::layout::looks_like_attachment;
 use crate::image::{self, ImageRef};
 use crate::media::ALL_MANIFEST_TYPES;
 use crate::policy::{
@@ -313,7 +314,6 @@ pub fn run_verify_policy(args: &VerifyArgs) -> Result<ExitCode> {
 fn load_policy_key(path: &std::path::Path) -> Result<PolicyKey> {
     let key = load_verifying_key(path)?;
     Ok(PolicyKey {
-        path: path.to_path_buf(),
         id: keys::key_id(&key),
         key,
     })
@@ -325,11 +325,6 @@ struct ListedTag {
     tag: String,
     digest: Sha256Digest,
     promotions: Vec<Promotion>,
-}
-
-/// Whether `tag` is one of cosign's attachment tags (`sha256-HEX.sig`, `.att`, …).
-fn is_attachment_tag(tag: &str) -> bool {
-    tag.starts_with("sha256-") && tag.contains('.')
 }
 
 pub fn run_list(args: ListArgs) -> Result<ExitCode> {
@@ -352,7 +347,7 @@ pub fn run_list(args: ListArgs) -> Result<ExitCode> {
         repository: repository.clone(),
     };
     let mut rows = Vec::new();
-    for tag in tags.into_iter().filter(|t| !is_attachment_tag(t)) {
+    for tag in tags.into_iter().filter(|t| !looks_like_attachment(t)) {
         let digest = client
             .get_manifest(&repository, &tag, ALL_MANIFEST_TYPES)
             .with_context(|| format!("failed to read {repository}:{tag}"))?

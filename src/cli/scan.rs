@@ -5,18 +5,14 @@ use anyhow::{bail, Context, Result};
 
 use super::args::{FailOn, SbomArgs, SbomFormat, ScanArgs};
 use super::printer::{outln, status};
-use crate::attest::provenance::SLSA_PROVENANCE_V1;
-use crate::attest::{PredicateType, Statement};
 use crate::deb::lockfile::Lock;
-use crate::image::layout::digest_of;
 use crate::image::{self, ImageRef};
 use crate::recipe::Platform;
 use crate::scan::import::{ImageIdentity, ReportFormat};
 use crate::scan::report::ImportedFrom;
-use crate::scan::sbom::{self, Input, SbomSubject};
+use crate::scan::sbom;
 use crate::scan::vuln::{self, ScanTimes, Scanner};
 use crate::scan::{self, InstalledPackage, Report, Severity};
-use serde_json::Value;
 
 fn open(
     target: &str,
@@ -40,7 +36,11 @@ fn open(
 pub fn run_sbom(args: SbomArgs) -> Result<ExitCode> {
     let img = open(&args.reference, &args.platform, &args.cache, &args.registry)?;
     let name = args.name.as_deref().unwrap_or(&args.reference);
-    let doc = sbom_document(&img, name, args.format)?;
+    let format = match args.format {
+        SbomFormat::SpdxJson => sbom::SbomFormat::SpdxJson,
+        SbomFormat::CyclonedxJson => sbom::SbomFormat::CyclonedxJson,
+    };
+    let doc = sbom::image_sbom(&img, name, format)?;
     let mut bytes = serde_json::to_vec_pretty(&doc)?;
     bytes.push(b'\n');
     match &args.output {
@@ -48,97 +48,6 @@ pub fn run_sbom(args: SbomArgs) -> Result<ExitCode> {
         None => outln!("{}", String::from_utf8_lossy(&bytes).trim_end()),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The SBOM of `img` in `format`, naming the image `name`.
-fn sbom_document(img: &image::OpenedImage, name: &str, format: SbomFormat) -> Result<Value> {
-    let packages = scan::read_image_packages(img)?;
-    let config: Value = serde_json::from_slice(&img.config_bytes)?;
-    let inputs = provenance_inputs(img)?;
-    let subject = SbomSubject {
-        reference: name,
-        digest: img.manifest_digest,
-        created: config.get("created").and_then(Value::as_str),
-        packages: &packages,
-        inputs: &inputs,
-    };
-    Ok(match format {
-        SbomFormat::SpdxJson => sbom::spdx(&subject),
-        SbomFormat::CyclonedxJson => sbom::cyclonedx(&subject),
-    })
-}
-
-/// `kiln build --sbom`: both SBOMs of the image `digest` in the layout `dir` (read back from
-/// the layout, with the provenance already there, so they equal `kiln sbom … --name NAME`),
-/// attached as in-toto statements about it, as the provenance is (OCI 1.1 referrers). Returns
-/// the predicates, for `--sign-key` to attest.
-pub fn attach_sboms(
-    dir: &Path,
-    digest: &crate::digest::Sha256Digest,
-    name: &str,
-) -> Result<Vec<(PredicateType, Value)>> {
-    let reference = ImageRef::Oci {
-        path: dir.to_path_buf(),
-        tag: None,
-        digest: Some(*digest),
-    };
-    let img = image::open_image(&reference, None)?;
-    let layout = crate::image::Layout::open(dir)?;
-    let subject = crate::image::referrer::Subject {
-        media_type: &img.manifest_media_type,
-        digest,
-        size: img.manifest_bytes.len() as u64,
-    };
-    let mut out = Vec::new();
-    for (kind, format) in [
-        (PredicateType::SpdxJson, SbomFormat::SpdxJson),
-        (PredicateType::CycloneDx, SbomFormat::CyclonedxJson),
-    ] {
-        let doc = sbom_document(&img, name, format)?;
-        let statement = Statement::new(name, digest, &kind, doc.clone()).to_json();
-        crate::image::referrer::attach_statement(&layout, subject, &statement, kind.uri())?;
-        out.push((kind, doc));
-    }
-    Ok(out)
-}
-
-/// The `resolvedDependencies` of kiln's SLSA provenance referrer, when the image has one.
-fn provenance_inputs(img: &image::OpenedImage) -> Result<Vec<Input>> {
-    let mut out = Vec::new();
-    for r in &img.referrers {
-        let d = digest_of(r)?;
-        let manifest: Value = serde_json::from_slice(&img.read_blob(&d)?)?;
-        if manifest.pointer("/annotations/in-toto.io~1predicate-type")
-            != Some(&Value::from(SLSA_PROVENANCE_V1))
-        {
-            continue;
-        }
-        let Some(layer) = manifest.pointer("/layers/0/digest").and_then(Value::as_str) else {
-            continue;
-        };
-        let statement: Value = serde_json::from_slice(&img.read_blob(&layer.parse()?)?)?;
-        let deps = statement
-            .pointer("/predicate/buildDefinition/resolvedDependencies")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        for d in deps {
-            let s = |p: &str| {
-                d.pointer(p)
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string()
-            };
-            out.push(Input {
-                name: s("/name"),
-                uri: s("/uri"),
-                sha256: s("/digest/sha256"),
-            });
-        }
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
 }
 
 pub fn run(args: ScanArgs) -> Result<ExitCode> {

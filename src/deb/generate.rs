@@ -38,8 +38,7 @@ const MAX_BUNDLE: usize = 64 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
     #[error(
-        "`generate = [\"{}\"]` needs the {package} package in the same step's closure; hint: \
-         add \"{package}\" to its `packages`",
+        "`generate = [\"{}\"]` needs the {package} package in the same step's closure",
         what.name()
     )]
     MissingPackage {
@@ -67,6 +66,18 @@ pub enum GenerateError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+impl GenerateError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::MissingPackage { package, .. } => {
+                Some(format!("add \"{package}\" to its `packages`"))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Adds each of `generate` to `tree`, made from the `.deb`s of the step (`debs`: each locked

@@ -46,6 +46,17 @@ pub enum DebLockError {
     },
 }
 
+impl DebLockError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Lockfile(e) => e.hint(),
+            Self::Write(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
 /// Progress of [`update`], in order, for the caller to show.
 #[derive(Debug)]
 pub enum LockEvent<'a> {

@@ -17,9 +17,7 @@ pub const LOCK_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockfileError {
-    #[error(
-        "the recipe installs packages but {path} does not exist; hint: run `kiln lock {recipe}`"
-    )]
+    #[error("the recipe installs packages but {path} does not exist")]
     Missing { path: PathBuf, recipe: PathBuf },
     #[error("failed to read {path}")]
     Read {
@@ -37,15 +35,26 @@ pub enum LockfileError {
     Invalid { path: PathBuf, reason: String },
     #[error("{path} has lock format version {found}; this kiln reads version {LOCK_VERSION}")]
     Version { path: PathBuf, found: u32 },
-    #[error(
-        "{path} no longer matches the recipe: {reason}; hint: run `kiln lock {recipe}` to \
-         resolve it again"
-    )]
+    #[error("{path} no longer matches the recipe: {reason}")]
     Stale {
         path: PathBuf,
         recipe: PathBuf,
         reason: String,
     },
+}
+
+impl LockfileError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Missing { recipe, .. } => Some(format!("run `kiln lock {}`", recipe.display())),
+            Self::Stale { recipe, .. } => Some(format!(
+                "run `kiln lock {}` to resolve it again",
+                recipe.display()
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// The whole lock file.

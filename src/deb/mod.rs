@@ -1,16 +1,16 @@
 //! Debian package sets: repositories verified from their signed `InRelease` down to each
 //! `.deb`, dependency resolution, the `RECIPE.lock` file and the dpkg records of an image.
 
-pub mod control;
-pub mod generate;
-pub mod install;
-pub mod lock;
-pub mod lockfile;
-pub mod packages;
-pub mod relation;
-pub mod release;
-pub mod repo;
-pub mod resolve;
+pub(crate) mod control;
+pub(crate) mod generate;
+pub(crate) mod install;
+pub(crate) mod lock;
+pub(crate) mod lockfile;
+pub(crate) mod packages;
+pub(crate) mod relation;
+pub(crate) mod release;
+pub(crate) mod repo;
+pub(crate) mod resolve;
 pub mod version;
 
 use crate::recipe::Platform;

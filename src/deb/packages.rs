@@ -58,8 +58,6 @@ pub struct Package {
     pub name: String,
     pub version: Version,
     pub architecture: String,
-    /// `Multi-Arch`, lowercased; empty when absent.
-    pub multi_arch: String,
     pub essential: bool,
     pub priority: String,
     /// Source package name and version (`Source: name (version)`, defaulting to the binary's).
@@ -141,7 +139,6 @@ fn package(s: &Stanza, index: &str) -> Result<Package, PackagesError> {
             .get("Architecture")
             .ok_or_else(|| missing("Architecture"))?
             .to_string(),
-        multi_arch: field("Multi-Arch").to_ascii_lowercase(),
         essential: s.get("Essential").is_some_and(|v| v == "yes"),
         priority: field("Priority"),
         source,

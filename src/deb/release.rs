@@ -84,8 +84,6 @@ pub enum ReleaseError {
         field: &'static str,
         value: String,
     },
-    #[error("{url}: the release has no SHA256 entry for {path}")]
-    NotListed { url: String, path: String },
     #[error(transparent)]
     Control(#[from] ControlError),
 }
@@ -114,10 +112,6 @@ impl Keyring {
             path: path.to_path_buf(),
         })
     }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// An index file listed in the release's `SHA256` field.
@@ -132,26 +126,10 @@ pub struct IndexFile {
 pub struct Release {
     /// `Date` as written.
     pub date: String,
-    pub valid_until: Option<String>,
-    pub suite: Option<String>,
-    pub codename: Option<String>,
-    pub architectures: Vec<String>,
-    pub components: Vec<String>,
     /// `SHA256`, by path relative to the `dists/SUITE/` directory.
     pub sha256: BTreeMap<String, IndexFile>,
     /// Fingerprint (upper hex) of the key whose signature was accepted.
     pub signed_by: String,
-}
-
-impl Release {
-    pub fn index(&self, path: &str, url: &str) -> Result<&IndexFile, ReleaseError> {
-        self.sha256
-            .get(path)
-            .ok_or_else(|| ReleaseError::NotListed {
-                url: url.to_string(),
-                path: path.to_string(),
-            })
-    }
 }
 
 /// Verifies `bytes` (an `InRelease` fetched from `url`) against `keyring` at unix time `now`
@@ -367,22 +345,15 @@ fn parse_release(
         value: value.to_string(),
     };
     parse_date(&date).ok_or_else(|| bad("Date", &date))?;
-    let valid_until = stanza.get("Valid-Until").map(str::to_string);
-    if let Some(v) = &valid_until {
+    if let Some(v) = stanza.get("Valid-Until") {
         let t = parse_date(v).ok_or_else(|| bad("Valid-Until", v))?;
         if t <= now {
             return Err(ReleaseError::ValidUntilPast {
                 url: url.to_string(),
-                valid_until: v.clone(),
+                valid_until: v.to_string(),
             });
         }
     }
-    let words = |f: &str| -> Vec<String> {
-        stanza
-            .get(f)
-            .map(|v| v.split_whitespace().map(str::to_string).collect())
-            .unwrap_or_default()
-    };
     let mut sha256 = BTreeMap::new();
     for line in stanza.get("SHA256").unwrap_or("").lines() {
         let parts: Vec<&str> = line.split_whitespace().collect();
@@ -404,11 +375,6 @@ fn parse_release(
     }
     Ok(Release {
         date,
-        valid_until,
-        suite: stanza.get("Suite").map(str::to_string),
-        codename: stanza.get("Codename").map(str::to_string),
-        architectures: words("Architectures"),
-        components: words("Components"),
         sha256,
         signed_by,
     })

@@ -13,8 +13,7 @@ pub type Result<T, E = FetchError> = std::result::Result<T, E>;
 pub enum FetchError {
     #[error(
         "digest mismatch for input `{input}` from {url}: expected {expected}, got {actual}; \
-         the download was cut short, the file changed upstream, or the pin is wrong (re-pin \
-         with `kiln lock --update` only if you trust the new content)"
+         the download was cut short, the file changed upstream, or the pin is wrong"
     )]
     DigestMismatch {
         input: String,
@@ -33,8 +32,7 @@ pub enum FetchError {
 
     #[error(
         "input `{input}` ({expected}, from {url}) is not in the cache and downloads are off \
-         (--offline); run `kiln fetch` with network access first, or pass `--mirror DIR` with a \
-         directory holding the file named by its digest"
+         (--offline)"
     )]
     Offline {
         input: String,
@@ -168,6 +166,21 @@ pub enum FetchError {
 }
 
 impl FetchError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::DigestMismatch { .. } => Some(
+                "re-pin with `kiln lock --update` only if you trust the new content".to_string(),
+            ),
+            Self::Offline { .. } => Some(
+                "run `kiln fetch` with network access first, or pass `--mirror DIR` with a \
+                 directory holding the file named by its digest"
+                    .to_string(),
+            ),
+            _ => None,
+        }
+    }
+
     /// Whether trying the same download again may succeed: the connection failed or broke, or
     /// the server said it is overloaded. A wrong digest is never transient.
     pub fn is_transient(&self) -> bool {

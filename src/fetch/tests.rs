@@ -376,12 +376,12 @@ fn offline_miss_says_what_to_do() {
     let url = "https://example.org/busybox.tar.gz";
     let err = f.fetch(url, &digest(), "busybox").unwrap_err();
     assert!(matches!(err, FetchError::Offline { .. }), "{err:?}");
-    let msg = err.to_string();
+    let msg = format!("{err}\nhint: {}", err.hint().unwrap());
     for part in [
         "`busybox`",
         url,
         &digest().to_string(),
-        "kiln fetch",
+        "--offline)\nhint: run `kiln fetch`",
         "--mirror",
     ] {
         assert!(msg.contains(part), "{part} missing from: {msg}");

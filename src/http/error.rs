@@ -15,11 +15,7 @@ pub enum HttpError {
         source: rustls::pki_types::pem::Error,
     },
 
-    #[error(
-        "the TLS certificate of {host} is not trusted: {reason}\nhint: kiln trusts the \
-         system's CA bundle, or the bundle $SSL_CERT_FILE names, and the certificates in the \
-         directories of $SSL_CERT_DIR; add your CA there (e.g. SSL_CERT_FILE=/path/ca.pem)"
-    )]
+    #[error("the TLS certificate of {host} is not trusted: {reason}")]
     UntrustedCertificate { host: String, reason: String },
 
     #[error("failed to connect to {url}")]
@@ -31,6 +27,19 @@ pub enum HttpError {
 }
 
 impl HttpError {
+    /// Where kiln looks for trusted CAs, for an untrusted certificate.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::UntrustedCertificate { .. } => Some(
+                "kiln trusts the system's CA bundle, or the bundle $SSL_CERT_FILE names, and the \
+                 certificates in the directories of $SSL_CERT_DIR; add your CA there (e.g. \
+                 SSL_CERT_FILE=/path/ca.pem)"
+                    .to_string(),
+            ),
+            _ => None,
+        }
+    }
+
     pub(super) fn from_ureq(url: &str, e: ureq::Error) -> Self {
         if let Some(reason) = certificate_failure(&e) {
             let host = url::Url::parse(url)

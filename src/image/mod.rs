@@ -132,6 +132,8 @@ pub enum ImageError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("referrer {referrer} is annotated as a statement but has no layer")]
+    NoStatementLayer { referrer: Sha256Digest },
     #[error("unsupported digest `{digest}`: kiln handles sha256 digests only")]
     UnsupportedDigest { digest: String },
     #[error("{reference}: {reason}")]

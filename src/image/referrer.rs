@@ -3,15 +3,17 @@
 //! `subject` = the image manifest, listed with the layout's entries (in its side index, see
 //! [`super::layout`]). The build's
 //! provenance and `kiln rebuild`'s verdict are attached this way, so `kiln inspect`, oras and
-//! the registry referrers API find them.
+//! the registry referrers API find them; [`read_referrers`] and [`referrer_statements`] read
+//! them back from an opened image of any transport.
 
 use std::collections::BTreeMap;
 
 use oci_spec::image::{Descriptor, MediaType};
+use serde::Deserialize;
 
-use super::layout::{descriptor, empty_descriptor};
+use super::layout::{descriptor, digest_of, empty_descriptor};
 use super::manifest::{image_manifest, manifest_bytes, with_annotations};
-use super::{Layout, Result};
+use super::{ImageError, Layout, OpenedImage, Result};
 use crate::digest::Sha256Digest;
 use crate::media;
 
@@ -80,6 +82,95 @@ pub fn attach_statement(
     }
     layout.write_index(manifests)?;
     Ok(desc)
+}
+
+/// A referrer of an opened image, read back: what its manifest says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrer {
+    /// The referrer manifest's digest.
+    pub digest: Sha256Digest,
+    pub artifact_type: Option<String>,
+    /// Its `in-toto.io/predicate-type` annotation, for a statement.
+    pub predicate_type: Option<String>,
+    /// Its first layer: for a statement, the statement.
+    pub first_layer: Option<Sha256Digest>,
+}
+
+/// The parts of a referrer manifest kiln reads; anything else in it is left alone, so
+/// referrers other tools attached read too.
+#[derive(Deserialize)]
+struct ReferrerManifest {
+    #[serde(default)]
+    layers: Vec<LayerDigest>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct LayerDigest {
+    digest: String,
+}
+
+/// Every referrer of `img`, in the order the image lists them.
+pub fn read_referrers(img: &OpenedImage) -> Result<Vec<Referrer>> {
+    img.referrers
+        .iter()
+        .map(|desc| {
+            let digest = digest_of(desc)?;
+            let manifest: ReferrerManifest = serde_json::from_slice(&img.read_blob(&digest)?)
+                .map_err(|source| ImageError::BadJson {
+                    what: format!("referrer manifest {digest}"),
+                    source,
+                })?;
+            let first_layer = match manifest.layers.first() {
+                Some(layer) => {
+                    Some(
+                        layer
+                            .digest
+                            .parse()
+                            .map_err(|_| ImageError::UnsupportedDigest {
+                                digest: layer.digest.clone(),
+                            })?,
+                    )
+                }
+                None => None,
+            };
+            Ok(Referrer {
+                digest,
+                artifact_type: desc.artifact_type().as_ref().map(|a| a.to_string()),
+                predicate_type: manifest
+                    .annotations
+                    .get(media::ANNOTATION_PREDICATE_TYPE)
+                    .cloned(),
+                first_layer,
+            })
+        })
+        .collect()
+}
+
+/// The statements attached to `img` as referrers annotated with `predicate_type`, each with
+/// its referrer's digest, parsed as JSON. Not verified: a referrer carries no signature.
+pub fn referrer_statements(
+    img: &OpenedImage,
+    predicate_type: &str,
+) -> Result<Vec<(Sha256Digest, serde_json::Value)>> {
+    let mut out = Vec::new();
+    for referrer in read_referrers(img)? {
+        if referrer.predicate_type.as_deref() != Some(predicate_type) {
+            continue;
+        }
+        let layer = referrer.first_layer.ok_or(ImageError::NoStatementLayer {
+            referrer: referrer.digest,
+        })?;
+        let statement = serde_json::from_slice(&img.read_blob(&layer)?).map_err(|source| {
+            ImageError::BadJson {
+                what: format!("the statement of referrer {}", referrer.digest),
+                source,
+            }
+        })?;
+        out.push((referrer.digest, statement));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

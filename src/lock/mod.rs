@@ -43,6 +43,18 @@ pub enum LockError {
     Packages(#[from] Box<DebLockError>),
 }
 
+impl LockError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Recipe(e) => e.hint(),
+            Self::Write(e) => e.hint(),
+            Self::Packages(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
 impl From<RecipeError> for LockError {
     fn from(e: RecipeError) -> Self {
         LockError::Recipe(Box::new(e))
@@ -60,13 +72,21 @@ impl From<DebLockError> for LockError {
 pub enum BaseError {
     #[error("resolving a tag needs the network, and --offline was given")]
     Offline,
-    #[error(
-        "a docker-archive base cannot be pinned: it has no manifest digest; use oci-archive: or \
-         oci:"
-    )]
+    #[error("a docker-archive base cannot be pinned: it has no manifest digest")]
     DockerArchive,
     #[error(transparent)]
     Image(#[from] ImageError),
+}
+
+impl BaseError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::DockerArchive => Some("use oci-archive: or oci:".to_string()),
+            Self::Image(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 impl From<crate::registry::RegistryError> for BaseError {

@@ -153,8 +153,6 @@ struct ApprovalsFile {
 /// A public key named by the policy.
 #[derive(Debug, Clone)]
 pub struct PolicyKey {
-    /// As written in the policy (relative to the policy file).
-    pub path: PathBuf,
     /// sha256 of the SPKI DER, hex.
     pub id: String,
     pub key: VerifyingKey,
@@ -271,11 +269,7 @@ impl Policy {
                         format!("`{what}` lists key {id} twice"),
                     ));
                 }
-                keys.push(PolicyKey {
-                    path: entry.get_ref().clone(),
-                    id,
-                    key,
-                });
+                keys.push(PolicyKey { id, key });
             }
             Ok(keys)
         };

@@ -29,8 +29,13 @@ pub enum RecipeError {
     },
     #[error("{at}: recipe is not valid UTF-8")]
     NotUtf8 { at: Location },
+    /// `unquoted_mode`: the line is a `mode = 644` that TOML refused (a leading zero).
     #[error("{at}: invalid TOML: {message}")]
-    Syntax { at: Location, message: String },
+    Syntax {
+        at: Location,
+        message: String,
+        unquoted_mode: bool,
+    },
     #[error(
         "{at}: unknown key `{key}` in {table}; expected one of: {}",
         list(expected)
@@ -153,9 +158,12 @@ pub enum RecipeError {
         reference: String,
         reason: ReferenceError,
     },
-    #[error("{at}: [base] ref `{reference}` is not pinned; append `@sha256:<manifest digest>` or run `kiln lock` to resolve it")]
+    #[error("{at}: [base] ref `{reference}` is not pinned")]
     UnpinnedBase { at: Location, reference: String },
-    #[error("{at}: not pinned (no sha256): {}; a build only uses pinned inputs, run `kiln lock {}` to pin them", list(inputs), file.display())]
+    #[error(
+        "{at}: not pinned (no sha256): {}; a build only uses pinned inputs",
+        list(inputs)
+    )]
     UnpinnedInputs {
         at: Location,
         file: PathBuf,
@@ -224,6 +232,24 @@ pub enum RecipeError {
 }
 
 impl RecipeError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Syntax {
+                unquoted_mode: true,
+                ..
+            } => Some("write modes as quoted octal strings, such as mode = \"0644\"".to_string()),
+            Self::InvalidValue { reason, .. } => reason.hint(),
+            Self::UnpinnedBase { .. } => Some(
+                "append `@sha256:<manifest digest>` or run `kiln lock` to resolve it".to_string(),
+            ),
+            Self::UnpinnedInputs { file, .. } => {
+                Some(format!("run `kiln lock {}` to pin them", file.display()))
+            }
+            _ => None,
+        }
+    }
+
     /// Where in the recipe the error is, when it is about a place in it.
     pub fn location(&self) -> Option<&Location> {
         use RecipeError::*;

@@ -25,14 +25,13 @@ use std::path::Path;
 pub use error::RecipeError;
 pub use lock::{pin_base_ref, pin_input_sha256, pin_input_size, pin_input_url, LockError};
 pub use repositories::{Generated, Repository};
-pub use span::{Location, Span, ValueSpans};
-pub use steps::STEP_KINDS;
+pub use span::{Location, Span};
 pub use types::{
-    Base, Compression, ConfigSection, HistoryEntry, ImageSection, Input, InputSource, Layer,
-    Recipe, Step, StepKind, TarStyle,
+    Compression, ConfigSection, HistoryEntry, Input, InputSource, Layer, Recipe, Step, StepKind,
+    TarStyle,
 };
-pub use update::{compare_versions, UpdateRule, VersionSource};
-pub use values::{ImagePath, Mode, Owner, Platform, RefName, ValueError};
+pub use update::{compare_versions, UpdateRule};
+pub use values::{ImagePath, Platform};
 
 use parse::BasePin;
 

@@ -65,14 +65,10 @@ pub(crate) fn parse(
     };
     let doc = Document::parse(text).map_err(|e| {
         let span = cx.span(e.span(), Span::new(1, 1));
-        let mut message = e.message().trim().lines().collect::<Vec<_>>().join(": ");
-        if unquoted_mode(text.lines().nth(span.line - 1).unwrap_or_default()) {
-            message
-                .push_str("; hint: write modes as quoted octal strings, such as mode = \"0644\"");
-        }
         RecipeError::Syntax {
             at: cx.loc(span),
-            message,
+            message: e.message().trim().lines().collect::<Vec<_>>().join(": "),
+            unquoted_mode: unquoted_mode(text.lines().nth(span.line - 1).unwrap_or_default()),
         }
     })?;
     let root = Tbl {

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::types::{Base, ImageSection};
+use super::values::{Mode, Owner};
 use super::*;
 use crate::digest::Sha256Digest;
 
@@ -93,6 +95,14 @@ fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// The error as the CLI prints it: the message, then its hint on a line of its own.
+fn printed(e: &RecipeError) -> String {
+    match e.hint() {
+        Some(h) => format!("{e}\nhint: {h}"),
+        None => e.to_string(),
+    }
 }
 
 #[test]
@@ -351,7 +361,7 @@ fn refusals_name_the_place_and_the_key() {
         ("[config]\ncmd = [\"a\", 1]\n", "recipe.toml:8:13: `cmd` in [config] must be an array of strings, found integer"),
         ("[config]\nenv = { A = 1 }\n", "recipe.toml:8:13: `A` in [config.env] must be a string, found integer"),
         ("[[layer]]\n[[layer.step]]\nmkdir = \"/d\"\nmode = 0644\n",
-         "recipe.toml:10:8: invalid TOML: unexpected leading zero, expected nothing; hint: write modes as quoted octal strings, such as mode = \"0644\""),
+         "recipe.toml:10:8: invalid TOML: unexpected leading zero, expected nothing\nhint: write modes as quoted octal strings, such as mode = \"0644\""),
         ("[[layer]]\n[[layer.step]]\nmkdir = \"/d\"\nmode = 644\n", "recipe.toml:10:8: `mode` in [[layer.step]] must be a quoted octal string such as \"0644\", found integer"),
         ("[layer]\n", "recipe.toml:7:1: `layer` in the top level must be an array of tables ([[layer]]), found table"),
         ("[[layer]]\n[layer.step]\n", "recipe.toml:8:1: `step` in [[layer]] must be an array of tables ([[layer.step]]), found table"),
@@ -412,7 +422,7 @@ fn refusals_name_the_place_and_the_key() {
          "recipe.toml:7:1: empty [[layer]] (layer 1); every layer needs at least one [[layer.step]]"),
         // base
         ("[base]\nref = \"docker://registry.example/library/debian:12\"\n",
-         "recipe.toml:8:7: [base] ref `docker://registry.example/library/debian:12` is not pinned; append `@sha256:<manifest digest>` or run `kiln lock` to resolve it"),
+         "recipe.toml:8:7: [base] ref `docker://registry.example/library/debian:12` is not pinned\nhint: append `@sha256:<manifest digest>` or run `kiln lock` to resolve it"),
         ("[base]\nref = \"debian@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\n",
          "recipe.toml:8:7: invalid [base] ref `debian@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855`: no known transport; expected oci:PATH[:TAG][@sha256:HEX], oci-archive:FILE[:TAG][@sha256:HEX], docker-archive:FILE or docker://[HOST[:PORT]/]REPO[:TAG][@sha256:HEX]"),
         ("[base]\nref = \"docker://reg.example/a..b@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\n",
@@ -436,8 +446,8 @@ fn refusals_name_the_place_and_the_key() {
         let text = format!("{HEAD}{tail}");
         match Recipe::parse(&text, "recipe.toml", ".") {
             Ok(_) => failures.push(format!("accepted:\n{tail}")),
-            Err(e) if e.to_string() != *want => {
-                failures.push(format!("{tail}\n  got:  {e}\n  want: {want}"))
+            Err(e) if printed(&e) != *want => {
+                failures.push(format!("{tail}\n  got:  {}\n  want: {want}", printed(&e)))
             }
             Err(e) => {
                 let at = e.location().expect("every parse error has a location");
@@ -565,14 +575,14 @@ fn unpinned_inputs_and_base() {
     assert_eq!(names, ["a", "b"]);
     let err = recipe.ensure_pinned().unwrap_err();
     assert_eq!(
-        err.to_string(),
-        "r.toml:3:1: [base] ref `oci:base:latest` is not pinned; append `@sha256:<manifest digest>` or run `kiln lock` to resolve it"
+        printed(&err),
+        "r.toml:3:1: [base] ref `oci:base:latest` is not pinned\nhint: append `@sha256:<manifest digest>` or run `kiln lock` to resolve it"
     );
     let pinned = pin_base_ref(text, &format!("oci:base@sha256:{HEX}").parse().unwrap()).unwrap();
     let recipe = Recipe::parse(&pinned, "r.toml", ".").unwrap();
     assert_eq!(
-        recipe.ensure_pinned().unwrap_err().to_string(),
-        "r.toml:7:1: not pinned (no sha256): a, b; a build only uses pinned inputs, run `kiln lock r.toml` to pin them"
+        printed(&recipe.ensure_pinned().unwrap_err()),
+        "r.toml:7:1: not pinned (no sha256): a, b; a build only uses pinned inputs\nhint: run `kiln lock r.toml` to pin them"
     );
 }
 

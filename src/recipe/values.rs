@@ -36,6 +36,16 @@ pub enum ValueError {
     InputName(String),
 }
 
+impl ValueError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Platform(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
 /// Unix permission bits including setuid, setgid and sticky (at most `0o7777`).
 ///
 /// Written in a recipe as a quoted octal string (`"0644"`, `"1777"`): TOML integers are decimal,

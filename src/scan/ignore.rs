@@ -10,7 +10,7 @@
 //! Every entry must have a reason and an expiry date; an expired entry is an error, so an
 //! exception is reviewed rather than forgotten.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -33,7 +33,6 @@ struct IgnoreFile {
 
 #[derive(Debug, Clone, Default)]
 pub struct IgnoreList {
-    pub path: PathBuf,
     pub entries: Vec<IgnoreEntry>,
 }
 
@@ -71,7 +70,6 @@ impl IgnoreList {
             }
         }
         Ok(IgnoreList {
-            path: path.to_path_buf(),
             entries: file.ignore,
         })
     }

@@ -65,8 +65,7 @@ pub enum ImportError {
     },
     #[error(
         "the {format} report {path} is about another image: it names {named}, the image is \
-         manifest {manifest} (config {config})\nhint: scan this image by digest with {format} \
-         and pass that report"
+         manifest {manifest} (config {config})"
     )]
     OtherImage {
         format: &'static str,
@@ -75,6 +74,18 @@ pub enum ImportError {
         manifest: String,
         config: String,
     },
+}
+
+impl ImportError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::OtherImage { format, .. } => Some(format!(
+                "scan this image by digest with {format} and pass that report"
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// The digests that identify the scanned image.
@@ -89,7 +100,6 @@ pub struct ImageIdentity<'a> {
 /// What a report said, as kiln's findings.
 #[derive(Debug, Clone)]
 pub struct Imported {
-    pub format: ReportFormat,
     pub scanner: Scanner,
     pub findings: Vec<Finding>,
     /// When the report says it was made (Trivy `CreatedAt`, Grype `descriptor.timestamp`).
@@ -174,7 +184,6 @@ pub fn read_report(
     });
     findings.dedup();
     Ok(Imported {
-        format,
         scanner: parsed.scanner,
         findings,
         created: parsed.created,

@@ -18,8 +18,8 @@ pub mod report;
 pub mod sbom;
 pub mod vuln;
 
-pub use dpkg::{read_image_packages, ImagePackages, InstalledPackage};
-pub use ignore::{IgnoreEntry, IgnoreList};
+pub use dpkg::{read_image_packages, InstalledPackage};
+pub use ignore::IgnoreList;
 pub use osv::{match_packages, Database, Finding, Status};
 pub use report::{Report, Severity};
 
@@ -32,6 +32,18 @@ pub enum ScanError {
         reference: String,
         #[source]
         source: Box<crate::diff::DiffError>,
+    },
+    #[error("failed to read the referrers of {reference}")]
+    Referrers {
+        reference: String,
+        #[source]
+        source: Box<crate::image::ImageError>,
+    },
+    #[error("failed to attach the SBOMs to the image in {}", dir.display())]
+    AttachSbom {
+        dir: PathBuf,
+        #[source]
+        source: Box<crate::image::ImageError>,
     },
     #[error("layer {index} of {reference} has diff_id {actual}, the config says {expected}")]
     DiffId {
@@ -61,10 +73,7 @@ pub enum ScanError {
         #[source]
         source: crate::deb::version::VersionError,
     },
-    #[error(
-        "cannot tell which Debian release {what} is: no VERSION_ID in its os-release\nhint: \
-         pass --ecosystem Debian:12 (or the release the packages come from)"
-    )]
+    #[error("cannot tell which Debian release {what} is: no VERSION_ID in its os-release")]
     NoEcosystem { what: String },
     #[error("failed to read the vulnerability database {path}")]
     Database {
@@ -88,15 +97,27 @@ pub enum ScanError {
     },
     #[error("the ignore file {path} is not valid: {message}")]
     IgnoreParse { path: PathBuf, message: String },
-    #[error(
-        "the ignore entry for {id} in {path} expired on {expires}\nhint: fix the finding, or \
-         review the reason and move the expiry date"
-    )]
+    #[error("the ignore entry for {id} in {path} expired on {expires}")]
     IgnoreExpired {
         path: PathBuf,
         id: String,
         expires: String,
     },
+}
+
+impl ScanError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::NoEcosystem { .. } => Some(
+                "pass --ecosystem Debian:12 (or the release the packages come from)".to_string(),
+            ),
+            Self::IgnoreExpired { .. } => {
+                Some("fix the finding, or review the reason and move the expiry date".to_string())
+            }
+            _ => None,
+        }
+    }
 }
 
 pub type Result<T, E = ScanError> = std::result::Result<T, E>;

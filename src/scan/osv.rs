@@ -179,14 +179,6 @@ impl Database {
         Ok(Database { files })
     }
 
-    pub fn len(&self) -> usize {
-        self.files.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-    }
-
     /// The content digest of the records read: sha256 over each file's name, a NUL, its
     /// length in decimal, a NUL and its bytes, in name order. The same records give the same
     /// digest whether they come from a directory or a zip; the `vuln` attestation names the

@@ -7,12 +7,125 @@
 //! one is `NOASSERTION` (SPDX) or lists none (CycloneDX).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::dpkg::{ImagePackages, InstalledPackage};
+use super::dpkg::{read_image_packages, ImagePackages, InstalledPackage};
 use super::license::{declared, Declared};
+use super::ScanError;
+use crate::attest::provenance::SLSA_PROVENANCE_V1;
+use crate::attest::{PredicateType, Statement};
 use crate::digest::Sha256Digest;
+use crate::image::referrer::{self, referrer_statements};
+use crate::image::{self, ImageError, ImageRef, Layout, OpenedImage};
+
+/// The SBOM formats kiln writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SbomFormat {
+    SpdxJson,
+    CyclonedxJson,
+}
+
+impl SbomFormat {
+    /// The predicate type an SBOM in this format is attested as.
+    pub fn predicate_type(self) -> PredicateType {
+        match self {
+            Self::SpdxJson => PredicateType::SpdxJson,
+            Self::CyclonedxJson => PredicateType::CycloneDx,
+        }
+    }
+}
+
+/// The SBOM of `img` in `format`, naming the image `name`: its dpkg records, and the inputs of
+/// kiln's provenance when the image has it as a referrer.
+pub fn image_sbom(img: &OpenedImage, name: &str, format: SbomFormat) -> Result<Value, ScanError> {
+    let packages = read_image_packages(img)?;
+    let inputs = provenance_inputs(img)?;
+    let created = img.config.created().clone();
+    let subject = SbomSubject {
+        reference: name,
+        digest: img.manifest_digest,
+        created: created.as_deref(),
+        packages: &packages,
+        inputs: &inputs,
+    };
+    Ok(match format {
+        SbomFormat::SpdxJson => spdx(&subject),
+        SbomFormat::CyclonedxJson => cyclonedx(&subject),
+    })
+}
+
+/// `kiln build --sbom`: both SBOMs of the image `digest` in the layout `dir` (read back from
+/// the layout, with the provenance already there, so they equal `kiln sbom … --name NAME`),
+/// attached as in-toto statements about it, as the provenance is (OCI 1.1 referrers). Returns
+/// the predicates, for `--sign-key` to attest.
+pub fn attach_sboms(
+    dir: &Path,
+    digest: &Sha256Digest,
+    name: &str,
+) -> Result<Vec<(PredicateType, Value)>, ScanError> {
+    let attach_err = |source| ScanError::AttachSbom {
+        dir: dir.to_path_buf(),
+        source: Box::new(source),
+    };
+    let reference = ImageRef::Oci {
+        path: dir.to_path_buf(),
+        tag: None,
+        digest: Some(*digest),
+    };
+    let img = image::open_image(&reference, None).map_err(attach_err)?;
+    let layout = Layout::open(dir).map_err(attach_err)?;
+    let subject = referrer::Subject {
+        media_type: &img.manifest_media_type,
+        digest,
+        size: img.manifest_bytes.len() as u64,
+    };
+    let mut out = Vec::new();
+    for format in [SbomFormat::SpdxJson, SbomFormat::CyclonedxJson] {
+        let kind = format.predicate_type();
+        let doc = image_sbom(&img, name, format)?;
+        let statement = Statement::new(name, digest, &kind, doc.clone()).to_json();
+        referrer::attach_statement(&layout, subject, &statement, kind.uri()).map_err(attach_err)?;
+        out.push((kind, doc));
+    }
+    Ok(out)
+}
+
+/// The `resolvedDependencies` of kiln's SLSA provenance referrer, when the image has one.
+fn provenance_inputs(img: &OpenedImage) -> Result<Vec<Input>, ScanError> {
+    let statements =
+        referrer_statements(img, SLSA_PROVENANCE_V1).map_err(|source: ImageError| {
+            ScanError::Referrers {
+                reference: img.reference.clone(),
+                source: Box::new(source),
+            }
+        })?;
+    let mut out = Vec::new();
+    for (_, statement) in statements {
+        let deps = statement
+            .pointer("/predicate/buildDefinition/resolvedDependencies")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for d in deps {
+            let s = |p: &str| {
+                d.pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            out.push(Input {
+                name: s("/name"),
+                uri: s("/uri"),
+                sha256: s("/digest/sha256"),
+            });
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
 
 /// One resolved input from the provenance (`resolvedDependencies`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

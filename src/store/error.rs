@@ -10,6 +10,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("no cache directory: neither XDG_CACHE_HOME nor HOME is an absolute path")]
+    NoDefaultRoot,
+
     #[error("failed to create cache directory {path}")]
     CreateDir {
         path: PathBuf,
@@ -163,6 +166,7 @@ impl StoreError {
                  with --cache",
                 path.display()
             )),
+            Self::NoDefaultRoot => Some("set XDG_CACHE_HOME or HOME, or pass --cache".to_string()),
             Self::ForeignRoot { .. } => {
                 Some("choose a cache directory of your own with --cache".to_string())
             }

@@ -52,8 +52,6 @@ pub use self::lock::DigestLock;
 use self::lock::{lock_file, try_flock};
 use self::records::RecordKey;
 pub use self::records::{LayerRecord, RecordKind};
-pub use self::usage::{GcReport, VerifyReport};
-pub use self::verify::{VerifiedBlob, VerifyingReader};
 pub use self::writer::BlobWriter;
 use crate::digest::Sha256Digest;
 

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use inputs::{newer_release, InputChange, MAX_VERSION_LIST};
+pub use inputs::{newer_release, InputChange};
 pub use report::{
-    ChangedPath, DiffSummary, ImageDigests, RecipeFailure, UpdateReport, VulnerabilityDelta, SCHEMA,
+    DiffSummary, ImageDigests, RecipeFailure, UpdateReport, VulnerabilityDelta, SCHEMA,
 };
 
 use crate::build::output::{write_layout, write_output, OutputFormat};
@@ -65,10 +65,7 @@ pub enum UpdateError {
         #[source]
         source: Box<FetchError>,
     },
-    #[error(
-        "input `{input}`: {url} lists no release named like `{template}`\nhint: check `update` \
-         of [inputs.{input}]: versions are digits separated by dots"
-    )]
+    #[error("input `{input}`: {url} lists no release named like `{template}`")]
     NoVersions {
         input: String,
         url: String,
@@ -82,8 +79,7 @@ pub enum UpdateError {
         actual: Sha256Digest,
     },
     #[error(
-        "{}: `kiln update` builds one platform; this recipe has {count}\nhint: run `kiln lock \
-         --update` and `kiln build` for it",
+        "{}: `kiln update` builds one platform; this recipe has {count}",
         recipe.display()
     )]
     Platforms { recipe: PathBuf, count: usize },
@@ -130,6 +126,25 @@ pub enum UpdateError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl UpdateError {
+    /// What the user can do about it, when kiln knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::NoVersions { input, .. } => Some(format!(
+                "check `update` of [inputs.{input}]: versions are digits separated by dots"
+            )),
+            Self::Platforms { .. } => {
+                Some("run `kiln lock --update` and `kiln build` for it".to_string())
+            }
+            Self::Recipe(e) => e.hint(),
+            Self::Lockfile(e) => e.hint(),
+            Self::Store(e) => e.hint(),
+            Self::Scan(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 macro_rules! boxed_from {

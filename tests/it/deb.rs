@@ -1237,7 +1237,8 @@ fn deb_generate_ca_certificates_matches_update_ca_certificates() {
             .arg(&cache),
     ));
     assert!(
-        err.contains("needs the ca-certificates package in the same step's closure"),
+        err.contains("needs the ca-certificates package in the same step's closure\n")
+            && err.contains("\nhint: add \"ca-certificates\" to its `packages`\n"),
         "{err}"
     );
     let err = stderr(&run_err(ctx.kiln().arg("lock").arg(ctx.write(

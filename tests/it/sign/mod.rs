@@ -207,7 +207,12 @@ fn key_generate_writes_a_cosign_key_pair_that_others_can_open() {
             .env("KILN_PASSWORD", "wrong"),
     ));
     assert!(
-        err.contains("k.key") && err.contains("KILN_PASSWORD"),
+        err.contains("k.key")
+            && err.contains("wrong password")
+            && err.ends_with(
+                "\nhint: an encrypted key's password is read from KILN_PASSWORD or \
+                              COSIGN_PASSWORD\n"
+            ),
         "{err}"
     );
     run_ok(
