@@ -31,7 +31,9 @@ use super::NewLayer;
 use crate::digest::Sha256Digest;
 use crate::image::layout::{descriptor, digest_of, ref_name};
 use crate::image::{media, ImageError, Layout};
-use crate::registry::{Client, RegistryError, Repository, OCI_MANIFEST};
+use crate::registry::{
+    Client, PulledManifest, RegistryError, Repository, ALL_MANIFEST_TYPES, OCI_MANIFEST,
+};
 
 /// The largest attachment layer kiln reads (an SBOM in a DSSE envelope can be large).
 pub const MAX_ATTACHMENT_BLOB: u64 = 64 * 1024 * 1024;
@@ -158,6 +160,26 @@ impl AttachmentStore<'_> {
                     Err(e) => Err(self.registry_err(e)),
                 }
             }
+        }
+    }
+
+    /// The manifest or index `digest` (the image a verification is about), with its media
+    /// type: as the registry states it, or from the layout's blob.
+    pub fn manifest(&self, digest: &Sha256Digest) -> Result<PulledManifest> {
+        match self {
+            Self::Layout(layout) => {
+                let bytes = layout.read_blob(digest).map_err(|e| self.layout_err(e))?;
+                let document = crate::image::source::parse(&bytes, &format!("manifest {digest}"))
+                    .map_err(|e| self.layout_err(e))?;
+                Ok(PulledManifest {
+                    media_type: media::of_manifest(&document),
+                    bytes,
+                    digest: *digest,
+                })
+            }
+            Self::Registry { client, repository } => client
+                .get_manifest(repository, &digest.to_string(), ALL_MANIFEST_TYPES)
+                .map_err(|e| self.registry_err(e)),
         }
     }
 

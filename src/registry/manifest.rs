@@ -188,9 +188,10 @@ pub struct IndexEntry {
     pub size: u64,
 }
 
-/// Picks the first image manifest for `platform` in an index. A platform without a variant
-/// matches any variant (an index says `linux/arm64/v8` for plain `linux/arm64`).
-pub fn select_platform(index: &PulledManifest, platform: &Platform) -> Result<IndexEntry> {
+/// The image manifests an index lists, in its order, each with its platform (`None` when the
+/// entry states none, or one that is not a valid OCI platform). Nested indexes, other
+/// artifacts and entries not addressed by sha256 (which kiln cannot read) are left out.
+pub fn index_images(index: &PulledManifest) -> Result<Vec<(Option<Platform>, IndexEntry)>> {
     #[derive(Deserialize)]
     struct Index {
         manifests: Vec<Entry>,
@@ -216,23 +217,43 @@ pub fn select_platform(index: &PulledManifest, platform: &Platform) -> Result<In
             url: String::new(),
             source: e,
         })?;
-    let found = parsed.manifests.into_iter().find(|e| {
-        IMAGE_MANIFEST_TYPES.contains(&e.media_type.as_str())
-            && e.platform.as_ref().is_some_and(|p| {
-                platform.is_served_by(&p.os, &p.architecture, p.variant.as_deref())
-            })
-    });
-    let none = || RegistryError::NoMatchingPlatform {
-        digest: index.digest,
-        platform: platform.to_string(),
-    };
-    let e = found.ok_or_else(none)?;
-    let digest = e.digest.parse::<Sha256Digest>().map_err(|_| none())?;
-    Ok(IndexEntry {
-        digest,
-        media_type: e.media_type,
-        size: e.size,
-    })
+    Ok(parsed
+        .manifests
+        .into_iter()
+        .filter(|e| IMAGE_MANIFEST_TYPES.contains(&e.media_type.as_str()))
+        .filter_map(|e| {
+            let digest = e.digest.parse::<Sha256Digest>().ok()?;
+            let platform = e.platform.and_then(|p| {
+                let mut text = format!("{}/{}", p.os, p.architecture);
+                if let Some(variant) = p.variant {
+                    text = format!("{text}/{variant}");
+                }
+                text.parse::<Platform>().ok()
+            });
+            let entry = IndexEntry {
+                digest,
+                media_type: e.media_type,
+                size: e.size,
+            };
+            Some((platform, entry))
+        })
+        .collect())
+}
+
+/// Picks the first image manifest for `platform` in an index. A platform without a variant
+/// matches any variant (an index says `linux/arm64/v8` for plain `linux/arm64`).
+pub fn select_platform(index: &PulledManifest, platform: &Platform) -> Result<IndexEntry> {
+    index_images(index)?
+        .into_iter()
+        .find(|(p, _)| {
+            p.as_ref()
+                .is_some_and(|p| platform.is_served_by(p.os(), p.architecture(), p.variant()))
+        })
+        .map(|(_, entry)| entry)
+        .ok_or_else(|| RegistryError::NoMatchingPlatform {
+            digest: index.digest,
+            platform: platform.to_string(),
+        })
 }
 
 #[cfg(test)]

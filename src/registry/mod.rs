@@ -36,8 +36,9 @@ pub use client::{Client, ClientOptions, Direction, Progress};
 pub use error::{RegistryError, Result};
 pub use http::MAX_REDIRECTS;
 pub use manifest::{
-    is_index, select_platform, IndexEntry, PulledManifest, ALL_MANIFEST_TYPES, DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST, IMAGE_MANIFEST_TYPES, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST,
+    index_images, is_index, select_platform, IndexEntry, PulledManifest, ALL_MANIFEST_TYPES,
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, IMAGE_MANIFEST_TYPES, MAX_MANIFEST_BYTES, OCI_INDEX,
+    OCI_MANIFEST,
 };
 pub use parallel::{run_parallel, DEFAULT_PARALLELISM};
 // `super::reference::…` in the submodules is the crate's one reference parser.

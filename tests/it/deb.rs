@@ -1069,17 +1069,31 @@ fn deb_platforms_sign_and_push_the_index_and_each_image() {
     for (_, d) in &images {
         verify(d, true);
     }
-    // kiln verify, from the registry and from the layout: the signature of the host's
-    // platform. (Its provenance attestation, verified above by the Python verifier, is not
-    // yet found by `kiln verify --attestation` through an index.)
+    // kiln verify, from the registry and from the layout: the index's signature, and each
+    // platform image's signature and provenance.
     let layout = format!("oci:{}", ctx.join("out").display());
     for reference in [tagged.as_str(), layout.as_str()] {
-        let out =
-            run_ok(
-                ctx.kiln()
-                    .args(["verify", "--tls-verify=false", reference, "--key", "k.pub"]),
+        let out = run_ok(ctx.kiln().args([
+            "verify",
+            "--tls-verify=false",
+            reference,
+            "--key",
+            "k.pub",
+            "--attestation",
+            "slsaprovenance1",
+        ]));
+        assert!(
+            out.contains(&format!("✓ signature {digest}")),
+            "{reference}: {out}"
+        );
+        for (arch, d) in &images {
+            assert!(
+                out.contains(&format!(
+                    "✓ linux/{arch}: attestation https://slsa.dev/provenance/v1 {d}"
+                )),
+                "{reference}: {out}"
             );
-        assert!(out.contains("✓ signature"), "{reference}: {out}");
+        }
     }
 }
 
