@@ -325,6 +325,22 @@ fn refuse_unpinned(recipe: &Recipe) -> Result<()> {
     }
 }
 
+/// `[image] platforms`: one recipe per platform, each with that platform alone, in the
+/// recipe's order (one platform: the recipe itself).
+pub fn per_platform(recipe: &Recipe) -> Vec<Recipe> {
+    recipe
+        .image
+        .platforms
+        .iter()
+        .map(|platform| {
+            let mut one = recipe.clone();
+            one.image.platform = platform.clone();
+            one.image.platforms = vec![platform.clone()];
+            one
+        })
+        .collect()
+}
+
 /// A `run` step for another architecture needs an emulator registered with binfmt_misc
 /// (`/proc/sys/fs/binfmt_misc/qemu-ARCH`, enabled), or its programs cannot start.
 pub fn check_emulator(recipe: &Recipe) -> Result<()> {
