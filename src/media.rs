@@ -73,3 +73,17 @@ pub fn is_manifest(media_type: &str) -> bool {
 pub fn is_index(media_type: &str) -> bool {
     media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
 }
+
+/// The media type a manifest or index states, else the one its shape says (OCI allows leaving
+/// `mediaType` out): a document with `manifests` is an index.
+pub fn of_manifest(document: &serde_json::Value) -> String {
+    if let Some(media_type) = document.get("mediaType").and_then(|m| m.as_str()) {
+        return media_type.to_string();
+    }
+    if document.get("manifests").is_some() {
+        OCI_INDEX
+    } else {
+        OCI_MANIFEST
+    }
+    .into()
+}

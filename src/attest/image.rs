@@ -18,7 +18,9 @@ use super::{
 };
 use crate::digest::Sha256Digest;
 use crate::image::{ImageError, Layout};
-use crate::registry::ReferenceError;
+use crate::media::is_index;
+use crate::platform::Platform;
+use crate::registry::{index_images, IndexEntry, ReferenceError, RegistryError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignImageError {
@@ -40,6 +42,37 @@ pub enum SignImageError {
     },
     #[error(transparent)]
     Store(#[from] Box<StoreError>),
+    #[error("failed to read the index {reference}")]
+    Index {
+        reference: String,
+        #[source]
+        source: Box<RegistryError>,
+    },
+    #[error(
+        "{reference} ({digest}) is one image, not an index: --platform {platform} picks an image \
+         from an index"
+    )]
+    NotAnIndex {
+        reference: String,
+        digest: Sha256Digest,
+        platform: Platform,
+    },
+    #[error(
+        "the index {reference} has no image for {platform}; it lists {}",
+        available.join(", ")
+    )]
+    NoPlatform {
+        reference: String,
+        platform: Platform,
+        available: Vec<String>,
+    },
+    #[error(
+        "the index {reference} ({digest}) lists no image whose attestations could be verified"
+    )]
+    EmptyIndex {
+        reference: String,
+        digest: Sha256Digest,
+    },
     #[error("failed to read the attachments of {reference}")]
     Read {
         reference: String,
@@ -162,6 +195,8 @@ pub struct VerifyRequest {
     pub predicate_types: Vec<PredicateType>,
     /// `--recipe`'s sha256: the provenance must record it (and is then required).
     pub recipe_sha256: Option<Sha256Digest>,
+    /// `--platform`: of an index, the one platform whose image is verified.
+    pub platform: Option<Platform>,
 }
 
 impl VerifyRequest {
@@ -188,51 +223,168 @@ impl VerifyRequest {
 }
 
 /// The report of `kiln verify` (its `--json` form, schema version 1).
+///
+/// Of an image: its signatures and the attestations asked for. Of an index (what `kiln build`
+/// writes for several platforms, signed as `cosign sign --recursive` does): the index's own
+/// signatures, as `cosign verify` checks them; and when attestations are asked for, or
+/// `--platform` names one image, the signatures and attestations of each platform's image
+/// (or that one) in [`platforms`](Self::platforms): the attestations are about the images,
+/// not about the index.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verification {
     #[serde(rename = "schemaVersion")]
     pub schema_version: u32,
     pub reference: String,
-    pub digest: Sha256Digest,
     /// sha256 of the public key's SPKI DER, in hex.
     #[serde(rename = "keyId")]
     pub key_id: String,
     pub verified: bool,
-    pub signatures: VerificationReport,
-    pub attestations: Vec<VerificationReport>,
-    /// The `docker-reference` each verified signature layer (by index) vouches for.
-    #[serde(skip)]
-    pub identities: BTreeMap<usize, String>,
+    /// What `reference` names: its digest, signatures and attestations.
+    #[serde(flatten)]
+    pub image: ImageVerification,
+    /// The images of an index that were verified, in the index's order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<PlatformVerification>,
     /// The recipe digest the provenance was checked against.
     #[serde(skip)]
     pub recipe_sha256: Option<Sha256Digest>,
 }
 
+/// The signatures and attestations of one manifest (an image, or an index).
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageVerification {
+    pub digest: Sha256Digest,
+    pub signatures: VerificationReport,
+    pub attestations: Vec<VerificationReport>,
+    /// The `docker-reference` each verified signature layer (by index) vouches for.
+    #[serde(skip)]
+    pub identities: BTreeMap<usize, String>,
+}
+
+impl ImageVerification {
+    pub fn verified(&self) -> bool {
+        self.signatures.verified && self.attestations.iter().all(|a| a.verified)
+    }
+}
+
+/// One platform's image of an index, verified.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlatformVerification {
+    /// `os/arch[/variant]` as the index states it; `unknown` when it states none.
+    pub platform: String,
+    pub verified: bool,
+    #[serde(flatten)]
+    pub image: ImageVerification,
+}
+
 /// Verifies the signatures, and the attestations `request` names, of `target` (known to the
-/// user as `reference`) with `key`.
+/// user as `reference`) with `key`; of an index, also its platforms' images (see
+/// [`Verification`]).
 pub fn verify_target(
     reference: &str,
     target: &Target<'_>,
     key: &VerifyingKey,
     request: &VerifyRequest,
 ) -> Result<Verification, SignImageError> {
+    let read_err = |source| SignImageError::Read {
+        reference: reference.to_string(),
+        source: Box::new(source),
+    };
+    let manifest = target.store.manifest(&target.digest).map_err(read_err)?;
+    let images = if is_index(&manifest.media_type) {
+        Some(
+            index_images(&manifest).map_err(|source| SignImageError::Index {
+                reference: reference.to_string(),
+                source: Box::new(source),
+            })?,
+        )
+    } else {
+        None
+    };
+    let types = request.predicate_types();
+    let (own_types, platforms) = match (images, &request.platform) {
+        (None, None) => (types.as_slice(), Vec::new()),
+        (None, Some(platform)) => {
+            return Err(SignImageError::NotAnIndex {
+                reference: reference.to_string(),
+                digest: target.digest,
+                platform: platform.clone(),
+            })
+        }
+        (Some(images), Some(platform)) => {
+            let names = platform_names(&images);
+            let picked = images.into_iter().find(|(p, _)| {
+                p.as_ref()
+                    .is_some_and(|p| platform.is_served_by(p.os(), p.architecture(), p.variant()))
+            });
+            let picked = picked.ok_or_else(|| SignImageError::NoPlatform {
+                reference: reference.to_string(),
+                platform: platform.clone(),
+                available: names,
+            })?;
+            (&[][..], vec![picked])
+        }
+        (Some(_), None) if types.is_empty() => (&[][..], Vec::new()),
+        (Some(images), None) if images.is_empty() => {
+            return Err(SignImageError::EmptyIndex {
+                reference: reference.to_string(),
+                digest: target.digest,
+            })
+        }
+        (Some(images), None) => (&[][..], images),
+    };
+    let image = verify_image(target, &target.digest, key, request, own_types).map_err(read_err)?;
+    let platforms = platforms
+        .into_iter()
+        .map(|(platform, entry)| {
+            let image = verify_image(target, &entry.digest, key, request, &types)?;
+            Ok(PlatformVerification {
+                platform: platform.map_or_else(|| "unknown".into(), |p| p.to_string()),
+                verified: image.verified(),
+                image,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()
+        .map_err(read_err)?;
+    let verified = image.verified() && platforms.iter().all(|p| p.verified);
+    Ok(Verification {
+        schema_version: 1,
+        reference: reference.to_string(),
+        key_id: keys::key_id(key),
+        verified,
+        image,
+        platforms,
+        recipe_sha256: request.recipe_sha256,
+    })
+}
+
+/// For messages: the platforms an index offers.
+fn platform_names(images: &[(Option<Platform>, IndexEntry)]) -> Vec<String> {
+    images
+        .iter()
+        .map(|(p, e)| {
+            p.as_ref()
+                .map_or_else(|| e.digest.to_string(), |p| p.to_string())
+        })
+        .collect()
+}
+
+/// Verifies the signatures of `digest` in `target`'s store, and its attestations of `types`.
+fn verify_image(
+    target: &Target<'_>,
+    digest: &Sha256Digest,
+    key: &VerifyingKey,
+    request: &VerifyRequest,
+    types: &[PredicateType],
+) -> Result<ImageVerification, StoreError> {
     let read = |kind| {
         target
             .store
-            .read(&target.digest, kind)
-            .map_err(|source| SignImageError::Read {
-                reference: reference.to_string(),
-                source: Box::new(source),
-            })
+            .read(digest, kind)
             .map(|stored| stored.map(|s| s.layers).unwrap_or_default())
     };
     let signature_layers = read(AttachmentKind::Signature)?;
-    let signatures = verify_signatures(
-        &signature_layers,
-        key,
-        &target.digest,
-        &request.identity_policy(),
-    );
+    let signatures = verify_signatures(&signature_layers, key, digest, &request.identity_policy());
     let identities = signatures
         .layers
         .iter()
@@ -243,7 +395,6 @@ pub fn verify_target(
             Some((l.index, claims.docker_reference))
         })
         .collect();
-    let types = request.predicate_types();
     let mut attestations = Vec::new();
     if !types.is_empty() {
         let layers = read(AttachmentKind::Attestation)?;
@@ -251,23 +402,17 @@ pub fn verify_target(
             let policy = AttestationPolicy {
                 recipe_sha256: request
                     .recipe_sha256
-                    .filter(|_| predicate_type == PredicateType::SlsaProvenance1),
-                predicate_type,
+                    .filter(|_| *predicate_type == PredicateType::SlsaProvenance1),
+                predicate_type: predicate_type.clone(),
             };
-            attestations.push(verify_attestations(&layers, key, &target.digest, &policy));
+            attestations.push(verify_attestations(&layers, key, digest, &policy));
         }
     }
-    let verified = signatures.verified && attestations.iter().all(|a| a.verified);
-    Ok(Verification {
-        schema_version: 1,
-        reference: reference.to_string(),
-        digest: target.digest,
-        key_id: keys::key_id(key),
-        verified,
+    Ok(ImageVerification {
+        digest: *digest,
         signatures,
         attestations,
         identities,
-        recipe_sha256: request.recipe_sha256,
     })
 }
 
@@ -314,6 +459,7 @@ mod tests {
                 PredicateType::SlsaProvenance1,
             ],
             recipe_sha256: None,
+            platform: None,
         };
         assert_eq!(request.predicate_types(), [PredicateType::SlsaProvenance1]);
         assert_eq!(

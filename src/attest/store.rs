@@ -30,8 +30,8 @@ use super::NewLayer;
 use crate::digest::Sha256Digest;
 use crate::image::layout::{descriptor, digest_of, ref_name};
 use crate::image::{ImageError, Layout};
-use crate::media::{self, OCI_CONFIG, OCI_MANIFEST};
-use crate::registry::{Client, RegistryError, Repository};
+use crate::media::{self, ALL_MANIFEST_TYPES, OCI_CONFIG, OCI_MANIFEST};
+use crate::registry::{Client, PulledManifest, RegistryError, Repository};
 
 /// The largest attachment layer kiln reads, and so writes (an SBOM in a DSSE envelope can be
 /// large; 64 MiB holds the SBOM of a full distribution image many times over).
@@ -157,6 +157,26 @@ impl AttachmentStore<'_> {
                     Err(e) => Err(self.registry_err(e)),
                 }
             }
+        }
+    }
+
+    /// The manifest or index `digest` (the image a verification is about), with its media
+    /// type: as the registry states it, or from the layout's blob.
+    pub fn manifest(&self, digest: &Sha256Digest) -> Result<PulledManifest> {
+        match self {
+            Self::Layout(layout) => {
+                let bytes = layout.read_blob(digest).map_err(|e| self.layout_err(e))?;
+                let document = crate::image::source::parse(&bytes, &format!("manifest {digest}"))
+                    .map_err(|e| self.layout_err(e))?;
+                Ok(PulledManifest {
+                    media_type: media::of_manifest(&document),
+                    bytes,
+                    digest: *digest,
+                })
+            }
+            Self::Registry { client, repository } => client
+                .get_manifest(repository, &digest.to_string(), ALL_MANIFEST_TYPES)
+                .map_err(|e| self.registry_err(e)),
         }
     }
 

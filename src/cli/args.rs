@@ -506,7 +506,7 @@ pub struct VerifyArgs {
     pub key: Option<PathBuf>,
     /// Evaluate this promotion policy (TOML) instead of one key's signatures: every rule must
     /// pass, as for `kiln promote`.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["key", "attestations", "recipe", "identity"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["key", "attestations", "recipe", "identity", "platform"])]
     pub policy: Option<PathBuf>,
     /// With --policy: also require a promotion statement signed by this public key under
     /// this policy.
@@ -524,6 +524,11 @@ pub struct VerifyArgs {
     /// digest of HOST/REPO when no tag is given [default: any; the digest binds the image].
     #[arg(long, value_name = "REF")]
     pub identity: Option<String>,
+    /// Of a multi-platform index: verify the index's signature and this platform's image
+    /// (its signatures and attestations) [default: with --attestation, every platform's
+    /// image; without, the index's signature only, as cosign does].
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
     /// Print the verification report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -221,17 +221,7 @@ fn build_platforms(
     }
     status(&format!("wrote {}", dest.display()));
     if let Some(push) = &args.push {
-        let target = registry_target(push)?;
-        let ctx = super::copy::transports(&args.run.cache, &args.run.registry)?;
-        let report = crate::image::push::push_layout_index(&ctx, &dest, &digest, &target)
-            .with_context(|| format!("failed to push {push}"))?;
-        super::copy::report(
-            push,
-            &crate::image::copy::CopyReport {
-                manifest_digest: digest,
-                push: Some(report),
-            },
-        );
+        push_index(&dest, &digest, push, &args.run)?;
     }
     if let Some(to) = &args.cache_to {
         for image in &images {
@@ -366,6 +356,28 @@ pub(super) fn push_output(
     let opened = crate::image::open_image_with(&source, None, &ctx)?;
     let report = crate::image::copy_image(&opened, &target, &ctx, image.epoch)?;
     super::copy::report(push, &report);
+    Ok(())
+}
+
+/// Pushes the index `digest` of the layout at `dest`, every image it lists first (each with
+/// its referrers and signature tags), then the index's signature tag, then the index.
+pub(super) fn push_index(
+    dest: &std::path::Path,
+    digest: &crate::digest::Sha256Digest,
+    push: &str,
+    run: &super::args::BuildRunArgs,
+) -> Result<()> {
+    let target = registry_target(push)?;
+    let ctx = super::copy::transports(&run.cache, &run.registry)?;
+    let report = crate::image::push::push_layout_index(&ctx, dest, digest, &target)
+        .with_context(|| format!("failed to push {push}"))?;
+    super::copy::report(
+        push,
+        &crate::image::copy::CopyReport {
+            manifest_digest: *digest,
+            push: Some(report),
+        },
+    );
     Ok(())
 }
 

@@ -15,7 +15,9 @@ use super::key::{load_signing_key, load_verifying_key};
 use super::printer::status;
 use crate::attest::cosign::AttachmentKind;
 pub use crate::attest::image::SigningNames;
-use crate::attest::image::{sign_layout, verify_target, LayoutSigned, Verification, VerifyRequest};
+use crate::attest::image::{
+    sign_layout, verify_target, ImageVerification, LayoutSigned, Verification, VerifyRequest,
+};
 use crate::attest::store::AttachmentStore;
 use crate::attest::store::MAX_ATTACHMENT_BLOB;
 use crate::attest::target::{self, Target};
@@ -173,6 +175,7 @@ pub fn run_verify(args: VerifyArgs) -> Result<ExitCode> {
             Some(path) => Some(Sha256Digest::of(&fs_err::read(path)?)),
             None => None,
         },
+        platform: args.platform.as_deref().map(str::parse).transpose()?,
     };
     let client = client(&args.registry)?;
     let target = resolve(&args.reference, &client)?;
@@ -189,10 +192,52 @@ pub fn run_verify(args: VerifyArgs) -> Result<ExitCode> {
     })
 }
 
-/// Human lines: one `✓` per verified layer, one `✗` per rejected one, then the verdict.
+/// Human lines: one `✓` per verified layer, one `✗` per rejected one (those of an index's
+/// images prefixed with their platform), then the verdict.
 fn print_report(out: &Verification) {
-    let key = &out.key_id;
-    let reports = std::iter::once(&out.signatures).chain(&out.attestations);
+    print_image(&out.image, "", &out.key_id, out.recipe_sha256.as_ref());
+    for platform in &out.platforms {
+        let prefix = format!("{}: ", platform.platform);
+        print_image(
+            &platform.image,
+            &prefix,
+            &out.key_id,
+            out.recipe_sha256.as_ref(),
+        );
+    }
+    let failed: Vec<&str> = out
+        .platforms
+        .iter()
+        .filter(|p| !p.verified)
+        .map(|p| p.platform.as_str())
+        .collect();
+    let (reference, digest) = (&out.reference, &out.image.digest);
+    match (out.verified, out.platforms.as_slice()) {
+        (true, []) => outln!("verified {reference} ({digest})"),
+        (true, platforms) => outln!(
+            "verified {reference} ({digest}) and its images for {}",
+            platforms
+                .iter()
+                .map(|p| p.platform.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (false, _) if failed.is_empty() => outln!("NOT verified: {reference} ({digest})"),
+        (false, _) => outln!(
+            "NOT verified: {reference} ({digest}): the image for {} failed",
+            failed.join(", ")
+        ),
+    }
+}
+
+/// The lines of one manifest's reports, each after `prefix`.
+fn print_image(
+    image: &ImageVerification,
+    prefix: &str,
+    key: &str,
+    recipe_sha256: Option<&Sha256Digest>,
+) {
+    let reports = std::iter::once(&image.signatures).chain(&image.attestations);
     for report in reports {
         let what = match &report.predicate_type {
             None => "signature".to_string(),
@@ -204,18 +249,19 @@ fn print_report(out: &Verification) {
                     let mut detail = vec![format!("layer {}", layer.index)];
                     match &report.predicate_type {
                         None => detail.extend(
-                            out.identities
+                            image
+                                .identities
                                 .get(&layer.index)
                                 .map(|identity| format!("identity {identity}")),
                         ),
                         Some(_) => detail.extend(
-                            out.recipe_sha256
+                            recipe_sha256
                                 .filter(|_| layer.checks.iter().any(|c| c.name == "recipe-digest"))
                                 .map(|r| format!("recipe {r}")),
                         ),
                     }
                     outln!(
-                        "✓ {what} {} by key {key} ({})",
+                        "✓ {prefix}{what} {} by key {key} ({})",
                         report.subject,
                         detail.join(", ")
                     );
@@ -227,7 +273,7 @@ fn print_report(out: &Verification) {
                     // Signed by someone else (several parties may sign one image); when
                     // nothing verifies, the reason is shown below as a failure.
                     outln!(
-                        "· {what} layer {} ({}): not signed by key {key}",
+                        "· {prefix}{what} layer {} ({}): not signed by key {key}",
                         layer.index,
                         layer.digest
                     );
@@ -235,7 +281,7 @@ fn print_report(out: &Verification) {
                 LayerVerdict::Rejected => {
                     let failed = layer.failed_check();
                     outln!(
-                        "✗ {what} layer {} ({}): {}: {}",
+                        "✗ {prefix}{what} layer {} ({}): {}: {}",
                         layer.index,
                         layer.digest,
                         failed.map_or("check", |c| c.name),
@@ -246,12 +292,7 @@ fn print_report(out: &Verification) {
             }
         }
         if let Some(missing) = report.missing().filter(|_| !report.verified) {
-            outln!("✗ {missing} for {}", report.subject);
+            outln!("✗ {prefix}{missing} for {}", report.subject);
         }
-    }
-    if out.verified {
-        outln!("verified {} ({})", out.reference, out.digest);
-    } else {
-        outln!("NOT verified: {} ({})", out.reference, out.digest);
     }
 }

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 
 use super::args::UpdateArgs;
-use super::build::{build_options, enter_user_namespace, push_output, sign_output};
+use super::build::{build_options, enter_user_namespace, push_index, push_output, sign_output};
 use super::printer::{outln, status};
 use super::progress::BuildReporter;
 use crate::build::output::OutputFormat;
@@ -109,23 +109,42 @@ pub fn run(args: UpdateArgs) -> Result<ExitCode> {
     })
 }
 
-/// Signs and pushes the updated image, when there is one and the flags ask for it.
+/// Signs and pushes the updated image (or index, with several platforms), when there is one
+/// and the flags ask for it.
 fn publish(
     u: RecipeUpdate,
     args: &UpdateArgs,
     key: Option<&crate::attest::SigningKey>,
 ) -> Result<RecipeUpdate> {
-    let (Some(image), Some(dest)) = (&u.built, &u.output) else {
+    let (Some(dest), Some(digests)) = (&u.output, &u.digests) else {
         return Ok(u);
     };
-    if let Some(key) = key {
-        let names = super::sign::SigningNames::new(None, args.push.as_deref(), &u.image)?;
-        sign_output(dest, &names, image, Vec::new(), key)?;
-        status(&format!("signed {}", dest.display()));
-    }
-    if let Some(push) = &args.push {
-        push_output(image, dest, OutputFormat::Oci, push, &args.run)
-            .with_context(|| format!("failed to push {push}"))?;
+    let names = super::sign::SigningNames::new(None, args.push.as_deref(), &u.image)?;
+    match u.built.as_slice() {
+        [] => {}
+        [image] => {
+            if let Some(key) = key {
+                sign_output(dest, &names, image, Vec::new(), key)?;
+                status(&format!("signed {}", dest.display()));
+            }
+            if let Some(push) = &args.push {
+                push_output(image, dest, OutputFormat::Oci, push, &args.run)
+                    .with_context(|| format!("failed to push {push}"))?;
+            }
+        }
+        images => {
+            if let Some(key) = key {
+                let signed: Vec<_> = images
+                    .iter()
+                    .map(|i| (i.manifest_digest, i.provenance.as_slice()))
+                    .collect();
+                super::sign::sign_built_index(dest, &names, &digests.after, &signed, key)
+                    .with_context(|| format!("failed to sign the images in {}", dest.display()))?;
+            }
+            if let Some(push) = &args.push {
+                push_index(dest, &digests.after, push, &args.run)?;
+            }
+        }
     }
     Ok(u)
 }

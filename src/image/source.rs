@@ -448,15 +448,7 @@ fn find_media_type(layout: &Layout, index: &ImageIndex, digest: &Sha256Digest) -
     }
     let bytes = layout.read_blob(digest)?;
     let v: serde_json::Value = parse(&bytes, &format!("blob {digest}"))?;
-    if let Some(mt) = v.get("mediaType").and_then(|m| m.as_str()) {
-        return Ok(mt.to_string());
-    }
-    Ok(if v.get("manifests").is_some() {
-        media::OCI_INDEX
-    } else {
-        media::OCI_MANIFEST
-    }
-    .into())
+    Ok(media::of_manifest(&v))
 }
 
 /// Follows indexes down to the image manifest for `platform` (at most 4 levels deep).

@@ -163,9 +163,10 @@ pub struct IndexEntry {
     pub size: u64,
 }
 
-/// Picks the image manifest for `platform` in an index: the first exact entry, else the first
-/// compatible one ([`Platform::fit`]).
-pub fn select_platform(index: &PulledManifest, platform: &Platform) -> Result<IndexEntry> {
+/// The image manifests an index lists, in its order, each with its platform (`None` when the
+/// entry states none, or one that is not a valid OCI platform). Nested indexes, other
+/// artifacts and entries not addressed by sha256 (which kiln cannot read) are left out.
+pub fn index_images(index: &PulledManifest) -> Result<Vec<(Option<Platform>, IndexEntry)>> {
     #[derive(Deserialize)]
     struct Index {
         manifests: Vec<Entry>,
@@ -191,23 +192,40 @@ pub fn select_platform(index: &PulledManifest, platform: &Platform) -> Result<In
             url: String::new(),
             source: e,
         })?;
-    let found = Fit::best(parsed.manifests, |e| {
-        let p = e.platform.as_ref()?;
-        if !IMAGE_MANIFEST_TYPES.contains(&e.media_type.as_str()) {
-            return None;
-        }
-        platform.fit(&p.os, &p.architecture, p.variant.as_deref())
-    });
-    let none = || RegistryError::NoMatchingPlatform {
+    Ok(parsed
+        .manifests
+        .into_iter()
+        .filter(|e| IMAGE_MANIFEST_TYPES.contains(&e.media_type.as_str()))
+        .filter_map(|e| {
+            let digest = e.digest.parse::<Sha256Digest>().ok()?;
+            let platform = e.platform.and_then(|p| {
+                let mut text = format!("{}/{}", p.os, p.architecture);
+                if let Some(variant) = p.variant {
+                    text = format!("{text}/{variant}");
+                }
+                text.parse::<Platform>().ok()
+            });
+            let entry = IndexEntry {
+                digest,
+                media_type: e.media_type,
+                size: e.size,
+            };
+            Some((platform, entry))
+        })
+        .collect())
+}
+
+/// Picks the image manifest for `platform` in an index: the first exact entry, else the first
+/// compatible one ([`Platform::fit`]).
+pub fn select_platform(index: &PulledManifest, platform: &Platform) -> Result<IndexEntry> {
+    Fit::best(index_images(index)?, |(p, _)| {
+        let p = p.as_ref()?;
+        platform.fit(p.os(), p.architecture(), p.variant())
+    })
+    .map(|(_, entry)| entry)
+    .ok_or_else(|| RegistryError::NoMatchingPlatform {
         digest: index.digest,
         platform: platform.to_string(),
-    };
-    let e = found.ok_or_else(none)?;
-    let digest = e.digest.parse::<Sha256Digest>().map_err(|_| none())?;
-    Ok(IndexEntry {
-        digest,
-        media_type: e.media_type,
-        size: e.size,
     })
 }
 

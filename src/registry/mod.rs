@@ -35,7 +35,7 @@ pub use auth::{AuthFiles, Challenge, Credentials};
 pub use client::{Client, ClientOptions, Direction, Progress};
 pub use error::{RegistryError, Result};
 pub use http::MAX_REDIRECTS;
-pub use manifest::{select_platform, IndexEntry, PulledManifest};
+pub use manifest::{index_images, select_platform, IndexEntry, PulledManifest};
 pub use parallel::{run_parallel, DEFAULT_PARALLELISM};
 // `super::reference::…` in the submodules is the crate's one reference parser.
 use crate::reference;

@@ -21,7 +21,7 @@ pub use report::{
     DiffSummary, ImageDigests, RecipeFailure, UpdateReport, VulnerabilityDelta, SCHEMA,
 };
 
-use crate::build::output::{write_layout, write_output, OutputFormat};
+use crate::build::output::{write_index_layout, write_layout, write_output, OutputFormat};
 use crate::build::{self, BuildObserver, BuildOptions, BuiltImage};
 use crate::deb::lock::{self as deb_lock, DebLockError, LockEvent, PackageChange};
 use crate::deb::lockfile::{lock_path, Lock, LockfileError};
@@ -30,6 +30,7 @@ use crate::digest::Sha256Digest;
 use crate::fetch::{FetchError, Fetcher};
 use crate::image::{self, ImageError, ImageRef, Transports};
 use crate::lock::{resolve_base, LockOptions};
+use crate::platform::Platform;
 use crate::recipe::{self, InputSource, LockError, Recipe, RecipeError};
 use crate::scan::{self, Database, Finding, ScanError};
 use crate::store::Store;
@@ -78,11 +79,6 @@ pub enum UpdateError {
         listed: String,
         actual: Sha256Digest,
     },
-    #[error(
-        "{}: `kiln update` builds one platform; this recipe has {count}",
-        recipe.display()
-    )]
-    Platforms { recipe: PathBuf, count: usize },
     #[error("failed to build the image of the previous pins of {}", recipe.display())]
     BuildBefore {
         recipe: PathBuf,
@@ -135,9 +131,6 @@ impl UpdateError {
             Self::NoVersions { input, .. } => Some(format!(
                 "check `update` of [inputs.{input}]: versions are digits separated by dots"
             )),
-            Self::Platforms { .. } => {
-                Some("run `kiln lock --update` and `kiln build` for it".to_string())
-            }
             Self::Recipe(e) => e.hint(),
             Self::Lockfile(e) => e.hint(),
             Self::Store(e) => e.hint(),
@@ -266,10 +259,26 @@ pub struct RecipeUpdate {
     pub diff: Option<DiffSummary>,
     /// Set when a database was given and something changed.
     pub vulnerabilities: Option<VulnerabilityDelta>,
+    /// With several platforms: each platform's images, compared and scanned (`digests` are
+    /// then those of the two indexes, and `diff` and `vulnerabilities` are not set).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<PlatformUpdate>,
     pub conclusion: String,
-    /// The updated image, for the caller to push or sign.
+    /// The updated images (one per platform), for the caller to push or sign.
     #[serde(skip)]
-    pub built: Option<BuiltImage>,
+    pub built: Vec<BuiltImage>,
+}
+
+/// One platform's image of a recipe with several platforms: before and after, compared and
+/// scanned.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PlatformUpdate {
+    pub platform: String,
+    pub digests: ImageDigests,
+    pub diff: DiffSummary,
+    /// Set when a database was given.
+    pub vulnerabilities: Option<VulnerabilityDelta>,
 }
 
 /// Updates the recipe at `path`: see the module documentation.
@@ -284,12 +293,6 @@ pub fn update_recipe(
         source,
     })?;
     let old = Recipe::load(path)?;
-    if old.image.platforms.len() > 1 {
-        return Err(UpdateError::Platforms {
-            recipe: path.to_path_buf(),
-            count: old.image.platforms.len(),
-        });
-    }
     let store = Store::open(&opts.build.store_root)?;
     let mut fetcher = Fetcher::new(store.clone());
     fetcher.mirrors = opts.build.mirrors.clone();
@@ -395,8 +398,9 @@ pub fn update_recipe(
         output: None,
         diff: None,
         vulnerabilities: None,
+        platforms: Vec::new(),
         conclusion: String::new(),
-        built: None,
+        built: Vec::new(),
     };
     if !result.changed {
         // A re-signed repository with the same packages is no reason to touch the lock.
@@ -405,16 +409,16 @@ pub fn update_recipe(
         return Ok(result);
     }
 
-    // 2. The image of the previous pins (the lock on disk is still the old one).
+    // 2. The images of the previous pins, one per platform (the lock on disk is still the
+    // old one).
     observer.event(UpdateEvent::BuildingBefore);
-    let before = build::build(&old, &opts.build, observer.build()).map_err(|source| {
-        UpdateError::BuildBefore {
+    let before =
+        build_platforms(&old, opts, observer).map_err(|source| UpdateError::BuildBefore {
             recipe: path.to_path_buf(),
             source: Box::new(source),
-        }
-    })?;
+        })?;
 
-    // 3. The new pins, then the image they give; on failure the old files come back.
+    // 3. The new pins, then the images they give; on failure the old files come back.
     let write = |p: &Path, bytes: &[u8]| {
         crate::image::layout::write_atomic(p, bytes).map_err(|source| UpdateError::Image {
             path: p.to_path_buf(),
@@ -446,76 +450,155 @@ pub fn update_recipe(
     let after = Recipe::load(path)
         .map_err(UpdateError::from)
         .and_then(|new| {
-            build::build(&new, &opts.build, observer.build()).map_err(|source| {
-                UpdateError::BuildAfter {
-                    recipe: path.to_path_buf(),
-                    source: Box::new(source),
-                }
+            build_platforms(&new, opts, observer).map_err(|source| UpdateError::BuildAfter {
+                recipe: path.to_path_buf(),
+                source: Box::new(source),
             })
         });
     let after = match after {
-        Ok(image) => image,
+        Ok(images) => images,
         Err(e) => {
             restore()?;
             return Err(e);
         }
     };
     let dest = opts.output_dir.join(&result.image);
-    write_output(&after, &dest, OutputFormat::Oci, &store).map_err(|source| {
-        UpdateError::Output {
-            path: dest.clone(),
-            source: Box::new(source),
-        }
-    })?;
-    observer.event(UpdateEvent::Wrote { path: &dest });
-
-    // 4. Compare, and scan both.
     let scratch = store.scratch("kiln-build-")?;
     let before_dir = scratch.path().join("before");
-    write_layout(&before, &before_dir).map_err(|source| UpdateError::Output {
-        path: before_dir.clone(),
+    let digests = write_images(&before, &after, &result.image, &before_dir, &dest, &store)?;
+    observer.event(UpdateEvent::Wrote { path: &dest });
+
+    // 4. Compare, and scan both, platform by platform.
+    let db = match &opts.db {
+        Some(db_path) => {
+            observer.event(UpdateEvent::Scanning { database: db_path });
+            let mut warnings = Vec::new();
+            Some(Database::open(db_path, &mut warnings)?)
+        }
+        None => None,
+    };
+    let mut compared = Vec::new();
+    for ((b, a), platform) in before.iter().zip(&after).zip(&old.image.platforms) {
+        observer.event(UpdateEvent::Comparing);
+        let images = ((b, before_dir.as_path()), (a, dest.as_path()));
+        let (diff, vulnerabilities) = compare(path, platform, images, db.as_ref(), opts)?;
+        compared.push(PlatformUpdate {
+            platform: platform.to_string(),
+            digests: ImageDigests {
+                before: b.manifest_digest,
+                after: a.manifest_digest,
+            },
+            diff,
+            vulnerabilities,
+        });
+    }
+    result.digests = Some(digests);
+    if let [one] = compared.as_mut_slice() {
+        result.diff = Some(one.diff.clone());
+        result.vulnerabilities = one.vulnerabilities.take();
+    } else {
+        result.platforms = compared;
+    }
+    result.output = Some(dest);
+    result.built = after;
+    result.conclusion = report::conclusion(&result);
+    Ok(result)
+}
+
+/// The recipe's image for each of its platforms, in its order.
+fn build_platforms(
+    recipe: &Recipe,
+    opts: &UpdateOptions,
+    observer: &dyn UpdateObserver,
+) -> Result<Vec<BuiltImage>, build::BuildError> {
+    let recipes = build::plan::per_platform(recipe);
+    for one in &recipes {
+        build::check_emulator(one)?;
+    }
+    recipes
+        .iter()
+        .map(|one| build::build(one, &opts.build, observer.build()))
+        .collect()
+}
+
+/// Writes the images of the previous pins into `before_dir` and the updated ones into `dest`
+/// (an OCI layout: the image, or an index over one image per platform); returns the digests
+/// of what each holds.
+fn write_images(
+    before: &[BuiltImage],
+    after: &[BuiltImage],
+    name: &str,
+    before_dir: &Path,
+    dest: &Path,
+    store: &Store,
+) -> Result<ImageDigests> {
+    let output = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| UpdateError::Output {
+            path,
+            source: Box::new(source),
+        }
+    };
+    if let ([before], [after]) = (before, after) {
+        write_layout(before, before_dir).map_err(output(before_dir))?;
+        write_output(after, dest, OutputFormat::Oci, store).map_err(output(dest))?;
+        return Ok(ImageDigests {
+            before: before.manifest_digest,
+            after: after.manifest_digest,
+        });
+    }
+    let before_index = write_index_layout(before, name, before_dir).map_err(output(before_dir))?;
+    let image_err = |source| UpdateError::Image {
+        path: dest.to_path_buf(),
         source: Box::new(source),
-    })?;
-    let platform = &old.image.platform;
-    let open = |dir: &Path, digest: Sha256Digest| {
+    };
+    let (_staging, staged) = crate::image::write::stage_beside(dest).map_err(image_err)?;
+    let after_index = write_index_layout(after, name, &staged).map_err(output(dest))?;
+    crate::image::write::replace(&staged, dest).map_err(image_err)?;
+    Ok(ImageDigests {
+        before: before_index,
+        after: after_index,
+    })
+}
+
+/// The diff of one platform's image of the previous pins (`before`, in the layout at its
+/// path) against the updated one, and with `db` what that does to its vulnerabilities.
+fn compare(
+    recipe: &Path,
+    platform: &Platform,
+    (before, after): ((&BuiltImage, &Path), (&BuiltImage, &Path)),
+    db: Option<&Database>,
+    opts: &UpdateOptions,
+) -> Result<(DiffSummary, Option<VulnerabilityDelta>)> {
+    let open = |(image, dir): (&BuiltImage, &Path)| {
         let reference = ImageRef::Oci {
             path: dir.to_path_buf(),
             tag: None,
-            digest: Some(digest),
+            digest: Some(image.manifest_digest),
         };
         image::open_image(&reference, Some(platform)).map_err(|source| UpdateError::Image {
             path: dir.to_path_buf(),
             source: Box::new(source),
         })
     };
-    let a = open(&before_dir, before.manifest_digest)?;
-    let b = open(&dest, after.manifest_digest)?;
-    observer.event(UpdateEvent::Comparing);
+    let (a, b) = (open(before)?, open(after)?);
     let diff_opts = DiffOptions {
         threads: opts.build.threads.clamp(1, 4),
         ..DiffOptions::default()
     };
     let diff = diff::diff_images(&a, &b, &diff_opts).map_err(|source| UpdateError::Diff {
-        recipe: path.to_path_buf(),
+        recipe: recipe.to_path_buf(),
         source: Box::new(source),
     })?;
-    result.diff = Some(DiffSummary::new(&diff));
-    result.digests = Some(ImageDigests {
-        before: before.manifest_digest,
-        after: after.manifest_digest,
-    });
-    if let Some(db_path) = &opts.db {
-        observer.event(UpdateEvent::Scanning { database: db_path });
-        let mut warnings = Vec::new();
-        let db = Database::open(db_path, &mut warnings)?;
-        let findings_before = findings(&db, &a, "the image of the previous pins", opts)?;
-        let findings_after = findings(&db, &b, &dest.display().to_string(), opts)?;
-        result.vulnerabilities = Some(VulnerabilityDelta::new(findings_before, findings_after));
-    }
-    result.output = Some(dest);
-    result.built = Some(after);
-    result.conclusion = report::conclusion(&result);
-    Ok(result)
+    let vulnerabilities = match db {
+        Some(db) => {
+            let findings_before = findings(db, &a, "the image of the previous pins", opts)?;
+            let findings_after = findings(db, &b, &after.1.display().to_string(), opts)?;
+            Some(VulnerabilityDelta::new(findings_before, findings_after))
+        }
+        None => None,
+    };
+    Ok((DiffSummary::new(&diff), vulnerabilities))
 }
 
 /// The registry client and store the base lookup uses.

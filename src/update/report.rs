@@ -157,29 +157,49 @@ pub fn conclusion(u: &RecipeUpdate) -> String {
         moved.push(plural(u.inputs.len(), "input", "inputs"));
     }
     let mut line = format!("updated {}", moved.join(", "));
-    if let Some(d) = &u.diff {
-        let classes: Vec<&str> = d.classes.iter().map(|c| c.class.as_str()).collect();
-        let _ = write!(line, "; the image is {}", d.verdict.as_str());
-        if !classes.is_empty() {
-            let _ = write!(line, " ({})", classes.join(", "));
+    if u.platforms.is_empty() {
+        for clause in outcome(u.diff.as_ref(), u.vulnerabilities.as_ref()) {
+            let _ = write!(line, "; {clause}");
         }
     }
-    if let Some(v) = &u.vulnerabilities {
-        let _ = write!(
-            line,
-            "; fixes {}",
+    for p in &u.platforms {
+        let clauses = outcome(Some(&p.diff), p.vulnerabilities.as_ref());
+        let _ = write!(line, "; {}: {}", p.platform, clauses.join(", "));
+    }
+    line + &pinned
+}
+
+/// How an image changed (`the image is different (content)`), and what that does to its
+/// vulnerabilities (`fixes 1 vulnerability (…), 0 still open, none introduced`).
+fn outcome(
+    diff: Option<&DiffSummary>,
+    vulnerabilities: Option<&VulnerabilityDelta>,
+) -> Vec<String> {
+    let mut clauses = Vec::new();
+    if let Some(d) = diff {
+        let classes: Vec<&str> = d.classes.iter().map(|c| c.class.as_str()).collect();
+        let mut clause = format!("the image is {}", d.verdict.as_str());
+        if !classes.is_empty() {
+            let _ = write!(clause, " ({})", classes.join(", "));
+        }
+        clauses.push(clause);
+    }
+    if let Some(v) = vulnerabilities {
+        let mut clause = format!(
+            "fixes {}",
             plural(v.fixed.len(), "vulnerability", "vulnerabilities")
         );
         if !v.fixed.is_empty() {
-            let _ = write!(line, " ({})", names(&v.fixed));
+            let _ = write!(clause, " ({})", names(&v.fixed));
         }
-        let _ = write!(line, ", {} still open", v.still_open.len());
+        let _ = write!(clause, ", {} still open", v.still_open.len());
         let _ = match v.introduced.len() {
-            0 => write!(line, ", none introduced"),
-            n => write!(line, ", {n} introduced ({})", names(&v.introduced)),
+            0 => write!(clause, ", none introduced"),
+            n => write!(clause, ", {n} introduced ({})", names(&v.introduced)),
         };
+        clauses.push(clause);
     }
-    line + &pinned
+    clauses
 }
 
 fn short(d: &Sha256Digest) -> String {
@@ -270,10 +290,47 @@ fn recipe_section(md: &mut String, u: &RecipeUpdate) {
         vec![i.name.clone(), old, new, short(&i.new_sha256)]
     });
     table(md, &["input", "old", "new", "sha256"], inputs.collect());
-    if let Some(d) = &u.digests {
+    if u.platforms.is_empty() {
+        image_section(
+            md,
+            u.digests.as_ref(),
+            u.diff.as_ref(),
+            u.vulnerabilities.as_ref(),
+        );
+    } else {
+        if let Some(d) = &u.digests {
+            let _ = writeln!(md, "Index: `{}` → `{}`\n", d.before, d.after);
+        }
+        for p in &u.platforms {
+            let _ = write!(md, "#### {}\n\n", p.platform);
+            let vulnerabilities = p.vulnerabilities.as_ref();
+            image_section(md, Some(&p.digests), Some(&p.diff), vulnerabilities);
+        }
+    }
+    if !u.pinned_inputs.is_empty() {
+        let _ = writeln!(
+            md,
+            "Pinned without an `update` rule (not checked): {}\n",
+            u.pinned_inputs
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+}
+
+/// One image's digests, diff and vulnerabilities.
+fn image_section(
+    md: &mut String,
+    digests: Option<&ImageDigests>,
+    diff: Option<&DiffSummary>,
+    vulnerabilities: Option<&VulnerabilityDelta>,
+) {
+    if let Some(d) = digests {
         let _ = writeln!(md, "Image: `{}` → `{}`\n", d.before, d.after);
     }
-    if let Some(d) = &u.diff {
+    if let Some(d) = diff {
         let _ = write!(md, "Diff verdict: **{}**", d.verdict.as_str());
         let classes: Vec<String> = d
             .classes
@@ -306,7 +363,7 @@ fn recipe_section(md: &mut String, u: &RecipeUpdate) {
             md.push_str("</details>\n\n");
         }
     }
-    if let Some(v) = &u.vulnerabilities {
+    if let Some(v) = vulnerabilities {
         let _ = writeln!(
             md,
             "Vulnerabilities: {} fixed, {} still open, {} introduced\n",
@@ -342,17 +399,6 @@ fn recipe_section(md: &mut String, u: &RecipeUpdate) {
             "severity",
         ];
         table(md, &header, rows.collect());
-    }
-    if !u.pinned_inputs.is_empty() {
-        let _ = writeln!(
-            md,
-            "Pinned without an `update` rule (not checked): {}\n",
-            u.pinned_inputs
-                .iter()
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
     }
 }
 
@@ -403,8 +449,9 @@ mod tests {
                 vec![finding("A", "1"), finding("B", "1")],
                 vec![finding("B", "2"), finding("C|D", "2")],
             )),
+            platforms: Vec::new(),
             conclusion: String::new(),
-            built: None,
+            built: Vec::new(),
         }
     }
 

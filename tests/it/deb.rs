@@ -1069,17 +1069,195 @@ fn deb_platforms_sign_and_push_the_index_and_each_image() {
     for (_, d) in &images {
         verify(d, true);
     }
-    // kiln verify, from the registry and from the layout: the signature of the host's
-    // platform. (Its provenance attestation, verified above by the Python verifier, is not
-    // yet found by `kiln verify --attestation` through an index.)
+    // kiln verify, from the registry and from the layout: the index's signature, and each
+    // platform image's signature and provenance.
     let layout = format!("oci:{}", ctx.join("out").display());
     for reference in [tagged.as_str(), layout.as_str()] {
-        let out =
-            run_ok(
-                ctx.kiln()
-                    .args(["verify", "--tls-verify=false", reference, "--key", "k.pub"]),
+        let out = run_ok(ctx.kiln().args([
+            "verify",
+            "--tls-verify=false",
+            reference,
+            "--key",
+            "k.pub",
+            "--attestation",
+            "slsaprovenance1",
+        ]));
+        assert!(
+            out.contains(&format!("✓ signature {digest}")),
+            "{reference}: {out}"
+        );
+        for (arch, d) in &images {
+            assert!(
+                out.contains(&format!(
+                    "✓ linux/{arch}: attestation https://slsa.dev/provenance/v1 {d}"
+                )),
+                "{reference}: {out}"
             );
-        assert!(out.contains("✓ signature"), "{reference}: {out}");
+        }
+    }
+}
+
+/// Two `packages` steps whose closures share packages: `libfoo` (with `common`) in layer 1,
+/// then `app`, whose closure also holds `libfoo` and `common`, in layer 2. As apt would over
+/// the dpkg status of the lower layers, layer 2 installs only what layer 1 did not: each
+/// package's files and its dpkg record are in one layer, and the image (unpacked by umoci)
+/// has every package once.
+#[test]
+fn deb_a_later_packages_step_skips_what_an_earlier_layer_installed() {
+    let ctx = TestContext::new();
+    let home = new_key(&ctx, "good", "never", None);
+    let repo = make_repo(&ctx, &home, |r| r);
+    let r = ctx.write(
+        "r.toml",
+        format!(
+            "[image]\nname = \"pkgs\"\nplatform = \"linux/amd64\"\n\n\
+             [repositories.test]\nurl = \"{}\"\nsuite = \"test\"\nkeyring = \"keyring.gpg\"\n\n\
+             [[layer]]\n[[layer.step]]\npackages = [\"libfoo\"]\n\n\
+             [[layer]]\n[[layer.step]]\npackages = [\"app\"]\n",
+            repo.url
+        ),
+    );
+    let cache = ctx.join("cache");
+    run_ok(ctx.kiln().arg("lock").arg(&r).arg("--cache").arg(&cache));
+    // The lock keeps each step's whole closure (what the step needs)...
+    let lock: toml::Value =
+        toml::from_str(&std::fs::read_to_string(ctx.join("r.lock")).unwrap()).unwrap();
+    let set_names = |requested: &str| -> Vec<String> {
+        let set = lock["set"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["requested"][0].as_str() == Some(requested))
+            .unwrap_or_else(|| panic!("no set for {requested}: {lock}"));
+        set["package"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(set_names("libfoo"), ["common", "libfoo"]);
+    assert_eq!(
+        set_names("app"),
+        ["app", "common", "libfoo", "postfix", "prereq"]
+    );
+    let build = |out: &str| {
+        last_line(&run_ok(
+            ctx.kiln()
+                .arg("build")
+                .arg(&r)
+                .arg("-o")
+                .arg(ctx.join(out))
+                .arg("--cache")
+                .arg(&cache),
+        ))
+    };
+    let digest = build("out");
+    assert_eq!(build("out2"), digest, "reproducible");
+
+    // ...the plan (and so the layer's cache key) says which of them an earlier layer holds...
+    let plan: serde_json::Value = serde_json::from_str(&run_ok(
+        ctx.kiln()
+            .arg("build")
+            .arg(&r)
+            .arg("--plan")
+            .arg("--cache")
+            .arg(&cache),
+    ))
+    .unwrap();
+    let debs: Vec<&str> = plan["layers"][1]["debs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{plan}"))
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert_eq!(debs.len(), 5, "{debs:?}");
+    for d in &debs {
+        let below = d.starts_with("common=") || d.starts_with("libfoo=");
+        assert_eq!(d.ends_with(" (below)"), below, "{debs:?}");
+    }
+
+    // ...and the second layer installs only what the first did not.
+    let out = ctx.join("out");
+    let blob = |d: &str| {
+        out.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&digest)).unwrap()).unwrap();
+    let layers: Vec<Vec<String>> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let listing = run_ok(
+                tool("tar")
+                    .arg("-tf")
+                    .arg(blob(l["digest"].as_str().unwrap())),
+            );
+            listing.lines().map(str::to_string).collect()
+        })
+        .collect();
+    assert_eq!(layers.len(), 2);
+    let in_layer = |names: &[String], package: &str| {
+        names
+            .iter()
+            .filter(|p| {
+                p.starts_with(&format!("usr/share/{package}/"))
+                    || p.starts_with(&format!("var/lib/dpkg/status.d/{package}"))
+            })
+            .count()
+    };
+    for package in ["libfoo", "common"] {
+        assert!(
+            in_layer(&layers[0], package) > 0,
+            "{package}: {:?}",
+            layers[0]
+        );
+        assert_eq!(
+            in_layer(&layers[1], package),
+            0,
+            "{package}: {:?}",
+            layers[1]
+        );
+    }
+    for package in ["app", "postfix", "prereq"] {
+        assert_eq!(
+            in_layer(&layers[0], package),
+            0,
+            "{package}: {:?}",
+            layers[0]
+        );
+        assert!(
+            in_layer(&layers[1], package) > 0,
+            "{package}: {:?}",
+            layers[1]
+        );
+    }
+
+    // The image as a runtime sees it: every package's record once, its files there.
+    let bundle = ctx.join("bundle");
+    run_ok(
+        tool("umoci")
+            .arg("unpack")
+            .arg("--rootless")
+            .arg("--image")
+            .arg(format!("{}:pkgs", out.display()))
+            .arg(&bundle),
+    );
+    let root = bundle.join("rootfs");
+    let mut records: Vec<String> = std::fs::read_dir(root.join("var/lib/dpkg/status.d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".md5sums"))
+        .collect();
+    records.sort();
+    assert_eq!(records, ["app", "common", "libfoo", "postfix", "prereq"]);
+    for package in &records {
+        let record =
+            std::fs::read_to_string(root.join("var/lib/dpkg/status.d").join(package)).unwrap();
+        assert_eq!(record.matches("Package: ").count(), 1, "{record}");
+        assert!(root.join(format!("usr/share/{package}/hello.txt")).exists());
     }
 }
 

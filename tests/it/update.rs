@@ -590,3 +590,222 @@ fn update_example_script_commits_the_new_pins_on_a_branch() {
             .arg(examples.join("gitlab-ci.yml")),
     );
 }
+
+/// A multi-platform "distribution" base (an index over linux/amd64 and linux/arm64), pushed.
+fn push_platforms_base(ctx: &TestContext, reference: &str, motd: &str) -> String {
+    ctx.write(
+        "base/multi.toml",
+        format!(
+            "[image]\nname = \"base\"\nepoch = 1700000000\n\
+             platforms = [\"linux/amd64\", \"linux/arm64\"]\n\
+             [[layer]]\n[[layer.step]]\nwrite = \"/etc/os-release\"\n\
+             content = \"ID=debian\\nVERSION_ID=\\\"12\\\"\\n\"\n\
+             [[layer.step]]\nwrite = \"/etc/motd\"\ncontent = \"{motd}\\n\"\n"
+        ),
+    );
+    last_line(&run_ok(ctx.kiln().args([
+        "build",
+        "base/multi.toml",
+        "-o",
+        "base-multi",
+        "--push",
+        reference,
+    ])))
+}
+
+/// A recipe with several platforms: the base index's tag and the package move for both
+/// architectures; `kiln update` re-pins both, rebuilds the index, compares and rescans each
+/// platform's image, reports per platform, signs and pushes the index (verified per platform).
+#[test]
+fn update_handles_a_recipe_with_several_platforms_per_platform() {
+    let reg = LocalRegistry::start(&[]);
+    let ctx = TestContext::new();
+    let base_tag = reg.reference("kiln/multibase:12");
+    let base_v1 = push_platforms_base(&ctx, &base_tag, "v1");
+
+    let home = new_key(&ctx, "update", "never", None);
+    let repo = make_repo(&ctx, &home, |r| r);
+    let pool = repo.root.join("pool/main");
+    let libssl3 = |version, arch| Pkg("libssl3", version, arch, "Source: openssl\n");
+    for arch in ["amd64", "arm64"] {
+        build_deb(&ctx, &pool, &libssl3("3.0.11-1", arch));
+    }
+    index_and_sign(&repo.root, &home, |r| r, None);
+    let recipe = ctx.write(
+        "app.toml",
+        format!(
+            "[image]\nname = \"app\"\nepoch = 1700000000\n\
+             platforms = [\"linux/amd64\", \"linux/arm64\"]\n\n\
+             [base]\nref = \"{base_tag}@{base_v1}\"\n\n\
+             [repositories.test]\nurl = \"{}\"\nsuite = \"test\"\nkeyring = \"keyring.gpg\"\n\n\
+             [[layer]]\n[[layer.step]]\npackages = [\"libssl3\", \"libbar\"]\n",
+            repo.url
+        ),
+    );
+    let lock = ctx.join("app.lock");
+    run_ok(ctx.kiln().arg("lock").arg(&recipe));
+    let db = ctx.join("osv");
+    osv(
+        &db,
+        "DSA-5001-1.json",
+        "DSA-5001-1",
+        "CVE-2024-0727",
+        "3.0.13-1",
+    );
+
+    // Nothing new yet: exit 0, no file touched.
+    let before = (snapshot(&recipe), snapshot(&lock));
+    let out = update(&ctx, &["app.toml", "--db", "osv"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!((snapshot(&recipe), snapshot(&lock)), before);
+
+    // Both architectures get openssl 3.0.13-1, and the base's tag a new index.
+    for arch in ["amd64", "arm64"] {
+        build_deb(&ctx, &pool, &libssl3("3.0.13-1", arch));
+    }
+    index_and_sign(&repo.root, &home, |r| r, None);
+    let base_v2 = push_platforms_base(&ctx, &base_tag, "v2");
+    assert_ne!(base_v1, base_v2);
+    run_ok(ctx.kiln().args(["key", "generate", "--out", "k"]));
+    let pushed = reg.reference("kiln/app:latest");
+    let out = update(
+        &ctx,
+        &[
+            "app.toml",
+            "--db",
+            "osv",
+            "--report",
+            "report.md",
+            "--json",
+            "report.json",
+            "--sign-key",
+            "k.key",
+            "--push",
+            &pushed,
+        ],
+    );
+    let log = stderr(&out);
+    assert_eq!(code(&out), 1, "{log}");
+    let new_recipe = std::fs::read_to_string(&recipe).unwrap();
+    assert!(
+        new_recipe.contains(&format!("{base_tag}@{base_v2}")),
+        "{new_recipe}"
+    );
+    let new_lock: toml::Value = toml::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
+    let mut versions: Vec<(String, String)> = new_lock["set"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["package"].as_array().unwrap().iter())
+        .filter(|p| p["name"].as_str() == Some("libssl3"))
+        .map(|p| {
+            let field = |k: &str| p[k].as_str().unwrap().to_string();
+            (field("architecture"), field("version"))
+        })
+        .collect();
+    versions.sort();
+    assert_eq!(
+        versions,
+        [
+            ("amd64".to_string(), "3.0.13-1".to_string()),
+            ("arm64".to_string(), "3.0.13-1".to_string())
+        ]
+    );
+
+    // The report: the packages of both architectures, then each platform's images.
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(ctx.join("report.json")).unwrap()).unwrap();
+    let r = &report["recipes"][0];
+    let archs: Vec<&str> = r["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"], "{r}");
+    assert_eq!(r["base"]["new"], base_v2.as_str());
+    assert!(r.get("diff").is_none_or(Value::is_null), "{r}");
+    let index_after = r["digests"]["after"].as_str().unwrap();
+    let index: Value = serde_json::from_str(&run_ok(tool("skopeo").args([
+        "inspect",
+        "--raw",
+        &format!("oci:{}", ctx.join("out/app").display()),
+    ])))
+    .unwrap();
+    assert_eq!(
+        index["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{index}"
+    );
+    let platforms = r["platforms"].as_array().unwrap();
+    assert_eq!(platforms.len(), 2, "{r}");
+    for (i, (p, arch)) in platforms.iter().zip(["amd64", "arm64"]).enumerate() {
+        assert_eq!(p["platform"], format!("linux/{arch}"));
+        assert_eq!(
+            p["digests"]["after"], index["manifests"][i]["digest"],
+            "{p}"
+        );
+        assert_ne!(p["digests"]["before"], p["digests"]["after"]);
+        assert_eq!(p["diff"]["verdict"], "different", "{p}");
+        let paths: Vec<&str> = p["diff"]["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["path"].as_str().unwrap())
+            .collect();
+        for want in ["/etc/motd", "/usr/share/libssl3/hello.txt"] {
+            assert!(paths.contains(&want), "{arch}: {want} not in {paths:?}");
+        }
+        let fixed = &p["vulnerabilities"]["fixed"];
+        assert_eq!(fixed[0]["aliases"][0], "CVE-2024-0727", "{p}");
+        assert_eq!(fixed[0]["architecture"], arch, "{p}");
+        assert_eq!(p["vulnerabilities"]["introduced"], json!([]));
+    }
+    let md = std::fs::read_to_string(ctx.join("report.md")).unwrap();
+    for want in [
+        "| libssl3:amd64 | 3.0.11-1 | 3.0.13-1 | openssl |",
+        "| libssl3:arm64 | 3.0.11-1 | 3.0.13-1 | openssl |",
+        "#### linux/amd64\n\nImage: `",
+        "#### linux/arm64\n\nImage: `",
+        &format!(
+            "Index: `{}` → `{index_after}`",
+            r["digests"]["before"].as_str().unwrap()
+        ),
+    ] {
+        assert!(md.contains(want), "missing {want:?} in:\n{md}");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for arch in ["amd64", "arm64"] {
+        assert!(
+            stdout.contains(&format!("; linux/{arch}: the image is different (content"))
+                && stdout.contains("fixes 1 vulnerability (DSA-5001-1 (CVE-2024-0727))"),
+            "{stdout}"
+        );
+    }
+
+    // Signed and pushed as an index: each platform's image verifies there.
+    let verified = run_ok(ctx.kiln().args([
+        "verify",
+        &pushed,
+        "--key",
+        "k.pub",
+        "--attestation",
+        "slsaprovenance1",
+    ]));
+    assert!(
+        verified.contains(&format!(
+            "verified {pushed} ({index_after}) and its images for linux/amd64, linux/arm64"
+        )),
+        "{verified}"
+    );
+    // A plain build of the updated recipe gives the same index.
+    let rebuilt = last_line(&run_ok(
+        ctx.kiln().args(["build", "app.toml", "-o", "rebuilt"]),
+    ));
+    assert_eq!(rebuilt, index_after);
+
+    // Nothing new: exit 0, no file touched.
+    let settled = (snapshot(&recipe), snapshot(&lock));
+    let out = update(&ctx, &["app.toml", "--db", "osv"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!((snapshot(&recipe), snapshot(&lock)), settled);
+}

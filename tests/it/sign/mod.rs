@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 mod identity;
+mod platforms;
 mod registry;
 mod tamper;
 
@@ -52,6 +53,14 @@ fn verify(ctx: &TestContext, args: &[&str]) -> (i32, String) {
 
 fn hex(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap()
+}
+
+fn sig_tag(digest: &str) -> String {
+    format!("sha256-{}.sig", hex(digest))
+}
+
+fn att_tag(digest: &str) -> String {
+    format!("sha256-{}.att", hex(digest))
 }
 
 // --- OCI layout surgery, with plain JSON (not kiln's code) -----------------------------------

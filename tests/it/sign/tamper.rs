@@ -16,14 +16,6 @@ fn signed_layout(ctx: &TestContext) -> (PathBuf, String) {
     (ctx.join("out-a"), digest)
 }
 
-fn sig_tag(digest: &str) -> String {
-    format!("sha256-{}.sig", hex(digest))
-}
-
-fn att_tag(digest: &str) -> String {
-    format!("sha256-{}.att", hex(digest))
-}
-
 /// `kiln verify` of the image in `out-{layout}` fails with exit 1 and names the failed `check`;
 /// then the same image and its (tampered) tags are pushed to a real registry with skopeo, and
 /// verifying there fails the same way.
