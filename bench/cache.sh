@@ -13,6 +13,8 @@
 # Contenders run interleaved (A B C D A B C D …); every run starts from an empty store, and
 # every run's image digest is checked against the fill build's.
 #
+# CPU: user+sys seconds of the kiln process (/usr/bin/time, Debian package `time`); the
+# registry's own CPU is not counted.
 # Bytes moved: the growth of the loopback interface's received-bytes counter
 # (/proc/net/dev, `lo`) during the run; on a busy machine other loopback traffic inflates it.
 # Also printed once: the registry's storage size after the fill (what --cache-to stored).
@@ -48,6 +50,7 @@ REPO=$(dirname "$HERE")
 KILN="${KILN:-$REPO/target/release/kiln}"
 REGISTRY="${REGISTRY:-/usr/bin/docker-registry}"
 [[ -x "$KILN" ]] || { echo "kiln not built ($KILN): cargo build --release" >&2; exit 2; }
+[[ -x /usr/bin/time ]] || { echo "no /usr/bin/time (Debian package time)" >&2; exit 2; }
 [[ -x "$REGISTRY" ]] || { echo "no registry at $REGISTRY (Debian package docker-registry)" >&2; exit 2; }
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
@@ -121,15 +124,16 @@ CMD[copy]="$KILN copy $IMAGE@$DIGEST oci:$WORK/out --cache $WORK/store"
 lo_rx() { awk '$1 == "lo:" { print $2 }' /proc/net/dev; }
 
 RESULTS="$WORK/results.tsv"
-printf "rep\tname\twall_s\tlo_bytes\n" > "$RESULTS"
+printf "rep\tname\twall_s\tcpu_s\tlo_bytes\n" > "$RESULTS"
 for rep in $(seq 1 "$REPS"); do
   for name in $WANT; do
     [[ -n "${CMD[$name]:-}" ]] || { echo "unknown contender $name" >&2; exit 2; }
     rm -rf "$WORK/out" "$WORK/store"
     sync
     rx0=$(lo_rx); t0=$(date +%s.%N)
-    got=$(${CMD[$name]} 2>"$WORK/$name.log" | tail -1)
+    got=$(/usr/bin/time -f "%U %S" -o "$WORK/$name.time" ${CMD[$name]} 2>"$WORK/$name.log" | tail -1)
     t1=$(date +%s.%N); rx1=$(lo_rx)
+    cpu=$(awk '{ printf "%.2f", $1 + $2 }' "$WORK/$name.time")
     if [[ "$got" != "$DIGEST" ]]; then
       echo "$name gave $got, not $DIGEST:" >&2; cat "$WORK/$name.log" >&2; exit 1
     fi
@@ -137,8 +141,8 @@ for rep in $(seq 1 "$REPS"); do
       echo "$name did not hit the remote cache:" >&2; cat "$WORK/$name.log" >&2; exit 1
     fi
     wall=$(python3 -c "print(round($t1 - $t0, 2))")
-    printf "%s\t%s\t%s\t%s\n" "$rep" "$name" "$wall" "$((rx1 - rx0))" >> "$RESULTS"
-    echo "rep $rep $name: wall ${wall}s loopback $((rx1 - rx0)) bytes" >&2
+    printf "%s\t%s\t%s\t%s\t%s\n" "$rep" "$name" "$wall" "$cpu" "$((rx1 - rx0))" >> "$RESULTS"
+    echo "rep $rep $name: wall ${wall}s cpu ${cpu}s loopback $((rx1 - rx0)) bytes" >&2
   done
 done
 rm -rf "$WORK/out" "$WORK/store"
@@ -150,13 +154,14 @@ rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 tree, reg = int(sys.argv[2]), int(sys.argv[3])
 names = list(dict.fromkeys(r["name"] for r in rows))
 med = {n: {k: statistics.median(float(r[k]) for r in rows if r["name"] == n)
-           for k in ("wall_s", "lo_bytes")} for n in names}
+           for k in ("wall_s", "cpu_s", "lo_bytes")} for n in names}
 ratio = lambda n, base, k: f"{med[n][k] / med[base][k]:.2f}" if base in med and med[base][k] else "-"
-print("| contender | wall s | MB moved (loopback) | wall/cold | wall/copy | bytes/copy |")
-print("|---|--:|--:|--:|--:|--:|")
+print("| contender | wall s | kiln CPU s | MB moved (loopback) | wall/cold | CPU/cold | wall/copy | bytes/copy |")
+print("|---|--:|--:|--:|--:|--:|--:|--:|")
 for n in names:
     m = med[n]
-    print(f"| {n} | {m['wall_s']:.2f} | {m['lo_bytes'] / 1e6:.1f} | {ratio(n, 'cold', 'wall_s')} | "
+    print(f"| {n} | {m['wall_s']:.2f} | {m['cpu_s']:.2f} | {m['lo_bytes'] / 1e6:.1f} | "
+          f"{ratio(n, 'cold', 'wall_s')} | {ratio(n, 'cold', 'cpu_s')} | "
           f"{ratio(n, 'copy', 'wall_s')} | {ratio(n, 'copy', 'lo_bytes')} |")
 reps = len(rows) // max(len(names), 1)
 print(f"(medians of {reps} interleaved runs; tree {tree / 1e6:.1f} MB; registry storage after "

@@ -25,6 +25,8 @@
 #   -w WORKDIR     scratch directory (default /tmp/kiln-bench); outputs are deleted after each run
 #   -c CONTENDERS  which to run, in this order (default: all of the above that are installed)
 #   KILN=path      the kiln binary (default target/release/kiln: cargo build --release)
+#   KILN_B=path    a second kiln binary (e.g. an older commit's) to compare in the same run:
+#                  adds kiln-cold-b and kiln-warm-b, built with it from their own stores
 set -euo pipefail
 
 REPS=3
@@ -122,6 +124,14 @@ if [[ -x "$KILN" ]]; then
     rm -rf "$WORK/kiln-warm" "$OUT"
     "$KILN" build "$GZ" -o "$OUT" --cache "$WORK/kiln-warm" >/dev/null 2>&1 # the build to rebuild
   fi
+  if [[ -n "${KILN_B:-}" ]]; then
+    [[ -x "$KILN_B" ]] || { echo "KILN_B is not an executable: $KILN_B" >&2; exit 2; }
+    WANT="$WANT kiln-cold-b kiln-warm-b"
+    add kiln-cold-b "$KILN_B build $GZ -o $OUT --cache $WORK/kiln-cold-b >/dev/null 2>&1" "rm -rf $WORK/kiln-cold-b"
+    add kiln-warm-b "$KILN_B build $GZ -o $OUT --cache $WORK/kiln-warm-b >/dev/null 2>&1"
+    rm -rf "$WORK/kiln-warm-b" "$OUT"
+    "$KILN_B" build "$GZ" -o "$OUT" --cache "$WORK/kiln-warm-b" >/dev/null 2>&1
+  fi
 else
   echo "kiln not built ($KILN; cargo build --release): kiln-* skipped" >&2
 fi
@@ -184,6 +194,11 @@ for n in names:
           f"{rel('wall_s')} | {rel('cpu_s')} | {lay} |")
 if "kiln-cold" in med and "kiln-warm" in med:
     print(f"\nkiln warm/cold wall: {med['kiln-warm']['wall_s'] / med['kiln-cold']['wall_s']:.3f}")
+if "kiln-cold-b" in med and "kiln-cold" in med:
+    for k in ("cold", "warm"):
+        a, b = med[f"kiln-{k}"], med[f"kiln-{k}-b"]
+        print(f"kiln-{k} / kiln-{k}-b: wall {a['wall_s'] / b['wall_s']:.3f}, CPU {a['cpu_s'] / b['cpu_s']:.3f}, "
+              f"layer bytes {'equal' if a['layer_bytes'] == b['layer_bytes'] else 'DIFFERENT'}")
 reps = len(rows) // max(len(names), 1)
 print(f"(medians of {reps} interleaved runs; tree {tree / 1e6:.1f} MB; results in {sys.argv[1]})")
 PY
