@@ -10,6 +10,10 @@
 //! Repository}` and `remote_cache::{push, LayerToPush, CacheRecord}` (with `CacheError`);
 //! inside those five everything else is `pub(crate)`. [`Sha256Digest`] is re-exported here.
 
+// The docs are for kiln's maintainers (`cargo doc --document-private-items`): the few public
+// modules may link to their crate-private neighbours.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub(crate) mod attest;
 pub mod build;
 #[doc(hidden)]
