@@ -80,7 +80,7 @@ fn indexed(lower: &[u8], layer: &[u8]) -> Outcome {
 fn diffed(lower: &[u8], layer: &[u8]) -> Outcome {
     let scan = |tar: &[u8]| {
         let digest = Sha256Digest::of(tar);
-        scan_reader(tar, &digest, tar.len() as u64)
+        scan_reader(tar, &digest)
     };
     let lower = scan(lower).unwrap();
     let layer = scan(layer).map_err(|e| chain(&e))?;

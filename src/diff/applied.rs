@@ -226,8 +226,6 @@ mod tests {
         LayerScan {
             digest: Sha256Digest::of(b""),
             diff_id: Sha256Digest::of(b""),
-            compressed_size: 0,
-            uncompressed_size: 0,
             compression: CompressionFacts::Uncompressed,
             changes: changes
                 .into_iter()

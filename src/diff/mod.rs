@@ -26,16 +26,16 @@ use std::sync::Mutex;
 
 use serde_json::{json, Value};
 
-pub use applied::{AppliedFs, FsNode};
-pub use compression::{CompressionFacts, GzipHeader, ZstdFrame};
+pub use applied::AppliedFs;
 pub use glob::Glob;
 pub use report::{
-    Class, ClassSummary, DiffReport, FieldDiff, FileDiff, FileFacts, ImageSide, LayerDiff,
-    LayerSide, LayerStatus, Verdict, SCHEMA,
+    Class, ClassSummary, DiffReport, FieldDiff, FileFacts, ImageSide, LayerDiff, LayerSide,
+    LayerStatus, Verdict, SCHEMA,
 };
+#[cfg(test)]
+pub(crate) use scan::scan_reader;
 pub use scan::{
-    scan_layer, scan_layer_capturing, scan_reader, Capture, FileDigest, LayerScan, Node, NodeKind,
-    TarFacts,
+    scan_layer, scan_layer_capturing, Capture, FileDigest, LayerScan, NodeKind, TarFacts,
 };
 pub use statement::{rebuild_statement, RebuildFacts, NOT_INDEPENDENT, REBUILD_PREDICATE_TYPE};
 

@@ -147,6 +147,7 @@ impl ImagePath {
     }
 
     /// The components after the root, e.g. `["srv", "www"]` for `/srv/www`.
+    #[cfg(test)]
     pub fn components(&self) -> impl Iterator<Item = &str> {
         self.0.split('/').filter(|c| !c.is_empty())
     }

@@ -21,9 +21,6 @@ use crate::digest::Sha256Digest;
 pub(crate) use docker::valid_manifest_ref;
 pub use docker::{Reference, Repository, DOCKER_TRANSPORT};
 
-/// The transports a reference may use, as written before the name.
-pub const TRANSPORTS: [&str; 4] = ["oci:", "oci-archive:", "docker-archive:", DOCKER_TRANSPORT];
-
 /// A reference that does not parse, and which part of it is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid image reference `{input}`: {problem}")]
@@ -134,6 +131,7 @@ impl ImageRef {
     }
 
     /// The registry reference, for `docker://`.
+    #[cfg(test)]
     pub fn registry(&self) -> Option<&Reference> {
         match self {
             ImageRef::Docker(r) => Some(r),

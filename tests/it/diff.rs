@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use kiln::digest::Sha256Digest;
+use kiln::Sha256Digest;
 use serde_json::{json, Value};
 
 use crate::support::*;

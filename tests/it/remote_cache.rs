@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::http_server::{Reply, Req, Server};
 use crate::registry_support::LocalRegistry;
 use crate::support::*;
-use kiln::digest::Sha256Digest;
+use kiln::Sha256Digest;
 
 fn input_a() -> Vec<u8> {
     (0..4000)
