@@ -177,3 +177,63 @@ fn layer_names(layer: &[u8]) -> Vec<String> {
     }
     names
 }
+
+/// A hard link to a lower layer's file shares its inode: the extractor, which tracks what the
+/// layer created by inode, took the lower name for one of the layer's own and kept it against
+/// the layer's whiteout or opaque marker, while the lower index and `diff` removed it. (The
+/// tree reader reads one archive alone and refuses links to lower layers, so it is not asked.)
+#[test]
+fn a_hardlink_to_a_lower_file_does_not_keep_that_file_from_its_whiteout() {
+    use crate::layer::testtar::Tar;
+    let lower = lower();
+    let cases: [(&str, Vec<u8>, &[&str]); 3] = [
+        (
+            "link, then a whiteout of its target",
+            Tar::new()
+                .hardlink("h", "etc/gone")
+                .file("etc/.wh.gone", b"")
+                .finish(),
+            &[
+                "etc/",
+                "etc/keep",
+                "f",
+                "h",
+                "var/",
+                "var/old",
+                "var/sub/",
+                "var/sub/deep",
+            ],
+        ),
+        (
+            "an opaque directory, and a link elsewhere to a file it hides",
+            Tar::new()
+                .dir("var", 0o755)
+                .file("var/.wh..wh..opq", b"")
+                .hardlink("h", "var/old")
+                .finish(),
+            &["etc/", "etc/gone", "etc/keep", "f", "h", "var/"],
+        ),
+        (
+            "a link inside an opaque directory to a file it hides",
+            Tar::new()
+                .dir("var", 0o755)
+                .file("var/.wh..wh..opq", b"")
+                .hardlink("var/h", "var/old")
+                .finish(),
+            &["etc/", "etc/gone", "etc/keep", "f", "var/", "var/h"],
+        ),
+    ];
+    for (name, layer, want) in cases {
+        for (reader, outcome) in [
+            ("extract", extracted(&[&lower, &layer])),
+            ("build lower index", indexed(&lower, &layer)),
+            ("diff", diffed(&lower, &layer)),
+        ] {
+            assert_eq!(
+                outcome,
+                Ok(want.iter().map(|p| p.to_string()).collect()),
+                "{name}: {reader}"
+            );
+        }
+    }
+}
