@@ -141,3 +141,53 @@ fn a_record_is_refused_until_its_blob_is_there() {
         None
     );
 }
+
+/// A tag that holds an ordinary Docker image (schema 2) rather than a record: asked for OCI
+/// manifests only, distribution converted it to schema 1, and the reader reported a digest
+/// mismatch instead of saying what the tag holds.
+#[test]
+fn a_docker_image_under_a_record_tag_is_not_a_record() {
+    let reg = LocalRegistry::start(&[]);
+    let client = client();
+    let repo = Repository::new(&reg.host, "cache").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (record, path) = layer(tmp.path(), b"key");
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [record.diff_id.to_string()]},
+    }))
+    .unwrap();
+    let gz = fs_err::read(&path).unwrap();
+    for bytes in [&config[..], &gz[..]] {
+        client
+            .put_blob(
+                &repo,
+                &Sha256Digest::of(bytes),
+                bytes.len() as u64,
+                &mut &bytes[..],
+            )
+            .unwrap();
+    }
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::DOCKER_MANIFEST,
+        "config": {"mediaType": media::DOCKER_CONFIG, "digest": Sha256Digest::of(&config).to_string(), "size": config.len()},
+        "layers": [{"mediaType": media::DOCKER_LAYER_GZIP, "digest": record.digest.to_string(), "size": record.size}],
+    }))
+    .unwrap();
+    let tag = record::tag(&record.key);
+    client
+        .put_manifest(&repo, &tag, media::DOCKER_MANIFEST, &manifest)
+        .unwrap();
+    let store = Store::open(&tmp.path().join("store")).unwrap();
+    let source = CacheSource {
+        repository: repo,
+        trust: Vec::new(),
+    };
+    let err = lookup(&client, &store, &source, want(&record)).unwrap_err();
+    assert!(
+        matches!(err, CacheError::NotARecord { .. }),
+        "{err}: {:?}",
+        std::error::Error::source(&err).map(ToString::to_string)
+    );
+}
