@@ -43,6 +43,15 @@ fn layer(dir: &std::path::Path, key: &[u8]) -> (CacheRecord, std::path::PathBuf)
     (record, path)
 }
 
+fn put_blobs(client: &Client, repo: &Repository, blobs: &[&[u8]]) {
+    for bytes in blobs {
+        let digest = Sha256Digest::of(bytes);
+        client
+            .put_blob(repo, &digest, bytes.len() as u64, &mut &bytes[..])
+            .unwrap();
+    }
+}
+
 fn want(record: &CacheRecord) -> Expected<'_> {
     Expected {
         key: &record.key,
@@ -113,16 +122,7 @@ fn a_record_is_refused_until_its_blob_is_there() {
     let (record, _) = layer(tmp.path(), b"key");
     // Everything but the layer blob, as a writer that skipped it would push.
     let envelope = record.envelope(None);
-    for bytes in [media::EMPTY_JSON, &envelope[..]] {
-        client
-            .put_blob(
-                &repo,
-                &Sha256Digest::of(bytes),
-                bytes.len() as u64,
-                &mut &bytes[..],
-            )
-            .unwrap();
-    }
+    put_blobs(&client, &repo, &[media::EMPTY_JSON, &envelope]);
     let manifest = record.manifest(&Sha256Digest::of(&envelope), envelope.len() as u64);
     let tag = record::tag(&record.key);
     let refused = client.put_manifest(&repo, &tag, media::OCI_MANIFEST, &manifest);
@@ -158,16 +158,7 @@ fn a_docker_image_under_a_record_tag_is_not_a_record() {
     }))
     .unwrap();
     let gz = fs_err::read(&path).unwrap();
-    for bytes in [&config[..], &gz[..]] {
-        client
-            .put_blob(
-                &repo,
-                &Sha256Digest::of(bytes),
-                bytes.len() as u64,
-                &mut &bytes[..],
-            )
-            .unwrap();
-    }
+    put_blobs(&client, &repo, &[&config, &gz]);
     let manifest = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": media::DOCKER_MANIFEST,
