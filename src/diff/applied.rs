@@ -6,9 +6,10 @@
 //! the archive), then entries are applied in archive order, the last duplicate winning. A
 //! non-directory replacing a directory removes what was below it. Parents that no entry names
 //! are implied as directories (`0755 0:0`, mtime 0) and marked so. Hard links are resolved to
-//! the object they share: they take its content and metadata, and every member of a link
-//! group records the group's first path, so which member a tool chose as the link target does
-//! not matter.
+//! the object they share when their layer is applied (a later layer that rewrites or removes
+//! the target leaves the link as it was): they take its content and metadata, and every member
+//! of a link group records the group's first path, so which member a tool chose as the link
+//! target does not matter.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -26,6 +27,10 @@ pub struct FsNode {
     pub link_group: Option<String>,
 }
 
+/// The hard-link group of each path that was linked: the layer that formed (or last joined)
+/// the group, and its first path then.
+type LinkGroups = BTreeMap<String, (usize, String)>;
+
 /// The applied filesystem, keyed by normalized path (no leading `/`).
 #[derive(Clone, Debug, Default)]
 pub struct AppliedFs {
@@ -36,10 +41,12 @@ impl AppliedFs {
     /// Stacks `layers` bottom to top.
     pub fn apply<'a>(layers: impl IntoIterator<Item = &'a LayerScan>) -> Self {
         let mut fs = AppliedFs::default();
+        let mut groups = LinkGroups::new();
         for (index, layer) in layers.into_iter().enumerate() {
             fs.apply_layer(index, layer);
+            fs.resolve_hardlinks(index, &mut groups);
         }
-        fs.resolve_hardlinks();
+        fs.name_link_groups(&groups);
         fs
     }
 
@@ -121,11 +128,13 @@ impl AppliedFs {
         }
     }
 
-    /// Gives hard links their target's content and metadata and records link groups.
-    fn resolve_hardlinks(&mut self) {
+    /// Gives the hard links layer `index` put their target's content and metadata (as the
+    /// target is now), and records the groups they form in `known`.
+    fn resolve_hardlinks(&mut self, index: usize, known: &mut LinkGroups) {
         let links: Vec<(String, String)> = self
             .nodes
             .iter()
+            .filter(|(_, n)| n.layer == index)
             .filter_map(|(p, n)| match &n.node.kind {
                 NodeKind::Hardlink(target) => Some((p.clone(), target.clone())),
                 _ => None,
@@ -133,6 +142,16 @@ impl AppliedFs {
             .collect();
         if links.is_empty() {
             return;
+        }
+        // The members of each group lower layers formed that are still one object.
+        let mut lower_groups: BTreeMap<(usize, String), Vec<String>> = BTreeMap::new();
+        for path in known.keys() {
+            if let Some(group) = self.live_group(known, path) {
+                lower_groups
+                    .entry(group.clone())
+                    .or_default()
+                    .push(path.clone());
+            }
         }
         // Union-find over paths (with path halving, so a hostile chain of links costs
         // O(n log n), not O(n²)); the representative is resolved to a real object.
@@ -154,6 +173,13 @@ impl AppliedFs {
             cur
         }
         for (path, target) in &links {
+            // A target in a lower group stands for its group's first member, so the links of
+            // this layer into one lower group form one group here (and it is joined once).
+            let target = self
+                .live_group(known, target)
+                .and_then(|g| lower_groups.get(g))
+                .and_then(|m| m.first())
+                .unwrap_or(target);
             let a = find(&mut parent, path);
             let b = find(&mut parent, target);
             if a != b {
@@ -178,19 +204,54 @@ impl AppliedFs {
                     .filter(|n| !matches!(n.node.kind, NodeKind::Hardlink(_)))
                     .map(|n| n.node.clone())
             });
-            let present: Vec<&String> = members
+            let mut present: BTreeSet<String> = members
                 .iter()
                 .filter(|m| self.nodes.contains_key(*m))
+                .cloned()
                 .collect();
-            let first = present.iter().min().map(|s| s.to_string());
             for m in members {
-                if let Some(n) = self.nodes.get_mut(m) {
-                    if let Some(obj) = &object {
-                        n.node = obj.clone();
-                    }
-                    if present.len() > 1 {
-                        n.link_group = first.clone();
-                    }
+                if let (Some(n), Some(obj)) = (self.nodes.get_mut(m), &object) {
+                    n.node = obj.clone();
+                }
+            }
+            // A lower member brings the rest of its own group: they are one object.
+            let joined: BTreeSet<(usize, String)> = present
+                .iter()
+                .filter_map(|m| self.live_group(known, m).cloned())
+                .collect();
+            for group in &joined {
+                present.extend(lower_groups.get(group).into_iter().flatten().cloned());
+            }
+            if let Some(first) = present.first().cloned() {
+                for m in present {
+                    known.insert(m, (index, first.clone()));
+                }
+            }
+        }
+    }
+
+    /// The group `path` joined, unless a later layer rewrote or removed it since.
+    fn live_group<'g>(&self, groups: &'g LinkGroups, path: &str) -> Option<&'g (usize, String)> {
+        let group = groups.get(path)?;
+        self.nodes
+            .get(path)
+            .is_some_and(|n| n.layer <= group.0)
+            .then_some(group)
+    }
+
+    /// Records on every member of a link group that still has two members its first path.
+    fn name_link_groups(&mut self, groups: &LinkGroups) {
+        let mut members: BTreeMap<&(usize, String), BTreeSet<&String>> = BTreeMap::new();
+        for (path, group) in groups {
+            if self.live_group(groups, path).is_some() {
+                members.entry(group).or_default().insert(path);
+            }
+        }
+        for paths in members.values().filter(|m| m.len() > 1) {
+            let first = paths.first().map(|p| p.to_string());
+            for p in paths {
+                if let Some(n) = self.nodes.get_mut(*p) {
+                    n.link_group = first.clone();
                 }
             }
         }
@@ -303,5 +364,46 @@ mod tests {
             x.nodes["b"].node.kind,
             NodeKind::File(FileDigest { size: 4, .. })
         ));
+    }
+
+    /// A hard link shares the object its target is when the link's layer is applied: a later
+    /// layer that rewrites or removes the target gives that path a new object (or none) and
+    /// leaves the link as it was. Links were resolved after every layer was stacked, so `h`
+    /// took the later content of `a`, or stayed an unresolved link once `a` was whited out.
+    #[test]
+    fn a_later_layer_that_rewrites_a_link_target_leaves_the_link_alone() {
+        let linked = layer(vec![
+            ("a", file("1")),
+            ("h", Change::Put(node(NodeKind::Hardlink("a".into())))),
+        ]);
+        let rewritten = layer(vec![("a", file("2"))]);
+        let fs = AppliedFs::apply([&linked, &rewritten]);
+        assert_eq!(fs.nodes["h"].node, node_of(&file("1")));
+        assert_eq!(fs.nodes["a"].node, node_of(&file("2")));
+        assert_eq!(paths(&fs), ["a", "h"], "no longer one object");
+
+        let removed = layer(vec![("a", Change::Whiteout)]);
+        let fs = AppliedFs::apply([&linked, &removed]);
+        assert_eq!(paths(&fs), ["h"]);
+        assert_eq!(fs.nodes["h"].node, node_of(&file("1")));
+
+        // A link in a later layer to a lower file joins that file's group.
+        let relinked = layer(vec![(
+            "h2",
+            Change::Put(node(NodeKind::Hardlink("h".into()))),
+        )]);
+        let fs = AppliedFs::apply([&linked, &relinked]);
+        assert_eq!(paths(&fs), ["a group=a", "h group=a", "h2 group=a"]);
+        assert_eq!(fs.nodes["h2"].node, node_of(&file("1")));
+        // And a group whose first member was rewritten is named by its next one.
+        let fs = AppliedFs::apply([&linked, &relinked, &rewritten]);
+        assert_eq!(paths(&fs), ["a", "h group=h", "h2 group=h"]);
+    }
+
+    fn node_of(change: &Change) -> Node {
+        match change {
+            Change::Put(n) => n.clone(),
+            _ => unreachable!(),
+        }
     }
 }
