@@ -84,7 +84,7 @@ fn diffed(lower: &[u8], layer: &[u8]) -> Outcome {
     };
     let lower = scan(lower).unwrap();
     let layer = scan(layer).map_err(|e| chain(&e))?;
-    let fs = AppliedFs::apply([&lower, &layer]);
+    let fs = AppliedFs::apply([&lower, &layer]).map_err(|e| chain(&e))?;
     let mut out: Vec<String> = fs
         .nodes
         .iter()
@@ -234,6 +234,36 @@ fn a_hardlink_to_a_lower_file_does_not_keep_that_file_from_its_whiteout() {
                 Ok(want.iter().map(|p| p.to_string()).collect()),
                 "{name}: {reader}"
             );
+        }
+    }
+}
+
+/// A hard link whose target is a directory, or is a path that neither a lower layer nor this
+/// layer has (a whiteout name is no path), is refused by the extractor wherever it sits in the
+/// archive; `diff` accepted it (a link to a directory became a directory). The lower index
+/// keeps metadata only and is not asked.
+#[test]
+fn a_hardlink_to_nothing_or_to_a_directory_is_refused_by_extract_and_diff() {
+    use crate::layer::testtar::Tar;
+    let lower = lower();
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("to-absent", Tar::new().hardlink("h", "nope").finish()),
+        ("to-directory", Tar::new().hardlink("h", "etc").finish()),
+        (
+            "to-a-whiteout-name",
+            Tar::new()
+                .file("etc/.wh.gone", b"")
+                .hardlink("h", "etc/.wh.gone")
+                .finish(),
+        ),
+    ];
+    for (name, layer) in cases {
+        for (reader, outcome) in [
+            ("extract", extracted(&[&lower, &layer])),
+            ("diff", diffed(&lower, &layer)),
+        ] {
+            let err = outcome.unwrap_err();
+            assert!(err.contains("`h`"), "{name}: {reader}: {err}");
         }
     }
 }

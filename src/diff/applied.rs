@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::scan::{Change, LayerScan, Node, NodeKind};
+use super::{DiffError, Result};
 
 /// One object of the applied filesystem.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +28,20 @@ pub struct FsNode {
     pub link_group: Option<String>,
 }
 
+/// The hard links `layer` puts: (path, target).
+fn links_of(layer: &LayerScan) -> impl Iterator<Item = (&String, &String)> {
+    layer
+        .changes
+        .iter()
+        .filter_map(|(path, change)| match change {
+            Change::Put(Node {
+                kind: NodeKind::Hardlink(target),
+                ..
+            }) => Some((path, target)),
+            _ => None,
+        })
+}
+
 /// The hard-link group of each path that was linked: the layer that formed (or last joined)
 /// the group, and its first path then.
 type LinkGroups = BTreeMap<String, (usize, String)>;
@@ -38,16 +53,65 @@ pub struct AppliedFs {
 }
 
 impl AppliedFs {
-    /// Stacks `layers` bottom to top.
-    pub fn apply<'a>(layers: impl IntoIterator<Item = &'a LayerScan>) -> Self {
+    /// Stacks `layers` bottom to top. A hard link to a directory, or to a path that neither a
+    /// lower layer nor its own layer has, is refused (as the extractor refuses it).
+    pub fn apply<'a>(layers: impl IntoIterator<Item = &'a LayerScan>) -> Result<Self> {
         let mut fs = AppliedFs::default();
         let mut groups = LinkGroups::new();
         for (index, layer) in layers.into_iter().enumerate() {
+            let below = fs.link_targets_below(layer);
             fs.apply_layer(index, layer);
+            fs.check_links(layer, &below)?;
             fs.resolve_hardlinks(index, &mut groups);
         }
         fs.name_link_groups(&groups);
-        fs
+        Ok(fs)
+    }
+
+    /// The targets of `layer`'s hard links as lower layers have them: whether each is a
+    /// directory.
+    fn link_targets_below(&self, layer: &LayerScan) -> BTreeMap<String, bool> {
+        links_of(layer)
+            .filter_map(|(_, target)| {
+                let node = self.nodes.get(target)?;
+                Some((target.clone(), node.node.kind == NodeKind::Dir))
+            })
+            .collect()
+    }
+
+    /// Refuses a hard link of `layer` whose target is a directory (the layer's own entry there,
+    /// else the lower layers') or is nowhere: not below (`below`) and not in the layer.
+    fn check_links(&self, layer: &LayerScan, below: &BTreeMap<String, bool>) -> Result<()> {
+        let mut links = links_of(layer).peekable();
+        if links.peek().is_none() {
+            return Ok(());
+        }
+        let put: BTreeSet<&String> = layer
+            .changes
+            .iter()
+            .filter(|(_, c)| matches!(c, Change::Put(_)))
+            .map(|(p, _)| p)
+            .collect();
+        for (path, target) in links {
+            // The layer's own entry at the target, else the lower layers'.
+            let is_dir = if put.contains(target) {
+                self.nodes.get(target).map(|n| n.node.kind == NodeKind::Dir)
+            } else {
+                below.get(target).copied()
+            };
+            let reason = match is_dir {
+                Some(false) => continue,
+                Some(true) => "the target is a directory",
+                None => "the target is in no layer up to this one",
+            };
+            return Err(DiffError::Hardlink {
+                digest: layer.digest,
+                path: path.clone(),
+                target: target.clone(),
+                reason,
+            });
+        }
+        Ok(())
     }
 
     fn apply_layer(&mut self, index: usize, layer: &LayerScan) {
@@ -329,7 +393,7 @@ mod tests {
             ("a", Change::Opaque),
             ("b/gone", Change::Whiteout),
         ]);
-        let fs = AppliedFs::apply([&lower, &upper]);
+        let fs = AppliedFs::apply([&lower, &upper]).unwrap();
         assert_eq!(paths(&fs), ["a", "a/new", "b", "b/kept"]);
     }
 
@@ -343,7 +407,7 @@ mod tests {
             ("d", Change::Put(node(NodeKind::Symlink("/tmp".into())))),
             ("p/q/r", file("r")),
         ]);
-        let fs = AppliedFs::apply([&lower, &upper]);
+        let fs = AppliedFs::apply([&lower, &upper]).unwrap();
         assert_eq!(paths(&fs), ["d", "p (implicit)", "p/q (implicit)", "p/q/r"]);
     }
 
@@ -357,7 +421,10 @@ mod tests {
             ("b", file("same")),
             ("a", Change::Put(node(NodeKind::Hardlink("b".into())))),
         ]);
-        let (x, y) = (AppliedFs::apply([&one]), AppliedFs::apply([&other]));
+        let (x, y) = (
+            AppliedFs::apply([&one]).unwrap(),
+            AppliedFs::apply([&other]).unwrap(),
+        );
         assert_eq!(x.nodes, y.nodes);
         assert_eq!(paths(&x), ["a group=a", "b group=a"]);
         assert!(matches!(
@@ -377,13 +444,13 @@ mod tests {
             ("h", Change::Put(node(NodeKind::Hardlink("a".into())))),
         ]);
         let rewritten = layer(vec![("a", file("2"))]);
-        let fs = AppliedFs::apply([&linked, &rewritten]);
+        let fs = AppliedFs::apply([&linked, &rewritten]).unwrap();
         assert_eq!(fs.nodes["h"].node, node_of(&file("1")));
         assert_eq!(fs.nodes["a"].node, node_of(&file("2")));
         assert_eq!(paths(&fs), ["a", "h"], "no longer one object");
 
         let removed = layer(vec![("a", Change::Whiteout)]);
-        let fs = AppliedFs::apply([&linked, &removed]);
+        let fs = AppliedFs::apply([&linked, &removed]).unwrap();
         assert_eq!(paths(&fs), ["h"]);
         assert_eq!(fs.nodes["h"].node, node_of(&file("1")));
 
@@ -392,11 +459,11 @@ mod tests {
             "h2",
             Change::Put(node(NodeKind::Hardlink("h".into()))),
         )]);
-        let fs = AppliedFs::apply([&linked, &relinked]);
+        let fs = AppliedFs::apply([&linked, &relinked]).unwrap();
         assert_eq!(paths(&fs), ["a group=a", "h group=a", "h2 group=a"]);
         assert_eq!(fs.nodes["h2"].node, node_of(&file("1")));
         // And a group whose first member was rewritten is named by its next one.
-        let fs = AppliedFs::apply([&linked, &relinked, &rewritten]);
+        let fs = AppliedFs::apply([&linked, &relinked, &rewritten]).unwrap();
         assert_eq!(paths(&fs), ["a", "h group=h", "h2 group=h"]);
     }
 
