@@ -857,25 +857,25 @@ fn a_link_keeps_its_content_when_a_later_layer_rewrites_its_target() {
             ),
         ),
     );
-    let linked = ctx.join("linked");
-    rewrite_layers(
-        &two,
-        &linked,
-        |i, _| match i {
-            0 => Tar::new().file("a", b"1").hardlink("h", "a").finish(),
-            _ => Tar::new().file("a", b"2").finish(),
-        },
-        kiln_like_gzip,
+    // The image `name` whose first layer is `first` and whose second rewrites `/a`.
+    let image = |name: &str, first: Vec<u8>| {
+        let dst = ctx.join(name);
+        let top = Tar::new().file("a", b"2").finish();
+        rewrite_layers(
+            &two,
+            &dst,
+            |i, _| if i == 0 { first.clone() } else { top.clone() },
+            kiln_like_gzip,
+        );
+        dst
+    };
+    let linked = image(
+        "linked",
+        Tar::new().file("a", b"1").hardlink("h", "a").finish(),
     );
-    let copied = ctx.join("copied");
-    rewrite_layers(
-        &two,
-        &copied,
-        |i, _| match i {
-            0 => Tar::new().file("a", b"1").file("h", b"1").finish(),
-            _ => Tar::new().file("a", b"2").finish(),
-        },
-        kiln_like_gzip,
+    let copied = image(
+        "copied",
+        Tar::new().file("a", b"1").file("h", b"1").finish(),
     );
     let (_, report) = diff_json(&ctx, &linked, &copied, &[]);
     assert_eq!(report["files"], json!([]), "{report:#}");
