@@ -238,16 +238,38 @@ fn a_hardlink_to_a_lower_file_does_not_keep_that_file_from_its_whiteout() {
     }
 }
 
-/// A hard link whose target is a directory, or is a path that neither a lower layer nor this
-/// layer has (a whiteout name is no path), is refused by the extractor wherever it sits in the
-/// archive; `diff` accepted it (a link to a directory became a directory). The lower index
-/// keeps metadata only and is not asked.
+/// A hard link whose target is a directory, or is not there when the link comes in the archive
+/// (no layer has it, a whiteout name is no path, it comes later, or the layer removed it
+/// first), is refused by the extractor, which links in archive order as containerd does;
+/// `diff` accepted each (a link to a directory became a directory). The lower index keeps
+/// metadata only and is not asked.
 #[test]
 fn a_hardlink_to_nothing_or_to_a_directory_is_refused_by_extract_and_diff() {
     use crate::layer::testtar::Tar;
     let lower = lower();
-    let cases: [(&str, Vec<u8>); 3] = [
+    let cases: [(&str, Vec<u8>); 6] = [
         ("to-absent", Tar::new().hardlink("h", "nope").finish()),
+        (
+            "before-its-target",
+            Tar::new()
+                .hardlink("h", "later")
+                .file("later", b"l")
+                .finish(),
+        ),
+        (
+            "after-a-whiteout-of-its-target",
+            Tar::new()
+                .file("etc/.wh.gone", b"")
+                .hardlink("h", "etc/gone")
+                .finish(),
+        ),
+        (
+            "below-a-file-put-over-a-directory",
+            Tar::new()
+                .file("etc", b"now a file")
+                .hardlink("h", "etc/keep")
+                .finish(),
+        ),
         ("to-directory", Tar::new().hardlink("h", "etc").finish()),
         (
             "to-a-whiteout-name",

@@ -12,6 +12,7 @@
 //! target does not matter.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 
 use super::scan::{Change, LayerScan, Node, NodeKind};
 use super::{DiffError, Result};
@@ -40,6 +41,11 @@ fn links_of(layer: &LayerScan) -> impl Iterator<Item = (&String, &String)> {
             }) => Some((path, target)),
             _ => None,
         })
+}
+
+/// The proper ancestors of `path` (`a`, `a/b` of `a/b/c`).
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
 /// The hard-link group of each path that was linked: the layer that formed (or last joined)
@@ -79,37 +85,64 @@ impl AppliedFs {
             .collect()
     }
 
-    /// Refuses a hard link of `layer` whose target is a directory (the layer's own entry there,
-    /// else the lower layers') or is nowhere: not below (`below`) and not in the layer.
+    /// Refuses a hard link of `layer` that the extractor, which links in archive order, could
+    /// not make: its target is a directory, or is not there when the link comes (put neither
+    /// earlier in the layer nor by a lower layer, or removed from below earlier in the layer by
+    /// a whiteout or by a non-directory put over one of its parents).
     fn check_links(&self, layer: &LayerScan, below: &BTreeMap<String, bool>) -> Result<()> {
-        let mut links = links_of(layer).peekable();
-        if links.peek().is_none() {
+        if links_of(layer).next().is_none() {
             return Ok(());
         }
-        let put: BTreeSet<&String> = layer
-            .changes
-            .iter()
-            .filter(|(_, c)| matches!(c, Change::Put(_)))
-            .map(|(p, _)| p)
-            .collect();
-        for (path, target) in links {
-            // The layer's own entry at the target, else the lower layers'.
-            let is_dir = if put.contains(target) {
-                self.nodes.get(target).map(|n| n.node.kind == NodeKind::Dir)
-            } else {
-                below.get(target).copied()
+        // What the layer put so far (whether each is a directory), and the whiteouts so far
+        // that removed lower paths (not one the layer had put, or had put something below).
+        let mut put: BTreeMap<&str, bool> = BTreeMap::new();
+        let mut removed: BTreeSet<&str> = BTreeSet::new();
+        for (path, change) in &layer.changes {
+            let node = match change {
+                Change::Put(node) => node,
+                Change::Whiteout => {
+                    let below_own = format!("{path}/");
+                    let own = put.contains_key(path.as_str())
+                        || put
+                            .range::<str, _>((
+                                Bound::Included(below_own.as_str()),
+                                Bound::Unbounded,
+                            ))
+                            .next()
+                            .is_some_and(|(p, _)| p.starts_with(&below_own));
+                    if !own {
+                        removed.insert(path);
+                    }
+                    continue;
+                }
+                // Applied after the whole layer.
+                Change::Opaque => continue,
             };
-            let reason = match is_dir {
-                Some(false) => continue,
-                Some(true) => "the target is a directory",
-                None => "the target is in no layer up to this one",
-            };
-            return Err(DiffError::Hardlink {
-                digest: layer.digest,
-                path: path.clone(),
-                target: target.clone(),
-                reason,
-            });
+            if let NodeKind::Hardlink(target) = &node.kind {
+                let gone = || {
+                    removed.contains(target.as_str())
+                        || ancestors(target)
+                            .any(|a| removed.contains(a) || put.get(a) == Some(&false))
+                };
+                let is_dir = match put.get(target.as_str()) {
+                    Some(is_dir) => Some(*is_dir),
+                    None => below.get(target).copied().filter(|_| !gone()),
+                };
+                let reason = match is_dir {
+                    Some(false) => None,
+                    Some(true) => Some("the target is a directory"),
+                    None => Some("the target does not exist when the link comes in the layer"),
+                };
+                if let Some(reason) = reason {
+                    return Err(DiffError::Hardlink {
+                        digest: layer.digest,
+                        path: path.clone(),
+                        target: target.clone(),
+                        reason,
+                    });
+                }
+            }
+            put.insert(path, node.kind == NodeKind::Dir);
         }
         Ok(())
     }
