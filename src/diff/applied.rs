@@ -7,7 +7,8 @@
 //! non-directory replacing a directory removes what was below it. Parents that no entry names
 //! are implied as directories (`0755 0:0`, mtime 0) and marked so. Hard links are resolved to
 //! the object they share when their layer is applied (a later layer that rewrites or removes
-//! the target leaves the link as it was): they take its content and metadata, and every member
+//! the target leaves the link as it was, and so does the link's own layer removing a lower
+//! target): they take its content and metadata, and every member
 //! of a link group records the group's first path, so which member a tool chose as the link
 //! target does not matter.
 
@@ -68,20 +69,17 @@ impl AppliedFs {
             let below = fs.link_targets_below(layer);
             fs.apply_layer(index, layer);
             fs.check_links(layer, &below)?;
-            fs.resolve_hardlinks(index, &mut groups);
+            fs.resolve_hardlinks(index, &below, &mut groups);
         }
         fs.name_link_groups(&groups);
         Ok(fs)
     }
 
-    /// The targets of `layer`'s hard links as lower layers have them: whether each is a
-    /// directory.
-    fn link_targets_below(&self, layer: &LayerScan) -> BTreeMap<String, bool> {
+    /// The targets of `layer`'s hard links as lower layers have them (the layer may remove
+    /// them after linking).
+    fn link_targets_below(&self, layer: &LayerScan) -> BTreeMap<String, FsNode> {
         links_of(layer)
-            .filter_map(|(_, target)| {
-                let node = self.nodes.get(target)?;
-                Some((target.clone(), node.node.kind == NodeKind::Dir))
-            })
+            .filter_map(|(_, target)| Some((target.clone(), self.nodes.get(target)?.clone())))
             .collect()
     }
 
@@ -89,7 +87,7 @@ impl AppliedFs {
     /// not make: its target is a directory, or is not there when the link comes (put neither
     /// earlier in the layer nor by a lower layer, or removed from below earlier in the layer by
     /// a whiteout or by a non-directory put over one of its parents).
-    fn check_links(&self, layer: &LayerScan, below: &BTreeMap<String, bool>) -> Result<()> {
+    fn check_links(&self, layer: &LayerScan, below: &BTreeMap<String, FsNode>) -> Result<()> {
         if links_of(layer).next().is_none() {
             return Ok(());
         }
@@ -126,7 +124,10 @@ impl AppliedFs {
                 };
                 let is_dir = match put.get(target.as_str()) {
                     Some(is_dir) => Some(*is_dir),
-                    None => below.get(target).copied().filter(|_| !gone()),
+                    None => below
+                        .get(target)
+                        .filter(|_| !gone())
+                        .map(|n| n.node.kind == NodeKind::Dir),
                 };
                 let reason = match is_dir {
                     Some(false) => None,
@@ -225,9 +226,15 @@ impl AppliedFs {
         }
     }
 
-    /// Gives the hard links layer `index` put their target's content and metadata (as the
-    /// target is now), and records the groups they form in `known`.
-    fn resolve_hardlinks(&mut self, index: usize, known: &mut LinkGroups) {
+    /// Gives the hard links layer `index` put their target's content and metadata (the layer's
+    /// own entry there, else the lower one in `below`), and records the groups they form in
+    /// `known`.
+    fn resolve_hardlinks(
+        &mut self,
+        index: usize,
+        below: &BTreeMap<String, FsNode>,
+        known: &mut LinkGroups,
+    ) {
         let links: Vec<(String, String)> = self
             .nodes
             .iter()
@@ -296,8 +303,11 @@ impl AppliedFs {
         for members in groups.values() {
             // The object the group shares: the one member that is not itself a link.
             let object = members.iter().find_map(|m| {
-                self.nodes
+                let own = self
+                    .nodes
                     .get(m)
+                    .filter(|n| n.layer == index || !below.contains_key(m));
+                own.or_else(|| below.get(m))
                     .filter(|n| !matches!(n.node.kind, NodeKind::Hardlink(_)))
                     .map(|n| n.node.clone())
             });
@@ -498,6 +508,28 @@ mod tests {
         // And a group whose first member was rewritten is named by its next one.
         let fs = AppliedFs::apply([&linked, &relinked, &rewritten]).unwrap();
         assert_eq!(paths(&fs), ["a", "h group=h", "h2 group=h"]);
+    }
+
+    /// A link to a lower file that its own layer whites out or hides under an opaque marker
+    /// keeps that file's object: it was left an unresolved link.
+    #[test]
+    fn a_link_to_a_lower_file_its_layer_removes_keeps_the_file() {
+        let lower = layer(vec![
+            ("d", Change::Put(node(NodeKind::Dir))),
+            ("d/old", file("old")),
+            ("gone", file("gone")),
+        ]);
+        let link = |target: &str| Change::Put(node(NodeKind::Hardlink(target.into())));
+        let upper = layer(vec![
+            ("h", link("gone")),
+            ("gone", Change::Whiteout),
+            ("d", Change::Opaque),
+            ("d/h", link("d/old")),
+        ]);
+        let fs = AppliedFs::apply([&lower, &upper]).unwrap();
+        assert_eq!(paths(&fs), ["d", "d/h", "h"]);
+        assert_eq!(fs.nodes["h"].node, node_of(&file("gone")));
+        assert_eq!(fs.nodes["d/h"].node, node_of(&file("old")));
     }
 
     fn node_of(change: &Change) -> Node {
