@@ -77,6 +77,13 @@ pub enum DiffError {
         #[source]
         source: crate::layer::member::MemberError,
     },
+    #[error("failed to read layer {digest}: the hard link `{path}` names `{target}`: {reason}")]
+    Hardlink {
+        digest: Sha256Digest,
+        path: String,
+        target: String,
+        reason: &'static str,
+    },
     #[error(
         "failed to verify layer {index} of {reference}: its tar has digest {actual}, the config's \
          diff_id is {expected}"
@@ -183,8 +190,8 @@ pub fn diff_images(a: &OpenedImage, b: &OpenedImage, opts: &DiffOptions) -> Resu
                 .map(|i| Ok(&scans[&layer_digest(img, i)?]))
                 .collect()
         };
-        let fs_a = AppliedFs::apply(stack(a)?);
-        let fs_b = AppliedFs::apply(stack(b)?);
+        let fs_a = AppliedFs::apply(stack(a)?)?;
+        let fs_b = AppliedFs::apply(stack(b)?)?;
         report.files = files::compare(&fs_a, &fs_b, &opts.ignore);
         report.files_compared = true;
         report.tar = tar_diffs(&report.a, &report.b, &stack(a)?, &stack(b)?);
