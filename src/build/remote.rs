@@ -125,6 +125,7 @@ pub fn find(
             key: &layer.key,
             encoder: &planned.image.encoder,
             media_type,
+            max_size: opts.max_download_size,
         };
         for (source, usable) in opts.cache_from.iter().zip(usable.iter_mut()) {
             if !*usable {

@@ -76,6 +76,8 @@ pub enum RecordError {
     MediaType { media_type: String, encoder: String },
     #[error("it was built with encoder `{found}`, this build uses `{expected}`")]
     Encoder { expected: String, found: String },
+    #[error("its layer is {size} bytes, more than --max-download-size ({limit} bytes)")]
+    TooLarge { size: u64, limit: u64 },
 }
 
 /// A record that passed [`open`]: authentic when `signed_by` names a trusted key.
@@ -146,6 +148,9 @@ pub struct Expected<'a> {
     /// The encoder (the plan's `image.encoder`) and the media type it writes.
     pub encoder: &'a str,
     pub media_type: &'a str,
+    /// The largest layer blob the build downloads (`--max-download-size`): a record naming a
+    /// larger one is refused before anything is pulled.
+    pub max_size: u64,
 }
 
 /// Checks the envelope `bytes` found for `want.key`: its type, its signature (with a
@@ -160,6 +165,7 @@ pub fn open(
         key,
         encoder,
         media_type,
+        max_size,
     } = want;
     let envelope = Envelope::from_json(bytes)?;
     if envelope.payload_type != RECORD_TYPE {
@@ -211,6 +217,12 @@ pub fn open(
             encoder: encoder.to_string(),
         });
     }
+    if record.size > max_size {
+        return Err(RecordError::TooLarge {
+            size: record.size,
+            limit: max_size,
+        });
+    }
     Ok(OpenedRecord { record, signed_by })
 }
 
@@ -237,6 +249,7 @@ mod tests {
             key,
             encoder,
             media_type: media::OCI_LAYER_GZIP,
+            max_size: 1 << 20,
         }
     }
 
@@ -318,6 +331,16 @@ mod tests {
             open(want(&r.key, ENCODER), &zstd_type.envelope(None), &[]),
             Err(RecordError::MediaType { .. })
         ));
+        // A record naming a layer larger than --max-download-size: refused unpulled.
+        let mut huge = r.clone();
+        huge.size = (1 << 20) + 1;
+        assert_eq!(
+            open(want(&r.key, ENCODER), &huge.envelope(None), &[]),
+            Err(RecordError::TooLarge {
+                size: (1 << 20) + 1,
+                limit: 1 << 20
+            })
+        );
 
         // A signed payload changed afterwards.
         let mut env = Envelope::from_json(&r.envelope(Some(&key))).unwrap();

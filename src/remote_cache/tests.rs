@@ -57,6 +57,7 @@ fn want(record: &CacheRecord) -> Expected<'_> {
         key: &record.key,
         encoder: &record.encoder,
         media_type: &record.media_type,
+        max_size: crate::fetch::DEFAULT_MAX_DOWNLOAD_SIZE,
     }
 }
 
