@@ -886,18 +886,25 @@ fn a_layer_that_differs_per_platform_is_never_taken_from_another_platforms_recor
         .collect();
     assert_eq!(a_layers, images[0].1);
 
-    // Machine B builds both: linux/amd64 from the cache, linux/arm64's packages layer itself.
+    // Machine B builds both: linux/amd64 from the cache, linux/arm64's packages layer itself,
+    // and shares what it built.
     let before = debs.hits();
     let events = json_events(build(
         &ctx,
         "machine-b",
         "out-b",
-        &["--cache-from", &cache, "--json"],
+        &["--cache-from", &cache, "--cache-to", &cache, "--json"],
     ));
     assert_eq!(events.last().unwrap()["digest"], reference, "{events:?}");
     let remote: Vec<&Value> = layer_events(&events).iter().map(|e| &e["remote"]).collect();
-    let hit = Value::from(repo);
+    let hit = Value::from(repo.clone());
     assert_eq!(remote, [&hit, &hit, &Value::Null, &hit], "{events:?}");
+    let uploaded: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "cache-push")
+        .map(|e| &e["uploaded"])
+        .collect();
+    assert_eq!(uploaded, [0, 1], "arm64's packages layer: {events:?}");
     assert_eq!(index_images(&ctx.join("out-b")), images);
     let fetched: Vec<String> = debs.requests()[before..]
         .iter()
@@ -908,4 +915,35 @@ fn a_layer_that_differs_per_platform_is_never_taken_from_another_platforms_recor
             && !fetched.iter().any(|p| p.ends_with("_amd64.deb")),
         "{fetched:?}"
     );
+
+    // A cache that cannot be reached is asked once in the build, not once per platform.
+    let (d, err) = build_ok(
+        &ctx,
+        "machine-d",
+        "out-unreachable",
+        &["--cache-from", "docker://127.0.0.1:9/cache"],
+    );
+    assert_eq!(d, reference, "{err}");
+    assert_eq!(err.matches("warning: remote cache: ").count(), 1, "{err}");
+
+    // One record per key (three), and with the repository gone, machine C builds both
+    // platforms from the cache alone.
+    let all: Vec<String> = keys.concat();
+    assert_eq!(tags(&reg, "cache"), record_tags(&all));
+    assert_eq!(record_tags(&all).len(), 3);
+    debs.stop();
+    let before = debs.hits();
+    let events = json_events(build(
+        &ctx,
+        "machine-c",
+        "out-c",
+        &["--cache-from", &cache, "--json"],
+    ));
+    assert_eq!(events.last().unwrap()["digest"], reference, "{events:?}");
+    assert!(
+        layer_events(&events).iter().all(|e| e["remote"] == repo),
+        "{events:?}"
+    );
+    assert_eq!(layer_events(&events).len(), 4);
+    assert_eq!(debs.hits(), before, "no .deb was fetched");
 }
