@@ -91,6 +91,31 @@ fn build_recipe(ctx: &TestContext, recipe: &str, cache: &str, out: &str, extra: 
         .unwrap()
 }
 
+/// `build --json` on machine `machine` (into `out-MACHINE`) from `cache` alone, with `extra`
+/// arguments: the image `digest`, each of its `layers` layers a hit in `cache`, no warning.
+/// Returns the events.
+fn build_all_from(
+    ctx: &TestContext,
+    machine: &str,
+    cache: &str,
+    extra: &[&str],
+    (digest, layers): (&str, usize),
+) -> Vec<Value> {
+    let mut args = vec!["--cache-from", cache, "--json"];
+    args.extend(extra);
+    let events = json_events(build(ctx, machine, &format!("out-{machine}"), &args));
+    assert_eq!(events.last().unwrap()["digest"], digest, "{events:?}");
+    let repo = cache.trim_start_matches("docker://");
+    let built = layer_events(&events);
+    assert_eq!(built.len(), layers, "{events:?}");
+    assert!(built.iter().all(|e| e["remote"] == repo), "{events:?}");
+    assert!(
+        !events.iter().any(|e| e["event"] == "warning"),
+        "{events:?}"
+    );
+    events
+}
+
 /// The events a `build --json` printed, after asserting it succeeded.
 fn json_events(out: Output) -> Vec<Value> {
     assert!(out.status.success(), "{}", stderr_text(&out));
@@ -115,6 +140,20 @@ fn build_ok(ctx: &TestContext, cache: &str, out: &str, extra: &[&str]) -> (Strin
     );
     let stdout = String::from_utf8(out.stdout.clone()).unwrap();
     (last_line(&stdout), stderr_text(&out))
+}
+
+/// A build on machine `cache` with a `--cache-from` nothing answers at: the image `reference`,
+/// after one warning (the cache is not asked again in the build). Returns stderr.
+fn build_from_unreachable_cache(ctx: &TestContext, cache: &str, reference: &str) -> String {
+    let (d, err) = build_ok(
+        ctx,
+        cache,
+        &format!("out-{cache}"),
+        &["--cache-from", "docker://127.0.0.1:9/cache"],
+    );
+    assert_eq!(d, reference, "{err}");
+    assert_eq!(err.matches("warning: remote cache: ").count(), 1, "{err}");
+    err
 }
 
 fn stderr_text(out: &Output) -> String {
@@ -354,19 +393,7 @@ fn a_machine_with_an_empty_cache_builds_from_the_remote_cache_without_the_inputs
     );
 
     // `--json`: every layer event names the cache.
-    let events = json_events(build(
-        &ctx,
-        "machine-c",
-        "out-c",
-        &["--cache-from", &cache, "--json"],
-    ));
-    let layer_events = layer_events(&events);
-    assert_eq!(layer_events.len(), 3);
-    assert!(
-        layer_events.iter().all(|e| e["remote"] == repo),
-        "{events:?}"
-    );
-    assert_eq!(events.last().unwrap()["digest"], digest);
+    build_all_from(&ctx, "machine-c", &cache, &[], (&digest, 3));
 
     // Without --cache-from, machine D has nothing but the (gone) inputs: the ordinary error.
     let out = build(&ctx, "machine-d", "out-d", &[]);
@@ -504,14 +531,7 @@ fn a_cache_that_does_not_check_out_never_changes_the_image() {
         }
     }
     // A cache that cannot be reached: one warning, then every layer is built.
-    let (d, err) = build_ok(
-        &ctx,
-        "reader-unreachable",
-        "out-unreachable",
-        &["--cache-from", "docker://127.0.0.1:9/cache"],
-    );
-    assert_eq!(d, reference, "{err}");
-    assert_eq!(err.matches("warning: remote cache: ").count(), 1, "{err}");
+    let err = build_from_unreachable_cache(&ctx, "reader-unreachable", &reference);
     assert!(
         err.contains("not asked again in this build; building locally"),
         "{err}"
@@ -733,7 +753,6 @@ fn a_multi_platform_recipe_builds_every_platform_from_the_remote_cache() {
     write_platforms_recipe(&ctx, &server, "recipe.toml", BOTH);
     let key_id = run_ok(ctx.kiln().args(["key", "generate", "--out", "ci"]));
     let cache = reg.reference("ci/cache");
-    let repo = format!("{}/ci/cache", reg.host);
     let keys = platform_keys(&ctx);
     assert_eq!(keys.len(), 2);
     assert_eq!(keys[0], keys[1], "no layer's bytes depend on the platform");
@@ -776,28 +795,21 @@ fn a_multi_platform_recipe_builds_every_platform_from_the_remote_cache() {
     // same index from the cache alone: every layer of every platform is a hit.
     server.stop();
     let requests = server.hits();
-    let events = json_events(build(
+    let events = build_all_from(
         &ctx,
         "machine-b",
-        "out-b",
-        &["--cache-from", &cache, "--cache-trust", "ci.pub", "--json"],
-    ));
-    assert_eq!(server.hits(), requests, "nothing was downloaded");
-    assert_eq!(events.last().unwrap()["digest"], digest, "{events:?}");
-    assert!(
-        !events.iter().any(|e| e["event"] == "warning"),
-        "{events:?}"
+        &cache,
+        &["--cache-trust", "ci.pub"],
+        (&digest, 6),
     );
-    let built = layer_events(&events);
-    assert_eq!(built.len(), 6, "{events:?}");
-    for (i, e) in built.iter().enumerate() {
+    assert_eq!(server.hits(), requests, "nothing was downloaded");
+    for (i, e) in layer_events(&events).iter().enumerate() {
         let (platform, layer) = (i / 3, i % 3);
-        assert_eq!(e["remote"], repo, "{e}");
         assert_eq!(e["key"], keys[platform][layer], "{e}");
         assert_eq!(e["digest"], images[platform].1[layer], "{e}");
     }
-    assert_eq!(index_images(&ctx.join("out-b")), images);
-    let statements = provenances(&ctx.join("out-b"));
+    assert_eq!(index_images(&ctx.join("out-machine-b")), images);
+    let statements = provenances(&ctx.join("out-machine-b"));
     assert_eq!(statements.len(), 2);
     for p in &statements {
         let remote = &p["predicate"]["buildDefinition"]["internalParameters"]["remoteCache"];
@@ -810,21 +822,7 @@ fn a_multi_platform_recipe_builds_every_platform_from_the_remote_cache() {
     }
 
     // The records the linux/amd64 build wrote serve linux/arm64 as well.
-    let events = json_events(build(
-        &ctx,
-        "machine-c",
-        "out-c",
-        &["--cache-from", &amd64_cache, "--json"],
-    ));
-    assert_eq!(events.last().unwrap()["digest"], digest, "{events:?}");
-    let built = layer_events(&events);
-    assert_eq!(built.len(), 6, "{events:?}");
-    assert!(
-        built
-            .iter()
-            .all(|e| e["remote"] == format!("{}/ci/amd64", reg.host)),
-        "{events:?}"
-    );
+    build_all_from(&ctx, "machine-c", &amd64_cache, &[], (&digest, 6));
 }
 
 /// A `packages` layer installs each platform's own `.deb`s, so its key differs per platform:
@@ -917,14 +915,7 @@ fn a_layer_that_differs_per_platform_is_never_taken_from_another_platforms_recor
     );
 
     // A cache that cannot be reached is asked once in the build, not once per platform.
-    let (d, err) = build_ok(
-        &ctx,
-        "machine-d",
-        "out-unreachable",
-        &["--cache-from", "docker://127.0.0.1:9/cache"],
-    );
-    assert_eq!(d, reference, "{err}");
-    assert_eq!(err.matches("warning: remote cache: ").count(), 1, "{err}");
+    build_from_unreachable_cache(&ctx, "machine-d", &reference);
 
     // One record per key (three), and with the repository gone, machine C builds both
     // platforms from the cache alone.
@@ -933,17 +924,6 @@ fn a_layer_that_differs_per_platform_is_never_taken_from_another_platforms_recor
     assert_eq!(record_tags(&all).len(), 3);
     debs.stop();
     let before = debs.hits();
-    let events = json_events(build(
-        &ctx,
-        "machine-c",
-        "out-c",
-        &["--cache-from", &cache, "--json"],
-    ));
-    assert_eq!(events.last().unwrap()["digest"], reference, "{events:?}");
-    assert!(
-        layer_events(&events).iter().all(|e| e["remote"] == repo),
-        "{events:?}"
-    );
-    assert_eq!(layer_events(&events).len(), 4);
+    build_all_from(&ctx, "machine-c", &cache, &[], (&reference, 4));
     assert_eq!(debs.hits(), before, "no .deb was fetched");
 }
