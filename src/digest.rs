@@ -19,10 +19,6 @@ pub enum DigestError {
 }
 
 impl Sha256Digest {
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-
     /// The digest of `data`.
     pub fn of(data: &[u8]) -> Self {
         Self(Sha256::digest(data).into())
@@ -33,12 +29,12 @@ impl Sha256Digest {
         hex::encode(self.0)
     }
 
-    pub fn as_bytes(&self) -> &[u8; 32] {
+    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
 
     /// Parses 64 lowercase hex digits (no prefix).
-    pub fn from_hex(s: &str) -> Result<Self, DigestError> {
+    pub(crate) fn from_hex(s: &str) -> Result<Self, DigestError> {
         if s.len() != 64
             || !s
                 .bytes()
@@ -52,7 +48,7 @@ impl Sha256Digest {
     }
 
     /// The digest of everything read from `reader`, and how many bytes that was.
-    pub fn of_reader(mut reader: impl Read) -> io::Result<(Self, u64)> {
+    pub(crate) fn of_reader(mut reader: impl Read) -> io::Result<(Self, u64)> {
         let mut hasher = Hasher::new();
         let n = io::copy(&mut reader, &mut hasher)?;
         Ok((hasher.finish(), n))
@@ -113,9 +109,6 @@ impl Hasher {
     pub fn len(&self) -> u64 {
         self.len
     }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
     pub fn finish(self) -> Sha256Digest {
         Sha256Digest(self.inner.finalize().into())
     }
@@ -148,9 +141,6 @@ impl<W: Write> HashingWriter<W> {
     pub fn finish(self) -> (Sha256Digest, u64, W) {
         let len = self.hasher.len();
         (self.hasher.finish(), len, self.inner)
-    }
-    pub fn get_mut(&mut self) -> &mut W {
-        &mut self.inner
     }
 }
 

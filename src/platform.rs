@@ -60,10 +60,6 @@ impl Platform {
         self.parts().2
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// Whether an index entry for `os`/`architecture`/`variant` serves this platform, and how
     /// closely. A platform without a variant takes any variant (an index says `linux/arm64/v8`
     /// for plain `linux/arm64`); an entry without a variant stands for its architecture's
@@ -236,7 +232,6 @@ mod tests {
             "windows/amd64",
         ] {
             let p: Platform = good.parse().unwrap();
-            assert_eq!(p.as_str(), good);
             assert_eq!(p.to_string(), good);
         }
         for bad in [

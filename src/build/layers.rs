@@ -498,9 +498,10 @@ mod tests {
                     recipe_uri: None,
                     invocation_id: None,
                     registry: Default::default(),
-                    step_timeout: crate::build::DEFAULT_STEP_TIMEOUT,
+                    step_timeout: std::time::Duration::from_secs(3600),
                     max_download_size: crate::fetch::DEFAULT_MAX_DOWNLOAD_SIZE,
-                    step_limits: crate::build::DEFAULT_STEP_LIMITS,
+                    // No `run` step: limits do not apply.
+                    step_limits: Default::default(),
                     reuse_layers: true,
                     cache_from: Vec::new(),
                 };

@@ -27,9 +27,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use config::rfc3339;
-pub use error::BuildError;
-pub use observer::{BuildEvent, BuildObserver, BuildWarning, OutputStream, Work};
-pub use plan::{BuildPlan, LayerPlan};
+pub(crate) use error::BuildError;
+pub(crate) use observer::{BuildEvent, BuildObserver, BuildWarning, OutputStream, Work};
+pub(crate) use plan::BuildPlan;
 pub(crate) use run::RunError;
 
 use crate::attest::provenance::{self, Dependency, ProvenanceFacts};
@@ -42,12 +42,12 @@ use crate::media;
 use crate::recipe::Recipe;
 use crate::store::Store;
 
-pub type Result<T, E = BuildError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = BuildError> = std::result::Result<T, E>;
 
 /// How to run a build; everything here is about *where* and *how fast*, never *what*: no
 /// option changes the image's bytes.
 #[derive(Clone, Debug)]
-pub struct BuildOptions {
+pub(crate) struct BuildOptions {
     pub store_root: PathBuf,
     pub mirrors: Vec<PathBuf>,
     pub offline: bool,
@@ -71,19 +71,9 @@ pub struct BuildOptions {
     pub cache_from: Vec<crate::remote_cache::CacheSource>,
 }
 
-/// The default limits of a `run` step: 4096 processes, 8 GiB of memory, 16 GiB written.
-pub const DEFAULT_STEP_LIMITS: kiln_sandbox::Limits = kiln_sandbox::Limits {
-    pids_max: Some(4096),
-    memory_max: Some(8 << 30),
-    write_max: Some(16 << 30),
-};
-
-/// The default limit of a `run` step: one hour.
-pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(3600);
-
 /// A blob of the built image and where its bytes are.
 #[derive(Clone, Debug)]
-pub struct Blob {
+pub(crate) struct Blob {
     pub media_type: String,
     pub digest: Sha256Digest,
     pub size: u64,
@@ -92,12 +82,11 @@ pub struct Blob {
 
 /// The result of a build, ready to be written out.
 #[derive(Debug)]
-pub struct BuiltImage {
+pub(crate) struct BuiltImage {
     pub name: String,
     pub epoch: i64,
     pub manifest_digest: Sha256Digest,
     pub manifest_bytes: Vec<u8>,
-    pub config_digest: Sha256Digest,
     pub config_bytes: Vec<u8>,
     /// In manifest order: base layers first.
     pub layers: Vec<Blob>,
@@ -114,7 +103,7 @@ pub struct BuiltImage {
 }
 
 /// Builds `recipe`. Refuses unpinned inputs; fetches what is missing into the store.
-pub fn build(
+pub(crate) fn build(
     recipe: &Recipe,
     opts: &BuildOptions,
     observer: &dyn BuildObserver,
@@ -340,7 +329,6 @@ pub fn build(
         epoch: recipe.image.epoch,
         manifest_digest,
         manifest_bytes,
-        config_digest,
         config_bytes,
         layers: blobs,
         diff_ids,
@@ -366,7 +354,7 @@ fn refuse_unpinned(recipe: &Recipe) -> Result<()> {
 
 /// A `run` step for another architecture needs an emulator registered with binfmt_misc
 /// (`/proc/sys/fs/binfmt_misc/qemu-ARCH`, enabled), or its programs cannot start.
-pub fn check_emulator(recipe: &Recipe) -> Result<()> {
+pub(crate) fn check_emulator(recipe: &Recipe) -> Result<()> {
     let host = crate::recipe::Platform::host();
     let platform = &recipe.image.platform;
     let has_run = recipe

@@ -383,9 +383,14 @@ pub(super) fn push_index(
 
 /// The registry reference of `--push` (only `docker://` destinations).
 fn registry_target(push: &str) -> Result<crate::registry::Reference> {
-    let target: ImageRef = push.parse()?;
+    docker_target("--push", "docker://HOST/REPO[:TAG]", push)
+}
+
+/// The registry reference `flag` was given (only `docker://`, of the `form` the flag takes).
+fn docker_target(flag: &str, form: &str, reference: &str) -> Result<crate::registry::Reference> {
+    let target: ImageRef = reference.parse()?;
     if !matches!(target, ImageRef::Docker { .. }) {
-        anyhow::bail!("--push takes a docker://HOST/REPO[:TAG] reference, not `{push}`");
+        anyhow::bail!("{flag} takes a {form} reference, not `{reference}`");
     }
     Ok(crate::image::remote::registry_reference(&target)?)
 }
@@ -439,8 +444,7 @@ fn cache_sources(
 
 /// The repository of a `--cache-from` / `--cache-to` reference: `docker://HOST/REPO`.
 fn cache_repository(flag: &str, reference: &str) -> Result<crate::registry::Repository> {
-    let target = registry_target(reference)
-        .with_context(|| format!("{flag} takes a docker://HOST/REPO reference"))?;
+    let target = docker_target(flag, "docker://HOST/REPO", reference)?;
     if target.tag().is_some() || target.digest().is_some() {
         anyhow::bail!(
             "{flag} takes a repository, docker://HOST/REPO, not `{reference}`: the cache's \

@@ -16,7 +16,7 @@ pub mod version;
 use crate::recipe::Platform;
 
 /// The Debian architecture of an OCI platform (`linux/arm/v7` → `armhf`).
-pub fn debian_arch(platform: &Platform) -> Option<&'static str> {
+pub(crate) fn debian_arch(platform: &Platform) -> Option<&'static str> {
     Some(match (platform.architecture(), platform.variant()) {
         ("amd64", _) => "amd64",
         ("arm64", _) => "arm64",

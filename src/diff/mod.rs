@@ -26,16 +26,16 @@ use std::sync::Mutex;
 
 use serde_json::{json, Value};
 
-pub use applied::{AppliedFs, FsNode};
-pub use compression::{CompressionFacts, GzipHeader, ZstdFrame};
+pub use applied::AppliedFs;
 pub use glob::Glob;
 pub use report::{
-    Class, ClassSummary, DiffReport, FieldDiff, FileDiff, FileFacts, ImageSide, LayerDiff,
-    LayerSide, LayerStatus, Verdict, SCHEMA,
+    Class, ClassSummary, DiffReport, FieldDiff, FileFacts, ImageSide, LayerDiff, LayerSide,
+    LayerStatus, Verdict, SCHEMA,
 };
+#[cfg(test)]
+pub(crate) use scan::scan_reader;
 pub use scan::{
-    scan_layer, scan_layer_capturing, scan_reader, Capture, FileDigest, LayerScan, Node, NodeKind,
-    TarFacts,
+    scan_layer, scan_layer_capturing, Capture, FileDigest, LayerScan, NodeKind, TarFacts,
 };
 pub use statement::{rebuild_statement, RebuildFacts, NOT_INDEPENDENT, REBUILD_PREDICATE_TYPE};
 
@@ -76,6 +76,13 @@ pub enum DiffError {
         digest: Sha256Digest,
         #[source]
         source: crate::layer::member::MemberError,
+    },
+    #[error("failed to read layer {digest}: the hard link `{path}` names `{target}`: {reason}")]
+    Hardlink {
+        digest: Sha256Digest,
+        path: String,
+        target: String,
+        reason: &'static str,
     },
     #[error(
         "failed to verify layer {index} of {reference}: its tar has digest {actual}, the config's \
@@ -183,8 +190,8 @@ pub fn diff_images(a: &OpenedImage, b: &OpenedImage, opts: &DiffOptions) -> Resu
                 .map(|i| Ok(&scans[&layer_digest(img, i)?]))
                 .collect()
         };
-        let fs_a = AppliedFs::apply(stack(a)?);
-        let fs_b = AppliedFs::apply(stack(b)?);
+        let fs_a = AppliedFs::apply(stack(a)?)?;
+        let fs_b = AppliedFs::apply(stack(b)?)?;
         report.files = files::compare(&fs_a, &fs_b, &opts.ignore);
         report.files_compared = true;
         report.tar = tar_diffs(&report.a, &report.b, &stack(a)?, &stack(b)?);

@@ -155,8 +155,6 @@ fn checksum_style(field: &[u8]) -> String {
 pub struct LayerScan {
     pub digest: Sha256Digest,
     pub diff_id: Sha256Digest,
-    pub compressed_size: u64,
-    pub uncompressed_size: u64,
     pub compression: CompressionFacts,
     /// `(normalized path, change)` in archive order; duplicates kept (the last one wins).
     pub changes: Vec<(String, Change)>,
@@ -212,7 +210,7 @@ pub fn scan_layer(img: &OpenedImage, digest: &Sha256Digest, size: u64) -> Result
             what: format!("layer {digest}"),
             source,
         })?;
-    scan_reader(reader, digest, size)
+    scan_reader(reader, digest)
 }
 
 /// Regular files whose contents a scan keeps (keyed by content digest), for callers that read
@@ -227,12 +225,8 @@ pub struct Capture<'a> {
 
 /// Scans a layer blob from `reader`, which must verify the blob's digest at its end (as
 /// [`OpenedImage::open_blob`]'s readers do).
-pub fn scan_reader(
-    reader: impl Read + Send,
-    digest: &Sha256Digest,
-    size: u64,
-) -> Result<LayerScan> {
-    scan_reader_capturing(reader, digest, size, None)
+pub fn scan_reader(reader: impl Read + Send, digest: &Sha256Digest) -> Result<LayerScan> {
+    scan_reader_capturing(reader, digest, None)
 }
 
 /// [`scan_layer`], keeping the contents `capture` asks for.
@@ -248,14 +242,13 @@ pub fn scan_layer_capturing(
             what: format!("layer {digest}"),
             source,
         })?;
-    scan_reader_capturing(reader, digest, size, Some(capture))
+    scan_reader_capturing(reader, digest, Some(capture))
 }
 
 /// [`scan_reader`], keeping the contents `capture` asks for.
 pub fn scan_reader_capturing(
     reader: impl Read + Send,
     digest: &Sha256Digest,
-    size: u64,
     mut capture: Option<&mut Capture<'_>>,
 ) -> Result<LayerScan> {
     let blob_err = |source: io::Error| DiffError::Blob {
@@ -427,8 +420,6 @@ pub fn scan_reader_capturing(
     Ok(LayerScan {
         digest: *digest,
         diff_id,
-        compressed_size: size,
-        uncompressed_size,
         compression: CompressionFacts::parse(&tap.prefix),
         changes,
         tar: facts,
@@ -460,7 +451,7 @@ mod tests {
 
     /// Scans the blob `digest` of `layout` as a layer of `size` bytes.
     fn scan_blob(layout: &Layout, digest: &Sha256Digest, size: u64) -> Result<LayerScan> {
-        scan_reader(layout.open_blob(digest, Some(size)).unwrap(), digest, size)
+        scan_reader(layout.open_blob(digest, Some(size)).unwrap(), digest)
     }
 
     #[test]
@@ -495,7 +486,6 @@ mod tests {
 
         let scan = scan_blob(&layout, &digest, size).unwrap();
         assert_eq!(scan.diff_id, Sha256Digest::of(&tar));
-        assert_eq!(scan.uncompressed_size, tar.len() as u64);
         assert!(matches!(scan.compression, CompressionFacts::Gzip(_)));
         let changes: Vec<(&str, String)> = scan
             .changes

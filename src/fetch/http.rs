@@ -6,9 +6,7 @@
 use url::Url;
 
 use super::error::{FetchError, Result};
-use crate::http::{is_redirect, Agent, Body, RedirectRefused, Redirects, TlsVerify};
-
-pub use crate::http::MAX_REDIRECTS;
+use crate::http::{is_redirect, Agent, Body, RedirectRefused, Redirects, TlsVerify, MAX_REDIRECTS};
 
 /// A response ready to stream: the body reader and the length the server announced.
 pub(crate) struct Download {

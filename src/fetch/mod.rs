@@ -20,7 +20,6 @@ use std::path::PathBuf;
 use url::Url;
 
 pub use self::error::{FetchError, Result};
-pub use self::http::MAX_REDIRECTS;
 use crate::digest::{Hasher, Sha256Digest};
 use crate::store::{Store, StoreError};
 
@@ -172,17 +171,19 @@ impl Fetcher {
         Ok(self.store.path_unverified(expected))
     }
 
-    /// Downloads an unpinned `url` into the store and returns its digest (for `kiln lock`).
+    /// [`Fetcher::resolve_sized`] without the size.
+    #[cfg(test)]
+    pub fn resolve(&self, url: &str, what: &str) -> Result<Sha256Digest> {
+        self.resolve_sized(url, what).map(|(digest, _)| digest)
+    }
+
+    /// Downloads an unpinned `url` into the store and returns its digest and the size to pin
+    /// (at most `max_download_size`), for `kiln lock`.
     ///
     /// A body sent without Content-Length (chunked or close-delimited) is downloaded twice, the
     /// first time only hashed, and must hash the same both times: a close-delimited body cut
     /// off by a broken connection looks complete, and a pin must not be taken from a truncated
     /// file. (A chunked body cut off before its last chunk is refused as [`FetchError::CutShort`].)
-    pub fn resolve(&self, url: &str, what: &str) -> Result<Sha256Digest> {
-        self.resolve_sized(url, what).map(|(digest, _)| digest)
-    }
-
-    /// [`Fetcher::resolve`], also returning the size to pin (at most `max_download_size`).
     pub fn resolve_sized(&self, url: &str, what: &str) -> Result<(Sha256Digest, u64)> {
         let limit = self.limit(None);
         let parsed = parse_url(url, what)?;

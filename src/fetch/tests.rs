@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::*;
+use crate::http::MAX_REDIRECTS;
 use crate::store::process_tests::{
     child_command, child_mode, in_own_mount_namespace, wait_for_file, Tmpfs,
 };

@@ -18,6 +18,9 @@ pub enum HttpError {
     #[error("the TLS certificate of {host} is not trusted: {reason}")]
     UntrustedCertificate { host: String, reason: String },
 
+    #[error("failed to connect to {url}: the server answered in plain http, not TLS")]
+    PlainHttpServer { url: String },
+
     #[error("failed to connect to {url}")]
     Transport {
         url: String,
@@ -36,6 +39,12 @@ impl HttpError {
                  SSL_CERT_FILE=/path/ca.pem)"
                     .to_string(),
             ),
+            Self::PlainHttpServer { .. } => Some(
+                "the server speaks plain http: give a url input or a Debian repository an \
+                 http:// URL; a registry without TLS takes --tls-verify=false (a loopback \
+                 registry is asked over http without it)"
+                    .to_string(),
+            ),
             _ => None,
         }
     }
@@ -51,6 +60,11 @@ impl HttpError {
                 .unwrap_or_else(|| url.to_string());
             return HttpError::UntrustedCertificate { host, reason };
         }
+        if answered_plain_http(&e) {
+            return HttpError::PlainHttpServer {
+                url: url.to_string(),
+            };
+        }
         HttpError::Transport {
             url: url.to_string(),
             source: Box::new(e),
@@ -58,18 +72,32 @@ impl HttpError {
     }
 }
 
+/// Whether the TLS handshake got a plain-http answer (its first bytes are no TLS record).
+fn answered_plain_http(err: &ureq::Error) -> bool {
+    matches!(
+        rustls_error(err),
+        Some(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType
+        ))
+    )
+}
+
 /// The certificate error rustls raised, directly or wrapped in an `io::Error` by the TLS
 /// stream, described.
 fn certificate_failure(err: &ureq::Error) -> Option<String> {
-    let rustls_err = match err {
+    match rustls_error(err) {
+        Some(e @ rustls::Error::InvalidCertificate(_)) => Some(e.to_string()),
+        _ => None,
+    }
+}
+
+/// The rustls error under `err`: ureq's own, or wrapped in an `io::Error` by the TLS stream.
+fn rustls_error(err: &ureq::Error) -> Option<&rustls::Error> {
+    match err {
         ureq::Error::Rustls(e) => Some(e),
         ureq::Error::Io(io) => io
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
-        _ => None,
-    };
-    match rustls_err {
-        Some(e @ rustls::Error::InvalidCertificate(_)) => Some(e.to_string()),
         _ => None,
     }
 }

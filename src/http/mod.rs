@@ -181,6 +181,27 @@ mod tests {
     use super::*;
     use crate::testing::http_server::{Reply, Server};
 
+    /// An https URL that reaches a plain-http server (a registry without TLS) failed with
+    /// "received corrupt message of type InvalidContentType" and no hint.
+    #[test]
+    fn https_to_a_plain_http_server_says_so_with_a_hint() {
+        // A real one: Go's server answers a TLS handshake with an http 400.
+        let registry = crate::testing::registry::LocalRegistry::start(&[]);
+        let agent = Agent::new(TlsVerify::Roots).unwrap();
+        let url = format!("https://{}/v2/", registry.host);
+        let err = match agent.send("GET", &url, &[], Body::Empty) {
+            Err(e) => e,
+            Ok(r) => panic!("answered {}", r.status()),
+        };
+        assert!(
+            matches!(err, HttpError::PlainHttpServer { .. }),
+            "{err}: {:?}",
+            std::error::Error::source(&err).map(ToString::to_string)
+        );
+        assert!(err.to_string().contains(&url), "{err}");
+        assert!(err.hint().unwrap().contains("--tls-verify=false"));
+    }
+
     #[test]
     fn every_body_goes_out_with_its_length_never_chunked() {
         let server = Server::start(|_| Reply::ok(b"", &[]));

@@ -22,7 +22,7 @@ pub use crate::reference::{ImageRef, ReferenceError};
 pub use copy::copy_image;
 pub use layout::Layout;
 pub use remote::{RegistryOptions, Transports};
-pub use source::{open_image, open_image_with, BlobSource, OpenedImage};
+pub use source::{open_image, open_image_with, OpenedImage};
 
 pub type Result<T, E = ImageError> = std::result::Result<T, E>;
 

@@ -78,14 +78,6 @@ impl OpenedImage {
         )
     }
 
-    /// The layout holding the blobs, when they are in one.
-    pub fn layout(&self) -> Option<&Layout> {
-        match &self.blobs {
-            BlobSource::Layout(l) => Some(l),
-            BlobSource::Registry(_) => None,
-        }
-    }
-
     /// The registry reference, when the image comes from one.
     pub fn registry(&self) -> Option<&RegistryBlobs> {
         match &self.blobs {
@@ -126,14 +118,6 @@ impl OpenedImage {
                 }
                 super::layout::read_json_blob(self.open_blob(digest, None)?, digest)
             }
-        }
-    }
-
-    /// A host file holding blob `digest` (verified when it came into the store or layout).
-    pub fn blob_path(&self, digest: &Sha256Digest, size: Option<u64>) -> Result<PathBuf> {
-        match &self.blobs {
-            BlobSource::Layout(l) => Ok(l.blob_path(digest)),
-            BlobSource::Registry(r) => r.ensure_blob(digest, size, None),
         }
     }
 

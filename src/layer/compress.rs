@@ -48,11 +48,11 @@ use std::thread::JoinHandle;
 
 /// Input bytes per gzip member. Larger blocks gain almost nothing (0.01% of ratio from 1 MiB
 /// to 4 MiB on a layer tar) and cost memory; smaller ones add 18 bytes of framing each.
-pub const GZIP_BLOCK: usize = 1024 * 1024;
+pub(crate) const GZIP_BLOCK: usize = 1024 * 1024;
 /// Bytes per piece judged compressible or not inside a gzip block.
 const PROBE: usize = 64 * 1024;
 /// Input bytes per independent zstd frame.
-pub const ZSTD_CHUNK: usize = 4 * 1024 * 1024;
+pub(crate) const ZSTD_CHUNK: usize = 4 * 1024 * 1024;
 /// The gzip OS byte: 3 = Unix, what `gzip -n` writes on Linux.
 const GZIP_OS: u8 = 3;
 /// The deflate implementation and version whose output the known-answer tests pin (the C
@@ -71,13 +71,15 @@ impl Compression {
     pub const DEFAULT_GZIP_LEVEL: u32 = 1;
     pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 
-    pub fn gzip() -> Self {
+    #[cfg(test)]
+    pub(crate) fn gzip() -> Self {
         Compression::Gzip {
             level: Self::DEFAULT_GZIP_LEVEL,
         }
     }
 
-    pub fn zstd() -> Self {
+    #[cfg(test)]
+    pub(crate) fn zstd() -> Self {
         Compression::Zstd {
             level: Self::DEFAULT_ZSTD_LEVEL,
         }
@@ -182,7 +184,7 @@ struct Done {
 
 /// A `Write` sink that compresses a layer. Call [`LayerEncoder::finish`] at the end; dropping
 /// it without `finish` leaves the output incomplete.
-pub struct LayerEncoder<W: Write> {
+pub(crate) struct LayerEncoder<W: Write> {
     out: W,
     compression: Compression,
     block_size: usize,

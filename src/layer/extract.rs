@@ -23,7 +23,9 @@
 //! layer's contents), and `.wh..wh..opq` is applied after the whole layer, removing from that
 //! directory everything this layer did not create, whatever the order in the archive. "Created
 //! in this layer" is tracked by inode (device and inode number of every entry written, and of
-//! every directory above one), so it holds whichever symlinks the paths went through.
+//! every directory above one), so it holds whichever symlinks the paths went through; a hard
+//! link to a lower layer's file shares that file's inode, so its name is tracked by path
+//! instead, and the lower name stays subject to the layer's whiteouts.
 //! Directory modes and mtimes are applied at the end, so a read-only directory does not block
 //! later entries (as non-root, read-only lower directories are opened up for the duration and
 //! restored). On error the root is left partly written: callers extract into a fresh directory
@@ -154,6 +156,7 @@ pub fn apply_layer(root: &Path, reader: impl Read, opts: &ExtractOptions) -> Res
         skipped: BTreeSet::new(),
         created: BTreeSet::new(),
         ancestors: BTreeSet::new(),
+        linked: BTreeSet::new(),
         root_id,
         opaque: BTreeSet::new(),
         dirs: BTreeMap::new(),
@@ -196,6 +199,10 @@ struct Applier {
     /// Inodes written by this layer, and the directories above them (up to the root).
     created: BTreeSet<Ino>,
     ancestors: BTreeSet<Ino>,
+    /// Names this layer gave, by a hard link, to a lower layer's inode. That inode is the
+    /// lower name's too, so these are this layer's by path (the lower name stays subject to
+    /// the layer's whiteouts and opaque markers).
+    linked: BTreeSet<String>,
     root_id: Ino,
     opaque: BTreeSet<String>,
     dirs: BTreeMap<String, DirMeta>,
@@ -295,7 +302,12 @@ impl Applier {
                 self.finish_nofollow(&pfd, base, &rel, e)?;
                 self.stats.symlinks += 1;
             }
-            MemberKind::Hardlink(target) => self.hardlink(&pfd, base, &rel, &target)?,
+            MemberKind::Hardlink(target) => {
+                if self.hardlink(&pfd, base, &rel, &target)? {
+                    self.linked.insert(rel.clone());
+                    return self.mark_ancestors(&pfd, &rel);
+                }
+            }
             MemberKind::Fifo => {
                 self.remove_existing(&pfd, base, false, &rel)?;
                 rfs::mknodat(&pfd, base, FileType::Fifo, mode, 0)
@@ -325,6 +337,11 @@ impl Applier {
             Err(Errno::NOENT) => return Ok(()), // a link to a skipped device
             Err(e) => return Err(io_err(rel, "stat")(e)),
         }
+        self.mark_ancestors(pfd, rel)
+    }
+
+    /// Records every directory from `pfd` (the parent of `rel`) up to the root.
+    fn mark_ancestors(&mut self, pfd: &OwnedFd, rel: &str) -> Result<()> {
         let mut owned: Option<OwnedFd> = None;
         loop {
             let cur = owned.as_ref().unwrap_or(pfd);
@@ -386,8 +403,8 @@ impl Applier {
     }
 
     /// A hard link to `target` (normalized: a path inside the image, never relative to the
-    /// process's cwd).
-    fn hardlink(&mut self, pfd: &OwnedFd, base: &str, rel: &str, target: &str) -> Result<()> {
+    /// process's cwd). Returns whether the link names a lower layer's inode.
+    fn hardlink(&mut self, pfd: &OwnedFd, base: &str, rel: &str, target: &str) -> Result<bool> {
         let bad = |reason| ExtractError::Hardlink {
             path: rel.to_string(),
             target: target.to_string(),
@@ -398,7 +415,7 @@ impl Applier {
             self.remove_existing(pfd, base, false, rel)?;
             self.skipped.insert(rel.to_string());
             self.stats.skipped_devices += 1;
-            return Ok(());
+            return Ok(false);
         }
         let (tparent, tbase) = split(target);
         let tfd = match in_root::lookup_dir(&self.root, tparent, false, target) {
@@ -408,7 +425,7 @@ impl Applier {
             }
             Err(other) => return Err(other),
         };
-        match rfs::statat(&tfd, tbase, AtFlags::SYMLINK_NOFOLLOW) {
+        let to_lower = match rfs::statat(&tfd, tbase, AtFlags::SYMLINK_NOFOLLOW) {
             Err(Errno::NOENT) => return Err(bad("the target does not exist")),
             Err(e) => return Err(io_err(target, "stat")(e)),
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
@@ -417,18 +434,20 @@ impl Applier {
             Ok(st) => {
                 let same = rfs::statat(pfd, base, AtFlags::SYMLINK_NOFOLLOW)
                     .is_ok_and(|o| o.st_dev == st.st_dev && o.st_ino == st.st_ino);
+                let to_lower = !self.created.contains(&ino(&st));
                 if same {
                     // Already the same inode (the entry names itself or is repeated).
                     self.stats.hardlinks += 1;
-                    return Ok(());
+                    return Ok(to_lower);
                 }
+                to_lower
             }
-        }
+        };
         self.remove_existing(pfd, base, false, rel)?;
         // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself.
         rfs::linkat(&tfd, tbase, pfd, base, AtFlags::empty()).map_err(io_err(rel, "hardlink"))?;
         self.stats.hardlinks += 1;
-        Ok(())
+        Ok(to_lower)
     }
 
     fn whiteout(&mut self, target: &str) -> Result<()> {
@@ -438,7 +457,10 @@ impl Applier {
             Ok(Some(pfd)) => {
                 if let Ok(st) = rfs::statat(&pfd, base, AtFlags::SYMLINK_NOFOLLOW) {
                     let id = ino(&st);
-                    if self.created.contains(&id) || self.ancestors.contains(&id) {
+                    if self.created.contains(&id)
+                        || self.ancestors.contains(&id)
+                        || self.linked.contains(target)
+                    {
                         // Whiteouts hide lower layers only: a directory this layer created or
                         // wrote below keeps only what this layer put in it (umoci's rule).
                         if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
@@ -488,7 +510,10 @@ impl Applier {
             let st = rfs::statat(fd, child.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(io_err(&path, "stat"))?;
             let id = ino(&st);
-            if !self.created.contains(&id) && !self.ancestors.contains(&id) {
+            let ours = self.created.contains(&id)
+                || self.ancestors.contains(&id)
+                || self.linked.contains(&path);
+            if !ours {
                 remove_child(fd, &child, ft, &path)?;
             } else if ft == FileType::Directory {
                 let sub = rfs::openat(

@@ -111,6 +111,7 @@ pub enum MemberError {
 
 impl MemberError {
     /// The member's name as written in the archive.
+    #[cfg(test)]
     pub fn path(&self) -> &str {
         match self {
             MemberError::NulInName { path, .. }

@@ -12,21 +12,21 @@
 //! - [`upper`]: turns the overlay upper directory of a sandboxed `run` step back into entries.
 
 pub mod compress;
-pub mod decompress;
-pub mod extract;
-pub mod from_tar;
-pub mod host;
+pub(crate) mod decompress;
+pub(crate) mod extract;
+pub(crate) mod from_tar;
+pub(crate) mod host;
 mod in_root;
-pub mod kind;
-pub mod member;
-pub use in_root::{read_regular, ReadInRootError};
-pub mod read;
+pub(crate) mod kind;
+pub(crate) mod member;
+pub(crate) use in_root::{read_regular, ReadInRootError};
+pub(crate) mod read;
 pub(crate) mod tar_header;
-pub mod tar_style;
-pub mod tree;
-pub mod tree_walk;
-pub mod upper;
-pub mod write;
+pub(crate) mod tar_style;
+pub(crate) mod tree;
+pub(crate) mod tree_walk;
+pub(crate) mod upper;
+pub(crate) mod write;
 
 #[cfg(test)]
 pub(crate) mod member_cases;
@@ -36,7 +36,7 @@ pub(crate) mod testtar;
 /// The digest of a host file or directory as a `path` input: the sha256 of the deterministic
 /// tar of its normalized tree (root-owned, mtime 0), so it depends only on what git would
 /// track: names, contents, the executable bit, symlinks and hardlinks.
-pub fn host_path_digest(
+pub(crate) fn host_path_digest(
     host: &std::path::Path,
 ) -> Result<crate::digest::Sha256Digest, HostDigestError> {
     let opts = host::HostOptions {
@@ -51,7 +51,7 @@ pub fn host_path_digest(
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum HostDigestError {
+pub(crate) enum HostDigestError {
     #[error(transparent)]
     Host(#[from] host::HostError),
     #[error(transparent)]

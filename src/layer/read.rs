@@ -316,12 +316,6 @@ impl<R: Read> TarReader<R> {
         }
     }
 
-    /// The underlying reader, positioned just after the end-of-archive block (or wherever
-    /// reading stopped), so a caller can drain a compressed stream to verify its trailer.
-    pub fn into_inner(self) -> R {
-        self.inner
-    }
-
     /// How the archive ended, once [`Self::next_entry`] has returned `None`.
     pub fn end(&self) -> Option<ArchiveEnd> {
         self.end

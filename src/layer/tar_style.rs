@@ -57,8 +57,6 @@ pub enum TarStyle {
 }
 
 impl TarStyle {
-    pub const NAMES: [&'static str; 3] = ["kiln", "go", "go-bytewise"];
-
     pub fn name(self) -> &'static str {
         match self {
             TarStyle::Kiln => "kiln",

@@ -161,15 +161,6 @@ pub enum RecipeError {
     #[error("{at}: [base] ref `{reference}` is not pinned")]
     UnpinnedBase { at: Location, reference: String },
     #[error(
-        "{at}: not pinned (no sha256): {}; a build only uses pinned inputs",
-        list(inputs)
-    )]
-    UnpinnedInputs {
-        at: Location,
-        file: PathBuf,
-        inputs: Vec<String>,
-    },
-    #[error(
         "{at}: empty [[layer]] (layer {index}); every layer needs at least one [[layer.step]]"
     )]
     EmptyLayer { at: Location, index: usize },
@@ -243,14 +234,12 @@ impl RecipeError {
             Self::UnpinnedBase { .. } => Some(
                 "append `@sha256:<manifest digest>` or run `kiln lock` to resolve it".to_string(),
             ),
-            Self::UnpinnedInputs { file, .. } => {
-                Some(format!("run `kiln lock {}` to pin them", file.display()))
-            }
             _ => None,
         }
     }
 
     /// Where in the recipe the error is, when it is about a place in it.
+    #[cfg(test)]
     pub fn location(&self) -> Option<&Location> {
         use RecipeError::*;
         match self {
@@ -272,7 +261,6 @@ impl RecipeError {
             | InvalidInputPath { at, .. }
             | InvalidBaseRef { at, .. }
             | UnpinnedBase { at, .. }
-            | UnpinnedInputs { at, .. }
             | EmptyLayer { at, .. }
             | NegativeEpoch { at, .. }
             | InvalidSize { at, .. }

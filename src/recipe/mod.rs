@@ -80,35 +80,9 @@ impl Recipe {
             .collect()
     }
 
-    /// Refuses a recipe that is not fully pinned (an unpinned `url` input or base), with a hint
-    /// to run `kiln lock`.
-    pub fn ensure_pinned(&self) -> Result<(), RecipeError> {
-        if let Some(base) = self.base.as_ref().filter(|b| b.digest.is_none()) {
-            let at = Location::new(&self.file, base.span);
-            return Err(RecipeError::UnpinnedBase {
-                at,
-                reference: base.reference.to_string(),
-            });
-        }
-        let unpinned = self.unpinned_inputs();
-        match unpinned.first() {
-            None => Ok(()),
-            Some(first) => Err(RecipeError::UnpinnedInputs {
-                at: Location::new(&self.file, first.span),
-                file: self.file.clone(),
-                inputs: unpinned.iter().map(|i| i.name.clone()).collect(),
-            }),
-        }
-    }
-
     /// `span` of this recipe as `file:line:column`.
     pub fn location(&self, span: Span) -> Location {
         Location::new(&self.file, span)
-    }
-
-    /// The input called `name`.
-    pub fn input(&self, name: &str) -> Option<&Input> {
-        self.inputs.get(name)
     }
 }
 

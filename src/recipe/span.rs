@@ -44,10 +44,6 @@ impl Location {
             column: span.column,
         }
     }
-
-    pub fn span(&self) -> Span {
-        Span::new(self.line, self.column)
-    }
 }
 
 impl fmt::Display for Location {

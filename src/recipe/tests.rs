@@ -262,7 +262,6 @@ fn full_recipe_parses_to_the_expected_structure() {
     };
     assert_eq!(recipe, expected);
     assert!(recipe.unpinned_inputs().is_empty());
-    recipe.ensure_pinned().unwrap();
 }
 
 #[test]
@@ -561,10 +560,12 @@ tar = "kiln"
 #[test]
 fn unpinned_inputs_and_base() {
     let text = "[image]\nname = \"x\"\n[base]\nref = \"oci:base:latest\"\n[inputs.b]\nurl = \"https://e/b\"\n[inputs.a]\nurl = \"https://e/a\"\n[inputs.c]\npath = \"c\"\n";
-    assert!(matches!(
-        Recipe::parse(text, "r.toml", "."),
-        Err(RecipeError::UnpinnedBase { .. })
-    ));
+    let err = Recipe::parse(text, "r.toml", ".").unwrap_err();
+    assert!(matches!(err, RecipeError::UnpinnedBase { .. }));
+    assert_eq!(
+        printed(&err),
+        "r.toml:4:7: [base] ref `oci:base:latest` is not pinned\nhint: append `@sha256:<manifest digest>` or run `kiln lock` to resolve it"
+    );
     let recipe = Recipe::parse_unpinned(text, "r.toml", ".").unwrap();
     assert_eq!(recipe.base.as_ref().unwrap().digest, None);
     let names: Vec<&str> = recipe
@@ -573,17 +574,9 @@ fn unpinned_inputs_and_base() {
         .map(|i| i.name.as_str())
         .collect();
     assert_eq!(names, ["a", "b"]);
-    let err = recipe.ensure_pinned().unwrap_err();
-    assert_eq!(
-        printed(&err),
-        "r.toml:3:1: [base] ref `oci:base:latest` is not pinned\nhint: append `@sha256:<manifest digest>` or run `kiln lock` to resolve it"
-    );
     let pinned = pin_base_ref(text, &format!("oci:base@sha256:{HEX}").parse().unwrap()).unwrap();
     let recipe = Recipe::parse(&pinned, "r.toml", ".").unwrap();
-    assert_eq!(
-        printed(&recipe.ensure_pinned().unwrap_err()),
-        "r.toml:7:1: not pinned (no sha256): a, b; a build only uses pinned inputs\nhint: run `kiln lock r.toml` to pin them"
-    );
+    assert_eq!(recipe.unpinned_inputs().len(), 2);
 }
 
 #[test]

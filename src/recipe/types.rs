@@ -81,8 +81,6 @@ pub enum Compression {
 }
 
 impl Compression {
-    pub const NAMES: [&'static str; 2] = ["gzip", "zstd"];
-
     pub fn name(self) -> &'static str {
         match self {
             Compression::Gzip => "gzip",

@@ -147,6 +147,7 @@ impl ImagePath {
     }
 
     /// The components after the root, e.g. `["srv", "www"]` for `/srv/www`.
+    #[cfg(test)]
     pub fn components(&self) -> impl Iterator<Item = &str> {
         self.0.split('/').filter(|c| !c.is_empty())
     }
@@ -196,34 +197,7 @@ impl RefName {
 impl FromStr for RefName {
     type Err = ValueError;
     fn from_str(s: &str) -> Result<Self, ValueError> {
-        // component ::= alphanum (separator alphanum)*; separator ::= [-._:@+] | "--"
-        let component_ok = |c: &str| {
-            let b = c.as_bytes();
-            let alnum = |x: u8| x.is_ascii_alphanumeric();
-            let (Some(&first), Some(&last)) = (b.first(), b.last()) else {
-                return false;
-            };
-            if !alnum(first) || !alnum(last) {
-                return false;
-            }
-            let mut i = 0;
-            while i < b.len() {
-                if alnum(b[i]) {
-                    i += 1;
-                } else if b[i] == b'-'
-                    && b.get(i + 1) == Some(&b'-')
-                    && b.get(i + 2).is_some_and(|&x| alnum(x))
-                {
-                    i += 2;
-                } else if b"-._:@+".contains(&b[i]) && b.get(i + 1).is_some_and(|&x| alnum(x)) {
-                    i += 1;
-                } else {
-                    return false;
-                }
-            }
-            true
-        };
-        if !s.split('/').all(component_ok) {
+        if !crate::reference::is_ref_name(s) {
             return Err(ValueError::RefName(s.to_string()));
         }
         Ok(Self(s.to_string()))

@@ -43,17 +43,17 @@ impl Repository {
     }
 
     /// `host[:port]`, normalised (`docker.io` for Docker Hub).
-    pub fn registry(&self) -> &str {
+    pub(crate) fn registry(&self) -> &str {
         &self.registry
     }
 
     /// The repository path, e.g. `library/debian`.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The host the HTTP API lives on (`docker.io` is served by `registry-1.docker.io`).
-    pub fn api_host(&self) -> &str {
+    pub(crate) fn api_host(&self) -> &str {
         if self.registry == DEFAULT_DOMAIN {
             "registry-1.docker.io"
         } else {
@@ -96,14 +96,6 @@ impl Reference {
         })
     }
 
-    /// Parses the part after `docker://`.
-    pub fn parse_name(input: &str) -> Result<Self, ReferenceError> {
-        parse_name(input).map_err(|problem| ReferenceError {
-            input: input.to_string(),
-            problem,
-        })
-    }
-
     pub fn repository(&self) -> &Repository {
         &self.repository
     }
@@ -123,6 +115,7 @@ impl Reference {
 
     /// What to ask the registry's `/manifests/` endpoint for: the digest when pinned, else the
     /// tag (or `latest`).
+    #[cfg(test)]
     pub fn manifest_ref(&self) -> String {
         match &self.digest {
             Some(d) => d.to_string(),

@@ -21,9 +21,6 @@ use crate::digest::Sha256Digest;
 pub(crate) use docker::valid_manifest_ref;
 pub use docker::{Reference, Repository, DOCKER_TRANSPORT};
 
-/// The transports a reference may use, as written before the name.
-pub const TRANSPORTS: [&str; 4] = ["oci:", "oci-archive:", "docker-archive:", DOCKER_TRANSPORT];
-
 /// A reference that does not parse, and which part of it is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid image reference `{input}`: {problem}")]
@@ -56,6 +53,8 @@ pub enum Problem {
     NameTooLong(usize),
     #[error("the tag `{0}` is not 1 to 128 characters of [A-Za-z0-9_.-] starting with a letter, a digit or `_`")]
     Tag(String),
+    #[error("the tag `{0}` is not a valid OCI reference name: [A-Za-z0-9] runs joined by one of `-._:@+` or `--`")]
+    LayoutTag(String),
 }
 
 /// An image in one of the transports kiln reads and writes.
@@ -134,12 +133,47 @@ impl ImageRef {
     }
 
     /// The registry reference, for `docker://`.
+    #[cfg(test)]
     pub fn registry(&self) -> Option<&Reference> {
         match self {
             ImageRef::Docker(r) => Some(r),
             _ => None,
         }
     }
+}
+
+/// Whether `s` is valid as `org.opencontainers.image.ref.name` (OCI image-layout): components
+/// `alphanum (separator alphanum)*`, separator `[-._:@+]` or `--`, joined by `/`. The rule for
+/// a recipe's `name` and for the tag of an `oci:` or `oci-archive:` reference, which kiln
+/// writes into the layout's index as that annotation.
+pub(crate) fn is_ref_name(s: &str) -> bool {
+    let component_ok = |c: &str| {
+        let b = c.as_bytes();
+        let alnum = |x: u8| x.is_ascii_alphanumeric();
+        let (Some(&first), Some(&last)) = (b.first(), b.last()) else {
+            return false;
+        };
+        if !alnum(first) || !alnum(last) {
+            return false;
+        }
+        let mut i = 0;
+        while i < b.len() {
+            if alnum(b[i]) {
+                i += 1;
+            } else if b[i] == b'-'
+                && b.get(i + 1) == Some(&b'-')
+                && b.get(i + 2).is_some_and(|&x| alnum(x))
+            {
+                i += 2;
+            } else if b"-._:@+".contains(&b[i]) && b.get(i + 1).is_some_and(|&x| alnum(x)) {
+                i += 1;
+            } else {
+                return false;
+            }
+        }
+        true
+    };
+    s.split('/').all(component_ok)
 }
 
 /// `sha256:HEX`, the only digest kiln pins with.
@@ -175,6 +209,9 @@ fn parse_layout(
     let (path, tag) = split_tag(body);
     if path.as_os_str().is_empty() {
         return Err(Problem::Empty(transport));
+    }
+    if let Some(tag) = tag.as_ref().filter(|t| !is_ref_name(t)) {
+        return Err(Problem::LayoutTag(tag.clone()));
     }
     Ok((path, tag, digest))
 }

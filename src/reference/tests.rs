@@ -146,6 +146,12 @@ fn invalid_references_name_the_offending_part() {
         ("docker-archive:", Problem::Empty("docker-archive:")),
         ("docker://", Problem::Empty("docker://")),
         ("oci:x@sha256:12", Problem::Digest("sha256:12".into())),
+        // Written into the layout as `org.opencontainers.image.ref.name`, which skopeo and
+        // umoci would then refuse to read.
+        ("oci:out:Bad Tag", Problem::LayoutTag("Bad Tag".into())),
+        ("oci:out:.x", Problem::LayoutTag(".x".into())),
+        ("oci-archive:a.tar:x-", Problem::LayoutTag("x-".into())),
+        ("oci:out:x y@sha256:12", Problem::Digest("sha256:12".into())),
         (
             "docker://reg/debian@sha512:abcd",
             Problem::Digest("sha512:abcd".into()),

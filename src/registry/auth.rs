@@ -43,11 +43,11 @@ impl Credentials {
 
 /// The auth files to search, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AuthFiles(pub Vec<PathBuf>);
+pub struct AuthFiles(pub(crate) Vec<PathBuf>);
 
 impl AuthFiles {
     /// The default search order, from the environment.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let var = |k: &str| {
             std::env::var_os(k)
                 .filter(|v| !v.is_empty())
@@ -74,7 +74,7 @@ impl AuthFiles {
     /// Credentials for `registry/repository` from the first file that has an entry. Missing
     /// files are skipped; unreadable or malformed ones are errors (a silent fallback to
     /// anonymous would hide the real problem).
-    pub fn lookup(&self, registry: &str, repository: &str) -> Result<Option<Credentials>> {
+    pub(crate) fn lookup(&self, registry: &str, repository: &str) -> Result<Option<Credentials>> {
         for path in &self.0 {
             let text = match fs_err::read_to_string(path) {
                 Ok(t) => t,

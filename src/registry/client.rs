@@ -11,10 +11,9 @@ use serde::Deserialize;
 use super::auth::AuthFiles;
 use super::error::{RegistryError, Result};
 use super::http::{expect_status, read_limited, Body, Http};
-use super::manifest::{select_platform, verify_manifest, PulledManifest, Received};
+use super::manifest::{verify_manifest, PulledManifest, Received};
 use crate::digest::{Hasher, Sha256Digest};
-use crate::media::{is_index, ALL_MANIFEST_TYPES, IMAGE_MANIFEST_TYPES, MAX_JSON_BLOB};
-use crate::platform::Platform;
+use crate::media::{ALL_MANIFEST_TYPES, MAX_JSON_BLOB};
 use crate::reference::{valid_manifest_ref, Repository};
 
 /// Which way a blob moves, for progress reports.
@@ -82,7 +81,7 @@ impl Client {
 
     /// Fetches a manifest by tag or `sha256:` digest and verifies it (see [`super::manifest`]).
     /// The returned digest is always computed from the bytes; a pull by digest must match it.
-    pub fn get_manifest(
+    pub(crate) fn get_manifest(
         &self,
         repo: &Repository,
         reference: &str,
@@ -129,43 +128,14 @@ impl Client {
     }
 
     /// The digest a tag points at, computed from the manifest bytes (never taken from a header).
-    pub fn resolve_tag(&self, repo: &Repository, tag: &str) -> Result<Sha256Digest> {
+    pub(crate) fn resolve_tag(&self, repo: &Repository, tag: &str) -> Result<Sha256Digest> {
         Ok(self.get_manifest(repo, tag, ALL_MANIFEST_TYPES)?.digest)
-    }
-
-    /// The image manifest for `platform`: `reference` may name an image manifest directly or an
-    /// index, in which case the platform's entry is fetched by digest and verified. Returns the
-    /// image manifest and, when there was one, the index.
-    pub fn pull_for_platform(
-        &self,
-        repo: &Repository,
-        reference: &str,
-        platform: &Platform,
-    ) -> Result<(PulledManifest, Option<PulledManifest>)> {
-        let top = self.get_manifest(repo, reference, ALL_MANIFEST_TYPES)?;
-        if !is_index(&top.media_type) {
-            return Ok((top, None));
-        }
-        let entry = select_platform(&top, platform)?;
-        if entry.digest == top.digest {
-            return Err(RegistryError::SelfReferencingIndex { digest: top.digest });
-        }
-        let child = match self.get_manifest(repo, &entry.digest.to_string(), IMAGE_MANIFEST_TYPES) {
-            Err(RegistryError::UnacceptedMediaType { media_type, .. }) if is_index(&media_type) => {
-                return Err(RegistryError::NestedIndex {
-                    index: top.digest,
-                    child: entry.digest,
-                })
-            }
-            other => other?,
-        };
-        Ok((child, Some(top)))
     }
 
     /// Streams blob `digest` into `sink`, hashing as it goes; returns its size. With
     /// `size_hint`, a body of any other length is refused as soon as that is known. On any
     /// error the caller must discard what `sink` received.
-    pub fn get_blob(
+    pub(crate) fn get_blob(
         &self,
         repo: &Repository,
         digest: &Sha256Digest,
@@ -268,7 +238,7 @@ impl Client {
     }
 
     /// Whether the repository has blob `digest` (HEAD).
-    pub fn blob_exists(&self, repo: &Repository, digest: &Sha256Digest) -> Result<bool> {
+    pub(crate) fn blob_exists(&self, repo: &Repository, digest: &Sha256Digest) -> Result<bool> {
         let url = self.http.repo_url(repo, &format!("blobs/{digest}"));
         let resp = self
             .http
@@ -281,7 +251,7 @@ impl Client {
     }
 
     /// All tags of the repository, sorted, following `Link: <…>; rel="next"` pages.
-    pub fn list_tags(&self, repo: &Repository) -> Result<Vec<String>> {
+    pub(crate) fn list_tags(&self, repo: &Repository) -> Result<Vec<String>> {
         #[derive(Deserialize)]
         struct TagList {
             tags: Option<Vec<String>>,

@@ -5,7 +5,7 @@
 //! media type must be stated consistently by the body and `Content-Type` (19), schema 1 is
 //! refused (its layer list is signed with keys nobody checks, and it has no config digest), and
 //! an index may not list itself. No bytes can contain their own sha256, so a server that tries
-//! it is caught by the digest check when the child is fetched; `Client::pull_for_platform`
+//! it is caught by the digest check when the child is fetched; `image::remote::open_registry`
 //! also follows exactly one index level and refuses an index whose platform entry is again an
 //! index, so no chain of indexes can make kiln loop.
 

@@ -31,16 +31,15 @@ mod test_lying_pull;
 #[cfg(test)]
 mod test_lying_push;
 
-pub use auth::{AuthFiles, Challenge, Credentials};
-pub use client::{Client, ClientOptions, Direction, Progress};
-pub use error::{RegistryError, Result};
-pub use http::MAX_REDIRECTS;
-pub use manifest::{index_images, select_platform, IndexEntry, PulledManifest};
-pub use parallel::{run_parallel, DEFAULT_PARALLELISM};
+pub use auth::AuthFiles;
+pub use client::{Client, ClientOptions};
+pub(crate) use client::{Direction, Progress};
+pub(crate) use error::RegistryError;
+pub(crate) use manifest::{index_images, select_platform, IndexEntry, PulledManifest};
+pub(crate) use parallel::{run_parallel, DEFAULT_PARALLELISM};
 // `super::reference::…` in the submodules is the crate's one reference parser.
 use crate::reference;
 
-pub use crate::platform::Platform;
-pub use crate::reference::{Reference, ReferenceError, Repository, DOCKER_TRANSPORT};
-pub use referrers::{fallback_index_bytes, referrers_tag};
-pub use upload::BlobPush;
+pub use crate::reference::Repository;
+pub(crate) use crate::reference::{Reference, ReferenceError};
+pub(crate) use upload::BlobPush;

@@ -45,7 +45,11 @@ fn parse_descriptors(
 impl Client {
     /// The referrers of `subject`: from the registry's referrers API when it has one, else from
     /// the fallback tag; empty when neither exists.
-    pub fn referrers(&self, repo: &Repository, subject: &Sha256Digest) -> Result<Vec<Descriptor>> {
+    pub(crate) fn referrers(
+        &self,
+        repo: &Repository,
+        subject: &Sha256Digest,
+    ) -> Result<Vec<Descriptor>> {
         let url = self.http.repo_url(repo, &format!("referrers/{subject}"));
         let resp = self.http.send(
             "GET",
@@ -64,7 +68,7 @@ impl Client {
     }
 
     /// The descriptors listed in the fallback index at tag `sha256-<hex>`; empty when absent.
-    pub fn fallback_referrers(
+    pub(crate) fn fallback_referrers(
         &self,
         repo: &Repository,
         subject: &Sha256Digest,
@@ -81,7 +85,7 @@ impl Client {
     /// an entry with its digest is already listed, and pushes the index. Returns the index's
     /// digest. Use this when the registry did not index the referrer itself (no referrers API,
     /// no `OCI-Subject` header on the manifest PUT).
-    pub fn add_fallback_referrer(
+    pub(crate) fn add_fallback_referrer(
         &self,
         repo: &Repository,
         subject: &Sha256Digest,

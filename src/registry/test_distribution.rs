@@ -8,13 +8,48 @@ use std::path::Path;
 use base64::Engine as _;
 use oci_spec::image::{DescriptorBuilder, MediaType};
 
+use super::error::Result;
+use super::referrers::referrers_tag;
 use super::*;
 use crate::digest::Sha256Digest;
 use crate::media::*;
+use crate::platform::Platform;
 use crate::testing::registry::LocalRegistry;
 
 const EMPTY_JSON_DIGEST: &str =
     "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+
+impl Client {
+    /// The image manifest for `platform`: `reference` may name an image manifest directly or an
+    /// index, in which case the platform's entry is fetched by digest and verified. Returns the
+    /// image manifest and, when there was one, the index. The registry half of what
+    /// `image::remote::open_registry` does through the store, for these tests.
+    pub(super) fn pull_for_platform(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<(PulledManifest, Option<PulledManifest>)> {
+        let top = self.get_manifest(repo, reference, ALL_MANIFEST_TYPES)?;
+        if !is_index(&top.media_type) {
+            return Ok((top, None));
+        }
+        let entry = select_platform(&top, platform)?;
+        if entry.digest == top.digest {
+            return Err(RegistryError::SelfReferencingIndex { digest: top.digest });
+        }
+        let child = match self.get_manifest(repo, &entry.digest.to_string(), IMAGE_MANIFEST_TYPES) {
+            Err(RegistryError::UnacceptedMediaType { media_type, .. }) if is_index(&media_type) => {
+                return Err(RegistryError::NestedIndex {
+                    index: top.digest,
+                    child: entry.digest,
+                })
+            }
+            other => other?,
+        };
+        Ok((child, Some(top)))
+    }
+}
 
 fn repo_of(reg: &LocalRegistry, name: &str) -> Repository {
     Repository::new(&reg.host, name).unwrap()

@@ -6,9 +6,11 @@ use std::path::Path;
 
 use base64::Engine as _;
 
+use super::error::Result;
 use super::*;
 use crate::digest::Sha256Digest;
 use crate::media::*;
+use crate::platform::Platform;
 use crate::testing::http_server::{Reply, Req, Server};
 
 pub(super) const OCI_IMG: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;

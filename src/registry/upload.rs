@@ -112,7 +112,7 @@ impl Client {
     }
 
     /// Uploads blob `digest` of `size` bytes from `reader`, unless the repository has it.
-    pub fn put_blob(
+    pub(crate) fn put_blob(
         &self,
         repo: &Repository,
         digest: &Sha256Digest,
@@ -218,7 +218,7 @@ impl Client {
 
     /// Mounts blob `digest` from `from` into `to` when both live in the same registry; `false`
     /// when the registry declined (then nothing was changed and the caller uploads instead).
-    pub fn mount_blob(
+    pub(crate) fn mount_blob(
         &self,
         from: &Repository,
         to: &Repository,
@@ -244,7 +244,7 @@ impl Client {
 
     /// Pushes a manifest under a tag or its digest; returns the digest, after checking that
     /// the registry stored the same one.
-    pub fn put_manifest(
+    pub(crate) fn put_manifest(
         &self,
         repo: &Repository,
         reference: &str,

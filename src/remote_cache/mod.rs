@@ -9,16 +9,18 @@
 
 mod pull;
 mod push;
-pub mod record;
+pub(crate) mod record;
 
 #[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;
 
-pub use pull::{lookup, CacheSource, RemoteHit};
-pub use push::{push, CachePushReport, LayerToPush};
-pub use record::{CacheRecord, Expected, OpenedRecord, RecordError};
+pub(crate) use pull::{lookup, CacheSource, RemoteHit};
+pub(crate) use push::CachePushReport;
+pub use push::{push, LayerToPush};
+pub use record::CacheRecord;
+pub(crate) use record::{Expected, RecordError};
 
 use crate::digest::Sha256Digest;
 use crate::image::ImageError;
@@ -80,7 +82,7 @@ pub enum CacheError {
 
 impl CacheError {
     /// Whether the cache as a whole is unusable (every later lookup would fail the same way).
-    pub fn is_unreachable(&self) -> bool {
+    pub(crate) fn is_unreachable(&self) -> bool {
         matches!(self, CacheError::Unreachable { .. })
     }
 }

@@ -68,7 +68,10 @@ pub fn lookup(
     let repo = &source.repository;
     let cache = repo.to_string();
     let tag = record::tag(want.key);
-    let manifest = match client.get_manifest(repo, &tag, &[media::OCI_MANIFEST]) {
+    // Asked for every type kiln reads, so that whatever the tag holds (an image, an index)
+    // comes back as it is and is refused as not a record; asked for OCI manifests only,
+    // distribution converts a Docker schema 2 image to schema 1, which reads as a lie.
+    let manifest = match client.get_manifest(repo, &tag, media::ALL_MANIFEST_TYPES) {
         Ok(m) => m,
         Err(RegistryError::Status { status: 404, .. }) => return Ok(None),
         // The cache cannot be reached or refuses us: every later lookup would fail the same.

@@ -133,17 +133,33 @@ const ATTEMPTS: u32 = 4;
 /// writers pushing the same blob into one repository race inside the registry: distribution
 /// rewrites the repository's link to the blob on every commit, and a request that reads the
 /// link meanwhile fails (`DIGEST_INVALID`, `BLOB_UNKNOWN`); the same request a moment later
-/// succeeds, since every writer writes the same bytes.
+/// succeeds, since every writer writes the same bytes. A refusal (see [`refused`]) is not tried
+/// again.
 fn with_retries<T>(mut step: impl FnMut() -> Result<T, Retried>) -> Result<T, Retried> {
     let mut attempt = 1;
     loop {
         match step() {
             Ok(v) => return Ok(v),
-            Err(Retried::Registry(_)) if attempt < ATTEMPTS => {
+            Err(Retried::Registry(e)) if attempt < ATTEMPTS && !refused(&e) => {
                 std::thread::sleep(Duration::from_millis(50 << attempt));
                 attempt += 1;
             }
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Whether the registry refused the request for good: no or wrong credentials, not allowed, a
+/// read-only registry (405). The same request a moment later gets the same answer.
+fn refused(e: &RegistryError) -> bool {
+    matches!(
+        e,
+        RegistryError::Unauthorized { .. }
+            | RegistryError::Token { .. }
+            | RegistryError::PlainHttpRefused { .. }
+            | RegistryError::Status {
+                status: 401 | 403 | 405,
+                ..
+            }
+    )
 }

@@ -93,12 +93,12 @@ pub fn tag(key: &Sha256Digest) -> String {
 
 impl CacheRecord {
     /// The payload: canonical JSON (sorted keys, compact).
-    pub fn payload(&self) -> Vec<u8> {
+    pub(crate) fn payload(&self) -> Vec<u8> {
         to_canonical_vec(self).expect("a record serializes")
     }
 
     /// The envelope bytes: signed with `key` (deterministically), or unsigned.
-    pub fn envelope(&self, key: Option<&SigningKey>) -> Vec<u8> {
+    pub(crate) fn envelope(&self, key: Option<&SigningKey>) -> Vec<u8> {
         let payload = self.payload();
         let envelope = match key {
             Some(k) => Envelope::sign(RECORD_TYPE, &payload, k, &keys::key_id(k.verifying_key())),
@@ -109,7 +109,7 @@ impl CacheRecord {
 
     /// The artifact manifest of this record whose envelope has `envelope_digest` and
     /// `envelope_size`: canonical JSON.
-    pub fn manifest(&self, envelope_digest: &Sha256Digest, envelope_size: u64) -> Vec<u8> {
+    pub(crate) fn manifest(&self, envelope_digest: &Sha256Digest, envelope_size: u64) -> Vec<u8> {
         let manifest = json!({
             "schemaVersion": 2,
             "mediaType": media::OCI_MANIFEST,

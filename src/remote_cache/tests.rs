@@ -43,6 +43,15 @@ fn layer(dir: &std::path::Path, key: &[u8]) -> (CacheRecord, std::path::PathBuf)
     (record, path)
 }
 
+fn put_blobs(client: &Client, repo: &Repository, blobs: &[&[u8]]) {
+    for bytes in blobs {
+        let digest = Sha256Digest::of(bytes);
+        client
+            .put_blob(repo, &digest, bytes.len() as u64, &mut &bytes[..])
+            .unwrap();
+    }
+}
+
 fn want(record: &CacheRecord) -> Expected<'_> {
     Expected {
         key: &record.key,
@@ -107,16 +116,7 @@ fn a_record_is_refused_until_its_blob_is_there() {
     let (record, _) = layer(tmp.path(), b"key");
     // Everything but the layer blob, as a writer that skipped it would push.
     let envelope = record.envelope(None);
-    for bytes in [media::EMPTY_JSON, &envelope[..]] {
-        client
-            .put_blob(
-                &repo,
-                &Sha256Digest::of(bytes),
-                bytes.len() as u64,
-                &mut &bytes[..],
-            )
-            .unwrap();
-    }
+    put_blobs(&client, &repo, &[media::EMPTY_JSON, &envelope]);
     let manifest = record.manifest(&Sha256Digest::of(&envelope), envelope.len() as u64);
     let tag = record::tag(&record.key);
     let refused = client.put_manifest(&repo, &tag, media::OCI_MANIFEST, &manifest);
@@ -130,5 +130,43 @@ fn a_record_is_refused_until_its_blob_is_there() {
     assert_eq!(
         lookup(&client, &store, &source, want(&record)).unwrap(),
         None
+    );
+}
+
+/// A tag that holds an ordinary Docker image (schema 2) rather than a record: asked for OCI
+/// manifests only, distribution converted it to schema 1, and the reader reported a digest
+/// mismatch instead of saying what the tag holds.
+#[test]
+fn a_docker_image_under_a_record_tag_is_not_a_record() {
+    let reg = LocalRegistry::start(&[]);
+    let client = client();
+    let repo = Repository::new(&reg.host, "cache").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (record, path) = layer(tmp.path(), b"key");
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [record.diff_id.to_string()]},
+    }))
+    .unwrap();
+    let gz = fs_err::read(&path).unwrap();
+    put_blobs(&client, &repo, &[&config, &gz]);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::DOCKER_MANIFEST,
+        "config": {"mediaType": media::DOCKER_CONFIG, "digest": Sha256Digest::of(&config).to_string(), "size": config.len()},
+        "layers": [{"mediaType": media::DOCKER_LAYER_GZIP, "digest": record.digest.to_string(), "size": record.size}],
+    }))
+    .unwrap();
+    let tag = record::tag(&record.key);
+    client
+        .put_manifest(&repo, &tag, media::DOCKER_MANIFEST, &manifest)
+        .unwrap();
+    let store = Store::open(&tmp.path().join("store")).unwrap();
+    let source = CacheSource::new(repo, Vec::new());
+    let err = lookup(&client, &store, &source, want(&record)).unwrap_err();
+    assert!(
+        matches!(err, CacheError::NotARecord { .. }),
+        "{err}: {:?}",
+        std::error::Error::source(&err).map(ToString::to_string)
     );
 }

@@ -109,7 +109,7 @@ pub fn read_image_packages(img: &OpenedImage) -> Result<ImagePackages> {
         }
         scans.push(scan);
     }
-    let fs = AppliedFs::apply(&scans);
+    let fs = AppliedFs::apply(&scans).map_err(layers_err)?;
     let read = |path: &str| -> Result<Option<String>> {
         let Some(node) = fs.nodes.get(path) else {
             return Ok(None);

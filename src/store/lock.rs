@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rustix::fs::{flock, FlockOperation};
 
@@ -22,7 +22,6 @@ use crate::digest::Sha256Digest;
 #[derive(Debug)]
 pub struct DigestLock {
     digest: Sha256Digest,
-    path: PathBuf,
     _file: File,
 }
 
@@ -34,18 +33,17 @@ impl DigestLock {
             .expect("a blocking lock either succeeds or fails");
         Ok(Self {
             digest: *digest,
-            path,
             _file: file,
         })
     }
 
     /// Like `acquire`, but returns `None` at once when another holder has the lock.
+    #[cfg(test)]
     pub(crate) fn try_acquire(locks_dir: &Path, digest: &Sha256Digest) -> Result<Option<Self>> {
         let path = locks_dir.join(format!("{}.lock", digest.hex()));
         Ok(
             lock_file(&path, FlockOperation::NonBlockingLockExclusive)?.map(|file| Self {
                 digest: *digest,
-                path: path.clone(),
                 _file: file,
             }),
         )
@@ -53,10 +51,6 @@ impl DigestLock {
 
     pub fn digest(&self) -> &Sha256Digest {
         &self.digest
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

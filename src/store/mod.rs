@@ -181,20 +181,6 @@ impl Store {
         writer.commit(expected)
     }
 
-    /// Copies the file at `path` into the store, checking `expected` when given.
-    pub fn import_file(
-        &self,
-        path: &Path,
-        expected: Option<&Sha256Digest>,
-    ) -> Result<(Sha256Digest, u64)> {
-        let what = path.display().to_string();
-        let file = std::fs::File::open(path).map_err(|source| StoreError::Read {
-            what: what.clone(),
-            source,
-        })?;
-        self.insert_reader(expected, &what, file)
-    }
-
     /// Blocks until this caller is the only writer of `digest` (across threads and processes).
     /// Released on drop, or by the kernel when the process dies.
     pub fn lock(&self, digest: &Sha256Digest) -> Result<DigestLock> {
@@ -202,6 +188,7 @@ impl Store {
     }
 
     /// Like `lock`, but `None` at once when someone else holds it.
+    #[cfg(test)]
     pub fn try_lock(&self, digest: &Sha256Digest) -> Result<Option<DigestLock>> {
         DigestLock::try_acquire(&self.locks_dir(), digest)
     }
@@ -438,23 +425,6 @@ mod tests {
         assert!(!abandoned.exists());
         assert!(live.temp_path().exists());
         live.commit(None).unwrap();
-    }
-
-    #[test]
-    fn import_file_copies_and_checks() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("c")).unwrap();
-        let src = dir.path().join("input.txt");
-        std::fs::write(&src, b"imported").unwrap();
-        let d = Sha256Digest::of(b"imported");
-        assert_eq!(store.import_file(&src, Some(&d)).unwrap(), (d, 8));
-        let wrong = Sha256Digest::of(b"other");
-        let err = store.import_file(&src, Some(&wrong)).unwrap_err();
-        assert!(err.to_string().contains("input.txt"), "{err}");
-        let err = store
-            .import_file(&dir.path().join("missing"), None)
-            .unwrap_err();
-        assert!(matches!(err, StoreError::Read { .. }) && err.to_string().contains("missing"));
     }
 
     #[test]

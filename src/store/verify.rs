@@ -7,15 +7,15 @@
 //! concurrent writer's fresh, good entry is never the one moved away.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::error::{Result, StoreError};
 use super::lock::DigestLock;
 use super::records::RecordKind;
 use super::Store;
-use crate::digest::{Hasher, Sha256Digest};
+use crate::digest::Sha256Digest;
 
 /// A store entry whose bytes were hashed and matched its digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,31 +38,6 @@ impl Store {
     /// `open_verified` for the holder of the digest's lock.
     pub fn open_verified_locked(&self, lock: &DigestLock) -> Result<Option<VerifiedBlob>> {
         self.verify_entry(lock.digest(), Some(lock))
-    }
-
-    /// A reader over the entry that hashes as it reads and fails at end of file (quarantining
-    /// the entry) when the content does not match, so a consumer reads each byte only once.
-    /// `Ok(None)` when there is no entry. A consumer must treat everything it read as
-    /// untrusted until this reader has returned end of file. Not for holders of the digest's
-    /// lock (quarantining takes it).
-    pub fn open_verifying(&self, digest: &Sha256Digest) -> Result<Option<VerifyingReader>> {
-        let path = self.path_unverified(digest);
-        match File::open(&path) {
-            Ok(file) => Ok(Some(VerifyingReader {
-                store: self.clone(),
-                digest: *digest,
-                path,
-                file,
-                hasher: Hasher::new(),
-                done: false,
-            })),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StoreError::ReadEntry {
-                digest: *digest,
-                path,
-                source,
-            }),
-        }
     }
 
     /// Records that the entry for `digest` is verified as it is now, so the next
@@ -206,61 +181,10 @@ fn verified_stamp(md: &std::fs::Metadata) -> String {
     )
 }
 
-/// See `Store::open_verifying`.
-pub struct VerifyingReader {
-    store: Store,
-    digest: Sha256Digest,
-    path: PathBuf,
-    file: File,
-    hasher: Hasher,
-    done: bool,
-}
-
-impl std::fmt::Debug for VerifyingReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifyingReader")
-            .field("digest", &self.digest)
-            .field("path", &self.path)
-            .finish()
-    }
-}
-
-impl VerifyingReader {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Read for VerifyingReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.done || buf.is_empty() {
-            return Ok(0);
-        }
-        let n = self.file.read(buf)?;
-        if n > 0 {
-            self.hasher.update(&buf[..n]);
-            return Ok(n);
-        }
-        let actual = std::mem::take(&mut self.hasher).finish();
-        if actual == self.digest {
-            self.done = true;
-            self.store.mark_verified(&self.digest);
-            super::usage::touch(&self.path);
-            return Ok(0);
-        }
-        let err = match self
-            .store
-            .quarantine(&self.digest, &self.file, actual, None)
-        {
-            Ok(e) | Err(e) => e,
-        };
-        Err(io::Error::new(io::ErrorKind::InvalidData, err))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
     use super::*;
 
@@ -316,35 +240,6 @@ mod tests {
             let blob = store.open_verified(&d).unwrap().unwrap();
             assert_eq!(std::fs::read(&blob.path).unwrap(), content, "{name}");
         }
-    }
-
-    #[test]
-    fn verifying_reader_fails_at_eof_on_corruption() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let (d, _) = store.insert_reader(None, "x", &b"0123456789"[..]).unwrap();
-
-        let mut good = Vec::new();
-        store
-            .open_verifying(&d)
-            .unwrap()
-            .unwrap()
-            .read_to_end(&mut good)
-            .unwrap();
-        assert_eq!(good, b"0123456789");
-
-        tamper(&store.path_unverified(&d), |b| b[0] = b'X');
-        let mut sink = Vec::new();
-        let err = store
-            .open_verifying(&d)
-            .unwrap()
-            .unwrap()
-            .read_to_end(&mut sink)
-            .unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-        assert!(err.to_string().contains(&d.to_string()), "{err}");
-        assert!(!store.contains(&d));
-        assert!(store.open_verifying(&d).unwrap().is_none());
     }
 }
 

@@ -95,15 +95,6 @@ impl BlobWriter {
         &self.temp_path
     }
 
-    /// Bytes written so far.
-    pub fn len(&self) -> u64 {
-        self.hasher.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.hasher.is_empty()
-    }
-
     /// The digest of the bytes written so far.
     pub fn digest(&self) -> Sha256Digest {
         self.hasher.clone().finish()

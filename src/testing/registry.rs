@@ -27,15 +27,21 @@ pub struct LocalRegistry {
 impl LocalRegistry {
     /// Starts `docker-registry serve CONFIG`; `users` (name, password) turns on basic auth.
     pub fn start(users: &[(&str, &str)]) -> Self {
-        Self::start_with(users, None)
+        Self::start_with(users, None, false)
+    }
+
+    /// [`LocalRegistry::start`] in distribution's read-only mode (`maintenance: readonly`):
+    /// pulls work, every push is refused with 405.
+    pub fn start_read_only() -> Self {
+        Self::start_with(&[], None, true)
     }
 
     /// [`LocalRegistry::start`] speaking https only, with this certificate and key (PEM).
     pub fn start_tls(users: &[(&str, &str)], cert: &Path, key: &Path) -> Self {
-        Self::start_with(users, Some((cert, key)))
+        Self::start_with(users, Some((cert, key)), false)
     }
 
-    fn start_with(users: &[(&str, &str)], tls: Option<(&Path, &Path)>) -> Self {
+    fn start_with(users: &[(&str, &str)], tls: Option<(&Path, &Path)>, read_only: bool) -> Self {
         assert!(
             Path::new(REGISTRY_BIN).exists(),
             "{REGISTRY_BIN} is missing: install the Debian package docker-registry (scripts/setup.sh)"
@@ -52,6 +58,12 @@ impl LocalRegistry {
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: kiln-test\n",
             storage.display()
         );
+        if read_only {
+            config = config.replace(
+                "  delete:\n",
+                "  maintenance:\n    readonly:\n      enabled: true\n  delete:\n",
+            );
+        }
         if let Some((cert, key)) = tls {
             config.push_str(&format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use kiln::digest::Sha256Digest;
+use kiln::Sha256Digest;
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -835,4 +835,48 @@ fn a_closed_pipe_keeps_the_verdicts_exit_code() {
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(!err.contains("panicked"), "{err}");
     }
+}
+
+/// A hard link shares its target's object as the link's layer left it: a later layer that
+/// rewrites the target does not change the link. `kiln diff` resolved links after stacking
+/// every layer, so it reported `/h` of one image with the later content of `/a`, and two
+/// images whose trees are the same (`/h` holds `1` in both) as different files.
+#[test]
+fn a_link_keeps_its_content_when_a_later_layer_rewrites_its_target() {
+    use crate::testtar::Tar;
+    let ctx = TestContext::new();
+    let two = build(
+        &ctx,
+        "two",
+        &recipe(
+            EPOCH,
+            &format!(
+                "{LAYER}{}{LAYER}{}",
+                write("/x", "x", ""),
+                write("/y", "y", "")
+            ),
+        ),
+    );
+    // The image `name` whose first layer is `first` and whose second rewrites `/a`.
+    let image = |name: &str, first: Vec<u8>| {
+        let dst = ctx.join(name);
+        let top = Tar::new().file("a", b"2").finish();
+        rewrite_layers(
+            &two,
+            &dst,
+            |i, _| if i == 0 { first.clone() } else { top.clone() },
+            kiln_like_gzip,
+        );
+        dst
+    };
+    let linked = image(
+        "linked",
+        Tar::new().file("a", b"1").hardlink("h", "a").finish(),
+    );
+    let copied = image(
+        "copied",
+        Tar::new().file("a", b"1").file("h", b"1").finish(),
+    );
+    let (_, report) = diff_json(&ctx, &linked, &copied, &[]);
+    assert_eq!(report["files"], json!([]), "{report:#}");
 }

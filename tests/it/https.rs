@@ -33,7 +33,7 @@ fn assert_untrusted(err: &str, host: &str) {
 
 /// `input/recipe.toml`, with one url input: `CONTENT` at `/blob` of `server`. Its digest (hex).
 fn write_input_recipe(ctx: &TestContext, server: &Server) -> String {
-    let digest = kiln::digest::Sha256Digest::of(CONTENT).hex();
+    let digest = kiln::Sha256Digest::of(CONTENT).hex();
     ctx.write(
         "input/recipe.toml",
         format!(

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::http_server::{Reply, Req, Server};
 use crate::registry_support::LocalRegistry;
 use crate::support::*;
-use kiln::digest::Sha256Digest;
+use kiln::Sha256Digest;
 
 fn input_a() -> Vec<u8> {
     (0..4000)
@@ -926,4 +926,60 @@ fn a_layer_that_differs_per_platform_is_never_taken_from_another_platforms_recor
     let before = debs.hits();
     build_all_from(&ctx, "machine-c", &cache, &[], (&reference, 4));
     assert_eq!(debs.hits(), before, "no .deb was fetched");
+}
+
+/// `--cache-from oci:out` was refused as "--cache-from takes a docker://HOST/REPO reference",
+/// caused by "--push takes a docker://HOST/REPO[:TAG] reference": a flag the user never gave.
+#[test]
+fn a_cache_flag_that_is_not_a_registry_names_that_flag() {
+    let ctx = TestContext::new();
+    ctx.write(
+        "recipe.toml",
+        "[image]\nname = \"x\"\nepoch = 1\n[[layer]]\n[[layer.step]]\nwrite = \"/x\"\ncontent = \"x\"\n",
+    );
+    for flag in ["--cache-from", "--cache-to"] {
+        let out = build(&ctx, "cache", "out", &[flag, "oci:somewhere"]);
+        let err = stderr_text(&out);
+        assert!(!out.status.success(), "{flag}: {err}");
+        assert!(
+            err.contains(&format!(
+                "{flag} takes a docker://HOST/REPO reference, not `oci:somewhere`"
+            )),
+            "{flag}: {err}"
+        );
+        assert!(!err.contains("--push"), "{flag}: {err}");
+        assert!(!ctx.join("out").exists(), "{flag}");
+    }
+}
+
+/// A registry that refuses pushes (read-only, 405) refuses them again a moment later: the
+/// writer tried every blob four times, with waits, before its one warning.
+#[test]
+fn a_cache_that_refuses_pushes_is_asked_once_and_the_image_is_built() {
+    let reg = LocalRegistry::start_read_only();
+    let ctx = TestContext::new();
+    ctx.write(
+        "recipe.toml",
+        "[image]\nname = \"x\"\nepoch = 1\n[[layer]]\n[[layer.step]]\nwrite = \"/a\"\ncontent = \"a\"\n[[layer]]\n[[layer.step]]\nwrite = \"/b\"\ncontent = \"b\"\n",
+    );
+    let (reference, _) = build_ok(&ctx, "plain", "out-plain", &[]);
+    let (digest, err) = build_ok(
+        &ctx,
+        "cache",
+        "out",
+        &["--cache-to", &reg.reference("ci/cache")],
+    );
+    assert_eq!(digest, reference, "{err}");
+    assert_eq!(
+        err.matches("warning: failed to push the layer cache")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("405"), "{err}");
+    assert_eq!(
+        err.matches("pushing blob ").count(),
+        2,
+        "one try per blob: {err}"
+    );
 }

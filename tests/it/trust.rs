@@ -7,7 +7,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kiln::digest::Sha256Digest;
+use kiln::Sha256Digest;
 
 use crate::support::*;
 

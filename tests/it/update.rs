@@ -316,7 +316,7 @@ fn release_tar(dir: &Path, version: &str) -> Vec<u8> {
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    kiln::digest::Sha256Digest::of(bytes).hex()
+    kiln::Sha256Digest::of(bytes).hex()
 }
 
 /// How the recipe's `update` rule finds the releases.

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use kiln::digest::Sha256Digest;
+use kiln::Sha256Digest;
 use serde_json::Value;
 
 use crate::diff::rewrite_layers;

@@ -79,7 +79,7 @@ pub(super) fn cache_blobs(root: &Path) -> Vec<String> {
 
 /// Writes `bytes` as a blob of the layout at `layout`; returns `sha256:…`.
 pub(super) fn put_blob(layout: &Path, bytes: &[u8]) -> String {
-    let d = kiln::digest::Sha256Digest::of(bytes).hex();
+    let d = kiln::Sha256Digest::of(bytes).hex();
     std::fs::write(layout.join(format!("blobs/sha256/{d}")), bytes).unwrap();
     format!("sha256:{d}")
 }
