@@ -495,6 +495,19 @@ run = "echo hi > /x"
         assert_eq!(other.layers[2].spec.debs.len(), 1);
     }
 
+    /// One image per platform shares the keys of every layer whose bytes do not depend on
+    /// the platform: the layer cache (and a remote one) serves each platform's from one entry.
+    #[test]
+    fn the_platform_changes_only_the_keys_of_run_layers() {
+        let mut r = recipe(RECIPE);
+        r.image.platform = "linux/amd64".parse().unwrap();
+        let amd64 = compute(&r, &facts("a", "b")).unwrap();
+        r.image.platform = "linux/arm64".parse().unwrap();
+        let arm64 = compute(&r, &facts("a", "b")).unwrap();
+        assert_eq!(changed(&amd64, &arm64), [3]);
+        assert_ne!(amd64.digest(), arm64.digest());
+    }
+
     #[test]
     fn config_changes_the_plan_digest_but_no_layer_key() {
         let plan = compute(&recipe(RECIPE), &facts("a", "b")).unwrap();

@@ -116,7 +116,6 @@ pub fn find(
             return Ok(found);
         }
     };
-    let mut usable = vec![true; opts.cache_from.len()];
     for (index, layer) in planned.layers.iter().enumerate() {
         if store.layer_record(&layer.key).is_some() {
             continue; // the local layer cache has it
@@ -127,8 +126,8 @@ pub fn find(
             media_type,
             max_size: opts.max_download_size,
         };
-        for (source, usable) in opts.cache_from.iter().zip(usable.iter_mut()) {
-            if !*usable {
+        for source in &opts.cache_from {
+            if source.is_unreachable() {
                 continue;
             }
             match remote_cache::lookup(&client, store, source, want) {
@@ -138,7 +137,7 @@ pub fn find(
                 }
                 Ok(None) => {}
                 Err(e) if e.is_unreachable() => {
-                    *usable = false;
+                    source.set_unreachable();
                     warn(
                         None,
                         format!("{}; not asked again in this build", chain(&e)),

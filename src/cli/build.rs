@@ -434,10 +434,10 @@ fn cache_sources(
         .collect::<Result<Vec<_>>>()?;
     from.iter()
         .map(|r| {
-            Ok(crate::remote_cache::CacheSource {
-                repository: cache_repository("--cache-from", r)?,
-                trust: trust.clone(),
-            })
+            Ok(crate::remote_cache::CacheSource::new(
+                cache_repository("--cache-from", r)?,
+                trust.clone(),
+            ))
         })
         .collect()
 }

@@ -4,6 +4,7 @@
 
 use std::io::BufReader;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::record::{self, Expected, MAX_ENVELOPE_BYTES};
@@ -21,6 +22,28 @@ use crate::store::Store;
 pub struct CacheSource {
     pub repository: Repository,
     pub trust: Vec<VerifyingKey>,
+    /// Set once a lookup found the cache unreachable, in every clone of this source: a build of
+    /// several images (one per platform) does not ask it again for the next image.
+    unreachable: Arc<AtomicBool>,
+}
+
+impl CacheSource {
+    pub fn new(repository: Repository, trust: Vec<VerifyingKey>) -> Self {
+        CacheSource {
+            repository,
+            trust,
+            unreachable: Arc::default(),
+        }
+    }
+
+    /// Whether a lookup found this cache unreachable ([`CacheError::is_unreachable`]).
+    pub fn is_unreachable(&self) -> bool {
+        self.unreachable.load(Ordering::Relaxed)
+    }
+
+    pub fn set_unreachable(&self) {
+        self.unreachable.store(true, Ordering::Relaxed);
+    }
 }
 
 /// A layer found in a remote cache and now in the store.

@@ -83,10 +83,7 @@ fn a_pushed_record_is_found_and_its_layer_pulled_verified() {
     assert_eq!(client.resolve_tag(&repo, &tag).unwrap(), manifest);
 
     let store = Store::open(&tmp.path().join("store")).unwrap();
-    let source = CacheSource {
-        repository: repo.clone(),
-        trust: vec![*signer.verifying_key()],
-    };
+    let source = CacheSource::new(repo.clone(), vec![*signer.verifying_key()]);
     let hit = lookup(&client, &store, &source, want(&record))
         .unwrap()
         .expect("a hit");
@@ -106,10 +103,7 @@ fn a_pushed_record_is_found_and_its_layer_pulled_verified() {
         None
     );
     // A registry that is not there: the cache is unreachable, not a miss.
-    let gone = CacheSource {
-        repository: Repository::new("127.0.0.1:9", "cache").unwrap(),
-        trust: Vec::new(),
-    };
+    let gone = CacheSource::new(Repository::new("127.0.0.1:9", "cache").unwrap(), Vec::new());
     let err = lookup(&client, &store, &gone, want(&record)).unwrap_err();
     assert!(err.is_unreachable(), "{err}");
 }
@@ -133,10 +127,7 @@ fn a_record_is_refused_until_its_blob_is_there() {
     );
     // A reader then misses and builds.
     let store = Store::open(&tmp.path().join("store")).unwrap();
-    let source = CacheSource {
-        repository: repo,
-        trust: Vec::new(),
-    };
+    let source = CacheSource::new(repo, Vec::new());
     assert_eq!(
         lookup(&client, &store, &source, want(&record)).unwrap(),
         None
@@ -172,10 +163,7 @@ fn a_docker_image_under_a_record_tag_is_not_a_record() {
         .put_manifest(&repo, &tag, media::DOCKER_MANIFEST, &manifest)
         .unwrap();
     let store = Store::open(&tmp.path().join("store")).unwrap();
-    let source = CacheSource {
-        repository: repo,
-        trust: Vec::new(),
-    };
+    let source = CacheSource::new(repo, Vec::new());
     let err = lookup(&client, &store, &source, want(&record)).unwrap_err();
     assert!(
         matches!(err, CacheError::NotARecord { .. }),

@@ -78,12 +78,57 @@ content = "x\n"
 /// `kiln build recipe.toml -o OUT --cache CACHE` with `extra` arguments (a fresh cache
 /// directory is a machine that never built anything).
 fn build(ctx: &TestContext, cache: &str, out: &str, extra: &[&str]) -> Output {
+    build_recipe(ctx, "recipe.toml", cache, out, extra)
+}
+
+/// [`build`] of another recipe file.
+fn build_recipe(ctx: &TestContext, recipe: &str, cache: &str, out: &str, extra: &[&str]) -> Output {
     ctx.kiln()
-        .args(["build", "recipe.toml", "-o", out, "--cache"])
+        .args(["build", recipe, "-o", out, "--cache"])
         .arg(ctx.join(cache))
         .args(extra)
         .output()
         .unwrap()
+}
+
+/// `build --json` on machine `machine` (into `out-MACHINE`) from `cache` alone, with `extra`
+/// arguments: the image `digest`, each of its `layers` layers a hit in `cache`, no warning.
+/// Returns the events.
+fn build_all_from(
+    ctx: &TestContext,
+    machine: &str,
+    cache: &str,
+    extra: &[&str],
+    (digest, layers): (&str, usize),
+) -> Vec<Value> {
+    let mut args = vec!["--cache-from", cache, "--json"];
+    args.extend(extra);
+    let events = json_events(build(ctx, machine, &format!("out-{machine}"), &args));
+    assert_eq!(events.last().unwrap()["digest"], digest, "{events:?}");
+    let repo = cache.trim_start_matches("docker://");
+    let built = layer_events(&events);
+    assert_eq!(built.len(), layers, "{events:?}");
+    assert!(built.iter().all(|e| e["remote"] == repo), "{events:?}");
+    assert!(
+        !events.iter().any(|e| e["event"] == "warning"),
+        "{events:?}"
+    );
+    events
+}
+
+/// The events a `build --json` printed, after asserting it succeeded.
+fn json_events(out: Output) -> Vec<Value> {
+    assert!(out.status.success(), "{}", stderr_text(&out));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The `layer` events among `events`, in build order.
+fn layer_events(events: &[Value]) -> Vec<&Value> {
+    events.iter().filter(|e| e["event"] == "layer").collect()
 }
 
 fn build_ok(ctx: &TestContext, cache: &str, out: &str, extra: &[&str]) -> (String, String) {
@@ -95,6 +140,20 @@ fn build_ok(ctx: &TestContext, cache: &str, out: &str, extra: &[&str]) -> (Strin
     );
     let stdout = String::from_utf8(out.stdout.clone()).unwrap();
     (last_line(&stdout), stderr_text(&out))
+}
+
+/// A build on machine `cache` with a `--cache-from` nothing answers at: the image `reference`,
+/// after one warning (the cache is not asked again in the build). Returns stderr.
+fn build_from_unreachable_cache(ctx: &TestContext, cache: &str, reference: &str) -> String {
+    let (d, err) = build_ok(
+        ctx,
+        cache,
+        &format!("out-{cache}"),
+        &["--cache-from", "docker://127.0.0.1:9/cache"],
+    );
+    assert_eq!(d, reference, "{err}");
+    assert_eq!(err.matches("warning: remote cache: ").count(), 1, "{err}");
+    err
 }
 
 fn stderr_text(out: &Output) -> String {
@@ -139,14 +198,79 @@ fn layers(layout: &Path) -> Vec<(String, u64, String)> {
 
 /// The SLSA provenance kiln wrote into the layout.
 fn provenance(layout: &Path) -> Value {
+    provenances(layout)
+        .into_iter()
+        .next()
+        .expect("a provenance statement")
+}
+
+/// Every SLSA provenance statement in the layout (one per image of an index).
+fn provenances(layout: &Path) -> Vec<Value> {
     std::fs::read_dir(layout.join("blobs/sha256"))
         .unwrap()
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
-        .find(|t| {
+        .filter(|t| {
             t.contains("https://slsa.dev/provenance/v1") && t.contains("resolvedDependencies")
         })
         .map(|t| serde_json::from_str(&t).unwrap())
-        .expect("a provenance statement")
+        .collect()
+}
+
+/// The images of the index in the layout at `layout`, in its order: each one's `os/arch` and
+/// layer digests.
+fn index_images(layout: &Path) -> Vec<(String, Vec<String>)> {
+    let top = read_json(&layout.join("index.json"));
+    let entry = top["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mediaType"] == "application/vnd.oci.image.index.v1+json")
+        .expect("an image index");
+    let index = read_json(&blob(layout, entry["digest"].as_str().unwrap()));
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let manifest = read_json(&blob(layout, m["digest"].as_str().unwrap()));
+            let field = |name: &str| m["platform"][name].as_str().unwrap().to_string();
+            let platform = format!("{}/{}", field("os"), field("architecture"));
+            let layers = manifest["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["digest"].as_str().unwrap().to_string())
+                .collect();
+            (platform, layers)
+        })
+        .collect()
+}
+
+/// The tags of the records of `keys`, sorted.
+fn record_tags(keys: &[String]) -> Vec<String> {
+    let mut tags: Vec<String> = keys
+        .iter()
+        .map(|k| format!("kiln-cache-{}", k.trim_start_matches("sha256:")))
+        .collect();
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
+/// The tags of the repository `repo` of `reg`, sorted.
+fn tags(reg: &LocalRegistry, repo: &str) -> Vec<String> {
+    let list: Value = serde_json::from_str(
+        &ureq::get(&format!("http://{}/v2/{repo}/tags/list", reg.host))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut tags: Vec<String> = serde_json::from_value(list["tags"].clone()).unwrap();
+    tags.sort();
+    tags
 }
 
 /// The lines of `stderr` that report a layer taken from a remote cache.
@@ -161,13 +285,26 @@ fn remote_hits(stderr: &str) -> Vec<&str> {
 fn plan(ctx: &TestContext) -> (Vec<String>, String) {
     let plan: Value =
         serde_json::from_str(&run_ok(ctx.kiln().args(["build", "recipe.toml", "--plan"]))).unwrap();
-    let keys = plan["layers"]
+    (
+        plan_keys(&plan),
+        plan["image"]["encoder"].as_str().unwrap().to_string(),
+    )
+}
+
+fn plan_keys(plan: &Value) -> Vec<String> {
+    plan["layers"]
         .as_array()
         .unwrap()
         .iter()
         .map(|l| l["key"].as_str().unwrap().to_string())
-        .collect();
-    (keys, plan["image"]["encoder"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The layer keys of each platform's plan of a recipe with several `platforms`.
+fn platform_keys(ctx: &TestContext) -> Vec<Vec<String>> {
+    let plans: Vec<Value> =
+        serde_json::from_str(&run_ok(ctx.kiln().args(["build", "recipe.toml", "--plan"]))).unwrap();
+    plans.iter().map(plan_keys).collect()
 }
 
 #[test]
@@ -188,23 +325,8 @@ fn a_machine_with_an_empty_cache_builds_from_the_remote_cache_without_the_inputs
         "{a_err}"
     );
     let (keys, _) = plan(&ctx);
-    let tags: Value = serde_json::from_str(
-        &ureq::get(&format!("http://{}/v2/ci/cache/tags/list", reg.host))
-            .call()
-            .unwrap()
-            .into_body()
-            .read_to_string()
-            .unwrap(),
-    )
-    .unwrap();
-    let mut want: Vec<String> = keys
-        .iter()
-        .map(|k| format!("kiln-cache-{}", k.trim_start_matches("sha256:")))
-        .collect();
-    want.sort();
-    let mut got: Vec<String> = serde_json::from_value(tags["tags"].clone()).unwrap();
-    got.sort();
-    assert_eq!(got, want, "one record per layer key");
+    let want = record_tags(&keys);
+    assert_eq!(tags(&reg, "ci/cache"), want, "one record per layer key");
     // skopeo, which kiln did not write, reads a record as an OCI artifact that lists the layer.
     let raw: Value = serde_json::from_str(&run_ok(tool("skopeo").args([
         "inspect",
@@ -271,25 +393,7 @@ fn a_machine_with_an_empty_cache_builds_from_the_remote_cache_without_the_inputs
     );
 
     // `--json`: every layer event names the cache.
-    let out = build(
-        &ctx,
-        "machine-c",
-        "out-c",
-        &["--cache-from", &cache, "--json"],
-    );
-    assert!(out.status.success(), "{}", stderr_text(&out));
-    let events: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let layer_events: Vec<&Value> = events.iter().filter(|e| e["event"] == "layer").collect();
-    assert_eq!(layer_events.len(), 3);
-    assert!(
-        layer_events.iter().all(|e| e["remote"] == repo),
-        "{events:?}"
-    );
-    assert_eq!(events.last().unwrap()["digest"], digest);
+    build_all_from(&ctx, "machine-c", &cache, &[], (&digest, 3));
 
     // Without --cache-from, machine D has nothing but the (gone) inputs: the ordinary error.
     let out = build(&ctx, "machine-d", "out-d", &[]);
@@ -427,14 +531,7 @@ fn a_cache_that_does_not_check_out_never_changes_the_image() {
         }
     }
     // A cache that cannot be reached: one warning, then every layer is built.
-    let (d, err) = build_ok(
-        &ctx,
-        "reader-unreachable",
-        "out-unreachable",
-        &["--cache-from", "docker://127.0.0.1:9/cache"],
-    );
-    assert_eq!(d, reference, "{err}");
-    assert_eq!(err.matches("warning: remote cache: ").count(), 1, "{err}");
+    let err = build_from_unreachable_cache(&ctx, "reader-unreachable", &reference);
     assert!(
         err.contains("not asked again in this build; building locally"),
         "{err}"
@@ -630,6 +727,205 @@ fn a_writer_killed_mid_push_leaves_nothing_a_reader_takes_wrong() {
     build_ok(&ctx, "reference", "out-w2", &["--cache-to", &cache]);
     let (d, err) = build_ok(&ctx, "reader-2", "out-r2", &["--cache-from", &cache]);
     assert_eq!((d, remote_hits(&err).len()), (reference, 4), "{err}");
+}
+
+/// The recipe of [`write_recipe`] as `name`, with `platforms` (an `[image]` line) added.
+fn write_platforms_recipe(ctx: &TestContext, server: &Server, name: &str, platforms: &str) {
+    let text = std::fs::read_to_string(write_recipe(ctx, server)).unwrap();
+    let text = text.replace(
+        "epoch = 1700000000\n",
+        &format!("epoch = 1700000000\n{platforms}\n"),
+    );
+    ctx.write(name, text);
+}
+
+const BOTH: &str = "platforms = [\"linux/amd64\", \"linux/arm64\"]";
+
+/// `[image] platforms` builds one image per platform. Layers without `run` or `packages`
+/// steps are the same bytes on every platform, so their keys name no platform: one record
+/// serves every platform, whichever platform's build wrote it.
+#[test]
+fn a_multi_platform_recipe_builds_every_platform_from_the_remote_cache() {
+    let reg = LocalRegistry::start(&[]);
+    let server = input_server();
+    let ctx = TestContext::new();
+    write_platforms_recipe(&ctx, &server, "amd64.toml", "platform = \"linux/amd64\"");
+    write_platforms_recipe(&ctx, &server, "recipe.toml", BOTH);
+    let key_id = run_ok(ctx.kiln().args(["key", "generate", "--out", "ci"]));
+    let cache = reg.reference("ci/cache");
+    let keys = platform_keys(&ctx);
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], keys[1], "no layer's bytes depend on the platform");
+
+    // Machine A builds both platforms and shares their layers, signed: the second platform's
+    // push finds every blob and writes the same records.
+    let (digest, a_err) = build_ok(
+        &ctx,
+        "machine-a",
+        "out-a",
+        &["--cache-to", &cache, "--cache-key", "ci.key"],
+    );
+    let images = index_images(&ctx.join("out-a"));
+    let platforms: Vec<&str> = images.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    assert_eq!(
+        images[0].1, images[1].1,
+        "the same layers on both platforms"
+    );
+    let pushed = format!("cache: pushed 3 layer record(s), signed to {cache}: ");
+    assert_eq!(a_err.matches(&pushed).count(), 2, "{a_err}");
+    assert!(
+        a_err.contains(&format!("{pushed}3 blob(s) uploaded"))
+            && a_err.contains(&format!("{pushed}0 blob(s) uploaded")),
+        "{a_err}"
+    );
+    assert_eq!(tags(&reg, "ci/cache"), record_tags(&keys[0]));
+    // Another writer builds linux/amd64 alone.
+    let amd64_cache = reg.reference("ci/amd64");
+    let out = build_recipe(
+        &ctx,
+        "amd64.toml",
+        "amd64-writer",
+        "out-amd64",
+        &["--cache-to", &amd64_cache],
+    );
+    assert!(out.status.success(), "{}", stderr_text(&out));
+
+    // The inputs go away; machine B, with an empty cache and trusting A's key, builds the
+    // same index from the cache alone: every layer of every platform is a hit.
+    server.stop();
+    let requests = server.hits();
+    let events = build_all_from(
+        &ctx,
+        "machine-b",
+        &cache,
+        &["--cache-trust", "ci.pub"],
+        (&digest, 6),
+    );
+    assert_eq!(server.hits(), requests, "nothing was downloaded");
+    for (i, e) in layer_events(&events).iter().enumerate() {
+        let (platform, layer) = (i / 3, i % 3);
+        assert_eq!(e["key"], keys[platform][layer], "{e}");
+        assert_eq!(e["digest"], images[platform].1[layer], "{e}");
+    }
+    assert_eq!(index_images(&ctx.join("out-machine-b")), images);
+    let statements = provenances(&ctx.join("out-machine-b"));
+    assert_eq!(statements.len(), 2);
+    for p in &statements {
+        let remote = &p["predicate"]["buildDefinition"]["internalParameters"]["remoteCache"];
+        let taken = remote["layers"].as_array().unwrap();
+        assert_eq!(taken.len(), 3, "{remote}");
+        assert!(
+            taken.iter().all(|l| l["signedBy"] == key_id.trim()),
+            "{remote}"
+        );
+    }
+
+    // The records the linux/amd64 build wrote serve linux/arm64 as well.
+    build_all_from(&ctx, "machine-c", &amd64_cache, &[], (&digest, 6));
+}
+
+/// A `packages` layer installs each platform's own `.deb`s, so its key differs per platform:
+/// the records a linux/amd64 build shared never stand in for linux/arm64's layer, which is
+/// built (from arm64 `.deb`s only), and the index is the one a plain local build makes.
+#[test]
+fn a_layer_that_differs_per_platform_is_never_taken_from_another_platforms_record() {
+    let ctx = TestContext::new();
+    let home = crate::deb::new_key(&ctx, "repo", "never", None);
+    let root = crate::deb::make_repo(&ctx, &home, |r| r).root;
+    // The repository again, through a server that records what is fetched.
+    let debs = Server::start(move |r: &Req| {
+        match std::fs::read(root.join(r.path().trim_start_matches('/'))) {
+            Ok(body) if !r.path().contains("..") => Reply::ok(&body, &[]),
+            _ => Reply::not_found(),
+        }
+    });
+    let recipe = |platforms: &str| {
+        format!(
+            "[image]\nname = \"pkgs\"\nepoch = 1700000000\n{platforms}\n\n\
+             [repositories.test]\nurl = \"{}\"\nsuite = \"test\"\nkeyring = \"keyring.gpg\"\n\n\
+             [[layer]]\n[[layer.step]]\npackages = [\"libbar\"]\n\n\
+             [[layer]]\n[[layer.step]]\nwrite = \"/etc/motd\"\ncontent = \"hi\\n\"\n",
+            debs.url("")
+        )
+    };
+    ctx.write("recipe.toml", recipe(BOTH));
+    ctx.write("amd64.toml", recipe("platform = \"linux/amd64\""));
+    run_ok(
+        ctx.kiln()
+            .args(["lock", "recipe.toml", "--cache"])
+            .arg(ctx.join("lock-cache")),
+    );
+    std::fs::copy(ctx.join("recipe.lock"), ctx.join("amd64.lock")).unwrap();
+    let keys = platform_keys(&ctx);
+    assert_ne!(keys[0][0], keys[1][0], "each platform's .debs");
+    assert_eq!(keys[0][1], keys[1][1], "the same file on both");
+    let (reference, _) = build_ok(&ctx, "plain", "out-plain", &[]);
+    let images = index_images(&ctx.join("out-plain"));
+    assert_ne!(images[0].1[0], images[1].1[0]);
+
+    // Machine A builds linux/amd64 alone and shares it.
+    let reg = LocalRegistry::start(&[]);
+    let cache = reg.reference("cache");
+    let repo = format!("{}/cache", reg.host);
+    let out = build_recipe(
+        &ctx,
+        "amd64.toml",
+        "machine-a",
+        "out-a",
+        &["--cache-to", &cache],
+    );
+    let a_err = stderr_text(&out);
+    assert!(out.status.success(), "{a_err}");
+    assert!(a_err.contains("cache: pushed 2 layer record(s)"), "{a_err}");
+    let a_layers: Vec<String> = layers(&ctx.join("out-a"))
+        .into_iter()
+        .map(|l| l.0)
+        .collect();
+    assert_eq!(a_layers, images[0].1);
+
+    // Machine B builds both: linux/amd64 from the cache, linux/arm64's packages layer itself,
+    // and shares what it built.
+    let before = debs.hits();
+    let events = json_events(build(
+        &ctx,
+        "machine-b",
+        "out-b",
+        &["--cache-from", &cache, "--cache-to", &cache, "--json"],
+    ));
+    assert_eq!(events.last().unwrap()["digest"], reference, "{events:?}");
+    let remote: Vec<&Value> = layer_events(&events).iter().map(|e| &e["remote"]).collect();
+    let hit = Value::from(repo.clone());
+    assert_eq!(remote, [&hit, &hit, &Value::Null, &hit], "{events:?}");
+    let uploaded: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "cache-push")
+        .map(|e| &e["uploaded"])
+        .collect();
+    assert_eq!(uploaded, [0, 1], "arm64's packages layer: {events:?}");
+    assert_eq!(index_images(&ctx.join("out-b")), images);
+    let fetched: Vec<String> = debs.requests()[before..]
+        .iter()
+        .map(|r| r.path().to_string())
+        .collect();
+    assert!(
+        fetched.iter().any(|p| p.ends_with("_arm64.deb"))
+            && !fetched.iter().any(|p| p.ends_with("_amd64.deb")),
+        "{fetched:?}"
+    );
+
+    // A cache that cannot be reached is asked once in the build, not once per platform.
+    build_from_unreachable_cache(&ctx, "machine-d", &reference);
+
+    // One record per key (three), and with the repository gone, machine C builds both
+    // platforms from the cache alone.
+    let all: Vec<String> = keys.concat();
+    assert_eq!(tags(&reg, "cache"), record_tags(&all));
+    assert_eq!(record_tags(&all).len(), 3);
+    debs.stop();
+    let before = debs.hits();
+    build_all_from(&ctx, "machine-c", &cache, &[], (&reference, 4));
+    assert_eq!(debs.hits(), before, "no .deb was fetched");
 }
 
 /// `--cache-from oci:out` was refused as "--cache-from takes a docker://HOST/REPO reference",
