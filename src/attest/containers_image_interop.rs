@@ -1,13 +1,13 @@
-//! kiln's signature images through a real registry and skopeo, and verified by containers/image
-//! (the code podman and CRI-O use to enforce `sigstoreSigned` policies) where it can.
+//! kiln's signature images through a real registry and skopeo.
 //!
 //! A real registry (Debian's `docker-registry`) runs on a free loopback port. The test image
 //! and kiln's `.sig` image are pushed with `skopeo copy --preserve-digests` from OCI layouts;
 //! kiln's verifier then reads them back over the registry API, a second signature is appended
-//! to what the registry holds, and `skopeo copy` pulls the image by digest under a policy that
-//! requires a sigstore signature by kiln's key. Debian's skopeo and podman are built with
-//! sigstore verification patched out ("Debian-local change: sigstore disabled"); with such a
-//! build that last part reports that it did not run. Needs `docker-registry` and `skopeo`: without them the test fails.
+//! to what the registry holds. containers/image's own `sigstoreSigned` policy check is not
+//! exercised: Debian's skopeo and podman are built with sigstore verification patched out
+//! ("Debian-local change: sigstore disabled"), so no verifier here could run it; the
+//! signatures' bytes are checked by kiln and by the Python verifiers (tests/verifiers).
+//! Needs `docker-registry` and `skopeo`: without them the test fails.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -127,27 +127,6 @@ impl Skopeo {
     }
 
     /// Pulls `app@digest` under a policy requiring a sigstore signature by `key_path`.
-    fn pull_verified(&self, digest: &Sha256Digest, key_path: &Path) -> Result<(), String> {
-        let policy = json!({
-            "default": [{"type": "reject"}],
-            "transports": {"docker": {format!("{}/app", self.host): [{
-                "type": "sigstoreSigned",
-                "keyPath": key_path,
-                "signedIdentity": {"type": "matchRepository"},
-            }]}},
-        });
-        let out = self.dir.join(format!(
-            "pulled-{}",
-            Sha256Digest::of(key_path.as_os_str().as_encoded_bytes()).hex()
-        ));
-        self.copy(
-            &policy,
-            &[],
-            &format!("docker://{}/app@{digest}", self.host),
-            &format!("oci:{}:pulled", out.display()),
-        )
-    }
-
     fn push_signatures(
         &self,
         subject: &Sha256Digest,
@@ -195,23 +174,6 @@ fn fetch_signatures(host: &str, subject: &Sha256Digest) -> (Vec<u8>, Vec<(Descri
         })
         .collect();
     (manifest, layers)
-}
-
-/// Runs `check`, unless this skopeo is a Debian build with sigstore support patched out, in
-/// which case it says so (that build cannot verify sigstore signatures at all).
-fn unless_sigstore_disabled(result: Result<(), String>, expect_ok: bool) -> bool {
-    match result {
-        Err(e) if e.contains("sigstore disabled") => {
-            eprintln!("NOT RUN: this skopeo build has sigstore verification disabled: {e}");
-            false
-        }
-        Ok(()) if expect_ok => true,
-        Err(_) if !expect_ok => true,
-        other => panic!(
-            "expected {}, got {other:?}",
-            if expect_ok { "acceptance" } else { "refusal" }
-        ),
-    }
 }
 
 #[test]
@@ -283,24 +245,5 @@ fn kiln_signature_images_survive_a_registry_and_skopeo() {
         assert!(
             verify_signatures(&layers, k.verifying_key(), &digest, &IdentityPolicy::Any).verified
         );
-    }
-
-    // containers/image itself, where its build can verify sigstore signatures.
-    let stranger = keys::generate();
-    let stranger_path = dir.path().join("stranger.pub");
-    fs_err::write(
-        &stranger_path,
-        keys::write_public_pem(stranger.verifying_key()),
-    )
-    .unwrap();
-    if unless_sigstore_disabled(skopeo.pull_verified(&digest, &key_path), true) {
-        unless_sigstore_disabled(skopeo.pull_verified(&digest, &stranger_path), false);
-        let other = Sha256Digest::of(b"another image");
-        skopeo.push_signatures(
-            &digest,
-            vec![signature_layer(&key, &reference, &other)],
-            "sig-x",
-        );
-        unless_sigstore_disabled(skopeo.pull_verified(&digest, &key_path), false);
     }
 }
