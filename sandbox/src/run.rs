@@ -241,7 +241,9 @@ pub fn run_with_output(
         ));
     }
     let result = step_result(spec, &plan, &records)?;
-    if result.is_some_and(|s| !s.success()) {
+    // A step that failed, or an init that died without reporting (the cgroup's OOM killer
+    // may pick the init, which is in the step's cgroup too): a limit hit says why.
+    if result.is_none_or(|s| !s.success()) {
         // RLIMIT_FSIZE stops a file at exactly the limit (its writer gets SIGXFSZ or EFBIG).
         let hit = match cgroups.hit() {
             Some(resource) => limits.enforced(resource),
